@@ -1,0 +1,63 @@
+"""lcnflow: linear convolutional networks trained by gradient flow — exact risks, certified limits, sweeps.
+
+The layering (lower layers never import higher ones)::
+
+    architecture → conv (Π, π, H) → losses → data, risk, condition → flow → experiments → report, cli
+"""
+
+from .architecture import Architecture, SizeRuleWarning
+from .condition import DataCondition, check_data_condition
+from .conv import (
+    final_filter,
+    final_filter_hessian_contraction,
+    final_filter_jacobian,
+    flatten,
+    layer_matrix,
+    network_matrix,
+    patch_matrix,
+    unflatten,
+)
+from .data import Dataset
+from .flow import (
+    CriticalPoint,
+    FlowResult,
+    TheoremCheck,
+    classify_critical_point,
+    gradient_descent,
+    gradient_flow,
+    theorem_hypotheses,
+)
+from .interop import from_torch, to_torch
+from .losses import LOSS_NAMES, Loss, get_loss
+from .risk import EmpiricalRisk
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "LOSS_NAMES",
+    "Architecture",
+    "CriticalPoint",
+    "DataCondition",
+    "Dataset",
+    "EmpiricalRisk",
+    "FlowResult",
+    "Loss",
+    "SizeRuleWarning",
+    "TheoremCheck",
+    "check_data_condition",
+    "classify_critical_point",
+    "final_filter",
+    "final_filter_hessian_contraction",
+    "final_filter_jacobian",
+    "flatten",
+    "from_torch",
+    "get_loss",
+    "gradient_descent",
+    "gradient_flow",
+    "layer_matrix",
+    "network_matrix",
+    "patch_matrix",
+    "theorem_hypotheses",
+    "to_torch",
+    "unflatten",
+]

@@ -1,0 +1,336 @@
+r"""Layer matrices Π, the final filter π, its derivatives, and the patch operator H.
+
+Conventions (those of ``torch.nn.functional.conv1d``/``conv2d`` with ``bias=False, padding=0, dilation=1``): a
+layer with filter ``w ∈ R^k`` and stride ``s`` maps ``x`` to
+
+.. math:: (Π(w) x)_a = \sum_{j=0}^{k-1} w_j x_{a s + j},
+
+2D layers are the same per axis with multi-indices, and 2D signals are flattened row-major.  The network
+``V = Π(w^{(N)}) ⋯ Π(w^{(1)})`` is one convolution with the final filter
+
+.. math:: v = π(w) = w^{(1)} ∗ ↑_{S_1} w^{(2)} ∗ ⋯ ∗ ↑_{S_{N-1}} w^{(N)},
+          \qquad p_v(t) = \prod_i p_{w^{(i)}}(t^{S_{i-1}}),
+
+where ``∗`` is the full convolution (polynomial product) and ``↑_S`` inserts ``S − 1`` zeros between entries.
+Everything here computes π and its derivatives by dilated polynomial products; the dense matrices
+(:func:`layer_matrix`, :func:`network_matrix`) exist for inspection and tests.
+
+Flat parameter vectors list the filters layer by layer, each row-major (:func:`flatten`, :func:`unflatten`).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+import scipy.signal
+
+from .architecture import Architecture, Size, SizeRuleWarning
+
+Filters = list[np.ndarray]
+
+__all__ = [
+    "final_filter",
+    "final_filter_hessian_contraction",
+    "final_filter_jacobian",
+    "final_filter_vjp",
+    "flatten",
+    "layer_matrix",
+    "network_matrix",
+    "patch_matrix",
+    "patch_rows",
+    "unflatten",
+]
+
+
+# ---------------------------------------------------------------------------------------------- flat <-> filters
+def flatten(filters: Sequence[np.ndarray]) -> np.ndarray:
+    """Concatenate filters into one float64 vector, layer by layer, row-major inside each filter."""
+    return np.concatenate([np.asarray(w, dtype=np.float64).ravel() for w in filters])
+
+
+def unflatten(arch: Architecture, vector: np.ndarray) -> Filters:
+    """Split a flat parameter vector (see :func:`flatten`) into the architecture's filters.
+
+    Raises
+    ------
+    ValueError
+        If the vector does not have ``arch.num_params`` entries.
+    """
+    vector = np.asarray(vector, dtype=np.float64)
+    if vector.ndim != 1 or vector.size != arch.num_params:
+        raise ValueError(
+            f"parameter vector: expected a flat vector of {arch.num_params} entries for {arch!r}, "
+            f"got shape {vector.shape}"
+        )
+    out, start = [], 0
+    for shape in arch.filter_shapes:
+        n = math.prod(shape)
+        out.append(vector[start : start + n].reshape(shape))
+        start += n
+    return out
+
+
+def as_filters(arch: Architecture, filters: Sequence[np.ndarray] | np.ndarray, what: str = "filters") -> Filters:
+    """Validate filters (a list of arrays, or a flat vector) against ``arch``; return float64 arrays.
+
+    Raises
+    ------
+    ValueError
+        Wrong number of layers, a wrong filter shape, or a non-finite coefficient; the message names the layer.
+    """
+    if isinstance(filters, np.ndarray) and filters.ndim == 1 and filters.dtype != object:
+        out = unflatten(arch, filters)
+    else:
+        if isinstance(filters, np.ndarray | str) or not isinstance(filters, Sequence):
+            raise ValueError(f"{what}: expected a list of {arch.depth} arrays (one per layer), got {type(filters)}")
+        if len(filters) != arch.depth:
+            raise ValueError(f"{what}: expected {arch.depth} filters (one per layer), got {len(filters)}")
+        out = []
+        for i, (w, shape) in enumerate(zip(filters, arch.filter_shapes, strict=True)):
+            try:
+                a = np.asarray(w, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise ValueError(f"{what}[{i}] (layer {i + 1}): not a numeric array") from None
+            if a.shape != shape:
+                if a.size == math.prod(shape) and a.ndim <= 1 and len(shape) == 1:
+                    a = a.reshape(shape)
+                else:
+                    raise ValueError(f"{what}[{i}] (layer {i + 1}): expected shape {shape}, got shape {a.shape}")
+            out.append(a)
+    for i, a in enumerate(out):
+        bad = ~np.isfinite(a)
+        if bad.any():
+            raise ValueError(
+                f"{what}[{i}] (layer {i + 1}): {int(bad.sum())} non-finite coefficient(s), first at index "
+                f"{tuple(int(t) for t in np.argwhere(bad)[0])}"
+            )
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- small kernels
+def _dilate(u: np.ndarray, stride: tuple[int, ...]) -> np.ndarray:
+    """``↑_S u``: insert ``S − 1`` zeros between consecutive entries along every axis."""
+    if all(s == 1 for s in stride):
+        return u
+    out = np.zeros(tuple((n - 1) * s + 1 for n, s in zip(u.shape, stride, strict=True)))
+    out[tuple(slice(None, None, s) for s in stride)] = u
+    return out
+
+
+def _conv(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Full convolution (polynomial product) of two 1D or 2D arrays."""
+    if a.ndim == 1:
+        return np.convolve(a, b)
+    return scipy.signal.convolve2d(a, b)
+
+
+def _corr_valid(g: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Valid cross-correlation ``out[j] = Σ_t g[j + t] c[t]`` (1D or 2D)."""
+    if g.ndim == 1:
+        return np.correlate(g, c, "valid")
+    return scipy.signal.correlate2d(g, c, "valid")
+
+
+def _conv_all(arrays: Sequence[np.ndarray], ndim: int) -> np.ndarray:
+    out = np.ones((1,) * ndim)
+    for a in arrays:
+        out = _conv(out, a)
+    return out
+
+
+def _dilated(arch: Architecture, filters: Filters) -> list[np.ndarray]:
+    S = arch.cumulative_strides
+    return [_dilate(w, S[i]) for i, w in enumerate(filters)]
+
+
+def _cofactors(dil: list[np.ndarray], ndim: int) -> list[np.ndarray]:
+    """``c_i = ∗_{l ≠ i} ↑_{S_{l−1}} w^{(l)}`` for every layer, by prefix and suffix products."""
+    n = len(dil)
+    one = np.ones((1,) * ndim)
+    prefix = [one]
+    for d in dil[:-1]:
+        prefix.append(_conv(prefix[-1], d))
+    out = [None] * n
+    suffix = one
+    for i in range(n - 1, -1, -1):
+        out[i] = _conv(prefix[i], suffix)
+        suffix = _conv(dil[i], suffix)
+    return out  # type: ignore[return-value]
+
+
+@functools.lru_cache(maxsize=128)
+def _plan(arch: Architecture) -> dict:
+    """Index arrays that turn the Jacobian and second-order contraction of π into single fancy-index operations."""
+    S, kv = arch.cumulative_strides, arch.final_filter_shape
+    n = arch.depth
+    cof_shapes = [
+        tuple(kv[a] - (k[a] - 1) * S[i][a] for a in range(arch.ndim)) for i, k in enumerate(arch.filter_shapes)
+    ]
+    jac_rows, jac_cols = [], []
+    starts = np.concatenate([[0], np.cumsum(arch.layer_num_params)]).astype(int)
+    for i, k in enumerate(arch.filter_shapes):
+        j = np.indices(k).reshape(arch.ndim, -1)  # filter multi-indices, row-major
+        t = np.indices(cof_shapes[i]).reshape(arch.ndim, -1)
+        pos = j[:, :, None] * np.array(S[i])[:, None, None] + t[:, None, :]
+        jac_rows.append(np.ravel_multi_index(tuple(pos), kv))
+        jac_cols.append(np.broadcast_to(starts[i] + np.arange(j.shape[1])[:, None], pos.shape[1:]))
+    pairs = []
+    for i in range(n):
+        for l in range(i + 1, n):  # noqa: E741
+            ki, kl = arch.filter_shapes[i], arch.filter_shapes[l]
+            corr_shape = tuple((ki[a] - 1) * S[i][a] + (kl[a] - 1) * S[l][a] + 1 for a in range(arch.ndim))
+            ji = np.indices(ki).reshape(arch.ndim, -1)
+            jl = np.indices(kl).reshape(arch.ndim, -1)
+            pos = ji[:, :, None] * np.array(S[i])[:, None, None] + jl[:, None, :] * np.array(S[l])[:, None, None]
+            pairs.append((i, l, np.ravel_multi_index(tuple(pos), corr_shape)))
+    return {
+        "jac_rows": np.concatenate([r.ravel() for r in jac_rows]),
+        "jac_cols": np.concatenate([c.ravel() for c in jac_cols]),
+        "jac_reps": [math.prod(k) for k in arch.filter_shapes],
+        "pairs": pairs,
+        "starts": starts,
+        "vjp_slices": [tuple(slice(None, None, s) for s in S[i]) for i in range(n)],
+    }
+
+
+# ---------------------------------------------------------------------------------------------- π and derivatives
+def final_filter(arch: Architecture, filters: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
+    r"""The final filter ``v = π(w) = w^{(1)} ∗ ↑_{S_1} w^{(2)} ∗ ⋯ ∗ ↑_{S_{N−1}} w^{(N)}``.
+
+    As polynomials, ``p_v(t) = Π_i p_{w^{(i)}}(t^{S_{i−1}})`` (2D: per axis).  Computed by dilated polynomial
+    products, never through dense matrices.
+
+    Returns
+    -------
+    ndarray, shape ``arch.final_filter_shape``
+    """
+    return _final_filter(arch, as_filters(arch, filters))
+
+
+def _final_filter(arch: Architecture, filters: Filters) -> np.ndarray:
+    """π for already validated float64 filters (the integrators' hot path)."""
+    return _conv_all(_dilated(arch, filters), arch.ndim)
+
+
+def final_filter_vjp(arch: Architecture, filters: Filters, g: np.ndarray) -> Filters:
+    r"""Vector–Jacobian product ``dπ(w)ᵀ g``, layer by layer.
+
+    .. math:: (dπ_i^\top g)_j = \sum_t g_{j S_{i-1} + t}\, c_{i,t},
+              \qquad c_i = \mathop{∗}_{l \ne i} ↑_{S_{l-1}} w^{(l)}.
+
+    ``filters`` must already be validated float64 arrays; ``g`` has the final filter's shape.
+    """
+    slices = _plan(arch)["vjp_slices"]
+    cof = _cofactors(_dilated(arch, filters), arch.ndim)
+    return [_corr_valid(g, c)[slices[i]] for i, c in enumerate(cof)]
+
+
+def final_filter_jacobian(arch: Architecture, filters: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
+    r"""The Jacobian ``dπ(w)``: a ``k_v × P`` matrix (final filter and parameters both flattened row-major).
+
+    Column ``j`` of block ``i`` is ``c_i`` shifted by ``j·S_{i−1}``: ``∂v_{jS_{i−1}+t}/∂w^{(i)}_j = c_{i,t}``.
+    """
+    return _jacobian(arch, as_filters(arch, filters))
+
+
+def _jacobian(arch: Architecture, filters: Filters) -> np.ndarray:
+    plan = _plan(arch)
+    cof = _cofactors(_dilated(arch, filters), arch.ndim)
+    J = np.zeros((arch.final_filter_num_params, arch.num_params))
+    J[plan["jac_rows"], plan["jac_cols"]] = np.concatenate(
+        [np.tile(c.ravel(), reps) for c, reps in zip(cof, plan["jac_reps"], strict=True)]
+    )
+    return J
+
+
+def final_filter_hessian_contraction(
+    arch: Architecture, filters: Sequence[np.ndarray] | np.ndarray, g: np.ndarray
+) -> np.ndarray:
+    r"""``Σ_t g_t ∇²π_t(w)``: the ``P × P`` second-order term of the Hessian of ``ℒ ∘ π``.
+
+    π is multilinear, so the diagonal blocks vanish; for layers ``i ≠ l``
+
+    .. math:: B_{il}[j, j'] = \sum_u g_{j S_{i-1} + j' S_{l-1} + u}\, e_{il,u},
+              \qquad e_{il} = \mathop{∗}_{n \ne i, l} ↑_{S_{n-1}} w^{(n)}.
+    """
+    g = np.asarray(g, dtype=np.float64).reshape(arch.final_filter_shape)
+    return _hessian_contraction(arch, as_filters(arch, filters), g)
+
+
+def _hessian_contraction(arch: Architecture, filters: Filters, g: np.ndarray) -> np.ndarray:
+    plan = _plan(arch)
+    starts = plan["starts"]
+    dil = _dilated(arch, filters)
+    out = np.zeros((arch.num_params, arch.num_params))
+    for i, l, idx in plan["pairs"]:  # noqa: E741
+        e = _conv_all([d for k, d in enumerate(dil) if k not in (i, l)], arch.ndim)
+        block = _corr_valid(g, e).ravel()[idx]
+        out[starts[i] : starts[i + 1], starts[l] : starts[l + 1]] = block
+        out[starts[l] : starts[l + 1], starts[i] : starts[i + 1]] = block.T
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- dense matrices
+def layer_matrix(filter: np.ndarray, input_size: Size, stride: Size = 1) -> np.ndarray:
+    r"""Dense matrix of one layer, ``(Π(w) x)_a = Σ_j w_j x_{a·s + j}``, acting on row-major flattened signals.
+
+    Parameters
+    ----------
+    filter : ndarray, shape ``(k,)`` or ``(k_h, k_w)``
+    input_size : int or (h, w)
+    stride : int or (s_h, s_w)
+
+    Returns
+    -------
+    ndarray, shape ``(prod(d_out), prod(d_in))``
+    """
+    w = np.asarray(filter, dtype=np.float64)
+    arch = Architecture(input_size, [w.shape[0] if w.ndim == 1 else w.shape], [stride])
+    d_in, d_out = arch.axes_layer_sizes
+    (s,) = arch.axes_strides
+    mat = np.zeros(d_out + d_in)
+    for a in np.ndindex(*d_out):
+        for j in np.ndindex(*w.shape):
+            mat[a + tuple(ai * si + ji for ai, si, ji in zip(a, s, j, strict=True))] += w[j]
+    return mat.reshape(math.prod(d_out), math.prod(d_in))
+
+
+def network_matrix(arch: Architecture, filters: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
+    """Dense ``V = Π(w^{(N)}) ⋯ Π(w^{(1)})``, shape ``(prod(d_N), prod(d_0))``; for inspection and tests."""
+    filters = as_filters(arch, filters)
+    V = np.eye(math.prod(arch.axes_layer_sizes[0]))
+    with warnings.catch_warnings():  # the architecture itself already warned about dropped inputs
+        warnings.simplefilter("ignore", SizeRuleWarning)
+        for i, w in enumerate(filters):
+            V = layer_matrix(w, arch.layer_sizes[i], arch.strides[i]) @ V
+    return V
+
+
+# ---------------------------------------------------------------------------------------------- patch operator
+def patch_rows(arch: Architecture, inputs: np.ndarray) -> np.ndarray:
+    r"""Patches of ``inputs`` as a strided view, shape ``(m, *d_N, *k_v)``: ``[j, a, :] = x_j[a·s_v : a·s_v + k_v]``.
+
+    No copy is made; reshape to ``(m·d_N, k_v)`` for the dense :func:`patch_matrix`.
+    """
+    kv, sv, dN = arch.final_filter_shape, arch.cumulative_strides[-1], arch.axes_layer_sizes[-1]
+    axes = tuple(range(1, arch.ndim + 1))
+    win = np.lib.stride_tricks.sliding_window_view(inputs, kv, axis=axes)
+    sl = (slice(None),) + tuple(slice(None, s * (d - 1) + 1, s) for s, d in zip(sv, dN, strict=True))
+    return win[sl]
+
+
+def patch_matrix(arch: Architecture, inputs: np.ndarray) -> np.ndarray:
+    r"""The patch (Hankel) operator ``H``: ``(Π_{k_v,s_v}(v) x_j)_a = (H v)_{(j,a)}``, ``H_{(j,a),t} = x_{j, a s_v + t}``.
+
+    Rows are sample-major, then output positions row-major; columns are the final filter's coefficients row-major.
+
+    Returns
+    -------
+    ndarray, shape ``(m · prod(d_N), prod(k_v))``
+    """
+    inputs = np.asarray(inputs, dtype=np.float64)
+    return patch_rows(arch, inputs).reshape(-1, arch.final_filter_num_params)

@@ -1,0 +1,25 @@
+"""Dynamics: gradient flow and gradient descent to a certified, classified critical point."""
+
+from .certify import PolishResult, lojasiewicz_fit, polish
+from .critical import CriticalPoint, classify_critical_point
+from .descent import gradient_descent
+from .integrate import METHODS, gradient_flow
+from .result import FlowResult
+from .symmetry import invariants, symmetry_basis
+from .theorem import TheoremCheck, theorem_hypotheses
+
+__all__ = [
+    "METHODS",
+    "CriticalPoint",
+    "FlowResult",
+    "PolishResult",
+    "TheoremCheck",
+    "classify_critical_point",
+    "gradient_descent",
+    "gradient_flow",
+    "invariants",
+    "lojasiewicz_fit",
+    "polish",
+    "symmetry_basis",
+    "theorem_hypotheses",
+]

@@ -1,0 +1,295 @@
+"""The result of a gradient-flow or gradient-descent run, and the bookkeeping shared by both."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..conv import Filters, _final_filter, unflatten
+from ..risk import EmpiricalRisk
+from .certify import lojasiewicz_fit, polish
+from .critical import CriticalPoint, classify_critical_point
+from .symmetry import invariants
+from .theorem import TheoremCheck, theorem_hypotheses
+
+#: Callback signature: ``callback(t, w_flat, loss, gradient_norm) -> bool | None``; returning True stops the run.
+Callback = Callable[[float, np.ndarray, float, float], "bool | None"]
+
+
+@dataclass
+class FlowResult:
+    """Everything a run produced: the limit, its certificate, its classification and the recorded trajectory.
+
+    Attributes
+    ----------
+    converged : bool
+        The run reached ``‖∇L‖ ≤ gtol`` without blowing up.
+    certified : bool
+        Converged, and polishing reached ``‖∇L‖ ≤ certify_tol`` close to the endpoint (see ``polish_*``).
+    limit : list of ndarray
+        The certified limit (polished point if polishing was accepted, else the endpoint).
+    final_filter : ndarray
+        ``π(limit)``.
+    loss, gradient_norm : float
+        ``L`` and ``‖∇L‖`` at ``limit``.
+    flow_gradient_norm : float
+        ``‖∇L‖`` where the run itself stopped (before polishing).
+    polish_distance, polish_accepted, polish_message
+        How far polishing moved, whether it was accepted, and why.
+    t_final : float
+        Flow time reached (gradient descent: ``Σ step sizes``).
+    times, losses, gradient_norms, trajectory : ndarray
+        The record: log-spaced in time (bounded size), always including the start and the end;
+        ``trajectory[j]`` is the flat parameter vector at ``times[j]``.
+    saved_times, saved_states : ndarray
+        States at the requested ``save_at`` times (flat, one row per time).
+    invariants : ndarray
+        ``δ_i = ‖w^{(i+1)}‖² − ‖w^{(i)}‖²`` at the start.
+    invariant_drift : float
+        ``max_t max_i |δ_i(t) − δ_i(0)| / ‖w(0)‖²`` over the run (before polishing): zero for the exact flow.
+    arc_length : float
+        ``Σ ‖w_{n+1} − w_n‖`` over accepted steps.
+    lojasiewicz_exponent : float or None
+    lojasiewicz_fit : dict
+        How the exponent was fitted (see :func:`~lcnflow.flow.certify.lojasiewicz_fit`).
+    num_gradient_evaluations, num_hessian_evaluations, num_steps : int
+    wall_time : float
+        Seconds, including polishing and classification.
+    method : str
+        The integrator actually used.
+    message : str
+        Why the run stopped, and the certificate's outcome.
+    critical_point : CriticalPoint or None
+        Classification of the limit (attached when the run converged).
+    hypotheses : TheoremCheck or None
+        The convergence theorem's hypotheses for this risk.
+    """
+
+    converged: bool
+    certified: bool
+    limit: Filters
+    final_filter: np.ndarray
+    loss: float
+    gradient_norm: float
+    flow_gradient_norm: float
+    polish_distance: float
+    polish_accepted: bool
+    polish_message: str
+    t_final: float
+    times: np.ndarray
+    losses: np.ndarray
+    gradient_norms: np.ndarray
+    trajectory: np.ndarray
+    saved_times: np.ndarray
+    saved_states: np.ndarray
+    invariants: np.ndarray
+    invariant_drift: float
+    arc_length: float
+    lojasiewicz_exponent: float | None
+    lojasiewicz_fit: dict
+    num_gradient_evaluations: int
+    num_hessian_evaluations: int
+    num_steps: int
+    wall_time: float
+    method: str
+    message: str
+    critical_point: CriticalPoint | None = None
+    hypotheses: TheoremCheck | None = None
+    options: dict = field(default_factory=dict)
+
+    def summary(self) -> str:
+        """A few lines a person can read."""
+        status = "certified" if self.certified else ("converged" if self.converged else "NOT converged")
+        lines = [
+            f"{status} ({self.method}): {self.message}",
+            f"  L = {self.loss:.12g}, ‖∇L‖ = {self.gradient_norm:.3g} (flow stopped at {self.flow_gradient_norm:.3g}, "
+            f"polish moved {self.polish_distance:.3g}), t = {self.t_final:.4g}, {self.num_steps} steps, "
+            f"{self.num_gradient_evaluations} gradients, {self.num_hessian_evaluations} Hessians, "
+            f"{self.wall_time:.3g} s",
+            f"  invariant drift {self.invariant_drift:.2g}, arc length {self.arc_length:.4g}, Łojasiewicz θ ≈ "
+            + (f"{self.lojasiewicz_exponent:.3f}" if self.lojasiewicz_exponent is not None else "n/a"),
+        ]
+        if self.critical_point is not None:
+            lines.append(f"  limit: {self.critical_point.summary()}")
+        if self.hypotheses is not None and not self.hypotheses.covered:
+            lines.append("  not covered by the convergence theorem: " + "; ".join(self.hypotheses.failures))
+        return "\n".join(lines)
+
+    def to_dict(self, include_trajectory: bool = False) -> dict[str, Any]:
+        """JSON-ready dictionary of the scalar results, the limit and the classification."""
+        out: dict[str, Any] = {
+            "converged": self.converged,
+            "certified": self.certified,
+            "limit": [w.tolist() for w in self.limit],
+            "final_filter": self.final_filter.tolist(),
+            "loss": self.loss,
+            "gradient_norm": self.gradient_norm,
+            "flow_gradient_norm": self.flow_gradient_norm,
+            "polish_distance": self.polish_distance,
+            "polish_accepted": self.polish_accepted,
+            "polish_message": self.polish_message,
+            "t_final": self.t_final,
+            "invariants": self.invariants.tolist(),
+            "invariant_drift": self.invariant_drift,
+            "arc_length": self.arc_length,
+            "lojasiewicz_exponent": self.lojasiewicz_exponent,
+            "lojasiewicz_fit": self.lojasiewicz_fit,
+            "num_gradient_evaluations": self.num_gradient_evaluations,
+            "num_hessian_evaluations": self.num_hessian_evaluations,
+            "num_steps": self.num_steps,
+            "wall_time": self.wall_time,
+            "method": self.method,
+            "message": self.message,
+            "critical_point": self.critical_point.to_dict() if self.critical_point else None,
+            "hypotheses": self.hypotheses.to_dict() if self.hypotheses else None,
+            "options": self.options,
+        }
+        if include_trajectory:
+            out.update(
+                times=self.times.tolist(),
+                losses=self.losses.tolist(),
+                gradient_norms=self.gradient_norms.tolist(),
+                trajectory=self.trajectory.tolist(),
+            )
+        return out
+
+
+class Recorder:
+    """Keeps a bounded, log-spaced record of a run and the running certificate quantities."""
+
+    def __init__(self, arch, w0: np.ndarray, loss: float, gnorm: float, max_points: int = 400):
+        self.arch = arch
+        self.max_points = max_points
+        self.times = [0.0]
+        self.losses = [loss]
+        self.gnorms = [gnorm]
+        self.states = [w0.copy()]
+        self.delta0 = invariants(arch, w0)
+        self.delta_scale = max(float(w0 @ w0), 1e-300)
+        self.drift = 0.0
+        self.arc = 0.0
+        self._prev = w0
+        self._next_t = 0.0
+        self._last = (0.0, w0, loss, gnorm)
+
+    def step(self, t: float, w: np.ndarray, loss: float, gnorm: float) -> None:
+        """Register an accepted step."""
+        self.arc += float(np.linalg.norm(w - self._prev))
+        self._prev = w
+        if self.delta0.size:
+            self.drift = max(self.drift, float(np.max(np.abs(invariants(self.arch, w) - self.delta0))) / self.delta_scale)
+        self._last = (t, w, loss, gnorm)
+        if t >= self._next_t:
+            self._append(t, w, loss, gnorm)
+            # log-spaced: about max_points/2 points per 16 decades of time, plus the first steps
+            self._next_t = t * 10 ** (32 / self.max_points) if t > 0 else 0.0
+
+    def _append(self, t, w, loss, gnorm):
+        self.times.append(t)
+        self.losses.append(loss)
+        self.gnorms.append(gnorm)
+        self.states.append(w.copy())
+        if len(self.times) > self.max_points:  # thin the middle, keep the ends
+            keep = [0, *range(1, len(self.times) - 1, 2), len(self.times) - 1]
+            for name in ("times", "losses", "gnorms", "states"):
+                seq = getattr(self, name)
+                setattr(self, name, [seq[k] for k in keep])
+
+    def close(self) -> None:
+        """Make sure the final state is recorded."""
+        t, w, loss, gnorm = self._last
+        if self.times[-1] != t or not np.array_equal(self.states[-1], w):
+            self._append(t, w, loss, gnorm)
+
+
+def default_scale(risk: EmpiricalRisk, g0: float) -> float:
+    """Gradient scale used for scale-aware tolerances: ``max(‖∇L(w_0)‖, ‖∇ℒ(0)‖)``."""
+    fs0 = float(np.linalg.norm(risk.function_space_gradient(np.zeros(risk.arch.final_filter_shape))))
+    scale = max(g0, fs0)
+    return scale if scale > 0 and math.isfinite(scale) else 1.0
+
+
+def finish(
+    risk: EmpiricalRisk,
+    rec: Recorder,
+    *,
+    converged: bool,
+    stop_message: str,
+    method: str,
+    t_final: float,
+    nfev: int,
+    nhev: int,
+    nsteps: int,
+    start_time: float,
+    certify_tol: float,
+    polish_gtol: float,
+    polish_radius: float,
+    classify: bool,
+    saved_times: np.ndarray,
+    saved_states: np.ndarray,
+    options: dict,
+    clock: Callable[[], float],
+) -> FlowResult:
+    """Polish, classify and package a finished run (shared by gradient flow and gradient descent)."""
+    rec.close()
+    t_end, w_end, loss_end, g_end = rec._last
+    hyp = theorem_hypotheses(risk)
+    limit, loss, gnorm = w_end, loss_end, g_end
+    pol = None
+    if converged:
+        radius = polish_radius * max(1.0, float(np.linalg.norm(w_end)))
+        pol = polish(risk, w_end, gtol=polish_gtol, radius=radius)
+        nfev += pol.num_gradient_evaluations
+        nhev += pol.num_hessian_evaluations
+        if pol.accepted:
+            limit, gnorm = pol.point, pol.gradient_norm
+            loss = risk.value(limit)
+    certified = bool(converged and gnorm <= certify_tol and (pol is None or pol.accepted))
+    theta, fit = lojasiewicz_fit(np.array(rec.losses), np.array(rec.gnorms), loss)
+    cp = classify_critical_point(risk, limit) if (converged and classify) else None
+    message = stop_message
+    if converged:
+        message += (
+            f"; certified ‖∇L‖ = {gnorm:.2e} ≤ {certify_tol:.2e}" if certified
+            else f"; not certified: ‖∇L‖ = {gnorm:.2e} after polishing ({pol.message if pol else ''})"
+        )
+    if not hyp.covered:
+        message += "; not covered by the convergence theorem (" + "; ".join(hyp.failures) + ")"
+    filters = unflatten(risk.arch, limit)
+    return FlowResult(
+        converged=converged,
+        certified=certified,
+        limit=[f.copy() for f in filters],
+        final_filter=_final_filter(risk.arch, filters),
+        loss=float(loss),
+        gradient_norm=float(gnorm),
+        flow_gradient_norm=float(g_end),
+        polish_distance=pol.distance if pol else 0.0,
+        polish_accepted=bool(pol.accepted) if pol else False,
+        polish_message=pol.message if pol else "not polished (the run did not converge)",
+        t_final=float(t_final),
+        times=np.array(rec.times),
+        losses=np.array(rec.losses),
+        gradient_norms=np.array(rec.gnorms),
+        trajectory=np.array(rec.states),
+        saved_times=saved_times,
+        saved_states=saved_states,
+        invariants=rec.delta0,
+        invariant_drift=rec.drift,
+        arc_length=rec.arc,
+        lojasiewicz_exponent=theta,
+        lojasiewicz_fit=fit,
+        num_gradient_evaluations=nfev,
+        num_hessian_evaluations=nhev,
+        num_steps=nsteps,
+        wall_time=clock() - start_time,
+        method=method,
+        message=message,
+        critical_point=cp,
+        hypotheses=hyp,
+        options=options,
+    )

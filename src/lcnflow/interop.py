@@ -1,0 +1,91 @@
+"""PyTorch interop (optional extra ``lcnflow[torch]``): the same network as a stack of bias-free convolutions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .architecture import Architecture, Size
+from .conv import Filters, as_filters
+
+
+def _torch() -> Any:
+    try:
+        import torch
+    except ImportError:
+        raise ImportError(
+            "PyTorch interop needs the optional dependency: pip install 'lcnflow[torch]'"
+        ) from None
+    return torch
+
+
+def to_torch(arch: Architecture, filters: Sequence[np.ndarray] | np.ndarray) -> Any:
+    """An ``nn.Sequential`` of bias-free ``Conv1d``/``Conv2d`` (1 channel, float64) computing ``V``.
+
+    The module takes inputs of shape ``(batch, 1, *d_0)`` and returns ``(batch, 1, *d_N)``; its output equals
+    ``network_matrix(arch, filters) @ x`` for every sample (PyTorch's ``conv`` is the same valid strided
+    cross-correlation as lcnflow's layers).
+    """
+    torch = _torch()
+    ws = as_filters(arch, filters)
+    conv = torch.nn.Conv1d if arch.ndim == 1 else torch.nn.Conv2d
+    layers = []
+    for w, s in zip(ws, arch.axes_strides, strict=True):
+        layer = conv(1, 1, kernel_size=w.shape, stride=s, bias=False, dtype=torch.float64)
+        with torch.no_grad():
+            layer.weight.copy_(torch.from_numpy(w.copy()).reshape(1, 1, *w.shape))
+        layers.append(layer)
+    return torch.nn.Sequential(*layers)
+
+
+def from_torch(module: Any, input_size: Size) -> tuple[Architecture, Filters]:
+    """Read an ``nn.Sequential`` (or a single layer) of bias-free single-channel convolutions back.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        ``Conv1d``/``Conv2d`` layers with ``in_channels = out_channels = 1``, no bias, no padding, dilation 1,
+        groups 1.
+    input_size : int or (h, w)
+        ``d_0`` (a convolution stack does not know its input size).
+
+    Returns
+    -------
+    (Architecture, list of ndarray)
+
+    Raises
+    ------
+    ValueError
+        For any layer that is not such a convolution (the message names the layer and the offending setting).
+    """
+    torch = _torch()
+    layers = list(module) if isinstance(module, torch.nn.Sequential) else [module]
+    filters, sizes, strides = [], [], []
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, torch.nn.Conv1d | torch.nn.Conv2d):
+            raise ValueError(f"module[{i}]: expected Conv1d or Conv2d, got {type(layer).__name__}")
+        problems = []
+        if layer.in_channels != 1 or layer.out_channels != 1:
+            problems.append(f"channels {layer.in_channels}→{layer.out_channels} (need 1→1)")
+        if layer.bias is not None:
+            problems.append("has a bias (need bias=False)")
+        no_padding = layer.padding == "valid" or (
+            not isinstance(layer.padding, str) and all(p == 0 for p in layer.padding)
+        )
+        if not no_padding:
+            problems.append(f"padding {layer.padding!r} (need 0 or 'valid')")
+        if any(d != 1 for d in layer.dilation):
+            problems.append(f"dilation {layer.dilation} (need 1)")
+        if layer.groups != 1:
+            problems.append(f"groups {layer.groups} (need 1)")
+        if problems:
+            raise ValueError(f"module[{i}] ({type(layer).__name__}): " + "; ".join(problems))
+        w = layer.weight.detach().to(torch.float64).cpu().numpy()[0, 0]
+        filters.append(np.array(w))
+        one_d = isinstance(layer, torch.nn.Conv1d)
+        sizes.append(int(w.shape[0]) if one_d else tuple(int(k) for k in w.shape))
+        strides.append(int(layer.stride[0]) if one_d else tuple(int(s) for s in layer.stride))
+    arch = Architecture(input_size, sizes, strides)
+    return arch, filters

@@ -1,0 +1,218 @@
+r"""The empirical risk of an LCN and its exact derivatives, computed through the final filter.
+
+With the patch operator ``H`` (:func:`~lcnflow.conv.patch_matrix`) and residual ``r = H v − y``:
+
+.. math::
+
+    ℒ(v) = \frac1m \sum ℓ(r), \qquad ∇ℒ(v) = \frac1m H^\top ℓ'(r), \qquad
+    ∇^2ℒ(v) = \frac1m H^\top \operatorname{diag}(ℓ''(r)) H,
+
+    L(w) = ℒ(π(w)), \qquad ∇L(w) = dπ(w)^\top ∇ℒ(v), \qquad
+    ∇^2 L(w) = dπ(w)^\top ∇^2ℒ(v)\, dπ(w) + \sum_t ∇ℒ(v)_t ∇^2 π_t(w).
+
+A gradient of ``L`` is one pass over the data for ``ℒ`` plus a chain rule through π that costs ``O(N k_v^2)`` —
+never a pass through the layers.  For the square loss ``ℒ(v) = ½ vᵀGv − bᵀv + c`` with ``G = HᵀH/m``,
+``b = Hᵀy/m``, ``c = ‖y‖²/(2m)`` is precomputed once, so later evaluations cost nothing proportional to ``m`` or ``d``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from functools import cached_property
+
+import numpy as np
+
+from .architecture import Architecture
+from .condition import DataCondition, check_data_condition
+from .conv import (
+    Filters,
+    _final_filter,
+    _hessian_contraction,
+    _jacobian,
+    as_filters,
+    final_filter,
+    final_filter_vjp,
+    flatten,
+    patch_rows,
+    unflatten,
+)
+from .data import Dataset
+from .losses import Loss, get_loss
+
+#: Default memory budget for a dense patch matrix ``H``; larger data sets are streamed in chunks of samples.
+DEFAULT_MAX_PATCH_BYTES = 256 * 2**20
+
+
+def _is_builtin_square(loss: Loss) -> bool:
+    return loss == get_loss("square")
+
+
+class EmpiricalRisk:
+    r"""``L(w) = (1/m) Σ_j Σ_a ℓ((V x_j − y_j)_a)`` and its function-space counterpart ``ℒ(v)``.
+
+    Parameters
+    ----------
+    arch : Architecture
+    loss : Loss or str
+        A :class:`~lcnflow.Loss` or the name of a built-in loss (default parameters).
+    data : Dataset
+        Inputs ``(m, *d_0)`` and targets ``(m, *d_N)`` for ``arch``.
+    max_patch_bytes : int, optional
+        Largest dense ``H`` (``m·d_N × k_v`` float64) kept in memory; above it the data are streamed by samples.
+
+    Notes
+    -----
+    Methods taking ``filters`` accept a list of arrays (one per layer) or a flat vector (:func:`~lcnflow.flatten`
+    order) and return derivatives in the same form.  For the square loss, ``value``/``gradient``/``hessian`` use the
+    precomputed statistics ``G, b, c``.
+    """
+
+    def __init__(
+        self,
+        arch: Architecture,
+        loss: Loss | str,
+        data: Dataset,
+        *,
+        max_patch_bytes: int = DEFAULT_MAX_PATCH_BYTES,
+    ):
+        if isinstance(loss, str):
+            loss = get_loss(loss)
+        if not isinstance(loss, Loss):
+            raise ValueError(f"loss: expected a lcnflow.Loss or a loss name, got {type(loss).__name__}")
+        if not isinstance(data, Dataset):
+            raise ValueError(f"data: expected a lcnflow.Dataset, got {type(data).__name__}")
+        data.check_architecture(arch)
+        self.arch = arch
+        self.loss = loss
+        self.data = data
+        self.num_samples = data.num_samples
+        self._kv_shape = arch.final_filter_shape
+        self._kv = arch.final_filter_num_params
+        self._y = data.targets.reshape(-1)
+        self._chunk = max(1, int(max_patch_bytes // (8 * self._kv * max(1, math.prod(arch.axes_layer_sizes[-1])))))
+        self._H = self._patch_matrix() if self._chunk >= self.num_samples else None
+        self.is_quadratic = _is_builtin_square(loss)
+        if self.is_quadratic:
+            self.gram, self.moment, self.constant = self._square_statistics()
+
+    @cached_property
+    def data_condition(self) -> DataCondition:
+        """The theorem's data condition for this architecture and data (computed once, see
+        :func:`~lcnflow.check_data_condition`)."""
+        return check_data_condition(self.arch, self.data)
+
+    # ------------------------------------------------------------------ data passes
+    def _patch_matrix(self) -> np.ndarray:
+        return patch_rows(self.arch, self.data.inputs).reshape(-1, self._kv)
+
+    def _chunks(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """``(H_chunk, y_chunk)`` blocks of whole samples, each at most ``max_patch_bytes``."""
+        if self._H is not None:
+            yield self._H, self._y
+            return
+        per = math.prod(self.arch.axes_layer_sizes[-1])
+        for start in range(0, self.num_samples, self._chunk):
+            stop = min(start + self._chunk, self.num_samples)
+            rows = patch_rows(self.arch, self.data.inputs[start:stop]).reshape(-1, self._kv)
+            yield rows, self._y[start * per : stop * per]
+
+    def _square_statistics(self) -> tuple[np.ndarray, np.ndarray, float]:
+        G = np.zeros((self._kv, self._kv))
+        b = np.zeros(self._kv)
+        for H, y in self._chunks():
+            G += H.T @ H
+            b += H.T @ y
+        m = self.num_samples
+        G /= m
+        return (G + G.T) / 2, b / m, float(self._y @ self._y) / (2 * m)
+
+    # ------------------------------------------------------------------ function space
+    def _vector(self, v: np.ndarray) -> np.ndarray:
+        v = np.asarray(v, dtype=np.float64)
+        if v.size != self._kv or v.shape not in (self._kv_shape, (self._kv,)):
+            raise ValueError(f"final filter v: expected shape {self._kv_shape}, got {v.shape}")
+        return v.reshape(-1)
+
+    def function_space_value(self, v: np.ndarray) -> float:
+        """``ℒ(v) = (1/m) Σ ℓ(H v − y)``."""
+        v = self._vector(v)
+        if self.is_quadratic:
+            return float(0.5 * v @ (self.gram @ v) - self.moment @ v + self.constant)
+        return sum(float(np.sum(self.loss.value(H @ v - y))) for H, y in self._chunks()) / self.num_samples
+
+    def _fs_gradient(self, v: np.ndarray) -> tuple[float, np.ndarray]:
+        """``(ℒ(v), ∇ℒ(v))`` for a flat ``v`` (one pass over the data)."""
+        if self.is_quadratic:
+            Gv = self.gram @ v
+            return float(0.5 * v @ Gv - self.moment @ v + self.constant), Gv - self.moment
+        val, grad = 0.0, np.zeros(self._kv)
+        for H, y in self._chunks():
+            r = H @ v - y
+            val += float(np.sum(self.loss.value(r)))
+            grad += H.T @ self.loss.derivative(r)
+        return val / self.num_samples, grad / self.num_samples
+
+    def function_space_gradient(self, v: np.ndarray) -> np.ndarray:
+        """``∇ℒ(v) = (1/m) Hᵀ ℓ'(H v − y)``, same shape as ``v``."""
+        v = np.asarray(v, dtype=np.float64)
+        return self._fs_gradient(self._vector(v))[1].reshape(v.shape)
+
+    def function_space_hessian(self, v: np.ndarray) -> np.ndarray:
+        """``∇²ℒ(v) = (1/m) Hᵀ diag(ℓ''(H v − y)) H``, a ``k_v × k_v`` matrix (flattened row-major)."""
+        return self._fs_hessian(self._vector(v))
+
+    def _fs_hessian(self, v: np.ndarray) -> np.ndarray:
+        if self.is_quadratic:
+            return self.gram.copy()
+        hess = np.zeros((self._kv, self._kv))
+        for H, y in self._chunks():
+            d2 = self.loss.second_derivative(H @ v - y)
+            hess += H.T @ (d2[:, None] * H)
+        hess /= self.num_samples
+        return (hess + hess.T) / 2
+
+    # ------------------------------------------------------------------ parameter space
+    def _parse(self, filters: Sequence[np.ndarray] | np.ndarray) -> tuple[Filters, bool]:
+        flat = isinstance(filters, np.ndarray) and filters.ndim == 1 and filters.dtype != object
+        return as_filters(self.arch, filters), flat
+
+    def value(self, filters: Sequence[np.ndarray] | np.ndarray) -> float:
+        """``L(w) = ℒ(π(w))``."""
+        ws, _ = self._parse(filters)
+        return self.function_space_value(final_filter(self.arch, ws))
+
+    def value_and_gradient(self, filters: Sequence[np.ndarray] | np.ndarray) -> tuple[float, Filters | np.ndarray]:
+        """``(L(w), ∇L(w))`` with one pass over the data; the gradient has the structure of ``filters``."""
+        ws, flat = self._parse(filters)
+        val, g = self._fs_gradient(final_filter(self.arch, ws).reshape(-1))
+        grads = final_filter_vjp(self.arch, ws, g.reshape(self._kv_shape))
+        return val, (flatten(grads) if flat else grads)
+
+    def gradient(self, filters: Sequence[np.ndarray] | np.ndarray) -> Filters | np.ndarray:
+        r"""``∇L(w) = dπ(w)ᵀ ∇ℒ(π(w))``: per layer ``(∇_{w^{(i)}} L)_j = Σ_t g_{j S_{i−1}+t} c_{i,t}``."""
+        return self.value_and_gradient(filters)[1]
+
+    def hessian(self, filters: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
+        """Dense ``P × P`` Hessian of ``L`` in flat order: ``dπᵀ ∇²ℒ dπ + Σ_t (∇ℒ)_t ∇²π_t``."""
+        return self._hessian(self._parse(filters)[0])
+
+    def _hessian(self, ws: Filters) -> np.ndarray:
+        v = _final_filter(self.arch, ws).reshape(-1)
+        J = _jacobian(self.arch, ws)
+        g = self._fs_gradient(v)[1]
+        hess = J.T @ self._fs_hessian(v) @ J
+        hess += _hessian_contraction(self.arch, ws, g.reshape(self._kv_shape))
+        return (hess + hess.T) / 2
+
+    # ------------------------------------------------------------------ fast paths for integrators (flat, unchecked)
+    def _hessian_flat(self, w: np.ndarray) -> np.ndarray:
+        return self._hessian(unflatten(self.arch, w))
+
+    def _value_grad_flat(self, w: np.ndarray) -> tuple[float, np.ndarray]:
+        ws = unflatten(self.arch, w)
+        val, g = self._fs_gradient(_final_filter(self.arch, ws).reshape(-1))
+        return val, flatten(final_filter_vjp(self.arch, ws, g.reshape(self._kv_shape)))
+
+    def __repr__(self) -> str:
+        return f"EmpiricalRisk({self.arch!r}, loss={self.loss}, data={self.data!r})"
