@@ -316,7 +316,8 @@ class Architecture:
         )
 
     def __str__(self) -> str:
-        lines = [f"{self.ndim}D linear convolutional network, {self.depth} layer(s), input size {_fmt(self.input_size)}"]
+        head = f"{self.ndim}D linear convolutional network, {self.depth} layer(s), input size {_fmt(self.input_size)}"
+        lines = [head]
         lines.append(f"  {'layer':>5}  {'filter':>8}  {'stride':>8}  {'d_in':>10}  {'d_out':>10}")
         for row in self.summary_rows():
             lines.append(f"  {row[0]:>5}  {row[1]:>8}  {row[2]:>8}  {row[3]:>10}  {row[4]:>10}")

@@ -135,31 +135,42 @@ def _corr_valid(g: np.ndarray, c: np.ndarray) -> np.ndarray:
     return scipy.signal.correlate2d(g, c, "valid")
 
 
-def _conv_all(arrays: Sequence[np.ndarray], ndim: int) -> np.ndarray:
-    out = np.ones((1,) * ndim)
-    for a in arrays:
-        out = _conv(out, a)
-    return out
+def _mul(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
+    """Polynomial product where ``None`` stands for the constant polynomial 1 (saves a convolution)."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return _conv(a, b)
+
+
+def _one(a: np.ndarray | None, ndim: int) -> np.ndarray:
+    return np.ones((1,) * ndim) if a is None else a
 
 
 def _dilated(arch: Architecture, filters: Filters) -> list[np.ndarray]:
+    plan = _plan(arch)
+    if not plan["dilate"]:
+        return list(filters)
     S = arch.cumulative_strides
-    return [_dilate(w, S[i]) for i, w in enumerate(filters)]
+    return [_dilate(w, S[i]) if plan["dilate"][i] else w for i, w in enumerate(filters)]
 
 
-def _cofactors(dil: list[np.ndarray], ndim: int) -> list[np.ndarray]:
-    """``c_i = ∗_{l ≠ i} ↑_{S_{l−1}} w^{(l)}`` for every layer, by prefix and suffix products."""
+def _prefix_suffix(dil: list[np.ndarray]) -> tuple[list, list]:
+    """``prefix[i] = ∗_{l<i} dil[l]`` and ``suffix[i] = ∗_{l≥i} dil[l]`` (``None`` for empty products)."""
     n = len(dil)
-    one = np.ones((1,) * ndim)
-    prefix = [one]
-    for d in dil[:-1]:
-        prefix.append(_conv(prefix[-1], d))
-    out = [None] * n
-    suffix = one
+    prefix: list = [None] * (n + 1)
+    suffix: list = [None] * (n + 1)
+    for i in range(n):
+        prefix[i + 1] = _mul(prefix[i], dil[i])
     for i in range(n - 1, -1, -1):
-        out[i] = _conv(prefix[i], suffix)
-        suffix = _conv(dil[i], suffix)
-    return out  # type: ignore[return-value]
+        suffix[i] = _mul(dil[i], suffix[i + 1])
+    return prefix, suffix
+
+
+def _cofactors(arch: Architecture, dil: list[np.ndarray], prefix: list, suffix: list) -> list[np.ndarray]:
+    """``c_i = ∗_{l ≠ i} ↑_{S_{l−1}} w^{(l)} = prefix_i ∗ suffix_{i+1}`` for every layer."""
+    return [_one(_mul(prefix[i], suffix[i + 1]), arch.ndim) for i in range(len(dil))]
 
 
 @functools.lru_cache(maxsize=128)
@@ -187,10 +198,14 @@ def _plan(arch: Architecture) -> dict:
             jl = np.indices(kl).reshape(arch.ndim, -1)
             pos = ji[:, :, None] * np.array(S[i])[:, None, None] + jl[:, None, :] * np.array(S[l])[:, None, None]
             pairs.append((i, l, np.ravel_multi_index(tuple(pos), corr_shape)))
+    cof_sizes = [math.prod(c) for c in cof_shapes]
+    cof_starts = np.concatenate([[0], np.cumsum(cof_sizes)]).astype(int)
+    jac_src = [cof_starts[i] + np.tile(np.arange(cof_sizes[i]), arch.layer_num_params[i]) for i in range(n)]
     return {
+        "dilate": [any(x > 1 for x in S[i]) for i in range(n)] if any(any(x > 1 for x in s) for s in S) else [],
         "jac_rows": np.concatenate([r.ravel() for r in jac_rows]),
         "jac_cols": np.concatenate([c.ravel() for c in jac_cols]),
-        "jac_reps": [math.prod(k) for k in arch.filter_shapes],
+        "jac_src": np.concatenate(jac_src),
         "pairs": pairs,
         "starts": starts,
         "vjp_slices": [tuple(slice(None, None, s) for s in S[i]) for i in range(n)],
@@ -213,7 +228,10 @@ def final_filter(arch: Architecture, filters: Sequence[np.ndarray] | np.ndarray)
 
 def _final_filter(arch: Architecture, filters: Filters) -> np.ndarray:
     """π for already validated float64 filters (the integrators' hot path)."""
-    return _conv_all(_dilated(arch, filters), arch.ndim)
+    v = None
+    for d in _dilated(arch, filters):
+        v = _mul(v, d)
+    return v.copy() if v is filters[0] else v
 
 
 def final_filter_vjp(arch: Architecture, filters: Filters, g: np.ndarray) -> Filters:
@@ -225,7 +243,8 @@ def final_filter_vjp(arch: Architecture, filters: Filters, g: np.ndarray) -> Fil
     ``filters`` must already be validated float64 arrays; ``g`` has the final filter's shape.
     """
     slices = _plan(arch)["vjp_slices"]
-    cof = _cofactors(_dilated(arch, filters), arch.ndim)
+    dil = _dilated(arch, filters)
+    cof = _cofactors(arch, dil, *_prefix_suffix(dil))
     return [_corr_valid(g, c)[slices[i]] for i, c in enumerate(cof)]
 
 
@@ -237,13 +256,13 @@ def final_filter_jacobian(arch: Architecture, filters: Sequence[np.ndarray] | np
     return _jacobian(arch, as_filters(arch, filters))
 
 
-def _jacobian(arch: Architecture, filters: Filters) -> np.ndarray:
+def _jacobian(arch: Architecture, filters: Filters, cof: list[np.ndarray] | None = None) -> np.ndarray:
     plan = _plan(arch)
-    cof = _cofactors(_dilated(arch, filters), arch.ndim)
+    if cof is None:
+        dil = _dilated(arch, filters)
+        cof = _cofactors(arch, dil, *_prefix_suffix(dil))
     J = np.zeros((arch.final_filter_num_params, arch.num_params))
-    J[plan["jac_rows"], plan["jac_cols"]] = np.concatenate(
-        [np.tile(c.ravel(), reps) for c, reps in zip(cof, plan["jac_reps"], strict=True)]
-    )
+    J[plan["jac_rows"], plan["jac_cols"]] = np.concatenate([c.ravel() for c in cof])[plan["jac_src"]]
     return J
 
 
@@ -261,13 +280,21 @@ def final_filter_hessian_contraction(
     return _hessian_contraction(arch, as_filters(arch, filters), g)
 
 
-def _hessian_contraction(arch: Architecture, filters: Filters, g: np.ndarray) -> np.ndarray:
+def _hessian_contraction(
+    arch: Architecture, filters: Filters, g: np.ndarray, parts: tuple[list, list, list] | None = None
+) -> np.ndarray:
     plan = _plan(arch)
     starts = plan["starts"]
-    dil = _dilated(arch, filters)
+    if parts is None:
+        dil = _dilated(arch, filters)
+        parts = (dil, *_prefix_suffix(dil))
+    dil, prefix, suffix = parts
     out = np.zeros((arch.num_params, arch.num_params))
-    for i, l, idx in plan["pairs"]:  # noqa: E741
-        e = _conv_all([d for k, d in enumerate(dil) if k not in (i, l)], arch.ndim)
+    mids: dict[tuple[int, int], np.ndarray | None] = {}
+    for i, l, idx in plan["pairs"]:  # noqa: E741  (pairs are ordered by i, then l)
+        mid = None if l == i + 1 else _mul(mids[(i, l - 1)], dil[l - 1])
+        mids[(i, l)] = mid
+        e = _one(_mul(_mul(prefix[i], mid), suffix[l + 1]), arch.ndim)
         block = _corr_valid(g, e).ravel()[idx]
         out[starts[i] : starts[i + 1], starts[l] : starts[l + 1]] = block
         out[starts[l] : starts[l + 1], starts[i] : starts[i + 1]] = block.T
@@ -319,12 +346,11 @@ def patch_rows(arch: Architecture, inputs: np.ndarray) -> np.ndarray:
     kv, sv, dN = arch.final_filter_shape, arch.cumulative_strides[-1], arch.axes_layer_sizes[-1]
     axes = tuple(range(1, arch.ndim + 1))
     win = np.lib.stride_tricks.sliding_window_view(inputs, kv, axis=axes)
-    sl = (slice(None),) + tuple(slice(None, s * (d - 1) + 1, s) for s, d in zip(sv, dN, strict=True))
-    return win[sl]
+    return win[(slice(None), *(slice(None, s * (d - 1) + 1, s) for s, d in zip(sv, dN, strict=True)))]
 
 
 def patch_matrix(arch: Architecture, inputs: np.ndarray) -> np.ndarray:
-    r"""The patch (Hankel) operator ``H``: ``(Π_{k_v,s_v}(v) x_j)_a = (H v)_{(j,a)}``, ``H_{(j,a),t} = x_{j, a s_v + t}``.
+    r"""The patch (Hankel) operator ``H``: ``(Π_{k_v,s_v}(v) x_j)_a = (H v)_{(j,a)}``, ``H_{(j,a),t} = x_{j,a s_v+t}``.
 
     Rows are sample-major, then output positions row-major; columns are the final filter's coefficients row-major.
 

@@ -134,7 +134,7 @@ def _ph_parts(r: np.ndarray, delta: float) -> tuple[np.ndarray, np.ndarray, np.n
     return ar, small, s
 
 
-def _ph_value(r: np.ndarray, delta: float) -> np.ndarray:
+def _ph_value_masked(r: np.ndarray, delta: float) -> np.ndarray:
     # l = delta^2 (h - 1) with h = sqrt(1 + (r/delta)^2); since h^2 - 1 = (r/delta)^2,
     # l = r^2/(h + 1) = delta |r| q with q = |r|/(H + delta), H = hypot(delta, r).
     ar, small, s = _ph_parts(r, delta)
@@ -146,7 +146,7 @@ def _ph_value(r: np.ndarray, delta: float) -> np.ndarray:
     return (delta * q) * ar
 
 
-def _ph_derivative(r: np.ndarray, delta: float) -> np.ndarray:
+def _ph_derivative_masked(r: np.ndarray, delta: float) -> np.ndarray:
     # l' = r/h = r delta / H.
     _, small, s = _ph_parts(r, delta)
     root = np.hypot(1.0, s)
@@ -157,7 +157,7 @@ def _ph_derivative(r: np.ndarray, delta: float) -> np.ndarray:
     return out
 
 
-def _ph_second(r: np.ndarray, delta: float) -> np.ndarray:
+def _ph_second_masked(r: np.ndarray, delta: float) -> np.ndarray:
     # l'' = 1/h^3 = (delta/H)^3.
     _, small, s = _ph_parts(r, delta)
     root = np.hypot(1.0, s)
@@ -168,7 +168,7 @@ def _ph_second(r: np.ndarray, delta: float) -> np.ndarray:
     return c * c * c
 
 
-def _gh_value(r: np.ndarray, alpha: float, beta: float) -> np.ndarray:
+def _gh_value_masked(r: np.ndarray, alpha: float, beta: float) -> np.ndarray:
     # With a = alpha |r|:  e^a + e^-a + beta = (2 + beta) (1 + u),  u = 4 sinh^2(a/2)/(2 + beta),
     # so alpha l = log1p(u). For large a, log u = L = a + 2 log1p(-e^-a) - log(2 + beta) and
     # alpha l = log1p(e^L) = L + log1p(e^-L).
@@ -198,6 +198,65 @@ def _gh_value(r: np.ndarray, alpha: float, beta: float) -> np.ndarray:
     return out
 
 
+def _moderate(r: np.ndarray, delta: float) -> bool:
+    """All entries finite with ``|r/δ| < 1e150`` (so ``(r/δ)²`` cannot overflow); False for NaN."""
+    if r.size == 0:
+        return True
+    bound = 1e150 * delta
+    return bool(-bound < r.min() and r.max() < bound)
+
+
+def _ph_root(r: np.ndarray, delta: float) -> np.ndarray:
+    """``h = √(1 + (r/δ)²)``, computed in place in one buffer."""
+    h = np.divide(r, delta)
+    np.multiply(h, h, out=h)
+    h += 1.0
+    return np.sqrt(h, out=h)
+
+
+def _ph_value(r: np.ndarray, delta: float) -> np.ndarray:
+    # Fast path without masks: l = r²/(h + 1) = |r|·(|r|/(h + 1)); |r|/(h + 1) ≤ δ and (r/δ)² cannot overflow
+    # while |r/δ| < 1e150 (else, or for NaN, the masked form handles it).
+    if not _moderate(r, delta):
+        return _ph_value_masked(r, delta)
+    h = _ph_root(r, delta)
+    h += 1.0
+    ar = np.abs(r)
+    np.divide(ar, h, out=h)
+    return np.multiply(h, ar, out=h)
+
+
+def _ph_derivative(r: np.ndarray, delta: float) -> np.ndarray:
+    if not _moderate(r, delta):
+        return _ph_derivative_masked(r, delta)
+    h = _ph_root(r, delta)
+    return np.divide(r, h, out=h)
+
+
+def _ph_second(r: np.ndarray, delta: float) -> np.ndarray:
+    if not _moderate(r, delta):
+        return _ph_second_masked(r, delta)
+    h = _ph_root(r, delta)
+    np.reciprocal(h, out=h)
+    return h * h * h
+
+
+def _gh_value(r: np.ndarray, alpha: float, beta: float) -> np.ndarray:
+    # Fast path without masks for beta <= 1e6: both branches of the masked form, each on an argument clipped to
+    # its own range (so neither overflows nor divides by zero), joined by np.where.
+    if beta > 1e6:
+        return _gh_value_masked(r, alpha, beta)
+    log2b = math.log(2.0 + beta)
+    switch = 30.0 + log2b
+    a = alpha * np.abs(r)
+    t = 2.0 * np.sinh(0.5 * np.minimum(a, switch))
+    small = np.log1p(t * t / (2.0 + beta)) / alpha
+    ab = np.maximum(a, switch)
+    c = 2.0 * np.log1p(-np.exp(-ab)) - log2b
+    big = ab / alpha + (c + np.log1p(np.exp(-(ab + c)))) / alpha
+    return np.where(a < switch, small, big)
+
+
 def _gh_derivative(r: np.ndarray, alpha: float, beta: float) -> np.ndarray:
     # l' = sign(r) (e^a - e^-a)/(e^a + e^-a + beta) = sign(r) (1 - e^-2a)/(1 + e^-2a + beta e^-a).
     a = alpha * np.abs(r)
@@ -219,8 +278,12 @@ def _gh_second(r: np.ndarray, alpha: float, beta: float) -> np.ndarray:
 
 
 def _log_cosh_value(r: np.ndarray) -> np.ndarray:
-    # log cosh r = log1p(2 sinh^2(r/2)), i.e. generalized_huber with alpha = 1, beta = 0.
-    return _gh_value(r, 1.0, 0.0)
+    # log cosh r = log1p(2 sinh²(r/2)) (no cancellation for small r) = |r| + log1p(e^{−2|r|}) − log 2 (no overflow
+    # for large r); each branch on an argument clipped to its own range, joined by np.where.
+    a = np.abs(r)
+    t = np.sinh(0.5 * np.minimum(a, 1.0))
+    big = a + np.log1p(np.exp(-2.0 * np.maximum(a, 1.0))) - math.log(2.0)
+    return np.where(a < 1.0, np.log1p(2.0 * t * t), big)
 
 
 def _log_cosh_derivative(r: np.ndarray) -> np.ndarray:

@@ -27,12 +27,16 @@ from .architecture import Architecture
 from .condition import DataCondition, check_data_condition
 from .conv import (
     Filters,
-    _final_filter,
+    _cofactors,
+    _corr_valid,
+    _dilated,
     _hessian_contraction,
     _jacobian,
+    _one,
+    _plan,
+    _prefix_suffix,
     as_filters,
     final_filter,
-    final_filter_vjp,
     flatten,
     patch_rows,
     unflatten,
@@ -95,6 +99,7 @@ class EmpiricalRisk:
         self.is_quadratic = _is_builtin_square(loss)
         if self.is_quadratic:
             self.gram, self.moment, self.constant = self._square_statistics()
+            self.least_squares_filter, self.minimum_value = self._least_squares()
 
     @cached_property
     def data_condition(self) -> DataCondition:
@@ -127,6 +132,21 @@ class EmpiricalRisk:
         G /= m
         return (G + G.T) / 2, b / m, float(self._y @ self._y) / (2 * m)
 
+    def _least_squares(self) -> tuple[np.ndarray, float]:
+        """Minimum-norm minimizer ``v̂`` of the square-loss ``ℒ`` over ``R^{k_v}`` and ``ℒ(v̂)`` (one data pass).
+
+        With them ``ℒ(v) = ½ (v − v̂)ᵀ G (v − v̂) + ℒ(v̂)`` and ``∇ℒ(v) = G (v − v̂)``: no cancellation between
+        large terms, so values and gradients near a minimum keep their relative accuracy.
+        """
+        if self._H is not None:
+            v_hat = np.linalg.lstsq(self._H, self._y, rcond=None)[0]
+        else:
+            lam, Q = np.linalg.eigh(self.gram)
+            keep = lam > lam.max() * self._kv * np.finfo(float).eps if lam.size else lam > 0
+            v_hat = Q[:, keep] @ ((Q[:, keep].T @ self.moment) / lam[keep])
+        rss = sum(float(np.sum((H @ v_hat - y) ** 2)) for H, y in self._chunks())
+        return v_hat, rss / (2 * self.num_samples)
+
     # ------------------------------------------------------------------ function space
     def _vector(self, v: np.ndarray) -> np.ndarray:
         v = np.asarray(v, dtype=np.float64)
@@ -138,20 +158,23 @@ class EmpiricalRisk:
         """``ℒ(v) = (1/m) Σ ℓ(H v − y)``."""
         v = self._vector(v)
         if self.is_quadratic:
-            return float(0.5 * v @ (self.gram @ v) - self.moment @ v + self.constant)
+            e = v - self.least_squares_filter
+            return float(0.5 * e @ (self.gram @ e) + self.minimum_value)
         return sum(float(np.sum(self.loss.value(H @ v - y))) for H, y in self._chunks()) / self.num_samples
 
-    def _fs_gradient(self, v: np.ndarray) -> tuple[float, np.ndarray]:
-        """``(ℒ(v), ∇ℒ(v))`` for a flat ``v`` (one pass over the data)."""
+    def _fs_gradient(self, v: np.ndarray, need_value: bool = True) -> tuple[float, np.ndarray]:
+        """``(ℒ(v), ∇ℒ(v))`` for a flat ``v`` (one pass over the data); the value is NaN unless ``need_value``."""
         if self.is_quadratic:
-            Gv = self.gram @ v
-            return float(0.5 * v @ Gv - self.moment @ v + self.constant), Gv - self.moment
+            e = v - self.least_squares_filter
+            Ge = self.gram @ e
+            return float(0.5 * e @ Ge + self.minimum_value), Ge
         val, grad = 0.0, np.zeros(self._kv)
         for H, y in self._chunks():
             r = H @ v - y
-            val += float(np.sum(self.loss.value(r)))
+            if need_value:
+                val += float(np.sum(self.loss.value(r)))
             grad += H.T @ self.loss.derivative(r)
-        return val / self.num_samples, grad / self.num_samples
+        return (val / self.num_samples if need_value else math.nan), grad / self.num_samples
 
     def function_space_gradient(self, v: np.ndarray) -> np.ndarray:
         """``∇ℒ(v) = (1/m) Hᵀ ℓ'(H v − y)``, same shape as ``v``."""
@@ -160,11 +183,11 @@ class EmpiricalRisk:
 
     def function_space_hessian(self, v: np.ndarray) -> np.ndarray:
         """``∇²ℒ(v) = (1/m) Hᵀ diag(ℓ''(H v − y)) H``, a ``k_v × k_v`` matrix (flattened row-major)."""
-        return self._fs_hessian(self._vector(v))
+        return self._fs_hessian(self._vector(v)).copy()
 
     def _fs_hessian(self, v: np.ndarray) -> np.ndarray:
         if self.is_quadratic:
-            return self.gram.copy()
+            return self.gram
         hess = np.zeros((self._kv, self._kv))
         for H, y in self._chunks():
             d2 = self.loss.second_derivative(H @ v - y)
@@ -185,34 +208,53 @@ class EmpiricalRisk:
     def value_and_gradient(self, filters: Sequence[np.ndarray] | np.ndarray) -> tuple[float, Filters | np.ndarray]:
         """``(L(w), ∇L(w))`` with one pass over the data; the gradient has the structure of ``filters``."""
         ws, flat = self._parse(filters)
-        val, g = self._fs_gradient(final_filter(self.arch, ws).reshape(-1))
-        grads = final_filter_vjp(self.arch, ws, g.reshape(self._kv_shape))
+        val, grads = self._value_grad(ws)
         return val, (flatten(grads) if flat else grads)
+
+    def _value_grad(self, ws: Filters, need_value: bool = True) -> tuple[float, Filters]:
+        arch = self.arch
+        dil = _dilated(arch, ws)
+        prefix, suffix = _prefix_suffix(dil)
+        val, g = self._fs_gradient(_one(prefix[-1], arch.ndim).reshape(-1), need_value)
+        g = g.reshape(self._kv_shape)
+        slices = _plan(arch)["vjp_slices"]
+        return val, [_corr_valid(g, c)[slices[i]] for i, c in enumerate(_cofactors(arch, dil, prefix, suffix))]
 
     def gradient(self, filters: Sequence[np.ndarray] | np.ndarray) -> Filters | np.ndarray:
         r"""``∇L(w) = dπ(w)ᵀ ∇ℒ(π(w))``: per layer ``(∇_{w^{(i)}} L)_j = Σ_t g_{j S_{i−1}+t} c_{i,t}``."""
-        return self.value_and_gradient(filters)[1]
+        ws, flat = self._parse(filters)
+        grads = self._value_grad(ws, need_value=False)[1]
+        return flatten(grads) if flat else grads
 
     def hessian(self, filters: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
         """Dense ``P × P`` Hessian of ``L`` in flat order: ``dπᵀ ∇²ℒ dπ + Σ_t (∇ℒ)_t ∇²π_t``."""
         return self._hessian(self._parse(filters)[0])
 
     def _hessian(self, ws: Filters) -> np.ndarray:
-        v = _final_filter(self.arch, ws).reshape(-1)
-        J = _jacobian(self.arch, ws)
-        g = self._fs_gradient(v)[1]
+        return self._value_grad_hess(ws)[2]
+
+    def _value_grad_hess(self, ws: Filters) -> tuple[float, np.ndarray, np.ndarray]:
+        """``(L, ∇L, ∇²L)`` (flat) sharing π, ``dπ`` and one pass over the data."""
+        arch = self.arch
+        dil = _dilated(arch, ws)
+        prefix, suffix = _prefix_suffix(dil)
+        v = _one(prefix[-1], arch.ndim).reshape(-1)
+        J = _jacobian(arch, ws, _cofactors(arch, dil, prefix, suffix))
+        val, g = self._fs_gradient(v)
         hess = J.T @ self._fs_hessian(v) @ J
-        hess += _hessian_contraction(self.arch, ws, g.reshape(self._kv_shape))
-        return (hess + hess.T) / 2
+        hess += _hessian_contraction(arch, ws, g.reshape(self._kv_shape), (dil, prefix, suffix))
+        return val, J.T @ g, (hess + hess.T) / 2
 
     # ------------------------------------------------------------------ fast paths for integrators (flat, unchecked)
     def _hessian_flat(self, w: np.ndarray) -> np.ndarray:
         return self._hessian(unflatten(self.arch, w))
 
-    def _value_grad_flat(self, w: np.ndarray) -> tuple[float, np.ndarray]:
-        ws = unflatten(self.arch, w)
-        val, g = self._fs_gradient(_final_filter(self.arch, ws).reshape(-1))
-        return val, flatten(final_filter_vjp(self.arch, ws, g.reshape(self._kv_shape)))
+    def _value_grad_hess_flat(self, w: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        return self._value_grad_hess(unflatten(self.arch, w))
+
+    def _value_grad_flat(self, w: np.ndarray, need_value: bool = True) -> tuple[float, np.ndarray]:
+        val, grads = self._value_grad(unflatten(self.arch, w), need_value)
+        return val, np.concatenate([g.ravel() for g in grads])
 
     def __repr__(self) -> str:
         return f"EmpiricalRisk({self.arch!r}, loss={self.loss}, data={self.data!r})"

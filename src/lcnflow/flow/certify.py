@@ -126,9 +126,9 @@ def polish(
 def lojasiewicz_fit(losses: np.ndarray, gradient_norms: np.ndarray, limit_loss: float) -> tuple[float | None, dict]:
     r"""Estimate the Łojasiewicz exponent θ from a trajectory's tail.
 
-    Fits ``log ‖∇L‖ = θ · log(L − L*) + c`` by least squares on the last half of the recorded points where
-    ``L − L*`` is well above rounding (``‖∇L‖ ≥ c |L − L*|^θ`` with θ ∈ [1/2, 1) near a critical point; θ = 1/2 at
-    non-degenerate minima, larger at degenerate ones).
+    Fits ``log ‖∇L‖ = θ · log(L − L*) + c`` by least squares on the last half of the recorded points after the largest
+    gradient norm (so plateaus before an escape are left out) where ``L − L*`` is well above rounding.  Near a critical
+    point ``‖∇L‖ ≥ c |L − L*|^θ`` with θ ∈ [1/2, 1): θ = 1/2 at non-degenerate minima, larger at degenerate ones.
 
     Returns
     -------
@@ -141,10 +141,14 @@ def lojasiewicz_fit(losses: np.ndarray, gradient_norms: np.ndarray, limit_loss: 
     grads = np.asarray(gradient_norms, dtype=float)
     gap = losses - limit_loss
     floor = 1e3 * np.finfo(float).eps * max(abs(limit_loss), np.max(np.abs(losses)) if losses.size else 0.0, 1e-300)
-    ok = np.nonzero((gap > floor) & (grads > 0))[0]
+    peak = int(np.argmax(grads)) if grads.size else 0  # the tail starts after the last escape (plateaus, saddles)
+    ok = np.nonzero((gap > floor) & (grads > 0) & (np.arange(grads.size) > peak))[0]
     ok = ok[ok.size // 2 :]
-    info = {"method": "least squares of log‖∇L‖ against log(L − L*) on the last half of the tail",
-            "num_points": int(ok.size)}
+    info = {
+        "method": "least squares of log‖∇L‖ against log(L − L*) on the last half of the points after the "
+        "largest gradient norm",
+        "num_points": int(ok.size),
+    }
     if ok.size < 4:
         info["r_squared"] = None
         return None, info

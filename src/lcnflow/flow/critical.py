@@ -125,7 +125,7 @@ class CriticalPoint:
             "degeneracies": list(self.degeneracies),
             "layer_roots": [cplx(r) for r in self.layer_roots],
             "final_filter_roots": cplx(self.final_filter_roots),
-            "shared_roots": [[i, l, float(z.real), float(z.imag)] for i, l, z in self.shared_roots],
+            "shared_roots": [[i, j, float(z.real), float(z.imag)] for i, j, z in self.shared_roots],
             "repeated_roots": cplx(self.repeated_roots),
             "not_a_minimum": self.not_a_minimum,
         }
@@ -160,12 +160,12 @@ def _root_structure(arch: Architecture, ws: list[np.ndarray], v: np.ndarray):
     layer_roots = [_roots(_dilate1(w, S[i])) for i, w in enumerate(ws)]
     v_roots = _roots(v)
     shared = []
-    for i, l in itertools.combinations(range(len(ws)), 2):
+    for i, j in itertools.combinations(range(len(ws)), 2):
         for a in layer_roots[i]:
-            if any(_close(a, b) for b in layer_roots[l]) and not any(
-                s[0] == i + 1 and s[1] == l + 1 and _close(s[2], a) for s in shared
+            if any(_close(a, b) for b in layer_roots[j]) and not any(
+                s[0] == i + 1 and s[1] == j + 1 and _close(s[2], a) for s in shared
             ):
-                shared.append((i + 1, l + 1, complex(a)))
+                shared.append((i + 1, j + 1, complex(a)))
     repeated = []
     for j, a in enumerate(v_roots):
         if any(_close(a, b) for b in v_roots[j + 1 :]) and not any(_close(a, r) for r in repeated):
@@ -183,8 +183,8 @@ def _name_degeneracies(arch, ws, shared, repeated) -> list[str]:
         lead_zero = [i + 1 for i, w in enumerate(ws) if w.size > 1 and abs(w[-1]) <= 1e-10 * scale]
         if len(lead_zero) > 1:
             names.append(f"layers {lead_zero} share a root at infinity (vanishing leading coefficients)")
-        for i, l, z in shared:
-            names.append(f"layers {i} and {l} share the root {_fmt_root(z)}")
+        for i, j, z in shared:
+            names.append(f"layers {i} and {j} share the root {_fmt_root(z)}")
         for z in repeated:
             if not any(_close(z, s[2]) for s in shared):
                 names.append(f"p_v has the repeated root {_fmt_root(z)}")

@@ -50,7 +50,8 @@ class FlowResult:
     invariants : ndarray
         ``δ_i = ‖w^{(i+1)}‖² − ‖w^{(i)}‖²`` at the start.
     invariant_drift : float
-        ``max_t max_i |δ_i(t) − δ_i(0)| / ‖w(0)‖²`` over the run (before polishing): zero for the exact flow.
+        ``max_t max_i |δ_i(t) − δ_i(0)| / max(‖w(0)‖², ‖w(t)‖²)`` over the run (before polishing): zero for the
+        exact flow, and of the order of the integrator's relative error otherwise.
     arc_length : float
         ``Σ ‖w_{n+1} − w_n‖`` over accepted steps.
     lojasiewicz_exponent : float or None
@@ -169,7 +170,7 @@ class Recorder:
         self.gnorms = [gnorm]
         self.states = [w0.copy()]
         self.delta0 = invariants(arch, w0)
-        self.delta_scale = max(float(w0 @ w0), 1e-300)
+        self.norm0 = float(w0 @ w0)
         self.drift = 0.0
         self.arc = 0.0
         self._prev = w0
@@ -181,7 +182,8 @@ class Recorder:
         self.arc += float(np.linalg.norm(w - self._prev))
         self._prev = w
         if self.delta0.size:
-            self.drift = max(self.drift, float(np.max(np.abs(invariants(self.arch, w) - self.delta0))) / self.delta_scale)
+            change = float(np.max(np.abs(invariants(self.arch, w) - self.delta0)))
+            self.drift = max(self.drift, change / max(self.norm0, float(w @ w), 1e-300))
         self._last = (t, w, loss, gnorm)
         if t >= self._next_t:
             self._append(t, w, loss, gnorm)
@@ -236,7 +238,7 @@ def finish(
 ) -> FlowResult:
     """Polish, classify and package a finished run (shared by gradient flow and gradient descent)."""
     rec.close()
-    t_end, w_end, loss_end, g_end = rec._last
+    _, w_end, loss_end, g_end = rec._last
     hyp = theorem_hypotheses(risk)
     limit, loss, gnorm = w_end, loss_end, g_end
     pol = None

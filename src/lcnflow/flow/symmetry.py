@@ -11,15 +11,19 @@ so ``∇L(w) ⟂ u_i`` everywhere (equivalently ``⟨w^{(i)}, ∇_{w^{(i)}}L⟩`
 
 from __future__ import annotations
 
+import functools
+import itertools
+
 import numpy as np
 
 from ..architecture import Architecture
 
 
+@functools.lru_cache(maxsize=128)
 def layer_slices(arch: Architecture) -> list[slice]:
     """Slices of each layer's coefficients in a flat parameter vector."""
     starts = np.concatenate([[0], np.cumsum(arch.layer_num_params)]).astype(int)
-    return [slice(int(a), int(b)) for a, b in zip(starts[:-1], starts[1:], strict=True)]
+    return [slice(int(a), int(b)) for a, b in itertools.pairwise(starts)]
 
 
 def invariants(arch: Architecture, w: np.ndarray) -> np.ndarray:
