@@ -96,6 +96,11 @@ class EmpiricalRisk:
         self._y = data.targets.reshape(-1)
         self._chunk = max(1, int(max_patch_bytes // (8 * self._kv * max(1, math.prod(arch.axes_layer_sizes[-1])))))
         self._H = self._patch_matrix() if self._chunk >= self.num_samples else None
+        self._windows = patch_rows(arch, data.inputs)  # strided view (m, *d_N, *k_v): no copy of the data
+        nd = arch.ndim
+        out_axes, filt_axes = "ijk"[: nd + 1], "ab"[:nd]
+        self._apply_spec = f"{out_axes}{filt_axes},{filt_axes}->{out_axes}"
+        self._adjoint_spec = f"{out_axes}{filt_axes},{out_axes}->{filt_axes}"
         self.is_quadratic = _is_builtin_square(loss)
         if self.is_quadratic:
             self.gram, self.moment, self.constant = self._square_statistics()
@@ -147,6 +152,16 @@ class EmpiricalRisk:
         rss = sum(float(np.sum((H @ v_hat - y) ** 2)) for H, y in self._chunks())
         return v_hat, rss / (2 * self.num_samples)
 
+    def _apply(self, v: np.ndarray) -> np.ndarray:
+        """``H v`` as an array ``(m, *d_N)``, computed on the strided view of the data (no ``H`` is formed)."""
+        if self.arch.ndim == 1:
+            return self._windows @ v
+        return np.einsum(self._apply_spec, self._windows, v.reshape(self._kv_shape))
+
+    def _adjoint(self, q: np.ndarray) -> np.ndarray:
+        """``Hᵀ q`` (flat ``k_v``) for ``q`` of shape ``(m, *d_N)``, on the strided view of the data."""
+        return np.einsum(self._adjoint_spec, self._windows, q).reshape(-1)
+
     # ------------------------------------------------------------------ function space
     def _vector(self, v: np.ndarray) -> np.ndarray:
         v = np.asarray(v, dtype=np.float64)
@@ -160,7 +175,7 @@ class EmpiricalRisk:
         if self.is_quadratic:
             e = v - self.least_squares_filter
             return float(0.5 * e @ (self.gram @ e) + self.minimum_value)
-        return sum(float(np.sum(self.loss.value(H @ v - y))) for H, y in self._chunks()) / self.num_samples
+        return float(np.sum(self.loss.value(self._apply(v) - self.data.targets))) / self.num_samples
 
     def _fs_gradient(self, v: np.ndarray, need_value: bool = True) -> tuple[float, np.ndarray]:
         """``(ℒ(v), ∇ℒ(v))`` for a flat ``v`` (one pass over the data); the value is NaN unless ``need_value``."""
@@ -168,13 +183,10 @@ class EmpiricalRisk:
             e = v - self.least_squares_filter
             Ge = self.gram @ e
             return float(0.5 * e @ Ge + self.minimum_value), Ge
-        val, grad = 0.0, np.zeros(self._kv)
-        for H, y in self._chunks():
-            r = H @ v - y
-            if need_value:
-                val += float(np.sum(self.loss.value(r)))
-            grad += H.T @ self.loss.derivative(r)
-        return (val / self.num_samples if need_value else math.nan), grad / self.num_samples
+        r = self._apply(v)
+        r -= self.data.targets
+        val = float(np.sum(self.loss.value(r))) / self.num_samples if need_value else math.nan
+        return val, self._adjoint(self.loss.derivative(r)) / self.num_samples
 
     def function_space_gradient(self, v: np.ndarray) -> np.ndarray:
         """``∇ℒ(v) = (1/m) Hᵀ ℓ'(H v − y)``, same shape as ``v``."""

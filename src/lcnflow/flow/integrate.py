@@ -1,20 +1,23 @@
 r"""Gradient flow ``ẇ = −∇L(w)`` integrated with error control to its limit.
 
-The default integrator is a linearly implicit (Rosenbrock) method of order 2 with an embedded order-3 error
-estimate — the L-stable scheme of Shampine & Reichelt's ``ode23s`` — using the exact Hessian as the Jacobian.
-With ``W = I + h d ∇²L(w_n)``, ``d = 1/(2 + √2)``, ``F(w) = −∇L(w)``:
+Methods (all in float64, all with the structured gradient of :class:`~lcnflow.EmpiricalRisk`):
 
-.. math::
+* ``"auto"`` = ``"LSODA"`` — Adams–Moulton (orders 1–12) on non-stiff stretches, BDF (orders 1–5) with the exact
+  Hessian as Jacobian where the flow is stiff (near minima); step sizes follow the local error, so they grow
+  geometrically on plateaus and as the flow settles.  Measured fastest on the benchmark problems at tolerances
+  from 1e-5 to 1e-8.
+* ``"exponential"`` — exponential Rosenbrock ``exprb32`` (order 3, embedded order 2) with the exact Hessian
+  ``∇²L = QΛQᵀ``: ``U = w_n + h φ_1(−hΛ) F``, ``w_{n+1} = U + 2h φ_3(−hΛ) D`` with ``F = −∇L(w_n)`` and
+  ``D = F(U) − F(w_n) + ∇²L (U − w_n)``.  The linear part is integrated exactly, so near any non-degenerate
+  critical point a step is limited only by the change of the Hessian.
+* ``"rosenbrock"`` — linearly implicit, L-stable Rosenbrock method of order 2 with an order-3 error estimate (the
+  scheme of Shampine & Reichelt's ``ode23s``), exact Hessian: ``W = I + h d ∇²L``, ``d = 1/(2 + √2)``.
+* scipy's ``RK45``, ``DOP853`` (explicit: slow once the flow is stiff), ``Radau``, ``BDF``, ``LSODA``
+  (stiff ones get the exact Hessian as Jacobian).
 
-    k_1 = W^{-1} F(w_n), \quad k_2 = W^{-1}(F(w_n + h k_1/2) − k_1) + k_1, \quad w_{n+1} = w_n + h k_2,
-
-    k_3 = W^{-1}\big(F(w_{n+1}) − (6+\sqrt2)(k_2 − F(w_n + h k_1/2)) − 2(k_1 − F(w_n))\big),
-    \quad \mathrm{err} = \tfrac{h}{6}(k_1 − 2k_2 + k_3).
-
-Near a minimum the problem is stiff and the scheme stays stable for any step; on plateaus (near saddles, or at
-degenerate limits with sublinear rates) the error estimate lets the step grow geometrically, and as ``h → ∞`` a step
-becomes a Newton step.  scipy's ``RK45``, ``DOP853``, ``Radau``, ``BDF`` and ``LSODA`` are available as explicit
-choices (stiff ones get the exact Hessian as Jacobian).
+The stopping test is ``‖∇L(w)‖ ≤ gtol``.  For the scipy methods the exact gradient is evaluated at accepted steps
+only where needed (near ``gtol``, at recorded points, for a callback); elsewhere the chord speed
+``‖w_{n+1} − w_n‖/h`` — an estimate of ``‖∇L‖`` since ``ẇ = −∇L`` — stands in for it.
 """
 
 from __future__ import annotations
@@ -90,8 +93,8 @@ def gradient_flow(
     gtol : float, optional
         Stop when ``‖∇L(w)‖ ≤ gtol``.  Default ``1e-8 · scale`` with ``scale = max(‖∇L(w_0)‖, ‖∇ℒ(0)‖)``.
     method : str
-        ``"auto"`` (= ``"rosenbrock"``, see the module docstring) or one of scipy's ``RK45``, ``DOP853`` (explicit),
-        ``Radau``, ``BDF``, ``LSODA`` (stiff; exact Hessian as Jacobian).
+        ``"auto"`` (= ``"LSODA"``), ``"exponential"``, ``"rosenbrock"``, or scipy's ``RK45``, ``DOP853``,
+        ``Radau``, ``BDF``, ``LSODA``; see the module docstring.
     rtol, atol : float
         Local error tolerances (relative, absolute) of the integrator.
     save_at : sequence of float, optional
@@ -129,11 +132,12 @@ def gradient_flow(
     options = {"t_max": t_max, "gtol": gtol, "rtol": rtol, "atol": atol, "certify_tol": certify_tol,
                "polish_radius": polish_radius, "max_steps": max_steps}
     runner, used = {
-        "auto": (_exponential, "exponential Rosenbrock exprb32 (exact Hessian)"),
+        "auto": (_scipy_solver, "LSODA (Adams/BDF switching, exact Hessian as Jacobian)"),
         "exponential": (_exponential, "exponential Rosenbrock exprb32 (exact Hessian)"),
         "rosenbrock": (_rosenbrock, "linearly implicit Rosenbrock ode23s (exact Hessian)"),
     }.get(method, (_scipy_solver, f"scipy {method}"))
-    state = runner(risk, w0, loss0, g, method, t_max, gtol, rtol, atol, save, callback, max_steps, bound, rec)
+    solver = "LSODA" if method == "auto" else method
+    state = runner(risk, w0, loss0, g, solver, t_max, gtol, rtol, atol, save, callback, max_steps, bound, rec)
     return finish(
         risk, rec, converged=state["converged"], stop_message=state["message"], method=used, t_final=state["t"],
         nfev=state["nfev"], nhev=state["nhev"], nsteps=state["nsteps"], start_time=start,
@@ -322,21 +326,23 @@ def _rosenbrock(risk, w, loss, g, method, t_max, gtol, rtol, atol, save, callbac
 
 
 def _scipy_solver(risk, w, loss, g, method, t_max, gtol, rtol, atol, save, callback, max_steps, bound, rec):
-    counts = {"f": 0, "j": 0}
+    counts = {"f": 1, "j": 0}
+    last: dict = {"y": w.copy(), "loss": loss, "g": g}  # the solver's last evaluation, reused at accepted steps
 
     def fun(_t, y):
         counts["f"] += 1
-        return -risk._value_grad_flat(y)[1]
+        val, grad = risk._value_grad_flat(y)
+        last.update(y=y.copy(), loss=val, g=grad)
+        return -grad
 
     def jac(_t, y):
         counts["j"] += 1
-        return -risk.hessian(y)
+        return -risk._hessian_flat(y)
 
-    solver_cls = _SCIPY_SOLVERS[method]
     kwargs = {"rtol": rtol, "atol": atol}
     if method in ("Radau", "BDF", "LSODA"):
         kwargs["jac"] = jac
-    solver = solver_cls(fun, 0.0, w.copy(), t_max, **kwargs)
+    solver = _SCIPY_SOLVERS[method](fun, 0.0, w.copy(), t_max, **kwargs)
     saved = np.full((save.size, w.size), np.nan)
     isave = 0
     while isave < save.size and save[isave] <= 0.0:
@@ -346,7 +352,7 @@ def _scipy_solver(risk, w, loss, g, method, t_max, gtol, rtol, atol, save, callb
     nsteps = 0
     stop = _stop_reason(gn, gtol, 0.0, t_max, float(np.linalg.norm(w)), bound, 0, max_steps, False)
     while stop is None:
-        t_old = solver.t
+        t_old, y_old = solver.t, solver.y.copy()
         msg = solver.step()
         nsteps += 1
         if solver.status == "failed":
@@ -357,13 +363,22 @@ def _scipy_solver(risk, w, loss, g, method, t_max, gtol, rtol, atol, save, callb
             while isave < save.size and t_old <= save[isave] <= solver.t:
                 saved[isave] = dense(save[isave])
                 isave += 1
-        loss, gvec = risk._value_grad_flat(solver.y)
-        counts["f"] += 1
-        gn = float(np.linalg.norm(gvec))
-        rec.step(solver.t, solver.y.copy(), loss, gn)
-        user_stop = bool(callback(solver.t, solver.y, loss, gn)) if callback is not None else False
-        stop = _stop_reason(gn, gtol, solver.t, t_max, float(np.linalg.norm(solver.y)), bound, nsteps, max_steps,
-                            user_stop)
+        y = solver.y
+        # ẏ = −∇L, so the chord speed estimates ‖∇L‖; the exact gradient is evaluated only where it is needed:
+        # near the stopping tolerance, at recorded points, for a callback, or at the last step
+        speed = float(np.linalg.norm(y - y_old)) / max(solver.t - t_old, 1e-300)
+        exact = speed <= 100 * gtol or rec.wants(solver.t) or callback is not None or nsteps >= max_steps
+        exact = exact or solver.t >= t_max or solver.status != "running"
+        if exact and not np.array_equal(last["y"], y):
+            fun(solver.t, y)
+        loss, gn = (last["loss"], float(np.linalg.norm(last["g"]))) if exact else (math.nan, speed)
+        rec.step(solver.t, y.copy(), loss, gn)
+        user_stop = bool(callback(solver.t, y, loss, gn)) if callback is not None else False
+        stop = _stop_reason(gn if exact else max(gn, 2 * gtol), gtol, solver.t, t_max, float(np.linalg.norm(y)),
+                            bound, nsteps, max_steps, user_stop)
+        if stop is not None and not exact:  # stopping for another reason: report the exact gradient there
+            fun(solver.t, y)
+            rec._last = (solver.t, rec._last[1], last["loss"], float(np.linalg.norm(last["g"])))
     converged, message = stop
-    return {"converged": converged, "message": message, "t": float(solver.t), "nfev": counts["f"] + 1,
+    return {"converged": converged, "message": message, "t": float(solver.t), "nfev": counts["f"],
             "nhev": counts["j"], "nsteps": nsteps, "saved": saved}

@@ -177,8 +177,12 @@ class Recorder:
         self._next_t = 0.0
         self._last = (0.0, w0, loss, gnorm)
 
+    def wants(self, t: float) -> bool:
+        """Whether a step ending at ``t`` will be recorded (so its loss and gradient norm are needed)."""
+        return t >= self._next_t
+
     def step(self, t: float, w: np.ndarray, loss: float, gnorm: float) -> None:
-        """Register an accepted step."""
+        """Register an accepted step (``loss``/``gnorm`` may be NaN when :meth:`wants` is False)."""
         self.arc += float(np.linalg.norm(w - self._prev))
         self._prev = w
         if self.delta0.size:
