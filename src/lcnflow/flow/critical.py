@@ -288,7 +288,8 @@ def classify_critical_point(
     filters : list of ndarray or flat ndarray
         The point (normally the polished limit of a flow).
     function_space_tol : float, optional
-        ``‖∇ℒ(v*)‖`` at or below this counts as zero (global minimum).  Default ``1e-7 · ‖∇ℒ(0)‖``.
+        ``‖∇ℒ(v*)‖`` at or below this counts as zero (global minimum).  Default ``1e-7`` times the larger of
+        ``‖∇ℒ(0)‖`` and ``‖∇²ℒ(v*)‖ · max(1, ‖v*‖, Π_i ‖w^{(i)}‖)``.
     eig_rtol : float
         Hessian eigenvalues with ``|λ| ≤ eig_rtol · max|λ|`` count as zero.
     rank_rtol : float
@@ -304,7 +305,12 @@ def classify_critical_point(
     v = _final_filter(arch, ws)
     g_v = risk.function_space_gradient(v).reshape(-1)
     grad = risk.gradient(w)
-    fs_scale = float(np.linalg.norm(risk.function_space_gradient(np.zeros(arch.final_filter_shape))))
+    # natural size of ∇ℒ: at v = 0, and the curvature times the size of the final filters this point can produce
+    # (never below a unit filter, so problems whose targets vanish still have a scale)
+    fs_curv = float(np.linalg.norm(risk.function_space_hessian(v), 2))
+    v_size = max(1.0, float(np.linalg.norm(v)), float(np.prod([np.linalg.norm(x) for x in ws])))
+    fs_scale = max(float(np.linalg.norm(risk.function_space_gradient(np.zeros(arch.final_filter_shape)))),
+                   fs_curv * v_size)
     fs_tol = function_space_tol if function_space_tol is not None else 1e-7 * max(fs_scale, 1e-300)
     fs_norm = float(np.linalg.norm(g_v))
     is_global = fs_norm <= fs_tol
@@ -323,7 +329,7 @@ def classify_critical_point(
         kind = "strict_saddle"
     elif eig.size and np.any(np.abs(eig) <= tol):
         kind = "degenerate"
-        not_a_minimum = _descent_probe(risk, w, comp, eig, tol)
+        not_a_minimum = _descent_probe(risk, w, comp, tol, loss_scale=fs_curv * v_size**2)
     else:
         kind = "local_minimum"
 
@@ -386,14 +392,18 @@ def classify_critical_point(
     )
 
 
-def _descent_probe(risk: EmpiricalRisk, w: np.ndarray, comp: np.ndarray, eig_vals, tol) -> bool | None:
-    """Look for a decrease of ``L`` along null directions of the complement Hessian (higher-order saddles)."""
+def _descent_probe(risk: EmpiricalRisk, w: np.ndarray, comp: np.ndarray, tol: float, loss_scale: float) -> bool | None:
+    """Look for a decrease of ``L`` along null directions of the complement Hessian (higher-order saddles).
+
+    A decrease counts only if it exceeds ``1e-12 · max(|L(w)|, ℒ(0), loss_scale)``, well above rounding.
+    """
     hc = comp.T @ risk.hessian(w) @ comp
     vals, vecs = np.linalg.eigh(hc)
     null = comp @ vecs[:, np.abs(vals) <= tol]
     if null.shape[1] == 0:
         return None
     base = risk.value(w)
+    floor = 1e-12 * max(abs(base), abs(risk.function_space_value(np.zeros(risk.arch.final_filter_shape))), loss_scale)
     scale = max(1.0, float(np.linalg.norm(w)))
     rng = np.random.default_rng(0)
     dirs = [null[:, j] for j in range(null.shape[1])]
@@ -402,6 +412,6 @@ def _descent_probe(risk: EmpiricalRisk, w: np.ndarray, comp: np.ndarray, eig_val
         d = d / np.linalg.norm(d)
         for eps in (1e-2, 1e-3):
             for sgn in (1.0, -1.0):
-                if risk.value(w + sgn * eps * scale * d) < base - 1e-12 * max(abs(base), 1e-300):
+                if risk.value(w + sgn * eps * scale * d) < base - floor:
                     return True
     return None
