@@ -122,6 +122,7 @@ class Architecture:
             self, "_kv", tuple(1 + sum((k[a] - 1) * S[i][a] for i, k in enumerate(ks)) for a in range(ndim))
         )
         object.__setattr__(self, "_layer_num_params", tuple(math.prod(k) for k in ks))
+        object.__setattr__(self, "_hash", hash((ks, ss, d0)))
 
     @staticmethod
     def _compute_sizes(d0, ks, ss) -> tuple[tuple[int, ...], ...]:
@@ -341,7 +342,7 @@ class Architecture:
         )
 
     def __hash__(self) -> int:
-        return hash((self._ks, self._ss, self.axes_layer_sizes[0]))  # type: ignore[attr-defined]
+        return self._hash  # type: ignore[attr-defined]
 
 
 def _fmt(t: Any) -> str:
