@@ -8,6 +8,7 @@ The layering (lower layers never import higher ones)::
 from .architecture import Architecture, SizeRuleWarning
 from .condition import DataCondition, check_data_condition
 from .conv import (
+    as_filters,
     final_filter,
     final_filter_hessian_contraction,
     final_filter_jacobian,
@@ -44,6 +45,7 @@ __all__ = [
     "Loss",
     "SizeRuleWarning",
     "TheoremCheck",
+    "as_filters",
     "check_data_condition",
     "classify_critical_point",
     "final_filter",

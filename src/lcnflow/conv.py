@@ -26,7 +26,6 @@ import warnings
 from collections.abc import Sequence
 
 import numpy as np
-import scipy.signal
 
 from .architecture import Architecture, Size, SizeRuleWarning
 
@@ -125,6 +124,8 @@ def _conv(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Full convolution (polynomial product) of two 1D or 2D arrays."""
     if a.ndim == 1:
         return np.convolve(a, b)
+    import scipy.signal  # 2D only; imported lazily (it costs ~1 s at start-up)
+
     return scipy.signal.convolve2d(a, b)
 
 
@@ -132,6 +133,8 @@ def _corr_valid(g: np.ndarray, c: np.ndarray) -> np.ndarray:
     """Valid cross-correlation ``out[j] = Σ_t g[j + t] c[t]`` (1D or 2D)."""
     if g.ndim == 1:
         return np.correlate(g, c, "valid")
+    import scipy.signal
+
     return scipy.signal.correlate2d(g, c, "valid")
 
 

@@ -27,20 +27,12 @@ import time
 from collections.abc import Sequence
 
 import numpy as np
-import scipy.integrate
 
 from ..conv import as_filters, flatten
 from ..risk import EmpiricalRisk
 from .result import Callback, FlowResult, Recorder, default_scale, finish
 
 METHODS = ("auto", "exponential", "rosenbrock", "RK45", "DOP853", "Radau", "BDF", "LSODA")
-_SCIPY_SOLVERS = {
-    "RK45": scipy.integrate.RK45,
-    "DOP853": scipy.integrate.DOP853,
-    "Radau": scipy.integrate.Radau,
-    "BDF": scipy.integrate.BDF,
-    "LSODA": scipy.integrate.LSODA,
-}
 _D = 1.0 / (2.0 + math.sqrt(2.0))
 _TAYLOR1 = [1.0 / math.factorial(j + 1) for j in range(9)]
 _TAYLOR3 = [1.0 / math.factorial(j + 3) for j in range(9)]
@@ -342,7 +334,9 @@ def _scipy_solver(risk, w, loss, g, method, t_max, gtol, rtol, atol, save, callb
     kwargs = {"rtol": rtol, "atol": atol}
     if method in ("Radau", "BDF", "LSODA"):
         kwargs["jac"] = jac
-    solver = _SCIPY_SOLVERS[method](fun, 0.0, w.copy(), t_max, **kwargs)
+    import scipy.integrate  # imported when a run needs it (about 0.8 s at start-up)
+
+    solver = getattr(scipy.integrate, method)(fun, 0.0, w.copy(), t_max, **kwargs)
     saved = np.full((save.size, w.size), np.nan)
     isave = 0
     while isave < save.size and save[isave] <= 0.0:

@@ -1,0 +1,401 @@
+"""The ``lcnflow`` command line: run experiments, check data, describe architectures, build reports.
+
+::
+
+    lcnflow run [CONFIG.toml] [--out DIR] [--json] [--quiet] [--set key=value …]
+    lcnflow check-data [CONFIG.toml] [--set key=value …] [--json]
+    lcnflow describe [CONFIG.toml] [--set key=value …] [--json]
+    lcnflow report DIR
+
+Without a CONFIG, commands use the built-in default experiment.  Exit codes: 0 success (whether or not the run
+converged: the verdict is data, not an error), 2 bad input (the message names the field), 1 internal error
+(``LCNFLOW_DEBUG=1`` shows the traceback).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from . import __version__
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="lcnflow",
+    help="Linear convolutional networks trained by gradient flow: certified, classified limits.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class BadInput(Exception):
+    """Raised inside a command for user errors (exit code 2); the message names the field."""
+
+
+@contextmanager
+def _input_phase() -> Iterator[None]:
+    """Turn the library's input errors (``ValueError`` with a field-naming message, missing files) into BadInput."""
+    try:
+        yield
+    except (ValueError, OSError) as exc:
+        raise BadInput(str(exc)) from exc
+
+
+def _console(stderr: bool = False) -> Console:
+    """Rich console; output that is not a terminal (pipes, files, tests) is laid out 110 columns wide."""
+    probe = Console(stderr=stderr)
+    return Console(stderr=stderr, highlight=False, width=None if probe.is_terminal else 110)
+
+
+def _stderr() -> Console:
+    return _console(stderr=True)
+
+
+def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a command: BadInput → exit 2 with its message, any other exception → exit 1, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        """The command, with errors turned into exit codes and one-line messages."""
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # warnings are collected and shown as notes by the commands
+                return fn(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except BadInput as exc:
+            _stderr().print(f"[bold red]error:[/] {escape(str(exc))}")
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+        except KeyboardInterrupt:
+            _stderr().print("[yellow]interrupted[/]")
+            raise typer.Exit(130) from None
+        except Exception as exc:
+            if os.environ.get("LCNFLOW_DEBUG"):
+                raise
+            _stderr().print(
+                f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))}\n"
+                "This is a bug in lcnflow; rerun with LCNFLOW_DEBUG=1 for the traceback and report it."
+            )
+            raise typer.Exit(EXIT_INTERNAL) from None
+
+    return wrapper
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"lcnflow {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Show the version and exit.")] = False,
+) -> None:
+    """Linear convolutional networks trained by gradient flow: certified, classified limits."""
+
+
+ConfigArg = Annotated[
+    str | None,
+    typer.Argument(metavar="[CONFIG]", help="TOML config file; without it, the built-in default experiment.",
+                   show_default=False),
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", metavar="KEY=VALUE",
+                 help="Override a config key, e.g. --set architecture.filter_sizes=[3,3] (repeatable)."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON to stdout and nothing else.")]
+SvgOpt = Annotated[bool, typer.Option("--svg", help="Also write the figures as SVG (slower).")]
+
+
+def _load(config: str | None, overrides: list[str] | None):
+    from .experiments import load_config
+
+    with _input_phase():
+        return load_config(config, overrides or [])
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def _notes(console: Console, notes: list[str]) -> None:
+    for note in notes:
+        console.print(f"[yellow]note:[/] {escape(note)}")
+
+
+# ---------------------------------------------------------------------------------------------------- run
+@app.command()
+@_guard
+def run(
+    config: ConfigArg = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", metavar="DIR", help="Write result.json, trajectory.npz, config.toml, report.html.")] = None,
+    json_output: JsonOpt = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no summary (errors only).")] = False,
+    set_: SetOpt = None,
+    svg: SvgOpt = False,
+) -> None:
+    """Run an experiment (the built-in default without CONFIG) and print its verdict."""
+    from .experiments import execute, prepare
+
+    cfg = _load(config, set_)
+    err = _stderr()
+    with _input_phase():
+        exp = prepare(cfg)
+    if out is not None:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BadInput(f"--out: cannot create the directory {out}: {exc}") from None
+    show = not (quiet or json_output)
+    if show:
+        _notes(err, exp.notes)
+    n_notes = len(exp.notes)
+    if show and err.is_terminal:
+        with _progress(err, exp) as callback:
+            result = execute(exp, callback)
+    else:
+        result = execute(exp)
+    if show:
+        _notes(err, result.experiment.notes[n_notes:])
+    record = result.to_dict()
+    if out is not None:
+        from .report import build_report
+
+        result.save(out, record)
+        build_report(out, ("png", "svg") if svg else ("png",))
+    if json_output:
+        _print_json(record)
+    elif not quiet:
+        _summary(_console(), record, config, out)
+
+
+@contextmanager
+def _progress(console: Console, exp: Any) -> Iterator[Callable[[float, np.ndarray, float, float], None]]:
+    """A transient progress display; the bar measures the decades of gradient-norm decrease towards gtol."""
+    g0 = float(np.linalg.norm(exp.risk.gradient(exp.init)))
+    fs0 = float(np.linalg.norm(exp.risk.function_space_gradient(np.zeros(exp.architecture.final_filter_shape))))
+    gtol = exp.config.flow.gtol or 1e-8 * max(g0, fs0, 1e-300)
+    decades = max(math.log10(max(g0, gtol) / gtol), 1e-9)
+    columns = (SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
+               TextColumn("{task.fields[info]}"), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        label = "gradient flow" if exp.config.flow.method == "gradient_flow" else "gradient descent"
+        task = progress.add_task(label, total=1.0, info="")
+        last = [0.0]
+
+        def callback(t: float, w: np.ndarray, loss: float, gnorm: float) -> None:
+            """Update the display at most 20 times a second."""
+            now = time.monotonic()
+            if now - last[0] < 0.05:
+                return
+            last[0] = now
+            done = math.log10(max(g0, gtol) / max(gnorm, 1e-300)) / decades if gnorm > 0 else 1.0
+            progress.update(task, completed=min(max(done, 0.0), 1.0),
+                            info=f"t = {t:.3g}  L = {loss:.6g}  ‖∇L‖ = {gnorm:.2e}")
+
+        yield callback
+
+
+def _yes(flag: Any, yes: str = "yes", no: str = "no") -> str:
+    return {True: f"[green]{yes}[/]", False: f"[red]{no}[/]"}.get(flag, "[yellow]unknown[/]")
+
+
+def _size(k: Any) -> str:
+    return "×".join(str(v) for v in k) if isinstance(k, list) else str(k)
+
+
+def _summary(console: Console, rec: dict[str, Any], config: str | None, out: Path | None) -> None:
+    arch, loss, data, res, verdict = rec["architecture"], rec["loss"], rec["data"], rec["result"], rec["verdict"]
+    cond, hyp = data["condition"], rec["hypotheses"]
+    cp = res.get("critical_point") or {}
+    origin = "built-in default" if config is None else config
+    if config is None and rec["name"] != "mnist1d-deblur":
+        origin = "built-in default with --set overrides"
+    console.print(f"[bold]lcnflow run[/] · {escape(rec['name'])} ({escape(origin)})")
+    if rec.get("description"):
+        console.print(escape(rec["description"]), style="dim")
+    t = Table.grid(padding=(0, 2))
+    t.add_column(style="bold", no_wrap=True)
+    t.add_column()
+    t.add_row("architecture",
+              f"{arch['ndim']}D, {arch['depth']} layers: k = ({', '.join(_size(k) for k in arch['filter_sizes'])}), "
+              f"s = ({', '.join(_size(s) for s in arch['strides'])}), d = "
+              f"{' → '.join(_size(d) for d in arch['layer_sizes'])}")
+    t.add_row("", f"final filter k_v = {_size(arch['final_filter_size'])}, s_v = {_size(arch['final_stride'])}; "
+                  f"P = {arch['num_params']}, dim M = {arch['function_space_dim']}; filling: "
+                  f"{_yes(arch['filling'])}")
+    params = ", ".join(f"{k} = {v:g}" for k, v in loss["params"].items())
+    t.add_row("loss", f"{loss['name']}{f' ({params})' if params else ''}: {escape(loss['description'])}")
+    t.add_row("data", escape(data["description"]))
+    ratio = 0.0 if cond["condition_number"] is None else 1.0 / cond["condition_number"]
+    t.add_row("data condition", f"{_yes(cond['satisfied'], 'holds', 'fails')}: rank H = {cond['rank']} of "
+                                f"k_v = {cond['final_filter_size']}, σ_min/σ_max = {ratio:.3g}")
+    t.add_row("theorem", f"{_yes(hyp['covered'], 'covered', 'not covered')}: {escape(hyp['consequence'])}")
+    for failure in hyp["failures"]:
+        t.add_row("", f"[red]✗[/] {escape(failure)}")
+    t.add_row("solver", f"{rec['solver']['method'].replace('_', ' ')} — {escape(res['method'])}")
+    certificate = (f"‖∇L‖ = {res['flow_gradient_norm']:.2e} at stop, {res['gradient_norm']:.2e} after polishing "
+                   f"(moved {res['polish_distance']:.2g}); invariant drift {res['invariant_drift']:.2g}; "
+                   f"arc length {res['arc_length']:.4g}")
+    theta = res["lojasiewicz_exponent"]
+    if theta is not None:
+        certificate += f"; Łojasiewicz θ ≈ {theta:.2f}"
+    if res["converged"]:
+        t.add_row("converged", f"{_yes(True)}, certified: {_yes(res['certified'])} — {certificate}")
+    else:
+        t.add_row("converged", f"{_yes(False)} — invariant drift {res['invariant_drift']:.2g}, "
+                               f"arc length {res['arc_length']:.4g}")
+    t.add_row("", escape(res["message"].split(";")[0]))
+    style = "green" if verdict["kind"] == "global_minimum" and verdict["certified"] else (
+        "red" if not verdict["converged"] else "yellow")
+    t.add_row("limit", f"[{style}]{escape(verdict['headline'])}[/]")
+    for d in verdict["degeneracies"]:
+        t.add_row("", f"· {escape(d)}")
+    if cp.get("spurious"):
+        t.add_row("", f"· {escape(cp.get('spurious_reason', ''))}")
+    t.add_row("optimum", escape(verdict["comparison"]))
+    timings = rec["timings"]
+    t.add_row("time", f"t = {res['t_final']:.4g} (flow time), {res['num_steps']} steps, "
+                      f"{res['num_gradient_evaluations']} gradients, {res['num_hessian_evaluations']} Hessians; "
+                      f"{timings['flow_seconds']:.2f} s flow + {timings['build_seconds']:.2f} s data")
+    if out is not None:
+        t.add_row("files", f"{escape(str(out))}/: result.json, trajectory.npz, config.toml, report.html, figures/")
+    console.print(t)
+
+
+# ---------------------------------------------------------------------------------------------------- check-data
+@app.command("check-data")
+@_guard
+def check_data_command(config: ConfigArg = None, set_: SetOpt = None, json_output: JsonOpt = False) -> None:
+    """Check the data condition (rank H = k_v) and the convergence theorem's hypotheses; nothing is integrated."""
+    from .experiments import check_data, prepare
+
+    cfg = _load(config, set_)
+    with _input_phase():
+        exp = prepare(cfg)
+    report = check_data(exp)
+    if json_output:
+        _print_json(report)
+        return
+    console = _console()
+    _notes(_stderr(), exp.notes)
+    data, hyp = report["data"], report["hypotheses"]
+    cond = data["condition"]
+    console.print(f"[bold]lcnflow check-data[/] · {escape(report['name'])}")
+    t = Table.grid(padding=(0, 2))
+    t.add_column(style="bold", no_wrap=True)
+    t.add_column()
+    t.add_row("data", escape(data["description"]))
+    t.add_row("shapes", f"m = {data['num_samples']}, inputs {_size(data['input_shape'])}, "
+                        f"targets {_size(data['target_shape'])}")
+    ratio = 0.0 if cond["condition_number"] is None else 1.0 / cond["condition_number"]
+    t.add_row("rank H = k_v", f"{_yes(cond['satisfied'])}: rank {cond['rank']} of {cond['final_filter_size']} "
+                              f"({cond['num_equations']} equations), σ_min = {cond['smallest_singular_value']:.3g}, "
+                              f"σ_max = {cond['largest_singular_value']:.3g}, σ_min/σ_max = {ratio:.3g}")
+    t.add_row("rank X = d_0", f"{_yes(cond['inputs_full_row_rank'])}: {cond['inputs_rank']} of {cond['input_dim']} "
+                              "(classical, stronger)")
+    t.add_row("", escape(cond["explanation"]))
+    t.add_row("analytic loss", _yes(hyp["analytic_loss"]))
+    t.add_row("coercive loss", _yes(hyp["coercive_loss"]))
+    t.add_row("theorem", f"{_yes(hyp['covered'], 'covered', 'not covered')}: {escape(hyp['consequence'])}")
+    for failure in hyp["failures"]:
+        t.add_row("", f"[red]✗[/] {escape(failure)}")
+    console.print(t)
+
+
+# ---------------------------------------------------------------------------------------------------- describe
+@app.command()
+@_guard
+def describe(config: ConfigArg = None, set_: SetOpt = None, json_output: JsonOpt = False) -> None:
+    """Describe the architecture: sizes per layer, final filter, parameters, function space, filling."""
+    from .experiments import architecture_summary
+
+    cfg = _load(config, set_)
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        arch = cfg.architecture.build()
+    info = architecture_summary(arch)
+    if json_output:
+        _print_json(info)
+        return
+    console = _console()
+    console.print(f"[bold]lcnflow describe[/] · {escape(cfg.name)}: {info['ndim']}D linear convolutional network, "
+                  f"{info['depth']} layer(s)")
+    table = Table(show_edge=False, header_style="bold")
+    for name in ("layer", "filter k", "stride s", "d_in", "d_out", "parameters"):
+        table.add_column(name, justify="right")
+    for row in info["layers"]:
+        table.add_row(str(row["layer"]), _size(row["filter_size"]), _size(row["stride"]), _size(row["input_size"]),
+                      _size(row["output_size"]), str(row["num_params"]))
+    console.print(table)
+    t = Table.grid(padding=(0, 2))
+    t.add_column(style="bold", no_wrap=True)
+    t.add_column()
+    t.add_row("final filter", f"k_v = {_size(info['final_filter_size'])}, stride s_v = {_size(info['final_stride'])}")
+    t.add_row("parameters", f"P = {info['num_params']}")
+    t.add_row("function space", f"dim M = P − (N − 1) = {info['function_space_dim']} "
+                                f"(final filter has {info['final_filter_num_params']} coefficients)")
+    t.add_row("filling", f"{_yes(info['filling'], 'yes', 'no')}: {escape(info['filling_reason'])}")
+    if info["dropped_inputs"]:
+        for d in info["dropped_inputs"]:
+            t.add_row("dropped inputs", f"layer {d['layer']} drops its last {_size(d['count'])} input(s) "
+                                        "(the size rule ⌊(d_in − k)/s⌋ + 1 does not fit exactly)")
+    else:
+        t.add_row("dropped inputs", "none (every layer fits exactly)")
+    console.print(t)
+
+
+# ---------------------------------------------------------------------------------------------------- report
+@app.command()
+@_guard
+def report(
+    directory: Annotated[str, typer.Argument(metavar="DIR", help="A run directory written by `lcnflow run --out`.")],
+    svg: SvgOpt = False,
+) -> None:
+    """(Re)build report.html and figures/ of a finished run."""
+    from .report import ReportError, build_report
+
+    try:
+        path = build_report(directory, ("png", "svg") if svg else ("png",))
+    except ReportError as exc:
+        raise BadInput(str(exc)) from None
+    _console().print(f"wrote {escape(str(path))}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit code instead of exiting."""
+    try:
+        app(args=argv, prog_name="lcnflow", standalone_mode=True)
+    except SystemExit as exc:
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else EXIT_INTERNAL)
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

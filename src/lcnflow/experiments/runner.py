@@ -1,0 +1,477 @@
+r"""Running an experiment: config → problem → flow → certified, classified limit → files.
+
+:func:`prepare` builds everything a config describes (:class:`Experiment`: architecture, loss, data, risk, initial
+filters); :func:`run_experiment` integrates it and returns the :class:`~lcnflow.FlowResult`; :func:`execute` also
+computes the function-space optimum for comparison and returns an :class:`ExperimentRun`, which writes a run
+directory (``result.json``, ``trajectory.npz``, ``config.toml``) with :meth:`ExperimentRun.save`.
+
+The **function-space optimum** is ``ℒ* = min_{v ∈ R^{k_v}} ℒ(v)``, a convex problem solved by damped Newton in
+``k_v`` dimensions.  When the architecture is filling, ``M = R^{k_v}`` and ``ℒ*`` is the global minimum of ``L``;
+otherwise it is a lower bound.  ``L(w*) − ℒ*`` tells how far the flow's limit is from the best any network of
+this architecture could do (when filling).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from ..architecture import Architecture
+from ..conv import as_filters, final_filter, flatten, unflatten
+from ..flow import FlowResult, gradient_descent, gradient_flow, invariants, theorem_hypotheses
+from ..losses import Loss
+from ..risk import EmpiricalRisk
+from .config import ExperimentConfig, GradientFlowConfig, InitConfig
+from .sources import DataBundle, apply_final_filter, make_data
+
+__all__ = [
+    "RUN_FILES",
+    "Experiment",
+    "ExperimentRun",
+    "FunctionSpaceOptimum",
+    "architecture_summary",
+    "build_problem",
+    "check_data",
+    "execute",
+    "function_space_optimum",
+    "initial_filters",
+    "jsonable",
+    "prepare",
+    "run_experiment",
+]
+
+#: Files of a run directory written by :meth:`ExperimentRun.save` (the report adds ``report.html``, ``figures/``).
+RUN_FILES = ("result.json", "trajectory.npz", "config.toml")
+
+#: Number of samples kept in ``trajectory.npz`` to show inputs, outputs and targets.
+NUM_EXAMPLES = 3
+
+Callback = Callable[[float, np.ndarray, float, float], "bool | None"]
+
+
+def jsonable(obj: Any) -> Any:
+    """Convert NumPy scalars/arrays, tuples and complex numbers to JSON types; non-finite floats become ``None``."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, bool | np.bool_):
+        return bool(obj)
+    if isinstance(obj, int | np.integer):
+        return int(obj)
+    if isinstance(obj, float | np.floating):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, complex | np.complexfloating):
+        return [jsonable(obj.real), jsonable(obj.imag)]
+    return obj
+
+
+def initial_filters(cfg: InitConfig, arch: Architecture) -> list[np.ndarray]:
+    """``w(0)``: ``cfg.filters`` if given, else each coefficient i.i.d. ``N(0, scale²)`` from ``seed``."""
+    if cfg.filters is not None:
+        return as_filters(arch, cfg.filters, "init.filters")
+    rng = np.random.default_rng(cfg.seed)
+    return [cfg.scale * rng.standard_normal(shape) for shape in arch.filter_shapes]
+
+
+@dataclass
+class Experiment:
+    """Everything a config describes, built and checked, before integrating.
+
+    Attributes
+    ----------
+    config : ExperimentConfig
+    architecture : Architecture
+    loss : Loss
+    data : DataBundle
+    risk : EmpiricalRisk
+    init : list of ndarray
+        ``w(0)``.
+    notes : list of str
+        Warnings raised while building (e.g. inputs dropped by the size rule), as text.
+    build_seconds : float
+    """
+
+    config: ExperimentConfig
+    architecture: Architecture
+    loss: Loss
+    data: DataBundle
+    risk: EmpiricalRisk
+    init: list[np.ndarray]
+    notes: list[str] = field(default_factory=list)
+    build_seconds: float = 0.0
+
+    def run(self, callback: Callback | None = None) -> FlowResult:
+        """Integrate with the ``[flow]`` section's method and options; see :func:`run_experiment`."""
+        f = self.config.flow
+        common = dict(
+            gtol=f.gtol, certify_tol=f.certify_tol, polish_radius=f.polish_radius, classify=f.classify,
+            max_record=f.max_record, blowup_factor=f.blowup_factor, callback=callback,
+        )
+        if isinstance(f, GradientFlowConfig):
+            return gradient_flow(
+                self.risk, self.init, t_max=f.t_max, method=f.integrator, rtol=f.rtol, atol=f.atol,
+                max_steps=f.max_steps, **common,
+            )
+        return gradient_descent(
+            self.risk, self.init, f.step_size, max_steps=f.max_steps, adaptive=f.adaptive, max_time=f.max_time,
+            **common,
+        )
+
+
+def prepare(cfg: ExperimentConfig) -> Experiment:
+    """Build the architecture, loss, data, risk and initial filters of ``cfg``.
+
+    Warnings raised on the way are kept as text in :attr:`Experiment.notes` and re-issued.
+
+    Raises
+    ------
+    ValueError
+        (including :class:`~lcnflow.experiments.ConfigError`) for data that do not fit: a missing file, a wrong
+        shape, NaN values, …; the message names the field.
+    """
+    start = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        arch = cfg.architecture.build()
+        loss = cfg.loss.build()
+        bundle = make_data(cfg.data, arch)
+        risk = EmpiricalRisk(arch, loss, bundle.dataset)
+        init = initial_filters(cfg.init, arch)
+    notes = list(dict.fromkeys(str(w.message) for w in caught))
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return Experiment(cfg, arch, loss, bundle, risk, init, notes, time.perf_counter() - start)
+
+
+def build_problem(cfg: ExperimentConfig) -> tuple[EmpiricalRisk, list[np.ndarray]]:
+    """``(risk, init)`` of a config: the :class:`~lcnflow.EmpiricalRisk` and ``w(0)``."""
+    exp = prepare(cfg)
+    return exp.risk, exp.init
+
+
+def run_experiment(cfg: ExperimentConfig, callback: Callback | None = None) -> FlowResult:
+    """Build ``cfg``'s problem and run its flow (gradient flow or gradient descent) to a certified limit.
+
+    Parameters
+    ----------
+    cfg : ExperimentConfig
+    callback : callable, optional
+        ``callback(t, w_flat, loss, gradient_norm)`` after each accepted step; returning ``True`` stops the run.
+
+    Returns
+    -------
+    FlowResult
+    """
+    return prepare(cfg).run(callback)
+
+
+# ---------------------------------------------------------------------------------------------------- optimum
+@dataclass(frozen=True)
+class FunctionSpaceOptimum:
+    """``ℒ* = min_v ℒ(v)`` over all final filters ``v ∈ R^{k_v}`` (convex).
+
+    Attributes
+    ----------
+    filter : ndarray
+        A minimizer ``v̂`` (minimum norm for the square loss when ``H`` is rank deficient).
+    value : float
+        ``ℒ(v̂)``.
+    gradient_norm : float
+        ``‖∇ℒ(v̂)‖``.
+    exact : bool or None
+        ``True`` if the architecture is filling (then ``ℒ*`` is the global minimum of ``L``), ``False`` if not
+        (``ℒ*`` is a lower bound), ``None`` if filling is undecided.
+    iterations : int
+    """
+
+    filter: np.ndarray
+    value: float
+    gradient_norm: float
+    exact: bool | None
+    iterations: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form."""
+        return {"filter": self.filter.tolist(), "value": self.value, "gradient_norm": self.gradient_norm,
+                "exact": self.exact, "iterations": self.iterations}
+
+
+def function_space_optimum(risk: EmpiricalRisk, max_iter: int = 100) -> FunctionSpaceOptimum:
+    r"""Minimize the convex function-space risk ``ℒ(v) = (1/m) Σ ℓ(Hv − y)`` over ``v ∈ R^{k_v}``.
+
+    Square loss: ``v̂ = G⁺ b`` (normal equations, minimum norm).  Other losses: damped Newton from the least-squares
+    filter, ``v ← v − α (∇²ℒ)⁺ ∇ℒ`` with Armijo backtracking on ℒ, until ``‖∇ℒ‖ ≤ 10⁻¹² · max(1, ‖∇ℒ(0)‖)``.
+
+    Parameters
+    ----------
+    risk : EmpiricalRisk
+    max_iter : int
+        Newton iterations at most.
+
+    Returns
+    -------
+    FunctionSpaceOptimum
+    """
+    arch = risk.arch
+    exact = arch.is_filling
+    square = risk if risk.is_quadratic else EmpiricalRisk(arch, "square", risk.data)
+    v = np.linalg.lstsq(square.gram, square.moment, rcond=None)[0]
+    iterations = 0
+    if not risk.is_quadratic:
+        tol = 1e-12 * max(1.0, float(np.linalg.norm(risk.function_space_gradient(np.zeros(v.size)))))
+        value = risk.function_space_value(v)
+        while iterations < max_iter:
+            iterations += 1
+            g = risk.function_space_gradient(v)
+            if float(np.linalg.norm(g)) <= tol:
+                break
+            step = -np.linalg.lstsq(risk.function_space_hessian(v), g, rcond=None)[0]
+            alpha, slope = 1.0, float(g @ step)
+            while alpha > 1e-12:
+                trial = v + alpha * step
+                tv = risk.function_space_value(trial)
+                if tv <= value + 1e-4 * alpha * slope:
+                    break
+                alpha *= 0.5
+            else:
+                break
+            v, value = trial, tv
+    g = risk.function_space_gradient(v)
+    return FunctionSpaceOptimum(
+        filter=v.reshape(arch.final_filter_shape),
+        value=float(risk.function_space_value(v)),
+        gradient_norm=float(np.linalg.norm(g)),
+        exact=exact,
+        iterations=iterations,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------- summaries
+def architecture_summary(arch: Architecture) -> dict[str, Any]:
+    """JSON-ready description: sizes per layer, final filter size and stride, P, dim M, filling, dropped inputs."""
+    layers = []
+    for i, (k, s) in enumerate(zip(arch.filter_sizes, arch.strides, strict=True)):
+        layers.append({"layer": i + 1, "filter_size": k, "stride": s, "input_size": arch.layer_sizes[i],
+                       "output_size": arch.layer_sizes[i + 1], "num_params": arch.layer_num_params[i]})
+    return jsonable({
+        "ndim": arch.ndim,
+        "depth": arch.depth,
+        "input_size": arch.input_size,
+        "filter_sizes": list(arch.filter_sizes),
+        "strides": list(arch.strides),
+        "layer_sizes": list(arch.layer_sizes),
+        "layers": layers,
+        "output_size": arch.output_size,
+        "final_filter_size": arch.final_filter_size,
+        "final_stride": arch.final_stride,
+        "cumulative_strides": [list(s) for s in arch.cumulative_strides],
+        "filter_shapes": [list(s) for s in arch.filter_shapes],
+        "num_params": arch.num_params,
+        "function_space_dim": arch.function_space_dim,
+        "final_filter_num_params": arch.final_filter_num_params,
+        "filling": arch.is_filling,
+        "filling_reason": arch.filling_reason,
+        "dropped_inputs": [{"layer": layer, "count": count} for layer, count in arch.dropped_inputs()],
+    })
+
+
+def _loss_summary(loss: Loss) -> dict[str, Any]:
+    return jsonable({"name": loss.name, "params": dict(loss.params), "description": loss.description,
+                     **loss.properties()})
+
+
+def _data_summary(exp: Experiment) -> dict[str, Any]:
+    ds = exp.data.dataset
+    return jsonable({
+        "source": exp.data.source,
+        "description": exp.data.description,
+        "num_samples": ds.num_samples,
+        "input_shape": list(ds.inputs.shape[1:]),
+        "target_shape": list(ds.targets.shape[1:]),
+        "details": exp.data.details,
+        "condition": exp.risk.data_condition.to_dict(),
+    })
+
+
+def check_data(exp: Experiment) -> dict[str, Any]:
+    """The data-condition report and the theorem-hypotheses check of a prepared experiment (nothing integrated)."""
+    return jsonable({
+        "name": exp.config.name,
+        "architecture": architecture_summary(exp.architecture),
+        "loss": _loss_summary(exp.loss),
+        "data": _data_summary(exp),
+        "hypotheses": theorem_hypotheses(exp.risk).to_dict(),
+        "notes": exp.notes,
+    })
+
+
+def _verdict(result: FlowResult, opt: FunctionSpaceOptimum) -> dict[str, Any]:
+    cp = result.critical_point
+    gap = result.loss - opt.value
+    gap_tol = 1e-8 * max(1.0, abs(opt.value))
+    if not result.converged:
+        headline = f"NOT converged: {result.message.split(';')[0]}"
+    else:
+        status = "certified" if result.certified else "converged (not certified)"
+        what = cp.kind.replace("_", " ") if cp is not None else "critical point (not classified)"
+        headline = f"{status} {what}"
+        if cp is not None:
+            extra = [f"origin {cp.origin}"]
+            if cp.spurious:
+                extra.append("spurious")
+            headline += " (" + ", ".join(extra) + ")"
+    if not result.converged:
+        compare = f"the run ended at L = {result.loss:.6g}; the function-space optimum is ℒ* = {opt.value:.6g}"
+    elif gap <= gap_tol:
+        compare = f"L(w*) = {result.loss:.6g} equals the function-space optimum ℒ* = {opt.value:.6g}"
+    else:
+        bound = {True: "the global minimum of L (filling architecture)", False: "a lower bound (not filling)",
+                 None: "a lower bound (filling undecided)"}[opt.exact]
+        compare = f"L(w*) = {result.loss:.6g} is {gap:.3g} above ℒ* = {opt.value:.6g}, {bound}"
+    return {
+        "converged": result.converged,
+        "certified": result.certified,
+        "kind": cp.kind if cp is not None else None,
+        "origin": cp.origin if cp is not None else None,
+        "spurious": cp.spurious if cp is not None else None,
+        "degeneracies": list(cp.degeneracies) if cp is not None else [],
+        "gap_to_optimum": gap,
+        "headline": headline,
+        "comparison": compare,
+    }
+
+
+@dataclass
+class ExperimentRun:
+    """A finished experiment: what was run, its :class:`~lcnflow.FlowResult`, and the function-space optimum."""
+
+    experiment: Experiment
+    result: FlowResult
+    optimum: FunctionSpaceOptimum
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def verdict(self) -> dict[str, Any]:
+        """Converged, certified, kind, origin, spurious, gap to ``ℒ*``, and a one-line headline."""
+        return _verdict(self.result, self.optimum)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The content of ``result.json`` (also what ``lcnflow run --json`` prints); JSON-ready."""
+        exp, res = self.experiment, self.result
+        flow = exp.config.flow
+        return jsonable({
+            "format": "lcnflow-run/1",
+            "lcnflow_version": __version__,
+            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "name": exp.config.name,
+            "description": exp.config.description,
+            "config": exp.config.to_dict(),
+            "architecture": architecture_summary(exp.architecture),
+            "loss": _loss_summary(exp.loss),
+            "data": _data_summary(exp),
+            "hypotheses": theorem_hypotheses(exp.risk).to_dict(),
+            "solver": {"method": flow.method, "integrator": res.method, "options": res.options},
+            "verdict": self.verdict,
+            "function_space_optimum": self.optimum.to_dict(),
+            "result": res.to_dict(),
+            "notes": exp.notes,
+            "timings": self.timings,
+        })
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The content of ``trajectory.npz``: the recorded trajectory and what the figures need."""
+        exp, res = self.experiment, self.result
+        arch = exp.architecture
+        traj = res.trajectory
+        ff = np.stack([final_filter(arch, unflatten(arch, w)).reshape(-1) for w in traj])
+        inv = np.stack([invariants(arch, w) for w in traj]) if arch.depth > 1 else np.zeros((traj.shape[0], 0))
+        ds = exp.data.dataset
+        n = min(NUM_EXAMPLES, ds.num_samples)
+        x = ds.inputs[:n]
+        out = {
+            "times": res.times,
+            "losses": res.losses,
+            "gradient_norms": res.gradient_norms,
+            "trajectory": traj,
+            "final_filter_trajectory": ff,
+            "invariants_trajectory": inv,
+            "init": flatten(exp.init),
+            "limit": flatten(res.limit),
+            "final_filter": res.final_filter,
+            "optimum_filter": self.optimum.filter,
+            "example_inputs": x,
+            "example_targets": ds.targets[:n],
+            "example_outputs_init": apply_final_filter(arch, x, final_filter(arch, exp.init)),
+            "example_outputs_limit": apply_final_filter(arch, x, res.final_filter),
+            "example_outputs_optimum": apply_final_filter(arch, x, self.optimum.filter),
+        }
+        if exp.data.truth is not None:
+            out["true_filter"] = exp.data.truth
+        if res.critical_point is not None:
+            out["hessian_eigenvalues"] = res.critical_point.hessian_eigenvalues
+        return {k: np.asarray(v, dtype=np.float64) for k, v in out.items()}
+
+    def save(self, out_dir: str | Path, record: dict[str, Any] | None = None) -> dict[str, Path]:
+        """Write ``result.json``, ``trajectory.npz`` and ``config.toml`` into ``out_dir`` (created if needed).
+
+        Parameters
+        ----------
+        out_dir : str or Path
+        record : dict, optional
+            The :meth:`to_dict` content to write (default: computed now); pass it to write exactly what was shown.
+
+        Returns
+        -------
+        dict
+            File name → path.
+        """
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = {name: out / name for name in RUN_FILES}
+        record = self.to_dict() if record is None else record
+        paths["result.json"].write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        np.savez_compressed(paths["trajectory.npz"], **self.arrays())
+        paths["config.toml"].write_text(self.experiment.config.to_toml(), encoding="utf-8")
+        return paths
+
+
+def execute(cfg: ExperimentConfig | Experiment, callback: Callback | None = None) -> ExperimentRun:
+    """Prepare (if given a config), run, and compare with the function-space optimum.
+
+    Parameters
+    ----------
+    cfg : ExperimentConfig or Experiment
+    callback : callable, optional
+        As for :func:`run_experiment`.
+
+    Returns
+    -------
+    ExperimentRun
+    """
+    exp = prepare(cfg) if isinstance(cfg, ExperimentConfig) else cfg
+    start = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = exp.run(callback)
+    flow_seconds = time.perf_counter() - start
+    exp.notes.extend(n for n in dict.fromkeys(str(w.message) for w in caught) if n not in exp.notes)
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    start = time.perf_counter()
+    opt = function_space_optimum(exp.risk)
+    timings = {"build_seconds": exp.build_seconds, "flow_seconds": flow_seconds,
+               "optimum_seconds": time.perf_counter() - start}
+    return ExperimentRun(exp, result, opt, timings)

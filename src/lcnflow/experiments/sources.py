@@ -1,0 +1,323 @@
+r"""Data sources of the ``[data]`` section: ``planted``, ``file``, ``mnist1d`` and ``image``.
+
+Each source turns its config section and the architecture into a :class:`DataBundle`: the
+:class:`~lcnflow.Dataset` plus a one-line description and JSON-ready facts (the planted truth, the blur filter, …)
+that the report shows.  The two real sources are deblurring problems built the same way: a clean signal ``c``, a
+centred Gaussian blur ``b`` with ``k_b`` taps, inputs
+
+.. math:: x_i = \sum_j b_j\, c_{i+j} + ε_i, \qquad ε_i \sim N(0, σ^2)\ \text{(valid correlation: no boundary effects)},
+
+and targets the clean signal at the sample the output's receptive field is centred on,
+``y_a = c[a·s_v + (k_v − 1)//2 + (k_b − 1)//2]`` (per axis in 2D).  The network then has to learn a deblurring
+filter of size ``k_v``.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..architecture import Architecture, _fmt
+from ..conv import final_filter, patch_rows
+from ..data import Dataset
+from .config import ConfigError, FileData, ImageData, Mnist1dData, PlantedData
+
+__all__ = ["SOURCES", "DataBundle", "apply_final_filter", "gaussian_blur_filter", "make_data"]
+
+
+@dataclass
+class DataBundle:
+    """A data set and what a reader needs to know about it.
+
+    Attributes
+    ----------
+    dataset : Dataset
+    source : str
+        The ``data.source`` that made it.
+    description : str
+        One or two sentences: what the samples are, how inputs and targets were made.
+    details : dict
+        JSON-ready facts (blur filter, planted filter, noise model, …).
+    truth : ndarray or None
+        The planted final filter ``v°`` (``planted`` source), for comparison with the learned one.
+    """
+
+    dataset: Dataset
+    source: str
+    description: str
+    details: dict[str, Any] = field(default_factory=dict)
+    truth: np.ndarray | None = None
+
+
+def apply_final_filter(arch: Architecture, inputs: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Network output ``Π_{k_v, s_v}(v) x`` for each input, shape ``(m, *d_N)``: ``y_a = Σ_t v_t x_{a·s_v + t}``."""
+    x = np.asarray(inputs, dtype=np.float64)
+    v = np.asarray(v, dtype=np.float64).reshape(arch.final_filter_shape)
+    return np.tensordot(patch_rows(arch, x), v, axes=arch.ndim)
+
+
+def gaussian_blur_filter(size: int, sigma: float) -> np.ndarray:
+    """Centred Gaussian ``b_j ∝ exp(−(j − (size−1)/2)²/(2σ²))``, ``j = 0 … size−1``, normalized to ``Σ b_j = 1``."""
+    j = np.arange(size, dtype=np.float64) - (size - 1) / 2
+    b = np.exp(-0.5 * (j / sigma) ** 2)
+    return b / b.sum()
+
+
+def _blur(clean: np.ndarray, b: np.ndarray, ndim: int) -> np.ndarray:
+    """Valid correlation of each sample with ``b`` along its last ``ndim`` axes (separable in 2D)."""
+    out = clean
+    for axis in range(1, ndim + 1):
+        win = np.lib.stride_tricks.sliding_window_view(out, b.size, axis=axis)
+        out = win @ b
+    return out
+
+
+def _centred_targets(arch: Architecture, clean: np.ndarray, blur_size: int) -> np.ndarray:
+    """``y_a = c[a·s_v + (k_v − 1)//2 + (blur_size − 1)//2]`` per axis."""
+    index = []
+    for kv, sv, dn in zip(arch.final_filter_shape, arch.cumulative_strides[-1], arch.axes_layer_sizes[-1],
+                          strict=True):
+        index.append(np.arange(dn) * sv + (kv - 1) // 2 + (blur_size - 1) // 2)
+    if arch.ndim == 1:
+        return clean[:, index[0]]
+    return clean[:, index[0][:, None], index[1][None, :]]
+
+
+# ---------------------------------------------------------------------------------------------------- planted
+def _planted(cfg: PlantedData, arch: Architecture) -> DataBundle:
+    rng = np.random.default_rng(cfg.seed)
+    shape = (cfg.num_samples, *arch.axes_layer_sizes[0])
+    if cfg.inputs == "gaussian":
+        X = rng.standard_normal(shape)
+        input_text = "standard Gaussian"
+    else:
+        X = rng.standard_t(cfg.input_df, shape)
+        input_text = f"Student-t (ν = {cfg.input_df:g})"
+    if cfg.target == "lcn":
+        layers = [rng.standard_normal(s) / math.sqrt(math.prod(s)) for s in arch.filter_shapes]
+        truth = final_filter(arch, layers)
+        truth_text = "a planted LCN v° = π(w°) (layers with variance 1/k_i)"
+    else:
+        layers = None
+        truth = rng.standard_normal(arch.final_filter_shape) / math.sqrt(arch.final_filter_num_params)
+        truth_text = "a planted final filter v° (variance 1/k_v, not necessarily in the function space)"
+    clean = apply_final_filter(arch, X, truth)
+    sigma = cfg.noise_std
+    if cfg.noise == "gaussian":
+        noise = sigma * rng.standard_normal(clean.shape)
+        noise_text = f"N(0, {sigma:g}²) noise"
+    elif cfg.noise == "laplace":
+        noise = rng.laplace(0.0, sigma / math.sqrt(2.0), clean.shape)
+        noise_text = f"Laplace noise (standard deviation {sigma:g})"
+    elif cfg.noise == "student_t":
+        noise = sigma * rng.standard_t(cfg.noise_df, clean.shape)
+        noise_text = f"{sigma:g}·t_{cfg.noise_df:g} noise (heavy-tailed)"
+    else:
+        noise = sigma * rng.standard_normal(clean.shape)
+        hit = rng.random(clean.shape) < cfg.outlier_fraction
+        noise = noise + hit * rng.normal(0.0, cfg.outlier_scale, clean.shape)
+        noise_text = (
+            f"N(0, {sigma:g}²) noise plus gross outliers N(0, {cfg.outlier_scale:g}²) on "
+            f"{int(hit.sum())} of {hit.size} target entries ({100 * hit.mean():.1f}%)"
+        )
+    Y = clean + noise
+    description = (
+        f"Planted: {cfg.num_samples} {input_text} inputs of size {_fmt(arch.input_size)}; targets from {truth_text} "
+        f"plus {noise_text}."
+    )
+    details: dict[str, Any] = {
+        "planted_final_filter": truth.tolist(),
+        "noise": cfg.noise,
+        "noise_std": sigma,
+    }
+    if layers is not None:
+        details["planted_layers"] = [w.tolist() for w in layers]
+    return DataBundle(Dataset(X, Y), "planted", description, details, truth=truth)
+
+
+# ---------------------------------------------------------------------------------------------------- file
+def _read_arrays(cfg: FileData) -> tuple[np.ndarray, np.ndarray, str]:
+    path = Path(cfg.path).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"data.path: file not found: {path} (give an .npz with inputs and targets, or an .npy)")
+    try:
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as archive:
+                names = list(archive.files)
+                for key, what in ((cfg.inputs_key, "inputs_key"), (cfg.targets_key, "targets_key")):
+                    if key not in names:
+                        raise ConfigError(
+                            f"data.{what}: {path} has no array {key!r}; it has: {', '.join(names) or '(none)'}"
+                        )
+                return archive[cfg.inputs_key], archive[cfg.targets_key], f"{path.name}"
+        if path.suffix == ".npy":
+            if not cfg.targets_path:
+                raise ConfigError(
+                    f"data.targets_path: required when data.path is an .npy file ({path}); give the .npy of targets"
+                )
+            tpath = Path(cfg.targets_path).expanduser()
+            if not tpath.is_file():
+                raise ConfigError(f"data.targets_path: file not found: {tpath}")
+            return np.load(path, allow_pickle=False), np.load(tpath, allow_pickle=False), f"{path.name}, {tpath.name}"
+    except ConfigError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"data.path: cannot read {path} as NumPy data: {exc}") from None
+    raise ConfigError(f"data.path: {path} must end in .npz or .npy, got {path.suffix or 'no suffix'!r}")
+
+
+def _file(cfg: FileData, arch: Architecture) -> DataBundle:
+    X, Y, names = _read_arrays(cfg)
+    for arr, what in ((X, "data.inputs"), (Y, "data.targets")):
+        if arr.dtype.kind not in "biuf":
+            raise ConfigError(f"{what}: must be a real numeric array, got dtype {arr.dtype} in {cfg.path}")
+    data = Dataset(X, Y)  # finiteness, ranks and sample counts, with messages naming data.inputs/data.targets
+    description = (
+        f"File {names}: {data.num_samples} samples, inputs of size {_fmt(X.shape[1:])}, targets of size "
+        f"{_fmt(Y.shape[1:])}."
+    )
+    return DataBundle(data, "file", description, {"path": str(cfg.path), "targets_path": cfg.targets_path})
+
+
+# ---------------------------------------------------------------------------------------------------- mnist1d
+@contextmanager
+def _preserved_global_rng():
+    """The ``mnist1d`` generator seeds NumPy's and Python's global generators; restore them afterwards."""
+    np_state, py_state = np.random.get_state(), random.getstate()  # noqa: NPY002 (restoring the legacy state)
+    try:
+        yield
+    finally:
+        np.random.set_state(np_state)  # noqa: NPY002
+        random.setstate(py_state)
+
+
+def mnist1d_signals(num_samples: int, length: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Clean MNIST-1D signals and their digit labels, generated procedurally (no download).
+
+    Parameters
+    ----------
+    num_samples : int
+        Signals returned (generated in whole rounds of the 10 classes, then the first ``num_samples`` kept).
+    length : int
+        Samples per signal (the package resamples its templates to this length).
+    seed : int
+        Seed of the generator.
+
+    Returns
+    -------
+    signals : ndarray, shape (num_samples, length)
+        Normalized by the package to mean 0 and standard deviation 1 over the whole set.
+    labels : ndarray of int, shape (num_samples,)
+    """
+    try:
+        from mnist1d.data import get_dataset_args, make_dataset
+    except ImportError:
+        raise ConfigError(
+            "data.source: 'mnist1d' needs the mnist1d package (a dependency of lcnflow): pip install mnist1d"
+        ) from None
+    args = get_dataset_args()
+    args.num_samples = 10 * math.ceil(num_samples / 10)
+    args.train_split = 1.0
+    args.final_seq_length = length
+    args.seed = seed
+    with _preserved_global_rng():
+        ds = make_dataset(args)
+    return np.asarray(ds["x"][:num_samples], dtype=np.float64), np.asarray(ds["y"][:num_samples])
+
+
+def _mnist1d(cfg: Mnist1dData, arch: Architecture) -> DataBundle:
+    d0 = arch.axes_layer_sizes[0][0]
+    length = d0 + cfg.blur_size - 1
+    clean, labels = mnist1d_signals(cfg.num_samples, length, cfg.seed)
+    b = gaussian_blur_filter(cfg.blur_size, cfg.blur_sigma)
+    rng = np.random.default_rng(cfg.seed + 1)
+    X = _blur(clean, b, 1) + cfg.noise_std * rng.standard_normal((cfg.num_samples, d0))
+    Y = _centred_targets(arch, clean, cfg.blur_size)
+    description = (
+        f"MNIST-1D: {cfg.num_samples} signals (digits 0–9, generated by the mnist1d package, seed {cfg.seed}), "
+        f"blurred by a {cfg.blur_size}-tap Gaussian (σ = {cfg.blur_sigma:g} sample spacings) plus "
+        f"N(0, {cfg.noise_std:g}²) noise, length {d0}; targets: the clean signals at the {_fmt(arch.output_size)} "
+        "output positions."
+    )
+    details = {"blur_filter": b.tolist(), "clean_length": length, "labels": labels[:20].tolist()}
+    return DataBundle(Dataset(X, Y), "mnist1d", description, details)
+
+
+# ---------------------------------------------------------------------------------------------------- image
+def load_image(name: str) -> np.ndarray:
+    """A grayscale test image bundled with scikit-image, as float64 in ``[0, 1]``."""
+    try:
+        import skimage.data
+    except ImportError:
+        raise ConfigError(
+            "data.source: 'image' needs scikit-image, an optional extra: pip install \"lcnflow[images]\""
+        ) from None
+    img = np.asarray(getattr(skimage.data, name)(), dtype=np.float64)
+    if img.ndim == 3:  # colour: luminance
+        img = img[..., :3] @ np.array([0.2125, 0.7154, 0.0721])
+    top = img.max()
+    return img / top if top > 0 else img
+
+
+def _image(cfg: ImageData, arch: Architecture) -> DataBundle:
+    d0 = arch.axes_layer_sizes[0]
+    size = tuple(d + cfg.blur_size - 1 for d in d0)
+    img = load_image(cfg.image)
+    if any(p > s for p, s in zip(size, img.shape, strict=True)):
+        raise ConfigError(
+            f"architecture.input_size: patches of {_fmt(size)} pixels (input size {_fmt(d0)} plus the blur's "
+            f"{cfg.blur_size - 1}) do not fit the image {cfg.image!r} of {_fmt(img.shape)} pixels"
+        )
+    rng = np.random.default_rng(cfg.seed)
+    rows = rng.integers(0, img.shape[0] - size[0] + 1, cfg.num_patches)
+    cols = rng.integers(0, img.shape[1] - size[1] + 1, cfg.num_patches)
+    clean = np.stack([img[r : r + size[0], c : c + size[1]] for r, c in zip(rows, cols, strict=True)])
+    b = gaussian_blur_filter(cfg.blur_size, cfg.blur_sigma)
+    X = _blur(clean, b, 2) + cfg.noise_std * rng.standard_normal((cfg.num_patches, *d0))
+    Y = _centred_targets(arch, clean, cfg.blur_size)
+    description = (
+        f"Image {cfg.image!r} (scikit-image, {_fmt(img.shape)} pixels): {cfg.num_patches} random patches of "
+        f"{_fmt(d0)}, blurred by a separable {cfg.blur_size}×{cfg.blur_size} Gaussian (σ = {cfg.blur_sigma:g} "
+        f"pixels) plus N(0, {cfg.noise_std:g}²) noise; targets: the clean patches at the {_fmt(arch.output_size)} "
+        "output pixels."
+    )
+    details = {"blur_filter": np.outer(b, b).tolist(), "image": cfg.image, "image_shape": list(img.shape)}
+    return DataBundle(Dataset(X, Y), "image", description, details)
+
+
+#: ``data.source`` → function ``(section config, architecture) -> DataBundle``.
+SOURCES: dict[str, Callable[[Any, Architecture], DataBundle]] = {
+    "planted": _planted,
+    "file": _file,
+    "mnist1d": _mnist1d,
+    "image": _image,
+}
+
+
+def make_data(cfg: PlantedData | FileData | Mnist1dData | ImageData, arch: Architecture) -> DataBundle:
+    """Build the data set a ``[data]`` section describes, for ``arch``.
+
+    Parameters
+    ----------
+    cfg : PlantedData, FileData, Mnist1dData or ImageData
+    arch : Architecture
+
+    Returns
+    -------
+    DataBundle
+
+    Raises
+    ------
+    ConfigError or ValueError
+        A missing file or package, arrays that do not fit ``arch``, non-finite values; the message names the field.
+    """
+    bundle = SOURCES[cfg.source](cfg, arch)
+    bundle.dataset.check_architecture(arch)
+    return bundle

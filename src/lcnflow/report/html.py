@@ -1,0 +1,261 @@
+"""The HTML report of a run directory: verdict, tables, figures (embedded, and as PNG/SVG files beside it)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import numpy as np
+
+from .figures import FIGURES, STYLE, RunData
+
+__all__ = ["ReportError", "build_report", "load_run"]
+
+
+#: Figures this wide (inches) fill the page; narrower ones are shown at the same scale, not blown up.
+_FULL_WIDTH_INCHES = 11.0
+
+
+class ReportError(ValueError):
+    """A run directory that cannot be reported on (missing or unreadable files); the message names the file."""
+
+
+def load_run(run_dir: str | Path) -> RunData:
+    """Read ``result.json`` and ``trajectory.npz`` of a run directory.
+
+    Raises
+    ------
+    ReportError
+        If the directory or a file is missing or unreadable.
+    """
+    d = Path(run_dir)
+    if not d.is_dir():
+        raise ReportError(f"report: {d} is not a directory (give the --out folder of `lcnflow run`)")
+    files = {name: d / name for name in ("result.json", "trajectory.npz")}
+    for path in files.values():
+        if not path.is_file():
+            raise ReportError(f"report: {path} is missing; {d} is not a finished run (run `lcnflow run --out {d}`)")
+    try:
+        record = json.loads(files["result.json"].read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ReportError(f"report: cannot read {files['result.json']}: {exc}") from None
+    if not isinstance(record, dict) or record.get("format") != "lcnflow-run/1":
+        raise ReportError(f"report: {files['result.json']} is not an lcnflow run record (format lcnflow-run/1)")
+    try:
+        with np.load(files["trajectory.npz"], allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError) as exc:
+        raise ReportError(f"report: cannot read {files['trajectory.npz']}: {exc}") from None
+    return RunData(record, arrays)
+
+
+def _fig_bytes(fig, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt)
+    return buf.getvalue()
+
+
+def build_report(
+    run_dir: str | Path, formats: tuple[str, ...] = ("png",), figures: tuple[str, ...] | None = None
+) -> Path:
+    """Write ``report.html`` and ``figures/<name>.<fmt>`` into a run directory; return the HTML path.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        A directory written by :meth:`lcnflow.experiments.ExperimentRun.save`.
+    formats : tuple of str
+        Image files written beside the report, e.g. ``("png", "svg")`` (the HTML embeds PNG and is self-contained
+        either way).
+    figures : tuple of str, optional
+        Only these figures (stems of :data:`~lcnflow.report.FIGURES`, e.g. ``("convergence", "roots")``); default all.
+
+    Returns
+    -------
+    Path
+    """
+    known = [stem for stem, _, _ in FIGURES]
+    if figures is not None and (unknown := [f for f in figures if f not in known]):
+        raise ReportError(f"report: unknown figure(s) {', '.join(unknown)}; valid: {', '.join(known)}")
+    run = load_run(run_dir)
+    out = Path(run_dir)
+    fig_dir = out / "figures"
+    fig_dir.mkdir(exist_ok=True)
+    blocks = []
+    with matplotlib.rc_context(STYLE):
+        for stem, make, caption in FIGURES:
+            fig = make(run) if figures is None or stem in figures else None
+            if fig is None:
+                continue
+            png = _fig_bytes(fig, "png")
+            fig.set_layout_engine("none")  # keep the layout computed for the PNG (constrained layout is slow)
+            for fmt in formats:
+                (fig_dir / f"{stem}.{fmt}").write_bytes(png if fmt == "png" else _fig_bytes(fig, fmt))
+            fig.clear()
+            data = base64.b64encode(png).decode("ascii")
+            width = min(100.0, 100.0 * float(fig.get_figwidth()) / _FULL_WIDTH_INCHES)  # same scale for all
+            blocks.append(
+                f'<figure id="fig-{stem}"><img alt="{html.escape(stem)}" style="width:{width:.0f}%" '
+                f'src="data:image/png;base64,{data}">'
+                f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+            )
+    config_text = (out / "config.toml").read_text(encoding="utf-8") if (out / "config.toml").is_file() else ""
+    path = out / "report.html"
+    path.write_text(_page(run.record, blocks, config_text), encoding="utf-8")
+    return path
+
+
+# ---------------------------------------------------------------------------------------------------- HTML
+def _e(x: Any) -> str:
+    return html.escape(str(x))
+
+
+def _num(x: Any, spec: str = ".4g") -> str:
+    if x is None:
+        return "—"
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, float):
+        return format(x, spec)
+    return str(x)
+
+
+def _size(k: Any) -> str:
+    return "×".join(str(v) for v in k) if isinstance(k, list) else str(k)
+
+
+def _table(title: str, rows: list[tuple[str, str]]) -> str:
+    body = "".join(f"<tr><th>{_e(k)}</th><td>{v}</td></tr>" for k, v in rows)
+    return f'<section class="card"><h2>{_e(title)}</h2><table>{body}</table></section>'
+
+
+def _yes(flag: Any) -> str:
+    return {True: '<span class="yes">yes</span>', False: '<span class="no">no</span>'}.get(flag, "unknown")
+
+
+def _page(rec: dict[str, Any], figures: list[str], config_text: str) -> str:
+    arch, loss, data, res = rec["architecture"], rec["loss"], rec["data"], rec["result"]
+    verdict, opt, hyp = rec["verdict"], rec["function_space_optimum"], rec["hypotheses"]
+    cond = data["condition"]
+    cp = res.get("critical_point") or {}
+    tone = "bad" if not verdict["converged"] else ("ok" if verdict["certified"] and verdict["kind"] == "global_minimum"
+                                                     else "warn")
+    verdict_rows = [
+        ("converged", _yes(verdict["converged"])),
+        ("certified", _yes(verdict["certified"]) + f" — ‖∇L(w*)‖ = {_num(res['gradient_norm'], '.3g')} "
+         f"(certify tolerance {_num(res['options'].get('certify_tol'), '.3g')})"),
+        ("stopped because", _e(res["message"].split(";")[0])),
+        ("kind", _e((verdict["kind"] or "not classified").replace("_", " "))),
+        ("origin", _e(verdict["origin"] or "—") + (" — <b>spurious</b>" if verdict["spurious"] else "")),
+        ("degeneracies", _e("; ".join(verdict["degeneracies"]) or "none")),
+        ("versus the optimum", _e(verdict["comparison"])),
+        ("theorem hypotheses", _yes(hyp["covered"]) + " — " + _e(hyp["consequence"])),
+    ]
+    verdict_html = (
+        f'<section class="verdict {tone}"><h2>Verdict: {_e(verdict["headline"])}</h2><table>'
+        + "".join(f"<tr><th>{_e(k)}</th><td>{v}</td></tr>" for k, v in verdict_rows)
+        + "</table></section>"
+    )
+    layers = " → ".join(_size(s) for s in arch["layer_sizes"])
+    arch_rows = [
+        ("dimension / depth", f"{arch['ndim']}D, N = {arch['depth']} layers"),
+        ("filter sizes k", _e(", ".join(_size(k) for k in arch["filter_sizes"]))),
+        ("strides s", _e(", ".join(_size(s) for s in arch["strides"]))),
+        ("signal sizes d_0 → d_N", _e(layers)),
+        ("final filter k_v, stride s_v", f"{_e(_size(arch['final_filter_size']))}, {_e(_size(arch['final_stride']))}"),
+        ("parameters P, dim M", f"{arch['num_params']}, {arch['function_space_dim']}"),
+        ("filling", _yes(arch["filling"]) + " — " + _e(arch["filling_reason"])),
+    ]
+    if arch["dropped_inputs"]:
+        arch_rows.append(("dropped inputs", _e("; ".join(f"layer {d['layer']}: last {_size(d['count'])}"
+                                                        for d in arch["dropped_inputs"]))))
+    props = ", ".join(f"{k} {_num(loss[k]) if k == 'growth' else ('yes' if loss[k] else 'no')}"
+                      for k in ("analytic", "convex", "coercive", "growth") if loss.get(k) is not None)
+    loss_rows = [("loss", _e(loss["name"])), ("ℓ(r)", _e(loss["description"])), ("declared properties", _e(props))]
+    data_rows = [
+        ("source", _e(data["source"])),
+        ("description", _e(data["description"])),
+        ("samples m", str(data["num_samples"])),
+        ("input / target shape", f"{_e(_size(data['input_shape']))} / {_e(_size(data['target_shape']))}"),
+        ("data condition rank H = k_v", _yes(cond["satisfied"]) + f" — rank {cond['rank']} of "
+         f"{cond['final_filter_size']}, σ_min/σ_max = {_num(_ratio(cond), '.3g')}"),
+        ("classical rank X = d_0", _yes(cond["inputs_full_row_rank"]) + f" — {cond['inputs_rank']} of "
+         f"{cond['input_dim']}"),
+    ]
+    solver = rec["solver"]
+    cert_rows = [
+        ("method", _e(f"{solver['method'].replace('_', ' ')}: {solver['integrator']}")),
+        ("flow time t, steps", f"{_num(res['t_final'])}, {res['num_steps']}"),
+        ("L(w*)", _num(res["loss"], ".10g")),
+        ("‖∇L‖ at stop → after polishing", f"{_num(res['flow_gradient_norm'], '.3g')} → "
+         f"{_num(res['gradient_norm'], '.3g')} (moved {_num(res['polish_distance'], '.3g')})"),
+        ("invariant drift", _num(res["invariant_drift"], ".3g")),
+        ("arc length", _num(res["arc_length"], ".5g")),
+        ("Łojasiewicz exponent θ (fit)", _num(res["lojasiewicz_exponent"], ".3f")),
+        ("gradients / Hessians", f"{res['num_gradient_evaluations']} / {res['num_hessian_evaluations']}"),
+        ("wall time", f"{_num(res['wall_time'], '.3g')} s (data {_num(rec['timings'].get('build_seconds'), '.2g')} s)"),
+    ]
+    limit_rows = [
+        ("‖∇ℒ(v*)‖ (function space)", _num(cp.get("function_space_gradient_norm"), ".3g")),
+        ("rank dπ(w*) / dim M", f"{cp.get('dpi_rank', '—')} / {cp.get('function_space_dim', '—')}"),
+        ("spurious", _e(cp.get("spurious_reason", "—"))),
+        ("ℒ* = min over R^k_v", _num(opt["value"], ".10g") + (" (global minimum of L: filling)" if opt["exact"]
+                                                               else " (lower bound)")),
+        ("gap L(w*) − ℒ*", _num(verdict["gap_to_optimum"], ".3g")),
+    ]
+    notes = "".join(f"<li>{_e(n)}</li>" for n in rec.get("notes", []))
+    notes_html = f'<section class="card"><h2>Notes</h2><ul>{notes}</ul></section>' if notes else ""
+    grid = "".join([
+        _table("Architecture", arch_rows), _table("Loss", loss_rows), _table("Data", data_rows),
+        _table("Solver and certificate", cert_rows), _table("The limit", limit_rows),
+    ])
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>lcnflow — {_e(rec['name'])}</title>
+<style>{_CSS}</style></head>
+<body><main>
+<header><h1>lcnflow run: {_e(rec['name'])}</h1><p>{_e(rec.get('description', ''))}</p>
+<p class="meta">lcnflow {_e(rec['lcnflow_version'])} · {_e(rec['created'])}</p></header>
+{verdict_html}
+<div class="grid">{grid}</div>
+{notes_html}
+<h2 class="figs">Figures</h2>
+{''.join(figures)}
+<section class="card"><h2>Configuration (config.toml — repeat with <code>lcnflow run config.toml</code>)</h2>
+<pre>{_e(config_text)}</pre></section>
+</main></body></html>
+"""
+
+
+def _ratio(cond: dict[str, Any]) -> float | None:
+    c = cond.get("condition_number")
+    if c is None:  # infinite condition number (written as null)
+        return 0.0
+    return 1.0 / c if c > 0 else None
+
+
+_CSS = """
+body{font-family:-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;color:#222;background:#f6f7f9;margin:0}
+main{max-width:1120px;margin:0 auto;padding:24px}
+h1{font-size:1.6em;margin:0 0 4px}h2{font-size:1.05em;margin:0 0 8px}
+header p{margin:2px 0;color:#444}.meta{font-size:.85em;color:#777}
+.card,.verdict{background:#fff;border:1px solid #dde1e6;border-radius:8px;padding:14px 16px;margin:14px 0}
+.verdict{border-left:6px solid #888}.verdict.ok{border-left-color:#2e8b57}
+.verdict.warn{border-left-color:#d17a00}.verdict.bad{border-left-color:#c0392b}
+.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(340px,1fr));gap:0 14px}
+table{border-collapse:collapse;width:100%;font-size:.9em}
+th{text-align:left;vertical-align:top;color:#555;font-weight:600;padding:3px 10px 3px 0;width:38%}
+td{padding:3px 0;vertical-align:top}
+.yes{color:#2e8b57;font-weight:600}.no{color:#c0392b;font-weight:600}
+figure{background:#fff;border:1px solid #dde1e6;border-radius:8px;margin:14px 0;padding:12px}
+figure img{max-width:100%;height:auto;display:block;margin:0 auto}
+figcaption{font-size:.88em;color:#444;margin-top:6px}
+pre{font-size:.8em;overflow-x:auto;background:#f3f4f6;padding:10px;border-radius:6px}
+h2.figs{margin-top:26px}
+"""
