@@ -63,3 +63,13 @@ __all__ = [
     "to_torch",
     "unflatten",
 ]
+
+
+def __getattr__(name: str):
+    """``lcnflow.sweep`` (a callable module: ``lcnflow.sweep("sweep.toml", out="results")``), imported on first use
+    so that ``import lcnflow`` loads neither the sweep layer nor Dask."""
+    if name == "sweep":
+        import importlib
+
+        return importlib.import_module(".sweep", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -6,6 +6,8 @@
     lcnflow check-data [CONFIG.toml] [--set key=value …] [--json]
     lcnflow describe [CONFIG.toml] [--set key=value …] [--json]
     lcnflow report DIR
+    lcnflow sweep SWEEP.toml --out DIR [--workers N | --scheduler ADDRESS] [--batch-size B] [--dry-run] [--quiet]
+    lcnflow summarize DIR [--no-html] [--json]
 
 Without a CONFIG, commands use the built-in default experiment.  Exit codes: 0 success (whether or not the run
 converged: the verdict is data, not an error), 2 bad input (the message names the field), 1 internal error
@@ -34,6 +36,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from . import __version__
+from .sweep.cli import register as register_sweep_commands
 
 __all__ = ["app", "main"]
 
@@ -385,6 +388,9 @@ def report(
     except ReportError as exc:
         raise BadInput(str(exc)) from None
     _console().print(f"wrote {escape(str(path))}")
+
+
+register_sweep_commands(app)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,609 @@
+r"""Running a sweep on dask.distributed: batches of runs, shared problems, incremental results, resume.
+
+:func:`run_sweep` expands and validates the grid (nothing runs if a cell is invalid), opens the sweep directory
+(refusing one made by a different sweep), skips the runs already on disk, and sends the rest to a Dask cluster as
+*batches* — tasks of many runs each, so per-task overhead stays small.  Inside a batch, runs that share
+architecture, loss and data (equal :attr:`~lcnflow.sweep.grid.Run.problem`) share one
+:class:`~lcnflow.EmpiricalRisk` (its statistics ``G``, ``b`` and the data condition are computed once) and one
+function-space optimum ``ℒ*``; each worker process also keeps the last few problems it built, so later batches of the
+same problem reuse them.  Each finished batch is written as one Parquet part (:class:`~lcnflow.sweep.store.SweepStore`)
+by the driving process, so a sweep killed at any moment loses at most the batches in flight.
+
+Clusters: by default a local one is started (``processes=True, threads_per_worker=1``: one single-threaded NumPy
+per worker process, no GIL contention); ``scheduler="tcp://host:port"`` uses an existing cluster unchanged, and
+``client=`` an existing :class:`distributed.Client` (e.g. of a ``dask_jobqueue.SLURMCluster``).
+
+Runs are deterministic given their config (seeds included), so a sweep gives the same rows (up to the timing
+columns) whatever the number of workers or the batching.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+import time
+import traceback
+import warnings
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .. import __version__
+from .grid import Run, SweepError, SweepPlan, SweepSpec, column_value, expand, load_sweep, sweep_from_dict
+from .store import SweepStore, read_results
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pyarrow as pa
+    from distributed import Client, LocalCluster
+
+__all__ = ["SweepOutcome", "auto_batch_size", "batches", "default_workers", "local_cluster", "run_batch", "run_sweep"]
+
+#: Problems (risk, optimum) each worker process keeps between batches.
+PROBLEM_CACHE_SIZE = 4
+#: Largest automatic batch size (runs per task).
+MAX_AUTO_BATCH = 64
+#: Automatic batches shrink so that about this many remain per worker thread: large batches first (few parts,
+#: little overhead), small ones at the end (no worker idles while another finishes a long batch).
+BATCHES_PER_THREAD = 4
+#: Longest traceback text kept per failed run.
+MAX_TRACEBACK = 4000
+
+_PROBLEMS: OrderedDict[str, tuple[Any, float | None, str | None]] = OrderedDict()
+
+
+# ---------------------------------------------------------------------------------------------------- worker side
+def _problem(key: str, cfg: Any) -> tuple[Any, float | None, str | None]:
+    """``(experiment, ℒ*, notes)`` of a problem, built once per worker process (LRU cache of a few problems)."""
+    from ..experiments import function_space_optimum, prepare
+
+    if key in _PROBLEMS:
+        _PROBLEMS.move_to_end(key)
+        return _PROBLEMS[key]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        exp = prepare(cfg)
+        try:
+            opt: float | None = float(function_space_optimum(exp.risk).value)
+        except (ValueError, ArithmeticError, np.linalg.LinAlgError):
+            opt = None
+    notes = "\n".join(dict.fromkeys(str(w.message) for w in caught)) or None
+    _PROBLEMS[key] = (exp, opt, notes)
+    while len(_PROBLEMS) > PROBLEM_CACHE_SIZE:
+        _PROBLEMS.popitem(last=False)
+    return exp, opt, notes
+
+
+def _problem_key(problem: str, cfg: Any) -> str:
+    """The cache key of a problem: its hash, plus size and time stamp of its data files (``source = "file"``)."""
+    if cfg.data.source != "file":
+        return problem
+    stamps = []
+    for name in (cfg.data.path, cfg.data.targets_path):
+        try:
+            st = os.stat(name) if name else None
+        except OSError:
+            st = None
+        stamps.append(f"{st.st_size}:{st.st_mtime_ns}" if st else "-")
+    return f"{problem}|{'|'.join(stamps)}"
+
+
+def _error_row(run_id: str, exc: BaseException, setup_time: float = 0.0) -> dict[str, Any]:
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return {"run_id": run_id, "status": "error", "error": f"{type(exc).__name__}: {exc}",
+            "traceback": tb[-MAX_TRACEBACK:], "setup_time": setup_time}
+
+
+def _one_run(base: Mapping[str, Any], run_id: str, overrides: Mapping[str, Any], problem: str) -> dict[str, Any]:
+    from ..experiments import config_from_dict, initial_filters
+
+    start = time.perf_counter()
+    try:
+        cfg = config_from_dict(base, overrides)
+        exp, opt, notes = _problem(_problem_key(problem, cfg), cfg)
+        init = initial_filters(cfg.init, exp.architecture)
+        setup = time.perf_counter() - start
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = replace(exp, config=cfg, init=init, notes=[]).run()
+    except Exception as exc:  # recorded with the run, never lost
+        return _error_row(run_id, exc, time.perf_counter() - start)
+    run_notes = list(dict.fromkeys(str(w.message) for w in caught))
+    if notes:
+        run_notes.insert(0, notes)
+    cp = result.critical_point
+    return {
+        "run_id": run_id,
+        "status": "ok",
+        "converged": bool(result.converged),
+        "certified": bool(result.certified),
+        "loss": float(result.loss),
+        "gradient_norm": float(result.gradient_norm),
+        "flow_gradient_norm": float(result.flow_gradient_norm),
+        "optimum_loss": opt,
+        "kind": cp.kind if cp is not None else None,
+        "origin": cp.origin if cp is not None else None,
+        "spurious": cp.spurious if cp is not None else None,
+        "final_filter": np.asarray(result.final_filter, dtype=np.float64).ravel().tolist(),
+        "final_filter_shape": list(np.shape(result.final_filter)),
+        "limit": [np.asarray(w, dtype=np.float64).ravel().tolist() for w in result.limit],
+        "t_final": float(result.t_final),
+        "num_steps": int(result.num_steps),
+        "num_gradient_evaluations": int(result.num_gradient_evaluations),
+        "num_hessian_evaluations": int(result.num_hessian_evaluations),
+        "invariant_drift": float(result.invariant_drift),
+        "wall_time": float(result.wall_time),
+        "setup_time": setup,
+        "message": result.message,
+        "notes": "\n".join(run_notes) or None,
+    }
+
+
+def run_batch(base: Mapping[str, Any], runs: Sequence[tuple[str, Mapping[str, Any], str]]) -> list[dict[str, Any]]:
+    """Run a batch of sweep runs in this process (the task a Dask worker executes).
+
+    Parameters
+    ----------
+    base : mapping
+        The sweep's base config (nested dicts).
+    runs : sequence of (run_id, overrides, problem)
+        Each run's identifier, its ``{"dotted.key": value}`` overrides and its problem key; runs with the same
+        problem key share one prepared problem (data, :class:`~lcnflow.EmpiricalRisk`, ``ℒ*``).
+
+    Returns
+    -------
+    list of dict
+        One result row per run (the result columns of :data:`~lcnflow.sweep.store.RESULT_FIELDS` plus ``run_id``).
+        A run that raises gives a row with ``status = "error"`` and the error; it never stops the batch.
+    """
+    return [_one_run(base, run_id, overrides, problem) for run_id, overrides, problem in runs]
+
+
+def _worker_probe() -> dict[str, Any]:
+    """Imported and run on each worker before the sweep: loads lcnflow (off the hot path) and reports its version."""
+    import lcnflow.experiments  # noqa: F401  (warm the import)
+
+    return {"version": __version__, "pid": os.getpid()}
+
+
+# ---------------------------------------------------------------------------------------------------- driver side
+@dataclass
+class SweepOutcome:
+    """What one call of :func:`run_sweep` did.
+
+    Attributes
+    ----------
+    out : Path
+        The sweep directory.
+    num_runs : int
+        Runs in the sweep.
+    skipped : int
+        Runs already on disk when this call started (resumed).
+    completed : int
+        Runs finished by this call (including failed ones).
+    failed : int
+        Runs of this call recorded with an error.
+    certified : int
+        Runs of this call with a certified limit.
+    wall_time : float
+        Seconds of this call, from validation to the last part written.
+    run_time : float
+        Seconds from the first task submitted to the last part written (excludes validation and cluster start).
+    batch_size : int
+        Runs in the largest batch.
+    num_batches : int
+        Tasks submitted (before any retry of suspects).
+    num_workers : int
+        Worker threads of the cluster when the sweep started.
+    interrupted : bool
+        Stopped early (Ctrl-C): rerun to resume.
+    timings : dict
+        ``validate_seconds`` (expanding and validating the grid) and ``cluster_seconds`` (starting or connecting to
+        the cluster and warming its workers).
+    """
+
+    out: Path
+    num_runs: int
+    skipped: int = 0
+    completed: int = 0
+    failed: int = 0
+    certified: int = 0
+    wall_time: float = 0.0
+    run_time: float = 0.0
+    batch_size: int = 0
+    num_batches: int = 0
+    num_workers: int = 0
+    interrupted: bool = False
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def remaining(self) -> int:
+        """Runs still missing from the directory."""
+        return self.num_runs - self.skipped - self.completed
+
+    @property
+    def runs_per_minute(self) -> float:
+        """Runs finished per minute of :attr:`run_time`."""
+        return 60.0 * self.completed / self.run_time if self.run_time > 0 else math.nan
+
+    @property
+    def certified_per_minute(self) -> float:
+        """Certified runs per minute of :attr:`run_time`."""
+        return 60.0 * self.certified / self.run_time if self.run_time > 0 else math.nan
+
+    def read(self) -> pa.Table:
+        """All result rows in the directory (see :func:`~lcnflow.sweep.store.read_results`)."""
+        return read_results(self.out)
+
+    def summary(self) -> str:
+        """One line a person can read."""
+        rate = f", {self.runs_per_minute:.0f} runs/min" if self.completed else ""
+        skip = f", {self.skipped} already done" if self.skipped else ""
+        stop = " (interrupted: rerun the same command to resume)" if self.interrupted else ""
+        return (f"{self.completed} runs finished ({self.failed} failed, {self.certified} certified){skip}; "
+                f"{self.num_runs - self.remaining} of {self.num_runs} in {self.out}; {self.wall_time:.1f} s"
+                f"{rate}{stop}")
+
+
+def default_workers() -> int:
+    """Worker processes of the default local cluster: the CPUs this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover (not Linux)
+        return max(1, os.cpu_count() or 1)
+
+
+def auto_batch_size(num_runs: int, num_threads: int) -> int:
+    """Runs in the next automatic batch when ``num_runs`` remain: ``⌈num_runs / (4 · threads)⌉``, in ``[1, 64]``."""
+    if num_runs <= 0:
+        return 1
+    return int(min(MAX_AUTO_BATCH, max(1, math.ceil(num_runs / (BATCHES_PER_THREAD * max(1, num_threads))))))
+
+
+def batches(runs: Sequence[Run], batch_size: int | None = None, threads: int = 1) -> list[list[Run]]:
+    """Split runs into batches, runs of one problem kept together where possible.
+
+    Runs are ordered by problem (first appearance), then by grid index, and cut into consecutive chunks, so a batch
+    mostly holds runs that share one problem.  Chunks have ``batch_size`` runs (the last may have fewer), or, when
+    ``batch_size`` is None, decreasing sizes :func:`auto_batch_size` of the runs left for ``threads`` worker threads
+    (guided scheduling).
+
+    Parameters
+    ----------
+    runs : sequence of Run
+    batch_size : int, optional
+    threads : int
+        Worker threads of the cluster (for automatic sizes).
+
+    Returns
+    -------
+    list of list of Run
+    """
+    first: dict[str, int] = {}
+    for r in runs:
+        first.setdefault(r.problem, len(first))
+    ordered = sorted(runs, key=lambda r: (first[r.problem], r.index))
+    out, i = [], 0
+    while i < len(ordered):
+        size = batch_size if batch_size is not None else auto_batch_size(len(ordered) - i, threads)
+        out.append(ordered[i:i + size])
+        i += size
+    return out
+
+
+def _row(plan: SweepPlan, run: Run, result: Mapping[str, Any]) -> dict[str, Any]:
+    row: dict[str, Any] = {"run_id": run.run_id, "run_index": run.index, "cell": run.cell}
+    for key, kind in plan.columns.items():
+        row[key] = column_value(kind, run.values.get(key))
+    row.update({k: v for k, v in result.items() if k != "run_id"})
+    return row
+
+
+def local_cluster(workers: int | None = None) -> LocalCluster:
+    """The local Dask cluster a sweep starts by default.
+
+    ``workers`` processes (default :func:`default_workers`), one thread each (distributed also limits BLAS to one
+    thread per worker), the dashboard on a free port if Bokeh is installed, and the workers' statistical profiler
+    off: it samples every thread's stack every 10 ms, which costs these GIL-bound runs 10–20 % of their speed.
+
+    Parameters
+    ----------
+    workers : int, optional
+
+    Returns
+    -------
+    distributed.LocalCluster
+        Close it when done (or use it as a context manager).
+    """
+    import dask
+    from distributed import LocalCluster
+
+    n = default_workers() if workers is None else workers
+    with dask.config.set({"distributed.worker.profile.enabled": False}):
+        return LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
+                            silence_logs=logging.ERROR)
+
+
+def _check_cluster_options(workers: int | None, scheduler: str | None, client: Client | None) -> None:
+    if client is not None and (workers is not None or scheduler is not None):
+        raise SweepError("client: give either client, or scheduler/workers, not both")
+    if scheduler is not None and workers is not None:
+        raise SweepError(
+            f"--workers: applies to the local cluster only; with --scheduler {scheduler} the cluster's own "
+            "workers run the sweep (start more with `dask worker`)"
+        )
+    if scheduler is not None and not (isinstance(scheduler, str) and scheduler.strip()):
+        raise SweepError(f"--scheduler: expected an address such as tcp://host:8786, got {scheduler!r}")
+    if workers is not None and not (isinstance(workers, int) and not isinstance(workers, bool) and workers >= 1):
+        raise SweepError(f"--workers: must be an integer ≥ 1, got {workers!r}")
+
+
+@contextmanager
+def _cluster(workers: int | None, scheduler: str | None, client: Client | None) -> Iterator[Client]:
+    """A connected client: the given one, one to ``scheduler``, or one of a new local cluster."""
+    _check_cluster_options(workers, scheduler, client)
+    if client is not None:
+        yield client
+        return
+    from distributed import Client
+
+    if scheduler is not None:
+        try:
+            c = Client(scheduler, timeout="30s")
+        except (OSError, TimeoutError) as exc:
+            raise SweepError(
+                f"--scheduler: cannot connect to {scheduler!r}: {exc}; start one with `dask scheduler` and give "
+                "the address it prints (tcp://host:8786)"
+            ) from None
+        try:
+            yield c
+        finally:
+            c.close()
+        return
+    cluster = local_cluster(workers)
+    c = Client(cluster)
+    try:
+        yield c
+    finally:
+        c.close()
+        cluster.close()
+
+
+def _probe_workers(client: Client) -> int:
+    """Warm every worker (import lcnflow) and check versions; returns the number of worker threads."""
+    if not client.scheduler_info().get("workers"):
+        print("waiting for Dask workers to join the scheduler …", file=sys.stderr)
+    try:
+        client.submit(_worker_probe, pure=False).result()
+        reports = client.run(_worker_probe)
+    except ImportError as exc:
+        raise SweepError(
+            f"workers: cannot import lcnflow ({exc}); install the same lcnflow on every worker "
+            "(pip install lcnflow, or the same editable checkout)"
+        ) from None
+    versions = {r["version"] for r in reports.values()}
+    if versions - {__version__}:
+        warnings.warn(f"workers run lcnflow {sorted(versions)}, this process {__version__}; results may differ",
+                      RuntimeWarning, stacklevel=3)
+    return max(1, sum(client.nthreads().values()))
+
+
+def _resolve_spec(spec: str | Path | Mapping[str, Any] | SweepSpec | SweepPlan) -> SweepPlan:
+    if isinstance(spec, SweepPlan):
+        return spec
+    if isinstance(spec, SweepSpec):
+        return expand(spec)
+    if isinstance(spec, Mapping):
+        return expand(sweep_from_dict(spec))
+    return expand(load_sweep(spec))
+
+
+ProgressHook = Callable[[int, int, int], None]
+
+
+def run_sweep(
+    spec: str | Path | Mapping[str, Any] | SweepSpec | SweepPlan,
+    out: str | Path,
+    *,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    client: Client | None = None,
+    batch_size: int | None = None,
+    progress: bool | None = None,
+    on_batch: ProgressHook | None = None,
+) -> SweepOutcome:
+    """Run (or resume) a sweep: every run of the grid, results as a Parquet dataset in ``out``.
+
+    Parameters
+    ----------
+    spec : str, Path, mapping, SweepSpec or SweepPlan
+        A sweep file (TOML), or the sweep as nested dicts (see :func:`~lcnflow.sweep.grid.sweep_from_dict`).
+    out : str or Path
+        The sweep directory.  If it holds results of the same sweep, finished runs are skipped (resume); if it
+        holds another sweep, nothing runs.
+    workers : int, optional
+        Worker processes of the local cluster (default: the CPUs available).  Not with ``scheduler``/``client``.
+    scheduler : str, optional
+        Address of a running Dask scheduler (``tcp://host:8786``), used unchanged.
+    client : distributed.Client, optional
+        An existing client (e.g. of a ``dask_jobqueue.SLURMCluster``); left open.
+    batch_size : int, optional
+        Runs per task; default ``[sweep] batch_size`` of the file, else automatic: decreasing sizes, at most 64
+        (see :func:`batches`).
+    progress : bool, optional
+        Show a live progress bar on stderr (default: only when stderr is a terminal).
+    on_batch : callable, optional
+        ``on_batch(done, failed, total)`` after each part is written (runs of this call; ``total`` excludes skipped).
+
+    Returns
+    -------
+    SweepOutcome
+
+    Raises
+    ------
+    SweepError
+        Invalid sweep file or grid (before anything runs), unusable ``out``, bad options or no cluster.
+    """
+    start = time.perf_counter()
+    _check_cluster_options(workers, scheduler, client)
+    plan = _resolve_spec(spec)
+    timings = {"validate_seconds": time.perf_counter() - start}
+    size = batch_size if batch_size is not None else plan.spec.batch_size
+    if size is not None and not (isinstance(size, int) and not isinstance(size, bool) and size >= 1):
+        raise SweepError(f"--batch-size: must be an integer ≥ 1, got {size!r}")
+    with SweepStore(out, plan) as store:
+        store.cleanup_temporaries()
+        done = store.finished_ids()
+        todo = [r for r in plan.runs if r.run_id not in done]
+        outcome = SweepOutcome(Path(out), len(plan.runs), skipped=len(plan.runs) - len(todo))
+        if not todo:
+            outcome.wall_time = time.perf_counter() - start
+            outcome.timings = timings
+            return outcome
+        t0 = time.perf_counter()
+        with _cluster(workers, scheduler, client) as c:
+            threads = _probe_workers(c)
+            timings["cluster_seconds"] = time.perf_counter() - t0
+            outcome.num_workers = threads
+            work = batches(todo, size, threads)
+            outcome.batch_size = max(len(b) for b in work)
+            outcome.num_batches = len(work)
+            _drive(c, plan, store, work, outcome, threads, progress, on_batch)
+    outcome.wall_time = time.perf_counter() - start
+    outcome.timings = timings
+    return outcome
+
+
+def _drive(client: Client, plan: SweepPlan, store: SweepStore, work: list[list[Run]], outcome: SweepOutcome,
+           threads: int, progress: bool | None, on_batch: ProgressHook | None) -> None:
+    """Submit batches (a bounded number in flight), write each finished one, show progress.
+
+    When a task fails with :class:`distributed.KilledWorker` (its worker died: a crash, or out of memory), every run
+    of it becomes a *suspect* — the culprit may be a run of another task on the same worker.  Suspects run one at a
+    time, alone on the cluster, once the tasks in flight have finished; only a suspect that kills its worker while
+    alone is recorded as failed.  A cancelled task or a lost connection to the scheduler stops the sweep without
+    recording anything for the runs in flight (they run again on resume).
+    """
+    from concurrent.futures import CancelledError
+
+    from distributed import KilledWorker, as_completed
+
+    base = plan.spec.base
+    total = sum(len(b) for b in work)
+    queue = list(reversed(work))  # pop() from the end: submitted in order
+    counter = iter(range(sys.maxsize))
+    suspects: list[Run] = []
+    in_flight: dict[Any, list[Run]] = {}
+    alone: set[Any] = set()  # suspect tasks running with nothing else in flight
+    bar = _ProgressBar(total, outcome.skipped, enabled=progress)
+    run_start = time.perf_counter()
+    limit = max(2, 2 * threads + 2)
+
+    def submit(batch: list[Run], ac: Any) -> Any:
+        payload = [(r.run_id, r.overrides, r.problem) for r in batch]
+        key = f"lcnflow-batch-{next(counter)}-{batch[0].run_id}-{len(batch)}"
+        fut = client.submit(run_batch, base, payload, pure=False, key=key)
+        in_flight[fut] = batch
+        if ac is not None:
+            ac.add(fut)
+        return fut
+
+    def refill(ac: Any = None) -> None:
+        if suspects:
+            if not in_flight:
+                alone.add(submit([suspects.pop(0)], ac))
+            return
+        while queue and len(in_flight) < limit:
+            submit(queue.pop(), ac)
+
+    refill()
+    ac = as_completed(list(in_flight))
+    try:
+        with bar:
+            for fut in ac:
+                batch = in_flight.pop(fut)
+                try:
+                    results = fut.result()
+                except KilledWorker as exc:
+                    if fut in alone:  # it killed its worker with nothing else running: it is the culprit
+                        results = [_error_row(batch[0].run_id, exc)]
+                    else:
+                        suspects.extend(batch)
+                        results = None
+                except (CancelledError, OSError) as exc:
+                    raise SweepError(
+                        f"scheduler: lost the tasks in flight ({type(exc).__name__}: {exc}); the finished runs are "
+                        "saved — rerun the same command to resume"
+                    ) from None
+                except Exception as exc:  # the task itself failed (e.g. it could not be unpickled on the worker)
+                    results = [_error_row(r.run_id, exc) for r in batch]
+                alone.discard(fut)
+                fut.release()
+                if results is not None:
+                    by_id = {res["run_id"]: res for res in results}
+                    rows = [_row(plan, r, by_id.get(r.run_id) or _error_row(r.run_id, RuntimeError("no result")))
+                            for r in batch]
+                    store.write(rows)
+                    failed = sum(row["status"] == "error" for row in rows)
+                    outcome.completed += len(rows)
+                    outcome.failed += failed
+                    outcome.certified += sum(bool(row.get("certified")) for row in rows)
+                    outcome.run_time = time.perf_counter() - run_start
+                    bar.update(len(rows), failed)
+                    if on_batch is not None:
+                        on_batch(outcome.completed, outcome.failed, total)
+                refill(ac)
+    except KeyboardInterrupt:
+        outcome.interrupted = True
+    finally:
+        for fut in in_flight:
+            fut.cancel()
+    outcome.run_time = time.perf_counter() - run_start
+
+
+class _ProgressBar:
+    """Live bar (rich) with runs done / failed / rate / ETA; a no-op unless enabled (default: stderr is a TTY)."""
+
+    def __init__(self, total: int, skipped: int, enabled: bool | None):
+        from rich.console import Console
+
+        self.console = Console(stderr=True)
+        self.enabled = self.console.is_terminal if enabled is None else enabled
+        self.total, self.skipped = total, skipped
+        self.done = self.failed = 0
+        self.start = time.perf_counter()
+        self.progress: Any = None
+
+    def __enter__(self) -> _ProgressBar:
+        if self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+
+            self.progress = Progress(SpinnerColumn(), TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(),
+                                     TextColumn("{task.fields[info]}"), console=self.console, transient=False)
+            self.progress.start()
+            note = f" (+{self.skipped} done before)" if self.skipped else ""
+            self.task = self.progress.add_task("sweep", total=self.total, info=f"starting{note}")
+        return self
+
+    def update(self, n: int, failed: int) -> None:
+        self.done += n
+        self.failed += failed
+        if self.progress is None:
+            return
+        elapsed = time.perf_counter() - self.start
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        eta = (self.total - self.done) / rate if rate > 0 else math.inf
+        eta_text = "—" if not math.isfinite(eta) else time.strftime("%H:%M:%S", time.gmtime(eta))
+        fail = f"[red]{self.failed} failed[/]" if self.failed else "0 failed"
+        self.progress.update(self.task, completed=self.done,
+                             info=f"{fail} · {60 * rate:.0f} runs/min · ETA {eta_text}")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()

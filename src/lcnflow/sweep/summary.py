@@ -1,0 +1,456 @@
+r"""Summaries of a sweep: a table per grid cell, figures, and a self-contained ``summary.html``.
+
+Each run gets one **outcome**, the first that applies:
+
+==================  ===================================================================================
+``error``           the run raised (its error is in the ``error`` column)
+``not_converged``   the flow stopped before ``‖∇L‖ ≤ gtol`` (time or step limit, blow-up)
+``unclassified``    converged, but classification was switched off (``flow.classify = false``)
+``global_minimum``  ``∇ℒ(v*) = 0``: a global minimum of ``L`` (ℒ is convex)
+``spurious``        rank-deficient origin and ``v*`` not critical for ℒ on the function space (Kohn et al.)
+``strict_saddle``   the Hessian on the complement of the rescaling directions has a negative eigenvalue
+``degenerate``      further zero Hessian eigenvalues (second order cannot decide)
+``local_minimum``   a non-global local minimum that is not spurious
+==================  ===================================================================================
+
+The table per cell (a combination of the non-seed grid values) gives the count, the converged and certified
+percentages, the percentage of each outcome, quantiles of the final loss ``L(w*)`` and of the gap ``L(w*) − ℒ*`` to
+the function-space optimum, and the median run time.  The figures show the outcome fractions against each varied
+key, the histogram of the final losses, and the distinct final filters ``v* = π(w*)`` each cell converged to.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import html
+import io
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from .. import __version__
+from .store import read_results, read_sweep_info
+
+__all__ = ["OUTCOMES", "SweepSummary", "distinct_limits", "outcomes", "summarize"]
+
+#: Outcomes of a run, in the priority order used to assign them (see the module docstring).
+OUTCOMES = ("error", "not_converged", "unclassified", "global_minimum", "spurious", "strict_saddle", "degenerate",
+            "local_minimum")
+#: Outcomes always shown in the table (others only when they occur).
+MAIN_OUTCOMES = ("global_minimum", "strict_saddle", "spurious", "degenerate")
+COLORS = {
+    "global_minimum": "#2e8b57", "local_minimum": "#7fb3d5", "strict_saddle": "#d17a00", "spurious": "#c0392b",
+    "degenerate": "#8e44ad", "unclassified": "#bdbdbd", "not_converged": "#555555", "error": "#000000",
+}
+_STYLE: dict[str, Any] = {
+    "font.size": 9, "axes.titlesize": 9.5, "axes.labelsize": 9, "legend.fontsize": 7.5, "legend.frameon": False,
+    "xtick.labelsize": 8, "ytick.labelsize": 8, "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False,
+    "axes.spines.right": False, "figure.dpi": 100, "savefig.dpi": 130,
+}
+#: Quantiles of the final loss reported per cell.
+QUANTILES = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
+#: Gaps ``L(w*) − ℒ*`` below this (relative to ``max(1, |ℒ*|)``) are drawn at this floor on the log axis.
+GAP_FLOOR = 1e-16
+#: Final filters closer than this (relative to ``max(1, ‖v‖)``) count as the same limit.
+LIMIT_TOL = 1e-3
+#: Cells and limits per cell shown in the distinct-limits figure.
+MAX_LIMIT_CELLS, MAX_LIMITS = 6, 6
+
+
+def outcomes(table: pa.Table) -> pa.Array:
+    """The outcome of each row of a results table (see the module docstring), as a string array."""
+    n = table.num_rows
+    if n == 0:
+        return pa.array([], pa.string())
+    status = table.column("status")
+    converged = pc.fill_null(table.column("converged"), False)
+    kind = table.column("kind")
+    spurious = pc.fill_null(table.column("spurious"), False)
+    out = pc.if_else(pc.equal(kind, "global_minimum"), "global_minimum",
+                     pc.if_else(spurious, "spurious",
+                                pc.if_else(pc.equal(kind, "strict_saddle"), "strict_saddle",
+                                           pc.if_else(pc.equal(kind, "degenerate"), "degenerate", "local_minimum"))))
+    out = pc.if_else(pc.is_null(kind), "unclassified", pc.fill_null(out, "unclassified"))
+    out = pc.if_else(converged, out, "not_converged")
+    out = pc.if_else(pc.equal(status, "error"), "error", out)
+    return pc.fill_null(out, "error").combine_chunks() if isinstance(out, pa.ChunkedArray) else out
+
+
+def distinct_limits(filters: Sequence[Sequence[float]], labels: Sequence[str] | None = None,
+                    tol: float = LIMIT_TOL) -> list[dict[str, Any]]:
+    """Group final filters that agree within ``tol · max(1, ‖v‖)`` (greedy, most frequent first).
+
+    Parameters
+    ----------
+    filters : sequence of vectors
+        Final filters ``v* = π(w*)`` (flattened), e.g. of one cell.
+    labels : sequence of str, optional
+        An outcome per filter; each group reports the most common one.
+    tol : float
+
+    Returns
+    -------
+    list of dict
+        ``{"filter": list, "count": int, "outcome": str or None}``, by decreasing count.
+    """
+    groups: list[dict[str, Any]] = []
+    for i, f in enumerate(filters):
+        v = np.asarray(f, dtype=np.float64)
+        for g in groups:
+            rep = g["_rep"]
+            if rep.shape == v.shape and np.linalg.norm(v - rep) <= tol * max(1.0, float(np.linalg.norm(rep))):
+                g["count"] += 1
+                if labels is not None:
+                    g["_labels"].append(labels[i])
+                break
+        else:
+            groups.append({"_rep": v, "count": 1, "_labels": [labels[i]] if labels is not None else []})
+    groups.sort(key=lambda g: -g["count"])
+    out = []
+    for g in groups:
+        labs = g["_labels"]
+        common = max(set(labs), key=labs.count) if labs else None
+        out.append({"filter": g["_rep"].tolist(), "count": g["count"], "outcome": common})
+    return out
+
+
+@dataclass
+class SweepSummary:
+    """The summary of a sweep directory.
+
+    Attributes
+    ----------
+    out : Path
+    info : dict
+        ``sweep.json``.
+    table : pyarrow.Table
+        One row per cell with at least one finished run: the cell's values, counts, percentages, quantiles.
+    num_finished : int
+        Runs with a row on disk.
+    figures : dict
+        Figure name → PNG bytes.
+    html_path, csv_path : Path or None
+        Where ``summary.html`` and ``summary.csv`` were written.
+    """
+
+    out: Path
+    info: dict[str, Any]
+    table: pa.Table
+    num_finished: int
+    figures: dict[str, bytes] = field(default_factory=dict)
+    html_path: Path | None = None
+    csv_path: Path | None = None
+
+    @property
+    def shown_outcomes(self) -> list[str]:
+        """Outcomes with a column in the table (the main four, plus any other that occurs)."""
+        return [o for o in OUTCOMES if f"pct_{o}" in self.table.column_names]
+
+
+def _cell_label(cell: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k.split('.')[-1]}={_short(v)}" for k, v in cell.items()) or "all runs"
+
+
+def _short(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.3g}"
+    if isinstance(v, str) and v.startswith("["):
+        return v.replace(" ", "")
+    return str(v)
+
+
+def _cell_table(info: Mapping[str, Any], table: pa.Table, outcome: pa.Array) -> pa.Table:
+    cells = info["cells"]
+    cell_keys = info["cell_keys"]
+    cell = table.column("cell").to_numpy()
+    out_np = np.asarray(outcome.to_pylist(), dtype=object)
+    conv = pc.fill_null(table.column("converged"), False).to_numpy(zero_copy_only=False)
+    cert = pc.fill_null(table.column("certified"), False).to_numpy(zero_copy_only=False)
+    loss = pc.fill_null(table.column("loss"), math.nan).to_numpy(zero_copy_only=False).astype(np.float64)
+    opt = pc.fill_null(table.column("optimum_loss"), math.nan).to_numpy(zero_copy_only=False).astype(np.float64)
+    wall = pc.fill_null(table.column("wall_time"), math.nan).to_numpy(zero_copy_only=False).astype(np.float64)
+    present = [o for o in OUTCOMES if o in MAIN_OUTCOMES or np.any(out_np == o)]
+    cols: dict[str, list[Any]] = {"cell": []}
+    for k in cell_keys:
+        cols[k] = []
+    cols.update({"runs": [], "errors": [], "pct_converged": [], "pct_certified": []})
+    for o in present:
+        cols[f"pct_{o}"] = []
+    for q in QUANTILES:
+        cols[f"loss_q{round(100 * q):02d}"] = []
+    cols.update({"gap_median": [], "gap_max": [], "wall_time_median": [], "wall_time_total": []})
+    for c in np.unique(cell):
+        sel = cell == c
+        n = int(sel.sum())
+        cols["cell"].append(int(c))
+        for k in cell_keys:
+            cols[k].append(cells[int(c)].get(k) if int(c) < len(cells) else None)
+        cols["runs"].append(n)
+        cols["errors"].append(int(np.sum(out_np[sel] == "error")))
+        cols["pct_converged"].append(100.0 * float(conv[sel].sum()) / n)
+        cols["pct_certified"].append(100.0 * float(cert[sel].sum()) / n)
+        for o in present:
+            cols[f"pct_{o}"].append(100.0 * float(np.sum(out_np[sel] == o)) / n)
+        ok = sel & np.isfinite(loss)
+        qs = np.quantile(loss[ok], QUANTILES) if ok.any() else [math.nan] * len(QUANTILES)
+        for q, v in zip(QUANTILES, qs, strict=True):
+            cols[f"loss_q{round(100 * q):02d}"].append(float(v))
+        gap = loss[ok & np.isfinite(opt)] - opt[ok & np.isfinite(opt)]
+        cols["gap_median"].append(float(np.median(gap)) if gap.size else math.nan)
+        cols["gap_max"].append(float(np.max(gap)) if gap.size else math.nan)
+        w = wall[sel & np.isfinite(wall)]
+        cols["wall_time_median"].append(float(np.median(w)) if w.size else math.nan)
+        cols["wall_time_total"].append(float(np.sum(w)))
+    kinds = info["columns"]
+    fields = [pa.field("cell", pa.int64())]
+    for k in cell_keys:
+        fields.append(pa.field(k, {"bool": pa.bool_(), "int": pa.int64(), "float": pa.float64()}.get(kinds[k],
+                                                                                                   pa.string())))
+    fields += [pa.field(name, pa.int64() if name in ("runs", "errors") else pa.float64())
+               for name in cols if name not in ("cell", *cell_keys)]
+    return pa.table(cols, schema=pa.schema(fields))
+
+
+# ---------------------------------------------------------------------------------------------------- figures
+def _png(fig: Any) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    return buf.getvalue()
+
+
+def _figures(info: Mapping[str, Any], table: pa.Table, outcome: pa.Array, summary: pa.Table) -> dict[str, bytes]:
+    import matplotlib as mpl
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    figs: dict[str, bytes] = {}
+    out_np = np.asarray(outcome.to_pylist(), dtype=object)
+    present = [o for o in OUTCOMES if np.any(out_np == o)]
+    with mpl.rc_context(_STYLE):
+        # outcome fractions against each varied (non-seed) key, marginal over the others
+        keys = list(info["cell_keys"]) or [None]
+        for key in keys[:6]:
+            if key is None:
+                labels, groups = ["all runs"], [np.ones(table.num_rows, dtype=bool)]
+                title, name = "Outcomes of all runs", "outcomes"
+            else:
+                col = np.asarray(table.column(key).to_pylist(), dtype=object)
+                order = list(dict.fromkeys(col.tolist()))
+                try:
+                    order.sort()
+                except TypeError:
+                    pass
+                labels, groups = [_short(v) for v in order], [col == v for v in order]
+                title, name = f"Outcome fractions against {key}", f"outcomes_vs_{key.replace('.', '_')}"
+            fig = Figure(figsize=(max(4.0, 0.7 * len(labels) + 2.5), 3.2))
+            FigureCanvasAgg(fig)
+            ax = fig.add_subplot()
+            x = np.arange(len(labels))
+            bottom = np.zeros(len(labels))
+            for o in present:
+                frac = np.array([np.mean(out_np[g] == o) if g.any() else 0.0 for g in groups])
+                ax.bar(x, frac, bottom=bottom, color=COLORS[o], label=o.replace("_", " "), width=0.7)
+                bottom += frac
+            ax.set_xticks(x, labels, rotation=30 if len(labels) > 4 else 0, ha="right" if len(labels) > 4 else "center")
+            ax.set_ylim(0, 1)
+            ax.set_ylabel("fraction of runs")
+            ax.set_xlabel(key or "")
+            ax.set_title(title)
+            ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
+            figs[name] = _png(fig)
+        # histogram of final losses (gap to the function-space optimum when known)
+        loss = pc.fill_null(table.column("loss"), math.nan).to_numpy(zero_copy_only=False).astype(np.float64)
+        opt = pc.fill_null(table.column("optimum_loss"), math.nan).to_numpy(zero_copy_only=False).astype(np.float64)
+        ok = np.isfinite(loss)
+        if ok.any():
+            use_gap = bool(np.all(np.isfinite(opt[ok])))
+            value = loss - opt if use_gap else loss
+            if use_gap:
+                floor = GAP_FLOOR * np.maximum(1.0, np.abs(opt))
+                value = np.log10(np.maximum(value, floor))
+                xlabel = f"log₁₀(L(w*) − ℒ*)  (gap to the function-space optimum; floor {GAP_FLOOR:g}·max(1, ℒ*))"
+            else:
+                xlabel = "final loss L(w*)"
+            fig = Figure(figsize=(6.0, 3.2))
+            FigureCanvasAgg(fig)
+            ax = fig.add_subplot()
+            data = [value[ok & (out_np == o)] for o in present if np.any(ok & (out_np == o))]
+            labs = [o for o in present if np.any(ok & (out_np == o))]
+            lo, hi = float(np.min(value[ok])), float(np.max(value[ok]))
+            if hi <= lo:
+                lo, hi = lo - 0.5, hi + 0.5
+            bins = np.linspace(lo, hi, 41)
+            ax.hist(data, bins=bins, stacked=True, color=[COLORS[o] for o in labs],
+                    label=[o.replace("_", " ") for o in labs])
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel("runs")
+            ax.set_title(f"Final losses of {int(ok.sum())} runs")
+            ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
+            figs["final_losses"] = _png(fig)
+        # distinct final filters per cell
+        cells = summary.column("cell").to_pylist()[:MAX_LIMIT_CELLS]
+        cell_col = table.column("cell").to_numpy()
+        ff = table.column("final_filter").to_pylist()
+        panels = []
+        for c in cells:
+            idx = np.flatnonzero((cell_col == c) & ok & (out_np != "not_converged"))
+            if idx.size:
+                groups = distinct_limits([ff[i] for i in idx], [out_np[i] for i in idx])
+                panels.append((c, idx.size, groups))
+        if panels:
+            ncol = min(3, len(panels))
+            nrow = math.ceil(len(panels) / ncol)
+            fig = Figure(figsize=(4.2 * ncol, 2.9 * nrow))
+            FigureCanvasAgg(fig)
+            info_cells = info["cells"]
+            for p, (c, n, groups) in enumerate(panels):
+                ax = fig.add_subplot(nrow, ncol, p + 1)
+                for rank, g in enumerate(groups[:MAX_LIMITS]):
+                    v = np.asarray(g["filter"])
+                    ax.plot(np.arange(v.size), v, marker="os^Dvp"[rank], ms=3.5, ls=("-", "--", ":", "-.")[rank % 4],
+                            color=COLORS.get(g["outcome"], "#333333"), alpha=0.85,
+                            label=f"{g['count']}/{n} {str(g['outcome']).replace('_', ' ')}")
+                ax.set_xlabel("tap of v* (row-major)")
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+                label = _cell_label(info_cells[c]) if c < len(info_cells) else f"cell {c}"
+                ax.set_title(f"cell {c}: {label}\n{len(groups)} distinct limit(s)", fontsize=8)
+                ax.legend(fontsize=6.5)
+            fig.suptitle("Distinct final filters v* = π(w*) (most frequent first)")
+            fig.tight_layout()
+            figs["distinct_limits"] = _png(fig)
+    return figs
+
+
+# ---------------------------------------------------------------------------------------------------- HTML
+def _fmt_cell(name: str, value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "—"
+        if name.startswith("pct_"):
+            return f"{value:.1f}"
+        return f"{value:.4g}"
+    return str(value)
+
+
+_HEADERS = {
+    "runs": "runs", "errors": "errors", "pct_converged": "converged %", "pct_certified": "certified %",
+    "gap_median": "gap median", "gap_max": "gap max", "wall_time_median": "time median (s)",
+    "wall_time_total": "time total (s)",
+}
+
+
+def header(name: str) -> str:
+    """Human-readable column header of the summary table."""
+    if name in _HEADERS:
+        return _HEADERS[name]
+    if name.startswith("pct_"):
+        return name[4:].replace("_", " ") + " %"
+    if name.startswith("loss_q"):
+        q = int(name[6:])
+        return {0: "loss min", 50: "loss median", 100: "loss max"}.get(q, f"loss q{q}")
+    return name
+
+
+def _html(summary: SweepSummary) -> str:
+    info, t = summary.info, summary.table
+    esc = html.escape
+    rows = t.to_pylist()
+    head = "".join(f"<th>{esc(header(c))}</th>" for c in t.column_names)
+    body = "".join("<tr>" + "".join(f"<td>{esc(_fmt_cell(c, r[c]))}</td>" for c in t.column_names) + "</tr>"
+                   for r in rows)
+    imgs = "".join(
+        f'<figure><img alt="{esc(name)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+        f"<figcaption>{esc(name.replace('_', ' '))}</figcaption></figure>"
+        for name, png in summary.figures.items()
+    )
+    name = info.get("base", {}).get("name") or Path(info.get("source_path") or "sweep").stem
+    desc = info.get("base", {}).get("description") or ""
+    source = ""
+    toml_path = summary.out / "sweep.toml"
+    if toml_path.is_file():
+        source = f"<h2>Sweep file</h2><pre>{esc(toml_path.read_text(encoding='utf-8'))}</pre>"
+    legend = "".join(f'<span class="sw" style="background:{COLORS[o]}"></span>{esc(o.replace("_", " "))} '
+                     for o in OUTCOMES)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>lcnflow sweep: {esc(str(name))}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }}
+table {{ border-collapse: collapse; font-size: 12px; }} th, td {{ border: 1px solid #ddd; padding: 3px 6px; }}
+th {{ background: #f4f4f4; }} td {{ text-align: right; font-variant-numeric: tabular-nums; }}
+figure {{ display: inline-block; margin: 0.5em; }} img {{ max-width: 100%; }}
+pre {{ background: #f8f8f8; padding: 1em; overflow-x: auto; font-size: 12px; }}
+.sw {{ display: inline-block; width: 0.9em; height: 0.9em; margin: 0 0.2em 0 0.8em; vertical-align: middle; }}
+</style></head><body>
+<h1>Sweep: {esc(str(name))}</h1>
+<p>{esc(str(desc))}</p>
+<p>{summary.num_finished} of {info['num_runs']} runs finished, {info['num_cells']} cell(s); varied:
+{esc(', '.join(info['varied_keys']))}. Fingerprint {esc(info['fingerprint'])}. Summarized
+{datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds')} by lcnflow {esc(__version__)}.</p>
+<p>Outcomes (first that applies): {legend}</p>
+<h2>Per cell</h2>
+<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
+<h2>Figures</h2>
+{imgs}
+{source}
+</body></html>
+"""
+
+
+def summarize(out: str | Path, *, html_file: bool = True, csv_file: bool = True, figures: bool = True) -> SweepSummary:
+    """Summarize the sweep in ``out``: per-cell table, figures, ``summary.html`` and ``summary.csv``.
+
+    Parameters
+    ----------
+    out : str or Path
+        A sweep directory (works on a partial sweep: it summarizes the finished runs).
+    html_file, csv_file : bool
+        Write ``out/summary.html`` (figures embedded as base64 PNG) and ``out/summary.csv``.
+    figures : bool
+        Draw the figures (Matplotlib, Agg).
+
+    Returns
+    -------
+    SweepSummary
+
+    Raises
+    ------
+    SweepError
+        If ``out`` is not a sweep directory.
+    """
+    out = Path(out)
+    info = read_sweep_info(out)
+    table = read_results(out)
+    outcome = outcomes(table)
+    cell_table = _cell_table(info, table, outcome)
+    summary = SweepSummary(out, info, cell_table, table.num_rows)
+    if figures and table.num_rows:
+        summary.figures = _figures(info, table, outcome, cell_table)
+    if csv_file:
+        summary.csv_path = out / "summary.csv"
+        pacsv.write_csv(cell_table, summary.csv_path)
+    if html_file:
+        summary.html_path = out / "summary.html"
+        summary.html_path.write_text(_html(summary), encoding="utf-8")
+    return summary
+
+
+def summary_json(summary: SweepSummary) -> dict[str, Any]:
+    """JSON-ready form of a summary (what ``lcnflow summarize --json`` prints); NaN becomes ``null``."""
+
+    def clean(v: Any) -> Any:
+        return None if isinstance(v, float) and not math.isfinite(v) else v
+
+    rows = [{k: clean(v) for k, v in row.items()} for row in summary.table.to_pylist()]
+    return {"out": str(summary.out), "num_runs": summary.info["num_runs"], "num_finished": summary.num_finished,
+            "cells": rows}
