@@ -46,6 +46,8 @@ from .losses import Loss, get_loss
 
 #: Default memory budget for a dense patch matrix ``H``; larger data sets are streamed in chunks of samples.
 DEFAULT_MAX_PATCH_BYTES = 256 * 2**20
+#: Dense ``H`` up to this size is used for ``H v`` and ``Hᵀq`` of general losses (cache-resident BLAS).
+SMALL_PATCH_BYTES = 8 * 2**20
 
 
 def _is_builtin_square(loss: Loss) -> bool:
@@ -97,6 +99,7 @@ class EmpiricalRisk:
         self._chunk = max(1, int(max_patch_bytes // (8 * self._kv * max(1, math.prod(arch.axes_layer_sizes[-1])))))
         self._H = self._patch_matrix() if self._chunk >= self.num_samples else None
         self._windows = patch_rows(arch, data.inputs)  # strided view (m, *d_N, *k_v): no copy of the data
+        self._H_small = self._H if self._H is not None and self._H.nbytes <= SMALL_PATCH_BYTES else None
         nd = arch.ndim
         out_axes, filt_axes = "ijk"[: nd + 1], "ab"[:nd]
         self._apply_spec = f"{out_axes}{filt_axes},{filt_axes}->{out_axes}"
@@ -153,13 +156,18 @@ class EmpiricalRisk:
         return v_hat, rss / (2 * self.num_samples)
 
     def _apply(self, v: np.ndarray) -> np.ndarray:
-        """``H v`` as an array ``(m, *d_N)``, computed on the strided view of the data (no ``H`` is formed)."""
+        """``H v`` as an array ``(m, *d_N)``: with the dense ``H`` when it is small (BLAS on a few MB is fastest),
+        else on the strided view of the data (no ``H`` is formed; as fast as BLAS once memory-bound)."""
+        if self._H_small is not None:
+            return (self._H_small @ v).reshape(self.data.targets.shape)
         if self.arch.ndim == 1:
             return self._windows @ v
         return np.einsum(self._apply_spec, self._windows, v.reshape(self._kv_shape))
 
     def _adjoint(self, q: np.ndarray) -> np.ndarray:
-        """``Hᵀ q`` (flat ``k_v``) for ``q`` of shape ``(m, *d_N)``, on the strided view of the data."""
+        """``Hᵀ q`` (flat ``k_v``) for ``q`` of shape ``(m, *d_N)`` (dense ``H`` if small, else the strided view)."""
+        if self._H_small is not None:
+            return q.reshape(-1) @ self._H_small
         return np.einsum(self._adjoint_spec, self._windows, q).reshape(-1)
 
     # ------------------------------------------------------------------ function space
