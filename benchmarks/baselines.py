@@ -48,7 +48,8 @@ def torch_gd(
     """Full-batch GD on a PyTorch convolution stack; the step size is the largest stable one from ``step_grid``.
 
     A step size is *stable* when ``probe_steps`` steps from ``init`` keep the loss finite and never increase it.
-    Only the final run at the chosen step is timed.
+    The largest stable step is run to the end; if it still diverges later (plateaus hide instability from the probe),
+    the next smaller one is run instead, and so on (listed in ``diverged``).  Only the final run is timed.
     """
     import torch
 
@@ -93,10 +94,16 @@ def torch_gd(
             stable.append(eta)
     if not stable:
         return {"eta": None, "reached": False, "wall_time": math.nan, "steps": 0, "gradient_norm": math.nan,
-                "filters": None}
-    out = run(max(stable), None, time_cap)
+                "filters": None, "diverged": []}
+    diverged = []
+    for eta in sorted(stable, reverse=True):  # a step that looked stable on the probe can still blow up later
+        out = run(eta, None, time_cap)
+        if math.isfinite(out["gradient_norm"]):
+            break
+        diverged.append(eta)
     out.pop("losses")
     out["gradient_evaluations"] = out["steps"] + 1
+    out["diverged"] = diverged
     return out
 
 

@@ -97,6 +97,8 @@ def table(rows: list[dict], cap: float) -> str:
         for key, label in (("torch", "PyTorch GD"), ("LSODA", "solve_ivp LSODA"), ("Radau", "solve_ivp Radau")):
             b = r[key]
             extra = f", η = {b['eta']:g}" if key == "torch" and b.get("eta") else ""
+            if key == "torch" and b.get("diverged"):
+                extra += f" (η = {', '.join(f'{e:g}' for e in b['diverged'])} diverged)"
             reached = b["reached"]
             t = f"{fmt_time(b['time'])}" if reached else f"> {cap:g} s (cap; stopped at {fmt_time(b['time'])})"
             speed = f"{b['time'] / lc['time']:.0f}×" if reached else f"> {cap / lc['time']:.0f}×"

@@ -27,7 +27,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", default=str(HERE / "RESULTS.md"))
     args = parser.parse_args()
-    cap = 20.0 if args.quick else 120.0
+    cap = 20.0 if args.quick else 60.0
     started = time.perf_counter()
     sections = [
         "# lcnflow benchmark results",

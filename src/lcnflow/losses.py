@@ -198,28 +198,23 @@ def _gh_value_masked(r: np.ndarray, alpha: float, beta: float) -> np.ndarray:
     return out
 
 
-def _moderate(r: np.ndarray, delta: float) -> bool:
-    """All entries finite with ``|r/δ| < 1e150`` (so ``(r/δ)²`` cannot overflow); False for NaN."""
-    if r.size == 0:
-        return True
-    bound = 1e150 * delta
-    return bool(-bound < r.min() and r.max() < bound)
-
-
-def _ph_root(r: np.ndarray, delta: float) -> np.ndarray:
-    """``h = √(1 + (r/δ)²)``, computed in place in one buffer."""
-    h = np.divide(r, delta)
-    np.multiply(h, h, out=h)
+def _ph_root(r: np.ndarray, delta: float) -> np.ndarray | None:
+    """``h = √(1 + (r/δ)²)`` computed in place in one buffer, or ``None`` when ``(r/δ)²`` would overflow or ``r``
+    holds NaN (the masked forms handle those)."""
+    h = np.multiply(r, r)
+    if delta != 1.0:
+        h *= 1.0 / (delta * delta)
+    if h.size and not h.max() < 1e300:
+        return None
     h += 1.0
     return np.sqrt(h, out=h)
 
 
 def _ph_value(r: np.ndarray, delta: float) -> np.ndarray:
-    # Fast path without masks: l = r²/(h + 1) = |r|·(|r|/(h + 1)); |r|/(h + 1) ≤ δ and (r/δ)² cannot overflow
-    # while |r/δ| < 1e150 (else, or for NaN, the masked form handles it).
-    if not _moderate(r, delta):
-        return _ph_value_masked(r, delta)
+    # Fast path without masks: l = r²/(h + 1) = |r|·(|r|/(h + 1)); |r|/(h + 1) ≤ δ.
     h = _ph_root(r, delta)
+    if h is None:
+        return _ph_value_masked(r, delta)
     h += 1.0
     ar = np.abs(r)
     np.divide(ar, h, out=h)
@@ -227,16 +222,16 @@ def _ph_value(r: np.ndarray, delta: float) -> np.ndarray:
 
 
 def _ph_derivative(r: np.ndarray, delta: float) -> np.ndarray:
-    if not _moderate(r, delta):
-        return _ph_derivative_masked(r, delta)
     h = _ph_root(r, delta)
+    if h is None:
+        return _ph_derivative_masked(r, delta)
     return np.divide(r, h, out=h)
 
 
 def _ph_second(r: np.ndarray, delta: float) -> np.ndarray:
-    if not _moderate(r, delta):
-        return _ph_second_masked(r, delta)
     h = _ph_root(r, delta)
+    if h is None:
+        return _ph_second_masked(r, delta)
     np.reciprocal(h, out=h)
     return h * h * h
 
