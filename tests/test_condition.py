@@ -46,8 +46,14 @@ def test_gaussian_data_satisfy_condition_and_match_svd(arch):
     # and patch_matrix is the same H
     np.testing.assert_array_equal(patch_matrix(arch, X), H)
     assert "satisfied" in str(cond) and "NOT" not in str(cond)
-    # the risk exposes the same check
-    assert EmpiricalRisk(arch, "square", _data(arch, X)).data_condition == cond
+    # the risk exposes the same check: the same computation for a general loss ...
+    assert EmpiricalRisk(arch, "pseudo_huber", _data(arch, X)).data_condition == cond
+    # ... and, for the square loss, singular values from the eigenvalues of its Gram matrix G = HᵀH/m: their
+    # relative error is about ε·(σ_max/σ_min)², far below 1e-10 for this well-conditioned H
+    gram_cond = EmpiricalRisk(arch, "square", _data(arch, X)).data_condition
+    assert (gram_cond.satisfied, gram_cond.rank) == (cond.satisfied, cond.rank)
+    assert gram_cond.smallest_singular_value == pytest.approx(sv[-1], rel=1e-10)
+    assert gram_cond.largest_singular_value == pytest.approx(sv[0], rel=1e-10)
 
 
 @pytest.mark.parametrize("arch", [ARCH_1D, ARCH_2D], ids=["1d", "2d"])

@@ -83,7 +83,9 @@ def _singular_values(arch: Architecture, data: Dataset, max_bytes: int) -> np.nd
     return np.linalg.svd(R, compute_uv=False)
 
 
-def check_data_condition(arch: Architecture, data: Dataset, *, max_bytes: int = 256 * 2**20) -> DataCondition:
+def check_data_condition(
+    arch: Architecture, data: Dataset, *, max_bytes: int = 256 * 2**20, gram: np.ndarray | None = None
+) -> DataCondition:
     r"""Check the theorem's data condition: ``H`` has full column rank ``k_v``.
 
     Parameters
@@ -93,6 +95,10 @@ def check_data_condition(arch: Architecture, data: Dataset, *, max_bytes: int = 
         Checked against ``arch`` (shapes).
     max_bytes : int
         Memory for blocks of ``H``; larger data are processed by a streamed QR factorization (same accuracy).
+    gram : ndarray, optional
+        ``HᵀH/m`` if the caller has it (the square-loss risk does): its eigenvalues give the singular values without
+        a pass over the data whenever ``σ_min/σ_max > 1e-4`` (then their relative error is below ``ε·10⁸``);
+        otherwise the QR path is used.
 
     Returns
     -------
@@ -101,7 +107,13 @@ def check_data_condition(arch: Architecture, data: Dataset, *, max_bytes: int = 
     data.check_architecture(arch)
     kv = arch.final_filter_num_params
     n_eq = data.num_samples * math.prod(arch.axes_layer_sizes[-1])
-    sv = _singular_values(arch, data, max_bytes)
+    sv = None
+    if gram is not None:
+        lam = np.linalg.eigvalsh(gram * data.num_samples)[::-1]
+        if lam[-1] > 1e-8 * lam[0] > 0:
+            sv = np.sqrt(lam)
+    if sv is None:
+        sv = _singular_values(arch, data, max_bytes)
     smax = float(sv[0]) if sv.size else 0.0
     smin = float(sv[-1]) if sv.size == kv else 0.0
     tol = smax * max(n_eq, kv) * np.finfo(float).eps

@@ -65,12 +65,8 @@ def unflatten(arch: Architecture, vector: np.ndarray) -> Filters:
             f"parameter vector: expected a flat vector of {arch.num_params} entries for {arch!r}, "
             f"got shape {vector.shape}"
         )
-    out, start = [], 0
-    for shape in arch.filter_shapes:
-        n = math.prod(shape)
-        out.append(vector[start : start + n].reshape(shape))
-        start += n
-    return out
+    starts = _plan(arch)["starts"]
+    return [vector[a:b].reshape(shape) for a, b, shape in zip(starts[:-1], starts[1:], arch.filter_shapes, strict=True)]
 
 
 def as_filters(arch: Architecture, filters: Sequence[np.ndarray] | np.ndarray, what: str = "filters") -> Filters:
@@ -210,7 +206,7 @@ def _plan(arch: Architecture) -> dict:
         "jac_cols": np.concatenate([c.ravel() for c in jac_cols]),
         "jac_src": np.concatenate(jac_src),
         "pairs": pairs,
-        "starts": starts,
+        "starts": [int(x) for x in starts],
         "vjp_slices": [tuple(slice(None, None, s) for s in S[i]) for i in range(n)],
     }
 
@@ -237,17 +233,22 @@ def _final_filter(arch: Architecture, filters: Filters) -> np.ndarray:
     return v.copy() if v is filters[0] else v
 
 
-def final_filter_vjp(arch: Architecture, filters: Filters, g: np.ndarray) -> Filters:
+def final_filter_vjp(
+    arch: Architecture, filters: Filters, g: np.ndarray, parts: tuple[list, list, list] | None = None
+) -> Filters:
     r"""Vector–Jacobian product ``dπ(w)ᵀ g``, layer by layer.
 
     .. math:: (dπ_i^\top g)_j = \sum_t g_{j S_{i-1} + t}\, c_{i,t},
               \qquad c_i = \mathop{∗}_{l \ne i} ↑_{S_{l-1}} w^{(l)}.
 
-    ``filters`` must already be validated float64 arrays; ``g`` has the final filter's shape.
+    ``filters`` must already be validated float64 arrays; ``g`` has the final filter's shape; ``parts`` are the
+    dilated filters and their prefix/suffix products when the caller already has them.
     """
     slices = _plan(arch)["vjp_slices"]
-    dil = _dilated(arch, filters)
-    cof = _cofactors(arch, dil, *_prefix_suffix(dil))
+    if parts is None:
+        dil = _dilated(arch, filters)
+        parts = (dil, *_prefix_suffix(dil))
+    cof = _cofactors(arch, *parts)
     return [_corr_valid(g, c)[slices[i]] for i, c in enumerate(cof)]
 
 

@@ -28,15 +28,14 @@ from .condition import DataCondition, check_data_condition
 from .conv import (
     Filters,
     _cofactors,
-    _corr_valid,
     _dilated,
     _hessian_contraction,
     _jacobian,
     _one,
-    _plan,
     _prefix_suffix,
     as_filters,
     final_filter,
+    final_filter_vjp,
     flatten,
     patch_rows,
     unflatten,
@@ -113,7 +112,7 @@ class EmpiricalRisk:
     def data_condition(self) -> DataCondition:
         """The theorem's data condition for this architecture and data (computed once, see
         :func:`~lcnflow.check_data_condition`)."""
-        return check_data_condition(self.arch, self.data)
+        return check_data_condition(self.arch, self.data, gram=self.gram if self.is_quadratic else None)
 
     # ------------------------------------------------------------------ data passes
     def _patch_matrix(self) -> np.ndarray:
@@ -246,9 +245,7 @@ class EmpiricalRisk:
         dil = _dilated(arch, ws)
         prefix, suffix = _prefix_suffix(dil)
         val, g = self._fs_gradient(_one(prefix[-1], arch.ndim).reshape(-1), need_value)
-        g = g.reshape(self._kv_shape)
-        slices = _plan(arch)["vjp_slices"]
-        return val, [_corr_valid(g, c)[slices[i]] for i, c in enumerate(_cofactors(arch, dil, prefix, suffix))]
+        return val, final_filter_vjp(arch, ws, g.reshape(self._kv_shape), (dil, prefix, suffix))
 
     def gradient(self, filters: Sequence[np.ndarray] | np.ndarray) -> Filters | np.ndarray:
         r"""``∇L(w) = dπ(w)ᵀ ∇ℒ(π(w))``: per layer ``(∇_{w^{(i)}} L)_j = Σ_t g_{j S_{i−1}+t} c_{i,t}``."""

@@ -28,8 +28,12 @@ def layer_slices(arch: Architecture) -> list[slice]:
 
 def invariants(arch: Architecture, w: np.ndarray) -> np.ndarray:
     """``δ_i = ‖w^{(i+1)}‖² − ‖w^{(i)}‖²`` for ``i = 1 … N−1`` (flat ``w``)."""
-    norms = np.array([w[s] @ w[s] for s in layer_slices(arch)])
-    return np.diff(norms)
+    return np.diff(np.add.reduceat(w * w, _layer_starts(arch)))
+
+
+@functools.lru_cache(maxsize=128)
+def _layer_starts(arch: Architecture) -> np.ndarray:
+    return np.array([s.start for s in layer_slices(arch)])
 
 
 def symmetry_basis(arch: Architecture, w: np.ndarray, rtol: float = 1e-10) -> np.ndarray:
