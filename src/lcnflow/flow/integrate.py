@@ -372,7 +372,7 @@ def _scipy_solver(risk, w, loss, g, method, t_max, gtol, rtol, atol, save, callb
                             bound, nsteps, max_steps, user_stop)
         if stop is not None and not exact:  # stopping for another reason: report the exact gradient there
             fun(solver.t, y)
-            rec._last = (solver.t, rec._last[1], last["loss"], float(np.linalg.norm(last["g"])))
+            rec.set_last_values(last["loss"], float(np.linalg.norm(last["g"])))
     converged, message = stop
     return {"converged": converged, "message": message, "t": float(solver.t), "nfev": counts["f"],
             "nhev": counts["j"], "nsteps": nsteps, "saved": saved}

@@ -177,6 +177,11 @@ class Recorder:
         self._next_t = 0.0
         self._last = (0.0, w0, loss, gnorm)
 
+    @property
+    def last(self) -> tuple[float, np.ndarray, float, float]:
+        """``(t, w, loss, gradient_norm)`` of the last registered step."""
+        return self._last
+
     def wants(self, t: float) -> bool:
         """Whether a step ending at ``t`` will be recorded (so its loss and gradient norm are needed)."""
         return t >= self._next_t
@@ -193,6 +198,11 @@ class Recorder:
             self._append(t, w, loss, gnorm)
             # log-spaced: about max_points/2 points per 16 decades of time, plus the first steps
             self._next_t = t * 10 ** (32 / self.max_points) if t > 0 else 0.0
+
+    def set_last_values(self, loss: float, gnorm: float) -> None:
+        """Fill in the exact loss and gradient norm of the last step (when it was registered with estimates)."""
+        t, w, _, _ = self._last
+        self._last = (t, w, loss, gnorm)
 
     def _append(self, t, w, loss, gnorm):
         self.times.append(t)
@@ -242,7 +252,7 @@ def finish(
 ) -> FlowResult:
     """Polish, classify and package a finished run (shared by gradient flow and gradient descent)."""
     rec.close()
-    _, w_end, loss_end, g_end = rec._last
+    _, w_end, loss_end, g_end = rec.last
     hyp = theorem_hypotheses(risk)
     limit, loss, gnorm = w_end, loss_end, g_end
     pol = None
