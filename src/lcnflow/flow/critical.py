@@ -319,7 +319,7 @@ def classify_critical_point(
     hess = risk.hessian(w)
     sym = symmetry_basis(arch, w)
     comp = complement_basis(sym, w.size)
-    eig = np.linalg.eigvalsh(comp.T @ hess @ comp)
+    eig, eigvecs = np.linalg.eigh(comp.T @ hess @ comp)
     full_eig = np.abs(np.linalg.eigvalsh(hess))
     tol = eig_rtol * max(float(full_eig.max()) if full_eig.size else 0.0, 1e-300)
     not_a_minimum = None
@@ -329,7 +329,8 @@ def classify_critical_point(
         kind = "strict_saddle"
     elif eig.size and np.any(np.abs(eig) <= tol):
         kind = "degenerate"
-        not_a_minimum = _descent_probe(risk, w, comp, tol, loss_scale=fs_curv * v_size**2)
+        null = comp @ eigvecs[:, np.abs(eig) <= tol]
+        not_a_minimum = _descent_probe(risk, w, null, loss_scale=fs_curv * v_size**2)
     else:
         kind = "local_minimum"
 
@@ -392,14 +393,12 @@ def classify_critical_point(
     )
 
 
-def _descent_probe(risk: EmpiricalRisk, w: np.ndarray, comp: np.ndarray, tol: float, loss_scale: float) -> bool | None:
-    """Look for a decrease of ``L`` along null directions of the complement Hessian (higher-order saddles).
+def _descent_probe(risk: EmpiricalRisk, w: np.ndarray, null: np.ndarray, loss_scale: float) -> bool | None:
+    """Look for a decrease of ``L`` along ``null`` (columns: null directions of the Hessian on the symmetry
+    complement), the mark of a higher-order saddle.
 
     A decrease counts only if it exceeds ``1e-12 · max(|L(w)|, ℒ(0), loss_scale)``, well above rounding.
     """
-    hc = comp.T @ risk.hessian(w) @ comp
-    vals, vecs = np.linalg.eigh(hc)
-    null = comp @ vecs[:, np.abs(vals) <= tol]
     if null.shape[1] == 0:
         return None
     base = risk.value(w)
