@@ -37,6 +37,7 @@ from .conv import (
     final_filter,
     final_filter_vjp,
     flatten,
+    patch_matrix,
     patch_rows,
     unflatten,
 )
@@ -96,7 +97,7 @@ class EmpiricalRisk:
         self._kv = arch.final_filter_num_params
         self._y = data.targets.reshape(-1)
         self._chunk = max(1, int(max_patch_bytes // (8 * self._kv * max(1, math.prod(arch.axes_layer_sizes[-1])))))
-        self._H = self._patch_matrix() if self._chunk >= self.num_samples else None
+        self._H = patch_matrix(arch, data.inputs) if self._chunk >= self.num_samples else None
         self._windows = patch_rows(arch, data.inputs)  # strided view (m, *d_N, *k_v): no copy of the data
         self._H_small = self._H if self._H is not None and self._H.nbytes <= SMALL_PATCH_BYTES else None
         nd = arch.ndim
@@ -115,9 +116,6 @@ class EmpiricalRisk:
         return check_data_condition(self.arch, self.data, gram=self.gram if self.is_quadratic else None)
 
     # ------------------------------------------------------------------ data passes
-    def _patch_matrix(self) -> np.ndarray:
-        return patch_rows(self.arch, self.data.inputs).reshape(-1, self._kv)
-
     def _chunks(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """``(H_chunk, y_chunk)`` blocks of whole samples, each at most ``max_patch_bytes``."""
         if self._H is not None:
