@@ -28,7 +28,9 @@ import numpy as np
 from .. import __version__
 from ..architecture import Architecture
 from ..conv import as_filters, final_filter, flatten, unflatten
-from ..flow import FlowResult, gradient_descent, gradient_flow, invariants, theorem_hypotheses
+from ..flow import FlowResult, invariants, theorem_hypotheses
+from ..flow.descent import run_descent
+from ..flow.integrate import run_flow
 from ..losses import Loss
 from ..risk import EmpiricalRisk
 from .config import ExperimentConfig, GradientFlowConfig, InitConfig
@@ -116,19 +118,9 @@ class Experiment:
     def run(self, callback: Callback | None = None) -> FlowResult:
         """Integrate with the ``[flow]`` section's method and options; see :func:`run_experiment`."""
         f = self.config.flow
-        common = dict(
-            gtol=f.gtol, certify_tol=f.certify_tol, polish_radius=f.polish_radius, classify=f.classify,
-            max_record=f.max_record, blowup_factor=f.blowup_factor, callback=callback,
-        )
         if isinstance(f, GradientFlowConfig):
-            return gradient_flow(
-                self.risk, self.init, t_max=f.t_max, method=f.integrator, rtol=f.rtol, atol=f.atol,
-                max_steps=f.max_steps, **common,
-            )
-        return gradient_descent(
-            self.risk, self.init, f.step_size, max_steps=f.max_steps, adaptive=f.adaptive, max_time=f.max_time,
-            **common,
-        )
+            return run_flow(self.risk, self.init, f.options(), callback=callback)
+        return run_descent(self.risk, self.init, f.options(), callback=callback)
 
 
 def prepare(cfg: ExperimentConfig) -> Experiment:
