@@ -73,6 +73,7 @@ __all__ = [
     "SweepSpec",
     "canonical_json",
     "expand",
+    "file_digest",
     "load_sweep",
     "sweep_from_dict",
 ]
@@ -467,17 +468,27 @@ class SweepPlan:
     columns : dict
         Column name → kind (``"bool"``, ``"int"``, ``"float"``, ``"str"`` or ``"json"``) of the varied-value
         columns of the results.
+    data_files : dict
+        Path → SHA-256 of the contents of every data file the runs read (``data.source = "file"``); a file that
+        does not exist maps to ``"missing"`` (its runs fail and are recorded as errors).
     """
 
     spec: SweepSpec
     runs: list[Run]
     cells: list[dict[str, Any]]
     columns: dict[str, str] = field(default_factory=dict)
+    data_files: dict[str, str] = field(default_factory=dict)
 
     @property
     def fingerprint(self) -> str:
-        """The spec's fingerprint."""
-        return self.spec.fingerprint()
+        """What identifies the sweep: the spec's fingerprint, and the contents of its data files if it reads any.
+
+        Without data files (every source but ``file``) this is :meth:`SweepSpec.fingerprint`; with them it is the
+        SHA-256 of that and of :attr:`data_files`, so a data file whose contents changed makes a different sweep.
+        """
+        if not self.data_files:
+            return self.spec.fingerprint()
+        return _digest({"spec": self.spec.fingerprint(), "data_files": self.data_files})
 
     @property
     def seed_keys(self) -> list[str]:
@@ -623,4 +634,33 @@ def expand(spec: SweepSpec) -> SweepPlan:
     columns: dict[str, str] = {}
     for key in [*spec.varied_keys, "init.seed", "data.seed"]:
         columns.setdefault(key, _column_kind([r.values.get(key) for r in runs]))
-    return SweepPlan(spec, runs, cells, columns)
+    paths = [p for _, resolved, _ in cell_data for p in _data_paths(resolved)]
+    data_files = {p: file_digest(p) for p in sorted(dict.fromkeys(paths))}
+    return SweepPlan(spec, runs, cells, columns, data_files)
+
+
+def _data_paths(resolved: Mapping[str, Any]) -> list[str]:
+    """The files a resolved config reads its data from (``data.path`` and ``data.targets_path`` of a file source)."""
+    data = resolved.get("data") or {}
+    if data.get("source") != "file":
+        return []
+    return [str(Path(p).expanduser()) for p in (data.get("path"), data.get("targets_path")) if p]
+
+
+def file_digest(path: str | Path, chunk: int = 1 << 20) -> str:
+    """SHA-256 (hex) of a file's bytes, read in chunks; ``"missing"`` if it is not a readable file.
+
+    Parameters
+    ----------
+    path : str or Path
+    chunk : int
+        Bytes read at a time (memory stays bounded for large data files).
+    """
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            while block := fh.read(chunk):
+                h.update(block)
+    except OSError:
+        return "missing"
+    return h.hexdigest()

@@ -186,7 +186,9 @@ def _dedupe(table: pa.Table) -> pa.Table:
     indices = pa.array(range(table.num_rows), pa.int64())
     first = (pa.table({"id": ids, "i": indices}).group_by("id", use_threads=False)
              .aggregate([("i", "min")]).column("i_min"))
-    return table.take(pc.sort_indices(first))
+    # ``first`` holds, for each distinct run, the row number of its first occurrence: take those rows (in the
+    # order they were written), not the positions that would sort ``first``.
+    return table.take(pc.take(first, pc.sort_indices(first)))
 
 
 class SweepStore:
@@ -268,6 +270,17 @@ class SweepStore:
             what.append("the base config")
         if info.get("grid") != json.loads(json.dumps([[d.name, d.values] for d in spec.dimensions])):
             what.append("the grid")
+        there, here = info.get("data_files") or {}, self.plan.data_files
+        changed = [p for p in dict.fromkeys([*here, *there]) if there.get(p) != here.get(p)]
+        if not what and changed and set(there) == set(here):
+            path = changed[0]
+            raise SweepError(
+                f"data.path: the data file {path} changed since the sweep in {self.out} started (SHA-256 "
+                f"{there[path][:16]} there, {here[path][:16]} now); resuming would mix two data sets: restore the "
+                "file, or choose a new --out"
+            )
+        if changed:
+            what.append("the data files")
         differs = " and ".join(what) or "the sweep"
         raise SweepError(
             f"--out: {self.out} holds results of a different sweep ({differs} differ; fingerprint "
@@ -293,6 +306,7 @@ class SweepStore:
             "base": spec.base,
             "grid": [[d.name, d.values] for d in spec.dimensions],
             "sweep": {"batch_size": spec.batch_size},
+            "data_files": plan.data_files,
         }
         _atomic_write_text(self.out / "sweep.json", json.dumps(info, indent=1, ensure_ascii=False) + "\n")
         if spec.source_text is not None:
