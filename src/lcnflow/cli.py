@@ -16,10 +16,8 @@ converged: the verdict is data, not an error), 2 bad input (the message names th
 
 from __future__ import annotations
 
-import functools
 import json
 import math
-import os
 import sys
 import time
 import warnings
@@ -36,25 +34,30 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from . import __version__
+from .cli_support import (
+    EXIT_BAD_INPUT,
+    EXIT_INTERNAL,
+    EXIT_OK,
+    BadInput,
+    LcnflowGroup,
+    console,
+    guard,
+    run_app,
+)
 from .sweep.cli import register as register_sweep_commands
 
-__all__ = ["app", "main"]
+__all__ = ["EXIT_BAD_INPUT", "EXIT_INTERNAL", "EXIT_OK", "BadInput", "app", "main"]
 
 app = typer.Typer(
     name="lcnflow",
+    cls=LcnflowGroup,
     help="Linear convolutional networks trained by gradient flow: certified, classified limits.",
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-
-EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
-
-
-class BadInput(Exception):
-    """Raised inside a command for user errors (exit code 2); the message names the field."""
-
 
 @contextmanager
 def _input_phase() -> Iterator[None]:
@@ -66,43 +69,14 @@ def _input_phase() -> Iterator[None]:
 
 
 def _console(stderr: bool = False) -> Console:
-    """Rich console; output that is not a terminal (pipes, files, tests) is laid out 110 columns wide."""
-    probe = Console(stderr=stderr)
-    return Console(stderr=stderr, highlight=False, width=None if probe.is_terminal else 110)
+    return console(stderr)
 
 
 def _stderr() -> Console:
-    return _console(stderr=True)
+    return console(stderr=True)
 
 
-def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Run a command: BadInput → exit 2 with its message, any other exception → exit 1, never a traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        """The command, with errors turned into exit codes and one-line messages."""
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # warnings are collected and shown as notes by the commands
-                return fn(*args, **kwargs)
-        except typer.Exit:
-            raise
-        except BadInput as exc:
-            _stderr().print(f"[bold red]error:[/] {escape(str(exc))}")
-            raise typer.Exit(EXIT_BAD_INPUT) from None
-        except KeyboardInterrupt:
-            _stderr().print("[yellow]interrupted[/]")
-            raise typer.Exit(130) from None
-        except Exception as exc:
-            if os.environ.get("LCNFLOW_DEBUG"):
-                raise
-            _stderr().print(
-                f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))}\n"
-                "This is a bug in lcnflow; rerun with LCNFLOW_DEBUG=1 for the traceback and report it."
-            )
-            raise typer.Exit(EXIT_INTERNAL) from None
-
-    return wrapper
+_guard = guard
 
 
 def _version(value: bool) -> None:
@@ -121,7 +95,7 @@ def _main(
 
 ConfigArg = Annotated[
     str | None,
-    typer.Argument(metavar="[CONFIG]", help="TOML config file; without it, the built-in default experiment.",
+    typer.Argument(metavar="CONFIG", help="TOML config file; without it, the built-in default experiment.",
                    show_default=False),
 ]
 SetOpt = Annotated[
@@ -395,12 +369,7 @@ register_sweep_commands(app)
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit code instead of exiting."""
-    try:
-        app(args=argv, prog_name="lcnflow", standalone_mode=True)
-    except SystemExit as exc:
-        code = exc.code
-        return code if isinstance(code, int) else (0 if code is None else EXIT_INTERNAL)
-    return EXIT_OK
+    return run_app(app, argv)
 
 
 if __name__ == "__main__":  # pragma: no cover
