@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -130,24 +133,32 @@ def _notes(console: Console, notes: list[str]) -> None:
 def run(
     config: ConfigArg = None,
     out: Annotated[Path | None, typer.Option(
-        "--out", "-o", metavar="DIR", help="Write result.json, trajectory.npz, config.toml, report.html.")] = None,
+        "--out", "-o", metavar="DIR", help="Write result.json, trajectory.npz, config.toml, report.html and "
+        "figures/ into DIR (replacing an earlier run there as a whole).")] = None,
     json_output: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no summary (errors only).")] = False,
     set_: SetOpt = None,
     svg: SvgOpt = False,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace the contents of --out DIR even if it is not an lcnflow run.")] = False,
 ) -> None:
     """Run an experiment (the built-in default without CONFIG) and print its verdict."""
     from .experiments import execute, prepare
 
     cfg = _load(config, set_)
+    staging = _stage_out(out, overwrite) if out is not None else None
+    try:
+        _run(cfg, config, out, staging, json_output, quiet, svg, execute, prepare)
+    finally:
+        if staging is not None and staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _run(cfg: Any, config: str | None, out: Path | None, staging: Path | None, json_output: bool, quiet: bool,
+         svg: bool, execute: Callable[..., Any], prepare: Callable[..., Any]) -> None:
     err = _stderr()
     with _input_phase():
         exp = prepare(cfg)
-    if out is not None:
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise BadInput(f"--out: cannot create the directory {out}: {exc}") from None
     show = not (quiet or json_output)
     if show:
         _notes(err, exp.notes)
@@ -160,15 +171,82 @@ def run(
     if show:
         _notes(err, result.experiment.notes[n_notes:])
     record = result.to_dict()
-    if out is not None:
+    failure = None
+    if out is not None and staging is not None:
         from .report import build_report
 
-        result.save(out, record)
-        build_report(out, ("png", "svg") if svg else ("png",))
+        try:
+            result.save(staging, record)
+            build_report(staging, ("png", "svg") if svg else ("png",))
+            _replace_dir(staging, out)
+        except OSError as exc:
+            kept = (f"the earlier contents of {out} are unchanged" if out.is_dir() and any(out.iterdir())
+                    else f"nothing was written to {out}")
+            failure = (f"--out: cannot write the run into {out} ({exc.strerror or exc}); {kept}. The verdict is "
+                       "printed above; free space or choose another directory and rerun")
+            out = None
     if json_output:
         _print_json(record)
     elif not quiet:
         _summary(_console(), record, config, out)
+    if failure is not None:
+        raise BadInput(failure)
+
+
+def _is_run_dir(directory: Path) -> bool:
+    """Whether ``directory`` holds an lcnflow run (a ``result.json`` of format ``lcnflow-run/1``)."""
+    try:
+        record = json.loads((directory / "result.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and record.get("format") == "lcnflow-run/1"
+
+
+def _stage_out(out: Path, overwrite: bool) -> Path:
+    """Check ``--out`` before anything runs and create the temporary directory the run is written into.
+
+    The run is written into a hidden directory beside ``out`` and renamed into place when complete, so ``out`` holds
+    either the earlier contents or the whole new run, never a mixture.  Refused (exit 2): ``out`` is a file; ``out``
+    is a non-empty directory that is not an lcnflow run (unless ``overwrite``); its parent cannot be written.
+    """
+    if out.exists() and not out.is_dir():
+        raise BadInput(f"--out: {out} exists and is not a directory; give a directory for the run's files")
+    if out.is_dir() and not overwrite and not _is_run_dir(out):
+        try:
+            entries = sorted(p.name for p in out.iterdir())
+        except OSError as exc:
+            raise BadInput(f"--out: cannot read the directory {out}: {exc.strerror or exc}") from None
+        if entries:
+            shown = ", ".join(entries[:5]) + (", …" if len(entries) > 5 else "")
+            raise BadInput(f"--out: {out} is not empty and is not an lcnflow run (no result.json of an lcnflow "
+                           f"run; found {shown}); give a new or empty directory, or --overwrite to replace its "
+                           "contents")
+    parent = out.absolute().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=parent))
+    except OSError as exc:
+        raise BadInput(f"--out: cannot write in {parent} ({exc.strerror or exc}); choose a writable "
+                       "directory") from None
+    umask = os.umask(0)
+    os.umask(umask)
+    staging.chmod(0o777 & ~umask)
+    return staging
+
+
+def _replace_dir(staging: Path, out: Path) -> None:
+    """Move the complete run in ``staging`` to ``out``, replacing an earlier ``out`` as a whole."""
+    if not out.exists():
+        os.rename(staging, out)
+        return
+    old = out.absolute().parent / f".{out.name}.old-{os.getpid()}-{time.monotonic_ns()}"
+    os.rename(out, old)
+    try:
+        os.rename(staging, out)
+    except OSError:
+        os.rename(old, out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 @contextmanager
@@ -202,6 +280,13 @@ def _yes(flag: Any, yes: str = "yes", no: str = "no") -> str:
     return {True: f"[green]{yes}[/]", False: f"[red]{no}[/]"}.get(flag, "[yellow]unknown[/]")
 
 
+def _num(x: Any, spec: str) -> str:
+    """``x`` formatted with ``spec``; ``None`` (a non-finite number in a run record) is shown as "non-finite"."""
+    if x is None:
+        return "non-finite"
+    return format(x, spec)
+
+
 def _size(k: Any) -> str:
     return "×".join(str(v) for v in k) if isinstance(k, list) else str(k)
 
@@ -226,27 +311,28 @@ def _summary(console: Console, rec: dict[str, Any], config: str | None, out: Pat
     t.add_row("", f"final filter k_v = {_size(arch['final_filter_size'])}, s_v = {_size(arch['final_stride'])}; "
                   f"P = {arch['num_params']}, dim M = {arch['function_space_dim']}; filling: "
                   f"{_yes(arch['filling'])}")
-    params = ", ".join(f"{k} = {v:g}" for k, v in loss["params"].items())
+    params = ", ".join(f"{k} = {_num(v, 'g')}" for k, v in loss["params"].items())
     t.add_row("loss", f"{loss['name']}{f' ({params})' if params else ''}: {escape(loss['description'])}")
     t.add_row("data", escape(data["description"]))
     ratio = 0.0 if cond["condition_number"] is None else 1.0 / cond["condition_number"]
     t.add_row("data condition", f"{_yes(cond['satisfied'], 'holds', 'fails')}: rank H = {cond['rank']} of "
-                                f"k_v = {cond['final_filter_size']}, σ_min/σ_max = {ratio:.3g}")
+                                f"k_v = {cond['final_filter_size']}, σ_min/σ_max = {_num(ratio, '.3g')}")
     t.add_row("theorem", f"{_yes(hyp['covered'], 'covered', 'not covered')}: {escape(hyp['consequence'])}")
     for failure in hyp["failures"]:
         t.add_row("", f"[red]✗[/] {escape(failure)}")
     t.add_row("solver", f"{rec['solver']['method'].replace('_', ' ')} — {escape(res['method'])}")
-    certificate = (f"‖∇L‖ = {res['flow_gradient_norm']:.2e} at stop, {res['gradient_norm']:.2e} after polishing "
-                   f"(moved {res['polish_distance']:.2g}); invariant drift {res['invariant_drift']:.2g}; "
-                   f"arc length {res['arc_length']:.4g}")
+    certificate = (f"‖∇L‖ = {_num(res['flow_gradient_norm'], '.2e')} at stop, "
+                   f"{_num(res['gradient_norm'], '.2e')} after polishing "
+                   f"(moved {_num(res['polish_distance'], '.2g')}); invariant drift "
+                   f"{_num(res['invariant_drift'], '.2g')}; arc length {_num(res['arc_length'], '.4g')}")
     theta = res["lojasiewicz_exponent"]
     if theta is not None:
-        certificate += f"; Łojasiewicz θ ≈ {theta:.2f}"
+        certificate += f"; Łojasiewicz θ ≈ {_num(theta, '.2f')}"
     if res["converged"]:
         t.add_row("converged", f"{_yes(True)}, certified: {_yes(res['certified'])} — {certificate}")
     else:
-        t.add_row("converged", f"{_yes(False)} — invariant drift {res['invariant_drift']:.2g}, "
-                               f"arc length {res['arc_length']:.4g}")
+        t.add_row("converged", f"{_yes(False)} — invariant drift {_num(res['invariant_drift'], '.2g')}, "
+                               f"arc length {_num(res['arc_length'], '.4g')}")
     t.add_row("", escape(res["message"].split(";")[0]))
     style = "green" if verdict["kind"] == "global_minimum" and verdict["certified"] else (
         "red" if not verdict["converged"] else "yellow")
@@ -257,9 +343,10 @@ def _summary(console: Console, rec: dict[str, Any], config: str | None, out: Pat
         t.add_row("", f"· {escape(cp.get('spurious_reason', ''))}")
     t.add_row("optimum", escape(verdict["comparison"]))
     timings = rec["timings"]
-    t.add_row("time", f"t = {res['t_final']:.4g} (flow time), {res['num_steps']} steps, "
+    t.add_row("time", f"t = {_num(res['t_final'], '.4g')} (flow time), {res['num_steps']} steps, "
                       f"{res['num_gradient_evaluations']} gradients, {res['num_hessian_evaluations']} Hessians; "
-                      f"{timings['flow_seconds']:.2f} s flow + {timings['build_seconds']:.2f} s data")
+                      f"{_num(timings['flow_seconds'], '.2f')} s flow + "
+                      f"{_num(timings['build_seconds'], '.2f')} s data")
     if out is not None:
         t.add_row("files", f"{escape(str(out))}/: result.json, trajectory.npz, config.toml, report.html, figures/")
     console.print(t)
@@ -292,8 +379,10 @@ def check_data_command(config: ConfigArg = None, set_: SetOpt = None, json_outpu
                         f"targets {_size(data['target_shape'])}")
     ratio = 0.0 if cond["condition_number"] is None else 1.0 / cond["condition_number"]
     t.add_row("rank H = k_v", f"{_yes(cond['satisfied'])}: rank {cond['rank']} of {cond['final_filter_size']} "
-                              f"({cond['num_equations']} equations), σ_min = {cond['smallest_singular_value']:.3g}, "
-                              f"σ_max = {cond['largest_singular_value']:.3g}, σ_min/σ_max = {ratio:.3g}")
+                              f"({cond['num_equations']} equations), "
+                              f"σ_min = {_num(cond['smallest_singular_value'], '.3g')}, "
+                              f"σ_max = {_num(cond['largest_singular_value'], '.3g')}, "
+                              f"σ_min/σ_max = {_num(ratio, '.3g')}")
     t.add_row("rank X = d_0", f"{_yes(cond['inputs_full_row_rank'])}: {cond['inputs_rank']} of {cond['input_dim']} "
                               "(classical, stronger)")
     t.add_row("", escape(cond["explanation"]))
