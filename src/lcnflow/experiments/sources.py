@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import math
 import random
+import zipfile
+import zlib
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -143,33 +145,92 @@ def _planted(cfg: PlantedData, arch: Architecture) -> DataBundle:
 
 
 # ---------------------------------------------------------------------------------------------------- file
+#: What reading a damaged NumPy file can raise (truncated or foreign bytes, a broken zip member, pickled objects).
+_READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError, RuntimeError)
+
+
+#: First bytes of the two NumPy formats: an ``.npz`` is a zip archive, an ``.npy`` starts with its magic string.
+_MAGIC = {".npz": (b"PK\x03\x04", "a zip archive (numpy.savez)"), ".npy": (b"\x93NUMPY", "a NumPy .npy file")}
+
+
+def _check_magic(path: Path, field: str, suffix: str) -> None:
+    """Refuse a file whose first bytes are not those of the NumPy format its suffix names."""
+    magic, what = _MAGIC[suffix]
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(len(magic))
+    except OSError as exc:
+        raise ConfigError(f"{field}: cannot read {path}: {exc.strerror or exc}") from None
+    if head != magic:
+        raise ConfigError(f"{field}: cannot read {path}: it is not {what} (its first bytes are not the format's "
+                          "signature: a different kind of file, or damaged)")
+
+
+def _why_unreadable(exc: BaseException) -> str:
+    """A short reason for a NumPy file that cannot be read, in lcnflow's words."""
+    text = str(exc)
+    if "pickle" in text:
+        return "it holds pickled Python objects (an object array); lcnflow reads numeric arrays only"
+    if isinstance(exc, zipfile.BadZipFile | zlib.error | EOFError):
+        return f"it is truncated or damaged ({type(exc).__name__}: {text or 'unexpected end of data'})"
+    return f"it is not a valid NumPy file ({text or type(exc).__name__})"
+
+
+def _check_file(path: Path, field: str, wanted: str) -> None:
+    """Refuse a path that is missing, a directory, or empty, naming ``field``."""
+    if path.is_dir():
+        raise ConfigError(f"{field}: {path} is a directory, not a file (give {wanted})")
+    if not path.is_file():
+        raise ConfigError(f"{field}: file not found: {path} (give {wanted})")
+    if path.stat().st_size == 0:
+        raise ConfigError(f"{field}: {path} is empty (0 bytes); give {wanted}")
+
+
+def _load_npy(path: Path, field: str) -> np.ndarray:
+    _check_magic(path, field, ".npy")
+    try:
+        return np.load(path, allow_pickle=False)
+    except _READ_ERRORS as exc:
+        raise ConfigError(f"{field}: cannot read {path} as a NumPy .npy array: {_why_unreadable(exc)}") from None
+
+
 def _read_arrays(cfg: FileData) -> tuple[np.ndarray, np.ndarray, str]:
     path = Path(cfg.path).expanduser()
-    if not path.is_file():
-        raise ConfigError(f"data.path: file not found: {path} (give an .npz with inputs and targets, or an .npy)")
-    try:
-        if path.suffix == ".npz":
-            with np.load(path, allow_pickle=False) as archive:
-                names = list(archive.files)
-                for key, what in ((cfg.inputs_key, "inputs_key"), (cfg.targets_key, "targets_key")):
-                    if key not in names:
-                        raise ConfigError(
-                            f"data.{what}: {path} has no array {key!r}; it has: {', '.join(names) or '(none)'}"
-                        )
-                return archive[cfg.inputs_key], archive[cfg.targets_key], f"{path.name}"
-        if path.suffix == ".npy":
-            if not cfg.targets_path:
-                raise ConfigError(
-                    f"data.targets_path: required when data.path is an .npy file ({path}); give the .npy of targets"
-                )
-            tpath = Path(cfg.targets_path).expanduser()
-            if not tpath.is_file():
-                raise ConfigError(f"data.targets_path: file not found: {tpath}")
-            return np.load(path, allow_pickle=False), np.load(tpath, allow_pickle=False), f"{path.name}, {tpath.name}"
-    except ConfigError:
-        raise
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"data.path: cannot read {path} as NumPy data: {exc}") from None
+    wanted = "an .npz with inputs and targets, or an .npy of inputs with data.targets_path"
+    _check_file(path, "data.path", wanted)
+    if path.suffix == ".npz":
+        _check_magic(path, "data.path", ".npz")
+        try:
+            archive = np.load(path, allow_pickle=False)
+        except _READ_ERRORS as exc:
+            raise ConfigError(f"data.path: cannot read {path} as a NumPy .npz archive: {_why_unreadable(exc)}"
+                              ) from None
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise ConfigError(f"data.path: {path} is a single .npy array, not an .npz archive; rename it to .npy "
+                              "and give data.targets_path, or save inputs and targets with numpy.savez")
+        with archive:
+            names = list(archive.files)
+            arrays = []
+            for key, what in ((cfg.inputs_key, "inputs_key"), (cfg.targets_key, "targets_key")):
+                if key not in names:
+                    raise ConfigError(
+                        f"data.{what}: {path} has no array {key!r}; it has: {', '.join(names) or '(none)'}"
+                    )
+                try:
+                    arrays.append(archive[key])
+                except _READ_ERRORS as exc:
+                    raise ConfigError(
+                        f"data.{what}: cannot read the array {key!r} of {path}: {_why_unreadable(exc)}"
+                    ) from None
+        return arrays[0], arrays[1], f"{path.name}"
+    if path.suffix == ".npy":
+        if not cfg.targets_path:
+            raise ConfigError(
+                f"data.targets_path: required when data.path is an .npy file ({path}); give the .npy of targets"
+            )
+        tpath = Path(cfg.targets_path).expanduser()
+        _check_file(tpath, "data.targets_path", "an .npy of targets")
+        return _load_npy(path, "data.path"), _load_npy(tpath, "data.targets_path"), f"{path.name}, {tpath.name}"
     raise ConfigError(f"data.path: {path} must end in .npz or .npy, got {path.suffix or 'no suffix'!r}")
 
 
@@ -178,7 +239,10 @@ def _file(cfg: FileData, arch: Architecture) -> DataBundle:
     for arr, what in ((X, "data.inputs"), (Y, "data.targets")):
         if arr.dtype.kind not in "biuf":
             raise ConfigError(f"{what}: must be a real numeric array, got dtype {arr.dtype} in {cfg.path}")
-    data = Dataset(X, Y)  # finiteness, ranks and sample counts, with messages naming data.inputs/data.targets
+    try:  # finiteness, scale, ranks and sample counts, with messages naming data.inputs/data.targets
+        data = Dataset(X, Y)
+    except ValueError as exc:
+        raise ConfigError(f"{exc} (read from {names})") from None
     description = (
         f"File {names}: {data.num_samples} samples, inputs of size {_fmt(X.shape[1:])}, targets of size "
         f"{_fmt(Y.shape[1:])}."
