@@ -199,3 +199,75 @@ def test_output_is_not_wrapped_when_not_a_terminal():
     assert proc.returncode == 0
     data_line = next(line for line in proc.stdout.splitlines() if line.startswith("data "))
     assert data_line.rstrip().endswith("noise.")  # the whole description on its line
+
+
+# ---------------------------------------------------------------------------------------------------- item 7
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("finished") / "run"
+    cfg = experiments.load_config(None, [a for a in TINY if a != "--set"])
+    experiments.execute(cfg).save(out)
+    return out
+
+
+def _damaged_copy(src, dst, damage):
+    import shutil
+
+    shutil.copytree(src, dst)
+    record = json.loads((dst / "result.json").read_text())
+    with np.load(dst / "trajectory.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    damage(record, arrays, dst)
+    return dst
+
+
+def _set(path, value):
+    def damage(record, arrays, dst):
+        node = record
+        *parents, last = path.split(".")
+        for p in parents:
+            node = node[p]
+        if value is KeyError:
+            del node[last]
+        else:
+            node[last] = value
+        (dst / "result.json").write_text(json.dumps(record))
+    return damage
+
+
+def _arrays(edit):
+    def damage(record, arrays, dst):
+        edit(arrays)
+        np.savez(dst / "trajectory.npz", **arrays)
+    return damage
+
+
+def _truncate(record, arrays, dst):
+    raw = (dst / "trajectory.npz").read_bytes()
+    (dst / "trajectory.npz").write_bytes(raw[: len(raw) // 3])
+
+
+@pytest.mark.parametrize("damage, file, words", [
+    (_set("result.t_final", KeyError), "result.json", "field result.t_final is missing"),
+    (_set("result.converged", "yes"), "result.json", "field result.converged must be bool"),
+    (_set("architecture", [1, 2]), "result.json", "field architecture must be dict"),
+    (_set("result.loss", "0.5"), "result.json", "field result.loss must be number or null"),
+    (_set("verdict", KeyError), "result.json", "field verdict is missing"),
+    (_truncate, "trajectory.npz", "damaged"),
+    (_arrays(lambda a: a.pop("times")), "trajectory.npz", "array 'times' is missing"),
+    (_arrays(lambda a: a.update(trajectory=a["trajectory"][:, :2])), "trajectory.npz", "array 'trajectory' has shape"),
+    (_arrays(lambda a: a.update(limit=np.array(["x"] * a["limit"].size))), "trajectory.npz", "must hold real numbers"),
+])
+def test_report_refuses_damaged_run_files_naming_file_and_field(finished_run, tmp_path, damage, file, words):
+    run_dir = _damaged_copy(finished_run, tmp_path / "damaged", damage)
+    res = invoke("report", str(run_dir))
+    line = one_error_line(res, "error: report: ")
+    assert str(run_dir / file) in line and words in line, line
+    assert not (run_dir / "report.html").exists()
+
+
+def test_report_of_an_undamaged_copy_succeeds(finished_run, tmp_path):
+    run_dir = _damaged_copy(finished_run, tmp_path / "ok", lambda *a: None)
+    res = invoke("report", str(run_dir))
+    assert res.exit_code == 0, res.stderr
+    assert (run_dir / "report.html").is_file()
