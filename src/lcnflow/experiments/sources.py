@@ -15,6 +15,7 @@ filter of size ``k_v``.
 from __future__ import annotations
 
 import math
+import os
 import random
 import zipfile
 import zlib
@@ -31,7 +32,15 @@ from ..conv import final_filter, patch_rows
 from ..data import Dataset
 from .config import ConfigError, FileData, ImageData, Mnist1dData, PlantedData
 
-__all__ = ["SOURCES", "DataBundle", "apply_final_filter", "gaussian_blur_filter", "make_data"]
+__all__ = [
+    "SOURCES",
+    "DataBundle",
+    "apply_final_filter",
+    "available_memory",
+    "data_memory_estimate",
+    "gaussian_blur_filter",
+    "make_data",
+]
 
 
 @dataclass
@@ -365,6 +374,67 @@ SOURCES: dict[str, Callable[[Any, Architecture], DataBundle]] = {
 }
 
 
+#: Float64 arrays of the size of the data that a source holds at once (inputs, targets, noise, clean signals, and the
+#: copy :class:`~lcnflow.Dataset` makes): the factor in :func:`data_memory_estimate`.  The ``mnist1d`` package
+#: resamples and transforms its signals in several more arrays of the same size (measured: about 6).
+WORKING_COPIES = 4
+MNIST1D_WORKING_COPIES = 8
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (``MemAvailable`` on Linux, else physical memory), or ``None``."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def data_memory_estimate(cfg: PlantedData | FileData | Mnist1dData | ImageData, arch: Architecture) -> int | None:
+    """Bytes a source needs to build its data for ``arch``, before it allocates anything; ``None`` for files.
+
+    ``8 · m · (Π d_0 + Π d_N + Π c) · copies`` with ``m`` samples (or patches), ``c`` the clean signal or patch a
+    deblurring source draws (``d_0`` plus the blur's ``blur_size − 1`` per axis), float64 entries, and ``copies``
+    :data:`WORKING_COPIES` (:data:`MNIST1D_WORKING_COPIES` for ``mnist1d``).
+    """
+    m = getattr(cfg, "num_samples", None) or getattr(cfg, "num_patches", None)
+    if m is None:
+        return None
+    d0, dN = arch.axes_layer_sizes[0], arch.axes_layer_sizes[-1]
+    extra = getattr(cfg, "blur_size", 1) - 1
+    clean = math.prod(d + extra for d in d0)
+    copies = MNIST1D_WORKING_COPIES if cfg.source == "mnist1d" else WORKING_COPIES
+    return 8 * int(m) * (math.prod(d0) + math.prod(dN) + clean) * copies
+
+
+def _check_memory(cfg: Any, arch: Architecture) -> None:
+    need = data_memory_estimate(cfg, arch)
+    have = available_memory()
+    if need is None or have is None or need <= have:
+        return
+    m_key = "num_patches" if hasattr(cfg, "num_patches") else "num_samples"
+    m = getattr(cfg, m_key)
+    raise ConfigError(
+        f"data.{m_key}: {m} samples of size {_fmt(arch.input_size)} (architecture.input_size) would need about "
+        f"{_bytes(need)} of memory to build, more than the {_bytes(have)} available; use fewer samples or a smaller "
+        "input size"
+    )
+
+
+def _bytes(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.3g} {unit}" if unit != "bytes" else f"{int(n)} bytes"
+        n /= 1024
+    return f"{n:.3g} EiB"  # pragma: no cover
+
+
 def make_data(cfg: PlantedData | FileData | Mnist1dData | ImageData, arch: Architecture) -> DataBundle:
     """Build the data set a ``[data]`` section describes, for ``arch``.
 
@@ -382,6 +452,7 @@ def make_data(cfg: PlantedData | FileData | Mnist1dData | ImageData, arch: Archi
     ConfigError or ValueError
         A missing file or package, arrays that do not fit ``arch``, non-finite values; the message names the field.
     """
+    _check_memory(cfg, arch)
     bundle = SOURCES[cfg.source](cfg, arch)
     bundle.dataset.check_architecture(arch)
     return bundle

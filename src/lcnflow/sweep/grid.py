@@ -66,6 +66,7 @@ from ..experiments import ConfigError, ExperimentConfig, config_from_dict
 
 __all__ = [
     "GRID_FORMS",
+    "MAX_RUNS",
     "Dimension",
     "Run",
     "SweepError",
@@ -86,6 +87,19 @@ SWEEP_TABLES = ("grid", "sweep")
 SWEEP_OPTIONS = ("batch_size",)
 #: At most this many invalid cells are listed in an error message.
 MAX_LISTED_ERRORS = 10
+#: A sweep has at most this many runs (and a grid dimension at most this many values): the expanded plan keeps a few
+#: kilobytes per run in memory (:data:`PLAN_BYTES_PER_RUN`), so larger grids are refused before being expanded.
+MAX_RUNS = 1_000_000
+#: Rough memory of one expanded run (its ``Run`` record, overrides, values and result row), for the refusal message.
+PLAN_BYTES_PER_RUN = 4096
+
+
+def _too_many(where: str, count: int, what: str) -> SweepError:
+    gib = count * PLAN_BYTES_PER_RUN / 2**30
+    return SweepError(
+        f"{where}: {what} {count:,} runs; a sweep may have at most {MAX_RUNS:,} (expanding {count:,} would need about "
+        f"{gib:,.1f} GiB of memory before anything runs); split it into several sweeps or use fewer values"
+    )
 
 
 class SweepError(ConfigError):
@@ -224,6 +238,8 @@ def _grid_values(key: str, value: Any) -> list[Any]:
                 )
             if len(arg) == 3 and arg[2] == 0:
                 raise SweepError(f"{where}.range: step must not be 0, got {arg!r}")
+            if len(range(*arg)) > MAX_RUNS:
+                raise _too_many(f"{where}.range", len(range(*arg)), f"{arg!r} alone gives")
             values = list(range(*arg))
         else:
             ok = (isinstance(arg, list) and len(arg) == 3 and all(isinstance(a, int | float) for a in arg[:2])
@@ -234,6 +250,8 @@ def _grid_values(key: str, value: Any) -> list[Any]:
                     f"{where}.{form}: must be [start, stop, count] with finite numbers and an integer count ≥ 1, "
                     f"got {arg!r}"
                 )
+            if arg[2] > MAX_RUNS:
+                raise _too_many(f"{where}.{form}", arg[2], "a count of")
             x = np.linspace(float(arg[0]), float(arg[1]), int(arg[2]))
             values = [float(v) for v in (x if form == "linspace" else 10.0 ** x)]
     else:
@@ -346,6 +364,10 @@ def sweep_from_dict(data: Mapping[str, Any], folder: str | Path | None = None) -
         options = data.get("sweep", {})
     if not dims:
         raise SweepError("grid: is empty; give at least one key to vary, e.g. init.seed = {range = [0, 100]}")
+    total = math.prod(len(d.values) for d in dims)
+    if total > MAX_RUNS:
+        sizes = " × ".join(str(len(d.values)) for d in dims)
+        raise _too_many("grid", total, f"the product of its dimensions ({sizes}) is")
     names = [d.name for d in dims]
     keys = [k for d in dims for k in d.keys]
     for k in dict.fromkeys(keys):
