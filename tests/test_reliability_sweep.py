@@ -154,3 +154,58 @@ def test_data_file_contents_enter_the_fingerprint_only_for_file_sources(tmp_path
     _save_data(data, 1)
     b = expand(load_sweep(_write(tmp_path, FILE_SWEEP_TOML)))
     assert a.spec.fingerprint() == b.spec.fingerprint() and a.fingerprint != b.fingerprint
+
+
+# ---------------------------------------------------------------------------------------------------- item 8
+def test_full_disk_during_a_sweep_keeps_the_written_parts_and_says_so(tmp_path, monkeypatch):
+    import errno
+
+    import lcnflow.sweep.store as store_module
+
+    plan = expand(load_sweep(_write(tmp_path, SWEEP_TOML)))
+    out = tmp_path / "out"
+    _run_and_store(out, plan, plan.runs[:4])  # two parts
+    before = {p.name: p.read_bytes() for p in (out / "runs").iterdir()}
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store_module.pq, "write_table", full)
+    with SweepStore(out, plan) as store, pytest.raises(SweepError) as info:
+        store.write([_row(plan, plan.runs[4], {"run_id": plan.runs[4].run_id, "status": "error"})])
+    message = str(info.value)
+    assert message.startswith("--out: cannot write results") and "No space left on device" in message
+    assert "2 part file(s) written before are kept" in message and "resume" in message
+    assert {p.name: p.read_bytes() for p in (out / "runs").iterdir()} == before  # no temporary left, parts whole
+    monkeypatch.undo()
+    assert read_results(out).num_rows == 4
+
+
+def test_unwritable_sweep_directory_is_refused_before_running(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    plan = expand(load_sweep(_write(tmp_path, SWEEP_TOML)))
+    with pytest.raises(SweepError, match=r"^--out: cannot write in .*file/out"):
+        SweepStore(blocker / "out", plan)
+
+
+# ---------------------------------------------------------------------------------------------------- issue 13
+def test_summarize_output_is_complete_when_not_a_terminal(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    plan = expand(load_sweep(_write(tmp_path, SWEEP_TOML)))
+    out = tmp_path / "out"
+    _run_and_store(out, plan, plan.runs)
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    proc = subprocess.run([sys.executable, "-m", "lcnflow.sweep", "summarize", str(out), "--no-html"],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    header = next(line for line in lines if "runs" in line and "scale" in line)
+    for name in ("scale", "runs", "conv %", "cert %", "L median", "time med (s)"):
+        assert name in header, header
+    assert "…" not in proc.stdout
+    body = [line for line in lines if line.strip()[:1].isdigit()]
+    assert len(body) == 2  # one row per cell (init.scale = 0.01, 1), none wrapped

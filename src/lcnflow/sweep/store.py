@@ -231,7 +231,14 @@ class SweepStore:
                     f"--out: {out} is not empty and is not a sweep directory (no sweep.json; found "
                     f"{', '.join(sorted(entries)[:5])}); give a new or empty directory"
                 )
-        out.mkdir(parents=True, exist_ok=True)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            probe = out / f".write-test-{uuid.uuid4().hex[:8]}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise SweepError(f"--out: cannot write in {out} ({exc.strerror or exc}); choose a writable directory"
+                             ) from None
         self._acquire_lock()
         try:
             if info_path.exists():
@@ -347,11 +354,20 @@ class SweepStore:
         name = f"part-{self._session}-{self._count:06d}.parquet"
         final = self.runs_dir / name
         tmp = self.runs_dir / f".{name}.tmp"
-        with open(tmp, "wb") as fh:
-            pq.write_table(table, fh, compression="zstd")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
+        try:
+            with open(tmp, "wb") as fh:
+                pq.write_table(table, fh, compression="zstd")
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, final)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            kept = len(_part_files(self.runs_dir))
+            raise SweepError(
+                f"--out: cannot write results into {self.runs_dir} ({exc.strerror or exc}); the {kept} part file(s) "
+                f"written before are kept whole and this batch of {len(rows)} run(s) is not recorded; free space "
+                "and rerun the same command to resume"
+            ) from None
         _fsync_dir(self.runs_dir)
         return final
 
