@@ -146,6 +146,8 @@ def run(
     from .experiments import execute, prepare
 
     cfg = _load(config, set_)
+    if out is not None:
+        out = Path(os.path.abspath(out))  # "." and "a/.." name a directory that can be replaced as a whole
     staging = _stage_out(out, overwrite) if out is not None else None
     try:
         _run(cfg, config, out, staging, json_output, quiet, svg, execute, prepare)
@@ -238,6 +240,22 @@ def _replace_dir(staging: Path, out: Path) -> None:
     """Move the complete run in ``staging`` to ``out``, replacing an earlier ``out`` as a whole."""
     if not out.exists():
         os.rename(staging, out)
+        return
+    try:
+        cwd = Path.cwd()
+    except OSError:
+        cwd = None
+    if cwd is not None and (cwd == out or out in cwd.parents):
+        # the directory we stand in (``--out .``): keep it and replace its contents instead, entry by entry
+        old = out / f".lcnflow-old-{os.getpid()}-{time.monotonic_ns()}"
+        old.mkdir()
+        for entry in list(out.iterdir()):
+            if entry != old:
+                os.rename(entry, old / entry.name)
+        for entry in list(staging.iterdir()):
+            os.rename(entry, out / entry.name)
+        shutil.rmtree(old, ignore_errors=True)
+        staging.rmdir()
         return
     old = out.absolute().parent / f".{out.name}.old-{os.getpid()}-{time.monotonic_ns()}"
     os.rename(out, old)
