@@ -209,3 +209,23 @@ def test_summarize_output_is_complete_when_not_a_terminal(tmp_path):
     assert "…" not in proc.stdout
     body = [line for line in lines if line.strip()[:1].isdigit()]
     assert len(body) == 2  # one row per cell (init.scale = 0.01, 1), none wrapped
+
+
+@pytest.mark.parametrize("damage, words", [
+    (lambda info: info.pop("columns"), "field columns is missing"),
+    (lambda info: info.update(num_runs="12"), "field num_runs must be int"),
+    (lambda info: info.update(columns={"init.scale": "complex"}), "field columns.init.scale must be one of"),
+])
+def test_damaged_sweep_json_is_refused_naming_the_field(tmp_path, damage, words):
+    import json
+
+    plan = expand(load_sweep(_write(tmp_path, SWEEP_TOML)))
+    out = tmp_path / "out"
+    _run_and_store(out, plan, plan.runs[:2])
+    info = json.loads((out / "sweep.json").read_text())
+    damage(info)
+    (out / "sweep.json").write_text(json.dumps(info))
+    res = runner.invoke(main_app, ["summarize", str(out), "--no-html"])
+    assert res.exit_code == 2, res.output
+    lines = res.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {out / 'sweep.json'}: ") and words in lines[0]

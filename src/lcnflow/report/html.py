@@ -196,7 +196,10 @@ def build_report(
                 f'src="data:image/png;base64,{data}">'
                 f"<figcaption>{html.escape(caption)}</figcaption></figure>"
             )
-    config_text = (out / "config.toml").read_text(encoding="utf-8") if (out / "config.toml").is_file() else ""
+    try:  # shown as text only; a damaged file is shown as far as it can be decoded
+        config_text = (out / "config.toml").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        config_text = ""
     path = out / "report.html"
     try:
         page = _page(run.record, blocks, config_text)

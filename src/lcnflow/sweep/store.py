@@ -119,6 +119,12 @@ def _atomic_write_text(path: Path, text: str) -> None:
     _fsync_dir(path.parent)
 
 
+#: Fields of ``sweep.json`` that readers rely on, with their JSON types.
+INFO_FIELDS: dict[str, type] = {"fingerprint": str, "num_runs": int, "num_cells": int, "varied_keys": list,
+                                "cell_keys": list, "seed_keys": list, "columns": dict, "cells": list, "base": dict,
+                                "grid": list}
+
+
 def read_sweep_info(out: str | Path) -> dict[str, Any]:
     """The content of ``DIR/sweep.json``.
 
@@ -134,8 +140,20 @@ def read_sweep_info(out: str | Path) -> dict[str, Any]:
         info = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise SweepError(f"{path}: cannot read it: {exc}") from None
-    if info.get("format") != FORMAT:
-        raise SweepError(f"{path}: format {info.get('format')!r} is not {FORMAT!r}")
+    if not isinstance(info, dict) or info.get("format") != FORMAT:
+        fmt = info.get("format") if isinstance(info, dict) else None
+        raise SweepError(f"{path}: format {fmt!r} is not {FORMAT!r}")
+    for key, kind in INFO_FIELDS.items():
+        if key not in info:
+            raise SweepError(f"{path}: field {key} is missing; the file is damaged (restore it, or start the sweep "
+                             "in a new --out)")
+        if not isinstance(info[key], kind) or isinstance(info[key], bool):
+            raise SweepError(f"{path}: field {key} must be {kind.__name__}, got {type(info[key]).__name__}; the file "
+                             "is damaged")
+    bad = [k for k, v in info["columns"].items() if v not in _KIND_TYPES]
+    if bad:
+        raise SweepError(f"{path}: field columns.{bad[0]} must be one of {', '.join(_KIND_TYPES)}, got "
+                         f"{info['columns'][bad[0]]!r}; the file is damaged")
     return info
 
 
