@@ -207,3 +207,9 @@ def test_dataset_keeps_integer_and_bool_data_exactly():
     ds = lf.Dataset(x, x[:, :10] > 5)
     assert ds.inputs.dtype == np.float64 and np.array_equal(ds.inputs, x)
     assert np.array_equal(ds.targets, (x[:, :10] > 5).astype(float))
+
+
+def test_generated_data_out_of_range_point_at_the_generator_settings():
+    res = invoke("run", "--set", "data.source=planted", "--set", "data.noise_std=1e300")
+    line = one_error_line(res)
+    assert line.startswith("error: data.targets: largest magnitude") and "noise_std" in line and "divide" not in line

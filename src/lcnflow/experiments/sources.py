@@ -453,6 +453,16 @@ def make_data(cfg: PlantedData | FileData | Mnist1dData | ImageData, arch: Archi
         A missing file or package, arrays that do not fit ``arch``, non-finite values; the message names the field.
     """
     _check_memory(cfg, arch)
-    bundle = SOURCES[cfg.source](cfg, arch)
+    try:
+        bundle = SOURCES[cfg.source](cfg, arch)
+    except ConfigError:
+        raise
+    except ValueError as exc:
+        if cfg.source == "file" or "largest magnitude" not in str(exc):
+            raise
+        raise ConfigError(  # generated data out of range: the user controls the generator, not the array
+            f"{str(exc).split('; divide')[0]}; these data are generated from the [data] section (source "
+            f"{cfg.source!r}): bring its scales (noise_std, outlier_scale, …) back into range"
+        ) from None
     bundle.dataset.check_architecture(arch)
     return bundle
