@@ -184,8 +184,9 @@ def _run(cfg: Any, config: str | None, out: Path | None, staging: Path | None, j
         except OSError as exc:
             kept = (f"the earlier contents of {out} are unchanged" if out.is_dir() and any(out.iterdir())
                     else f"nothing was written to {out}")
-            failure = (f"--out: cannot write the run into {out} ({exc.strerror or exc}); {kept}. The verdict is "
-                       "printed above; free space or choose another directory and rerun")
+            shown = "" if quiet else " The verdict is printed on stdout;"
+            failure = (f"--out: cannot write the run into {out} ({exc.strerror or exc}); {kept}.{shown} free space "
+                       "or choose another directory and rerun")
             out = None
     if json_output:
         _print_json(record)
