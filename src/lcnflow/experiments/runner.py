@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime
 import json
 import math
+import os
 import time
 import warnings
 from collections.abc import Callable
@@ -434,9 +435,28 @@ class ExperimentRun:
         out.mkdir(parents=True, exist_ok=True)
         paths = {name: out / name for name in RUN_FILES}
         record = self.to_dict() if record is None else record
-        paths["result.json"].write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        np.savez_compressed(paths["trajectory.npz"], **self.arrays())
-        paths["config.toml"].write_text(self.experiment.config.to_toml(), encoding="utf-8")
+        text = json.dumps(record, indent=2, ensure_ascii=False) + "\n"
+        # every file is written to a temporary name first and renamed into place only when complete; the three
+        # are renamed together at the end, so a failure (a full disk) leaves the earlier files as they were
+        staged: list[tuple[Path, Path]] = []
+        try:
+            for name, write in (
+                ("trajectory.npz", lambda fh: np.savez_compressed(fh, **self.arrays())),
+                ("config.toml", lambda fh: fh.write(self.experiment.config.to_toml().encode("utf-8"))),
+                ("result.json", lambda fh: fh.write(text.encode("utf-8"))),
+            ):
+                tmp = out / f".{name}.{os.getpid()}.tmp"
+                staged.append((tmp, paths[name]))
+                with open(tmp, "wb") as fh:
+                    write(fh)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            for tmp, final in staged:
+                os.replace(tmp, final)
+        finally:
+            for tmp, _ in staged:
+                if tmp.exists():
+                    tmp.unlink()
         return paths
 
 

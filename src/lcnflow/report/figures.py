@@ -137,15 +137,16 @@ def convergence(run: RunData) -> Figure:
     ax = axes[0]
     ax.loglog(t, loss, color=LIMIT, label="L(w(t))")
     end = "limit L(w*)" if res["converged"] else "end of the run: L"
-    ax.axhline(limit, color=LIMIT, ls="--", lw=0.9, label=f"{end} = {limit:.4g}")
+    if limit is not None:  # None: the run ended on a non-finite risk (it diverged)
+        ax.axhline(limit, color=LIMIT, ls="--", lw=0.9, label=f"{end} = {limit:.4g}")
     if opt is not None and opt > 0:
         ax.axhline(opt, color=OPTIMUM, ls=":", lw=1.2, label=f"function-space optimum ℒ* = {opt:.4g}")
     ax.set(xlabel=_time_label(run), ylabel="risk L", title="Risk")
     ax.legend(loc="best")
 
     ax = axes[1]
-    gap = loss - limit
-    good = gap > 1e-15 * max(1.0, abs(limit))
+    gap = loss - (limit if limit is not None else np.inf)
+    good = gap > 1e-15 * max(1.0, abs(limit if limit is not None else 0.0))
     if good.any() and res["converged"]:
         ax.loglog(t[good], gap[good], color=LIMIT)
     else:
