@@ -343,7 +343,7 @@ def test_bad_options_raise_value_error_naming_the_field(kwargs, field):
 
 @pytest.mark.parametrize("bad", ["square", None, 3.0])
 def test_a_risk_that_is_not_an_empirical_risk_is_refused_by_name(bad):
-    with pytest.raises(ValueError, match="risk: expected a lcnflow.EmpiricalRisk"):
+    with pytest.raises(ValueError, match=r"risk: expected a lcnflow\.EmpiricalRisk"):
         lcnflow.gradient_flow(bad, [np.ones(2)])
-    with pytest.raises(ValueError, match="risk: expected a lcnflow.EmpiricalRisk"):
+    with pytest.raises(ValueError, match=r"risk: expected a lcnflow\.EmpiricalRisk"):
         lcnflow.gradient_descent(bad, [np.ones(2)], 0.1)

@@ -383,7 +383,7 @@ def test_outcomes_priority():
         "spurious": [False, True, False, False, True, None, None, None],
     })
     assert outcomes(table).to_pylist() == ["global_minimum", "spurious", "strict_saddle", "degenerate", "spurious",
-                                           "not_converged", "error", "unclassified"]
+                                           "uncertified_endpoint", "error", "unclassified"]
 
 
 def test_distinct_limits_groups_within_tolerance():

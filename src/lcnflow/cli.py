@@ -141,11 +141,14 @@ def run(
     svg: SvgOpt = False,
     overwrite: Annotated[bool, typer.Option(
         "--overwrite", help="Replace the contents of --out DIR even if it is not an lcnflow run.")] = False,
+    verify: Annotated[bool, typer.Option(
+        "--verify", help="Re-integrate at 100x tighter tolerances and say whether the limit is the same "
+        "(same as --set flow.verify=true).")] = False,
 ) -> None:
     """Run an experiment (the built-in default without CONFIG) and print its verdict."""
     from .experiments import execute, prepare
 
-    cfg = _load(config, set_)
+    cfg = _load(config, [*(set_ or []), "flow.verify=true"] if verify else set_)
     if out is not None:
         out = Path(os.path.abspath(out))  # "." and "a/.." name a directory that can be replaced as a whole
     staging = _stage_out(out, overwrite) if out is not None else None
@@ -358,6 +361,13 @@ def _summary(console: Console, rec: dict[str, Any], config: str | None, out: Pat
     t.add_row("limit", f"[{style}]{escape(verdict['headline'])}[/]")
     for d in verdict["degeneracies"]:
         t.add_row("", f"· {escape(d)}")
+    if verdict.get("nearest_critical_point"):
+        t.add_row("", f"· nearest critical point found (not the limit): {escape(verdict['nearest_critical_point'])}")
+    if verdict.get("limit_verified") is not None:
+        t.add_row("verified", _yes(verdict["limit_verified"], "same limit at 100× tighter tolerances",
+                                   "a DIFFERENT limit at 100× tighter tolerances"))
+    for i, plateau in enumerate(verdict.get("itinerary", [])):
+        t.add_row("itinerary" if i == 0 else "", f"plateau {escape(plateau)}")
     if cp.get("spurious"):
         t.add_row("", f"· {escape(cp.get('spurious_reason', ''))}")
     t.add_row("optimum", escape(verdict["comparison"]))

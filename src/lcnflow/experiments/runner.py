@@ -316,11 +316,10 @@ def _verdict(result: FlowResult, opt: FunctionSpaceOptimum) -> dict[str, Any]:
     gap = result.loss - opt.value
     gap_tol = 1e-8 * max(1.0, abs(opt.value))
     if not result.converged:
-        headline = f"NOT converged: {result.message.split(';')[0]}"
+        headline = f"NOT converged (uncertified endpoint): {result.message.split(';')[0]}"
     else:
-        status = "certified" if result.certified else "converged (not certified)"
         what = cp.kind.replace("_", " ") if cp is not None else "critical point (not classified)"
-        headline = f"{status} {what}"
+        headline = f"certified {what}"
         if cp is not None:
             extra = [f"origin {cp.origin}"]
             if cp.spurious:
@@ -337,7 +336,13 @@ def _verdict(result: FlowResult, opt: FunctionSpaceOptimum) -> dict[str, Any]:
     return {
         "converged": result.converged,
         "certified": result.certified,
-        "kind": cp.kind if cp is not None else None,
+        "kind": result.kind,
+        "stop_reason": result.stop_reason,
+        "stable_set": result.stable_set,
+        "nearest_critical_point": (result.nearest_critical_point.summary()
+                                   if result.nearest_critical_point is not None else None),
+        "itinerary": [p.summary() for p in result.itinerary],
+        "limit_verified": result.limit_verified,
         "origin": cp.origin if cp is not None else None,
         "spurious": cp.spurious if cp is not None else None,
         "degeneracies": list(cp.degeneracies) if cp is not None else [],

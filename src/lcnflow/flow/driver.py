@@ -135,15 +135,14 @@ def drive(
         if not (math.isfinite(est) and math.isfinite(size)):
             reason, message = "nonfinite", f"the gradient or the state became non-finite at t = {t:.4g}"
             break
-        if isave < save.size:
-            pass  # the run goes on at least to the last save_at time
-        elif stepper.has_exact() or est <= 100 * tol_rel * scale(w, upper_bound=True):
+        s_ub = scale(w, upper_bound=True)  # S ≤ s_ub, so est/s_ub ≤ ‖∇L‖/S (est exact or the chord speed)
+        if tol_rel < opts.gtol and est > opts.gtol * s_ub:  # the flow has left the last candidate: re-arm
+            tol_rel, t_stall = opts.gtol, math.inf
+        if isave >= save.size and est <= 100 * tol_rel * s_ub:  # (the run goes on at least to the last save time)
             _, g = stepper.exact()
             S = scale(w)
             gn = float(np.linalg.norm(g))
             rel = gn / S if S > 0 else (0.0 if gn == 0 else math.inf)
-            if rel > opts.gtol and tol_rel < opts.gtol:  # the flow has left the last candidate: re-arm
-                tol_rel, t_stall = opts.gtol, math.inf
             if rel <= tol_rel:
                 cand = _try_stop(risk, t, w, rel, S, opts, stable, w0, scale, w_ref)
                 candidates.append(cand)
@@ -228,8 +227,9 @@ def _package(risk, rec, stepper, opts, reason, message, candidates, stable, save
     if not hyp.covered:
         message += "; not covered by the convergence theorem (" + "; ".join(hyp.failures) + ")"
     theta, fit = lojasiewicz_fit(np.array(rec.losses), np.array(rec.gnorms), loss)
-    itinerary = find_plateaus(risk, np.array(rec.times), np.array(rec.losses), np.array(rec.gnorms),
-                              np.array(rec.states), float(loss), opts.certify_tol, scale, w_ref)
+    itinerary = [] if not math.isfinite(loss) else find_plateaus(
+        risk, np.array(rec.times), np.array(rec.losses), np.array(rec.gnorms), np.array(rec.states), float(loss),
+        opts.certify_tol, scale, w_ref)
     filters = unflatten(risk.arch, limit)
     return FlowResult(
         converged=converged,
@@ -275,7 +275,7 @@ def _package(risk, rec, stepper, opts, reason, message, candidates, stable, save
 def _nearest(risk, w_end, candidates, opts, extra, scale, w_ref) -> tuple[CriticalPoint | None, float]:
     """The classified critical point nearest to an uncertified endpoint: polish it (within ``‖w‖``), else the
     last certified candidate."""
-    if not np.all(np.isfinite(w_end)):
+    if not (np.all(np.isfinite(w_end)) and math.isfinite(risk.value(w_end))):
         return None, math.nan
     S = scale(w_end)
     pol = polish(risk, w_end, gtol=1e-2 * opts.certify_tol * S, radius=max(float(np.linalg.norm(w_end)), w_ref))

@@ -11,9 +11,9 @@ a **plateau** is a stretch on which
   (``‖∇L‖ ≤ 1e-2 · S(w)``, :func:`~lcnflow.flow.certify.gradient_scale`) or near the origin, where ``dπ`` is
   small (``D(w) ≤ 1e-2 D_ref``, the cofactor size of parameters of the problem's natural size).
 
-For each plateau the state of least relative gradient on it is Newton-polished (within ``‖w‖``) and the critical
-point found is classified; a plateau at the level ``ℒ(0)`` whose polish fails is attributed to the origin ``w = 0``
-(a critical point whenever two layers vanish).
+A plateau at the level ``ℒ(0)`` is attributed to the origin ``w = 0`` (a critical point whenever the network has
+two or more layers).  On any other plateau the state of least relative gradient is Newton-polished (within
+``‖w‖``) and the critical point found is classified.
 """
 
 from __future__ import annotations
@@ -120,10 +120,16 @@ def find_plateaus(risk: EmpiricalRisk, times: np.ndarray, losses: np.ndarray, gr
     tol = LEVEL_RTOL * drop
     arch = risk.arch
     d_ref = _cofactor_size(np.full(arch.depth, w_ref / np.sqrt(arch.depth)))
-    sizes = np.array([scale(w) for w in states])
-    rel = np.where(sizes > 0, grads / np.where(sizes > 0, sizes, 1.0), 0.0)
-    near_origin = np.array([_cofactor_size(layer_norms(arch, w)) <= 1e-2 * d_ref for w in states])
-    slow = (rel <= 1e-2) | near_origin
+    rel = np.full(times.size, np.nan)
+    slow = np.zeros(times.size, bool)
+
+    def assess(idx):  # relative gradient and "slow" of the recorded states idx (only on flat stretches)
+        for i in idx:
+            if np.isnan(rel[i]):
+                size = scale(states[i])
+                rel[i] = grads[i] / size if size > 0 else 0.0
+                slow[i] = rel[i] <= 1e-2 or _cofactor_size(layer_norms(arch, states[i])) <= 1e-2 * d_ref
+
     out: list[Plateau] = []
     j, n = 0, times.size
     while j < n - 1:
@@ -133,8 +139,11 @@ def find_plateaus(risk: EmpiricalRisk, times: np.ndarray, losses: np.ndarray, gr
             k += 1
             lo, hi = min(lo, losses[k]), max(hi, losses[k])
         t_a = times[j] if times[j] > 0 else times[min(j + 1, n - 1)]
-        if (k > j and times[k] >= MIN_TIME_FACTOR * t_a and np.median(losses[j:k + 1]) - final_loss > 10 * tol
-                and slow[j:k + 1].any() and k < n - 1):
+        long_flat = (k > j and k < n - 1 and times[k] >= MIN_TIME_FACTOR * t_a
+                     and np.median(losses[j:k + 1]) - final_loss > 10 * tol)
+        if long_flat:
+            assess(range(j, k + 1))
+        if long_flat and slow[j:k + 1].any():
             out.append(_identify(risk, times, losses, states, rel, slow, j, k, certify_tol, scale))
             j = k + 1
         else:
@@ -147,19 +156,16 @@ def _identify(risk, times, losses, states, rel, slow, j, k, certify_tol, scale) 
     pick = seg[np.argmin(np.where(slow[seg], rel[seg], np.inf))]
     w = states[pick]
     level = float(np.median(losses[j:k + 1]))
-    size = float(np.linalg.norm(w))
-    pol = polish(risk, w, gtol=1e-2 * certify_tol * scale(w), radius=size)
-    if pol.accepted and pol.gradient_norm <= certify_tol * scale(pol.point):
-        point, note, gnorm = pol.point, f"Newton-polished from the state at t = {times[pick]:.3g}", pol.gradient_norm
+    zero = np.zeros_like(w)
+    drop = float(losses[0]) - float(losses[-1])
+    if abs(level - risk.value(zero)) <= LEVEL_RTOL * drop and not np.any(risk.gradient(zero)):
+        point, note, gnorm = zero, "the origin: the plateau is at the level ℒ(0) and w = 0 is critical", 0.0
     else:
-        drop = float(losses[0]) - float(losses[-1])
-        at_zero = risk.function_space_value(np.zeros(risk.arch.final_filter_shape))
-        zero = np.zeros_like(w)
-        if abs(level - at_zero) <= LEVEL_RTOL * drop and not np.any(risk.gradient(zero)):
-            point, note, gnorm = zero, "the origin (the plateau is at the level ℒ(0); polishing did not converge)", 0.0
-        else:
+        pol = polish(risk, w, gtol=1e-2 * certify_tol * scale(w), radius=float(np.linalg.norm(w)))
+        if not (pol.accepted and pol.gradient_norm <= certify_tol * scale(pol.point)):
             return Plateau(float(times[j]), float(times[k]), level, None, None, pol.distance, pol.start_gradient_norm,
                            f"polishing did not find a critical point ({pol.message})")
+        point, note, gnorm = pol.point, f"Newton-polished from the state at t = {times[pick]:.3g}", pol.gradient_norm
     cp = classify_critical_point(risk, point)
     return Plateau(float(times[j]), float(times[k]), float(risk.value(point)), cp, point,
                    float(np.linalg.norm(point - w)), float(gnorm), note)

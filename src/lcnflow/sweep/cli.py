@@ -128,7 +128,7 @@ def summarize_command(
 
 
 _SHORT = {"runs": "runs", "pct_converged": "conv %", "pct_certified": "cert %", "pct_global_minimum": "global %",
-          "pct_strict_saddle": "saddle %", "pct_local_minimum": "local %", "pct_not_converged": "no conv %",
+          "pct_strict_saddle": "saddle %", "pct_local_minimum": "local %", "pct_uncertified_endpoint": "uncertified %",
           "pct_spurious": "spurious %", "pct_degenerate": "degen %", "pct_unclassified": "unclass %",
           "pct_error": "error %",
           "loss_q50": "L median", "gap_median": "L − ℒ* med", "wall_time_median": "time med (s)"}

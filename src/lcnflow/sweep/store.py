@@ -65,7 +65,11 @@ RESULT_FIELDS: tuple[pa.Field, ...] = (
     pa.field("gradient_norm", pa.float64()),
     pa.field("flow_gradient_norm", pa.float64()),
     pa.field("optimum_loss", pa.float64()),  # ℒ* = min over all final filters (function-space optimum)
-    pa.field("kind", pa.string()),
+    pa.field("kind", pa.string()),  # the certified limit's kind, or "uncertified_endpoint"
+    pa.field("stop_reason", pa.string()),  # minimum, stable_saddle, t_max, max_steps, max_time, blowup, floor, …
+    pa.field("num_plateaus", pa.int64()),  # plateaus crossed (the itinerary)
+    pa.field("first_escape_time", pa.float64()),  # when the first plateau was left
+    pa.field("limit_verified", pa.bool_()),  # with flow.verify: same limit at 100× tighter tolerances
     pa.field("origin", pa.string()),
     pa.field("spurious", pa.bool_()),
     pa.field("final_filter", pa.list_(pa.float64())),  # π(w*), flattened row-major

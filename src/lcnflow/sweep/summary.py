@@ -2,16 +2,16 @@ r"""Summaries of a sweep: a table per grid cell, figures, and a self-contained `
 
 Each run gets one **outcome**, the first that applies:
 
-==================  ===================================================================================
-``error``           the run raised (its error is in the ``error`` column)
-``not_converged``   the flow stopped before ``‖∇L‖ ≤ gtol`` (time or step limit, blow-up)
-``unclassified``    converged, but classification was switched off (``flow.classify = false``)
-``global_minimum``  ``∇ℒ(v*) = 0``: a global minimum of ``L`` (ℒ is convex)
-``spurious``        rank-deficient origin and ``v*`` not critical for ℒ on the function space (Kohn et al.)
-``strict_saddle``   the Hessian on the complement of the rescaling directions has a negative eigenvalue
-``degenerate``      further zero Hessian eigenvalues (second order cannot decide)
-``local_minimum``   a non-global local minimum that is not spurious
-==================  ===================================================================================
+========================  ===================================================================================
+``error``                 the run raised (its error is in the ``error`` column)
+``uncertified_endpoint``  the run ended without a certified limit (time, step or wall-time limit, blow-up, floor)
+``unclassified``          converged, but classification was switched off (``flow.classify = false``)
+``global_minimum``        ``∇ℒ(v*) = 0``: a global minimum of ``L`` (ℒ is convex)
+``spurious``              rank-deficient origin and ``v*`` not critical for ℒ on the function space (Kohn et al.)
+``strict_saddle``         the Hessian on the complement of the rescaling directions has a negative eigenvalue
+``degenerate``            further zero Hessian eigenvalues (second order cannot decide)
+``local_minimum``         a non-global local minimum that is not spurious
+========================  ===================================================================================
 
 The table per cell (a combination of the non-seed grid values) gives the count, the converged and certified
 percentages, the percentage of each outcome, quantiles of the final loss ``L(w*)`` and of the gap ``L(w*) − ℒ*`` to
@@ -42,13 +42,13 @@ from .store import read_results, read_sweep_info
 __all__ = ["OUTCOMES", "SweepSummary", "distinct_limits", "outcomes", "summarize"]
 
 #: Outcomes of a run, in the priority order used to assign them (see the module docstring).
-OUTCOMES = ("error", "not_converged", "unclassified", "global_minimum", "spurious", "strict_saddle", "degenerate",
-            "local_minimum")
+OUTCOMES = ("error", "uncertified_endpoint", "unclassified", "global_minimum", "spurious", "strict_saddle",
+            "degenerate", "local_minimum")
 #: Outcomes always shown in the table (others only when they occur).
 MAIN_OUTCOMES = ("global_minimum", "strict_saddle", "spurious", "degenerate")
 COLORS = {
     "global_minimum": "#2e8b57", "local_minimum": "#7fb3d5", "strict_saddle": "#d17a00", "spurious": "#c0392b",
-    "degenerate": "#8e44ad", "unclassified": "#bdbdbd", "not_converged": "#555555", "error": "#000000",
+    "degenerate": "#8e44ad", "unclassified": "#bdbdbd", "uncertified_endpoint": "#555555", "error": "#000000",
 }
 _STYLE: dict[str, Any] = {
     "font.size": 9, "axes.titlesize": 9.5, "axes.labelsize": 9, "legend.fontsize": 7.5, "legend.frameon": False,
@@ -79,7 +79,7 @@ def outcomes(table: pa.Table) -> pa.Array:
                                 pc.if_else(pc.equal(kind, "strict_saddle"), "strict_saddle",
                                            pc.if_else(pc.equal(kind, "degenerate"), "degenerate", "local_minimum"))))
     out = pc.if_else(pc.is_null(kind), "unclassified", pc.fill_null(out, "unclassified"))
-    out = pc.if_else(converged, out, "not_converged")
+    out = pc.if_else(converged, out, "uncertified_endpoint")
     out = pc.if_else(pc.equal(status, "error"), "error", out)
     return pc.fill_null(out, "error").combine_chunks() if isinstance(out, pa.ChunkedArray) else out
 
@@ -302,7 +302,7 @@ def _figures(info: Mapping[str, Any], table: pa.Table, outcome: pa.Array, summar
         ff = table.column("final_filter").to_pylist()
         panels = []
         for c in cells:
-            idx = np.flatnonzero((cell_col == c) & ok & (out_np != "not_converged"))
+            idx = np.flatnonzero((cell_col == c) & ok & (out_np != "uncertified_endpoint"))
             if idx.size:
                 groups = distinct_limits([ff[i] for i in idx], [out_np[i] for i in idx])
                 panels.append((c, idx.size, groups))
