@@ -424,19 +424,24 @@ class ExperimentRun:
             out["hessian_eigenvalues"] = res.critical_point.hessian_eigenvalues
         return {k: np.asarray(v, dtype=np.float64) for k, v in out.items()}
 
-    def save(self, out_dir: str | Path, record: dict[str, Any] | None = None) -> dict[str, Path]:
-        """Write ``result.json``, ``trajectory.npz`` and ``config.toml`` into ``out_dir`` (created if needed).
+    def save(self, out_dir: str | Path, record: dict[str, Any] | None = None, report: bool = True,
+             formats: tuple[str, ...] = ("png",)) -> dict[str, Path]:
+        """Write ``result.json``, ``trajectory.npz``, ``config.toml`` and the report into ``out_dir`` (created).
 
         Parameters
         ----------
         out_dir : str or Path
         record : dict, optional
             The :meth:`to_dict` content to write (default: computed now); pass it to write exactly what was shown.
+        report : bool, default True
+            Also write ``report.html`` and ``figures/`` (what ``lcnflow report DIR`` would build from the files).
+        formats : tuple of str, default ("png",)
+            Figure formats when ``report`` is true (``("png", "svg")`` adds SVG files).
 
         Returns
         -------
         dict
-            File name → path.
+            File name → path (``"report.html"`` included when ``report`` is true).
         """
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -445,6 +450,12 @@ class ExperimentRun:
         paths["result.json"].write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         np.savez_compressed(paths["trajectory.npz"], **self.arrays())
         paths["config.toml"].write_text(self.experiment.config.to_toml(), encoding="utf-8")
+        if report:
+            # The report layer sits above experiments; it is imported here only, on request, so the layering holds
+            # for everything that does not ask for a report.
+            from ..report import build_report
+
+            paths["report.html"] = build_report(out, formats)
         return paths
 
 
