@@ -27,7 +27,7 @@ import numpy as np
 
 from .. import __version__
 from ..architecture import Architecture
-from ..conv import as_filters, final_filter, flatten, unflatten
+from ..conv import as_filters, final_filter, flatten, random_init, unflatten
 from ..flow import FlowResult, gradient_descent, gradient_flow, invariants, theorem_hypotheses
 from ..losses import Loss
 from ..risk import EmpiricalRisk
@@ -82,8 +82,7 @@ def initial_filters(cfg: InitConfig, arch: Architecture) -> list[np.ndarray]:
     """``w(0)``: ``cfg.filters`` if given, else each coefficient i.i.d. ``N(0, scale²)`` from ``seed``."""
     if cfg.filters is not None:
         return as_filters(arch, cfg.filters, "init.filters")
-    rng = np.random.default_rng(cfg.seed)
-    return [cfg.scale * rng.standard_normal(shape) for shape in arch.filter_shapes]
+    return random_init(arch, cfg.scale, cfg.seed)
 
 
 @dataclass
