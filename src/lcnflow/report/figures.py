@@ -283,7 +283,7 @@ def final_filter(run: RunData) -> Figure:
         return None
     kv = a["final_filter"].size
     j = np.arange(kv)
-    fig = _new_figure(5.2, 3.0)
+    fig = _new_figure(5.2, 3.6)
     ax = fig.subplots()
     series = [("start $v(0)$", a["final_filter_trajectory"][0], START, "o", -0.24),
               (r"limit $\pi(w^*)$", a["final_filter"], LIMIT, "o", -0.08),
@@ -296,7 +296,7 @@ def final_filter(run: RunData) -> Figure:
         ax.plot(j + dx, v, marker, color=color, ms=4.5, label=label)
     ax.axhline(0, color="black", lw=0.6)
     ax.set(xlabel="tap index j", ylabel="coefficient $v_j$", title="Final filter", xticks=j)
-    ax.legend(loc="best")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)  # below the stems, never on them
     return _finish(fig)
 
 
@@ -477,7 +477,7 @@ def examples(run: RunData) -> Figure:
     if run.arch["ndim"] == 1:
         kv, sv = run.arch["final_filter_size"], run.arch["final_stride"]
         pos = np.arange(y.shape[1]) * sv + (kv - 1) / 2  # input position each output is centred on
-        fig = _new_figure(3.5 * n, 2.9)
+        fig = _new_figure(3.5 * n, 3.3)
         axes = np.atleast_1d(fig.subplots(1, n))
         for j, ax in enumerate(axes):
             ax.plot(np.arange(x.shape[1]), x[j], color=START, lw=1.0, label="input $x$")
@@ -485,7 +485,7 @@ def examples(run: RunData) -> Figure:
             ax.plot(pos, out[j], color=LIMIT, lw=1.3, ls="--", label="output at the limit")
             ax.plot(pos, opt[j], color=OPTIMUM, lw=1.1, ls=":", label=r"output of the optimum $\hat v$")
             ax.set(title=f"sample {j + 1}", xlabel="input position (sample index)", ylabel="signal value")
-        axes[0].legend(loc="best")
+        fig.legend(handles=axes[0].get_lines(), loc="outside lower center", ncol=4)  # off the curves
         return _finish(fig)
     n = min(n, 2)
     cols = [("input x", x), ("output at limit", out), ("output of optimum v̂", opt), ("target y", y)]

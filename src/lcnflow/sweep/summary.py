@@ -436,7 +436,8 @@ def _table_html(t: pa.Table, columns: list[str], keys: list[str]) -> str:
     def cls(c: str) -> str:
         return ' class="key"' if c in keys else ""
 
-    head = "".join(f"<th{cls(c)}>{esc(header(c))}</th>" for c in columns)
+    # long keys ("architecture.filter_sizes") may break after their dots instead of running into the next header
+    head = "".join(f"<th{cls(c)}>{esc(header(c)).replace('.', '.<wbr>')}</th>" for c in columns)
     body = "".join("<tr>" + "".join(f"<td{cls(c)}>{esc(_fmt_cell(c, r[c]))}</td>" for c in columns) + "</tr>"
                    for r in rows)
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
