@@ -15,8 +15,11 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def run_example(name: str, *args: str) -> str:
+    # this checkout's package first (a relative PYTHONPATH would not survive cwd=EXAMPLES)
+    path = os.pathsep.join([str(EXAMPLES.parent / "src"), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "LCNFLOW_FAST": "1", "MPLBACKEND": "Agg", "PYTHONPATH": path}
     proc = subprocess.run([sys.executable, str(EXAMPLES / name), *args], capture_output=True, text=True, timeout=300,
-                          cwd=EXAMPLES, env={**os.environ, "LCNFLOW_FAST": "1", "MPLBACKEND": "Agg"})
+                          cwd=EXAMPLES, env=env)
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
     return proc.stdout
