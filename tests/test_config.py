@@ -58,7 +58,7 @@ def test_missing_sections_and_keys_take_defaults():
     cfg = config_from_dict({"data": {"num_samples": 30}, "loss": {}, "flow": {"rtol": 1e-7}})
     assert cfg.data.source == "mnist1d" and cfg.data.num_samples == 30
     assert cfg.loss.name == "square"
-    assert cfg.flow.method == "gradient_flow" and cfg.flow.rtol == 1e-7 and cfg.flow.atol == 1e-9
+    assert cfg.flow.method == "gradient_flow" and cfg.flow.rtol == 1e-7 and cfg.flow.atol == lf.flow.options.FlowOptions().atol
     assert cfg.name == "experiment"
 
 
@@ -86,7 +86,7 @@ ROUND_TRIP = [
     {"data": {"source": "image", "image": "moon", "num_patches": 9},
      "architecture": {"input_size": [8, 9], "filter_sizes": [[3, 1], [1, 3]]}},
     {"flow": {"method": "gradient_descent", "step_size": 0.125, "adaptive": False, "gtol": 1e-11, "max_time": 2.5}},
-    {"flow": {"integrator": "Radau", "t_max": 1e300, "certify_tol": 0.0}, "loss": {"name": "lp", "p": 6},
+    {"flow": {"integrator": "Radau", "t_max": 1e300, "certify_tol": 1e-12}, "loss": {"name": "lp", "p": 6},
      "init": {"filters": [[0.1, -0.2, 0.3], [1, 2, 3], [-1e-300, 5e-324, 1.7976931348623157e308]]}},
 ]
 

@@ -129,6 +129,9 @@ def test_descent_reaches_a_certified_critical_point():
         ((-0.1,), {}, "step_size"),
         ((float("nan"),), {}, "step_size"),
         ((0.1,), {"max_steps": 0}, "max_steps"),
+        ((0.1,), {"adaptive": 1}, "adaptive"),
+        ((0.1,), {"blowup_factor": 0.5}, "blowup_factor"),
+        ((0.1,), {"max_record": 1}, "max_record"),
     ],
 )
 def test_bad_options_raise_value_error_naming_the_field(args, kwargs, field):

@@ -123,11 +123,16 @@ def test_invariants_conserved_over_a_full_run_to_convergence():
     mine = invariant_drift(prob.sizes, prob.w0, res.trajectory)
     assert res.invariant_drift <= 1e-8 and mine <= 1e-8
     assert mine <= res.invariant_drift * (1 + 1e-9) + 1e-15
-    # the run stops where the (torch) gradient is below gtol = 1e-8·max(‖∇L(w0)‖, ‖∇ℒ(0)‖), ∇ℒ(0) = −Hᵀy/m
-    fs0 = np.linalg.norm(H.T @ prob.Y.ravel()) / prob.X.shape[0]
-    scale = max(np.linalg.norm(prob.oracle.gradient(prob.w0)), fs0)
-    assert res.options["gtol"] == pytest.approx(1e-8 * scale, rel=1e-6)
-    assert np.linalg.norm(prob.oracle.gradient(res.trajectory[-1])) <= res.options["gtol"] * (1 + 1e-6)
+    # the certified limit has a (torch) gradient below certify_tol · S, with the scale S = D(w)·(f0 + κ‖v‖) built
+    # here from its definition: D² = Σ_i Π_{j≠i} ‖w_j‖², f0 = ‖∇ℒ(0)‖ = ‖Hᵀy‖/m, κ = ‖HᵀH/m‖₂, v = π(w)
+    m = prob.X.shape[0]
+    w = np.concatenate([np.ravel(x) for x in res.limit])
+    norms = [np.linalg.norm(x) for x in res.limit]
+    D = np.sqrt(sum(np.prod([n**2 for j, n in enumerate(norms) if j != i]) for i in range(len(norms))))
+    S = D * (np.linalg.norm(H.T @ prob.Y.ravel()) / m + np.linalg.norm(H.T @ H / m, 2) * np.linalg.norm(
+        pi_1d(prob.sizes, [1] * len(prob.sizes), w)))
+    assert res.options["certify_tol"] == 1e-10
+    assert np.linalg.norm(prob.oracle.gradient(w)) <= 1e-10 * S * (1 + 1e-6)
 
 
 # ------------------------------------------------------------------------------------------ closed-form dynamics
@@ -308,7 +313,18 @@ def test_callback_sees_the_flow_and_can_stop_it():
 @pytest.mark.parametrize(
     ("kwargs", "field"),
     [
-        ({"method": "euler"}, "method"),
+        ({"integrator": "euler"}, "integrator"),
+        ({"method": "euler"}, "integrator"),  # the former name of the option
+        ({"gtol": 2.0}, "gtol"),  # relative tolerances live in (0, 1)
+        ({"certify_tol": 0.0}, "certify_tol"),
+        ({"polish_radius": -1.0}, "polish_radius"),
+        ({"blowup_factor": 0.5}, "blowup_factor"),
+        ({"max_steps": -5}, "max_steps"),
+        ({"max_steps": 2.5}, "max_steps"),
+        ({"max_record": 1}, "max_record"),
+        ({"max_time": 0}, "max_time"),
+        ({"classify": "yes"}, "classify"),
+        ({"callback": 3}, "callback"),
         ({"rtol": -1e-6}, "rtol"),
         ({"rtol": float("nan")}, "rtol"),
         ({"atol": 0.0}, "atol"),
@@ -323,3 +339,11 @@ def test_bad_options_raise_value_error_naming_the_field(kwargs, field):
     prob = _small()
     with pytest.raises(ValueError, match=field):
         lcnflow.gradient_flow(prob.risk, prob.w0, **kwargs)
+
+
+@pytest.mark.parametrize("bad", ["square", None, 3.0])
+def test_a_risk_that_is_not_an_empirical_risk_is_refused_by_name(bad):
+    with pytest.raises(ValueError, match="risk: expected a lcnflow.EmpiricalRisk"):
+        lcnflow.gradient_flow(bad, [np.ones(2)])
+    with pytest.raises(ValueError, match="risk: expected a lcnflow.EmpiricalRisk"):
+        lcnflow.gradient_descent(bad, [np.ones(2)], 0.1)

@@ -21,6 +21,8 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 Size = int | tuple[int, ...]
 
 
@@ -28,23 +30,33 @@ class SizeRuleWarning(UserWarning):
     """A layer's size rule ``d_out = ⌊(d_in − k)/s⌋ + 1`` drops trailing inputs (not the exact-fit case)."""
 
 
-def _as_axes(value: Any, ndim: int | None, what: str) -> tuple[int, ...]:
-    """Normalize an int or a tuple of ints to a tuple of positive ints of length ``ndim``."""
-    if isinstance(value, bool):
+#: Largest size or stride accepted: the largest NumPy ``int64`` (shapes and indices must fit it).
+MAX_SIZE = 2**63 - 1
+
+
+def _as_int(v: Any, what: str, value: Any) -> int:
+    """One size or stride as a Python int: an integer, or a float with an integral finite value; never a bool."""
+    if isinstance(v, bool | np.bool_):
         raise ValueError(f"{what}: must be an integer or a tuple of integers, got {value!r}")
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        if float(value) != int(value):
-            raise ValueError(f"{what}: must be an integer, got {value!r}")
-        axes: tuple[int, ...] = (int(value),)
-    elif isinstance(value, Sequence) and not isinstance(value, str):
-        try:
-            axes = tuple(int(v) for v in value)
-        except (TypeError, ValueError):
-            raise ValueError(f"{what}: must be a tuple of integers, got {value!r}") from None
-        if any(float(v) != int(v) or isinstance(v, bool) for v in value):
-            raise ValueError(f"{what}: must be a tuple of integers, got {value!r}")
+    if isinstance(v, numbers.Integral):
+        n = int(v)
+    elif isinstance(v, numbers.Real) and math.isfinite(float(v)) and float(v).is_integer():
+        n = int(float(v))
+    elif isinstance(v, numbers.Real):
+        raise ValueError(f"{what}: must be an integer, got {value!r}")
     else:
         raise ValueError(f"{what}: must be an integer or a tuple of integers, got {value!r}")
+    if n > MAX_SIZE:
+        raise ValueError(f"{what}: must be at most 2**63 − 1 = {MAX_SIZE}, got {value!r}")
+    return n
+
+
+def _as_axes(value: Any, ndim: int | None, what: str) -> tuple[int, ...]:
+    """Normalize an int or a tuple of ints to a tuple of positive ints of length ``ndim``."""
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        axes: tuple[int, ...] = tuple(_as_int(v, what, value) for v in value)
+    else:
+        axes = (_as_int(value, what, value),)
     if ndim is not None and len(axes) != ndim:
         raise ValueError(
             f"{what}: has {len(axes)} axes, but the architecture is {ndim}D "

@@ -16,11 +16,12 @@ converged: the verdict is data, not an error), 2 bad input (the message names th
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import os
+import shutil
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -36,25 +37,30 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from . import __version__
+from .cli_support import (
+    EXIT_BAD_INPUT,
+    EXIT_INTERNAL,
+    EXIT_OK,
+    BadInput,
+    LcnflowGroup,
+    console,
+    guard,
+    run_app,
+)
 from .sweep.cli import register as register_sweep_commands
 
-__all__ = ["app", "main"]
+__all__ = ["EXIT_BAD_INPUT", "EXIT_INTERNAL", "EXIT_OK", "BadInput", "app", "main"]
 
 app = typer.Typer(
     name="lcnflow",
+    cls=LcnflowGroup,
     help="Linear convolutional networks trained by gradient flow: certified, classified limits.",
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-
-EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
-
-
-class BadInput(Exception):
-    """Raised inside a command for user errors (exit code 2); the message names the field."""
-
 
 @contextmanager
 def _input_phase() -> Iterator[None]:
@@ -66,43 +72,14 @@ def _input_phase() -> Iterator[None]:
 
 
 def _console(stderr: bool = False) -> Console:
-    """Rich console; output that is not a terminal (pipes, files, tests) is laid out 110 columns wide."""
-    probe = Console(stderr=stderr)
-    return Console(stderr=stderr, highlight=False, width=None if probe.is_terminal else 110)
+    return console(stderr)
 
 
 def _stderr() -> Console:
-    return _console(stderr=True)
+    return console(stderr=True)
 
 
-def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Run a command: BadInput → exit 2 with its message, any other exception → exit 1, never a traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        """The command, with errors turned into exit codes and one-line messages."""
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # warnings are collected and shown as notes by the commands
-                return fn(*args, **kwargs)
-        except typer.Exit:
-            raise
-        except BadInput as exc:
-            _stderr().print(f"[bold red]error:[/] {escape(str(exc))}")
-            raise typer.Exit(EXIT_BAD_INPUT) from None
-        except KeyboardInterrupt:
-            _stderr().print("[yellow]interrupted[/]")
-            raise typer.Exit(130) from None
-        except Exception as exc:
-            if os.environ.get("LCNFLOW_DEBUG"):
-                raise
-            _stderr().print(
-                f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))}\n"
-                "This is a bug in lcnflow; rerun with LCNFLOW_DEBUG=1 for the traceback and report it."
-            )
-            raise typer.Exit(EXIT_INTERNAL) from None
-
-    return wrapper
+_guard = guard
 
 
 def _version(value: bool) -> None:
@@ -121,7 +98,7 @@ def _main(
 
 ConfigArg = Annotated[
     str | None,
-    typer.Argument(metavar="[CONFIG]", help="TOML config file; without it, the built-in default experiment.",
+    typer.Argument(metavar="CONFIG", help="TOML config file; without it, the built-in default experiment.",
                    show_default=False),
 ]
 SetOpt = Annotated[
@@ -156,24 +133,34 @@ def _notes(console: Console, notes: list[str]) -> None:
 def run(
     config: ConfigArg = None,
     out: Annotated[Path | None, typer.Option(
-        "--out", "-o", metavar="DIR", help="Write result.json, trajectory.npz, config.toml, report.html.")] = None,
+        "--out", "-o", metavar="DIR", help="Write result.json, trajectory.npz, config.toml, report.html and "
+        "figures/ into DIR (replacing an earlier run there as a whole).")] = None,
     json_output: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no summary (errors only).")] = False,
     set_: SetOpt = None,
     svg: SvgOpt = False,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace the contents of --out DIR even if it is not an lcnflow run.")] = False,
 ) -> None:
     """Run an experiment (the built-in default without CONFIG) and print its verdict."""
     from .experiments import execute, prepare
 
     cfg = _load(config, set_)
+    if out is not None:
+        out = Path(os.path.abspath(out))  # "." and "a/.." name a directory that can be replaced as a whole
+    staging = _stage_out(out, overwrite) if out is not None else None
+    try:
+        _run(cfg, config, out, staging, json_output, quiet, svg, execute, prepare)
+    finally:
+        if staging is not None and staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _run(cfg: Any, config: str | None, out: Path | None, staging: Path | None, json_output: bool, quiet: bool,
+         svg: bool, execute: Callable[..., Any], prepare: Callable[..., Any]) -> None:
     err = _stderr()
     with _input_phase():
         exp = prepare(cfg)
-    if out is not None:
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise BadInput(f"--out: cannot create the directory {out}: {exc}") from None
     show = not (quiet or json_output)
     if show:
         _notes(err, exp.notes)
@@ -186,15 +173,99 @@ def run(
     if show:
         _notes(err, result.experiment.notes[n_notes:])
     record = result.to_dict()
-    if out is not None:
+    failure = None
+    if out is not None and staging is not None:
         from .report import build_report
 
-        result.save(out, record)
-        build_report(out, ("png", "svg") if svg else ("png",))
+        try:
+            result.save(staging, record)
+            build_report(staging, ("png", "svg") if svg else ("png",))
+            _replace_dir(staging, out)
+        except OSError as exc:
+            kept = (f"the earlier contents of {out} are unchanged" if out.is_dir() and any(out.iterdir())
+                    else f"nothing was written to {out}")
+            shown = "" if quiet else " The verdict is printed on stdout;"
+            failure = (f"--out: cannot write the run into {out} ({exc.strerror or exc}); {kept}.{shown} free space "
+                       "or choose another directory and rerun")
+            out = None
     if json_output:
         _print_json(record)
     elif not quiet:
         _summary(_console(), record, config, out)
+    if failure is not None:
+        raise BadInput(failure)
+
+
+def _is_run_dir(directory: Path) -> bool:
+    """Whether ``directory`` holds an lcnflow run (a ``result.json`` of format ``lcnflow-run/1``)."""
+    try:
+        record = json.loads((directory / "result.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and record.get("format") == "lcnflow-run/1"
+
+
+def _stage_out(out: Path, overwrite: bool) -> Path:
+    """Check ``--out`` before anything runs and create the temporary directory the run is written into.
+
+    The run is written into a hidden directory beside ``out`` and renamed into place when complete, so ``out`` holds
+    either the earlier contents or the whole new run, never a mixture.  Refused (exit 2): ``out`` is a file; ``out``
+    is a non-empty directory that is not an lcnflow run (unless ``overwrite``); its parent cannot be written.
+    """
+    if out.exists() and not out.is_dir():
+        raise BadInput(f"--out: {out} exists and is not a directory; give a directory for the run's files")
+    if out.is_dir() and not overwrite and not _is_run_dir(out):
+        try:
+            entries = sorted(p.name for p in out.iterdir())
+        except OSError as exc:
+            raise BadInput(f"--out: cannot read the directory {out}: {exc.strerror or exc}") from None
+        if entries:
+            shown = ", ".join(entries[:5]) + (", …" if len(entries) > 5 else "")
+            raise BadInput(f"--out: {out} is not empty and is not an lcnflow run (no result.json of an lcnflow "
+                           f"run; found {shown}); give a new or empty directory, or --overwrite to replace its "
+                           "contents")
+    parent = out.absolute().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=parent))
+    except OSError as exc:
+        raise BadInput(f"--out: cannot write in {parent} ({exc.strerror or exc}); choose a writable "
+                       "directory") from None
+    umask = os.umask(0)
+    os.umask(umask)
+    staging.chmod(0o777 & ~umask)
+    return staging
+
+
+def _replace_dir(staging: Path, out: Path) -> None:
+    """Move the complete run in ``staging`` to ``out``, replacing an earlier ``out`` as a whole."""
+    if not out.exists():
+        os.rename(staging, out)
+        return
+    try:
+        cwd = Path.cwd()
+    except OSError:
+        cwd = None
+    if cwd is not None and (cwd == out or out in cwd.parents):
+        # the directory we stand in (``--out .``): keep it and replace its contents instead, entry by entry
+        old = out / f".lcnflow-old-{os.getpid()}-{time.monotonic_ns()}"
+        old.mkdir()
+        for entry in list(out.iterdir()):
+            if entry != old:
+                os.rename(entry, old / entry.name)
+        for entry in list(staging.iterdir()):
+            os.rename(entry, out / entry.name)
+        shutil.rmtree(old, ignore_errors=True)
+        staging.rmdir()
+        return
+    old = out.absolute().parent / f".{out.name}.old-{os.getpid()}-{time.monotonic_ns()}"
+    os.rename(out, old)
+    try:
+        os.rename(staging, out)
+    except OSError:
+        os.rename(old, out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 @contextmanager
@@ -228,6 +299,13 @@ def _yes(flag: Any, yes: str = "yes", no: str = "no") -> str:
     return {True: f"[green]{yes}[/]", False: f"[red]{no}[/]"}.get(flag, "[yellow]unknown[/]")
 
 
+def _num(x: Any, spec: str) -> str:
+    """``x`` formatted with ``spec``; ``None`` (a non-finite number in a run record) is shown as "non-finite"."""
+    if x is None:
+        return "non-finite"
+    return format(x, spec)
+
+
 def _size(k: Any) -> str:
     return "×".join(str(v) for v in k) if isinstance(k, list) else str(k)
 
@@ -252,27 +330,28 @@ def _summary(console: Console, rec: dict[str, Any], config: str | None, out: Pat
     t.add_row("", f"final filter k_v = {_size(arch['final_filter_size'])}, s_v = {_size(arch['final_stride'])}; "
                   f"P = {arch['num_params']}, dim M = {arch['function_space_dim']}; filling: "
                   f"{_yes(arch['filling'])}")
-    params = ", ".join(f"{k} = {v:g}" for k, v in loss["params"].items())
+    params = ", ".join(f"{k} = {_num(v, 'g')}" for k, v in loss["params"].items())
     t.add_row("loss", f"{loss['name']}{f' ({params})' if params else ''}: {escape(loss['description'])}")
     t.add_row("data", escape(data["description"]))
     ratio = 0.0 if cond["condition_number"] is None else 1.0 / cond["condition_number"]
     t.add_row("data condition", f"{_yes(cond['satisfied'], 'holds', 'fails')}: rank H = {cond['rank']} of "
-                                f"k_v = {cond['final_filter_size']}, σ_min/σ_max = {ratio:.3g}")
+                                f"k_v = {cond['final_filter_size']}, σ_min/σ_max = {_num(ratio, '.3g')}")
     t.add_row("theorem", f"{_yes(hyp['covered'], 'covered', 'not covered')}: {escape(hyp['consequence'])}")
     for failure in hyp["failures"]:
         t.add_row("", f"[red]✗[/] {escape(failure)}")
     t.add_row("solver", f"{rec['solver']['method'].replace('_', ' ')} — {escape(res['method'])}")
-    certificate = (f"‖∇L‖ = {res['flow_gradient_norm']:.2e} at stop, {res['gradient_norm']:.2e} after polishing "
-                   f"(moved {res['polish_distance']:.2g}); invariant drift {res['invariant_drift']:.2g}; "
-                   f"arc length {res['arc_length']:.4g}")
+    certificate = (f"‖∇L‖ = {_num(res['flow_gradient_norm'], '.2e')} at stop, "
+                   f"{_num(res['gradient_norm'], '.2e')} after polishing "
+                   f"(moved {_num(res['polish_distance'], '.2g')}); invariant drift "
+                   f"{_num(res['invariant_drift'], '.2g')}; arc length {_num(res['arc_length'], '.4g')}")
     theta = res["lojasiewicz_exponent"]
     if theta is not None:
-        certificate += f"; Łojasiewicz θ ≈ {theta:.2f}"
+        certificate += f"; Łojasiewicz θ ≈ {_num(theta, '.2f')}"
     if res["converged"]:
         t.add_row("converged", f"{_yes(True)}, certified: {_yes(res['certified'])} — {certificate}")
     else:
-        t.add_row("converged", f"{_yes(False)} — invariant drift {res['invariant_drift']:.2g}, "
-                               f"arc length {res['arc_length']:.4g}")
+        t.add_row("converged", f"{_yes(False)} — invariant drift {_num(res['invariant_drift'], '.2g')}, "
+                               f"arc length {_num(res['arc_length'], '.4g')}")
     t.add_row("", escape(res["message"].split(";")[0]))
     style = "green" if verdict["kind"] == "global_minimum" and verdict["certified"] else (
         "red" if not verdict["converged"] else "yellow")
@@ -283,9 +362,10 @@ def _summary(console: Console, rec: dict[str, Any], config: str | None, out: Pat
         t.add_row("", f"· {escape(cp.get('spurious_reason', ''))}")
     t.add_row("optimum", escape(verdict["comparison"]))
     timings = rec["timings"]
-    t.add_row("time", f"t = {res['t_final']:.4g} (flow time), {res['num_steps']} steps, "
+    t.add_row("time", f"t = {_num(res['t_final'], '.4g')} (flow time), {res['num_steps']} steps, "
                       f"{res['num_gradient_evaluations']} gradients, {res['num_hessian_evaluations']} Hessians; "
-                      f"{timings['flow_seconds']:.2f} s flow + {timings['build_seconds']:.2f} s data")
+                      f"{_num(timings['flow_seconds'], '.2f')} s flow + "
+                      f"{_num(timings['build_seconds'], '.2f')} s data")
     if out is not None:
         t.add_row("files", f"{escape(str(out))}/: result.json, trajectory.npz, config.toml, report.html, figures/")
     console.print(t)
@@ -318,8 +398,10 @@ def check_data_command(config: ConfigArg = None, set_: SetOpt = None, json_outpu
                         f"targets {_size(data['target_shape'])}")
     ratio = 0.0 if cond["condition_number"] is None else 1.0 / cond["condition_number"]
     t.add_row("rank H = k_v", f"{_yes(cond['satisfied'])}: rank {cond['rank']} of {cond['final_filter_size']} "
-                              f"({cond['num_equations']} equations), σ_min = {cond['smallest_singular_value']:.3g}, "
-                              f"σ_max = {cond['largest_singular_value']:.3g}, σ_min/σ_max = {ratio:.3g}")
+                              f"({cond['num_equations']} equations), "
+                              f"σ_min = {_num(cond['smallest_singular_value'], '.3g')}, "
+                              f"σ_max = {_num(cond['largest_singular_value'], '.3g')}, "
+                              f"σ_min/σ_max = {_num(ratio, '.3g')}")
     t.add_row("rank X = d_0", f"{_yes(cond['inputs_full_row_rank'])}: {cond['inputs_rank']} of {cond['input_dim']} "
                               "(classical, stronger)")
     t.add_row("", escape(cond["explanation"]))
@@ -395,12 +477,7 @@ register_sweep_commands(app)
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit code instead of exiting."""
-    try:
-        app(args=argv, prog_name="lcnflow", standalone_mode=True)
-    except SystemExit as exc:
-        code = exc.code
-        return code if isinstance(code, int) else (0 if code is None else EXIT_INTERNAL)
-    return EXIT_OK
+    return run_app(app, argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

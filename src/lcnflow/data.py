@@ -6,18 +6,47 @@ import numpy as np
 
 from .architecture import Architecture, _fmt
 
+__all__ = ["DATA_SCALE_RANGE", "Dataset"]
+
+
+#: ``(lo, hi)``: the largest magnitude of the inputs, and of the targets, must lie in this range (or be 0).  The
+#: risk forms squares and sums of products of the data; outside the range they overflow to ``inf`` or underflow to
+#: 0 in float64 (a risk that underflows to 0 would make any point look like a global minimum).  Rescaling the inputs
+#: or the targets by a constant changes no verdict of lcnflow, so data outside it can always be brought inside.
+DATA_SCALE_RANGE: tuple[float, float] = (1e-100, 1e100)
+
 
 def _check_array(a: object, what: str) -> np.ndarray:
+    """``a`` as a new float64 array: real numbers only (no complex, strings, objects), all finite, of sane scale."""
     try:
-        arr = np.array(a, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"{what}: must be a numeric array, got {type(a).__name__}") from None
+        raw = np.asarray(a)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{what}: must be a real numeric array, got {type(a).__name__} ({exc})") from None
+    if raw.dtype.kind == "c":
+        raise ValueError(
+            f"{what}: must be real, got a complex array (dtype {raw.dtype}); pass the real part explicitly if that "
+            "is what you mean"
+        )
+    if raw.dtype.kind not in "biuf":
+        raise ValueError(
+            f"{what}: must be a real numeric array (bool, int or float), got "
+            f"{type(a).__name__ if raw.dtype.kind == 'O' else 'dtype ' + str(raw.dtype)}"
+        )
+    arr = np.array(raw, dtype=np.float64)
     bad = ~np.isfinite(arr)
     if bad.any():
         first = tuple(int(t) for t in np.argwhere(bad)[0])
         raise ValueError(
             f"{what}: {int(bad.sum())} non-finite value(s) (NaN or inf), first at index {first}; "
             "remove or impute them before training"
+        )
+    top = float(np.max(np.abs(arr))) if arr.size else 0.0
+    lo, hi = DATA_SCALE_RANGE
+    if top != 0.0 and not lo <= top <= hi:
+        raise ValueError(
+            f"{what}: largest magnitude {top:.3g} is outside [{lo:g}, {hi:g}], where squares and sums of products "
+            f"of the data stay finite and normal in float64; divide the array by a constant (e.g. {top:.3g}) — "
+            "rescaling inputs or targets changes no verdict"
         )
     return arr
 

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["LOSS_NAMES", "LOSS_PARAMETERS", "Loss", "get_loss"]
+__all__ = ["LOSS_NAMES", "LOSS_PARAMETERS", "SCALE_PARAMETER_RANGE", "Loss", "get_loss"]
 
 ArrayFn = Callable[[np.ndarray], np.ndarray]
 
@@ -56,6 +56,10 @@ _DEFAULTS: Mapping[str, Mapping[str, float]] = MappingProxyType(
         "log_cosh": MappingProxyType({}),
     }
 )
+
+#: ``(lo, hi)``: the scale parameters ``delta`` (pseudo-Huber) and ``alpha`` (generalized Huber) must lie in this
+#: range.  Their square and cube enter the loss's derivatives; outside it those underflow or overflow in float64.
+SCALE_PARAMETER_RANGE: tuple[float, float] = (1e-100, 1e100)
 
 LOSS_PARAMETERS: dict[str, dict[str, float]] = {name: dict(_DEFAULTS[name]) for name in LOSS_NAMES}
 """Default parameter values of every built-in loss, keyed by loss name."""
@@ -201,9 +205,12 @@ def _gh_value_masked(r: np.ndarray, alpha: float, beta: float) -> np.ndarray:
 def _ph_root(r: np.ndarray, delta: float) -> np.ndarray | None:
     """``h = √(1 + (r/δ)²)`` computed in place in one buffer, or ``None`` when ``(r/δ)²`` would overflow or ``r``
     holds NaN (the masked forms handle those)."""
-    h = np.multiply(r, r)
-    if delta != 1.0:
-        h *= 1.0 / (delta * delta)
+    if delta == 1.0:
+        h = np.multiply(r, r)
+    else:
+        h = np.divide(r, delta)
+        with np.errstate(over="ignore"):
+            np.multiply(h, h, out=h)
     if h.size and not h.max() < 1e300:
         return None
     h += 1.0
@@ -732,6 +739,15 @@ def _validate_params(name: str, given: Mapping[str, Any]) -> dict[str, float]:
     if name == "generalized_huber":
         if params["alpha"] <= 0.0:
             raise ValueError(f"loss.alpha: must be > 0, got {given.get('alpha')!r}")
+    for key in ("delta", "alpha"):
+        if key in params and not SCALE_PARAMETER_RANGE[0] <= params[key] <= SCALE_PARAMETER_RANGE[1]:
+            lo, hi = SCALE_PARAMETER_RANGE
+            raise ValueError(
+                f"loss.{key}: must be between {lo:g} and {hi:g} (its square and cube must stay normal float64 "
+                f"numbers), got {given.get(key)!r}; rescale the data instead: the loss's shape depends only on the "
+                f"ratio of the residuals to {'delta' if key == 'delta' else '1/alpha'}"
+            )
+    if name == "generalized_huber":
         if params["beta"] < 0.0:
             raise ValueError(f"loss.beta: must be >= 0, got {given.get('beta')!r}")
     return params

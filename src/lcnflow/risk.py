@@ -82,6 +82,8 @@ class EmpiricalRisk:
         *,
         max_patch_bytes: int = DEFAULT_MAX_PATCH_BYTES,
     ):
+        if not isinstance(arch, Architecture):
+            raise ValueError(f"arch: expected a lcnflow.Architecture, got {type(arch).__name__}")
         if isinstance(loss, str):
             loss = get_loss(loss)
         if not isinstance(loss, Loss):

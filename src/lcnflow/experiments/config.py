@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ..architecture import Architecture, SizeRuleWarning
 from ..conv import as_filters
-from ..flow import METHODS
+from ..flow.options import INTEGRATORS, DescentOptions, FlowOptions, StopOptions
 from ..losses import LOSS_NAMES, LOSS_PARAMETERS, Loss, get_loss
 
 __all__ = [
@@ -268,38 +268,71 @@ class InitConfig(_Section):
 
 
 # ---------------------------------------------------------------------------------------------------- flow
+_STOP = StopOptions()
+_FLOW = FlowOptions()
+_DESCENT = DescentOptions()
+
+
 class _FlowBase(_Section):
-    gtol: float | None = Field(None, ge=0, description="stop when ‖∇L‖ ≤ gtol (default 1e-8 · gradient scale)")
-    certify_tol: float | None = Field(
-        None, ge=0, description="‖∇L‖ a polished limit must reach to be certified (default 1e-10 · gradient scale)"
-    )
-    polish_radius: float = Field(1e-2, gt=0, description="polishing may move at most this · max(1, ‖w‖)")
-    classify: bool = Field(True, description="classify the limit (Hessian, function-space origin)")
-    max_record: int = Field(400, ge=2, description="recorded trajectory points at most (log-spaced in time)")
-    blowup_factor: float = Field(1e6, gt=1, description="stop as unbounded when ‖w‖ > this · max(1, ‖w(0)‖)")
+    gtol: float = Field(_STOP.gtol, gt=0, lt=1, description="candidate limit when ‖∇L‖ ≤ gtol · S(w), S the gradient "
+                        "scale (relative: no units); a candidate is polished and the run stops only at a minimum")
+    certify_tol: float = Field(_STOP.certify_tol, gt=0, lt=1,
+                               description="a polished point is certified when ‖∇L‖ ≤ certify_tol · S")
+    polish_radius: float = Field(_STOP.polish_radius, gt=0, description="polishing may move at most this · ‖w‖")
+    classify: bool = Field(_STOP.classify, description="classify the limit (Hessian, function-space origin)")
+    max_record: int = Field(_STOP.max_record, ge=2, description="recorded trajectory points at most (log-spaced)")
+    blowup_factor: float = Field(_STOP.blowup_factor, gt=1,
+                                 description="stop as unbounded when ‖w‖ > this · the problem's natural size")
+    max_time: float | None = Field(None, gt=0, description="wall-clock budget in seconds (default: none)")
+
+    @model_validator(mode="after")
+    def _check_with_the_options(self):
+        self.options()  # one validation for config and API: the options class refuses what it refuses
+        return self
 
 
 class GradientFlowConfig(_FlowBase):
     """``method = "gradient_flow"``: ``ẇ = −∇L(w)`` integrated with error control (:func:`~lcnflow.gradient_flow`)."""
 
     method: Literal["gradient_flow"] = Field("gradient_flow", description=_METHOD_HELP)
-    integrator: Literal[METHODS] = Field("auto", description=f"integrator: {', '.join(METHODS)}")
-    t_max: float = Field(1e10, gt=0, description="largest flow time; reaching it means not converged")
-    rtol: float = Field(1e-6, gt=0, description="relative local error tolerance")
-    atol: float = Field(1e-9, gt=0, description="absolute local error tolerance")
-    max_steps: int = Field(200_000, ge=1, description="accepted + rejected steps at most")
+    integrator: Literal[INTEGRATORS] = Field(_FLOW.integrator, description=f"integrator: {', '.join(INTEGRATORS)}")
+    t_max: float | None = Field(None, gt=0, description="largest flow time (default: none); reaching it means "
+                                "not converged")
+    rtol: float = Field(_FLOW.rtol, gt=0, description="relative local error tolerance")
+    atol: float = Field(_FLOW.atol, gt=0, description="absolute local error tolerance, relative to the size of one "
+                        "initial coefficient")
+    max_steps: int = Field(_FLOW.max_steps, ge=1, description="accepted + rejected steps at most")
+    verify: bool = Field(_FLOW.verify, description="re-integrate at 100× tighter tolerances and report whether the "
+                         "limit is the same")
+
+    def options(self) -> FlowOptions:
+        """The :class:`~lcnflow.flow.options.FlowOptions` of this section."""
+        return FlowOptions(
+            integrator=self.integrator, t_max=self.t_max or math.inf, rtol=self.rtol, atol=self.atol,
+            gtol=self.gtol, certify_tol=self.certify_tol, polish_radius=self.polish_radius, classify=self.classify,
+            max_record=self.max_record, blowup_factor=self.blowup_factor, max_steps=self.max_steps,
+            max_time=self.max_time or math.inf, verify=self.verify,
+        )
 
 
 class GradientDescentConfig(_FlowBase):
     """``method = "gradient_descent"``: ``w ← w − η∇L(w)`` (:func:`~lcnflow.gradient_descent`)."""
 
     method: Literal["gradient_descent"] = Field("gradient_descent", description=_METHOD_HELP)
-    step_size: float = Field(0.01, gt=0, description="η (initial η if adaptive)")
+    step_size: float = Field(_DESCENT.step_size, gt=0, description="η (initial η if adaptive)")
     adaptive: bool = Field(
-        True, description="Armijo-safeguarded step size (false: fixed step η, which diverges when η is too large)"
+        _DESCENT.adaptive, description="Armijo-safeguarded step size (false: plain fixed step η, the iteration "
+        "users run; it diverges when η is too large)"
     )
-    max_steps: int = Field(100_000, ge=1, description="iterations at most")
-    max_time: float | None = Field(None, gt=0, description="wall-clock cap in seconds")
+    max_steps: int = Field(_DESCENT.max_steps, ge=1, description="iterations at most")
+
+    def options(self) -> DescentOptions:
+        """The :class:`~lcnflow.flow.options.DescentOptions` of this section."""
+        return DescentOptions(
+            step_size=self.step_size, adaptive=self.adaptive, gtol=self.gtol, certify_tol=self.certify_tol,
+            polish_radius=self.polish_radius, classify=self.classify, max_record=self.max_record,
+            blowup_factor=self.blowup_factor, max_steps=self.max_steps, max_time=self.max_time or math.inf,
+        )
 
 
 FlowConfig = Annotated[GradientFlowConfig | GradientDescentConfig, Field(discriminator="method")]

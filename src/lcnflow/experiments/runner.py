@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime
 import json
 import math
+import os
 import time
 import warnings
 from collections.abc import Callable
@@ -28,7 +29,9 @@ import numpy as np
 from .. import __version__
 from ..architecture import Architecture
 from ..conv import as_filters, final_filter, flatten, random_init, unflatten
-from ..flow import FlowResult, gradient_descent, gradient_flow, invariants, theorem_hypotheses
+from ..flow import FlowResult, invariants, theorem_hypotheses
+from ..flow.descent import run_descent
+from ..flow.integrate import run_flow
 from ..losses import Loss
 from ..risk import EmpiricalRisk
 from .config import ExperimentConfig, GradientFlowConfig, InitConfig
@@ -115,19 +118,9 @@ class Experiment:
     def run(self, callback: Callback | None = None) -> FlowResult:
         """Integrate with the ``[flow]`` section's method and options; see :func:`run_experiment`."""
         f = self.config.flow
-        common = dict(
-            gtol=f.gtol, certify_tol=f.certify_tol, polish_radius=f.polish_radius, classify=f.classify,
-            max_record=f.max_record, blowup_factor=f.blowup_factor, callback=callback,
-        )
         if isinstance(f, GradientFlowConfig):
-            return gradient_flow(
-                self.risk, self.init, t_max=f.t_max, method=f.integrator, rtol=f.rtol, atol=f.atol,
-                max_steps=f.max_steps, **common,
-            )
-        return gradient_descent(
-            self.risk, self.init, f.step_size, max_steps=f.max_steps, adaptive=f.adaptive, max_time=f.max_time,
-            **common,
-        )
+            return run_flow(self.risk, self.init, f.options(), callback=callback)
+        return run_descent(self.risk, self.init, f.options(), callback=callback)
 
 
 def prepare(cfg: ExperimentConfig) -> Experiment:
@@ -446,9 +439,28 @@ class ExperimentRun:
         out.mkdir(parents=True, exist_ok=True)
         paths = {name: out / name for name in RUN_FILES}
         record = self.to_dict() if record is None else record
-        paths["result.json"].write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        np.savez_compressed(paths["trajectory.npz"], **self.arrays())
-        paths["config.toml"].write_text(self.experiment.config.to_toml(), encoding="utf-8")
+        text = json.dumps(record, indent=2, ensure_ascii=False) + "\n"
+        # every file is written to a temporary name first and renamed into place only when complete; the three
+        # are renamed together at the end, so a failure (a full disk) leaves the earlier files as they were
+        staged: list[tuple[Path, Path]] = []
+        try:
+            for name, write in (
+                ("trajectory.npz", lambda fh: np.savez_compressed(fh, **self.arrays())),
+                ("config.toml", lambda fh: fh.write(self.experiment.config.to_toml().encode("utf-8"))),
+                ("result.json", lambda fh: fh.write(text.encode("utf-8"))),
+            ):
+                tmp = out / f".{name}.{os.getpid()}.tmp"
+                staged.append((tmp, paths[name]))
+                with open(tmp, "wb") as fh:
+                    write(fh)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            for tmp, final in staged:
+                os.replace(tmp, final)
+        finally:
+            for tmp, _ in staged:
+                if tmp.exists():
+                    tmp.unlink()
         if report:
             # The report layer sits above experiments; it is imported here only, on request, so the layering holds
             # for everything that does not ask for a report.

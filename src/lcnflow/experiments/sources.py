@@ -15,7 +15,10 @@ filter of size ``k_v``.
 from __future__ import annotations
 
 import math
+import os
 import random
+import zipfile
+import zlib
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,7 +33,15 @@ from ..data import Dataset
 from . import readers
 from .config import IMAGE_NAMES, ConfigError, FileData, ImageData, Mnist1dData, PlantedData
 
-__all__ = ["SOURCES", "DataBundle", "apply_final_filter", "gaussian_blur_filter", "make_data"]
+__all__ = [
+    "SOURCES",
+    "DataBundle",
+    "apply_final_filter",
+    "available_memory",
+    "data_memory_estimate",
+    "gaussian_blur_filter",
+    "make_data",
+]
 
 
 @dataclass
@@ -144,33 +155,92 @@ def _planted(cfg: PlantedData, arch: Architecture) -> DataBundle:
 
 
 # ---------------------------------------------------------------------------------------------------- file
+#: What reading a damaged NumPy file can raise (truncated or foreign bytes, a broken zip member, pickled objects).
+_READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError, RuntimeError)
+
+
+#: First bytes of the two NumPy formats: an ``.npz`` is a zip archive, an ``.npy`` starts with its magic string.
+_MAGIC = {".npz": (b"PK\x03\x04", "a zip archive (numpy.savez)"), ".npy": (b"\x93NUMPY", "a NumPy .npy file")}
+
+
+def _check_magic(path: Path, field: str, suffix: str) -> None:
+    """Refuse a file whose first bytes are not those of the NumPy format its suffix names."""
+    magic, what = _MAGIC[suffix]
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(len(magic))
+    except OSError as exc:
+        raise ConfigError(f"{field}: cannot read {path}: {exc.strerror or exc}") from None
+    if head != magic:
+        raise ConfigError(f"{field}: cannot read {path}: it is not {what} (its first bytes are not the format's "
+                          "signature: a different kind of file, or damaged)")
+
+
+def _why_unreadable(exc: BaseException) -> str:
+    """A short reason for a NumPy file that cannot be read, in lcnflow's words."""
+    text = str(exc)
+    if "pickle" in text:
+        return "it holds pickled Python objects (an object array); lcnflow reads numeric arrays only"
+    if isinstance(exc, zipfile.BadZipFile | zlib.error | EOFError):
+        return f"it is truncated or damaged ({type(exc).__name__}: {text or 'unexpected end of data'})"
+    return f"it is not a valid NumPy file ({text or type(exc).__name__})"
+
+
+def _check_file(path: Path, field: str, wanted: str) -> None:
+    """Refuse a path that is missing, a directory, or empty, naming ``field``."""
+    if path.is_dir():
+        raise ConfigError(f"{field}: {path} is a directory, not a file (give {wanted})")
+    if not path.is_file():
+        raise ConfigError(f"{field}: file not found: {path} (give {wanted})")
+    if path.stat().st_size == 0:
+        raise ConfigError(f"{field}: {path} is empty (0 bytes); give {wanted}")
+
+
+def _load_npy(path: Path, field: str) -> np.ndarray:
+    _check_magic(path, field, ".npy")
+    try:
+        return np.load(path, allow_pickle=False)
+    except _READ_ERRORS as exc:
+        raise ConfigError(f"{field}: cannot read {path} as a NumPy .npy array: {_why_unreadable(exc)}") from None
+
+
 def _read_arrays(cfg: FileData) -> tuple[np.ndarray, np.ndarray, str]:
     path = Path(cfg.path).expanduser()
-    if not path.is_file():
-        raise ConfigError(f"data.path: file not found: {path} (give an .npz with inputs and targets, or an .npy)")
-    try:
-        if path.suffix == ".npz":
-            with np.load(path, allow_pickle=False) as archive:
-                names = list(archive.files)
-                for key, what in ((cfg.inputs_key, "inputs_key"), (cfg.targets_key, "targets_key")):
-                    if key not in names:
-                        raise ConfigError(
-                            f"data.{what}: {path} has no array {key!r}; it has: {', '.join(names) or '(none)'}"
-                        )
-                return archive[cfg.inputs_key], archive[cfg.targets_key], f"{path.name}"
-        if path.suffix == ".npy":
-            if not cfg.targets_path:
-                raise ConfigError(
-                    f"data.targets_path: required when data.path is an .npy file ({path}); give the .npy of targets"
-                )
-            tpath = Path(cfg.targets_path).expanduser()
-            if not tpath.is_file():
-                raise ConfigError(f"data.targets_path: file not found: {tpath}")
-            return np.load(path, allow_pickle=False), np.load(tpath, allow_pickle=False), f"{path.name}, {tpath.name}"
-    except ConfigError:
-        raise
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"data.path: cannot read {path} as NumPy data: {exc}") from None
+    wanted = "an .npz with inputs and targets, or an .npy of inputs with data.targets_path"
+    _check_file(path, "data.path", wanted)
+    if path.suffix == ".npz":
+        _check_magic(path, "data.path", ".npz")
+        try:
+            archive = np.load(path, allow_pickle=False)
+        except _READ_ERRORS as exc:
+            raise ConfigError(f"data.path: cannot read {path} as a NumPy .npz archive: {_why_unreadable(exc)}"
+                              ) from None
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise ConfigError(f"data.path: {path} is a single .npy array, not an .npz archive; rename it to .npy "
+                              "and give data.targets_path, or save inputs and targets with numpy.savez")
+        with archive:
+            names = list(archive.files)
+            arrays = []
+            for key, what in ((cfg.inputs_key, "inputs_key"), (cfg.targets_key, "targets_key")):
+                if key not in names:
+                    raise ConfigError(
+                        f"data.{what}: {path} has no array {key!r}; it has: {', '.join(names) or '(none)'}"
+                    )
+                try:
+                    arrays.append(archive[key])
+                except _READ_ERRORS as exc:
+                    raise ConfigError(
+                        f"data.{what}: cannot read the array {key!r} of {path}: {_why_unreadable(exc)}"
+                    ) from None
+        return arrays[0], arrays[1], f"{path.name}"
+    if path.suffix == ".npy":
+        if not cfg.targets_path:
+            raise ConfigError(
+                f"data.targets_path: required when data.path is an .npy file ({path}); give the .npy of targets"
+            )
+        tpath = Path(cfg.targets_path).expanduser()
+        _check_file(tpath, "data.targets_path", "an .npy of targets")
+        return _load_npy(path, "data.path"), _load_npy(tpath, "data.targets_path"), f"{path.name}, {tpath.name}"
     raise ConfigError(f"data.path: {path} must end in .npz or .npy, got {path.suffix or 'no suffix'!r}")
 
 
@@ -182,7 +252,10 @@ def _file(cfg: FileData, arch: Architecture) -> DataBundle:
     for arr, what in ((X, "data.inputs"), (Y, "data.targets")):
         if arr.dtype.kind not in "biuf":
             raise ConfigError(f"{what}: must be a real numeric array, got dtype {arr.dtype} in {cfg.path}")
-    data = Dataset(X, Y)  # finiteness, ranks and sample counts, with messages naming data.inputs/data.targets
+    try:  # finiteness, scale, ranks and sample counts, with messages naming data.inputs/data.targets
+        data = Dataset(X, Y)
+    except ValueError as exc:
+        raise ConfigError(f"{exc} (read from {names})") from None
     description = (
         f"File {names}: {data.num_samples} samples, inputs of size {_fmt(X.shape[1:])}, targets of size "
         f"{_fmt(Y.shape[1:])}."
@@ -341,6 +414,67 @@ SOURCES: dict[str, Callable[[Any, Architecture], DataBundle]] = {
 }
 
 
+#: Float64 arrays of the size of the data that a source holds at once (inputs, targets, noise, clean signals, and the
+#: copy :class:`~lcnflow.Dataset` makes): the factor in :func:`data_memory_estimate`.  The ``mnist1d`` package
+#: resamples and transforms its signals in several more arrays of the same size (measured: about 6).
+WORKING_COPIES = 4
+MNIST1D_WORKING_COPIES = 8
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (``MemAvailable`` on Linux, else physical memory), or ``None``."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def data_memory_estimate(cfg: PlantedData | FileData | Mnist1dData | ImageData, arch: Architecture) -> int | None:
+    """Bytes a source needs to build its data for ``arch``, before it allocates anything; ``None`` for files.
+
+    ``8 · m · (Π d_0 + Π d_N + Π c) · copies`` with ``m`` samples (or patches), ``c`` the clean signal or patch a
+    deblurring source draws (``d_0`` plus the blur's ``blur_size − 1`` per axis), float64 entries, and ``copies``
+    :data:`WORKING_COPIES` (:data:`MNIST1D_WORKING_COPIES` for ``mnist1d``).
+    """
+    m = getattr(cfg, "num_samples", None) or getattr(cfg, "num_patches", None)
+    if m is None:
+        return None
+    d0, dN = arch.axes_layer_sizes[0], arch.axes_layer_sizes[-1]
+    extra = getattr(cfg, "blur_size", 1) - 1
+    clean = math.prod(d + extra for d in d0)
+    copies = MNIST1D_WORKING_COPIES if cfg.source == "mnist1d" else WORKING_COPIES
+    return 8 * int(m) * (math.prod(d0) + math.prod(dN) + clean) * copies
+
+
+def _check_memory(cfg: Any, arch: Architecture) -> None:
+    need = data_memory_estimate(cfg, arch)
+    have = available_memory()
+    if need is None or have is None or need <= have:
+        return
+    m_key = "num_patches" if hasattr(cfg, "num_patches") else "num_samples"
+    m = getattr(cfg, m_key)
+    raise ConfigError(
+        f"data.{m_key}: {m} samples of size {_fmt(arch.input_size)} (architecture.input_size) would need about "
+        f"{_bytes(need)} of memory to build, more than the {_bytes(have)} available; use fewer samples or a smaller "
+        "input size"
+    )
+
+
+def _bytes(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.3g} {unit}" if unit != "bytes" else f"{int(n)} bytes"
+        n /= 1024
+    return f"{n:.3g} EiB"  # pragma: no cover
+
+
 def make_data(cfg: PlantedData | FileData | Mnist1dData | ImageData, arch: Architecture) -> DataBundle:
     """Build the data set a ``[data]`` section describes, for ``arch``.
 
@@ -358,6 +492,17 @@ def make_data(cfg: PlantedData | FileData | Mnist1dData | ImageData, arch: Archi
     ConfigError or ValueError
         A missing file or package, arrays that do not fit ``arch``, non-finite values; the message names the field.
     """
-    bundle = SOURCES[cfg.source](cfg, arch)
+    _check_memory(cfg, arch)
+    try:
+        bundle = SOURCES[cfg.source](cfg, arch)
+    except ConfigError:
+        raise
+    except ValueError as exc:
+        if cfg.source == "file" or "largest magnitude" not in str(exc):
+            raise
+        raise ConfigError(  # generated data out of range: the user controls the generator, not the array
+            f"{str(exc).split('; divide')[0]}; these data are generated from the [data] section (source "
+            f"{cfg.source!r}): bring its scales (noise_std, outlier_scale, …) back into range"
+        ) from None
     bundle.dataset.check_architecture(arch)
     return bundle

@@ -13,12 +13,111 @@ other critical point.
 
 from __future__ import annotations
 
+import math
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
 
+from ..conv import final_filter
 from ..risk import EmpiricalRisk
-from .symmetry import complement_basis, symmetry_basis
+from .symmetry import complement_basis, layer_norms, layer_starts, symmetry_basis
+
+_SCALES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+@dataclass(frozen=True)
+class ProblemScales:
+    r"""Sizes of a risk that every relative tolerance is measured against (computed once per risk).
+
+    Attributes
+    ----------
+    gradient_at_zero : float
+        ``f_0 = ‖∇ℒ(0)‖``, the pull of the data on the final filter at the origin.
+    curvature : float
+        ``κ = ‖∇²ℒ(0)‖₂`` (the square loss: ``‖G‖₂``), the curvature of ℒ.
+    filter_size : float
+        ``v_ref = f_0/κ``, the size of final filter the data ask for (1 when undefined).
+    """
+
+    gradient_at_zero: float
+    curvature: float
+    filter_size: float
+
+    def parameter_size(self, depth: int) -> float:
+        """``w_ref = √N · v_ref^{1/N}``: the size of balanced parameters whose final filter has size ``v_ref``."""
+        return math.sqrt(depth) * self.filter_size ** (1.0 / depth)
+
+
+def reference_size(risk: EmpiricalRisk, w0: np.ndarray) -> float:
+    r"""The natural size ``w_ref`` of a run's parameters: ``√N · v_ref^{1/N}`` (:class:`ProblemScales`).
+
+    When the data pull nowhere (``∇ℒ(0) = 0``) the problem has no size of its own and the initialization's
+    ``√N ‖π(w_0)‖^{1/N}`` (else ``‖w_0‖``) stands in, so rescaling the initialization rescales ``w_ref``."""
+    sc = problem_scales(risk)
+    depth = risk.arch.depth
+    if sc.gradient_at_zero > 0 and sc.curvature > 0:
+        return sc.parameter_size(depth)
+    v0 = float(np.linalg.norm(final_filter(risk.arch, w0)))
+    if v0 > 0:
+        return math.sqrt(depth) * v0 ** (1.0 / depth)
+    size = float(np.linalg.norm(w0))
+    return size if size > 0 else 1.0
+
+
+def problem_scales(risk: EmpiricalRisk) -> ProblemScales:
+    """The :class:`ProblemScales` of ``risk`` (cached per risk object)."""
+    cached = _SCALES.get(risk)
+    if cached is None:
+        zero = np.zeros(risk.arch.final_filter_shape)
+        f0 = float(np.linalg.norm(risk.function_space_gradient(zero)))
+        kappa = float(np.linalg.norm(risk.function_space_hessian(zero), 2))
+        if not (math.isfinite(f0) and math.isfinite(kappa)):
+            raise ValueError(f"risk: ∇ℒ(0) or ∇²ℒ(0) is not finite (‖∇ℒ(0)‖ = {f0}, ‖∇²ℒ(0)‖ = {kappa}); the data "
+                             "are out of the range float64 can handle — rescale them")
+        v_ref = f0 / kappa if kappa > 0 and f0 > 0 else 1.0
+        cached = ProblemScales(f0, kappa, v_ref)
+        _SCALES[risk] = cached
+    return cached
+
+
+def _cofactor_size(norms: np.ndarray) -> float:
+    """``D = (Σ_i Π_{j≠i} n_j²)^{1/2}`` for the layer norms ``n``."""
+    sq = norms * norms
+    prefix = np.concatenate([[1.0], np.cumprod(sq[:-1])])
+    suffix = np.concatenate([np.cumprod(sq[::-1][:-1])[::-1], [1.0]])
+    return math.sqrt(float(np.sum(prefix * suffix)))
+
+
+def gradient_scale(risk: EmpiricalRisk, w: np.ndarray, *, upper_bound: bool = False,
+                   reference_filter_norm: float = 0.0) -> float:
+    r"""The size ``S(w)`` of the terms ``∇L(w)`` is made of: every gradient tolerance is relative to it.
+
+    .. math:: S(w) = D(w)\,\bigl(f_0 + κ\,‖π(w)‖\bigr), \qquad D(w) = \Bigl(\sum_i \prod_{j≠i} ‖w^{(j)}‖^2\Bigr)^{1/2},
+
+    where ``D`` bounds the size of ``dπ(w)`` (π is multilinear) and ``f_0 + κ‖v‖`` the size of the terms of
+    ``∇ℒ(v)`` (see :class:`ProblemScales`).  ``S`` scales exactly like ``‖∇L‖`` when the inputs, the targets
+    (square loss) or the parameters are rescaled along the flow's symmetries, so ``‖∇L‖ ≤ tol · S`` means the same
+    thing in any units — and it is *not* small at a small initialization, where ``‖∇L‖ ~ ‖dπ‖ f_0`` is tiny but
+    the ratio ``‖∇L‖/S`` is not.  ``upper_bound=True`` replaces ``‖π(w)‖`` by ``Π_i ‖w^{(i)}‖_1 ≥ ‖π(w)‖`` (no
+    polynomial product).
+
+    When ``f_0 = 0`` (the data pull nowhere: ``v = 0`` minimizes ℒ) the problem has no size of its own, and
+    ``κ · max(‖π(w)‖, reference_filter_norm)`` stands in for the second factor — the driver passes
+    ``‖π(w(0))‖``, which keeps the flow's verdicts invariant when the initialization is rescaled.
+    """
+    sc = problem_scales(risk)
+    norms = layer_norms(risk.arch, w)
+    if upper_bound:
+        v_norm = float(np.prod(np.add.reduceat(np.abs(w), layer_starts(risk.arch))))
+    else:
+        v_norm = float(np.linalg.norm(final_filter(risk.arch, w)))
+    fs = sc.gradient_at_zero + sc.curvature * v_norm
+    if sc.gradient_at_zero == 0:
+        fs = sc.curvature * max(v_norm, reference_filter_norm)
+    if fs == 0:
+        fs = 1.0
+    return _cofactor_size(norms) * fs
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from ..conv import Filters, _final_filter, unflatten
-from ..risk import EmpiricalRisk
-from .certify import lojasiewicz_fit, polish
-from .critical import CriticalPoint, classify_critical_point
+from ..conv import Filters
+from .critical import CriticalPoint
+from .itinerary import Plateau
 from .symmetry import invariants
-from .theorem import TheoremCheck, theorem_hypotheses
+from .theorem import TheoremCheck
 
 #: Callback signature: ``callback(t, w_flat, loss, gradient_norm) -> bool | None``; returning True stops the run.
 Callback = Callable[[float, np.ndarray, float, float], "bool | None"]
@@ -27,11 +26,13 @@ class FlowResult:
     Attributes
     ----------
     converged : bool
-        The run reached ``‖∇L‖ ≤ gtol`` without blowing up.
+        The run ended at a certified limit: a minimum, or a saddle whose stable set the start lies on (see
+        ``stop_reason``).  A run that stopped for any other reason has no limit, only an *uncertified endpoint*.
     certified : bool
-        Converged, and polishing reached ``‖∇L‖ ≤ certify_tol`` close to the endpoint (see ``polish_*``).
+        Same as ``converged`` (kept as the name of the certificate: polished ``‖∇L‖ ≤ certify_tol · S`` within
+        ``polish_radius · ‖w‖`` of the flow's state).
     limit : list of ndarray
-        The certified limit (polished point if polishing was accepted, else the endpoint).
+        The certified limit (the polished point), or the uncertified endpoint.
     final_filter : ndarray
         ``π(limit)``.
     loss, gradient_norm : float
@@ -65,9 +66,29 @@ class FlowResult:
     message : str
         Why the run stopped, and the certificate's outcome.
     critical_point : CriticalPoint or None
-        Classification of the limit (attached when the run converged).
+        Classification of the certified limit; ``None`` for an uncertified endpoint (no label without a
+        certificate).
     hypotheses : TheoremCheck or None
         The convergence theorem's hypotheses for this risk.
+    options : dict
+        The options the run used.
+    stop_reason : str
+        ``minimum`` or ``stable_saddle`` (converged); else ``t_max``, ``max_steps``, ``max_time``, ``blowup``,
+        ``nonfinite``, ``floor`` (the floating-point floor of ``‖∇L‖``), ``callback`` or ``failed``.
+    stable_set : str or None
+        For ``stable_saddle``: why the start lies on the saddle's stable set.
+    nearest_critical_point : CriticalPoint or None
+        For an uncertified endpoint: the nearest critical point the run found (classified), at
+        ``nearest_distance``.  It is not the run's limit.
+    nearest_distance : float
+    num_candidates : int
+        States at which the run tried to stop (polished and classified).
+    itinerary : list of Plateau
+        The plateaus the run crossed, each with its nearby critical point (:mod:`lcnflow.flow.itinerary`).
+    limit_verified : bool or None
+        With ``verify=True``: whether a re-integration at 100× tighter tolerances reached the same limit.
+    verification : dict or None
+        What the verification compared.
     """
 
     converged: bool
@@ -101,10 +122,52 @@ class FlowResult:
     critical_point: CriticalPoint | None = None
     hypotheses: TheoremCheck | None = None
     options: dict = field(default_factory=dict)
+    stop_reason: str = ""
+    stable_set: str | None = None
+    nearest_critical_point: CriticalPoint | None = None
+    nearest_distance: float = math.nan
+    num_candidates: int = 0
+    itinerary: list[Plateau] = field(default_factory=list)
+    limit_verified: bool | None = None
+    verification: dict | None = None
+
+    @property
+    def kind(self) -> str:
+        """What the run ended at: the certified limit's kind, ``"certified (not classified)"``, or
+        ``"uncertified_endpoint"``."""
+        if not self.certified:
+            return "uncertified_endpoint"
+        return self.critical_point.kind if self.critical_point is not None else "certified (not classified)"
+
+    # scipy.optimize.OptimizeResult-style aliases
+    @property
+    def success(self) -> bool:
+        """Alias of ``converged``."""
+        return self.converged
+
+    @property
+    def x(self) -> np.ndarray:
+        """The limit as one flat vector."""
+        return np.concatenate([w.ravel() for w in self.limit])
+
+    @property
+    def fun(self) -> float:
+        """Alias of ``loss``."""
+        return self.loss
+
+    @property
+    def nfev(self) -> int:
+        """Alias of ``num_gradient_evaluations``."""
+        return self.num_gradient_evaluations
+
+    @property
+    def nit(self) -> int:
+        """Alias of ``num_steps``."""
+        return self.num_steps
 
     def summary(self) -> str:
         """A few lines a person can read."""
-        status = "certified" if self.certified else ("converged" if self.converged else "NOT converged")
+        status = "converged, certified" if self.certified else "NOT converged (uncertified endpoint)"
         lines = [
             f"{status} ({self.method}): {self.message}",
             f"  L = {self.loss:.12g}, ‖∇L‖ = {self.gradient_norm:.3g} (flow stopped at {self.flow_gradient_norm:.3g}, "
@@ -116,6 +179,14 @@ class FlowResult:
         ]
         if self.critical_point is not None:
             lines.append(f"  limit: {self.critical_point.summary()}")
+        elif self.nearest_critical_point is not None:
+            lines.append(f"  uncertified endpoint; nearest critical point (distance {self.nearest_distance:.3g}): "
+                         f"{self.nearest_critical_point.summary()}")
+        for plateau in self.itinerary:
+            lines.append(f"  plateau {plateau.summary()}")
+        if self.limit_verified is not None:
+            same = "same limit" if self.limit_verified else "DIFFERENT limit"
+            lines.append(f"  verified at 100× tighter tolerances: {same}")
         if self.hypotheses is not None and not self.hypotheses.covered:
             lines.append("  not covered by the convergence theorem: " + "; ".join(self.hypotheses.failures))
         return "\n".join(lines)
@@ -148,6 +219,16 @@ class FlowResult:
             "critical_point": self.critical_point.to_dict() if self.critical_point else None,
             "hypotheses": self.hypotheses.to_dict() if self.hypotheses else None,
             "options": self.options,
+            "kind": self.kind,
+            "stop_reason": self.stop_reason,
+            "stable_set": self.stable_set,
+            "nearest_critical_point": (self.nearest_critical_point.to_dict()
+                                       if self.nearest_critical_point else None),
+            "nearest_distance": None if math.isnan(self.nearest_distance) else self.nearest_distance,
+            "num_candidates": self.num_candidates,
+            "itinerary": [p.to_dict() for p in self.itinerary],
+            "limit_verified": self.limit_verified,
+            "verification": self.verification,
         }
         if include_trajectory:
             out.update(
@@ -220,92 +301,3 @@ class Recorder:
         t, w, loss, gnorm = self._last
         if self.times[-1] != t or not np.array_equal(self.states[-1], w):
             self._append(t, w, loss, gnorm)
-
-
-def default_scale(risk: EmpiricalRisk, g0: float) -> float:
-    """Gradient scale used for scale-aware tolerances: ``max(‖∇L(w_0)‖, ‖∇ℒ(0)‖)``."""
-    fs0 = float(np.linalg.norm(risk.function_space_gradient(np.zeros(risk.arch.final_filter_shape))))
-    scale = max(g0, fs0)
-    return scale if scale > 0 and math.isfinite(scale) else 1.0
-
-
-def finish(
-    risk: EmpiricalRisk,
-    rec: Recorder,
-    *,
-    converged: bool,
-    stop_message: str,
-    method: str,
-    t_final: float,
-    nfev: int,
-    nhev: int,
-    nsteps: int,
-    start_time: float,
-    certify_tol: float,
-    polish_gtol: float,
-    polish_radius: float,
-    classify: bool,
-    saved_times: np.ndarray,
-    saved_states: np.ndarray,
-    options: dict,
-    clock: Callable[[], float],
-) -> FlowResult:
-    """Polish, classify and package a finished run (shared by gradient flow and gradient descent)."""
-    rec.close()
-    _, w_end, loss_end, g_end = rec.last
-    hyp = theorem_hypotheses(risk)
-    limit, loss, gnorm = w_end, loss_end, g_end
-    pol = None
-    if converged:
-        radius = polish_radius * max(1.0, float(np.linalg.norm(w_end)))
-        pol = polish(risk, w_end, gtol=polish_gtol, radius=radius)
-        nfev += pol.num_gradient_evaluations
-        nhev += pol.num_hessian_evaluations
-        if pol.accepted:
-            limit, gnorm = pol.point, pol.gradient_norm
-            loss = risk.value(limit)
-    certified = bool(converged and gnorm <= certify_tol and (pol is None or pol.accepted))
-    theta, fit = lojasiewicz_fit(np.array(rec.losses), np.array(rec.gnorms), loss)
-    cp = classify_critical_point(risk, limit) if (converged and classify) else None
-    message = stop_message
-    if converged:
-        message += (
-            f"; certified ‖∇L‖ = {gnorm:.2e} ≤ {certify_tol:.2e}" if certified
-            else f"; not certified: ‖∇L‖ = {gnorm:.2e} after polishing ({pol.message if pol else ''})"
-        )
-    if not hyp.covered:
-        message += "; not covered by the convergence theorem (" + "; ".join(hyp.failures) + ")"
-    filters = unflatten(risk.arch, limit)
-    return FlowResult(
-        converged=converged,
-        certified=certified,
-        limit=[f.copy() for f in filters],
-        final_filter=_final_filter(risk.arch, filters),
-        loss=float(loss),
-        gradient_norm=float(gnorm),
-        flow_gradient_norm=float(g_end),
-        polish_distance=pol.distance if pol else 0.0,
-        polish_accepted=bool(pol.accepted) if pol else False,
-        polish_message=pol.message if pol else "not polished (the run did not converge)",
-        t_final=float(t_final),
-        times=np.array(rec.times),
-        losses=np.array(rec.losses),
-        gradient_norms=np.array(rec.gnorms),
-        trajectory=np.array(rec.states),
-        saved_times=saved_times,
-        saved_states=saved_states,
-        invariants=rec.delta0,
-        invariant_drift=rec.drift,
-        arc_length=rec.arc,
-        lojasiewicz_exponent=theta,
-        lojasiewicz_fit=fit,
-        num_gradient_evaluations=nfev,
-        num_hessian_evaluations=nhev,
-        num_steps=nsteps,
-        wall_time=clock() - start_time,
-        method=method,
-        message=message,
-        critical_point=cp,
-        hypotheses=hyp,
-        options=options,
-    )

@@ -155,15 +155,16 @@ def convergence(run: RunData) -> Figure:
     ax = axes[0]
     ax.plot(t, loss, color=LIMIT, marker=marker, label=r"$L(w(t))$")
     end = r"limit $L(w^*)$" if res["converged"] else "end of the run: $L$"
-    ax.axhline(limit, color=LIMIT, ls="--", lw=0.9, label=f"{end} = {limit:.4g}")
+    if limit is not None:  # None: the run ended on a non-finite risk (it diverged)
+        ax.axhline(limit, color=LIMIT, ls="--", lw=0.9, label=f"{end} = {limit:.4g}")
     if opt is not None and opt > 0:
         ax.axhline(opt, color=OPTIMUM, ls=":", lw=1.2, label=rf"function-space optimum $\mathcal{{L}}^*$ = {opt:.4g}")
     ax.plot([], [], color=stop_color, ls="-.", lw=0.9, label=f"stop at t = {t_stop:.3g}")
     ax.set(xlabel=_time_label(run), ylabel="risk L", title="Risk")
 
     ax = axes[1]
-    gap = loss - limit
-    good = gap > 1e-15 * max(1.0, abs(limit))
+    gap = loss - (limit if limit is not None else np.inf)
+    good = gap > 1e-15 * max(1.0, abs(limit if limit is not None else 0.0))
     if good.any() and res["converged"]:
         ax.plot(t[good], gap[good], color=LIMIT, marker=marker)
         ax.set_yscale("log")
@@ -190,7 +191,7 @@ def convergence(run: RunData) -> Figure:
             ax.axvline(t_stop, color=stop_color, lw=0.9, ls="-.")
         if not logt:
             _stopped_at_zero(ax)
-    axes[0].set_yscale("log" if np.all(loss > 0) and limit > 0 else "linear")
+    axes[0].set_yscale("log" if np.all(loss > 0) and (limit is None or limit > 0) else "linear")
     for ax in (axes[0], axes[2]):  # below the panel, never on the curves
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=1)
     return _finish(fig)
@@ -635,8 +636,9 @@ def plot_result(result: Any, risk: Any) -> Figure:
         ax = axes[0]
         ax.plot(t, np.asarray(result.losses)[ok], color=LIMIT, marker=marker, label=r"$L(w(t))$")
         end = r"limit $L(w^*)$" if result.converged else "end of the run: $L$"
-        ax.axhline(result.loss, color=LIMIT, ls="--", lw=0.9, label=f"{end} = {result.loss:.4g}")
-        if np.all(np.asarray(result.losses) > 0) and result.loss > 0:
+        if result.loss is not None and math.isfinite(result.loss):  # not finite: the run diverged
+            ax.axhline(result.loss, color=LIMIT, ls="--", lw=0.9, label=f"{end} = {result.loss:.4g}")
+        if np.all(np.asarray(result.losses) > 0):
             ax.set_yscale("log")
         ax.set(xlabel="flow time t", ylabel="risk L", title="Risk")
 
@@ -646,7 +648,7 @@ def plot_result(result: Any, risk: Any) -> Figure:
         gtol = (result.options or {}).get("gtol")
         if gtol:
             ax.axhline(gtol, color=START, ls="--", lw=0.9, label=f"gtol = {gtol:.2g}")
-        if result.converged and result.gradient_norm > 0:
+        if result.converged and result.gradient_norm is not None and result.gradient_norm > 0:
             word = "certified" if result.certified else "polished (not certified)"
             ax.plot([result.t_final], [result.gradient_norm], marker="*", ms=11, ls="none",
                     color=TRUTH if result.certified else ALERT,

@@ -6,6 +6,8 @@ import base64
 import html
 import io
 import json
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,7 @@ import numpy as np
 
 from .figures import FIGURES, STYLE, RunData
 
-__all__ = ["ReportError", "build_report", "load_run"]
+__all__ = ["RECORD_FIELDS", "REQUIRED_ARRAYS", "ReportError", "build_report", "load_run"]
 
 
 #: Figures this wide (inches) fill the page; narrower ones are shown at the same scale, not blown up.
@@ -25,13 +27,93 @@ class ReportError(ValueError):
     """A run directory that cannot be reported on (missing or unreadable files); the message names the file."""
 
 
+#: Fields of ``result.json`` the report reads: dotted path → accepted kinds (``None`` allowed where a number may be
+#: non-finite).  A run record that lacks one, or holds the wrong type, is refused naming the field.
+_NUM, _OPT_NUM = ("number",), ("number", "null")
+RECORD_FIELDS: dict[str, tuple[str, ...]] = {
+    "name": ("str",), "lcnflow_version": ("str",), "created": ("str",),
+    "architecture": ("dict",), "architecture.ndim": ("int",), "architecture.depth": ("int",),
+    "architecture.filter_sizes": ("list",), "architecture.strides": ("list",), "architecture.layer_sizes": ("list",),
+    "architecture.filter_shapes": ("list",), "architecture.cumulative_strides": ("list",),
+    "architecture.final_filter_size": ("int", "list"), "architecture.final_stride": ("int", "list"),
+    "architecture.num_params": ("int",), "architecture.function_space_dim": ("int",),
+    "architecture.dropped_inputs": ("list",), "architecture.filling_reason": ("str",),
+    "loss": ("dict",), "loss.name": ("str",), "loss.description": ("str",), "loss.params": ("dict",),
+    "data": ("dict",), "data.source": ("str",), "data.description": ("str",), "data.num_samples": ("int",),
+    "data.condition": ("dict",),
+    "hypotheses": ("dict",), "solver": ("dict",), "solver.method": ("str",), "timings": ("dict",),
+    "verdict": ("dict",), "verdict.headline": ("str",), "verdict.comparison": ("str",),
+    "verdict.converged": ("bool",), "verdict.certified": ("bool",),
+    "function_space_optimum": ("dict",), "function_space_optimum.value": _OPT_NUM,
+    "result": ("dict",), "result.converged": ("bool",), "result.certified": ("bool",), "result.loss": _OPT_NUM,
+    "result.gradient_norm": _OPT_NUM, "result.flow_gradient_norm": _OPT_NUM, "result.polish_distance": _OPT_NUM,
+    "result.t_final": _NUM, "result.invariant_drift": _OPT_NUM, "result.arc_length": _OPT_NUM,
+    "result.lojasiewicz_exponent": _OPT_NUM, "result.wall_time": _OPT_NUM, "result.message": ("str",),
+    "result.num_steps": ("int",), "result.num_gradient_evaluations": ("int",),
+    "result.num_hessian_evaluations": ("int",), "result.options": ("dict",),
+    "result.critical_point": ("dict", "null"),
+}
+#: Arrays of ``trajectory.npz`` every report needs (``true_filter`` and ``hessian_eigenvalues`` are optional).
+REQUIRED_ARRAYS = ("times", "losses", "gradient_norms", "trajectory", "final_filter_trajectory",
+                   "invariants_trajectory", "init", "limit", "final_filter", "optimum_filter", "example_inputs",
+                   "example_targets", "example_outputs_init", "example_outputs_limit", "example_outputs_optimum")
+
+_KIND_CHECKS = {
+    "str": lambda v: isinstance(v, str), "dict": lambda v: isinstance(v, dict), "list": lambda v: isinstance(v, list),
+    "bool": lambda v: isinstance(v, bool), "null": lambda v: v is None,
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+}
+
+
+def _check_record(record: dict[str, Any], path: Path) -> None:
+    """Refuse a run record that lacks a field the report reads or holds the wrong type there, naming the field."""
+    for dotted, kinds in RECORD_FIELDS.items():
+        node: Any = record
+        for part in dotted.split("."):
+            if not isinstance(node, dict) or part not in node:
+                raise ReportError(f"report: {path}: field {dotted} is missing; the file is damaged or not written by "
+                                  "`lcnflow run` (rerun the experiment with --out)")
+            node = node[part]
+        if not any(_KIND_CHECKS[k](node) for k in kinds):
+            raise ReportError(f"report: {path}: field {dotted} must be {' or '.join(kinds)}, got "
+                              f"{type(node).__name__} {str(node)[:40]!r}; the file is damaged")
+
+
+def _check_arrays(arrays: dict[str, np.ndarray], record: dict[str, Any], path: Path) -> None:
+    """Refuse ``trajectory.npz`` arrays that are missing, not real numbers, or of sizes that do not fit the record."""
+    for name in REQUIRED_ARRAYS:
+        if name not in arrays:
+            raise ReportError(f"report: {path}: array {name!r} is missing; the file is damaged or not written by "
+                              "`lcnflow run`")
+    for name, arr in arrays.items():
+        if arr.dtype.kind not in "biuf":
+            raise ReportError(f"report: {path}: array {name!r} must hold real numbers, got dtype {arr.dtype}")
+    n = arrays["times"].shape[0] if arrays["times"].ndim == 1 else -1
+    p = record["architecture"]["num_params"]
+    depth = record["architecture"]["depth"]
+    expected = {"times": (n,), "losses": (n,), "gradient_norms": (n,), "trajectory": (n, p),
+                "invariants_trajectory": (n, max(depth - 1, 0)), "init": (p,), "limit": (p,)}
+    for name, shape in expected.items():
+        if arrays[name].shape != shape:
+            raise ReportError(f"report: {path}: array {name!r} has shape {arrays[name].shape}, expected {shape} "
+                              f"({n} recorded points, {p} parameters); the file is damaged")
+    if arrays["final_filter_trajectory"].shape[:1] != (n,):
+        shape = arrays["final_filter_trajectory"].shape
+        raise ReportError(f"report: {path}: array 'final_filter_trajectory' has shape {shape}, expected {n} rows; "
+                          "the file is damaged")
+
+
 def load_run(run_dir: str | Path) -> RunData:
-    """Read ``result.json`` and ``trajectory.npz`` of a run directory.
+    """Read and check ``result.json`` and ``trajectory.npz`` of a run directory.
+
+    Every field of :data:`RECORD_FIELDS` must be present with its type, and the arrays of :data:`REQUIRED_ARRAYS`
+    present, real and of sizes that fit the record.
 
     Raises
     ------
     ReportError
-        If the directory or a file is missing or unreadable.
+        If the directory or a file is missing, unreadable or damaged; the message names the file and the field.
     """
     d = Path(run_dir)
     if not d.is_dir():
@@ -46,11 +128,16 @@ def load_run(run_dir: str | Path) -> RunData:
         raise ReportError(f"report: cannot read {files['result.json']}: {exc}") from None
     if not isinstance(record, dict) or record.get("format") != "lcnflow-run/1":
         raise ReportError(f"report: {files['result.json']} is not an lcnflow run record (format lcnflow-run/1)")
+    _check_record(record, files["result.json"])
     try:
         with np.load(files["trajectory.npz"], allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as exc:
-        raise ReportError(f"report: cannot read {files['trajectory.npz']}: {exc}") from None
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
+        raise ReportError(f"report: cannot read {files['trajectory.npz']}: it is damaged or not an .npz archive "
+                          f"({type(exc).__name__}: {exc})") from None
+    except (AttributeError, TypeError):  # a single .npy array under the .npz name
+        raise ReportError(f"report: {files['trajectory.npz']} is not an .npz archive of arrays") from None
+    _check_arrays(arrays, record, files["trajectory.npz"])
     return RunData(record, arrays)
 
 
@@ -89,7 +176,12 @@ def build_report(
     blocks = []
     with matplotlib.rc_context(STYLE):
         for stem, make, caption in FIGURES:
-            fig = make(run) if figures is None or stem in figures else None
+            try:
+                fig = make(run) if figures is None or stem in figures else None
+            except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+                raise ReportError(f"report: cannot draw the figure {stem!r} from the files in {out}: "
+                                  f"{type(exc).__name__}: {exc}; the run files are damaged or from another "
+                                  "lcnflow version (rerun the experiment with --out)") from None
             if fig is None:
                 continue
             png = _fig_bytes(fig, "png")
@@ -104,9 +196,17 @@ def build_report(
                 f'src="data:image/png;base64,{data}">'
                 f"<figcaption>{html.escape(caption)}</figcaption></figure>"
             )
-    config_text = (out / "config.toml").read_text(encoding="utf-8") if (out / "config.toml").is_file() else ""
+    try:  # shown as text only; a damaged file is shown as far as it can be decoded
+        config_text = (out / "config.toml").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        config_text = ""
     path = out / "report.html"
-    path.write_text(_page(run.record, blocks, config_text), encoding="utf-8")
+    try:
+        page = _page(run.record, blocks, config_text)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        raise ReportError(f"report: {out / 'result.json'}: cannot lay out the report ({type(exc).__name__}: {exc}); "
+                          "the file is damaged or from another lcnflow version") from None
+    path.write_text(page, encoding="utf-8")
     return path
 
 

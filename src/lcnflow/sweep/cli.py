@@ -13,60 +13,28 @@ The commands are plain functions (:func:`sweep_command`, :func:`summarize_comman
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import math
 import os
 import sys
-import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from ..cli_support import EXIT_INTERRUPTED, BadInput, LcnflowGroup, console, guard, run_app
+
 __all__ = ["app", "main", "register", "summarize_command", "sweep_command"]
 
-EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
-
-
-def _console(stderr: bool = False) -> Console:
-    probe = Console(stderr=stderr)
-    return Console(stderr=stderr, highlight=False, width=None if probe.is_terminal else 110)
-
-
-def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Bad input (``ValueError``/``OSError`` with a message naming the field) → exit 2; anything else → exit 1."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                return fn(*args, **kwargs)
-        except (typer.Exit, click.exceptions.Exit, click.ClickException):
-            raise
-        except (ValueError, OSError) as exc:
-            _console(True).print(f"[bold red]error:[/] {escape(str(exc))}")
-            raise typer.Exit(EXIT_BAD_INPUT) from None
-        except KeyboardInterrupt:
-            _console(True).print("[yellow]interrupted[/] (finished runs are saved; rerun the command to resume)")
-            raise typer.Exit(EXIT_INTERRUPTED) from None
-        except Exception as exc:
-            if os.environ.get("LCNFLOW_DEBUG"):
-                raise
-            _console(True).print(
-                f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))}\n"
-                "This is a bug in lcnflow; rerun with LCNFLOW_DEBUG=1 for the traceback and report it."
-            )
-            raise typer.Exit(EXIT_INTERNAL) from None
-
-    return wrapper
+_console = console
+#: Bad input of the sweep commands: the library's ``ValueError`` (``SweepError``, ``ConfigError``) and ``OSError``
+#: (an unreadable file), whose messages name the field.
+_guard = guard(bad_input=(BadInput, ValueError, OSError),
+               interrupted="interrupted (finished runs are saved; rerun the command to resume)")
 
 
 # ---------------------------------------------------------------------------------------------------- sweep
@@ -198,10 +166,12 @@ def register(target: typer.Typer) -> None:
 
 app = typer.Typer(
     name="lcnflow-sweep",
+    cls=LcnflowGroup,
     help="Sweeps of lcnflow experiments on Dask: run a grid of configs, summarize the outcomes.",
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 register(app)
@@ -209,9 +179,4 @@ register(app)
 
 def main(argv: list[str] | None = None) -> int:
     """Run the standalone sweep CLI with ``argv``; return the exit code."""
-    try:
-        app(args=argv, prog_name="lcnflow", standalone_mode=True)
-    except SystemExit as exc:
-        code = exc.code
-        return code if isinstance(code, int) else (0 if code is None else EXIT_INTERNAL)
-    return EXIT_OK
+    return run_app(app, argv)

@@ -66,6 +66,7 @@ from ..experiments import ConfigError, ExperimentConfig, config_from_dict
 
 __all__ = [
     "GRID_FORMS",
+    "MAX_RUNS",
     "Dimension",
     "Run",
     "SweepError",
@@ -73,6 +74,7 @@ __all__ = [
     "SweepSpec",
     "canonical_json",
     "expand",
+    "file_digest",
     "load_sweep",
     "sweep_from_dict",
 ]
@@ -85,6 +87,19 @@ SWEEP_TABLES = ("grid", "sweep")
 SWEEP_OPTIONS = ("batch_size",)
 #: At most this many invalid cells are listed in an error message.
 MAX_LISTED_ERRORS = 10
+#: A sweep has at most this many runs (and a grid dimension at most this many values): the expanded plan keeps a few
+#: kilobytes per run in memory (:data:`PLAN_BYTES_PER_RUN`), so larger grids are refused before being expanded.
+MAX_RUNS = 1_000_000
+#: Rough memory of one expanded run (its ``Run`` record, overrides, values and result row), for the refusal message.
+PLAN_BYTES_PER_RUN = 4096
+
+
+def _too_many(where: str, count: int, what: str) -> SweepError:
+    gib = count * PLAN_BYTES_PER_RUN / 2**30
+    return SweepError(
+        f"{where}: {what} {count:,} runs; a sweep may have at most {MAX_RUNS:,} (expanding {count:,} would need about "
+        f"{gib:,.1f} GiB of memory before anything runs); split it into several sweeps or use fewer values"
+    )
 
 
 class SweepError(ConfigError):
@@ -223,6 +238,8 @@ def _grid_values(key: str, value: Any) -> list[Any]:
                 )
             if len(arg) == 3 and arg[2] == 0:
                 raise SweepError(f"{where}.range: step must not be 0, got {arg!r}")
+            if len(range(*arg)) > MAX_RUNS:
+                raise _too_many(f"{where}.range", len(range(*arg)), f"{arg!r} alone gives")
             values = list(range(*arg))
         else:
             ok = (isinstance(arg, list) and len(arg) == 3 and all(isinstance(a, int | float) for a in arg[:2])
@@ -233,6 +250,8 @@ def _grid_values(key: str, value: Any) -> list[Any]:
                     f"{where}.{form}: must be [start, stop, count] with finite numbers and an integer count ≥ 1, "
                     f"got {arg!r}"
                 )
+            if arg[2] > MAX_RUNS:
+                raise _too_many(f"{where}.{form}", arg[2], "a count of")
             x = np.linspace(float(arg[0]), float(arg[1]), int(arg[2]))
             values = [float(v) for v in (x if form == "linspace" else 10.0 ** x)]
     else:
@@ -345,6 +364,10 @@ def sweep_from_dict(data: Mapping[str, Any], folder: str | Path | None = None) -
         options = data.get("sweep", {})
     if not dims:
         raise SweepError("grid: is empty; give at least one key to vary, e.g. init.seed = {range = [0, 100]}")
+    total = math.prod(len(d.values) for d in dims)
+    if total > MAX_RUNS:
+        sizes = " × ".join(str(len(d.values)) for d in dims)
+        raise _too_many("grid", total, f"the product of its dimensions ({sizes}) is")
     names = [d.name for d in dims]
     keys = [k for d in dims for k in d.keys]
     for k in dict.fromkeys(keys):
@@ -467,17 +490,27 @@ class SweepPlan:
     columns : dict
         Column name → kind (``"bool"``, ``"int"``, ``"float"``, ``"str"`` or ``"json"``) of the varied-value
         columns of the results.
+    data_files : dict
+        Path → SHA-256 of the contents of every data file the runs read (``data.source = "file"``); a file that
+        does not exist maps to ``"missing"`` (its runs fail and are recorded as errors).
     """
 
     spec: SweepSpec
     runs: list[Run]
     cells: list[dict[str, Any]]
     columns: dict[str, str] = field(default_factory=dict)
+    data_files: dict[str, str] = field(default_factory=dict)
 
     @property
     def fingerprint(self) -> str:
-        """The spec's fingerprint."""
-        return self.spec.fingerprint()
+        """What identifies the sweep: the spec's fingerprint, and the contents of its data files if it reads any.
+
+        Without data files (every source but ``file``) this is :meth:`SweepSpec.fingerprint`; with them it is the
+        SHA-256 of that and of :attr:`data_files`, so a data file whose contents changed makes a different sweep.
+        """
+        if not self.data_files:
+            return self.spec.fingerprint()
+        return _digest({"spec": self.spec.fingerprint(), "data_files": self.data_files})
 
     @property
     def seed_keys(self) -> list[str]:
@@ -623,4 +656,33 @@ def expand(spec: SweepSpec) -> SweepPlan:
     columns: dict[str, str] = {}
     for key in [*spec.varied_keys, "init.seed", "data.seed"]:
         columns.setdefault(key, _column_kind([r.values.get(key) for r in runs]))
-    return SweepPlan(spec, runs, cells, columns)
+    paths = [p for _, resolved, _ in cell_data for p in _data_paths(resolved)]
+    data_files = {p: file_digest(p) for p in sorted(dict.fromkeys(paths))}
+    return SweepPlan(spec, runs, cells, columns, data_files)
+
+
+def _data_paths(resolved: Mapping[str, Any]) -> list[str]:
+    """The files a resolved config reads its data from (``data.path`` and ``data.targets_path`` of a file source)."""
+    data = resolved.get("data") or {}
+    if data.get("source") != "file":
+        return []
+    return [str(Path(p).expanduser()) for p in (data.get("path"), data.get("targets_path")) if p]
+
+
+def file_digest(path: str | Path, chunk: int = 1 << 20) -> str:
+    """SHA-256 (hex) of a file's bytes, read in chunks; ``"missing"`` if it is not a readable file.
+
+    Parameters
+    ----------
+    path : str or Path
+    chunk : int
+        Bytes read at a time (memory stays bounded for large data files).
+    """
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            while block := fh.read(chunk):
+                h.update(block)
+    except OSError:
+        return "missing"
+    return h.hexdigest()

@@ -119,6 +119,12 @@ def _atomic_write_text(path: Path, text: str) -> None:
     _fsync_dir(path.parent)
 
 
+#: Fields of ``sweep.json`` that readers rely on, with their JSON types.
+INFO_FIELDS: dict[str, type] = {"fingerprint": str, "num_runs": int, "num_cells": int, "varied_keys": list,
+                                "cell_keys": list, "seed_keys": list, "columns": dict, "cells": list, "base": dict,
+                                "grid": list}
+
+
 def read_sweep_info(out: str | Path) -> dict[str, Any]:
     """The content of ``DIR/sweep.json``.
 
@@ -134,8 +140,20 @@ def read_sweep_info(out: str | Path) -> dict[str, Any]:
         info = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise SweepError(f"{path}: cannot read it: {exc}") from None
-    if info.get("format") != FORMAT:
-        raise SweepError(f"{path}: format {info.get('format')!r} is not {FORMAT!r}")
+    if not isinstance(info, dict) or info.get("format") != FORMAT:
+        fmt = info.get("format") if isinstance(info, dict) else None
+        raise SweepError(f"{path}: format {fmt!r} is not {FORMAT!r}")
+    for key, kind in INFO_FIELDS.items():
+        if key not in info:
+            raise SweepError(f"{path}: field {key} is missing; the file is damaged (restore it, or start the sweep "
+                             "in a new --out)")
+        if not isinstance(info[key], kind) or isinstance(info[key], bool):
+            raise SweepError(f"{path}: field {key} must be {kind.__name__}, got {type(info[key]).__name__}; the file "
+                             "is damaged")
+    bad = [k for k, v in info["columns"].items() if v not in _KIND_TYPES]
+    if bad:
+        raise SweepError(f"{path}: field columns.{bad[0]} must be one of {', '.join(_KIND_TYPES)}, got "
+                         f"{info['columns'][bad[0]]!r}; the file is damaged")
     return info
 
 
@@ -186,7 +204,9 @@ def _dedupe(table: pa.Table) -> pa.Table:
     indices = pa.array(range(table.num_rows), pa.int64())
     first = (pa.table({"id": ids, "i": indices}).group_by("id", use_threads=False)
              .aggregate([("i", "min")]).column("i_min"))
-    return table.take(pc.sort_indices(first))
+    # ``first`` holds, for each distinct run, the row number of its first occurrence: take those rows (in the
+    # order they were written), not the positions that would sort ``first``.
+    return table.take(pc.take(first, pc.sort_indices(first)))
 
 
 class SweepStore:
@@ -229,7 +249,14 @@ class SweepStore:
                     f"--out: {out} is not empty and is not a sweep directory (no sweep.json; found "
                     f"{', '.join(sorted(entries)[:5])}); give a new or empty directory"
                 )
-        out.mkdir(parents=True, exist_ok=True)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            probe = out / f".write-test-{uuid.uuid4().hex[:8]}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise SweepError(f"--out: cannot write in {out} ({exc.strerror or exc}); choose a writable directory"
+                             ) from None
         self._acquire_lock()
         try:
             if info_path.exists():
@@ -268,6 +295,17 @@ class SweepStore:
             what.append("the base config")
         if info.get("grid") != json.loads(json.dumps([[d.name, d.values] for d in spec.dimensions])):
             what.append("the grid")
+        there, here = info.get("data_files") or {}, self.plan.data_files
+        changed = [p for p in dict.fromkeys([*here, *there]) if there.get(p) != here.get(p)]
+        if not what and changed and set(there) == set(here):
+            path = changed[0]
+            raise SweepError(
+                f"data.path: the data file {path} changed since the sweep in {self.out} started (SHA-256 "
+                f"{there[path][:16]} there, {here[path][:16]} now); resuming would mix two data sets: restore the "
+                "file, or choose a new --out"
+            )
+        if changed:
+            what.append("the data files")
         differs = " and ".join(what) or "the sweep"
         raise SweepError(
             f"--out: {self.out} holds results of a different sweep ({differs} differ; fingerprint "
@@ -293,6 +331,7 @@ class SweepStore:
             "base": spec.base,
             "grid": [[d.name, d.values] for d in spec.dimensions],
             "sweep": {"batch_size": spec.batch_size},
+            "data_files": plan.data_files,
         }
         _atomic_write_text(self.out / "sweep.json", json.dumps(info, indent=1, ensure_ascii=False) + "\n")
         if spec.source_text is not None:
@@ -333,11 +372,20 @@ class SweepStore:
         name = f"part-{self._session}-{self._count:06d}.parquet"
         final = self.runs_dir / name
         tmp = self.runs_dir / f".{name}.tmp"
-        with open(tmp, "wb") as fh:
-            pq.write_table(table, fh, compression="zstd")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
+        try:
+            with open(tmp, "wb") as fh:
+                pq.write_table(table, fh, compression="zstd")
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, final)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            kept = len(_part_files(self.runs_dir))
+            raise SweepError(
+                f"--out: cannot write results into {self.runs_dir} ({exc.strerror or exc}); the {kept} part file(s) "
+                f"written before are kept whole and this batch of {len(rows)} run(s) is not recorded; free space "
+                "and rerun the same command to resume"
+            ) from None
         _fsync_dir(self.runs_dir)
         return final
 

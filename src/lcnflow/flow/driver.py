@@ -1,0 +1,289 @@
+r"""The one driver loop behind :func:`~lcnflow.gradient_flow` and :func:`~lcnflow.gradient_descent`.
+
+A stepper (:mod:`lcnflow.flow.steppers`) makes steps; the driver decides everything else: when a state is a
+*candidate* limit, whether the run may stop there, recording, ``save_at``, the callback, and the itinerary.
+
+**When a run stops.**  A small gradient is not a limit — near the origin from a small initialization, on a saddle
+plateau, or on a slow approach to a degenerate minimum, ``‖∇L‖`` is tiny long before the flow settles.  So:
+
+1. A state with ``‖∇L(w)‖ ≤ gtol · S(w)`` (``S`` of :func:`~lcnflow.flow.certify.gradient_scale`) is a candidate.
+2. The candidate is Newton-polished on the complement of the rescaling directions; the polish counts only if it
+   stays within ``polish_radius · ‖w‖`` and reaches ``‖∇L‖ ≤ certify_tol · S`` (*certified*).
+3. The polished point is classified.  The run ends there if it is a minimum (local or global; a degenerate one when
+   the higher-order probe finds no descent direction), or a saddle whose stable set the start lies on (a critical
+   initialization; layers that start equal and that the risk's symmetry keeps equal).
+4. Otherwise — a saddle the flow will leave, or a failed polish — the run goes on with a 100× smaller candidate
+   tolerance, restored once the flow has left (``‖∇L‖ > gtol · S`` again).
+
+A run ends *unconverged* only at ``t_max``, ``max_steps``, ``max_time``, on blow-up, on a non-finite value, when
+the callback asks, or at the floating-point floor (a candidate tolerance below ``1e-14``, or no progress over a
+factor ``1e8`` in time); it then reports the nearest critical point it found.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..conv import _final_filter, final_filter, unflatten
+from ..risk import EmpiricalRisk
+from .certify import PolishResult, gradient_scale, lojasiewicz_fit, polish, reference_size
+from .critical import CriticalPoint, classify_critical_point
+from .itinerary import find_plateaus
+from .options import StopOptions
+from .result import Callback, FlowResult, Recorder
+from .steppers import Stepper
+from .symmetry import symmetric_layers
+from .theorem import theorem_hypotheses
+
+#: A candidate tolerance below this (relative to ``S``) is beyond what float64 gradients resolve.
+FLOOR = 1e-14
+#: After a rejected candidate, the flow must reach the next one before its time grows by this factor.
+STALL_FACTOR = 1e8
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One attempt to stop: the state, its polish and what the polished point is."""
+
+    t: float
+    state: np.ndarray
+    relative_gradient: float
+    polish: PolishResult
+    certified: bool
+    critical_point: CriticalPoint | None
+    outcome: str  # "minimum", "stable_saddle", "saddle", "not_certified"
+
+
+def _is_stop_point(cp: CriticalPoint) -> bool:
+    return cp.kind in ("global_minimum", "local_minimum") or (cp.kind == "degenerate" and cp.not_a_minimum is not True)
+
+
+def _stable_set(risk: EmpiricalRisk, w0: np.ndarray, g0: np.ndarray) -> tuple[str, list] | None:
+    """Why the start lies on a set the flow cannot leave, if it does (with the symmetric pairs, if any)."""
+    if not np.any(g0):
+        return "the initialization is itself a critical point (∇L(w(0)) = 0 exactly)", []
+    pairs = symmetric_layers(risk.arch, w0)
+    if pairs:
+        names = ", ".join(f"w({i}) = {'' if s > 0 else '−'}w({j})" for i, j, s in pairs)
+        return (f"the start has {names}; the risk is symmetric under exchanging those layers, so the flow keeps "
+                "them equal"), pairs
+    return None
+
+
+def _try_stop(risk, t, w, rel, S, opts: StopOptions, stable, w0, scale, w_ref) -> Candidate:
+    radius = opts.polish_radius * max(float(np.linalg.norm(w)), w_ref)
+    pol = polish(risk, w, gtol=1e-2 * opts.certify_tol * S, radius=radius)
+    # the polished point if polishing stayed within the radius, else the state itself: either may carry the certificate
+    point, gnorm = (pol.point, pol.gradient_norm) if pol.accepted else (w, pol.start_gradient_norm)
+    certified = gnorm <= opts.certify_tol * scale(point)
+    if not certified:
+        return Candidate(t, w, rel, pol, False, None, "not_certified")
+    cp = classify_critical_point(risk, point)
+    if _is_stop_point(cp):
+        outcome = "minimum"
+    elif stable is not None and (
+        (not stable[1] and np.array_equal(w, w0))
+        or (stable[1] and all(p in symmetric_layers(risk.arch, point, 1e-8) for p in stable[1]))
+    ):
+        outcome = "stable_saddle"
+    else:
+        outcome = "saddle"
+    return Candidate(t, w, rel, pol, True, cp, outcome)
+
+
+def drive(
+    risk: EmpiricalRisk,
+    w0: np.ndarray,
+    make_stepper: Callable[[np.ndarray, float, np.ndarray], Stepper],
+    opts: StopOptions,
+    *,
+    save: np.ndarray,
+    t_max: float,
+    callback: Callback | None,
+    options: dict,
+    start: float,
+) -> FlowResult:
+    """Run ``make_stepper(w0, L(w0), ∇L(w0))`` to its limit (see the module docstring) and package the result."""
+    clock = time.perf_counter
+    loss0, g0 = risk._value_grad_flat(w0)
+    stepper = make_stepper(w0, loss0, g0)
+    scale = functools.partial(gradient_scale, risk,
+                              reference_filter_norm=float(np.linalg.norm(final_filter(risk.arch, w0))))
+    w_ref = reference_size(risk, w0)
+    bound = opts.blowup_factor * max(float(np.linalg.norm(w0)), w_ref)
+    rec = Recorder(risk.arch, w0, loss0, float(np.linalg.norm(g0)), opts.max_record)
+    saved = np.full((save.size, w0.size), np.nan)
+    isave = int(np.searchsorted(save, 0.0, side="right"))
+    saved[:isave] = w0
+    stable = _stable_set(risk, w0, g0)
+    deadline = start + opts.max_time
+    tol_rel, t_stall = opts.gtol, math.inf
+    candidates: list[Candidate] = []
+    extra = [1, 0]  # the driver's own gradient and Hessian evaluations (w0, polishing)
+    user_stop = False
+    reason = message = ""
+    while True:
+        t, w = stepper.t, stepper.w
+        est = stepper.speed()
+        size = float(np.linalg.norm(w))
+        if not (math.isfinite(est) and math.isfinite(size)):
+            reason, message = "nonfinite", f"the gradient or the state became non-finite at t = {t:.4g}"
+            break
+        if isave < save.size:
+            pass  # the run goes on at least to the last save_at time
+        elif stepper.has_exact() or est <= 100 * tol_rel * scale(w, upper_bound=True):
+            _, g = stepper.exact()
+            S = scale(w)
+            gn = float(np.linalg.norm(g))
+            rel = gn / S if S > 0 else (0.0 if gn == 0 else math.inf)
+            if rel > opts.gtol and tol_rel < opts.gtol:  # the flow has left the last candidate: re-arm
+                tol_rel, t_stall = opts.gtol, math.inf
+            if rel <= tol_rel:
+                cand = _try_stop(risk, t, w, rel, S, opts, stable, w0, scale, w_ref)
+                candidates.append(cand)
+                extra[0] += cand.polish.num_gradient_evaluations
+                extra[1] += cand.polish.num_hessian_evaluations
+                if cand.outcome in ("minimum", "stable_saddle"):
+                    reason = cand.outcome
+                    break
+                tol_rel = min(tol_rel, rel) * 1e-2
+                t_stall = max(t, 1e-300) * STALL_FACTOR
+                if tol_rel < FLOOR:
+                    reason, message = "floor", (f"reached the floating-point floor at t = {t:.4g}: ‖∇L‖/S = {rel:.1e} "
+                                                "and no certified minimum nearby")
+                    break
+        if size > bound:
+            reason, message = "blowup", f"the trajectory grows without bound (‖w‖ = {size:.3g} at t = {t:.4g})"
+        elif user_stop:
+            reason, message = "callback", f"stopped by the callback at t = {t:.4g}"
+        elif t >= t_max:
+            reason, message = "t_max", f"reached t_max = {t_max:.4g}"
+        elif stepper.nsteps >= opts.max_steps:
+            reason, message = "max_steps", f"reached max_steps = {opts.max_steps} at t = {t:.4g}"
+        elif clock() > deadline:
+            reason, message = "max_time", f"reached max_time = {opts.max_time:g} s at t = {t:.4g}"
+        elif t >= t_stall:
+            reason, message = "floor", (f"no progress towards a certified limit between t = "
+                                        f"{t_stall / STALL_FACTOR:.3g} and t = {t:.3g} (the floating-point floor of "
+                                        "‖∇L‖)")
+        if reason:
+            break
+        failure = stepper.step(min(save[isave] if isave < save.size else t_max, t_max))
+        if failure:
+            reason, message = "failed", failure
+            break
+        t, w = stepper.t, stepper.w
+        while isave < save.size and save[isave] <= t:
+            saved[isave] = stepper.dense(save[isave])
+            isave += 1
+        if rec.wants(t):
+            loss, g = stepper.exact()
+            rec.step(t, w, loss, float(np.linalg.norm(g)))
+        else:
+            rec.step(t, w, math.nan, math.nan)
+        if callback is not None:
+            loss = stepper.exact()[0] if stepper.has_exact() else math.nan
+            user_stop = bool(callback(t, w, loss, stepper.speed()))
+    # the last state's exact values (the record may hold estimates there)
+    loss_end, g_end = stepper.exact()
+    rec.set_last_values(loss_end, float(np.linalg.norm(g_end)))
+    return _package(risk, rec, stepper, opts, reason, message, candidates, stable, save, saved, options, extra,
+                    start, clock, scale, w_ref)
+
+
+def _package(risk, rec, stepper, opts, reason, message, candidates, stable, save, saved, options, extra,
+             start, clock, scale, w_ref) -> FlowResult:
+    rec.close()
+    t_end, w_end, loss_end, g_end = rec.last
+    converged = reason in ("minimum", "stable_saddle")
+    nearest, nearest_distance = None, math.nan
+    pol = candidates[-1].polish if converged else None
+    if converged:
+        cand = candidates[-1]
+        cp = cand.critical_point
+        limit, gnorm = ((cand.polish.point, cand.polish.gradient_norm) if cand.polish.accepted
+                        else (cand.state, cand.polish.start_gradient_norm))
+        loss = risk.value(limit)
+        S = scale(limit)
+        if reason == "minimum":
+            message = (f"certified {cp.kind.replace('_', ' ')} at t = {t_end:.4g}: ‖∇L‖ = {gnorm:.2e} = "
+                       f"{gnorm / S if S > 0 else 0:.1e}·S after polishing (moved {cand.polish.distance:.2e})")
+        else:
+            message = (f"converged to a {cp.kind.replace('_', ' ')} at t = {t_end:.4g}; the start lies on its stable "
+                       f"set ({stable[0]})")
+    else:
+        limit, cp, loss, gnorm = w_end, None, loss_end, g_end
+        nearest, nearest_distance = _nearest(risk, w_end, candidates, opts, extra, scale, w_ref)
+        if nearest is not None:
+            message += (f"; nearest critical point found: {nearest.kind.replace('_', ' ')} at distance "
+                        f"{nearest_distance:.3g}")
+        message += "; uncertified endpoint"
+    hyp = theorem_hypotheses(risk)
+    if not hyp.covered:
+        message += "; not covered by the convergence theorem (" + "; ".join(hyp.failures) + ")"
+    theta, fit = lojasiewicz_fit(np.array(rec.losses), np.array(rec.gnorms), loss)
+    itinerary = find_plateaus(risk, np.array(rec.times), np.array(rec.losses), np.array(rec.gnorms),
+                              np.array(rec.states), float(loss), opts.certify_tol, scale, w_ref)
+    filters = unflatten(risk.arch, limit)
+    return FlowResult(
+        converged=converged,
+        certified=converged,
+        limit=[f.copy() for f in filters],
+        final_filter=_final_filter(risk.arch, filters),
+        loss=float(loss),
+        gradient_norm=float(gnorm),
+        flow_gradient_norm=float(g_end),
+        polish_distance=pol.distance if pol else 0.0,
+        polish_accepted=bool(pol.accepted) if pol else False,
+        polish_message=pol.message if pol else "not polished (the run ended without a certified limit)",
+        t_final=float(t_end),
+        times=np.array(rec.times),
+        losses=np.array(rec.losses),
+        gradient_norms=np.array(rec.gnorms),
+        trajectory=np.array(rec.states),
+        saved_times=save,
+        saved_states=saved,
+        invariants=rec.delta0,
+        invariant_drift=rec.drift,
+        arc_length=rec.arc,
+        lojasiewicz_exponent=theta,
+        lojasiewicz_fit=fit,
+        num_gradient_evaluations=stepper.nfev + extra[0],
+        num_hessian_evaluations=stepper.nhev + extra[1],
+        num_steps=stepper.nsteps,
+        wall_time=clock() - start,
+        method=stepper.description,
+        message=message,
+        critical_point=cp if opts.classify else None,
+        hypotheses=hyp,
+        options=options,
+        stop_reason=reason,
+        stable_set=stable[0] if reason == "stable_saddle" else None,
+        nearest_critical_point=nearest,
+        nearest_distance=nearest_distance,
+        num_candidates=len(candidates),
+        itinerary=itinerary,
+    )
+
+
+def _nearest(risk, w_end, candidates, opts, extra, scale, w_ref) -> tuple[CriticalPoint | None, float]:
+    """The classified critical point nearest to an uncertified endpoint: polish it (within ``‖w‖``), else the
+    last certified candidate."""
+    if not np.all(np.isfinite(w_end)):
+        return None, math.nan
+    S = scale(w_end)
+    pol = polish(risk, w_end, gtol=1e-2 * opts.certify_tol * S, radius=max(float(np.linalg.norm(w_end)), w_ref))
+    extra[0] += pol.num_gradient_evaluations
+    extra[1] += pol.num_hessian_evaluations
+    if pol.accepted and pol.gradient_norm <= opts.certify_tol * scale(pol.point):
+        return classify_critical_point(risk, pol.point), pol.distance
+    for cand in reversed(candidates):
+        if cand.critical_point is not None:
+            return cand.critical_point, float(np.linalg.norm(cand.polish.point - w_end))
+    return None, math.nan

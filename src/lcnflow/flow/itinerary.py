@@ -1,0 +1,165 @@
+r"""The itinerary of a run: the plateaus it crossed and the critical points it passed on the way.
+
+From a small initialization a deep LCN's flow first lingers near the origin (a degenerate saddle), then may linger
+near further saddles before it settles — *saddle-to-saddle* dynamics.  On the record of a run (log-spaced in time)
+a **plateau** is a stretch on which
+
+* the loss stays within ``1e-3 Δ`` of one level (``Δ = L(w_0) − L(limit)``, the run's whole descent),
+* for at least a decade of time (``t_leave ≥ 10 t_enter``),
+* above the final level by more than ``1e-2 Δ`` (the approach to the limit is not a plateau),
+* while the flow is slow for the reason that makes it a plateau: near a critical point
+  (``‖∇L‖ ≤ 1e-2 · S(w)``, :func:`~lcnflow.flow.certify.gradient_scale`) or near the origin, where ``dπ`` is
+  small (``D(w) ≤ 1e-2 D_ref``, the cofactor size of parameters of the problem's natural size).
+
+For each plateau the state of least relative gradient on it is Newton-polished (within ``‖w‖``) and the critical
+point found is classified; a plateau at the level ``ℒ(0)`` whose polish fails is attributed to the origin ``w = 0``
+(a critical point whenever two layers vanish).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..risk import EmpiricalRisk
+from .certify import _cofactor_size, gradient_scale, polish, reference_size
+from .critical import CriticalPoint, classify_critical_point
+from .symmetry import layer_norms
+
+#: Loss tolerance of a plateau, relative to the run's whole descent.
+LEVEL_RTOL = 1e-3
+#: A plateau lasts at least this factor in time.
+MIN_TIME_FACTOR = 10.0
+
+
+@dataclass(frozen=True)
+class Plateau:
+    """One plateau of a run (see the module docstring).
+
+    Attributes
+    ----------
+    t_enter, t_leave : float
+        First and last recorded time on the plateau.
+    loss : float
+        The loss level (at the polished critical point when one was found, else the median on the plateau).
+    critical_point : CriticalPoint or None
+        Classification of the nearby critical point (``None`` when none was found).
+    point : ndarray or None
+        That critical point (flat parameters).
+    distance : float
+        How far it lies from the flow's state on the plateau.
+    gradient_norm : float
+        ``‖∇L‖`` at the critical point (or at the state, when none was found).
+    note : str
+        How the critical point was found.
+    """
+
+    t_enter: float
+    t_leave: float
+    loss: float
+    critical_point: CriticalPoint | None
+    point: np.ndarray | None
+    distance: float
+    gradient_norm: float
+    note: str
+
+    @property
+    def kind(self) -> str:
+        """Kind of the nearby critical point, or ``"unidentified"``."""
+        return self.critical_point.kind if self.critical_point is not None else "unidentified"
+
+    @property
+    def index(self) -> int | None:
+        """Number of negative Hessian eigenvalues (on the symmetry complement) at the critical point."""
+        if self.critical_point is None:
+            return None
+        cp = self.critical_point
+        tol = 1e-7 * max(float(np.max(np.abs(cp.hessian_eigenvalues))) if cp.hessian_eigenvalues.size else 0, 1e-300)
+        return int(np.sum(cp.hessian_eigenvalues < -tol))
+
+    def summary(self) -> str:
+        """One line a person can read."""
+        cp = self.critical_point
+        what = "no critical point identified" if cp is None else (
+            f"{cp.kind.replace('_', ' ')}, index {self.index}, rank dπ {cp.dpi_rank}/{cp.function_space_dim}"
+            + (f"; {'; '.join(cp.degeneracies)}" if cp.degeneracies else ""))
+        return f"t ∈ [{self.t_enter:.3g}, {self.t_leave:.3g}]: L ≈ {self.loss:.8g} — {what} ({self.note})"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        cp = self.critical_point
+        return {
+            "t_enter": self.t_enter, "t_leave": self.t_leave, "loss": self.loss, "kind": self.kind,
+            "index": self.index, "dpi_rank": cp.dpi_rank if cp else None,
+            "degeneracies": list(cp.degeneracies) if cp else [],
+            "distance": self.distance, "gradient_norm": self.gradient_norm, "note": self.note,
+            "point": self.point.tolist() if self.point is not None else None,
+        }
+
+
+def find_plateaus(risk: EmpiricalRisk, times: np.ndarray, losses: np.ndarray, grads: np.ndarray,
+                  states: np.ndarray, final_loss: float, certify_tol: float,
+                  scale: Callable[[np.ndarray], float] | None = None,
+                  w_ref: float | None = None) -> list[Plateau]:
+    """The plateaus of a recorded run, each with its nearby critical point (see the module docstring).
+
+    ``scale(w)`` is the gradient scale ``S`` (default :func:`~lcnflow.flow.certify.gradient_scale`), ``w_ref`` the
+    natural size of the parameters (default :func:`~lcnflow.flow.certify.reference_size` at the first state)."""
+    scale = scale or functools.partial(gradient_scale, risk)
+    w_ref = w_ref if w_ref is not None else reference_size(risk, np.asarray(states[0]))
+    times, losses, grads = (np.asarray(a, dtype=float) for a in (times, losses, grads))
+    if times.size < 3 or not np.isfinite(final_loss):
+        return []
+    drop = float(losses[0]) - final_loss
+    if not (drop > 1e-12 * max(abs(final_loss), abs(float(losses[0])), 1e-300)):
+        return []
+    tol = LEVEL_RTOL * drop
+    arch = risk.arch
+    d_ref = _cofactor_size(np.full(arch.depth, w_ref / np.sqrt(arch.depth)))
+    sizes = np.array([scale(w) for w in states])
+    rel = np.where(sizes > 0, grads / np.where(sizes > 0, sizes, 1.0), 0.0)
+    near_origin = np.array([_cofactor_size(layer_norms(arch, w)) <= 1e-2 * d_ref for w in states])
+    slow = (rel <= 1e-2) | near_origin
+    out: list[Plateau] = []
+    j, n = 0, times.size
+    while j < n - 1:
+        k = j
+        lo = hi = losses[j]
+        while k + 1 < n and np.isfinite(losses[k + 1]) and max(hi, losses[k + 1]) - min(lo, losses[k + 1]) <= tol:
+            k += 1
+            lo, hi = min(lo, losses[k]), max(hi, losses[k])
+        t_a = times[j] if times[j] > 0 else times[min(j + 1, n - 1)]
+        if (k > j and times[k] >= MIN_TIME_FACTOR * t_a and np.median(losses[j:k + 1]) - final_loss > 10 * tol
+                and slow[j:k + 1].any() and k < n - 1):
+            out.append(_identify(risk, times, losses, states, rel, slow, j, k, certify_tol, scale))
+            j = k + 1
+        else:
+            j += 1
+    return out
+
+
+def _identify(risk, times, losses, states, rel, slow, j, k, certify_tol, scale) -> Plateau:
+    seg = np.arange(j, k + 1)
+    pick = seg[np.argmin(np.where(slow[seg], rel[seg], np.inf))]
+    w = states[pick]
+    level = float(np.median(losses[j:k + 1]))
+    size = float(np.linalg.norm(w))
+    pol = polish(risk, w, gtol=1e-2 * certify_tol * scale(w), radius=size)
+    if pol.accepted and pol.gradient_norm <= certify_tol * scale(pol.point):
+        point, note, gnorm = pol.point, f"Newton-polished from the state at t = {times[pick]:.3g}", pol.gradient_norm
+    else:
+        drop = float(losses[0]) - float(losses[-1])
+        at_zero = risk.function_space_value(np.zeros(risk.arch.final_filter_shape))
+        zero = np.zeros_like(w)
+        if abs(level - at_zero) <= LEVEL_RTOL * drop and not np.any(risk.gradient(zero)):
+            point, note, gnorm = zero, "the origin (the plateau is at the level ℒ(0); polishing did not converge)", 0.0
+        else:
+            return Plateau(float(times[j]), float(times[k]), level, None, None, pol.distance, pol.start_gradient_norm,
+                           f"polishing did not find a critical point ({pol.message})")
+    cp = classify_critical_point(risk, point)
+    return Plateau(float(times[j]), float(times[k]), float(risk.value(point)), cp, point,
+                   float(np.linalg.norm(point - w)), float(gnorm), note)

@@ -1,0 +1,179 @@
+r"""Options of a run: the single home of their defaults and their validation.
+
+:func:`~lcnflow.gradient_flow` and :func:`~lcnflow.gradient_descent` build one of these from their keyword
+arguments; the config layer (``[flow]`` of a TOML file) and sweeps validate through the same classes, so a value is
+refused with the same message wherever it comes from.
+
+Every tolerance is *relative* (see :func:`~lcnflow.flow.certify.gradient_scale`): rescaling the data or the
+initialization by a constant changes no verdict.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+#: Integrators of :func:`~lcnflow.gradient_flow`.
+INTEGRATORS = ("auto", "exponential", "rosenbrock", "RK45", "DOP853", "Radau", "BDF", "LSODA")
+
+
+def _positive(name: str, value: Any, *, allow_inf: bool = False) -> float:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+    ok = ok and (math.isfinite(value) or (allow_inf and value == math.inf))
+    if not ok:
+        what = "a number > 0 (inf allowed)" if allow_inf else "a finite number > 0"
+        raise ValueError(f"flow.{name}: must be {what}, got {value!r}")
+    return float(value)
+
+
+def _positive_int(name: str, value: Any, minimum: int = 1) -> int:
+    if not (isinstance(value, int | np.integer) and not isinstance(value, bool) and value >= minimum):
+        raise ValueError(f"flow.{name}: must be an integer ≥ {minimum}, got {value!r}")
+    return int(value)
+
+
+def _fraction(name: str, value: Any) -> float:
+    if not (isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < 1):
+        raise ValueError(f"flow.{name}: must be a number in (0, 1), got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class StopOptions:
+    r"""When a run may stop, and how its limit is certified (shared by gradient flow and gradient descent).
+
+    Attributes
+    ----------
+    gtol : float
+        A state with ``‖∇L(w)‖ ≤ gtol · S(w)`` is a *candidate* limit (``S`` the gradient scale of
+        :func:`~lcnflow.flow.certify.gradient_scale`).  A candidate is polished and classified; the run ends there
+        only if the polished point is a minimum, else it goes on with a 100× tighter candidate tolerance.
+    certify_tol : float
+        A polished point is certified when ``‖∇L‖ ≤ certify_tol · S``.
+    polish_radius : float
+        Polishing may move the state at most ``polish_radius · ‖w‖``.
+    max_steps : int
+        Accepted and rejected steps at most.
+    max_time : float
+        Wall-clock budget in seconds (``inf``: none).
+    max_record : int
+        Recorded (log-spaced) trajectory points at most.
+    blowup_factor : float
+        Stop as unbounded when ``‖w‖ > blowup_factor · max(‖w(0)‖, w_ref)`` with ``w_ref`` the natural size of the
+        problem's parameters (``√N · ‖v_ref‖^{1/N}``, ``v_ref = ‖∇ℒ(0)‖/‖∇²ℒ(0)‖``).
+    classify : bool
+        Attach the classification of the limit.
+    verify : bool
+        Re-integrate at 100× tighter local error tolerances and report whether the limit is the same.
+    """
+
+    gtol: float = 1e-8
+    certify_tol: float = 1e-10
+    polish_radius: float = 1e-2
+    max_steps: int = 200_000
+    max_time: float = math.inf
+    max_record: int = 400
+    blowup_factor: float = 1e6
+    classify: bool = True
+    verify: bool = False
+
+    def __post_init__(self) -> None:
+        _fraction("gtol", self.gtol)
+        _fraction("certify_tol", self.certify_tol)
+        _positive("polish_radius", self.polish_radius)
+        _positive_int("max_steps", self.max_steps)
+        _positive("max_time", self.max_time, allow_inf=True)
+        _positive_int("max_record", self.max_record, minimum=2)
+        if not (isinstance(self.blowup_factor, int | float) and self.blowup_factor > 1
+                and math.isfinite(self.blowup_factor)):
+            raise ValueError(f"flow.blowup_factor: must be a finite number > 1, got {self.blowup_factor!r}")
+        for name in ("classify", "verify"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"flow.{name}: must be true or false, got {getattr(self, name)!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (``inf`` as ``None``)."""
+        return {k: (None if isinstance(v, float) and math.isinf(v) else v) for k, v in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class FlowOptions(StopOptions):
+    r"""Options of :func:`~lcnflow.gradient_flow` (see :class:`StopOptions` for the shared ones).
+
+    Attributes
+    ----------
+    integrator : str
+        One of :data:`INTEGRATORS`; ``"auto"`` is LSODA with the exact Hessian.
+    t_max : float
+        Largest flow time (``inf`` by default: escaping a plateau from a tiny initialization can take flow time
+        ``~ scale^{-(N-2)}``, which the integrators cross in a few steps).
+    rtol, atol : float
+        Local error tolerances.  ``atol`` is relative to the size of one coefficient of ``w(0)`` (``‖w(0)‖/√P``, or
+        of ``w_ref`` when ``w(0) = 0``), so rescaling the initialization rescales it.
+    """
+
+    integrator: str = "auto"
+    t_max: float = math.inf
+    rtol: float = 1e-6
+    atol: float = 1e-8
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.integrator not in INTEGRATORS:
+            raise ValueError(
+                f"flow.integrator: unknown integrator {self.integrator!r}; valid: {', '.join(INTEGRATORS)}")
+        _positive("t_max", self.t_max, allow_inf=True)
+        _positive("rtol", self.rtol)
+        _positive("atol", self.atol)
+        if self.rtol < 1e-13:
+            raise ValueError(f"flow.rtol: must be ≥ 1e-13 (float64 cannot do better), got {self.rtol!r}")
+
+
+@dataclass(frozen=True)
+class DescentOptions(StopOptions):
+    r"""Options of :func:`~lcnflow.gradient_descent` (see :class:`StopOptions` for the shared ones).
+
+    Attributes
+    ----------
+    step_size : float
+        ``η``; with ``adaptive`` the initial ``η`` of Armijo-safeguarded steps.
+    adaptive : bool
+        ``False`` (default): plain fixed-step descent ``w ← w − η∇L(w)``, the iteration users run.
+        ``True``: a step is accepted only if ``L(w − ηg) ≤ L(w) − ½η‖g‖²`` (else η is halved); η grows by 1.25
+        after each accepted step.
+    """
+
+    step_size: float = 0.01
+    adaptive: bool = False
+    max_steps: int = 100_000
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _positive("step_size", self.step_size)
+        if not isinstance(self.adaptive, bool):
+            raise ValueError(f"flow.adaptive: must be true or false, got {self.adaptive!r}")
+
+
+def check_save_at(save_at: Any, t_max: float) -> np.ndarray:
+    """``save_at`` as an increasing array of times in ``[0, t_max]`` (empty when ``None``)."""
+    if save_at is None:
+        return np.zeros(0)
+    try:
+        s = np.atleast_1d(np.asarray(save_at, dtype=float))
+    except (TypeError, ValueError):
+        s = np.array([np.nan])
+    if s.ndim != 1 or np.any(~np.isfinite(s)) or np.any(s < 0) or np.any(np.diff(s) < 0) or (s.size and s[-1] > t_max):
+        raise ValueError(f"flow.save_at: must be increasing finite times in [0, t_max={t_max:g}], got {save_at!r}")
+    return s
+
+
+def check_callback(callback: Any) -> Callable | None:
+    """``callback`` if it is callable or ``None``."""
+    if callback is not None and not callable(callback):
+        raise ValueError(
+            f"callback: must be callable(t, w, loss, gradient_norm) or None, got {type(callback).__name__}")
+    return callback

@@ -1,0 +1,338 @@
+r"""Steppers: one accepted step of an integrator (or of gradient descent) at a time, behind one interface.
+
+A stepper owns its state ``(t, w)``, its step-size control and its counters; the driver
+(:mod:`lcnflow.flow.driver`) owns everything else — when to stop, certification, recording, ``save_at``, callbacks
+and the itinerary.  The interface follows scipy's ``OdeSolver``:
+
+* :meth:`Stepper.step` advances by one accepted step, never past ``t_limit``, and returns ``None`` or a failure
+  message;
+* :meth:`Stepper.dense` gives the state at a time inside the last step;
+* :meth:`Stepper.exact` gives ``(L, ∇L)`` at the current state (cached), :meth:`Stepper.speed` a cheap estimate of
+  ``‖∇L‖`` there;
+* counters ``nfev``, ``nhev``, ``nsteps`` (attempted steps, rejected ones included).
+
+Integrators (float64, the structured gradient and exact Hessian of :class:`~lcnflow.EmpiricalRisk`):
+
+* ``LSODA`` (the default ``auto``) — Adams–Moulton on non-stiff stretches, BDF with the exact Hessian as Jacobian
+  where the flow is stiff; step sizes grow geometrically on plateaus and as the flow settles.
+* ``exponential`` — exponential Rosenbrock ``exprb32`` with ``∇²L = QΛQᵀ``: ``U = w_n + h φ_1(−hΛ) F``,
+  ``w_{n+1} = U + 2h φ_3(−hΛ) D``, ``F = −∇L(w_n)``, ``D = F(U) − F(w_n) + ∇²L (U − w_n)``; exact on quadratic
+  stretches.
+* ``rosenbrock`` — linearly implicit, L-stable Rosenbrock method of order 2 with an order-3 error estimate
+  (Shampine & Reichelt's ``ode23s`` scheme), ``W = I + h d ∇²L``, ``d = 1/(2 + √2)``.
+* scipy's ``RK45``, ``DOP853`` (explicit: held at the stability limit once the flow is stiff), ``Radau``, ``BDF``,
+  ``LSODA``.
+* :class:`DescentStepper` — gradient descent ``w ← w − η∇L(w)``, fixed or Armijo-safeguarded ``η``; its "time" is
+  ``Σ η``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..risk import EmpiricalRisk
+
+_D = 1.0 / (2.0 + math.sqrt(2.0))
+_E32 = 6.0 + math.sqrt(2.0)
+_TAYLOR1 = [1.0 / math.factorial(j + 1) for j in range(9)]
+_TAYLOR3 = [1.0 / math.factorial(j + 3) for j in range(9)]
+
+
+class Stepper:
+    """Base class: the state, the cached exact evaluation and the counters (see the module docstring)."""
+
+    description = ""
+
+    def __init__(self, risk: EmpiricalRisk, w0: np.ndarray, loss0: float, g0: np.ndarray):
+        self.risk = risk
+        self.t = self.t_prev = 0.0
+        self.w = self.w_prev = w0.copy()
+        self.nfev, self.nhev, self.nsteps = 0, 0, 0
+        self._cache: tuple[np.ndarray, float, np.ndarray] | None = (self.w, loss0, g0)
+
+    def _evaluate(self, w: np.ndarray, need_value: bool = True) -> tuple[float, np.ndarray]:
+        self.nfev += 1
+        return self.risk._value_grad_flat(w, need_value)
+
+    def _accept(self, t: float, w: np.ndarray, loss: float | None = None, g: np.ndarray | None = None) -> None:
+        self.t_prev, self.w_prev = self.t, self.w
+        self.t, self.w = t, w
+        self._cache = (w, loss, g) if g is not None and loss is not None else None
+
+    def exact(self) -> tuple[float, np.ndarray]:
+        """``(L(w), ∇L(w))`` at the current state (evaluated once per state)."""
+        if self._cache is None or self._cache[0] is not self.w:
+            loss, g = self._evaluate(self.w)
+            self._cache = (self.w, loss, g)
+        return self._cache[1], self._cache[2]
+
+    def has_exact(self) -> bool:
+        """Whether :meth:`exact` is free (already known at the current state)."""
+        return self._cache is not None and self._cache[0] is self.w
+
+    def speed(self) -> float:
+        """A cheap estimate of ``‖∇L(w)‖``: exact when known, else the chord speed of the last step."""
+        if self.has_exact():
+            return float(np.linalg.norm(self._cache[2]))
+        return float(np.linalg.norm(self.w - self.w_prev)) / max(self.t - self.t_prev, 1e-300)
+
+    def dense(self, t: float) -> np.ndarray:
+        """The state at ``t`` in ``[t_prev, t]`` (cubic Hermite interpolation unless a stepper knows better)."""
+        h = self.t - self.t_prev
+        if h <= 0 or t >= self.t:
+            return self.w.copy()
+        if self._cache is None or self._cache[0] is not self.w:
+            self.exact()
+        f1 = -self._cache[2]
+        f0 = self._f_prev if getattr(self, "_f_prev", None) is not None else (self.w - self.w_prev) / h
+        s = (t - self.t_prev) / h
+        h00, h10, h01, h11 = 2 * s**3 - 3 * s**2 + 1, s**3 - 2 * s**2 + s, -2 * s**3 + 3 * s**2, s**3 - s**2
+        return h00 * self.w_prev + h10 * h * f0 + h01 * self.w + h11 * h * f1
+
+    def step(self, t_limit: float) -> str | None:  # pragma: no cover - interface
+        """Advance by one accepted step, not past ``t_limit``; ``None`` or a failure message."""
+        raise NotImplementedError
+
+
+def _initial_step(w: np.ndarray, g: np.ndarray, rtol: float, atol: float, t_limit: float) -> float:
+    """A small fraction of the time scale ``‖w‖/‖∇L‖`` in the error norm."""
+    sc = atol + rtol * np.abs(w)
+    h = 0.01 * max(float(np.linalg.norm(w / sc)), 1.0) / max(float(np.linalg.norm(g / sc)), 1e-300)
+    return min(h, t_limit)
+
+
+def _phi13(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``φ_1(z) = (e^z − 1)/z`` and ``φ_3(z) = (e^z − 1 − z − z²/2)/z³``, stable for all real ``z``.
+
+    Taylor series (8 terms, error < 1e-16) for ``|z| < 0.1``; closed forms elsewhere, with ``z`` capped at 700 so a
+    step through a strongly unstable direction gives a huge, rejected error estimate instead of ``inf``.
+    """
+    z = np.minimum(z, 700.0)
+    small = np.abs(z) < 0.1
+    zl = np.where(small, 1.0, z)
+    em1 = np.expm1(zl)
+    phi1 = em1 / zl
+    phi3 = (em1 - zl - 0.5 * zl * zl) / (zl * zl * zl)
+    if small.any():
+        zs = z[small]
+        p1, p3 = _TAYLOR1[-1], _TAYLOR3[-1]
+        for c1, c3 in zip(_TAYLOR1[-2::-1], _TAYLOR3[-2::-1], strict=True):
+            p1 = p1 * zs + c1
+            p3 = p3 * zs + c3
+        phi1[small] = p1
+        phi3[small] = p3
+    return phi1, phi3
+
+
+class ExponentialStepper(Stepper):
+    r"""Exponential Rosenbrock ``exprb32`` (order 3, embedded order 2) with the exact Hessian.
+
+    With ``J = −∇²L(w_n) = −QΛQᵀ`` and ``F = −∇L``: ``U = w_n + h φ_1(hJ) F(w_n)``,
+    ``D = F(U) − F(w_n) − J(U − w_n)``, ``w_{n+1} = U + 2h φ_3(hJ) D``; the local error estimate is
+    ``2h φ_3(hJ) D``.  Steps end exactly on ``t_limit`` (the driver's save times), so no interpolation is needed
+    there.
+    """
+
+    description = "exponential Rosenbrock exprb32 (exact Hessian)"
+
+    def __init__(self, risk, w0, loss0, g0, rtol, atol):
+        super().__init__(risk, w0, loss0, g0)
+        self.rtol, self.atol = rtol, atol
+        self._hess = risk._hessian_flat(w0)
+        self.nhev += 1
+        self._eig = None
+        self._f_prev = None
+        self.h = None
+
+    def step(self, t_limit: float) -> str | None:
+        risk, w = self.risk, self.w
+        g = self.exact()[1]
+        if self.h is None:
+            self.h = _initial_step(w, g, self.rtol, self.atol, t_limit - self.t)
+        if self._eig is None:
+            lam, Q = np.linalg.eigh(self._hess)
+            self._eig = (lam, Q, Q.T @ g)
+        lam, Q, a = self._eig
+        while True:
+            h_try = min(self.h, t_limit - self.t)
+            phi1, phi3 = _phi13(-h_try * lam)
+            dU = Q @ (-h_try * phi1 * a)
+            U = w + dU
+            _, gU = self._evaluate(U, False)
+            self.nsteps += 1
+            D = g - gU + self._hess @ dU  # F(U) − F(w) − J(U − w) with F = −∇L, J = −∇²L
+            e = Q @ ((2.0 * h_try) * phi3 * (Q.T @ D))
+            wn = U + e
+            scale = self.atol + self.rtol * np.maximum(np.abs(w), np.abs(wn))
+            err = float(np.sqrt(np.mean((e / scale) ** 2)))
+            if math.isfinite(err) and err <= 1.0:
+                loss_n, g_n, hess_n = risk._value_grad_hess_flat(wn)
+                self.nfev += 1
+                self.nhev += 1
+                if math.isfinite(loss_n):
+                    break
+            self.h = h_try * (0.25 if not math.isfinite(err) or err <= 1.0 else max(0.2, 0.9 * err ** (-1 / 3)))
+            if self.h < 1e-14 * max(abs(self.t), 1e-300):
+                return "the step size underflowed"
+        t_new = t_limit if h_try == t_limit - self.t else self.t + h_try
+        self._f_prev = -g
+        self._accept(t_new, wn, loss_n, g_n)
+        self._hess, self._eig = hess_n, None
+        grow = 5.0 if err == 0 else min(5.0, 0.9 * err ** (-1.0 / 3.0))
+        self.h = max(self.h, h_try * grow) if h_try < self.h else h_try * grow
+        return None
+
+
+class RosenbrockStepper(Stepper):
+    """Linearly implicit Rosenbrock method of order 2 (``ode23s`` scheme), exact Hessian, own dense output."""
+
+    description = "linearly implicit Rosenbrock ode23s (exact Hessian)"
+
+    def __init__(self, risk, w0, loss0, g0, rtol, atol):
+        super().__init__(risk, w0, loss0, g0)
+        self.rtol, self.atol = rtol, atol
+        self._eye = np.eye(w0.size)
+        self._k = None
+        self.h = None
+
+    def step(self, t_limit: float) -> str | None:
+        risk, w = self.risk, self.w
+        _, g = self.exact()
+        F0 = -g
+        if self.h is None:
+            self.h = _initial_step(w, g, self.rtol, self.atol, t_limit - self.t)
+        hess = risk._hessian_flat(w)
+        self.nhev += 1
+        while True:
+            h = min(self.h, t_limit - self.t)
+            self.nsteps += 1
+            try:
+                Winv = np.linalg.inv(self._eye + (h * _D) * hess)
+            except np.linalg.LinAlgError:
+                self.h = 0.25 * h
+                continue
+            k1 = Winv @ F0
+            _, g1 = self._evaluate(w + (0.5 * h) * k1, False)
+            F1 = -g1
+            k2 = Winv @ (F1 - k1) + k1
+            wn = w + h * k2
+            loss_n, g2 = self._evaluate(wn)
+            F2 = -g2
+            k3 = Winv @ (F2 - _E32 * (k2 - F1) - 2.0 * (k1 - F0))
+            scale = self.atol + self.rtol * np.maximum(np.abs(w), np.abs(wn))
+            err = (h / 6.0) * float(np.sqrt(np.mean(((k1 - 2.0 * k2 + k3) / scale) ** 2)))
+            if math.isfinite(err) and math.isfinite(loss_n) and err <= 1.0:
+                break
+            finite = math.isfinite(err) and math.isfinite(loss_n)
+            self.h = h * (max(0.2, 0.8 * err ** (-1 / 3)) if finite else 0.25)
+            if self.h < 1e-14 * max(abs(self.t), 1e-300):
+                return "the step size underflowed"
+        self._k = (k1, k2, h)
+        self._accept(self.t + h, wn, loss_n, g2)
+        self.h = h * (5.0 if err == 0 else min(5.0, 0.8 * err ** (-1.0 / 3.0)))
+        return None
+
+    def dense(self, t: float) -> np.ndarray:
+        """The scheme's own continuous extension inside the last step."""
+        if self._k is None or t >= self.t:
+            return self.w.copy()
+        k1, k2, h = self._k
+        theta = (t - self.t_prev) / h
+        return self.w_prev + h * ((theta * (1 - theta) / (1 - 2 * _D)) * k1
+                                  + (theta * (theta - 2 * _D) / (1 - 2 * _D)) * k2)
+
+
+class ScipyStepper(Stepper):
+    """One of scipy's ``OdeSolver`` classes on ``ẇ = −∇L(w)`` (stiff ones get the exact Hessian as Jacobian).
+
+    The exact gradient is evaluated at accepted steps only on request (:meth:`exact`); :meth:`speed` is the chord
+    speed ``‖w_{n+1} − w_n‖/h``, an estimate of ``‖∇L‖`` since ``ẇ = −∇L``.
+    """
+
+    def __init__(self, risk, w0, loss0, g0, method, rtol, atol, t_max):
+        super().__init__(risk, w0, loss0, g0)
+        import scipy.integrate  # imported when a run needs it (about 0.8 s at start-up)
+
+        self.description = "LSODA (Adams/BDF switching, exact Hessian as Jacobian)" if method == "LSODA" else (
+            f"scipy {method}")
+        self._last: tuple[np.ndarray, float, np.ndarray] = (w0.copy(), loss0, g0)
+        kwargs = {"rtol": rtol, "atol": atol}
+        if method in ("Radau", "BDF", "LSODA"):
+            kwargs["jac"] = self._jac
+        self.solver = getattr(scipy.integrate, method)(self._fun, 0.0, w0.copy(), t_max, **kwargs)
+        self._dense = None
+
+    def _fun(self, _t, y):
+        val, grad = self._evaluate(y)
+        self._last = (y.copy(), val, grad)
+        return -grad
+
+    def _jac(self, _t, y):
+        self.nhev += 1
+        return -self.risk._hessian_flat(y)
+
+    def step(self, t_limit: float) -> str | None:
+        s = self.solver
+        if s.status != "running":
+            return f"scipy {type(s).__name__} stopped: {s.status}"
+        msg = s.step()
+        self.nsteps += 1
+        if s.status == "failed":
+            return f"scipy {type(s).__name__} failed: {msg}"
+        y = s.y.copy()
+        self._dense = None
+        last_y, loss, g = self._last
+        known = np.array_equal(last_y, y)
+        self._accept(float(s.t), y, loss if known else None, g if known else None)
+        return None
+
+    def dense(self, t: float) -> np.ndarray:
+        if t >= self.t:
+            return self.w.copy()
+        if self._dense is None:
+            self._dense = self.solver.dense_output()
+        return np.asarray(self._dense(t))
+
+
+class DescentStepper(Stepper):
+    r"""Gradient descent ``w ← w − η ∇L(w)``; with ``adaptive`` Armijo-safeguarded ``η`` (halved until
+    ``L(w − ηg) ≤ L(w) − ½η‖g‖²``, then grown by 1.25).  Time is ``Σ η``; :meth:`dense` is the last iterate at or
+    before ``t``."""
+
+    def __init__(self, risk, w0, loss0, g0, step_size: float, adaptive: bool):
+        super().__init__(risk, w0, loss0, g0)
+        self.eta, self.adaptive = float(step_size), adaptive
+        self.description = ("gradient descent, adaptive (Armijo-safeguarded)" if adaptive
+                            else f"gradient descent, fixed step η = {step_size:g}")
+
+    def step(self, t_limit: float) -> str | None:
+        loss, g = self.exact()
+        gn2 = float(g @ g)
+        while True:
+            trial = self.w - self.eta * g
+            loss_t, g_t = self._evaluate(trial)
+            self.nsteps += 1
+            if not self.adaptive or loss_t <= loss - 0.5 * self.eta * gn2:
+                break
+            self.eta *= 0.5
+            if self.eta < 1e-300:
+                return "the adaptive step size underflowed"
+        self._accept(self.t + self.eta, trial, loss_t, g_t)
+        if self.adaptive:
+            self.eta *= 1.25
+        return None
+
+    def dense(self, t: float) -> np.ndarray:
+        return (self.w if t >= self.t else self.w_prev).copy()
+
+
+def make_flow_stepper(risk: EmpiricalRisk, w0, loss0, g0, integrator: str, rtol: float, atol: float,
+                      t_max: float) -> Stepper:
+    """The stepper of ``integrator`` (``auto`` = LSODA) started at ``w0``."""
+    if integrator == "exponential":
+        return ExponentialStepper(risk, w0, loss0, g0, rtol, atol)
+    if integrator == "rosenbrock":
+        return RosenbrockStepper(risk, w0, loss0, g0, rtol, atol)
+    return ScipyStepper(risk, w0, loss0, g0, "LSODA" if integrator == "auto" else integrator, rtol, atol, t_max)
