@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import itertools
 import re
+import warnings
 
 import numpy as np
 import numpy.polynomial.polynomial as npoly
@@ -139,6 +140,26 @@ def test_a_run_stopped_at_t0_draws_its_point(run_t0):
             assert drawn or said, (func.__name__, ax.get_title())
             assert any("stopped at t = 0" in t.get_text() for t in ax.texts), func.__name__
             assert ax.get_xscale() == "linear"
+
+
+@pytest.mark.parametrize("bad", [np.inf, np.nan])
+def test_a_diverged_run_draws_every_figure(run_1d, bad):
+    _, data = run_1d
+    data = copy.deepcopy(data)
+    a = data.arrays
+    for key in ("limit", "final_filter"):
+        a[key] = np.full_like(a[key], bad)
+    for key in ("trajectory", "final_filter_trajectory", "invariants_trajectory"):
+        a[key][-1] = bad
+    a["losses"][-1] = a["gradient_norms"][-1] = np.inf
+    data.record["result"].update(loss=None, converged=False, certified=False)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Matplotlib's notes on non-finite data: drawing must still succeed
+        for _, func, _ in F.FIGURES:
+            fig = func(data)
+            if fig is not None:
+                draw(fig)
+    assert F.polynomial_roots([1.0, bad, 2.0]).size == 0
 
 
 def test_roots_zoom_on_roots_crowding_near_the_origin(run_1d):

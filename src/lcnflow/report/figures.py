@@ -308,7 +308,10 @@ def polynomial_roots(coeffs: np.ndarray) -> np.ndarray:
     The root finder of the classification (:mod:`lcnflow.flow.critical`), so the figure shows the roots the verdict
     was decided on.
     """
-    return _roots(np.asarray(coeffs, dtype=np.float64).ravel())
+    c = np.asarray(coeffs, dtype=np.float64).ravel()
+    if not np.all(np.isfinite(c)):  # a diverged run: its polynomial has no roots to draw
+        return np.zeros(0, complex)
+    return _roots(c)
 
 
 def shared_roots(layer_roots: list[np.ndarray], tol: float = ROOT_TOL) -> list[tuple[int, int, complex]]:
