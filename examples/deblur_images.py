@@ -53,7 +53,4 @@ print(f"verdict: {run.verdict['headline']}; {run.verdict['comparison']}")
 print(table(["estimate of the clean pixels", "PSNR (dB)"], rows))
 
 if (out := out_dir()) is not None:
-    from lcnflow.report import build_report
-
-    run.save(out)
-    print(f"report: {build_report(out)}")
+    print(f"report: {run.save(out)['report.html']}")  # result.json, trajectory.npz, config.toml, report, figures

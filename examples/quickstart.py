@@ -10,6 +10,5 @@ X = rng.standard_normal((500, 64))
 target = rng.standard_normal(arch.final_filter_size)
 Y = (lf.patch_matrix(arch, X) @ target).reshape(500, -1) + 0.01 * rng.standard_normal((500, arch.output_size))
 risk = lf.EmpiricalRisk(arch, lf.get_loss("square"), lf.Dataset(X, Y))
-init = [0.5 * rng.standard_normal(k) for k in arch.filter_sizes]
-result = lf.gradient_flow(risk, init)
+result = lf.gradient_flow(risk, lf.random_init(arch, scale=0.5, seed=1))
 print(arch, risk.data_condition, result.summary(), sep="\n\n")

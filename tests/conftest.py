@@ -3,7 +3,8 @@
 Everything here is written independently of ``src/lcnflow``: layer matrices are built entry by entry from the
 defining formula ``(Π(w) x)_a = Σ_j w_j x_{a·s + j}`` (row-major in 2D), final filters from
 ``numpy.polynomial.polynomial.polymul``, patch matrices from ``H_{(j,a),t} = x_{j, a·s_v + t}``, and
-losses from their closed forms (DESIGN.md §2).  Tests import these helpers with ``from conftest import ...``.
+losses from their closed forms (docs/theory.md, "The risk").  Tests import these helpers with
+``from conftest import ...``.
 """
 
 from __future__ import annotations
@@ -129,7 +130,8 @@ def polymul_abs_scale(filters, strides) -> float:
 
 
 # ------------------------------------------------------------------------------------------ loss formulas
-# Closed forms of DESIGN.md §2, in plain numpy and in torch, with the parameters used in the tests.
+# Closed forms of the losses (docs/theory.md, "The risk"), in plain numpy and in torch, with the parameters used in
+# the tests.
 LOSS_CASES = [
     ("square", {}),
     ("lp", {"p": 4}),

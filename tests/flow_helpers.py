@@ -252,7 +252,7 @@ def complement(U: np.ndarray, dim: int) -> np.ndarray:
 
 
 def rescaling_directions(sizes, w) -> np.ndarray:
-    """Columns ``(0, …, w^(i), −w^(i+1), …, 0)``: the tangents of the rescaling orbit (DESIGN.md §3)."""
+    """Columns ``(0, …, w^(i), −w^(i+1), …, 0)``: tangents of the rescaling orbit (docs/theory.md, "Symmetries")."""
     w = np.asarray(w, dtype=float)
     bounds = np.cumsum([0, *sizes])
     U = np.zeros((w.size, len(sizes) - 1))

@@ -1,8 +1,8 @@
 """Architecture: sizes, final filter size/stride, parameter counts, filling, validation.
 
 Expected numbers are computed by hand in the tests from the size rule ``d_out = ⌊(d_in − k)/s⌋ + 1`` and
-``k_v = 1 + Σ (k_i − 1) S_{i−1}`` (DESIGN.md §1).  Filling is checked against a numerical oracle built from
-polynomial roots (numpy) and least squares (scipy).
+``k_v = 1 + Σ (k_i − 1) S_{i−1}`` (docs/theory.md, "The model").  Filling is checked against a numerical oracle
+built from polynomial roots (numpy) and least squares (scipy).
 """
 
 from __future__ import annotations

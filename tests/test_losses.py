@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import pickle
+import re
 import sys
 import warnings
 from collections.abc import Callable
@@ -379,17 +380,30 @@ def test_lp_is_only_c2_at_zero_for_odd_p() -> None:
 # --------------------------------------------------------------------------------------------------------
 
 
-def test_registry_contents() -> None:
-    assert LOSS_NAMES == ("square", "lp", "pseudo_huber", "generalized_huber", "log_cosh")
-    assert LOSS_PARAMETERS == {
-        "square": {},
-        "lp": {"p": 4.0},
-        "pseudo_huber": {"delta": 1.0},
-        "generalized_huber": {"alpha": 1.0, "beta": 0.0},
-        "log_cosh": {},
-    }
+def test_registry_matches_the_documentation_and_the_oracles() -> None:
+    """The registered losses are the ones the README documents, each has a closed-form oracle in conftest, and
+    ``get_loss(name)`` with no parameters is that closed form at the README's documented defaults."""
+    from pathlib import Path
+
+    from conftest import LOSS_CASES, numpy_loss
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    row = next(line for line in readme.splitlines() if line.startswith("| `loss.name` |"))
+    documented = re.findall(r"`(\w+)`", re.split(r"(?<!\\)\|", row)[3])
+    assert set(LOSS_NAMES) == set(documented), (LOSS_NAMES, documented)
+    assert set(LOSS_NAMES) == {name for name, _ in LOSS_CASES}
+    row = next(line for line in readme.splitlines() if line.startswith("| `loss.p`,"))
+    keys = re.findall(r"`loss\.(\w+)`", row.split("|")[1])
+    values = [float(v) for v in row.split("|")[2].split(",")]
+    defaults = dict(zip(keys, values, strict=True))
+    r = np.linspace(-6.0, 6.0, 49)
     for name in LOSS_NAMES:
-        assert dict(get_loss(name).params) == LOSS_PARAMETERS[name]
+        loss = get_loss(name)
+        params = dict(loss.params)
+        assert set(params) <= set(defaults), (name, params)
+        assert params == {k: defaults[k] for k in params}, (name, params)
+        np.testing.assert_allclose(loss(r), numpy_loss(name, defaults)(r), rtol=1e-12, atol=1e-14)
+        assert LOSS_PARAMETERS[name] == params
 
 
 def test_str_to_dict_roundtrip_equality_pickle() -> None:

@@ -147,6 +147,7 @@ def test_file_errors_name_the_field(tmp_path, rng):
     np.savez(tmp_path / "text.npz", inputs=np.array(["a"] * 60).reshape(6, 10), targets=Y)
     np.save(tmp_path / "x.npy", X)
     (tmp_path / "x.csv").write_text("1,2\n", encoding="utf-8")
+    (tmp_path / "x.txt").write_text("1,2\n", encoding="utf-8")
     (tmp_path / "junk.npz").write_text("not numpy", encoding="utf-8")
     base = {"architecture": {"input_size": 10, "filter_sizes": [3, 3]}, "data": {"source": "file"}}
     cases = [
@@ -156,7 +157,8 @@ def test_file_errors_name_the_field(tmp_path, rng):
         ("keys.npz", "data.inputs_key: keys.npz has no array 'inputs'; it has: a, b"),
         ("text.npz", "data.inputs: must be a real numeric array"),
         ("x.npy", "data.targets_path: required when data.path is an .npy file"),
-        ("x.csv", "data.path: x.csv must end in .npz or .npy"),
+        ("x.txt", "data.path: x.txt must end in .npz or .npy"),
+        ("x.csv", "data.targets_path: required with a CSV data.path"),  # CSV is read now (readers.py)
         ("junk.npz", "data.path: cannot read"),
     ]
     for name, message in cases:
@@ -241,6 +243,6 @@ def test_image_errors():
     with pytest.raises(ConfigError, match="do not fit the image 'text' of 172×448 pixels"):
         _data({"data.source": "image", "data.image": "text", "architecture.input_size": [200, 20],
                "architecture.filter_sizes": [[3, 3]]})
-    with pytest.raises(ConfigError, match=r"data\.image: must be one of 'camera'"):
+    with pytest.raises(ConfigError, match=r"data\.image: expected one of camera, .* or the path of a PNG"):
         config_from_dict({}, {"data.source": "image", "data.image": "lena", "architecture.input_size": [9, 9],
                               "architecture.filter_sizes": [[3, 3]]})

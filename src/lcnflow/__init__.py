@@ -16,6 +16,8 @@ from .conv import (
     layer_matrix,
     network_matrix,
     patch_matrix,
+    predict,
+    random_init,
     unflatten,
 )
 from .data import Dataset
@@ -59,6 +61,8 @@ __all__ = [
     "layer_matrix",
     "network_matrix",
     "patch_matrix",
+    "predict",
+    "random_init",
     "theorem_hypotheses",
     "to_torch",
     "unflatten",

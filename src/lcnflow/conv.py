@@ -41,6 +41,8 @@ __all__ = [
     "network_matrix",
     "patch_matrix",
     "patch_rows",
+    "predict",
+    "random_init",
     "unflatten",
 ]
 
@@ -364,3 +366,90 @@ def patch_matrix(arch: Architecture, inputs: np.ndarray) -> np.ndarray:
     """
     inputs = np.asarray(inputs, dtype=np.float64)
     return patch_rows(arch, inputs).reshape(-1, arch.final_filter_num_params)
+
+
+# ---------------------------------------------------------------------------------------------- users' helpers
+def random_init(arch: Architecture, scale: float = 0.1, seed: int | None = None) -> Filters:
+    r"""Random initial filters: every coefficient i.i.d. ``N(0, scale²)``.
+
+    .. math:: w^{(i)}_j = \text{scale} \cdot z_{i,j}, \qquad z_{i,j} \sim N(0, 1) \text{ i.i.d.},
+
+    drawn layer by layer (each row-major) from ``numpy.random.default_rng(seed)``.  This is the initialization of
+    experiment configs (``[init] scale, seed``), so ``random_init(arch, cfg.init.scale, cfg.init.seed)`` reproduces
+    a config's ``w(0)`` exactly.
+
+    Parameters
+    ----------
+    arch : Architecture
+    scale : float, default 0.1
+        Standard deviation of each coefficient, ``≥ 0`` (0 gives the all-zero critical point).
+    seed : int, optional
+        Seed of the generator (``None``: fresh entropy).
+
+    Returns
+    -------
+    list of ndarray
+        One float64 filter per layer, of shape ``arch.filter_shapes[i]``.
+
+    Raises
+    ------
+    ValueError
+        ``scale`` negative or not finite, or ``seed`` negative.
+    """
+    try:
+        sc = float(scale)
+    except (TypeError, ValueError):
+        raise ValueError(f"scale: expected a number ≥ 0, got {scale!r}") from None
+    if not math.isfinite(sc) or sc < 0:
+        raise ValueError(f"scale: must be finite and ≥ 0, got {scale!r}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0):
+        raise ValueError(f"seed: expected an integer ≥ 0 or None, got {seed!r}")
+    rng = np.random.default_rng(seed)
+    return [sc * rng.standard_normal(shape) for shape in arch.filter_shapes]
+
+
+def predict(arch: Architecture, filters: Sequence[np.ndarray] | np.ndarray, inputs: np.ndarray) -> np.ndarray:
+    r"""Apply the network to inputs: ``V x = Π(w^{(N)}) ⋯ Π(w^{(1)}) x`` for each sample.
+
+    Computed as one strided correlation with the final filter ``v = π(w)``,
+
+    .. math:: (V x)_a = \sum_{t} v_t \, x_{a \cdot s_v + t}, \qquad a = 0, …, d_N − 1
+
+    (per axis in 2D), which equals applying the layers one after the other.
+
+    Parameters
+    ----------
+    arch : Architecture
+    filters : list of ndarray or flat ndarray
+        One filter per layer (see :func:`as_filters`).
+    inputs : ndarray
+        One sample of shape ``d_0`` (1D) / ``(h, w)`` (2D), or a batch ``(m, d_0)`` / ``(m, h, w)``.
+
+    Returns
+    -------
+    ndarray
+        Shape ``(m, d_N)`` / ``(m, h_N, w_N)`` for a batch, ``(d_N,)`` / ``(h_N, w_N)`` for one sample.
+
+    Raises
+    ------
+    ValueError
+        Filters that do not fit ``arch``, inputs of the wrong shape, or non-finite inputs.
+    """
+    ws = as_filters(arch, filters)
+    try:
+        x = np.asarray(inputs, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"inputs: not a numeric array ({type(inputs).__name__})") from None
+    d0 = arch.axes_layer_sizes[0]
+    single = x.shape == d0
+    if single:
+        x = x[None]
+    if x.shape[1:] != d0 or x.ndim != arch.ndim + 1:
+        want = f"{d0[0]}" if arch.ndim == 1 else f"{d0[0]}, {d0[1]}"
+        raise ValueError(f"inputs: expected shape ({want}) or (m, {want}) for input size {arch.layer_sizes[0]}, "
+                         f"got shape {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("inputs: contain NaN or infinite values")
+    v = _final_filter(arch, ws).reshape(arch.final_filter_shape)
+    out = np.tensordot(patch_rows(arch, x), v, axes=arch.ndim)
+    return out[0] if single else out

@@ -228,7 +228,8 @@ class ImageData(_DataBase):
     """
 
     source: Literal["image"] = Field("image", description=_SOURCE_HELP)
-    image: Literal[IMAGE_NAMES] = Field("camera", description=f"bundled image: {', '.join(IMAGE_NAMES)}")
+    image: str = Field("camera", description=f"bundled image ({', '.join(IMAGE_NAMES)}) or the path of a "
+                       "PNG/JPEG/TIFF photograph or a folder of them")
     num_patches: int = Field(200, ge=1, description="m: number of patches")
     blur_sigma: float = Field(1.0, gt=0, description="width of the Gaussian blur, in pixels")
     blur_size: int = Field(5, description="taps of the blur per axis (odd)")
@@ -238,6 +239,15 @@ class ImageData(_DataBase):
     @classmethod
     def _check_blur(cls, value: int) -> int:
         return _odd(value)
+
+    @field_validator("image")
+    @classmethod
+    def _check_image(cls, value: str) -> str:
+        # a bundled name, or a path to the user's photographs (read by lcnflow.experiments.readers)
+        if value in IMAGE_NAMES or any(c in value for c in "/\\.") or Path(value).expanduser().exists():
+            return value
+        raise ValueError(f"expected one of {', '.join(IMAGE_NAMES)}, or the path of a PNG/JPEG/TIFF photograph or "
+                         f"a folder of them, got {value!r}")
 
 
 DataConfig = Annotated[PlantedData | FileData | Mnist1dData | ImageData, Field(discriminator="source")]
@@ -542,6 +552,9 @@ def load_config(
             for key in ("path", "targets_path"):
                 if isinstance(data.get(key), str) and data[key] and not Path(data[key]).is_absolute():
                     data[key] = str((p.parent / data[key]).resolve())
+            image = data.get("image")  # the user's photographs, like data.path; bundled names stay names
+            if isinstance(image, str) and image not in IMAGE_NAMES and not Path(image).expanduser().is_absolute():
+                data["image"] = str((p.parent / image).resolve())
     if base is None and overrides:  # the built-in default, modified: keep its sections, not its description
         base = {"name": f"{BUILTIN_DEFAULT['name']} (modified)"}
     return config_from_dict(base, overrides)

@@ -28,7 +28,7 @@ import numpy as np
 
 from .. import __version__
 from ..architecture import Architecture
-from ..conv import as_filters, final_filter, flatten, unflatten
+from ..conv import as_filters, final_filter, flatten, random_init, unflatten
 from ..flow import FlowResult, invariants, theorem_hypotheses
 from ..flow.descent import run_descent
 from ..flow.integrate import run_flow
@@ -85,8 +85,7 @@ def initial_filters(cfg: InitConfig, arch: Architecture) -> list[np.ndarray]:
     """``w(0)``: ``cfg.filters`` if given, else each coefficient i.i.d. ``N(0, scale²)`` from ``seed``."""
     if cfg.filters is not None:
         return as_filters(arch, cfg.filters, "init.filters")
-    rng = np.random.default_rng(cfg.seed)
-    return [cfg.scale * rng.standard_normal(shape) for shape in arch.filter_shapes]
+    return random_init(arch, cfg.scale, cfg.seed)
 
 
 @dataclass
@@ -422,19 +421,24 @@ class ExperimentRun:
             out["hessian_eigenvalues"] = res.critical_point.hessian_eigenvalues
         return {k: np.asarray(v, dtype=np.float64) for k, v in out.items()}
 
-    def save(self, out_dir: str | Path, record: dict[str, Any] | None = None) -> dict[str, Path]:
-        """Write ``result.json``, ``trajectory.npz`` and ``config.toml`` into ``out_dir`` (created if needed).
+    def save(self, out_dir: str | Path, record: dict[str, Any] | None = None, report: bool = True,
+             formats: tuple[str, ...] = ("png",)) -> dict[str, Path]:
+        """Write ``result.json``, ``trajectory.npz``, ``config.toml`` and the report into ``out_dir`` (created).
 
         Parameters
         ----------
         out_dir : str or Path
         record : dict, optional
             The :meth:`to_dict` content to write (default: computed now); pass it to write exactly what was shown.
+        report : bool, default True
+            Also write ``report.html`` and ``figures/`` (what ``lcnflow report DIR`` would build from the files).
+        formats : tuple of str, default ("png",)
+            Figure formats when ``report`` is true (``("png", "svg")`` adds SVG files).
 
         Returns
         -------
         dict
-            File name → path.
+            File name → path (``"report.html"`` included when ``report`` is true).
         """
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -462,6 +466,12 @@ class ExperimentRun:
             for tmp, _ in staged:
                 if tmp.exists():
                     tmp.unlink()
+        if report:
+            # The report layer sits above experiments; it is imported here only, on request, so the layering holds
+            # for everything that does not ask for a report.
+            from ..report import build_report
+
+            paths["report.html"] = build_report(out, formats)
         return paths
 
 

@@ -30,7 +30,8 @@ import numpy as np
 from ..architecture import Architecture, _fmt
 from ..conv import final_filter, patch_rows
 from ..data import Dataset
-from .config import ConfigError, FileData, ImageData, Mnist1dData, PlantedData
+from . import readers
+from .config import IMAGE_NAMES, ConfigError, FileData, ImageData, Mnist1dData, PlantedData
 
 __all__ = [
     "SOURCES",
@@ -244,6 +245,9 @@ def _read_arrays(cfg: FileData) -> tuple[np.ndarray, np.ndarray, str]:
 
 
 def _file(cfg: FileData, arch: Architecture) -> DataBundle:
+    if Path(cfg.path).suffix.lower() in readers.SIGNAL_SUFFIXES:  # CSV / WAV signals: lcnflow.experiments.readers
+        X, Y, description, details = readers.read_signals(cfg.path, cfg.targets_path, arch)
+        return DataBundle(Dataset(X, Y), "file", f"File {description}.", details)
     X, Y, names = _read_arrays(cfg)
     for arr, what in ((X, "data.inputs"), (Y, "data.targets")):
         if arr.dtype.kind not in "biuf":
@@ -342,6 +346,8 @@ def load_image(name: str) -> np.ndarray:
 def _image(cfg: ImageData, arch: Architecture) -> DataBundle:
     d0 = arch.axes_layer_sizes[0]
     size = tuple(d + cfg.blur_size - 1 for d in d0)
+    if cfg.image not in IMAGE_NAMES:  # the user's own photographs: lcnflow.experiments.readers
+        return _own_images(cfg, arch, size)
     img = load_image(cfg.image)
     if any(p > s for p, s in zip(size, img.shape, strict=True)):
         raise ConfigError(
@@ -362,6 +368,40 @@ def _image(cfg: ImageData, arch: Architecture) -> DataBundle:
         "output pixels."
     )
     details = {"blur_filter": np.outer(b, b).tolist(), "image": cfg.image, "image_shape": list(img.shape)}
+    return DataBundle(Dataset(X, Y), "image", description, details)
+
+
+def _own_images(cfg: ImageData, arch: Architecture, size: tuple[int, ...]) -> DataBundle:
+    """The ``image`` source on the user's photographs: patches from every image large enough, blurred and noised."""
+    d0 = arch.axes_layer_sizes[0]
+    images, names = readers.read_images(cfg.image)
+    fits = [i for i, img in enumerate(images) if all(p <= s for p, s in zip(size, img.shape, strict=True))]
+    if not fits:
+        shapes = ", ".join(f"{n} {_fmt(img.shape)}" for n, img in zip(names, images, strict=True))
+        raise ConfigError(
+            f"architecture.input_size: patches of {_fmt(size)} pixels (input size {_fmt(d0)} plus the blur's "
+            f"{cfg.blur_size - 1}) do not fit any image of data.image ({shapes})"
+        )
+    rng = np.random.default_rng(cfg.seed)
+    which = np.asarray(fits)[rng.integers(0, len(fits), cfg.num_patches)]
+    clean = np.empty((cfg.num_patches, *size))
+    for n, i in enumerate(which):
+        img = images[i]
+        r = rng.integers(0, img.shape[0] - size[0] + 1)
+        c = rng.integers(0, img.shape[1] - size[1] + 1)
+        clean[n] = img[r : r + size[0], c : c + size[1]]
+    b = gaussian_blur_filter(cfg.blur_size, cfg.blur_sigma)
+    X = _blur(clean, b, 2) + cfg.noise_std * rng.standard_normal((cfg.num_patches, *d0))
+    Y = _centred_targets(arch, clean, cfg.blur_size)
+    used = [names[i] for i in fits]
+    listed = ", ".join(used[:5]) + (f" and {len(used) - 5} more" if len(used) > 5 else "")
+    description = (
+        f"Own photographs ({listed}; grayscale in [0, 1]): {cfg.num_patches} random patches of {_fmt(d0)}, blurred "
+        f"by a separable {cfg.blur_size}×{cfg.blur_size} Gaussian (σ = {cfg.blur_sigma:g} pixels) plus "
+        f"N(0, {cfg.noise_std:g}²) noise; targets: the clean patches at the {_fmt(arch.output_size)} output pixels."
+    )
+    details = {"blur_filter": np.outer(b, b).tolist(), "image": str(cfg.image), "images_used": used,
+               "images_skipped_too_small": [n for i, n in enumerate(names) if i not in fits]}
     return DataBundle(Dataset(X, Y), "image", description, details)
 
 

@@ -18,9 +18,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, NullFormatter
-from numpy.polynomial import polynomial as P
 
-__all__ = ["FIGURES", "STYLE", "RunData", "polynomial_roots", "shared_roots"]
+from ..flow.critical import ROOT_TOL, _dilate1, _roots
+
+__all__ = ["FIGURES", "STYLE", "RunData", "plot_result", "polynomial_roots", "shared_roots"]
 
 #: Matplotlib settings of every figure (applied with ``matplotlib.rc_context``).
 STYLE: dict[str, Any] = {
@@ -43,8 +44,7 @@ STYLE: dict[str, Any] = {
     "svg.fonttype": "none",
 }
 START, LIMIT, OPTIMUM, TRUTH, ALERT = "#9a9a9a", "#1f5fa8", "#d17a00", "#2e8b57", "#c0392b"
-#: Roots closer than this (relative to ``1 + |ρ|``) count as shared (as in :mod:`lcnflow.flow.critical`).
-ROOT_TOL = 1e-5
+# Roots closer than ROOT_TOL (relative to ``1 + |ρ|``) count as shared: the tolerance of lcnflow.flow.critical.
 
 
 @dataclass
@@ -87,8 +87,24 @@ def _time_label(run: RunData) -> str:
     return "iteration time t = Σ η (flow-time equivalent)" if run.is_descent else "flow time t"
 
 
-def _positive_times(run: RunData) -> np.ndarray:
-    return run.arrays["times"] > 0
+def _time_axis(times: np.ndarray) -> tuple[np.ndarray, bool]:
+    """``(mask, log)``: the recorded points drawn against time, and whether the time axis is logarithmic.
+
+    Normally the points with ``t > 0`` on a log axis.  A run that stopped at ``t = 0`` (its initial point already met
+    the stopping test) has no such point: then its single point is drawn at ``t = 0`` on a linear axis.
+    """
+    times = np.asarray(times)
+    positive = times > 0
+    if positive.any():
+        return positive, True
+    return np.ones(times.shape, bool), False
+
+
+def _stopped_at_zero(ax) -> None:
+    ax.text(0.5, 0.3, "the run stopped at t = 0:\nits initial point met the stopping test", transform=ax.transAxes,
+            ha="center", va="top", fontsize=7.5, color=ALERT)
+    ax.set_xlim(-1, 1)
+    ax.set_xticks([0])
 
 
 def _new_figure(width: float, height: float) -> Figure:
@@ -126,97 +142,136 @@ def _finish(fig: Figure) -> Figure:
 def convergence(run: RunData) -> Figure:
     """Loss, loss above the limit, and gradient norm against time (log–log), stopping point marked."""
     a, res = run.arrays, run.record["result"]
-    ok = _positive_times(run)
+    ok, logt = _time_axis(a["times"])
     t, loss, gn = a["times"][ok], a["losses"][ok], a["gradient_norms"][ok]
     t_stop = res["t_final"]
-    fig = _new_figure(10.5, 3.2)
+    fig = _new_figure(10.5, 4.3)
     axes = fig.subplots(1, 3)
     opt = run.record["function_space_optimum"]["value"]
     limit = res["loss"]
+    marker = None if logt else "o"
+    stop_color = TRUTH if res["converged"] else ALERT
 
     ax = axes[0]
-    ax.loglog(t, loss, color=LIMIT, label="L(w(t))")
-    end = "limit L(w*)" if res["converged"] else "end of the run: L"
+    ax.plot(t, loss, color=LIMIT, marker=marker, label=r"$L(w(t))$")
+    end = r"limit $L(w^*)$" if res["converged"] else "end of the run: $L$"
     if limit is not None:  # None: the run ended on a non-finite risk (it diverged)
         ax.axhline(limit, color=LIMIT, ls="--", lw=0.9, label=f"{end} = {limit:.4g}")
     if opt is not None and opt > 0:
-        ax.axhline(opt, color=OPTIMUM, ls=":", lw=1.2, label=f"function-space optimum ℒ* = {opt:.4g}")
+        ax.axhline(opt, color=OPTIMUM, ls=":", lw=1.2, label=rf"function-space optimum $\mathcal{{L}}^*$ = {opt:.4g}")
+    ax.plot([], [], color=stop_color, ls="-.", lw=0.9, label=f"stop at t = {t_stop:.3g}")
     ax.set(xlabel=_time_label(run), ylabel="risk L", title="Risk")
-    ax.legend(loc="best")
 
     ax = axes[1]
     gap = loss - (limit if limit is not None else np.inf)
     good = gap > 1e-15 * max(1.0, abs(limit if limit is not None else 0.0))
     if good.any() and res["converged"]:
-        ax.loglog(t[good], gap[good], color=LIMIT)
+        ax.plot(t[good], gap[good], color=LIMIT, marker=marker)
+        ax.set_yscale("log")
     else:
-        ax.text(0.5, 0.5, "no limit: the run did not converge" if not res["converged"] else "L(w(t)) = L(w*)",
+        ax.text(0.5, 0.5, "no limit: the run did not converge" if not res["converged"] else r"$L(w(t)) = L(w^*)$",
                 transform=ax.transAxes, ha="center", va="center", color=ALERT)
-        ax.set_xscale("log")
-    ax.set(xlabel=_time_label(run), ylabel="L(w(t)) − L(w*)", title="Risk above the limit")
+    ax.set(xlabel=_time_label(run), ylabel=r"$L(w(t)) - L(w^*)$", title="Risk above the limit")
 
     ax = axes[2]
-    ax.loglog(t, gn, color=LIMIT, label="‖∇L(w(t))‖")
+    ax.plot(t, np.maximum(gn, 1e-300), color=LIMIT, marker=marker, label=r"$\|\nabla L(w(t))\|$")
     gtol = res.get("options", {}).get("gtol")
     if gtol:
         ax.axhline(gtol, color=START, ls="--", lw=0.9, label=f"gtol = {gtol:.2g}")
     if res["converged"] and res["gradient_norm"] and res["gradient_norm"] > 0:
         word = "certified" if res["certified"] else "polished (not certified)"
         ax.plot([t_stop], [res["gradient_norm"]], marker="*", ms=11, color=TRUTH if res["certified"] else ALERT,
-                ls="none", label=f"{word} ‖∇L(w*)‖ = {res['gradient_norm']:.2g}")
-    ax.set(xlabel=_time_label(run), ylabel="gradient norm ‖∇L‖", title="Gradient norm")
-    ax.legend(loc="best")
+                ls="none", label=rf"{word} $\|\nabla L(w^*)\|$ = {res['gradient_norm']:.2g}")
+    if np.all(gn > 0):
+        ax.set_yscale("log")
+    ax.set(xlabel=_time_label(run), ylabel=r"gradient norm $\|\nabla L\|$", title="Gradient norm")
     for ax in axes:
-        if t_stop > 0:
-            ax.axvline(t_stop, color=ALERT if not res["converged"] else TRUTH, lw=0.9, ls="-.")
-    axes[0].plot([], [], color=TRUTH if res["converged"] else ALERT, ls="-.", lw=0.9, label=f"stop at t = {t_stop:.3g}")
-    axes[0].legend(loc="best")
+        ax.set_xscale("log" if logt else "linear")
+        if logt and t_stop > 0:
+            ax.axvline(t_stop, color=stop_color, lw=0.9, ls="-.")
+        if not logt:
+            _stopped_at_zero(ax)
+    axes[0].set_yscale("log" if np.all(loss > 0) and (limit is None or limit > 0) else "linear")
+    for ax in (axes[0], axes[2]):  # below the panel, never on the curves
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=1)
     return _finish(fig)
 
 
 # ---------------------------------------------------------------------------------------------------- invariants
 def invariants(run: RunData) -> Figure | None:
-    """Drift ``|δ_i(t) − δ_i(0)| / ‖w(0)‖²`` of the conserved quantities ``δ_i = ‖w^{(i+1)}‖² − ‖w^{(i)}‖²``."""
+    r"""Drift of the conserved quantities ``δ_i = ‖w^{(i+1)}‖² − ‖w^{(i)}‖²`` along the recorded trajectory.
+
+    Normalised as :attr:`lcnflow.FlowResult.invariant_drift` (the summary's "invariant drift"):
+    ``|δ_i(t) − δ_i(0)| / max(‖w(0)‖², ‖w(t)‖²)``, so the curve's maximum is that number up to the points recorded.
+    """
     inv = run.arrays["invariants_trajectory"]
     if inv.shape[1] == 0:
         return None
-    ok = _positive_times(run)
-    scale = max(float(run.arrays["init"] @ run.arrays["init"]), 1e-300)
-    drift = np.abs(inv - inv[0]) / scale
+    ok, logt = _time_axis(run.arrays["times"])
+    traj = run.arrays["trajectory"]
+    scale = np.maximum(np.maximum(np.sum(traj * traj, axis=1), float(traj[0] @ traj[0])), 1e-300)
+    drift = np.abs(inv - inv[0]) / scale[:, None]
     floor = 1e-17
-    fig = _new_figure(5.2, 3.2)
+    fig = _new_figure(5.2, 3.4)
     ax = fig.subplots()
     for i in range(inv.shape[1]):
-        label = f"δ_{i + 1} (layers {i + 1}, {i + 2})"
-        ax.loglog(run.arrays["times"][ok], np.maximum(drift[ok, i], floor), label=label)
+        label = rf"$\delta_{{{i + 1}}}$ (layers {i + 1}, {i + 2})"
+        ax.plot(run.arrays["times"][ok], np.maximum(drift[ok, i], floor), label=label, marker=None if logt else "o")
     ax.axhline(np.finfo(float).eps, color=START, ls=":", lw=0.9, label="machine ε")
-    kind = "per-step change η²(‖g_{i+1}‖² − ‖g_i‖²) accumulates" if run.is_descent else "zero for the exact flow"
-    ax.set(xlabel=_time_label(run), ylabel="|δ_i(t) − δ_i(0)| / ‖w(0)‖²",
+    ax.set_yscale("log")
+    ax.set_xscale("log" if logt else "linear")
+    if not logt:
+        _stopped_at_zero(ax)
+    kind = "changed by every step of size η" if run.is_descent else "zero for the exact flow"
+    ax.set(xlabel=_time_label(run), ylabel=r"$|\delta_i(t) - \delta_i(0)|\ /\ \max(\|w(0)\|^2, \|w(t)\|^2)$",
            title=f"Conserved quantities: drift ({kind})")
     ax.legend(loc="best")
     return _finish(fig)
 
 
 # ---------------------------------------------------------------------------------------------------- filters
+#: Coefficient paths get a legend when a panel has at most this many coefficients.
+MAX_LEGEND_COEFFICIENTS = 16
+
+
+def _coefficient_labels(symbol: str, shape: tuple[int, ...]) -> list[str]:
+    """Mathtext names of a filter's coefficients: ``w^{(1)}_j`` in 1D, ``w^{(1)}_{r,c}`` in 2D (row-major)."""
+    if len(shape) == 1:
+        return [f"${symbol}_{{{j}}}$" for j in range(shape[0])]
+    return [f"${symbol}_{{{r},{c}}}$" for r in range(shape[0]) for c in range(shape[1])]
+
+
 def filters(run: RunData) -> Figure:
     """Every coefficient of every layer, and of the final filter ``v = π(w)``, against time."""
     a = run.arrays
-    ok = _positive_times(run)
+    ok, logt = _time_axis(a["times"])
     t = a["times"][ok]
     traj = a["trajectory"][ok]
-    panels = [(f"layer {i + 1}: w^({i + 1})  (k = {_size(k)})", traj[:, sl])
+    shapes = [tuple(sh) for sh in run.arch["filter_shapes"]]
+    kv = run.arch["final_filter_size"]
+    kv_shape = tuple(kv) if isinstance(kv, list | tuple) else (kv,)
+    panels = [(f"layer {i + 1}: $w^{{({i + 1})}}$  (k = {_size(k)})", traj[:, sl],
+               _coefficient_labels(f"w^{{({i + 1})}}", shapes[i]))
               for i, (sl, k) in enumerate(zip(run.layer_slices(), run.arch["filter_sizes"], strict=True))]
-    panels.append((f"final filter v = π(w)  (k_v = {_size(run.arch['final_filter_size'])})",
-                   a["final_filter_trajectory"][ok]))
+    panels.append((rf"final filter $v = \pi(w)$  ($k_v$ = {_size(kv)})", a["final_filter_trajectory"][ok],
+                   _coefficient_labels("v", kv_shape)))
     ncol = min(len(panels), 4)
     nrow = math.ceil(len(panels) / ncol)
-    fig = _new_figure(2.8 * ncol, 2.6 * nrow)
+    fig = _new_figure(2.8 * ncol, 3.6 * nrow)
     axes = np.atleast_1d(fig.subplots(nrow, ncol)).ravel()
-    for ax, (title, coeffs) in zip(axes, panels, strict=False):
+    for ax, (title, coeffs, labels) in zip(axes, panels, strict=False):
         for j in range(coeffs.shape[1]):
-            ax.semilogx(t, coeffs[:, j], lw=1.1)
+            ax.plot(t, coeffs[:, j], lw=1.1, label=labels[j], marker=None if logt else "o")
         ax.axhline(0, color="black", lw=0.5)
+        ax.set_xscale("log" if logt else "linear")
+        if not logt:
+            _stopped_at_zero(ax)
         ax.set(title=title, xlabel=_time_label(run).split(" (")[0], ylabel="coefficient value")
+        if coeffs.shape[1] <= MAX_LEGEND_COEFFICIENTS:
+            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=min(coeffs.shape[1], 4),
+                      handlelength=1.2, columnspacing=0.8)
+        else:
+            ax.text(0.02, 0.98, f"{coeffs.shape[1]} coefficients", transform=ax.transAxes, va="top", fontsize=7)
     for ax in axes[len(panels):]:
         ax.set_visible(False)
     return _finish(fig)
@@ -229,43 +284,41 @@ def final_filter(run: RunData) -> Figure:
         return None
     kv = a["final_filter"].size
     j = np.arange(kv)
-    fig = _new_figure(5.2, 3.0)
+    fig = _new_figure(5.2, 3.6)
     ax = fig.subplots()
-    series = [("start v(0)", a["final_filter_trajectory"][0], START, "o", -0.24),
-              ("limit v(w*)", a["final_filter"], LIMIT, "o", -0.08),
-              ("optimum v̂ (argmin ℒ)", a["optimum_filter"], OPTIMUM, "s", 0.08)]
+    series = [("start $v(0)$", a["final_filter_trajectory"][0], START, "o", -0.24),
+              (r"limit $\pi(w^*)$", a["final_filter"], LIMIT, "o", -0.08),
+              (r"optimum $\hat v = \arg\min\, \mathcal{L}$", a["optimum_filter"], OPTIMUM, "s", 0.08)]
     if "true_filter" in a:
-        series.append(("planted v°", a["true_filter"], TRUTH, "D", 0.24))
+        series.append((r"planted $v^\circ$", a["true_filter"], TRUTH, "D", 0.24))
     for label, v, color, marker, dx in series:
         v = np.asarray(v).ravel()
         ax.vlines(j + dx, 0, v, color=color, lw=1.6)
         ax.plot(j + dx, v, marker, color=color, ms=4.5, label=label)
     ax.axhline(0, color="black", lw=0.6)
-    ax.set(xlabel="tap index j", ylabel="coefficient v_j", title="Final filter", xticks=j)
-    ax.legend(loc="best")
+    ax.set(xlabel="tap index j", ylabel="coefficient $v_j$", title="Final filter", xticks=j)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)  # below the stems, never on them
     return _finish(fig)
 
 
 # ---------------------------------------------------------------------------------------------------- roots
 def polynomial_roots(coeffs: np.ndarray) -> np.ndarray:
-    """Finite roots of ``Σ_j c_j t^j`` (vanishing leading coefficients are roots at infinity and are dropped)."""
+    """Finite roots of ``Σ_j c_j t^j``, sorted (vanishing leading coefficients are roots at infinity, dropped).
+
+    The root finder of the classification (:mod:`lcnflow.flow.critical`), so the figure shows the roots the verdict
+    was decided on.
+    """
     c = np.asarray(coeffs, dtype=np.float64).ravel()
-    scale = float(np.max(np.abs(c))) if c.size else 0.0
-    if scale == 0.0:
+    if not np.all(np.isfinite(c)):  # a diverged run: its polynomial has no roots to draw
         return np.zeros(0, complex)
-    nz = np.nonzero(np.abs(c) > 1e-13 * scale)[0]
-    deg = int(nz[-1])
-    return np.sort_complex(P.polyroots(c[: deg + 1]).astype(complex)) if deg > 0 else np.zeros(0, complex)
-
-
-def _dilated(w: np.ndarray, S: int) -> np.ndarray:
-    out = np.zeros((w.size - 1) * S + 1)
-    out[::S] = w
-    return out
+    return _roots(c)
 
 
 def shared_roots(layer_roots: list[np.ndarray], tol: float = ROOT_TOL) -> list[tuple[int, int, complex]]:
-    """``(i, l, ρ)`` (1-based layers ``i < l``) for roots ρ that two layers' polynomials share."""
+    """``(i, l, ρ)`` (1-based layers ``i < l``) for roots ρ that two layers' polynomials share.
+
+    Two roots are shared when ``|a − b| ≤ tol · (1 + max(|a|, |b|))`` — the test of the classification.
+    """
     out = []
     for i in range(len(layer_roots)):
         for j in range(i + 1, len(layer_roots)):
@@ -275,47 +328,86 @@ def shared_roots(layer_roots: list[np.ndarray], tol: float = ROOT_TOL) -> list[t
     return out
 
 
+#: A panel gets a zoom when at least two of its roots lie within this fraction of its radius from the origin.
+ZOOM_FRACTION = 1 / 5
+
+
+def _zoom_radius(points: np.ndarray, radius: float) -> float | None:
+    """Radius of a zoom on the roots piled up near the origin, or None when none is needed."""
+    mod = np.abs(points[np.isfinite(points)])
+    near = mod[mod < ZOOM_FRACTION * radius]
+    if near.size < 2:
+        return None
+    r = 1.3 * float(near.max())
+    return r if r > 0 else 0.1 * radius
+
+
+def _draw_roots(ax, z0, z1, zopt, shared_pts, radius: float, border: bool = True) -> None:
+    """Roots inside ``radius``; those beyond it on the border with their modulus (``border``) or left out (zooms)."""
+    theta = np.linspace(0, 2 * np.pi, 200)
+    ax.plot(np.cos(theta), np.sin(theta), color="black", lw=0.5, ls=":")
+    ax.axhline(0, color="black", lw=0.5)
+    ax.axvline(0, color="black", lw=0.5)
+    _scatter_roots(ax, z0, radius, dict(marker="o", mfc="none", mec=START, ms=6.5, mew=1.1), border)
+    if zopt is not None:
+        _scatter_roots(ax, zopt, radius, dict(marker="x", color=OPTIMUM, ms=7, mew=1.4), border)
+    _scatter_roots(ax, z1, radius, dict(marker="o", color=LIMIT, ms=5), border)
+    hits = [z for z in z1 if any(abs(z - s) <= ROOT_TOL * 10 * (1 + abs(s)) for s in shared_pts)]
+    _scatter_roots(ax, np.array(hits, complex), radius, dict(marker="o", mfc="none", mec=ALERT, ms=12, mew=1.8),
+                   border)
+    ax.set(xlim=(-radius, radius), ylim=(-radius, radius), xlabel="Re ρ", ylabel="Im ρ")
+    ax.set_aspect("equal")
+
+
 def roots(run: RunData) -> Figure | None:
-    """1D: roots of each layer polynomial ``p_{w^(i)}(t^{S_{i−1}})`` and of ``p_v`` at the start and at the limit."""
+    """1D: roots of each layer polynomial ``p_{w^(i)}(t^{S_{i−1}})`` and of ``p_v`` at the start and at the limit.
+
+    One radius for all panels (so they compare); roots beyond it sit on the border with their modulus.  Where roots
+    pile up near the origin, a second row zooms on them.
+    """
     if run.arch["ndim"] != 1:
         return None
     a = run.arrays
     S = [s[0] for s in run.arch["cumulative_strides"]]
-    start = [polynomial_roots(_dilated(w, S[i])) for i, w in enumerate(run.layer_filters(a["init"]))]
-    limit = [polynomial_roots(_dilated(w, S[i])) for i, w in enumerate(run.layer_filters(a["limit"]))]
+    start = [polynomial_roots(_dilate1(w, S[i])) for i, w in enumerate(run.layer_filters(a["init"]))]
+    limit = [polynomial_roots(_dilate1(w, S[i])) for i, w in enumerate(run.layer_filters(a["limit"]))]
     shared = shared_roots(limit)
     shared_pts = [z for _, _, z in shared]
-    panels = [(f"layer {i + 1}" + (f"  p(t^{S[i]})" if S[i] > 1 else ""), start[i], limit[i], None)
+    panels = [(f"layer {i + 1}" + (f": $p(t^{{{S[i]}}})$" if S[i] > 1 else ""), start[i], limit[i], None)
               for i in range(len(limit))]
-    panels.append(("final filter p_v", polynomial_roots(a["final_filter_trajectory"][0]),
+    panels.append(("final filter $p_v$", polynomial_roots(a["final_filter_trajectory"][0]),
                    polynomial_roots(a["final_filter"]), polynomial_roots(a["optimum_filter"])))
-    every = np.concatenate([np.concatenate([p[1], p[2]] + ([p[3]] if p[3] is not None else [])) for p in panels])
+    points = [np.concatenate([p[1], p[2]] + ([p[3]] if p[3] is not None else [])) for p in panels]
+    every = np.concatenate(points)
     finite = np.abs(every[np.isfinite(every)]) if every.size else np.zeros(0)
     radius = float(np.clip(np.quantile(finite, 0.9) * 1.25 if finite.size else 1.5, 1.3, 6.0))
+    zooms = [_zoom_radius(pts, radius) for pts in points]
     ncol = min(len(panels), 4)
-    nrow = math.ceil(len(panels) / ncol)
-    fig = _new_figure(2.75 * ncol, 2.75 * nrow + 0.45)
-    axes = np.atleast_1d(fig.subplots(nrow, ncol)).ravel()
-    theta = np.linspace(0, 2 * np.pi, 200)
-    for ax, (title, z0, z1, zopt) in zip(axes, panels, strict=False):
-        ax.plot(np.cos(theta), np.sin(theta), color="black", lw=0.5, ls=":")
-        ax.axhline(0, color="black", lw=0.5)
-        ax.axvline(0, color="black", lw=0.5)
-        _scatter_roots(ax, z0, radius, dict(marker="o", mfc="none", mec=START, ms=6.5, mew=1.1))
-        if zopt is not None:
-            _scatter_roots(ax, zopt, radius, dict(marker="x", color=OPTIMUM, ms=7, mew=1.4))
-        _scatter_roots(ax, z1, radius, dict(marker="o", color=LIMIT, ms=5))
-        hits = [z for z in z1 if any(abs(z - s) <= ROOT_TOL * 10 * (1 + abs(s)) for s in shared_pts)]
-        _scatter_roots(ax, np.array(hits, complex), radius, dict(marker="o", mfc="none", mec=ALERT, ms=12, mew=1.8))
-        ax.set(xlim=(-radius, radius), ylim=(-radius, radius), title=title, xlabel="Re ρ", ylabel="Im ρ")
-        ax.set_aspect("equal")
-    for ax in axes[len(panels):]:
-        ax.set_visible(False)
+    nblock = math.ceil(len(panels) / ncol)
+    rows_per_block = 2 if any(z is not None for z in zooms) else 1
+    fig = _new_figure(2.75 * ncol, 2.75 * nblock * rows_per_block + 0.45)
+    grid = np.atleast_2d(fig.subplots(nblock * rows_per_block, ncol, squeeze=False))
+    used = set()
+    for n, ((title, z0, z1, zopt), zoom) in enumerate(zip(panels, zooms, strict=True)):
+        block, col = divmod(n, ncol)
+        ax = grid[block * rows_per_block, col]
+        _draw_roots(ax, z0, z1, zopt, shared_pts, radius)
+        ax.set_title(title)
+        used.add(id(ax))
+        if zoom is not None:
+            zax = grid[block * rows_per_block + 1, col]
+            _draw_roots(zax, z0, z1, zopt, shared_pts, zoom, border=False)
+            zax.set_title(f"{title}, zoom: |Re ρ|, |Im ρ| ≤ {zoom:.2g}", fontweight="normal", fontsize=8)
+            ax.add_patch(_square(zoom))
+            used.add(id(zax))
+    for ax in grid.ravel():
+        if id(ax) not in used:
+            ax.set_visible(False)
     handles = [
         Line2D([], [], marker="o", mfc="none", mec=START, ls="none", label="start"),
         Line2D([], [], marker="o", color=LIMIT, ls="none", label="limit"),
         Line2D([], [], marker="o", mfc="none", mec=ALERT, ms=10, mew=1.8, ls="none", label="root shared by two layers"),
-        Line2D([], [], marker="x", color=OPTIMUM, ls="none", label="optimum v̂ (argmin ℒ)"),
+        Line2D([], [], marker="x", color=OPTIMUM, ls="none", label=r"optimum $\hat v = \arg\min\, \mathcal{L}$"),
         Line2D([], [], color="black", lw=0.5, ls=":", label="unit circle"),
     ]
     fig.legend(handles=handles, loc="outside lower center", ncol=5)
@@ -325,11 +417,17 @@ def roots(run: RunData) -> Figure | None:
     return _finish(fig)
 
 
-def _scatter_roots(ax, z: np.ndarray, radius: float, style: dict) -> None:
+def _square(r: float):
+    from matplotlib.patches import Rectangle
+
+    return Rectangle((-r, -r), 2 * r, 2 * r, fill=False, ec="black", lw=0.7, ls="--")
+
+
+def _scatter_roots(ax, z: np.ndarray, radius: float, style: dict, border: bool = True) -> None:
     z = np.asarray(z, complex)
     inside = np.abs(z) <= radius
     ax.plot(z[inside].real, z[inside].imag, ls="none", **style)
-    for u in z[~inside]:
+    for u in z[~inside] if border else ():
         edge = u / abs(u) * radius * 0.93
         outside_style = {**style, "marker": ">" if abs(edge.real) >= abs(edge.imag) else "^"}
         if edge.real < 0 and abs(edge.real) >= abs(edge.imag):
@@ -383,21 +481,21 @@ def examples(run: RunData) -> Figure:
     if run.arch["ndim"] == 1:
         kv, sv = run.arch["final_filter_size"], run.arch["final_stride"]
         pos = np.arange(y.shape[1]) * sv + (kv - 1) / 2  # input position each output is centred on
-        fig = _new_figure(3.5 * n, 2.9)
+        fig = _new_figure(3.5 * n, 3.3)
         axes = np.atleast_1d(fig.subplots(1, n))
         for j, ax in enumerate(axes):
-            ax.plot(np.arange(x.shape[1]), x[j], color=START, lw=1.0, label="input x")
-            ax.plot(pos, y[j], color="black", lw=1.6, label="target y")
-            ax.plot(pos, out[j], color=LIMIT, lw=1.3, ls="--", label="output at limit")
-            ax.plot(pos, opt[j], color=OPTIMUM, lw=1.1, ls=":", label="output of optimum v̂")
+            ax.plot(np.arange(x.shape[1]), x[j], color=START, lw=1.0, label="input $x$")
+            ax.plot(pos, y[j], color="black", lw=1.6, label="target $y$")
+            ax.plot(pos, out[j], color=LIMIT, lw=1.3, ls="--", label="output at the limit")
+            ax.plot(pos, opt[j], color=OPTIMUM, lw=1.1, ls=":", label=r"output of the optimum $\hat v$")
             ax.set(title=f"sample {j + 1}", xlabel="input position (sample index)", ylabel="signal value")
-        axes[0].legend(loc="best")
+        fig.legend(handles=axes[0].get_lines(), loc="outside lower center", ncol=4)  # off the curves
         return _finish(fig)
     n = min(n, 2)
     cols = [("input x", x), ("output at limit", out), ("output of optimum v̂", opt), ("target y", y)]
     (kh, kw), (sh, sw) = run.arch["final_filter_size"], run.arch["final_stride"]
     h, w = x.shape[1:]
-    fig = _new_figure(2.3 * len(cols), 2.3 * n + 0.3)
+    fig = _new_figure(2.3 * len(cols) + 0.8, 2.3 * n + 0.3)
     axes = fig.subplots(n, len(cols), squeeze=False)
     for i in range(n):
         lo, hi = float(np.min(y[i])), float(np.max(y[i]))
@@ -410,9 +508,11 @@ def examples(run: RunData) -> Figure:
             else:  # output pixel a sits over the input pixel its receptive field is centred on
                 r0, c0 = (kh - 1) / 2, (kw - 1) / 2
                 extent = (c0 - sw / 2, c0 + sw * (img.shape[1] - 0.5), r0 + sh * (img.shape[0] - 0.5), r0 - sh / 2)
-            ax.imshow(img, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest", extent=extent)
+            im = ax.imshow(img, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest", extent=extent)
             ax.set(xlim=(-0.5, w - 0.5), ylim=(h - 0.5, -0.5))
             ax.set_title(title if i == 0 else "")
+        # one grey scale per sample (the target's range; brighter or darker pixels saturate)
+        fig.colorbar(im, ax=axes[i, :].tolist(), shrink=0.85, pad=0.02, label=f"sample {i + 1}: value")
     return _finish(fig)
 
 
@@ -427,31 +527,43 @@ def _bare(ax) -> None:
 
 # ---------------------------------------------------------------------------------------------------- hessian
 def hessian(run: RunData) -> Figure | None:
-    """Eigenvalues of the Hessian of ``L`` at the limit, on the complement of the rescaling directions."""
+    """Eigenvalues of the Hessian of ``L`` at the limit, on the complement of the rescaling directions.
+
+    Drawn as ``|λ|`` on a log axis with the sign in the marker (circle positive, triangle negative); eigenvalues
+    within ``1e-7 · max|λ|`` of zero sit on a separate "≈ 0" line at the bottom, so no labels pile up at zero.
+    """
     if "hessian_eigenvalues" not in run.arrays:
         return None
-    eig = np.sort(run.arrays["hessian_eigenvalues"])
-    scale = float(np.max(np.abs(eig))) if eig.size else 1.0
-    tol = 1e-7 * max(scale, 1e-300)
-    fig = _new_figure(5.2, 3.0)
+    eig = np.sort(np.asarray(run.arrays["hessian_eigenvalues"], dtype=np.float64))
+    scale = float(np.max(np.abs(eig))) if eig.size else 0.0
+    tol = 1e-7 * scale
+    fig = _new_figure(5.2, 3.2)
     ax = fig.subplots()
     idx = np.arange(1, eig.size + 1)
-    colors = np.where(eig < -tol, ALERT, np.where(np.abs(eig) <= tol, OPTIMUM, LIMIT))
-    ax.vlines(idx, 0, eig, colors=colors, lw=1.4)
-    ax.scatter(idx, eig, c=colors, s=22, zorder=3)
-    if eig.size and eig[0] > tol:
-        ax.set_yscale("log")
-    else:
-        small = np.abs(eig[np.abs(eig) > tol])
-        ax.set_yscale("symlog", linthresh=float(small.min()) if small.size else max(tol, 1e-300))
-    ax.axhline(0, color="black", lw=0.6)
+    pos, neg, zero = eig > tol, eig < -tol, np.abs(eig) <= tol
+    nonzero = np.abs(eig[~zero])
     cp = run.record["result"].get("critical_point") or {}
-    ax.set(xlabel="index (ascending)", ylabel="eigenvalue λ",
-           title=f"Hessian spectrum at the limit: {cp.get('kind', '?').replace('_', ' ')}")
+    kind = cp.get("kind", "?").replace("_", " ")
+    ax.set(xlabel="index (ascending λ)", title=f"Hessian spectrum at the limit: {kind}")
     ax.set_xticks(idx if idx.size <= 20 else idx[:: max(1, idx.size // 10)])
-    handles = [Line2D([], [], marker="o", color=c, ls="none", label=lab) for c, lab in
-               ((LIMIT, "λ > 0"), (OPTIMUM, "λ ≈ 0 (degenerate)"), (ALERT, "λ < 0 (descent direction)"))]
-    ax.legend(handles=handles, loc="best")
+    if nonzero.size:
+        bottom = float(nonzero.min()) / 10
+        ax.set_yscale("log")
+        ax.vlines(idx[pos], bottom, eig[pos], color=LIMIT, lw=1.4)
+        ax.plot(idx[pos], eig[pos], "o", color=LIMIT, label="λ > 0")
+        ax.vlines(idx[neg], bottom, -eig[neg], color=ALERT, lw=1.4)
+        ax.plot(idx[neg], -eig[neg], "v", color=ALERT, ms=7, label="λ < 0, at |λ|")
+        ax.plot(idx[zero], np.full(int(zero.sum()), bottom), "s", color=OPTIMUM,
+                label=f"λ ≈ 0 (|λ| ≤ {tol:.1g})")
+        ax.set_ylim(bottom / 2, float(nonzero.max()) * 3)
+        ax.set_ylabel("|λ|")
+    else:
+        ax.plot(idx, np.zeros(idx.size), "s", color=OPTIMUM, label="λ = 0")
+        ax.set_ylim(-1, 1)
+        ax.set_yticks([0])
+        ax.set_ylabel("λ")
+        ax.text(0.5, 0.75, "every eigenvalue is exactly 0", transform=ax.transAxes, ha="center", color=ALERT)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3)
     return _finish(fig)
 
 
@@ -464,23 +576,129 @@ FIGURES: list[tuple[str, Callable[[RunData], Figure | None], str]] = [
     ("convergence", convergence,
      "Risk and gradient norm against time on log–log axes. The dash-dotted line marks where the run stopped; the "
      "star is the certified gradient norm after Newton polishing. The dotted orange line is the function-space "
-     "optimum ℒ* (the best any final filter can do; the global minimum of L when the architecture is filling)."),
+     "optimum ℒ* (the best any final filter can do; the global minimum of L when the architecture is filling). "
+     "A run that stopped at t = 0 shows its single point on a linear time axis."),
     ("roots", roots,
      "Roots of each layer polynomial and of the final filter p_v in the complex plane, at the start (hollow) and at "
-     "the limit (filled). Red rings mark roots shared by two layers — the rank-deficient points of π where "
-     "gradient flow can stop short of the optimum (orange crosses: roots of the optimal final filter)."),
+     "the limit (filled), on one scale for all panels. Red rings mark roots shared by two layers — the "
+     "rank-deficient points of π where gradient flow can stop short of the optimum (orange crosses: roots of the "
+     "optimal final filter). Where roots crowd near the origin, the second row zooms on the dashed square."),
     ("final_filter", final_filter,
      "Final filter v = π(w): start, limit, the function-space optimum v̂, and the planted truth when there is one."),
     ("filter_images", filter_images,
      "Filters as images at the start and at the limit (blue negative, red positive; one colour scale per column)."),
     ("examples", examples,
-     "Example inputs, the network's output at the limit, the output of the optimal final filter, and the target."),
-    ("filters", filters, "Every coefficient of every layer, and of the final filter, along the trajectory."),
+     "Example inputs, the network's output at the limit, the output of the optimal final filter, and the target "
+     "(images: one grey scale per sample, set by the target's range)."),
+    ("filters", filters, "Every coefficient of every layer, and of the final filter, along the trajectory "
+     "(legend: coefficient index; row-major in 2D)."),
     ("invariants", invariants,
-     "Drift of the conserved quantities δ_i = ‖w^(i+1)‖² − ‖w^(i)‖², relative to ‖w(0)‖²: an accuracy check of the "
-     "integrator (exactly conserved by gradient flow; gradient descent changes them by η²(‖g_{i+1}‖² − ‖g_i‖²) "
-     "per step)."),
+     "Drift of the conserved quantities δᵢ = ‖w⁽ⁱ⁺¹⁾‖² − ‖w⁽ⁱ⁾‖², divided by max(‖w(0)‖², ‖w(t)‖²) — the "
+     "normalisation of the “invariant drift” in the summary and in result.json, whose value is the largest drift "
+     "over every step (this plot shows the recorded points only, so its peak can be lower). An accuracy check of "
+     "the integrator: gradient flow conserves them exactly; a gradient-descent step of size η changes them by "
+     "η²(‖gᵢ₊₁‖² − ‖gᵢ‖²), gᵢ the gradient of layer i."),
     ("hessian", hessian,
-     "Eigenvalues of the Hessian of L at the limit, restricted to the complement of the N − 1 rescaling directions: "
-     "all positive — local minimum; a negative one — strict saddle; zeros — degenerate."),
+     "Eigenvalues of the Hessian of L at the limit, restricted to the complement of the N − 1 rescaling directions, "
+     "as |λ| on a log scale: all positive — local minimum; a negative one (triangle) — strict saddle; zeros "
+     "(squares at the bottom) — degenerate."),
 ]
+
+
+# ---------------------------------------------------------------------------------------------------- in memory
+def plot_result(result: Any, risk: Any) -> Figure:
+    """A figure of an in-memory :class:`~lcnflow.FlowResult`: risk and gradient norm against time, and (1D) roots.
+
+    Parameters
+    ----------
+    result : FlowResult
+        What :func:`lcnflow.gradient_flow` or :func:`lcnflow.gradient_descent` returned.
+    risk : EmpiricalRisk
+        The risk it was run on (for the architecture; the risk is not evaluated again).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Panels: ``L(w(t))`` with the limit's value; ``‖∇L(w(t))‖`` with ``gtol`` and the certified norm; in 1D the
+        roots of every layer polynomial ``p_{w^(i)}(t^{S_{i−1}})`` at the start (hollow) and at the limit (filled),
+        roots shared by two layers ringed.  Save it with ``fig.savefig("run.png")``.
+    """
+    import matplotlib
+
+    arch = risk.arch
+    times = np.asarray(result.times, dtype=np.float64)
+    ok, logt = _time_axis(times)
+    t = times[ok]
+    marker = None if logt else "o"
+    one_d = arch.ndim == 1
+    with matplotlib.rc_context(STYLE):
+        fig = _new_figure(10.5 if one_d else 7.2, 3.9)
+        axes = fig.subplots(1, 3 if one_d else 2)
+        stop_color = TRUTH if result.converged else ALERT
+
+        ax = axes[0]
+        ax.plot(t, np.asarray(result.losses)[ok], color=LIMIT, marker=marker, label=r"$L(w(t))$")
+        end = r"limit $L(w^*)$" if result.converged else "end of the run: $L$"
+        if result.loss is not None and math.isfinite(result.loss):  # not finite: the run diverged
+            ax.axhline(result.loss, color=LIMIT, ls="--", lw=0.9, label=f"{end} = {result.loss:.4g}")
+        if np.all(np.asarray(result.losses) > 0):
+            ax.set_yscale("log")
+        ax.set(xlabel="flow time t", ylabel="risk L", title="Risk")
+
+        ax = axes[1]
+        gn = np.asarray(result.gradient_norms)[ok]
+        ax.plot(t, gn, color=LIMIT, marker=marker, label=r"$\|\nabla L(w(t))\|$")
+        gtol = (result.options or {}).get("gtol")
+        if gtol:
+            ax.axhline(gtol, color=START, ls="--", lw=0.9, label=f"gtol = {gtol:.2g}")
+        if result.converged and result.gradient_norm is not None and result.gradient_norm > 0:
+            word = "certified" if result.certified else "polished (not certified)"
+            ax.plot([result.t_final], [result.gradient_norm], marker="*", ms=11, ls="none",
+                    color=TRUTH if result.certified else ALERT,
+                    label=rf"{word} $\|\nabla L(w^*)\|$ = {result.gradient_norm:.2g}")
+        if np.all(gn > 0):
+            ax.set_yscale("log")
+        ax.set(xlabel="flow time t", ylabel=r"$\|\nabla L\|$", title="Gradient norm")
+        for ax in axes[:2]:
+            ax.set_xscale("log" if logt else "linear")
+            if logt and result.t_final > 0:
+                ax.axvline(result.t_final, color=stop_color, lw=0.9, ls="-.")
+            if not logt:
+                _stopped_at_zero(ax)
+            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2))
+
+        if one_d:
+            ax = axes[2]
+            S = [s[0] for s in arch.cumulative_strides]
+            init = result.trajectory[0]
+            starts, limits, sl = [], [], 0
+            for i, w in enumerate(result.limit):
+                n = w.size
+                starts.append(polynomial_roots(_dilate1(np.asarray(init[sl : sl + n]), S[i])))
+                limits.append(polynomial_roots(_dilate1(np.asarray(w).ravel(), S[i])))
+                sl += n
+            shared_pts = [z for _, _, z in shared_roots(limits)]
+            every = np.concatenate([*starts, *limits]) if starts else np.zeros(0, complex)
+            finite = np.abs(every[np.isfinite(every)])
+            radius = float(np.clip(np.quantile(finite, 0.9) * 1.25 if finite.size else 1.5, 1.3, 6.0))
+            theta = np.linspace(0, 2 * np.pi, 200)
+            ax.plot(np.cos(theta), np.sin(theta), color="black", lw=0.5, ls=":")
+            ax.axhline(0, color="black", lw=0.5)
+            ax.axvline(0, color="black", lw=0.5)
+            palette = matplotlib.colormaps["tab10"]
+            for i, (z0, z1) in enumerate(zip(starts, limits, strict=True)):
+                color = palette(i % 10)
+                _scatter_roots(ax, z0, radius, dict(marker="o", mfc="none", mec=color, ms=6.5, mew=1.0))
+                _scatter_roots(ax, z1, radius, dict(marker="o", color=color, ms=5))
+                ax.plot([], [], "o", color=color, label=f"layer {i + 1}")
+            hits = [z for z1 in limits for z in z1 if any(abs(z - s) <= 10 * ROOT_TOL * (1 + abs(s))
+                                                           for s in shared_pts)]
+            _scatter_roots(ax, np.array(hits, complex), radius, dict(marker="o", mfc="none", mec=ALERT, ms=12,
+                                                                      mew=1.8))
+            if hits:
+                ax.plot([], [], "o", mfc="none", mec=ALERT, ms=10, mew=1.8, label="shared by two layers")
+            ax.set(xlim=(-radius, radius), ylim=(-radius, radius), xlabel="Re ρ", ylabel="Im ρ",
+                   title="Roots: start (hollow), limit (filled)")
+            ax.set_aspect("equal")
+            ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0))
+        return _finish(fig)

@@ -304,8 +304,8 @@ def _page(rec: dict[str, Any], figures: list[str], config_text: str) -> str:
         ("‖∇ℒ(v*)‖ (function space)", _num(cp.get("function_space_gradient_norm"), ".3g")),
         ("rank dπ(w*) / dim M", f"{cp.get('dpi_rank', '—')} / {cp.get('function_space_dim', '—')}"),
         ("spurious", _e(cp.get("spurious_reason", "—"))),
-        ("ℒ* = min over R^k_v", _num(opt["value"], ".10g") + (" (global minimum of L: filling)" if opt["exact"]
-                                                               else " (lower bound)")),
+        ("ℒ* = min of ℒ over all filters of size k_v",
+         _num(opt["value"], ".10g") + (" (global minimum of L: filling)" if opt["exact"] else " (lower bound)")),
         ("gap L(w*) − ℒ*", _num(verdict["gap_to_optimum"], ".3g")),
     ]
     notes = "".join(f"<li>{_e(n)}</li>" for n in rec.get("notes", []))

@@ -25,6 +25,7 @@ import base64
 import datetime
 import html
 import io
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,7 +40,7 @@ import pyarrow.csv as pacsv
 from .. import __version__
 from .store import read_results, read_sweep_info
 
-__all__ = ["OUTCOMES", "SweepSummary", "distinct_limits", "outcomes", "summarize"]
+__all__ = ["OUTCOMES", "SweepSummary", "category_order", "distinct_limits", "limit_cells", "outcomes", "summarize"]
 
 #: Outcomes of a run, in the priority order used to assign them (see the module docstring).
 OUTCOMES = ("error", "uncertified_endpoint", "unclassified", "global_minimum", "spurious", "strict_saddle",
@@ -167,6 +168,47 @@ def _short(v: Any) -> str:
     return str(v)
 
 
+def _category_key(value: Any) -> tuple | None:
+    """Natural sort key of a grid value: numbers by value, lists of numbers (JSON text) by length, then entries."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        return (0, float(value))
+    if isinstance(value, str):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            return None
+        if isinstance(parsed, int | float) and not isinstance(parsed, bool):
+            return (0, float(parsed))
+        if isinstance(parsed, list):
+            flat = np.asarray(parsed, dtype=object).ravel().tolist()
+            if flat and all(isinstance(x, int | float) and not isinstance(x, bool) for x in flat):
+                return (len(parsed), tuple(float(x) for x in flat))
+    return None
+
+
+def category_order(values: Sequence[Any], cells: Sequence[int] | None = None) -> list[Any]:
+    """Distinct values of a grid column in a reading order.
+
+    Numbers sort by value and filter sizes like ``"[3,3]"`` by depth, then entries (not as strings, which would put
+    ``"[10,3]"`` before ``"[3,3]"``); anything else keeps the grid's order (by the first cell it appears in).
+    """
+    first: dict[Any, int] = {}
+    for i, v in enumerate(values):
+        pos = cells[i] if cells is not None else i
+        if v not in first or pos < first[v]:
+            first[v] = pos
+    uniq = sorted(first, key=lambda v: first[v])
+    keys = [_category_key(v) for v in uniq]
+    if all(k is not None for k in keys):
+        try:
+            return [v for _, v in sorted(zip(keys, uniq, strict=True), key=lambda p: p[0])]
+        except TypeError:  # numbers mixed with lists
+            pass
+    return uniq
+
+
 def _cell_table(info: Mapping[str, Any], table: pa.Table, outcome: pa.Array) -> pa.Table:
     cells = info["cells"]
     cell_keys = info["cell_keys"]
@@ -219,6 +261,36 @@ def _cell_table(info: Mapping[str, Any], table: pa.Table, outcome: pa.Array) -> 
     return pa.table(cols, schema=pa.schema(fields))
 
 
+def limit_cells(cells: Sequence[int], final_filters: Sequence[Sequence[float]], labels: Sequence[str],
+                max_cells: int | None = None) -> tuple[list[tuple[int, int, list[dict[str, Any]], float]], int]:
+    """The cells worth a look in the distinct-limits figure, and how many cells had limits at all.
+
+    Parameters
+    ----------
+    cells, final_filters, labels : sequences, one entry per converged run
+        Its cell, its final filter ``v*`` and its outcome.
+    max_cells : int, optional
+        How many cells to return (default :data:`MAX_LIMIT_CELLS`).
+
+    Returns
+    -------
+    panels : list of ``(cell, runs, groups, non_global_fraction)``
+        ``groups`` as from :func:`distinct_limits`; sorted by the number of distinct limits (most first), then the
+        fraction of runs whose outcome is not ``global_minimum`` (most first), then the cell — the cells with one
+        limit each and all runs global say the least, so they come last.
+    num_cells : int
+    """
+    cells = np.asarray(cells)
+    labels = np.asarray(labels, dtype=object)
+    panels = []
+    for c in np.unique(cells):
+        idx = np.flatnonzero(cells == c)
+        groups = distinct_limits([final_filters[i] for i in idx], [labels[i] for i in idx])
+        panels.append((int(c), int(idx.size), groups, float(np.mean(labels[idx] != "global_minimum"))))
+    panels.sort(key=lambda p: (-len(p[2]), -p[3], p[0]))
+    return panels[: MAX_LIMIT_CELLS if max_cells is None else max_cells], len(panels)
+
+
 # ---------------------------------------------------------------------------------------------------- figures
 def _png(fig: Any) -> bytes:
     buf = io.BytesIO()
@@ -244,11 +316,7 @@ def _figures(info: Mapping[str, Any], table: pa.Table, outcome: pa.Array, summar
                 title, name = "Outcomes of all runs", "outcomes"
             else:
                 col = np.asarray(table.column(key).to_pylist(), dtype=object)
-                order = list(dict.fromkeys(col.tolist()))
-                try:
-                    order.sort()
-                except TypeError:
-                    pass
+                order = category_order(col.tolist(), table.column("cell").to_pylist())
                 labels, groups = [_short(v) for v in order], [col == v for v in order]
                 title, name = f"Outcome fractions against {key}", f"outcomes_vs_{key.replace('.', '_')}"
             fig = Figure(figsize=(max(4.0, 0.7 * len(labels) + 2.5), 3.2))
@@ -296,23 +364,18 @@ def _figures(info: Mapping[str, Any], table: pa.Table, outcome: pa.Array, summar
             ax.set_title(f"Final losses of {int(ok.sum())} runs")
             ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
             figs["final_losses"] = _png(fig)
-        # distinct final filters per cell
-        cells = summary.column("cell").to_pylist()[:MAX_LIMIT_CELLS]
-        cell_col = table.column("cell").to_numpy()
-        ff = table.column("final_filter").to_pylist()
-        panels = []
-        for c in cells:
-            idx = np.flatnonzero((cell_col == c) & ok & (out_np != "uncertified_endpoint"))
-            if idx.size:
-                groups = distinct_limits([ff[i] for i in idx], [out_np[i] for i in idx])
-                panels.append((c, idx.size, groups))
+        # distinct final filters: the cells with the most distinct limits, then the most non-global outcomes
+        usable = ok & (out_np != "uncertified_endpoint")
+        panels, num_cells = limit_cells(table.column("cell").to_numpy()[usable],
+                                        [f for f, u in zip(table.column("final_filter").to_pylist(), usable,
+                                                           strict=True) if u], out_np[usable])
         if panels:
             ncol = min(3, len(panels))
             nrow = math.ceil(len(panels) / ncol)
             fig = Figure(figsize=(4.2 * ncol, 2.9 * nrow))
             FigureCanvasAgg(fig)
             info_cells = info["cells"]
-            for p, (c, n, groups) in enumerate(panels):
+            for p, (c, n, groups, non_global) in enumerate(panels):
                 ax = fig.add_subplot(nrow, ncol, p + 1)
                 for rank, g in enumerate(groups[:MAX_LIMITS]):
                     v = np.asarray(g["filter"])
@@ -322,9 +385,12 @@ def _figures(info: Mapping[str, Any], table: pa.Table, outcome: pa.Array, summar
                 ax.set_xlabel("tap of v* (row-major)")
                 ax.xaxis.set_major_locator(MaxNLocator(integer=True))
                 label = _cell_label(info_cells[c]) if c < len(info_cells) else f"cell {c}"
-                ax.set_title(f"cell {c}: {label}\n{len(groups)} distinct limit(s)", fontsize=8)
+                ax.set_title(f"cell {c}: {label}\n{len(groups)} distinct limit(s), "
+                             f"{100 * non_global:.0f}% not global", fontsize=8)
                 ax.legend(fontsize=6.5)
-            fig.suptitle("Distinct final filters v* = π(w*) (most frequent first)")
+            shown = f"all {num_cells} cells" if len(panels) == num_cells else (
+                f"the {len(panels)} of {num_cells} cells with the most distinct limits, then the most non-global runs")
+            fig.suptitle(f"Distinct final filters v* = π(w*) (most frequent first) — {shown}")
             fig.tight_layout()
             figs["distinct_limits"] = _png(fig)
     return figs
@@ -362,13 +428,30 @@ def header(name: str) -> str:
     return name
 
 
+def _table_html(t: pa.Table, columns: list[str], keys: list[str]) -> str:
+    """One scrollable table of ``columns``; the cell's own columns (``keys``) stay in view when it scrolls."""
+    esc = html.escape
+    rows = t.to_pylist()
+
+    def cls(c: str) -> str:
+        return ' class="key"' if c in keys else ""
+
+    # long keys ("architecture.filter_sizes") may break after their dots instead of running into the next header
+    head = "".join(f"<th{cls(c)}>{esc(header(c)).replace('.', '.<wbr>')}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td{cls(c)}>{esc(_fmt_cell(c, r[c]))}</td>" for c in columns) + "</tr>"
+                   for r in rows)
+    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+
+
 def _html(summary: SweepSummary) -> str:
     info, t = summary.info, summary.table
     esc = html.escape
-    rows = t.to_pylist()
-    head = "".join(f"<th>{esc(header(c))}</th>" for c in t.column_names)
-    body = "".join("<tr>" + "".join(f"<td>{esc(_fmt_cell(c, r[c]))}</td>" for c in t.column_names) + "</tr>"
-                   for r in rows)
+    # two narrower tables instead of one wider than the page: outcomes, then losses, gaps and times
+    keys = ["cell", *[k for k in info["cell_keys"] if k in t.column_names]]
+    outcome_cols = [c for c in t.column_names if c in ("runs", "errors") or c.startswith("pct_")]
+    other_cols = [c for c in t.column_names if c not in keys and c not in outcome_cols]
+    tables = (f"<h3>Outcomes (% of the cell's runs)</h3>{_table_html(t, keys + outcome_cols, keys)}"
+              f"<h3>Final losses, gaps to ℒ* and times</h3>{_table_html(t, keys + other_cols, keys)}")
     imgs = "".join(
         f'<figure><img alt="{esc(name)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
         f"<figcaption>{esc(name.replace('_', ' '))}</figcaption></figure>"
@@ -385,10 +468,13 @@ def _html(summary: SweepSummary) -> str:
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>lcnflow sweep: {esc(str(name))}</title>
 <style>
-body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }}
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; padding: 0 1em; color: #222; }}
+.scroll {{ max-width: 100%; overflow-x: auto; margin-bottom: 1em; }}
 table {{ border-collapse: collapse; font-size: 12px; }} th, td {{ border: 1px solid #ddd; padding: 3px 6px; }}
-th {{ background: #f4f4f4; }} td {{ text-align: right; font-variant-numeric: tabular-nums; }}
-figure {{ display: inline-block; margin: 0.5em; }} img {{ max-width: 100%; }}
+th {{ background: #f4f4f4; max-width: 7em; white-space: normal; vertical-align: bottom; }}
+td {{ text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }}
+td.key {{ text-align: left; background: #fafafa; }} th.key {{ background: #eef2f7; }}
+figure {{ display: inline-block; margin: 0.5em; max-width: 100%; }} img {{ max-width: 100%; }}
 pre {{ background: #f8f8f8; padding: 1em; overflow-x: auto; font-size: 12px; }}
 .sw {{ display: inline-block; width: 0.9em; height: 0.9em; margin: 0 0.2em 0 0.8em; vertical-align: middle; }}
 </style></head><body>
@@ -399,7 +485,7 @@ pre {{ background: #f8f8f8; padding: 1em; overflow-x: auto; font-size: 12px; }}
 {datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds')} by lcnflow {esc(__version__)}.</p>
 <p>Outcomes (first that applies): {legend}</p>
 <h2>Per cell</h2>
-<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
+{tables}
 <h2>Figures</h2>
 {imgs}
 {source}

@@ -1,0 +1,279 @@
+r"""Readers for the user's own data: photographs for the ``image`` source, CSV and WAV signals for ``file``.
+
+**Photographs** (:func:`read_images`): one PNG, JPEG or TIFF file, or a folder of them (not its subfolders), read
+with scikit-image's ``io.imread``.  Each becomes a grayscale float64 image in ``[0, 1]``: integer pixels are divided
+by their type's largest value, colour is reduced to luminance ``0.2125 R + 0.7154 G + 0.0721 B`` (an alpha channel
+is dropped), and floating-point images are divided by their maximum when it exceeds 1.
+
+**Signals** (:func:`read_signals`), 1D only:
+
+* CSV — one signal per row, numbers separated by commas (a first line that is not numeric is a header and is
+  skipped).  ``data.path`` holds the inputs, ``data.targets_path`` the targets, row ``j`` for input ``j``.
+* WAV — one recording; ``data.path`` is the input recording (e.g. noisy), ``data.targets_path`` the target one (e.g.
+  clean), of the same length.  Samples are scaled to ``[−1, 1]`` (integer formats by their range), several
+  channels are averaged to mono, and the recording is cut into consecutive, non-overlapping windows of ``d_0``
+  samples: window ``j`` is input ``j`` (a trailing part shorter than ``d_0`` is left out).
+
+Targets of a signal come in one of two forms:
+
+* rows of ``d_N`` values (the network's output size) are the targets as they are;
+* rows of ``d_0`` values — a target signal aligned with its input (every WAV target) — give, for each output ``a``,
+  the target signal at the sample the output's receptive field is centred on:
+  ``y_a = t[a·s_v + (k_v − 1)//2]``, the convention of the built-in deblurring sources.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..architecture import Architecture
+from .config import ConfigError
+
+__all__ = ["IMAGE_SUFFIXES", "SIGNAL_SUFFIXES", "centred_targets", "read_csv", "read_images", "read_signals",
+           "read_wav", "to_gray"]
+
+#: File endings read as photographs.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+#: File endings the ``file`` source reads with :func:`read_signals` (``.npz``/``.npy`` are read by the source itself).
+SIGNAL_SUFFIXES = (".csv", ".wav")
+#: Luminance weights of an RGB pixel (ITU-R BT.709 primaries).
+LUMINANCE = np.array([0.2125, 0.7154, 0.0721])
+
+
+# ---------------------------------------------------------------------------------------------------- images
+def to_gray(img: np.ndarray, what: str = "image") -> np.ndarray:
+    """A pixel array as a grayscale float64 image in ``[0, 1]`` (see the module docstring for the rules).
+
+    Raises
+    ------
+    ConfigError
+        Not a 2D image (or a 2D image with 3 or 4 colour channels), or non-finite pixels.
+    """
+    a = np.asarray(img)
+    if a.ndim == 3 and a.shape[-1] in (3, 4):
+        scale = float(np.iinfo(a.dtype).max) if a.dtype.kind in "ui" else 1.0
+        rgb = a[..., :3].astype(np.float64) / scale
+        gray = rgb @ LUMINANCE
+    elif a.ndim == 2:
+        scale = float(np.iinfo(a.dtype).max) if a.dtype.kind in "ui" else 1.0
+        gray = a.astype(np.float64) / scale
+    else:
+        raise ConfigError(f"{what}: expected a grayscale or RGB(A) image, got pixel array of shape {a.shape}")
+    if not np.all(np.isfinite(gray)):
+        raise ConfigError(f"{what}: contains NaN or infinite pixels")
+    top = float(gray.max()) if gray.size else 0.0
+    if a.dtype.kind == "f" and top > 1.0:
+        gray = gray / top
+    return gray
+
+
+def read_images(path: str | Path) -> tuple[list[np.ndarray], list[str]]:
+    """Read one photograph or every photograph of a folder as grayscale images in ``[0, 1]``.
+
+    Parameters
+    ----------
+    path : str or Path
+        A ``.png``, ``.jpg``/``.jpeg`` or ``.tif``/``.tiff`` file, or a folder holding such files (read in name
+        order; other files and subfolders are ignored).
+
+    Returns
+    -------
+    images : list of ndarray
+        Float64 arrays of shape ``(h, w)``.
+    names : list of str
+        The file names, in the same order.
+
+    Raises
+    ------
+    ConfigError
+        A missing path, a folder without images, a file of another kind, a file scikit-image cannot read
+        (``data.image`` is named in each message).
+    """
+    try:
+        import skimage.io
+    except ImportError:
+        raise ConfigError(
+            "data.image: reading photographs needs scikit-image, an optional extra: pip install \"lcnflow[images]\""
+        ) from None
+    p = Path(path).expanduser()
+    if p.is_dir():
+        files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise ConfigError(f"data.image: the folder {p} holds no {'/'.join(s[1:] for s in IMAGE_SUFFIXES)} files")
+    elif p.is_file():
+        if p.suffix.lower() not in IMAGE_SUFFIXES:
+            raise ConfigError(f"data.image: {p} is not a photograph; expected a file ending in "
+                              f"{', '.join(IMAGE_SUFFIXES)} or a folder of them")
+        files = [p]
+    else:
+        raise ConfigError(f"data.image: file or folder not found: {p}")
+    images = []
+    for f in files:
+        try:
+            pixels = skimage.io.imread(f)
+        except Exception as exc:  # imageio, PIL and tifffile raise many types on a bad file
+            raise ConfigError(f"data.image: cannot read {f} as an image: {exc}") from None
+        images.append(to_gray(pixels, f"data.image ({f.name})"))
+    return images, [f.name for f in files]
+
+
+# ---------------------------------------------------------------------------------------------------- signals
+def read_csv(path: str | Path, what: str) -> np.ndarray:
+    """Rows of comma-separated numbers as a float64 array ``(rows, columns)``; a non-numeric first line is skipped.
+
+    Raises
+    ------
+    ConfigError
+        Missing or unreadable file, ragged rows, text in a row after the first, no rows.
+    """
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise ConfigError(f"{what}: file not found: {p}")
+    try:
+        lines = [ln for ln in p.read_text(encoding="utf-8-sig").splitlines() if ln.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{what}: cannot read {p}: {exc}") from None
+    rows = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            rows.append([float(x) for x in line.split(",")])
+        except ValueError:
+            if number == 1 and not rows:
+                continue  # a header
+            raise ConfigError(f"{what}: {p} line {number} is not a row of comma-separated numbers: "
+                              f"{line[:60]!r}") from None
+    if not rows:
+        raise ConfigError(f"{what}: {p} has no rows of numbers")
+    lengths = {len(r) for r in rows}
+    if len(lengths) > 1:
+        raise ConfigError(f"{what}: {p} has rows of different lengths {sorted(lengths)}; every signal (row) needs "
+                          "the same number of values")
+    return np.asarray(rows, dtype=np.float64)
+
+
+def read_wav(path: str | Path, what: str) -> tuple[np.ndarray, int]:
+    """A WAV recording as mono float64 samples in ``[−1, 1]``, and its sample rate.
+
+    Integer formats are divided by their range (``uint8`` is centred at 128 first); several channels are averaged.
+
+    Raises
+    ------
+    ConfigError
+        Missing file, or a file ``scipy.io.wavfile`` cannot read.
+    """
+    from scipy.io import wavfile
+
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise ConfigError(f"{what}: file not found: {p}")
+    try:
+        rate, samples = wavfile.read(p)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{what}: cannot read {p} as a WAV file: {exc}") from None
+    a = np.asarray(samples)
+    if a.dtype == np.uint8:
+        x = (a.astype(np.float64) - 128.0) / 128.0
+    elif a.dtype.kind == "i":
+        x = a.astype(np.float64) / float(-np.iinfo(a.dtype).min)
+    else:
+        x = a.astype(np.float64)
+    if x.ndim == 2:
+        x = x.mean(axis=1)
+    if not np.all(np.isfinite(x)):
+        raise ConfigError(f"{what}: {p} contains NaN or infinite samples")
+    return x, int(rate)
+
+
+def centred_targets(arch: Architecture, signals: np.ndarray) -> np.ndarray:
+    """``y_a = t[a·s_v + (k_v − 1)//2]``: each output's target is the signal at its receptive field's centre.
+
+    Parameters
+    ----------
+    arch : Architecture
+        1D.
+    signals : ndarray, shape ``(m, d_0)``
+        Target signals aligned with the inputs.
+
+    Returns
+    -------
+    ndarray, shape ``(m, d_N)``
+    """
+    kv, sv, dn = arch.final_filter_size, arch.final_stride, arch.output_size
+    index = np.arange(dn) * sv + (kv - 1) // 2
+    return np.asarray(signals, dtype=np.float64)[:, index]
+
+
+def read_signals(path: str | Path, targets_path: str | Path, arch: Architecture) -> tuple[np.ndarray, np.ndarray,
+                                                                                          str, dict]:
+    """Inputs ``(m, d_0)`` and targets ``(m, d_N)`` from CSV or WAV files (see the module docstring).
+
+    Parameters
+    ----------
+    path : str or Path
+        Inputs: a ``.csv`` (one signal per row) or a ``.wav`` (one recording, cut into windows of ``d_0``).
+    targets_path : str or Path
+        Targets, in the same format: rows of ``d_N`` values as they are, or signals of ``d_0`` values (every WAV)
+        reduced to the values at the outputs' centres.
+    arch : Architecture
+        A 1D architecture (its ``d_0``, ``d_N``, ``k_v``, ``s_v``).
+
+    Returns
+    -------
+    inputs, targets : ndarray
+    description : str
+        The files and how the targets were read.
+    details : dict
+        JSON-ready facts (files, sample rate, windows).
+
+    Raises
+    ------
+    ConfigError
+        A 2D architecture, a missing ``targets_path``, files that do not fit ``d_0``/``d_N``, mismatched sample
+        counts; the message names ``data.path`` or ``data.targets_path`` and the sizes.
+    """
+    p, t = Path(path), Path(targets_path) if targets_path else None
+    kind = p.suffix.lower()
+    if arch.ndim != 1:
+        raise ConfigError(f"data.path: {kind[1:].upper()} files hold 1D signals, but architecture.input_size is 2D "
+                          f"{arch.input_size}; use an .npz of images or the image source")
+    if t is None:
+        raise ConfigError(f"data.targets_path: required with a {kind[1:].upper()} data.path ({p}); give the "
+                          f"{kind} file of targets (one row per input for CSV, a recording as long as the input for "
+                          "WAV)")
+    if t.suffix.lower() != kind:
+        raise ConfigError(f"data.targets_path: expected a {kind} file like data.path, got {t}")
+    d0, dn = arch.input_size, arch.output_size
+    details: dict = {"path": str(p), "targets_path": str(t)}
+    if kind == ".csv":
+        X = read_csv(p, "data.path")
+        T = read_csv(t, "data.targets_path")
+        if X.shape[1] != d0:
+            raise ConfigError(f"data.path: {p.name} has rows of {X.shape[1]} values, but the input size d_0 is {d0} "
+                              f"(architecture.input_size)")
+        if T.shape[0] != X.shape[0]:
+            raise ConfigError(f"data.targets_path: {t.name} has {T.shape[0]} rows but {p.name} has {X.shape[0]}; "
+                              "give one target row per input row")
+        what = f"CSV {p.name} (inputs, one per row), {t.name} (targets)"
+    else:
+        x, rate = read_wav(p, "data.path")
+        y, trate = read_wav(t, "data.targets_path")
+        if trate != rate or y.size != x.size:
+            raise ConfigError(f"data.targets_path: {t.name} ({y.size} samples at {trate} Hz) must match {p.name} "
+                              f"({x.size} samples at {rate} Hz)")
+        m = x.size // d0
+        if m == 0:
+            raise ConfigError(f"data.path: {p.name} has {x.size} samples, fewer than one input window of d_0 = {d0}")
+        X, T = x[: m * d0].reshape(m, d0), y[: m * d0].reshape(m, d0)
+        details.update({"sample_rate": rate, "windows": m, "samples_left_out": int(x.size - m * d0)})
+        what = f"WAV {p.name} (input) and {t.name} (target), {rate} Hz, cut into {m} windows of {d0} samples"
+    if T.shape[1] == dn:
+        Y, how = T, "targets as given"
+    elif T.shape[1] == d0:
+        Y, how = centred_targets(arch, T), "targets: the target signal at each output's centre"
+    else:
+        raise ConfigError(f"data.targets_path: {t.name} has rows of {T.shape[1]} values; expected d_N = {dn} "
+                          f"(the targets) or d_0 = {d0} (a target signal per input)")
+    details["targets"] = how
+    return X, Y, f"{what}; {how}", details

@@ -1,0 +1,255 @@
+"""The report's figures say what they show: legends off the curves, zooms where roots crowd, mathtext, the drift's
+normalisation, runs that stop at t = 0, the Hessian's labels, colour bars, and :func:`plot_result`.
+
+Oracles: ``numpy.roots`` (roots of the layer polynomials), the conserved quantities recomputed here from the
+recorded trajectory, the filters of a run, and Matplotlib's own layout (window extents of the drawn artists).
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import re
+import warnings
+
+import numpy as np
+import numpy.polynomial.polynomial as npoly
+import pytest
+
+import lcnflow as lf
+from lcnflow.experiments import config_from_dict, execute
+from lcnflow.flow import critical
+from lcnflow.report import figures as F
+from lcnflow.report import load_run, plot_result
+
+TINY_1D = {"data.source": "planted", "data.num_samples": 20, "architecture.input_size": 14,
+           "architecture.filter_sizes": [3, 2, 2], "init.scale": 0.5}
+TINY_2D = {"data.source": "planted", "data.num_samples": 10, "architecture.input_size": [7, 8],
+           "architecture.filter_sizes": [[2, 2], [2, 3]], "init.scale": 0.5}
+
+
+@pytest.fixture(scope="module")
+def run_1d(tmp_path_factory):
+    run = execute(config_from_dict({"name": "fig-1d"}, TINY_1D))
+    out = tmp_path_factory.mktemp("fig1d")
+    run.save(out, report=False)
+    return run, load_run(out)
+
+
+@pytest.fixture(scope="module")
+def run_2d(tmp_path_factory):
+    run = execute(config_from_dict({"name": "fig-2d"}, TINY_2D))
+    out = tmp_path_factory.mktemp("fig2d")
+    run.save(out, report=False)
+    return run, load_run(out)
+
+
+@pytest.fixture(scope="module")
+def run_t0(tmp_path_factory):
+    """Zero initial filters: ``∇L(0) = 0``, so the run stops at ``t = 0``."""
+    run = execute(config_from_dict({"name": "fig-t0"}, {**TINY_1D, "init.scale": 0.0}))
+    out = tmp_path_factory.mktemp("figt0")
+    run.save(out, report=False)
+    return run, load_run(out)
+
+
+def draw(fig):
+    fig.canvas.draw()
+    return fig.canvas.get_renderer()
+
+
+def texts(fig) -> list[str]:
+    """Every piece of text of a figure: titles, axis labels, legend entries, annotations."""
+    out = [t.get_text() for t in fig.findobj(match=lambda a: hasattr(a, "get_text"))]
+    return [t for t in out if t]
+
+
+def test_one_copy_of_root_finding():
+    assert F._roots is critical._roots and F.ROOT_TOL == critical.ROOT_TOL
+    coeffs = 2.5 * npoly.polyfromroots([0.3, -1.7, 4.0])
+    np.testing.assert_allclose(np.sort(F.polynomial_roots(coeffs).real), np.sort(np.roots(coeffs[::-1]).real),
+                               rtol=1e-10)
+
+
+def test_convergence_legends_sit_below_the_curves(run_1d):
+    _, data = run_1d
+    fig = F.convergence(data)
+    renderer = draw(fig)
+    for ax in fig.axes:
+        legend = ax.get_legend()
+        if legend is None:
+            continue
+        box, panel = legend.get_window_extent(renderer), ax.get_window_extent(renderer)
+        assert box.y1 <= panel.y0 + 1, "legend overlaps its panel"
+        # and it is inside the figure (not cut off)
+        assert box.y0 >= 0 and box.x0 >= 0 and box.x1 <= fig.bbox.x1 + 1
+
+
+def test_no_raw_superscripts_or_subscripts_outside_mathtext(run_1d, run_2d):
+    for _, data in (run_1d, run_2d):
+        for stem, func, _ in F.FIGURES:
+            fig = func(data)
+            if fig is None:
+                continue
+            for text in texts(fig):
+                plain = re.sub(r"\$[^$]*\$", "", text)  # what is left outside mathtext
+                assert not re.search(r"\^\(|\^\{|_\{|R\^k", plain), (stem, text)
+
+
+def test_filters_have_a_legend_naming_each_coefficient(run_1d):
+    _, data = run_1d
+    fig = F.filters(data)
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    sizes = [*data.arch["filter_sizes"], data.arch["final_filter_size"]]
+    assert len(visible) == len(sizes)
+    for i, (ax, k) in enumerate(zip(visible, sizes, strict=True)):
+        labels = [t.get_text() for t in ax.get_legend().get_texts()]
+        symbol = "v" if i == len(sizes) - 1 else f"w^{{({i + 1})}}"
+        assert labels == [f"${symbol}_{{{j}}}$" for j in range(k)]
+
+
+def test_invariants_use_the_summary_normalisation(run_1d):
+    run, data = run_1d
+    fig = F.invariants(data)
+    lines = [ln for ln in fig.axes[0].get_lines() if ln.get_label().startswith("$\\delta")]
+    traj, times = data.arrays["trajectory"], data.arrays["times"]
+    sl = data.layer_slices()
+    norms = np.array([[float(row[s] @ row[s]) for s in sl] for row in traj])
+    delta = norms[:, 1:] - norms[:, :-1]
+    scale = np.maximum(norms.sum(axis=1), norms[0].sum())
+    want = np.abs(delta - delta[0]) / scale[:, None]
+    ok = times > 0
+    for i, ln in enumerate(lines):
+        # δ is a difference of squared norms: rounding of a few ε · ‖w‖², and the scale is ≥ ‖w‖²
+        np.testing.assert_allclose(ln.get_ydata(), np.maximum(want[ok, i], 1e-17), rtol=0,
+                                   atol=16 * np.finfo(float).eps)
+    # the recorded points are a subset of the steps the summary's maximum runs over
+    assert max(float(np.max(ln.get_ydata())) for ln in lines) <= run.result.invariant_drift * (1 + 1e-9) + 1e-17
+    caption = dict((s, c) for s, _, c in F.FIGURES)["invariants"]
+    assert "max(‖w(0)‖², ‖w(t)‖²)" in caption and "invariant drift" in caption
+
+
+def test_a_run_stopped_at_t0_draws_its_point(run_t0):
+    run, data = run_t0
+    assert run.result.t_final == 0 and np.all(data.arrays["times"] == 0)
+    for func in (F.convergence, F.filters, F.invariants):
+        fig = func(data)
+        for ax in [a for a in fig.axes if a.get_visible()]:
+            drawn = [ln for ln in ax.get_lines() if len(ln.get_xdata()) and ln.get_label() != "machine ε"]
+            said = [t for t in ax.texts if "stopped" not in t.get_text()]  # e.g. "L(w(t)) = L(w*)": nothing above
+            assert drawn or said, (func.__name__, ax.get_title())
+            assert any("stopped at t = 0" in t.get_text() for t in ax.texts), func.__name__
+            assert ax.get_xscale() == "linear"
+
+
+@pytest.mark.parametrize("bad", [np.inf, np.nan])
+def test_a_diverged_run_draws_every_figure(run_1d, bad):
+    _, data = run_1d
+    data = copy.deepcopy(data)
+    a = data.arrays
+    for key in ("limit", "final_filter"):
+        a[key] = np.full_like(a[key], bad)
+    for key in ("trajectory", "final_filter_trajectory", "invariants_trajectory"):
+        a[key][-1] = bad
+    a["losses"][-1] = a["gradient_norms"][-1] = np.inf
+    data.record["result"].update(loss=None, converged=False, certified=False)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Matplotlib's notes on non-finite data: drawing must still succeed
+        for _, func, _ in F.FIGURES:
+            fig = func(data)
+            if fig is not None:
+                draw(fig)
+    assert F.polynomial_roots([1.0, bad, 2.0]).size == 0
+
+
+def test_roots_zoom_on_roots_crowding_near_the_origin(run_1d):
+    _, data = run_1d
+    data = copy.deepcopy(data)
+    # layer polynomials with roots 0.01, 0.02 (near 0) and far away at 5: the fixed axis cannot separate them
+    w1 = npoly.polyfromroots([0.01, 5.0])
+    w2, w3 = npoly.polyfromroots([0.02]), npoly.polyfromroots([-5.0])
+    data.arrays["limit"] = np.concatenate([w1, w2, w3])
+    data.arrays["init"] = data.arrays["limit"] * 1.5
+    fig = F.roots(data)
+    draw(fig)
+    zooms = [ax for ax in fig.axes if ax.get_visible() and "zoom" in ax.get_title()]
+    assert zooms, [ax.get_title() for ax in fig.axes]
+    layer1 = next(ax for ax in zooms if ax.get_title().startswith("layer 1"))
+    r = layer1.get_xlim()[1]
+    assert r < 0.5, r  # zoomed: well inside the main panels' radius ≥ 1.3
+    # the near root of layer 1 at the limit is drawn inside the zoom
+    pts = np.concatenate([np.asarray(ln.get_xdata(), float) for ln in layer1.get_lines() if ln.get_marker() == "o"])
+    assert np.any(np.abs(pts - 0.01) < 1e-9)
+
+
+def test_no_zoom_when_roots_are_spread(run_1d):
+    _, data = run_1d
+    data = copy.deepcopy(data)
+    data.arrays["init"] = np.concatenate([npoly.polyfromroots([1.0, -2.0]), npoly.polyfromroots([2.0]),
+                                          npoly.polyfromroots([-1.5])])
+    data.arrays["limit"] = data.arrays["init"].copy()
+    data.arrays["final_filter_trajectory"] = np.array([npoly.polyfromroots([1.0, -2.0, 2.0, -1.5])])
+    data.arrays["final_filter"] = data.arrays["final_filter_trajectory"][0]
+    data.arrays["optimum_filter"] = npoly.polyfromroots([1.2, -2.0, 2.5, -1.5])
+    fig = F.roots(data)
+    assert not [ax for ax in fig.axes if ax.get_visible() and "zoom" in ax.get_title()]
+
+
+@pytest.mark.parametrize("eig", [[-3.0, 0.0, 1e-12, 2.0, 300.0], [0.0, 0.0, 0.0], [1e-3, 1.0, 1e3]])
+def test_hessian_labels_do_not_overlap(run_1d, eig):
+    _, data = run_1d
+    data = copy.deepcopy(data)
+    data.arrays["hessian_eigenvalues"] = np.array(eig)
+    fig = F.hessian(data)
+    renderer = draw(fig)
+    ax = fig.axes[0]
+    boxes = [t.get_window_extent(renderer) for t in ax.get_yticklabels() if t.get_text() and t.get_visible()
+             and ax.get_ylim()[0] <= t.get_position()[1] <= ax.get_ylim()[1]]
+    for a, b in itertools.pairwise(boxes):
+        assert not a.overlaps(b), (a, b)
+    eig = np.array(eig)
+    if np.any(eig < 0):  # a negative eigenvalue is drawn at |λ| with its own marker
+        neg = next(ln for ln in ax.get_lines() if ln.get_marker() == "v")
+        np.testing.assert_allclose(neg.get_ydata(), -eig[eig < -1e-7 * np.max(np.abs(eig))])
+
+
+def test_2d_examples_have_a_colour_bar_per_sample(run_2d):
+    _, data = run_2d
+    fig = F.examples(data)
+    bars = [ax for ax in fig.axes if ax.get_ylabel().startswith("sample")]
+    n = min(data.arrays["example_inputs"].shape[0], 2)
+    assert len(bars) == n
+
+
+def test_plot_result_1d_draws_the_run_and_the_roots(rng):
+    arch = lf.Architecture(20, [3, 3, 2])
+    X = rng.standard_normal((40, 20))
+    Y = lf.predict(arch, lf.random_init(arch, 1.0, 4), X) + 0.01 * rng.standard_normal((40, arch.output_size))
+    risk = lf.EmpiricalRisk(arch, lf.get_loss("square"), lf.Dataset(X, Y))
+    result = lf.gradient_flow(risk, lf.random_init(arch, 0.5, 2))
+    fig = plot_result(result, risk)
+    assert len(fig.axes) == 3
+    risk_line = fig.axes[0].get_lines()[0]
+    ok = result.times > 0
+    np.testing.assert_array_equal(risk_line.get_xdata(), result.times[ok])
+    np.testing.assert_array_equal(risk_line.get_ydata(), result.losses[ok])
+    # filled markers of the roots panel: the roots of each layer at the limit (numpy.roots as oracle)
+    filled = [ln for ln in fig.axes[2].get_lines() if ln.get_marker() == "o" and ln.get_markerfacecolor() != "none"
+              and len(ln.get_xdata())]
+    drawn = np.sort_complex(np.concatenate([np.asarray(ln.get_xdata()) + 1j * np.asarray(ln.get_ydata())
+                                            for ln in filled]))
+    want = np.sort_complex(np.concatenate([np.roots(w[::-1]) for w in result.limit]))
+    inside = want[np.abs(want) <= fig.axes[2].get_xlim()[1]]
+    np.testing.assert_allclose(drawn, np.sort_complex(inside), atol=1e-8)
+    draw(fig)
+
+
+def test_plot_result_2d(rng):
+    arch = lf.Architecture((6, 6), [(2, 2), (2, 2)])
+    X = rng.standard_normal((8, 6, 6))
+    Y = lf.predict(arch, lf.random_init(arch, 1.0, 1), X)
+    risk = lf.EmpiricalRisk(arch, lf.get_loss("log_cosh"), lf.Dataset(X, Y))
+    result = lf.gradient_flow(risk, lf.random_init(arch, 0.5, 3))
+    fig = plot_result(result, risk)
+    assert len(fig.axes) == 2 and fig.axes[1].get_yscale() == "log"
+    draw(fig)
