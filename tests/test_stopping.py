@@ -163,3 +163,37 @@ def test_verify_reruns_at_tighter_tolerances_and_compares_the_limits():
     assert res.limit_verified is True
     assert res.verification["final_filter_distance"] <= 1e-5
     assert res.verification["reference_options"]["rtol"] == pytest.approx(1e-8)
+
+
+# ------------------------------------------------------------------------------------------ real data
+def _image_rows(name: str, kv: int, rows: int = 60, width: int = 48, seed: int = 0):
+    """Rows of a scikit-image photograph (scaled to [0, 1]), blurred by [¼, ½, ¼] plus 1 % noise; targets are the
+    clean pixels at the centres of the output windows."""
+    data = pytest.importorskip("skimage.data")
+    img = np.asarray(getattr(data, name)(), dtype=float)
+    img = (img - img.min()) / (img.max() - img.min())
+    rng = np.random.default_rng(seed)
+    r = rng.choice(img.shape[0], rows, replace=False)
+    c = rng.integers(0, img.shape[1] - width - 2)
+    clean = img[r, c:c + width + 2]
+    blurred = 0.25 * clean[:, :-2] + 0.5 * clean[:, 1:-1] + 0.25 * clean[:, 2:]
+    X = blurred + 0.01 * rng.standard_normal(blurred.shape)
+    off = (kv - 1) // 2 + 1  # output a sees inputs a … a + kv − 1, i.e. clean pixels a + 1 … a + kv
+    Y = clean[:, off:off + width - kv + 1]
+    return X, Y
+
+
+@pytest.mark.parametrize("name", ["camera", "coins", "brick"])
+@pytest.mark.parametrize("sizes", [[3, 3, 3], [2, 2, 2]])
+def test_real_image_rows_every_default_run_is_certified_and_keeps_its_labels_at_a_tighter_gtol(name, sizes):
+    kv = 1 + sum(k - 1 for k in sizes)
+    X, Y = _image_rows(name, kv)
+    risk = lf.EmpiricalRisk(lf.Architecture(X.shape[1], sizes), "square", lf.Dataset(X, Y))
+    for seed in range(2):
+        w0 = random_init(sizes, 0.3, seed)
+        res = lf.gradient_flow(risk, w0)
+        tight = lf.gradient_flow(risk, w0, gtol=1e-10)
+        assert res.certified and tight.certified, (res.message, tight.message)
+        assert _verdict(res)[:4] == _verdict(tight)[:4]  # converged, kind, origin, spurious
+        np.testing.assert_allclose(res.final_filter, tight.final_filter, rtol=0,
+                                   atol=1e-6 * np.linalg.norm(tight.final_filter))

@@ -45,6 +45,8 @@ from .theorem import theorem_hypotheses
 FLOOR = 1e-14
 #: After a rejected candidate, the flow must reach the next one before its time grows by this factor.
 STALL_FACTOR = 1e8
+#: At a degenerate minimum the run goes on until ``‖∇L‖ ≤ DEGENERATE_GTOL · S`` (its structure shows only close by).
+DEGENERATE_GTOL = 1e-12
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,7 @@ def drive(
     candidates: list[Candidate] = []
     extra = [1, 0]  # the driver's own gradient and Hessian evaluations (w0, polishing)
     user_stop = False
+    pending: Candidate | None = None  # a certified degenerate minimum the run is still closing in on
     reason = message = ""
     while True:
         t, w = stepper.t, stepper.w
@@ -137,7 +140,7 @@ def drive(
             break
         s_ub = scale(w, upper_bound=True)  # S ≤ s_ub, so est/s_ub ≤ ‖∇L‖/S (est exact or the chord speed)
         if tol_rel < opts.gtol and est > opts.gtol * s_ub:  # the flow has left the last candidate: re-arm
-            tol_rel, t_stall = opts.gtol, math.inf
+            tol_rel, t_stall, pending = opts.gtol, math.inf, None
         if isave >= save.size and est <= 100 * tol_rel * s_ub:  # (the run goes on at least to the last save time)
             _, g = stepper.exact()
             S = scale(w)
@@ -148,9 +151,13 @@ def drive(
                 candidates.append(cand)
                 extra[0] += cand.polish.num_gradient_evaluations
                 extra[1] += cand.polish.num_hessian_evaluations
-                if cand.outcome in ("minimum", "stable_saddle"):
+                degenerate = cand.outcome == "minimum" and cand.critical_point.kind == "degenerate"
+                if cand.outcome in ("minimum", "stable_saddle") and not (degenerate and tol_rel > DEGENERATE_GTOL):
                     reason = cand.outcome
                     break
+                # a degenerate minimum is approached slowly and its structure (shared roots, rank of dπ) shows only
+                # close to it: go on towards it, down to DEGENERATE_GTOL, keeping this certified candidate
+                pending = cand if degenerate else None
                 tol_rel = min(tol_rel, rel) * 1e-2
                 t_stall = max(t, 1e-300) * STALL_FACTOR
                 if tol_rel < FLOOR:
@@ -189,6 +196,9 @@ def drive(
         if callback is not None:
             loss = stepper.exact()[0] if stepper.has_exact() else math.nan
             user_stop = bool(callback(t, w, loss, stepper.speed()))
+    if pending is not None and reason not in ("minimum", "stable_saddle", "blowup", "nonfinite", "callback"):
+        candidates.append(pending)  # the run ran out of resolution (or budget) closing in: its certified candidate
+        reason = "minimum"
     # the last state's exact values (the record may hold estimates there)
     loss_end, g_end = stepper.exact()
     rec.set_last_values(loss_end, float(np.linalg.norm(g_end)))
@@ -211,8 +221,10 @@ def _package(risk, rec, stepper, opts, reason, message, candidates, stable, save
         loss = risk.value(limit)
         S = scale(limit)
         if reason == "minimum":
-            message = (f"certified {cp.kind.replace('_', ' ')} at t = {t_end:.4g}: ‖∇L‖ = {gnorm:.2e} = "
-                       f"{gnorm / S if S > 0 else 0:.1e}·S after polishing (moved {cand.polish.distance:.2e})")
+            closing = (f"; closing in further, the run went on to t = {t_end:.4g} ({message})" if message else "")
+            message = (f"certified {cp.kind.replace('_', ' ')} at t = {cand.t:.4g}: ‖∇L‖ = {gnorm:.2e} = "
+                       f"{gnorm / S if S > 0 else 0:.1e}·S after polishing (moved {cand.polish.distance:.2e})"
+                       + closing)
         else:
             message = (f"converged to a {cp.kind.replace('_', ' ')} at t = {t_end:.4g}; the start lies on its stable "
                        f"set ({stable[0]})")
