@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
-from reference_flow import ConvolveRisk, planted_data, random_init, reference_limit
 
 import lcnflow as lf
+from reference_flow import ConvolveRisk, planted_data, random_init, reference_limit
 
 # (filter sizes, initial scale, loss, seed): small initializations (long plateaus at the origin), non-filling
 # architectures (limits on the boundary of the function space), both losses.  The full grid (depth 2–6, scales
@@ -43,7 +43,7 @@ def test_default_flow_ends_where_the_reference_flow_ends(sizes, scale, loss, see
     res = lf.gradient_flow(risk, w0)
     assert res.converged and res.certified, res.message
     assert res.t_final > 0 and res.num_steps > 0  # never "converged" at the start
-    assert res.kind != "strict_saddle" and res.critical_point.is_minimum or res.kind == "degenerate"
+    assert (res.kind != "strict_saddle" and res.critical_point.is_minimum) or res.kind == "degenerate"
     w_ref, _, g_ref = reference_limit(ref, w0, 100 * res.t_final)
     assert g_ref < 1e-13
     # the acceptance tolerances: L to 1e-8 relative, the final filter to 1e-5 relative
