@@ -17,8 +17,9 @@ convex risk, over a smaller space of the same kind, so
 
 a recursion with a one-dimensional global search over ``θ`` at each level that ends when ``r ≤ 1`` (then
 ``M(D, r) = R^{D+1}`` and the inner problem is unconstrained: a linear solve for the square loss).  The search over
-``θ`` evaluates a grid of angles and refines every local minimum of the grid by bounded Brent iterations; it is exact
-up to that grid's resolution (a better basin narrower than the grid spacing would be missed) and up to rounding.
+``θ`` evaluates a grid of angles at every level; the best few grid configurations are then refined jointly in all
+their angles (Nelder–Mead).  The result is exact up to the grids' resolution (a better basin narrower than the grid
+spacing would be missed) and up to rounding.
 
 **Other architectures** (strides before a layer, 2D) without an exact description of ``M``: the best value found by
 local minimizations of ``L`` from several starts — an upper bound on ``ℒ*_M`` (every value found is attained by a
@@ -47,10 +48,11 @@ __all__ = ["FunctionSpaceBest", "best_on_function_space", "real_root_count", "ri
 Method = Literal["unconstrained", "real_root_recursion", "multistart"]
 
 EPS = float(np.finfo(float).eps)
-#: Angles of the grid searched for the double root, outermost level first (deeper levels use the last entry).
-GRID_SQUARE = (256, 96, 48)
+#: Angles of the grid searched for the double root per level (outermost first), by the number of levels
+#: ``⌊r/2⌋`` of the recursion: the work grows like the product of the grids, so deeper recursions use coarser grids.
+GRID_SQUARE = {1: (256,), 2: (128, 64), 3: (64, 32, 32)}
 #: The same for non-quadratic losses (every evaluation is a Newton solve with passes over the data).
-GRID_GENERAL = (96, 32, 16)
+GRID_GENERAL = {1: (96,), 2: (32, 24), 3: (16, 12, 12)}
 #: Local minimizations of ``L`` when ``M`` has no exact description implemented.
 NUM_STARTS = 8
 
@@ -278,43 +280,64 @@ class _Objective:
 
 
 class _RealRootSearch:
-    """The recursion of the module docstring on ``M(D, r)``."""
+    """The recursion of the module docstring on ``M(D, r)``: a grid over the angle of the double root at each level,
+    then a joint local refinement of all the angles of the best few configurations (every evaluation of the
+    refinement is one inner convex minimization, and a refined configuration is kept only if its cofactor still
+    satisfies the real-root condition)."""
 
-    def __init__(self, obj: _Objective, grids: tuple[int, ...]):
-        self.obj, self.grids = obj, grids
+    def __init__(self, obj: _Objective, grids: tuple[int, ...], D: int, r: int):
+        self.obj, self.grids, self.D, self.r = obj, grids, D, r
 
-    def best(self, T: np.ndarray, D: int, r: int, level: int = 0) -> tuple[float, np.ndarray]:
-        """``min_{q ∈ M(D, r)} ℒ(T q)`` and the minimizing ``T q``."""
+    def _transform(self, thetas) -> np.ndarray:
+        T, p = np.eye(self.D + 1), self.D + 1
+        for th in thetas:
+            p -= 2
+            T = T @ _square_factor(np.array([th]), p)[0]
+        return T
+
+    def evaluate(self, thetas) -> tuple[float, np.ndarray, bool]:
+        """``(min_q ℒ(T_θ q), T_θ q, q satisfies the real-root condition)`` for fixed angles."""
+        T = self._transform(thetas)
+        q, val = self.obj.batch(T[None])
+        rest = self.r - 2 * len(thetas)
+        ok = rest <= 1 or real_root_count(q[0], self.D - 2 * len(thetas)) >= rest
+        return float(val[0]), T @ q[0], ok
+
+    def _grid(self, T: np.ndarray, D: int, r: int, level: int, keep: int) -> list[tuple[float, list[float]]]:
+        """The best ``keep`` local minima over the grid at this level: ``(value, angles from this level on)``."""
         q, val = self.obj.batch(T[None])
         if r <= 1 or real_root_count(q[0], D) >= r:
-            return float(val[0]), T @ q[0]
+            return [(float(val[0]), [])]
         n = self.grids[min(level, len(self.grids) - 1)]
         thetas = -np.pi / 2 + np.pi * np.arange(n) / n
+        Ts = T @ _square_factor(thetas, D - 1)
         if r - 2 <= 1:
-            Ts = T @ _square_factor(thetas, D - 1)
             vals = self.obj.batch(Ts)[1]
+            inner: list[list[float]] = [[] for _ in range(n)]
         else:
-            vals = np.array([self._at(T, th, D, r, level)[0] for th in thetas])
+            vals, inner = np.empty(n), []
+            for j in range(n):
+                f, rest = self._grid(Ts[j], D - 2, r - 2, level + 1, 1)[0]
+                vals[j] = f
+                inner.append(rest)
         local = [j for j in range(n) if vals[j] <= vals[j - 1] and vals[j] <= vals[(j + 1) % n]]
-        local = sorted(local, key=lambda j: vals[j])[: (6 if level == 0 else 3)]
-        best_val, best_theta = math.inf, thetas[int(np.argmin(vals))]
-        h = np.pi / n
-        for j in local:
-            res = scipy.optimize.minimize_scalar(lambda th: self._at(T, th, D, r, level)[0],
-                                                 bounds=(thetas[j] - h, thetas[j] + h), method="bounded",
-                                                 options={"xatol": 1e-11})
-            cand = [(float(res.fun), float(res.x)), (float(vals[j]), float(thetas[j]))]
-            for f, th in cand:
-                if f < best_val:
-                    best_val, best_theta = f, th
-        return self._at(T, best_theta, D, r, level)
+        local = sorted(local, key=lambda j: vals[j])[:keep]
+        return [(float(vals[j]), [float(thetas[j]), *inner[j]]) for j in local]
 
-    def _at(self, T: np.ndarray, theta: float, D: int, r: int, level: int) -> tuple[float, np.ndarray]:
-        Ts = T @ _square_factor(np.array([theta]), D - 1)[0]
-        if r - 2 <= 1:
-            q, val = self.obj.batch(Ts[None])
-            return float(val[0]), Ts @ q[0]
-        return self.best(Ts, D - 2, r - 2, level + 1)
+    def best(self, keep: int = 6) -> tuple[float, np.ndarray]:
+        """``ℒ*_{M(D, r)}`` and a minimizer."""
+        best_val, best_v = math.inf, None
+        for _, thetas in self._grid(np.eye(self.D + 1), self.D, self.r, 0, keep):
+            val, v, _ = self.evaluate(thetas)
+            if thetas:
+                res = scipy.optimize.minimize(lambda th: self.evaluate(th)[0], np.array(thetas), method="Nelder-Mead",
+                                              options={"xatol": 1e-12, "fatol": 0.0, "maxiter": 400 * len(thetas)})
+                r_val, r_v, ok = self.evaluate(res.x)
+                if ok and r_val < val:
+                    val, v = r_val, r_v
+            if val < best_val:
+                best_val, best_v = val, v
+        return best_val, best_v
 
 
 def _multistart(risk: EmpiricalRisk, num_starts: int, seed: int) -> tuple[float, np.ndarray, int]:
@@ -345,7 +368,7 @@ def best_on_function_space(risk: EmpiricalRisk, *, grid: tuple[int, ...] | None 
     risk : EmpiricalRisk
     grid : tuple of int, optional
         Angles searched for the double root at each level of the real-root recursion (outermost first).
-        Default :data:`GRID_SQUARE` for the square loss, :data:`GRID_GENERAL` otherwise.
+        Default from :data:`GRID_SQUARE` (square loss) or :data:`GRID_GENERAL` by the depth of the recursion.
     num_starts : int
         Local minimizations of ``L`` where ``M`` has no exact description.
     seed : int
@@ -387,15 +410,17 @@ def _compute(risk: EmpiricalRisk, grid, num_starts: int, seed: int) -> FunctionS
             return FunctionSpaceBest(f_hat, v_hat.reshape(shape), True, "unconstrained",
                                      f"the unconstrained minimizer's polynomial has ≥ {r} real roots, so it lies in M",
                                      unconstrained_in_m=True, value_error=risk_rounding(risk, v_hat), **common)
-        grids = grid or (GRID_SQUARE if risk.is_quadratic else GRID_GENERAL)
-        obj = _Objective(risk)
-        value, v = _RealRootSearch(obj, grids).best(np.eye(D + 1), D, r)
         depth = r // 2
+        table = GRID_SQUARE if risk.is_quadratic else GRID_GENERAL
+        grids = grid or table[min(depth, max(table))]
+        obj = _Objective(risk)
+        value, v = _RealRootSearch(obj, grids, D, r).best()
         used = [grids[min(i, len(grids) - 1)] for i in range(depth)]
         statement = (f"M = final filters with ≥ {r} real roots (degree {D}); the unconstrained minimizer is outside "
                      f"M, so the minimum is on its boundary: searched every placement of {depth} real double "
-                     f"root(s) (angles on grids of {used} per level, each local minimum refined by Brent to 1e-11 "
-                     "rad), the cofactor by exact convex minimization; exact up to the grid resolution and rounding")
+                     f"root(s) (angles on grids of {used} per level, the best local minima then refined jointly in all "
+                     "angles by Nelder–Mead), the cofactor by exact convex minimization; exact up to the grid "
+                     "resolution and rounding")
         v = np.asarray(v, float)
         value = float(risk.function_space_value(v))
         return FunctionSpaceBest(value, v.reshape(shape), True, "real_root_recursion", statement,
