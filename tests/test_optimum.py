@@ -6,7 +6,7 @@ Oracles:
   with a target ``y0 + y2·x²`` (complex roots), and stride-2 architectures whose function space is a set of
   rank-one matrices (Eckart–Young);
 * brute force over real-rooted polynomials in a *different* parametrization than the code's: ``r`` real roots at
-  angles ``θ_1 ≤ … ≤ θ_r`` (a grid over all of them, then Nelder–Mead) times a free cofactor solved by
+  angles ``θ_1 ≤ … ≤ θ_r`` (a grid over all of them, then BFGS and Nelder–Mead) times a free cofactor solved by
   ``numpy.linalg.lstsq`` on the loop-built patch matrix — the code instead places real double roots recursively;
 * ``np.roots`` to check that the returned filter lies in M.
 """
@@ -99,7 +99,7 @@ def test_stride_two_rank_one_target_is_exact():
 # ------------------------------------------------------------------------------------------ brute force
 def brute_force(H, y, m, D, r, loss=None, n=None, keep=3):
     """min over v = Π_{i≤r}(cos θ_i x − sin θ_i)·q (q free, degree D − r) of the risk on H, y: a grid over sorted
-    angle tuples, then Nelder–Mead on the best ``keep``.  Square loss: q by lstsq; other losses: q by BFGS.  The risk
+    angle tuples, then BFGS and Nelder–Mead from the best ``keep``.  Square loss: q by lstsq; other losses: q by BFGS.  The risk
     is (1/m)·Σ over all rows of H (m samples)."""
 
     def transform(thetas):
@@ -127,8 +127,9 @@ def brute_force(H, y, m, D, r, loss=None, n=None, keep=3):
     scored = sorted((value(c), c) for c in itertools.combinations_with_replacement(grid, r))
     best = np.inf
     for _, combo in scored[:keep]:
-        res = scipy.optimize.minimize(value, np.array(combo), method="Nelder-Mead",
-                                      options={"xatol": 1e-11, "fatol": 1e-15, "maxiter": 3000 * r})
+        res = scipy.optimize.minimize(value, np.array(combo), method="BFGS", options={"gtol": 1e-10})
+        res = scipy.optimize.minimize(value, res.x, method="Nelder-Mead",
+                                      options={"xatol": 1e-10, "fatol": 1e-16, "maxiter": 400 * r})
         best = min(best, res.fun)
     return best
 
