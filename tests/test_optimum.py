@@ -13,36 +13,14 @@ Oracles:
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import pytest
-import scipy.optimize
 
 import lcnflow
 from conftest import loop_patch_matrix, numpy_loss
 from lcnflow import Architecture, Dataset, EmpiricalRisk
 from lcnflow.flow.optimum import FunctionSpaceBest, best_on_function_space, real_root_count
-
-
-def identity_risk(filter_sizes, y, strides=None, loss="square") -> EmpiricalRisk:
-    """Data with ``G = HᵀH/m = I`` and ``b = y``: ``k_v`` samples ``√k_v·e_j``, one output each."""
-    strides = strides or [1] * len(filter_sizes)
-    kv = 1 + sum((k - 1) * int(np.prod(strides[:i])) for i, k in enumerate(filter_sizes))
-    arch = Architecture(kv, filter_sizes, strides)
-    assert arch.output_size == 1
-    X = np.sqrt(kv) * np.eye(kv)
-    Y = np.sqrt(kv) * np.asarray(y, float).reshape(kv, 1)
-    return EmpiricalRisk(arch, loss, Dataset(X, Y))
-
-
-def numpy_real_roots(v, tol=1e-6) -> int:
-    """Real roots of ``Σ v_j x^j`` as a form of degree ``len(v) − 1`` by ``np.roots`` (roots at infinity count)."""
-    v = np.asarray(v, float)
-    nz = np.nonzero(np.abs(v) > 1e-12 * np.max(np.abs(v)))[0]
-    deg = int(nz[-1])
-    roots = np.roots(v[: deg + 1][::-1]) if deg > 0 else np.zeros(0)
-    return (v.size - 1 - deg) + int(np.sum(np.abs(roots.imag) <= tol * (1 + np.abs(roots))))
+from optimum_helpers import brute_force, complex_rooted, identity_risk, numpy_real_roots
 
 
 # ------------------------------------------------------------------------------------------ closed forms
@@ -96,55 +74,6 @@ def test_stride_two_rank_one_target_is_exact():
     assert best.value == pytest.approx(0.0, abs=1e-12)
 
 
-# ------------------------------------------------------------------------------------------ brute force
-def brute_force(H, y, m, D, r, loss=None, n=None, keep=3):
-    """min over v = Π_{i≤r}(cos θ_i x − sin θ_i)·q (q free, degree D − r) of the risk on H, y: a grid over sorted
-    angle tuples, then BFGS and Nelder–Mead from the best ``keep``.  Square loss: q by lstsq; other losses: q by BFGS.  The risk
-    is (1/m)·Σ over all rows of H (m samples)."""
-
-    def transform(thetas):
-        u = np.ones(1)
-        for t in thetas:
-            u = np.convolve(u, [-np.sin(t), np.cos(t)])
-        p = D - r + 1
-        T = np.zeros((D + 1, p))
-        for j in range(p):
-            T[j : j + u.size, j] = u
-        return T
-
-    def value(thetas):
-        A = H @ transform(thetas)
-        if loss is None:
-            q = np.linalg.lstsq(A, y, rcond=None)[0]
-            return 0.5 * np.sum((A @ q - y) ** 2) / m
-        q0 = np.linalg.lstsq(A, y, rcond=None)[0]
-        res = scipy.optimize.minimize(lambda q: np.sum(loss(A @ q - y)) / m, q0, method="BFGS",
-                                      options={"gtol": 1e-13})
-        return res.fun
-
-    n = n or {1: 64, 2: 48, 3: 24, 4: 16, 5: 10, 6: 9}[r]
-    grid = -np.pi / 2 + np.pi * np.arange(n) / n
-    scored = sorted((value(c), c) for c in itertools.combinations_with_replacement(grid, r))
-    best = np.inf
-    for _, combo in scored[:keep]:
-        res = scipy.optimize.minimize(value, np.array(combo), method="BFGS", options={"gtol": 1e-10})
-        res = scipy.optimize.minimize(value, res.x, method="Nelder-Mead",
-                                      options={"xatol": 1e-10, "fatol": 1e-16, "maxiter": 400 * r})
-        best = min(best, res.fun)
-    return best
-
-
-def _complex_rooted(D, rng):
-    """A filter whose polynomial has as few real roots as possible (one if D is odd)."""
-    p = np.ones(1)
-    for _ in range(D // 2):
-        re, im = rng.normal(0, 1.0), rng.uniform(0.3, 1.5)
-        p = np.convolve(p, [re**2 + im**2, -2 * re, 1.0])
-    if D % 2:
-        p = np.convolve(p, [rng.normal(), 1.0])
-    return p * rng.uniform(0.5, 2.0)
-
-
 CASES = [([2, 2], 0), ([2, 2], 1), ([2, 2, 2], 2), ([2, 2, 2], 3), ([2, 2, 3], 4), ([4, 2], 5), ([2, 4, 2], 6),
          ([2, 2, 2, 2], 7), ([2, 3, 2, 2], 8), ([2, 2, 2, 2, 2], 9), ([3, 2, 2, 2, 2], 10),
          ([2, 2, 2, 2, 2, 2], 11)]
@@ -161,7 +90,7 @@ def test_best_value_matches_brute_force_over_real_rooted_polynomials(filter_size
     m = 4
     X = rng.standard_normal((m, arch.input_size))
     H = loop_patch_matrix(X, D + 1, 1, out)
-    y = H @ _complex_rooted(D, rng) + 0.05 * rng.standard_normal(m * out)
+    y = H @ complex_rooted(D, rng) + 0.05 * rng.standard_normal(m * out)
     risk = EmpiricalRisk(arch, "square", Dataset(X, y.reshape(m, out)))
     best = best_on_function_space(risk)
     assert best.method == "real_root_recursion" and best.exact
@@ -182,7 +111,7 @@ def test_best_value_for_a_robust_loss_matches_brute_force():
     m, out = 4, 3
     X = rng.standard_normal((m, 6))
     H = loop_patch_matrix(X, 4, 1, out)
-    y = H @ _complex_rooted(3, rng) + 0.3 * rng.standard_normal(m * out)
+    y = H @ complex_rooted(3, rng) + 0.3 * rng.standard_normal(m * out)
     risk = EmpiricalRisk(arch, lcnflow.get_loss("pseudo_huber", delta=0.5), Dataset(X, y.reshape(m, out)))
     best = best_on_function_space(risk)
     assert best.method == "real_root_recursion"
