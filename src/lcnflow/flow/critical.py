@@ -360,25 +360,28 @@ def _layers_from_units(arch, assign, ks, v) -> list[np.ndarray]:
     return [w * (g / n) for w, n in zip(layers, norms, strict=True)]
 
 
-def _layer_weights(arch: Architecture, ws: list[np.ndarray], v_hat: np.ndarray) -> np.ndarray:
-    """Per-coordinate weights ``D`` of the balanced coordinates: ``‖w^{(i)}‖`` on layer ``i``.
+def _balanced(arch: Architecture, ws: list[np.ndarray], v_hat: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+    """The balanced representative of the rescaling orbit of ``w`` and the weights ``D`` of balanced coordinates.
 
-    A layer counts as zero when its norm is below ``10⁻¹⁰`` times the larger of the largest layer and the natural
-    layer size ``σ = ‖v̂‖^{1/N}`` (the layers of a balanced network producing the unconstrained optimum); it gets
-    the weight ``σ`` (or, when ``v̂ = 0``, the geometric mean of the other layers' norms), so the weights scale with
-    the data like the layers do."""
+    Non-zero layers are rescaled to their geometric-mean norm ``g`` (factors with product 1, so π is unchanged); the
+    point's derivatives are then computed where all layers have the same size, so rounding does not depend on how
+    unbalanced the given representative was.  The weights are ``g`` on those layers.  Only near ``π⁻¹(0)``
+    (``Π_i ‖w^{(i)}‖ ≤ 10⁻¹⁰‖v̂‖``, invariant under rescaling) can a layer count as zero: when its norm is below
+    ``10⁻¹⁰`` times the larger of the largest layer and the natural layer size ``σ = ‖v̂‖^{1/N}`` (the layers of a
+    balanced network producing the unconstrained optimum); it is left as it is, with weight ``σ``
+    (or, when ``v̂ = 0``, ``g``; or 1 when every layer is zero), so the weights scale with the data like the layers.
+    """
     norms = np.array([float(np.linalg.norm(w)) for w in ws])
     sigma = float(np.linalg.norm(v_hat)) ** (1.0 / len(ws))
     ref = max(sigma, float(norms.max()) if norms.size else 0.0)
     pos = norms > 1e-10 * ref if ref > 0 else np.zeros(norms.size, bool)
-    if sigma > 0:
-        fill = sigma
-    elif pos.any():
-        fill = float(np.exp(np.mean(np.log(norms[pos]))))
-    else:
-        fill = 1.0
-    norms = np.where(pos, norms, fill)
-    return np.concatenate([np.full(w.size, n) for w, n in zip(ws, norms, strict=True)])
+    if float(np.prod(norms)) > 1e-10 * sigma ** len(ws):  # not near π⁻¹(0): no layer is zero (a rescaling
+        pos = np.ones(norms.size, bool)  # invariant test, so the verdict cannot depend on the representative)
+    g = float(np.exp(np.mean(np.log(norms[pos])))) if pos.any() else 0.0
+    fill = sigma if sigma > 0 else (g if g > 0 else 1.0)
+    balanced = [w * (g / n) if p else w.copy() for w, n, p in zip(ws, norms, pos, strict=True)]
+    weights = np.concatenate([np.full(w.size, g if p else fill) for w, p in zip(ws, pos, strict=True)])
+    return balanced, weights
 
 
 def classify_critical_point(
@@ -425,12 +428,14 @@ def classify_critical_point(
     g_v = risk.function_space_gradient(v).reshape(-1)
     value, grad = risk.value_and_gradient(w)
     v_hat, f_hat = unconstrained_optimum(risk)
-    weights = _layer_weights(arch, ws, v_hat)
+    wbs, weights = _balanced(arch, ws, v_hat)
+    wb = flatten(wbs)
+    grad_b = risk.gradient(wb)
     sl = layer_slices(arch)
     fs_norm = float(np.linalg.norm(g_v))
 
     # values: ℒ(v*) against min ℒ and ℒ*_M, within τ = rounding + what the residual gradient accounts for
-    tau_cert = float(sum(np.linalg.norm(grad[s]) * np.linalg.norm(w[s]) for s in sl))
+    tau_cert = float(sum(np.linalg.norm(grad_b[s]) * np.linalg.norm(wb[s]) for s in sl))
     zero = np.zeros(v.size)
     loss_range = risk.function_space_value(zero) - f_hat
     if loss_range > risk_rounding(risk, zero):
@@ -454,20 +459,21 @@ def classify_critical_point(
         else:
             global_on_m = None
 
-    # second order in balanced coordinates (invariant under the rescaling symmetry)
-    J = final_filter_jacobian(arch, ws)
+    # second order in balanced coordinates at the balanced point (invariant under the rescaling symmetry)
+    J = final_filter_jacobian(arch, wbs)
     A = risk.function_space_hessian(v)
-    hess = risk.hessian(w)
+    hess_at_b = risk.hessian(wb)
     JD = J * weights
     gn_part = JD.T @ A @ JD
-    curv_part = weights[:, None] * (hess - J.T @ A @ J) * weights[None, :]
-    hess_b = weights[:, None] * hess * weights[None, :]
-    sym_b = symmetry_basis(arch, w / weights)
+    curv_part = weights[:, None] * (hess_at_b - J.T @ A @ J) * weights[None, :]
+    hess_b = weights[:, None] * hess_at_b * weights[None, :]
+    sym_b = symmetry_basis(arch, wb / weights)
     comp_b = complement_basis(sym_b, w.size)
     eig_b, vec_b = np.linalg.eigh(comp_b.T @ hess_b @ comp_b)
     tol_eig = eig_rtol * max(float(np.linalg.norm(gn_part, 2)) + float(np.linalg.norm(curv_part, 2)), 1e-300)
     index = int(np.sum(eig_b < -tol_eig))
-    # reported spectrum: plain coordinates, complement of the rescaling directions
+    # reported spectrum: plain coordinates at the given point, complement of the rescaling directions
+    hess = risk.hessian(w)
     sym = symmetry_basis(arch, w)
     comp = complement_basis(sym, w.size)
     eig = np.linalg.eigvalsh(comp.T @ hess @ comp)
@@ -480,7 +486,7 @@ def classify_critical_point(
     elif eig_b.size and np.any(np.abs(eig_b) <= tol_eig):
         kind = "degenerate"
         null = comp_b @ vec_b[:, np.abs(eig_b) <= tol_eig]
-        not_a_minimum = _descent_probe(risk, w, weights, null, value, tau)
+        not_a_minimum = _descent_probe(risk, wb, weights, null, value, tau)
     else:
         kind = "local_minimum"
 
