@@ -29,9 +29,9 @@ from .. import __version__
 from ..architecture import Architecture
 from ..conv import as_filters, final_filter, flatten, unflatten
 from ..flow import FlowResult, gradient_descent, gradient_flow, invariants, theorem_hypotheses
-from ..losses import Loss
-from ..risk import EmpiricalRisk
-from .config import ExperimentConfig, GradientFlowConfig, InitConfig
+from ..losses import Loss, get_loss
+from ..risk import EmpiricalRisk, population_square_risk
+from .config import ConfigError, ExperimentConfig, GradientFlowConfig, InitConfig
 from .sources import DataBundle, apply_final_filter, make_data
 
 __all__ = [
@@ -149,11 +149,20 @@ def prepare(cfg: ExperimentConfig) -> Experiment:
         loss = cfg.loss.build()
         bundle = make_data(cfg.data, arch)
         risk = EmpiricalRisk(arch, loss, bundle.dataset)
+        if bundle.source == "population":  # exact statistics replace the representative samples' ones
+            risk = _population_risk(arch, loss, bundle, cfg.data.noise_std)
         init = initial_filters(cfg.init, arch)
     notes = list(dict.fromkeys(str(w.message) for w in caught))
     for w in caught:
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return Experiment(cfg, arch, loss, bundle, risk, init, notes, time.perf_counter() - start)
+
+
+def _population_risk(arch: Architecture, loss: Loss, bundle: DataBundle, noise_std: float) -> EmpiricalRisk:
+    if loss != get_loss("square"):
+        raise ConfigError(f"loss.name: the population source gives an exact risk for the square loss only, got "
+                          f"{loss.name!r}; use loss.name = \"square\" or a sampled source (planted)")
+    return population_square_risk(arch, bundle.dataset, bundle.details["autocovariance"], bundle.truth, noise_std)
 
 
 def build_problem(cfg: ExperimentConfig) -> tuple[EmpiricalRisk, list[np.ndarray]]:

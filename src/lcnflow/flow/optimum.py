@@ -54,7 +54,7 @@ GRID_SQUARE = {1: (256,), 2: (128, 64), 3: (64, 32, 32)}
 #: The same for non-quadratic losses (every evaluation is a Newton solve with passes over the data).
 GRID_GENERAL = {1: (96,), 2: (32, 24), 3: (16, 12, 12)}
 #: Local minimizations of ``L`` when ``M`` has no exact description implemented.
-NUM_STARTS = 8
+NUM_STARTS = 4
 
 _CACHE: weakref.WeakKeyDictionary[EmpiricalRisk, FunctionSpaceBest] = weakref.WeakKeyDictionary()
 _UNCONSTRAINED: weakref.WeakKeyDictionary[EmpiricalRisk, tuple[np.ndarray, float]] = weakref.WeakKeyDictionary()
