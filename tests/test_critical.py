@@ -472,3 +472,14 @@ def test_verdicts_do_not_change_when_data_or_parametrization_are_rescaled(c):
         assert _verdict(lcnflow.classify_critical_point(ry, _scaled(limit, [c ** (1 / N)] * N))) == ref
         risk = EmpiricalRisk(arch, "square", Dataset(X, Y))
         assert _verdict(lcnflow.classify_critical_point(risk, _scaled(limit, sym))) == ref
+
+
+def test_quick_classification_without_the_best_on_m():
+    """compare_with_best=False (for checks on the way) leaves global-on-M undecided unless ℒ* was reached."""
+    risk = identity_risk([2, 2], [1.5, 0.0, 1.0])
+    point = [np.array([1.5, 0.0]), np.array([1.0, 0.0])]  # v = (1.5, 0, 0): the best on M (closed form)
+    quick = lcnflow.classify_critical_point(risk, point, compare_with_best=False)
+    full = lcnflow.classify_critical_point(risk, point)
+    assert quick.global_on_m is None and quick.best is None and quick.kind == "local_minimum"
+    assert full.global_on_m is True and full.kind == "global_minimum"
+    assert (quick.origin, quick.dpi_rank, quick.index) == (full.origin, full.dpi_rank, full.index)

@@ -393,6 +393,7 @@ def classify_critical_point(
     rank_rtol: float = 1e-6,
     spurious_rtol: float = 1e-6,
     best: FunctionSpaceBest | None = None,
+    compare_with_best: bool = True,
 ) -> CriticalPoint:
     r"""Classify a critical point ``w*`` of ``L`` (see the module docstring for the definitions and tolerances).
 
@@ -416,6 +417,9 @@ def classify_critical_point(
     best : FunctionSpaceBest, optional
         ``ℒ*_M`` if already known (default :func:`~lcnflow.flow.optimum.best_on_function_space`, cached per risk;
         computed only when the unconstrained optimum was not reached).
+    compare_with_best : bool
+        ``False`` skips ``ℒ*_M`` (for quick checks on the way, e.g. on plateaus): then a point that did not reach the
+        unconstrained optimum gets ``global_on_m = None`` and, if a minimum, ``kind = "local_minimum"``.
 
     Returns
     -------
@@ -448,6 +452,8 @@ def classify_critical_point(
     if reached:
         global_on_m: bool | None = True
         gap = value - f_hat
+    elif best is None and not compare_with_best:
+        global_on_m, gap = None, float("nan")
     else:
         best = best if best is not None else best_on_function_space(risk)
         gap = value - best.value
