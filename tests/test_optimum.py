@@ -155,3 +155,19 @@ def test_result_is_cached_per_risk_and_bad_input_is_refused():
 ])
 def test_real_root_count(coeffs, degree, count):
     assert real_root_count(np.array(coeffs), degree) == count
+
+
+def test_stride_two_limits_matching_a_best_found_bound_are_labelled_undecided():
+    """The flows on the rank-one problem end at ½σ_2² (Eckart–Young, the true ℒ*_M), but lcnflow only has a
+    best-found bound there: the label must not claim a proof — undecided on M, said in the summary."""
+    rng = np.random.default_rng(5)
+    y = rng.standard_normal(4)
+    risk = _rank_one_case(y, [2, 1])
+    sigma = np.linalg.svd(y.reshape(2, 2).T, compute_uv=False)
+    for seed in range(3):
+        r = np.random.default_rng(seed)
+        res = lcnflow.gradient_flow(risk, [0.5 * r.standard_normal(2) for _ in range(2)])
+        cp = res.critical_point
+        assert res.certified and res.loss == pytest.approx(0.5 * sigma[1] ** 2, rel=1e-10)
+        assert cp.global_on_m is None and cp.best.exact is False and cp.kind == "local_minimum"
+        assert "undecided on M" in cp.summary() and cp.on_m == "undecided on M"

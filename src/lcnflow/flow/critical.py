@@ -149,8 +149,12 @@ class CriticalPoint:
         parts.append(")")
         text = "".join(parts)
         if self.kind != "global_minimum" and self.best is not None and np.isfinite(self.gap_to_best):
-            bound = "" if self.best.exact else " (ℒ*_M: best found, not proven)"
-            text += f"; L − ℒ*_M = {self.gap_to_best:.3g}{bound}"
+            if self.global_on_m is None:
+                text += (f"; undecided on M: L matches ℒ*_M = {self.best.value:.6g}, the best found over local "
+                         "searches (not proven to be the global minimum)")
+            else:
+                bound = "" if self.best.exact else " (ℒ*_M: best found, not proven)"
+                text += f"; L − ℒ*_M = {self.gap_to_best:.3g}{bound}"
         elif self.kind == "global_minimum" and not self.unconstrained_optimum_reached:
             text += "; the best the architecture can do (the unconstrained optimum is not in M)"
         if self.degeneracies:
