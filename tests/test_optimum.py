@@ -171,3 +171,21 @@ def test_stride_two_limits_matching_a_best_found_bound_are_labelled_undecided():
         assert res.certified and res.loss == pytest.approx(0.5 * sigma[1] ** 2, rel=1e-10)
         assert cp.global_on_m is None and cp.best.exact is False and cp.kind == "local_minimum"
         assert "undecided on M" in cp.summary() and cp.on_m == "undecided on M"
+
+
+def test_many_random_targets_identity_data_k222():
+    """k = (2, 2, 2) (M = cubics with three real roots), G = I, twelve random targets: ℒ*_M equals the brute force to
+    1e-8 whenever the target is outside M, and is 0 (the target itself) when it is inside."""
+    rng = np.random.default_rng(12)
+    H = np.eye(4)  # identity_risk: ℒ(v) = ½‖v − y‖² = (1/4)·Σ ½(2v − 2y)²
+    outside = 0
+    for _ in range(12):
+        y = rng.standard_normal(4)
+        best = best_on_function_space(identity_risk([2, 2, 2], y))
+        if numpy_real_roots(y) >= 3:
+            assert best.method == "unconstrained" and best.value == pytest.approx(0.0, abs=1e-14)
+            continue
+        outside += 1
+        oracle = brute_force(2 * H, 2 * y, 4, 3, 3, n=24, keep=2)
+        assert best.value == pytest.approx(oracle, rel=1e-8)
+    assert outside >= 4

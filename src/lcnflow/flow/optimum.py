@@ -423,7 +423,11 @@ def _compute(risk: EmpiricalRisk, grid, num_starts: int, seed: int) -> FunctionS
                      "resolution and rounding")
         v = np.asarray(v, float)
         value = float(risk.function_space_value(v))
-        return FunctionSpaceBest(value, v.reshape(shape), True, "real_root_recursion", statement,
+        exact = bool(risk.data_condition.satisfied)
+        if not exact:  # ℒ is not strictly convex: its minimizers form an affine set, which may meet M off ∂M
+            statement += ("; NOT exact: the data condition fails (rank H < k_v), so ℒ has many minimizers and one of "
+                          "them may lie inside M where this search does not look — an upper bound on ℒ*_M")
+        return FunctionSpaceBest(value, v.reshape(shape), exact, "real_root_recursion", statement,
                                  unconstrained_in_m=False, value_error=risk_rounding(risk, v),
                                  evaluations=obj.evaluations, details={"grid": used, "real_roots": r, "degree": D},
                                  **common)
