@@ -8,6 +8,8 @@ dynamics, and the sign of ``L`` (a sum of squares is ≥ 0).
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from numpy.polynomial import polynomial as P
@@ -26,6 +28,7 @@ from flow_helpers import (
 )
 from lcnflow import Architecture, Dataset, EmpiricalRisk
 from lcnflow.flow import polish
+from optimum_helpers import brute_force, identity_risk
 
 
 def _flat(ws) -> np.ndarray:
@@ -338,3 +341,145 @@ def test_zero_targets_limit_is_not_reported_as_a_spurious_saddle():
     assert cp.not_a_minimum is not True
     assert cp.spurious is not True
     assert cp.kind == "global_minimum"
+
+
+# ------------------------------------------------------------------------------------------ global / local on M
+def _verdict(cp):
+    return (cp.kind, cp.origin, cp.spurious, cp.dpi_rank, cp.index, cp.global_on_m, cp.unconstrained_optimum_reached,
+            cp.not_a_minimum)
+
+
+def test_non_filling_k22_limits_are_global_or_local_on_m_by_their_loss():
+    """k = (2, 2), G = I, y = (1.5, 0, 1): closed form (test_optimum) ℒ*_M = ½·1², attained at v = (1.5, 0, 0);
+    v = (0, 0, 1) costs ½·1.5² and is a local minimum on M (moving v0 towards 1.5 needs v1² ≥ 4 v0, which costs
+    4v0 − 3v0 > 0).  Flows from several seeds reach both: the first is a global minimum of L although ∇ℒ ≠ 0 there
+    (the unconstrained optimum y is not in M), the second a local one, 0.625 above."""
+    risk = identity_risk([2, 2], [1.5, 0.0, 1.0])
+    seen = set()
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        res = lcnflow.gradient_flow(risk, [0.5 * rng.standard_normal(2) for _ in range(2)])
+        assert res.certified
+        cp = res.critical_point
+        assert not cp.unconstrained_optimum_reached and cp.origin == "rank_deficient"
+        assert cp.function_space_gradient_norm > 0.1  # ∇ℒ(v*) = v* − y ≠ 0 at both
+        if abs(res.loss - 0.5) <= 1e-10:
+            assert cp.kind == "global_minimum" and cp.global_on_m is True and cp.spurious is False
+            assert abs(cp.gap_to_best) <= 1e-10
+            np.testing.assert_allclose(res.final_filter, [1.5, 0, 0], atol=1e-6)
+        else:
+            assert res.loss == pytest.approx(1.125, rel=1e-10)
+            assert cp.kind == "local_minimum" and cp.global_on_m is False
+            assert cp.gap_to_best == pytest.approx(0.625, rel=1e-9)
+            assert "L − ℒ*_M = 0.625" in cp.summary()
+        seen.add(cp.kind)
+    assert seen == {"global_minimum", "local_minimum"}
+
+
+def test_both_outcomes_on_a_non_filling_architecture_are_labelled_by_the_brute_force_optimum():
+    """k = (2, 2, 2, 2), random data, targets from a filter with complex roots: most seeds reach ℒ*_M, some a worse
+    local minimum.  Every certified run is labelled global on M iff its loss equals the brute-force ℒ*_M (own
+    oracle, 1e-8), and runs with the same final filter get the same spurious verdict."""
+    base = make_problem([2, 2, 2, 2], [1] * 4, 3, m=5, seed=2)
+    H = loop_patch_matrix(base.X, 5, 1, 3)
+    Y = (H @ np.convolve([1.0, -0.4, 1.2], [1.3, 0.5, 1.0])).reshape(5, 3)
+    Y = Y + 0.1 * np.random.default_rng(2).standard_normal((5, 3))
+    prob = make_problem([2, 2, 2, 2], [1] * 4, 3, m=5, seed=2, targets=Y)
+    oracle = brute_force(H, Y.ravel(), 5, 4, 4)
+    kinds, verdicts = set(), {}
+    for seed in range(10):
+        res = lcnflow.gradient_flow(prob.risk, np.random.default_rng(seed).standard_normal(8))
+        assert res.certified
+        cp = res.critical_point
+        is_best = bool(abs(res.loss - oracle) <= 1e-8 * max(1.0, oracle))
+        assert cp.global_on_m is is_best and (cp.kind == "global_minimum") is is_best
+        assert res.loss >= oracle - 1e-8 * max(1.0, oracle)
+        kinds.add(cp.kind)
+        key = tuple(np.round(res.final_filter, 5))
+        verdicts.setdefault(key, set()).add(cp.spurious)
+    assert kinds == {"global_minimum", "local_minimum"}
+    assert all(len(v) == 1 for v in verdicts.values())
+
+
+def test_same_limit_gets_the_same_spurious_verdict_from_every_seed_and_layer_order():
+    """Filling [3, 3, 3], planted data: most seeds end at one spurious local minimum (shown spurious with torch in
+    test_flow_limit_at_a_spurious_local_minimum).  Every seed that reaches it, and every permutation of its layers
+    (the same final filter: π is a commutative product at strides 1), gets spurious = True."""
+    prob, _, _ = planted_problem([3, 3, 3], 5)
+    groups: dict = {}
+    for seed in range(8):
+        res = lcnflow.gradient_flow(prob.risk, 0.7 * np.random.default_rng(seed).standard_normal(9))
+        assert res.certified
+        groups.setdefault(tuple(np.round(res.final_filter, 6)), []).append(res)
+    spurious_groups = 0
+    for runs in groups.values():
+        verdicts = {r.critical_point.spurious for r in runs}
+        assert len(verdicts) == 1
+        if verdicts == {True}:
+            spurious_groups += 1
+            for perm in itertools.permutations(range(3)):
+                cp = lcnflow.classify_critical_point(prob.risk, [runs[0].limit[i] for i in perm])
+                assert cp.spurious is True and cp.kind == "local_minimum"
+    assert spurious_groups >= 1
+
+
+def test_fibre_of_size_two_layers_is_never_evidence_of_spuriousness():
+    """All layers of size 2 at stride 1: every fibre point is a permutation of the layers of another, so no
+    rank-deficient point can be spurious; constructed points with a shared root (not critical) say so."""
+    prob = make_problem([2, 2, 2, 2], [1] * 4, 3, m=5, seed=1)
+    for roots in ([0.3, 0.3, -1.2, 2.0], [0.3, 0.3, 0.3, -0.7], [1.1, 1.1, -0.5, -0.5]):
+        filters = [np.array([-z, 1.0]) * s for z, s in zip(roots, [0.7, -1.3, 1.1, 0.9], strict=True)]
+        cp = lcnflow.classify_critical_point(prob.risk, filters)
+        assert cp.origin == "rank_deficient" and cp.spurious is False
+
+
+# ------------------------------------------------------------------------------------------ scale-free verdicts
+def _scaled(filters, factors):
+    return [w * f for w, f in zip(filters, factors, strict=True)]
+
+
+def _limits_to_rescale():
+    """(risk builder (x-scale, y-scale) → risk, limit, number of layers) for limits of several kinds."""
+    out = []
+    prob, _, _ = planted_problem([3, 3, 3], 5)  # spurious local minimum
+    res = lcnflow.gradient_flow(prob.risk, prob.w0)
+    out.append((prob.X, prob.Y, [3, 3, 3], res.limit))
+    k22 = identity_risk([2, 2], [1.5, 0.0, 1.0])  # global and local on M
+    X, Y = k22.data.inputs, k22.data.targets
+    for seed in (0, 2):
+        rng = np.random.default_rng(seed)
+        r = lcnflow.gradient_flow(k22, [0.5 * rng.standard_normal(2) for _ in range(2)])
+        out.append((X, Y, [2, 2], r.limit))
+    zero = make_problem([2, 3, 2], [1, 1, 1], 3, seed=2)  # degenerate, a higher-order saddle
+    out.append((zero.X, zero.Y, [2, 3, 2], [np.zeros(2), np.zeros(3), np.zeros(2)]))
+    sad = make_problem([3, 3], [1, 1], 3, seed=2)  # strict saddle at 0
+    out.append((sad.X, sad.Y, [3, 3], [np.zeros(3), np.zeros(3)]))
+    return out
+
+
+@pytest.mark.parametrize("c", [1e-6, 1e6])
+def test_verdicts_do_not_change_when_data_or_parametrization_are_rescaled(c):
+    """X → cX maps a critical point w to w·c^{-1/N} per layer (ℒ_c(v) = ℒ(cv)); Y → cY maps it to w·c^{1/N} (square
+    loss: ℒ_c(cv) = c²ℒ(v)); w^(i) → c_i w^(i) with Π c_i = 1 is the rescaling symmetry.  None may change a verdict."""
+    for X, Y, ks, limit in _limits_to_rescale():
+        N = len(ks)
+        arch = Architecture(X.shape[1], ks)
+        ref = _verdict(lcnflow.classify_critical_point(EmpiricalRisk(arch, "square", Dataset(X, Y)), limit))
+        rx = EmpiricalRisk(arch, "square", Dataset(c * X, Y))
+        ry = EmpiricalRisk(arch, "square", Dataset(X, c * Y))
+        sym = [c] + [1.0] * (N - 2) + [1.0 / c]
+        assert _verdict(lcnflow.classify_critical_point(rx, _scaled(limit, [c ** (-1 / N)] * N))) == ref
+        assert _verdict(lcnflow.classify_critical_point(ry, _scaled(limit, [c ** (1 / N)] * N))) == ref
+        risk = EmpiricalRisk(arch, "square", Dataset(X, Y))
+        assert _verdict(lcnflow.classify_critical_point(risk, _scaled(limit, sym))) == ref
+
+
+def test_quick_classification_without_the_best_on_m():
+    """compare_with_best=False (for checks on the way) leaves global-on-M undecided unless ℒ* was reached."""
+    risk = identity_risk([2, 2], [1.5, 0.0, 1.0])
+    point = [np.array([1.5, 0.0]), np.array([1.0, 0.0])]  # v = (1.5, 0, 0): the best on M (closed form)
+    quick = lcnflow.classify_critical_point(risk, point, compare_with_best=False)
+    full = lcnflow.classify_critical_point(risk, point)
+    assert quick.global_on_m is None and quick.best is None and quick.kind == "local_minimum"
+    assert full.global_on_m is True and full.kind == "global_minimum"
+    assert (quick.origin, quick.dpi_rank, quick.index) == (full.origin, full.dpi_rank, full.index)

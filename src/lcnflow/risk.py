@@ -285,3 +285,131 @@ class EmpiricalRisk:
 
     def __repr__(self) -> str:
         return f"EmpiricalRisk({self.arch!r}, loss={self.loss}, data={self.data!r})"
+
+
+# ---------------------------------------------------------------------------------------------------- exact statistics
+def square_risk_from_statistics(
+    arch: Architecture,
+    data: Dataset,
+    gram: np.ndarray,
+    moment: np.ndarray,
+    constant: float,
+    *,
+    minimizer: np.ndarray | None = None,
+    minimum: float | None = None,
+) -> EmpiricalRisk:
+    r"""A square-loss risk ``ℒ(v) = ½ vᵀGv − bᵀv + c`` given by its statistics instead of by samples.
+
+    For an exact (population) risk, or any risk whose ``G``, ``b``, ``c`` are known in closed form.  ``data`` is a
+    representative sample: it fixes the shapes and is what figures show, but every value and derivative comes from
+    the statistics (the square-loss risk never touches the data after construction).
+
+    Parameters
+    ----------
+    arch : Architecture
+    data : Dataset
+        Representative samples for ``arch``.
+    gram : ndarray
+        ``G`` (``k_v × k_v``, symmetric positive semi-definite).
+    moment : ndarray
+        ``b`` (``k_v``).
+    constant : float
+        ``c``.
+    minimizer, minimum : optional
+        ``v̂`` with ``G v̂ = b`` and ``ℒ(v̂)`` when known exactly (then ``ℒ(v) = ½(v − v̂)ᵀG(v − v̂) + ℒ(v̂)`` keeps
+        its relative accuracy near the minimum); by default ``v̂ = G⁺b`` and ``ℒ(v̂) = c − ½ bᵀv̂``.
+
+    Returns
+    -------
+    EmpiricalRisk
+        With ``is_quadratic`` true and ``statistics_exact`` true.
+
+    Raises
+    ------
+    ValueError
+        Shapes that do not fit ``arch``, a non-symmetric or indefinite ``G``, non-finite values.
+    """
+    kv = arch.final_filter_num_params
+    G = np.asarray(gram, dtype=np.float64)
+    b = np.asarray(moment, dtype=np.float64).reshape(-1)
+    if G.shape != (kv, kv):
+        raise ValueError(f"gram: expected shape ({kv}, {kv}) (k_v × k_v), got {G.shape}")
+    if b.shape != (kv,):
+        raise ValueError(f"moment: expected {kv} entries (k_v), got {b.size}")
+    if not (np.all(np.isfinite(G)) and np.all(np.isfinite(b)) and math.isfinite(float(constant))):
+        raise ValueError("gram, moment, constant: must be finite")
+    if not np.allclose(G, G.T, rtol=1e-12, atol=1e-14 * float(np.max(np.abs(G), initial=0.0))):
+        raise ValueError("gram: must be symmetric")
+    lam = np.linalg.eigvalsh(G)
+    if lam.size and lam[0] < -1e-12 * max(float(lam[-1]), 0.0):
+        raise ValueError(f"gram: must be positive semi-definite, smallest eigenvalue {lam[0]:.3g}")
+    risk = EmpiricalRisk(arch, get_loss("square"), data)
+    risk.gram, risk.moment, risk.constant = (G + G.T) / 2, b, float(constant)
+    if minimizer is None:
+        v_hat = np.linalg.lstsq(risk.gram, b, rcond=None)[0]
+        minimum = float(constant) - 0.5 * float(b @ v_hat)
+    else:
+        v_hat = np.asarray(minimizer, dtype=np.float64).reshape(-1)
+        if minimum is None:
+            minimum = float(constant) - 0.5 * float(b @ v_hat)
+    risk.least_squares_filter, risk.minimum_value = v_hat, float(minimum)
+    risk.statistics_exact = True
+    risk.__dict__.pop("data_condition", None)  # recomputed from the exact G when asked
+    return risk
+
+
+def toeplitz_gram(arch: Architecture, autocovariance: np.ndarray) -> np.ndarray:
+    r"""``E[HᵀH]/m = d_N·C`` for stationary inputs with autocovariance ``r``: ``C_{jk} = r(|j − k|)`` (1D).
+
+    Each of the ``d_N`` output positions sees a window of ``k_v`` consecutive inputs, whose covariance is the
+    Toeplitz matrix ``C`` whatever the position.
+
+    Parameters
+    ----------
+    arch : Architecture
+        1D.
+    autocovariance : ndarray
+        ``r(0), r(1), …`` with at least ``k_v`` entries.
+    """
+    if arch.ndim != 1:
+        raise ValueError("architecture: exact stationary statistics are implemented for 1D architectures only")
+    kv = arch.final_filter_num_params
+    r = np.asarray(autocovariance, dtype=np.float64).reshape(-1)
+    if r.size < kv:
+        raise ValueError(f"autocovariance: needs at least k_v = {kv} lags, got {r.size}")
+    idx = np.abs(np.arange(kv)[:, None] - np.arange(kv)[None, :])
+    return arch.axes_layer_sizes[-1][0] * r[idx]
+
+
+def population_square_risk(
+    arch: Architecture, data: Dataset, autocovariance: np.ndarray, teacher: np.ndarray, noise_std: float
+) -> EmpiricalRisk:
+    r"""The exact square-loss risk of a teacher–student problem without sampling noise.
+
+    Inputs are stationary Gaussian signals with autocovariance ``r``; targets are the teacher's outputs
+    ``Π(v_t) x`` plus i.i.d. ``N(0, σ²)`` noise.  Per sample, ``E ½‖Π(v)x − y‖² = ½(v − v_t)ᵀG(v − v_t) + d_N σ²/2``
+    with ``G = d_N·C`` (:func:`toeplitz_gram`): ``b = G v_t``, ``c = ½ v_tᵀGv_t + d_N σ²/2``, minimum ``d_N σ²/2``
+    at ``v_t``.  An empirical risk of ``m`` samples of this distribution converges to it (its gradients at the rate
+    ``1/√m``).
+
+    Parameters
+    ----------
+    arch : Architecture
+    data : Dataset
+        Representative samples (shapes, figures).
+    autocovariance : ndarray
+        ``r(0), r(1), …`` (at least ``k_v`` lags).
+    teacher : ndarray
+        ``v_t`` (``k_v``).
+    noise_std : float
+        ``σ ≥ 0``.
+    """
+    G = toeplitz_gram(arch, autocovariance)
+    v_t = np.asarray(teacher, dtype=np.float64).reshape(-1)
+    if v_t.size != arch.final_filter_num_params:
+        raise ValueError(f"teacher: expected {arch.final_filter_num_params} entries (k_v), got {v_t.size}")
+    if not (noise_std >= 0 and math.isfinite(noise_std)):
+        raise ValueError(f"noise_std: must be finite and ≥ 0, got {noise_std}")
+    floor = 0.5 * arch.axes_layer_sizes[-1][0] * noise_std**2
+    b = G @ v_t
+    return square_risk_from_statistics(arch, data, G, b, 0.5 * float(v_t @ b) + floor, minimizer=v_t, minimum=floor)

@@ -139,7 +139,8 @@ class LossConfig(BaseModel):
 
 
 # ---------------------------------------------------------------------------------------------------- data
-_SOURCE_HELP = "data source: planted, file, mnist1d (real signals), image (real images; needs lcnflow[images])"
+_SOURCE_HELP = ("data source: planted, file, mnist1d (real signals), image (real images; needs lcnflow[images]), "
+                "population (exact infinite-data square loss)")
 _METHOD_HELP = "gradient_flow (integrated with error control) or gradient_descent"
 
 
@@ -250,9 +251,31 @@ class ImageData(_DataBase):
                          f"a folder of them, got {value!r}")
 
 
-DataConfig = Annotated[PlantedData | FileData | Mnist1dData | ImageData, Field(discriminator="source")]
+class PopulationData(_DataBase):
+    """``source = "population"``: the exact (infinite-data) square-loss risk of a teacher–student problem.
+
+    Inputs are stationary Gaussian signals: ``white`` (``r(k) = δ_k``), ``ar1`` (``r(k) = ρ^|k|``) or ``given``
+    (``autocovariance`` lists ``r(0), r(1), …``, at least ``k_v`` lags, positive definite).  Targets are the
+    teacher's outputs plus ``N(0, noise_std²)``: a final filter (``teacher = "filter"``, variance ``1/k_v``) or a
+    network ``π(w°)`` (``teacher = "lcn"``).  The risk is ``½(v − v_t)ᵀG(v − v_t) + d_N σ²/2`` with ``G`` the
+    Toeplitz matrix of ``r`` times ``d_N`` — no sampling noise.  ``num_samples`` representative signals are drawn
+    for the figures only.  1D architectures and the square loss only (other losses have no closed form here).
+    """
+
+    source: Literal["population"] = Field("population", description=_SOURCE_HELP)
+    covariance: Literal["white", "ar1", "given"] = Field("white", description="input autocovariance: white, ar1, given")
+    rho: float = Field(0.5, gt=-1, lt=1, description="AR(1) correlation between neighbouring inputs")
+    autocovariance: list[float] = Field(default_factory=list, description="r(0), r(1), … for covariance = given")
+    teacher: Literal["filter", "lcn"] = Field("filter", description="teacher: a final filter or an LCN")
+    noise_std: float = Field(0.1, ge=0, description="target noise σ")
+    num_samples: int = Field(20, ge=1, description="representative samples drawn for figures (the risk is exact)")
+
+
+DataConfig = Annotated[PlantedData | FileData | Mnist1dData | ImageData | PopulationData,
+                       Field(discriminator="source")]
 DATA_SOURCES: dict[str, type[_DataBase]] = {
     "planted": PlantedData, "file": FileData, "mnist1d": Mnist1dData, "image": ImageData,
+    "population": PopulationData,
 }
 
 

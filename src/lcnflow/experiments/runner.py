@@ -32,9 +32,9 @@ from ..conv import as_filters, final_filter, flatten, random_init, unflatten
 from ..flow import FlowResult, invariants, theorem_hypotheses
 from ..flow.descent import run_descent
 from ..flow.integrate import run_flow
-from ..losses import Loss
-from ..risk import EmpiricalRisk
-from .config import ExperimentConfig, GradientFlowConfig, InitConfig
+from ..losses import Loss, get_loss
+from ..risk import EmpiricalRisk, population_square_risk
+from .config import ConfigError, ExperimentConfig, GradientFlowConfig, InitConfig
 from .sources import DataBundle, apply_final_filter, make_data
 
 __all__ = [
@@ -141,11 +141,20 @@ def prepare(cfg: ExperimentConfig) -> Experiment:
         loss = cfg.loss.build()
         bundle = make_data(cfg.data, arch)
         risk = EmpiricalRisk(arch, loss, bundle.dataset)
+        if bundle.source == "population":  # exact statistics replace the representative samples' ones
+            risk = _population_risk(arch, loss, bundle, cfg.data.noise_std)
         init = initial_filters(cfg.init, arch)
     notes = list(dict.fromkeys(str(w.message) for w in caught))
     for w in caught:
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return Experiment(cfg, arch, loss, bundle, risk, init, notes, time.perf_counter() - start)
+
+
+def _population_risk(arch: Architecture, loss: Loss, bundle: DataBundle, noise_std: float) -> EmpiricalRisk:
+    if loss != get_loss("square"):
+        raise ConfigError(f"loss.name: the population source gives an exact risk for the square loss only, got "
+                          f"{loss.name!r}; use loss.name = \"square\" or a sampled source (planted)")
+    return population_square_risk(arch, bundle.dataset, bundle.details["autocovariance"], bundle.truth, noise_std)
 
 
 def build_problem(cfg: ExperimentConfig) -> tuple[EmpiricalRisk, list[np.ndarray]]:
@@ -321,17 +330,30 @@ def _verdict(result: FlowResult, opt: FunctionSpaceOptimum) -> dict[str, Any]:
         headline = f"certified {what}"
         if cp is not None:
             extra = [f"origin {cp.origin}"]
+            if cp.best is not None and cp.best.method != "unconstrained":  # ℒ*_M ≠ ℒ*: say where on M
+                extra.insert(0, cp.on_m)
             if cp.spurious:
                 extra.append("spurious")
             headline += " (" + ", ".join(extra) + ")"
+    best = cp.best if cp is not None else None
     if not result.converged:
         compare = f"the run ended at L = {result.loss:.6g}; the function-space optimum is ℒ* = {opt.value:.6g}"
     elif gap <= gap_tol:
         compare = f"L(w*) = {result.loss:.6g} equals the function-space optimum ℒ* = {opt.value:.6g}"
+    elif best is not None and best.method != "unconstrained":
+        how = "the best the architecture can do" if best.exact else "the best found over local searches, not proven"
+        where = (f"equals ℒ*_M = {best.value:.6g}" if cp.global_on_m
+                 else f"is L − ℒ*_M = {cp.gap_to_best:.3g} above ℒ*_M = {best.value:.6g}")
+        outside = " (not in M)" if best.unconstrained_in_m is False else ""
+        compare = (f"L(w*) = {result.loss:.6g} {where} ({how}; {cp.on_m}), {gap:.3g} above the unconstrained "
+                   f"ℒ* = {opt.value:.6g}{outside}")
     else:
         bound = {True: "the global minimum of L (filling architecture)", False: "a lower bound (not filling)",
                  None: "a lower bound (filling undecided)"}[opt.exact]
         compare = f"L(w*) = {result.loss:.6g} is {gap:.3g} above ℒ* = {opt.value:.6g}, {bound}"
+    on_m = None
+    if cp is not None:
+        on_m = {True: "global", False: "local", None: "undecided"}[cp.global_on_m]
     return {
         "converged": result.converged,
         "certified": result.certified,
@@ -346,6 +368,12 @@ def _verdict(result: FlowResult, opt: FunctionSpaceOptimum) -> dict[str, Any]:
         "spurious": cp.spurious if cp is not None else None,
         "degeneracies": list(cp.degeneracies) if cp is not None else [],
         "gap_to_optimum": gap,
+        "unconstrained_optimum_reached": cp.unconstrained_optimum_reached if cp is not None else None,
+        "on_function_space": on_m,
+        "gap_to_best": (cp.gap_to_best if cp is not None else None),
+        "best_value": (best.value if best is not None else (opt.value if cp is not None else None)),
+        "best_exact": (best.exact if best is not None else (True if cp is not None else None)),
+        "best_statement": (best.statement if best is not None else None),
         "headline": headline,
         "comparison": compare,
     }

@@ -4,6 +4,7 @@ from .certify import PolishResult, lojasiewicz_fit, polish
 from .critical import CriticalPoint, classify_critical_point
 from .descent import gradient_descent
 from .integrate import METHODS, gradient_flow
+from .optimum import FunctionSpaceBest, best_on_function_space
 from .result import FlowResult
 from .symmetry import invariants, symmetry_basis
 from .theorem import TheoremCheck, theorem_hypotheses
@@ -12,8 +13,10 @@ __all__ = [
     "METHODS",
     "CriticalPoint",
     "FlowResult",
+    "FunctionSpaceBest",
     "PolishResult",
     "TheoremCheck",
+    "best_on_function_space",
     "classify_critical_point",
     "gradient_descent",
     "gradient_flow",

@@ -1,22 +1,43 @@
-r"""What kind of critical point a limit is (DESIGN.md §4).
+r"""What kind of critical point a limit is (the meanings are documented in docs/classification.md; the
+mathematics in docs/theory.md).
 
 At ``w*`` with ``v* = π(w*)``:
 
-* **second order** — the Hessian of ``L`` vanishes along the ``N − 1`` rescaling directions; on their orthogonal
-  complement it is positive definite (``local_minimum``), has a negative eigenvalue (``strict_saddle``) or further
-  zero eigenvalues (``degenerate``).  ``∇ℒ(v*) = 0`` makes ``w*`` a ``global_minimum`` (ℒ is convex).
-* **function space** — ``origin = "global"`` when ``∇ℒ(v*) = 0``; ``"pure"`` when ``dπ(w*)`` has full rank
-  ``dim M`` (then ``v*`` is critical for ℒ on the smooth part of ``M``); else ``"rank_deficient"``.  A rank-deficient
-  point is *spurious* when ``v*`` is not critical for ℒ on ``M``: in 1D this shows at another point ``w'`` of the fibre
-  ``π^{-1}(v*)`` — another way to distribute the roots of ``p_v`` over the layers — where
-  ``∇L(w') = dπ(w')ᵀ∇ℒ(v*) ≠ 0`` (Kohn et al. 2022, 2024; Trager, Kohn & Bruna 2020).
+* **global or local** — ``w*`` is a *global minimum* of ``L`` iff ``L(w*) = ℒ*_M = min_{v ∈ M} ℒ(v)``, the best
+  the architecture can do (:func:`~lcnflow.flow.optimum.best_on_function_space`), whether or not ``∇ℒ(v*) = 0``:
+  for a non-filling architecture ``ℒ*_M`` is usually attained on the boundary of ``M``, where ``∇ℒ ≠ 0``.
+  *The unconstrained optimum was reached* (``ℒ(v*) = min_{R^{k_v}} ℒ``, i.e. ``∇ℒ(v*) = 0``) is a separate fact.
+* **second order** — the Hessian of ``L`` vanishes along the ``N − 1`` rescaling directions; on their complement it
+  is positive definite (``local_minimum``), has a negative eigenvalue (``strict_saddle``) or further zero eigenvalues
+  (``degenerate``; a probe looks for a direction along which ``L`` decreases).
+* **function space** — ``origin = "global"`` when the unconstrained optimum was reached; ``"pure"`` when ``dπ(w*)``
+  has full rank ``dim M`` (then ``v*`` is critical for ℒ on the smooth part of ``M``); else ``"rank_deficient"``.  A
+  rank-deficient point is *spurious* when ``v*`` is not critical for ℒ on ``M``: in 1D this shows at another point
+  ``w'`` of the fibre ``π^{-1}(v*)`` — another way to distribute the roots of ``p_v`` over the layers — where
+  ``∇L(w') = dπ(w')ᵀ∇ℒ(v*) ≠ 0`` (Kohn et al. 2022, 2024; Trager, Kohn & Bruna 2020).  Fibre points that differ by
+  a symmetry of the risk (layers of equal size exchanged, at strides 1) are equivalent and prove nothing; a global
+  minimum on ``M`` is never spurious.
+
+**Scale-free tolerances.**  Every threshold is relative to quantities that do not change when the parametrization
+is rescaled (``w^{(i)} → c_i w^{(i)}``, ``Π c_i = 1``) or the data are multiplied by a constant:
+
+* second derivatives and ``dπ`` are measured in *balanced coordinates*, each layer's block multiplied by
+  ``‖w^{(i)}‖`` (``D ∇²L D`` and ``dπ D``: both invariant under the rescaling symmetry), relative to the size of the
+  terms they are made of;
+* values are compared within ``τ = τ_round + τ_cert``: the rounding level of ℒ at ``v*``
+  (:func:`~lcnflow.flow.optimum.risk_rounding`) plus ``τ_cert = Σ_i ‖∇_{w^{(i)}}L‖·‖w^{(i)}‖``, the first-order
+  change of ``L`` when each layer moves by its own size — what the residual gradient of a certified point can
+  account for — capped at ``10⁻⁶ (ℒ(0) − min ℒ)`` when that range is not zero (so that a point far from critical is
+  not let off; when the zero network is already optimal ℒ offers no other scale).  All are in units of ℒ;
+* the descent probe steps by ``ε‖w^{(i)}‖`` in each layer and needs a decrease larger than ``τ``;
+* the spurious test compares ``‖(dπ(w') D')ᵀ∇ℒ(v*)‖`` with ``‖dπ(w') D'‖·‖∇ℒ(v*)‖`` (a cosine).
 """
 
 from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from numpy.polynomial import polynomial as P
@@ -24,15 +45,18 @@ from numpy.polynomial import polynomial as P
 from ..architecture import Architecture
 from ..conv import _final_filter, as_filters, final_filter_jacobian, flatten
 from ..risk import EmpiricalRisk
-from .symmetry import complement_basis, symmetry_basis
+from .optimum import FunctionSpaceBest, best_on_function_space, risk_rounding, unconstrained_optimum
+from .symmetry import complement_basis, layer_slices, symmetry_basis
 
-KINDS = ("global_minimum", "local_minimum", "strict_saddle", "degenerate")
-ORIGINS = ("global", "pure", "rank_deficient")
+Kind = Literal["global_minimum", "local_minimum", "strict_saddle", "degenerate"]
+Origin = Literal["global", "pure", "rank_deficient"]
 
 #: Roots closer than this (relative to ``1 + |ρ|``) are treated as equal.
 ROOT_TOL = 1e-5
 #: Largest number of fibre points enumerated for the spurious test.
 MAX_FIBRE_POINTS = 2000
+#: The residual-gradient part of the value tolerance is at most this fraction of ``ℒ(0) − min ℒ`` (when positive).
+CERT_RTOL = 1e-6
 
 
 @dataclass(frozen=True)
@@ -42,9 +66,10 @@ class CriticalPoint:
     Attributes
     ----------
     kind : str
-        ``global_minimum``, ``local_minimum``, ``strict_saddle`` or ``degenerate``.
+        ``global_minimum`` (``L(w*) = ℒ*_M``), ``local_minimum``, ``strict_saddle`` or ``degenerate``.  Global and
+        local minima pass the second-order test.
     origin : str
-        ``global``, ``pure`` or ``rank_deficient``.
+        ``global`` (the unconstrained optimum of ℒ was reached), ``pure`` or ``rank_deficient``.
     spurious : bool or None
         Whether ``v*`` fails to be critical for ℒ on ``M``; ``None`` where it cannot be decided (see
         ``spurious_reason``).
@@ -67,10 +92,23 @@ class CriticalPoint:
     not_a_minimum : bool or None
         For degenerate points: ``True`` when a direction along which ``L`` decreases was found (a higher-order
         saddle), ``None`` when the probe found none (inconclusive).
+    unconstrained_optimum_reached : bool
+        ``ℒ(v*) = min_{R^{k_v}} ℒ`` within the tolerance ``value_tolerance`` (equivalently ``∇ℒ(v*) = 0``).
+    global_on_m : bool or None
+        ``L(w*) = ℒ*_M`` within the tolerance: True / False; ``None`` when ``ℒ*_M`` is only a best-found bound and
+        ``L(w*)`` matches it (not proven), or when ``L(w*)`` is below the bound.
+    gap_to_best : float
+        ``L(w*) − ℒ*_M`` (``ℒ*_M`` as computed; see ``best``).
+    best : FunctionSpaceBest or None
+        ``ℒ*_M`` with how it was found (None when the unconstrained optimum was reached: then ``ℒ*_M = L(w*)``).
+    value_tolerance : float
+        ``τ``: values within it count as equal (see the module docstring).
+    index : int
+        Number of negative Hessian eigenvalues on the complement (balanced coordinates).
     """
 
-    kind: str
-    origin: str
+    kind: Kind
+    origin: Origin
     spurious: bool | None
     spurious_reason: str
     hessian_eigenvalues: np.ndarray
@@ -86,11 +124,22 @@ class CriticalPoint:
     repeated_roots: list[complex] = field(default_factory=list)
     not_a_minimum: bool | None = None
     spurious_witness: list[np.ndarray] | None = None
+    unconstrained_optimum_reached: bool = False
+    global_on_m: bool | None = None
+    gap_to_best: float = float("nan")
+    best: FunctionSpaceBest | None = None
+    value_tolerance: float = 0.0
+    index: int = 0
 
     @property
     def is_minimum(self) -> bool:
         """Whether the point is a (local or global) minimum by the second-order test."""
         return self.kind in ("global_minimum", "local_minimum")
+
+    @property
+    def on_m(self) -> str:
+        """``"global on M"``, ``"local on M"`` or ``"undecided on M"`` (a best-found bound was matched)."""
+        return {True: "global on M", False: "local on M", None: "undecided on M"}[self.global_on_m]
 
     def summary(self) -> str:
         """One line a person can read."""
@@ -99,6 +148,15 @@ class CriticalPoint:
             parts.append(", spurious" if self.spurious else ", not spurious")
         parts.append(")")
         text = "".join(parts)
+        if self.kind != "global_minimum" and self.best is not None and np.isfinite(self.gap_to_best):
+            if self.global_on_m is None:
+                text += (f"; undecided on M: L matches ℒ*_M = {self.best.value:.6g}, the best found over local "
+                         "searches (not proven to be the global minimum)")
+            else:
+                bound = "" if self.best.exact else " (ℒ*_M: best found, not proven)"
+                text += f"; L − ℒ*_M = {self.gap_to_best:.3g}{bound}"
+        elif self.kind == "global_minimum" and not self.unconstrained_optimum_reached:
+            text += "; the best the architecture can do (the unconstrained optimum is not in M)"
         if self.degeneracies:
             text += "; " + "; ".join(self.degeneracies)
         if self.kind == "degenerate" and self.not_a_minimum:
@@ -128,6 +186,14 @@ class CriticalPoint:
             "shared_roots": [[i, j, float(z.real), float(z.imag)] for i, j, z in self.shared_roots],
             "repeated_roots": cplx(self.repeated_roots),
             "not_a_minimum": self.not_a_minimum,
+            "unconstrained_optimum_reached": self.unconstrained_optimum_reached,
+            "global_on_m": self.global_on_m,
+            "gap_to_best": float(self.gap_to_best),
+            "best_value": float(self.best.value) if self.best is not None else None,
+            "best_exact": self.best.exact if self.best is not None else None,
+            "best_statement": self.best.statement if self.best is not None else None,
+            "value_tolerance": float(self.value_tolerance),
+            "index": self.index,
         }
 
 
@@ -173,14 +239,21 @@ def _root_structure(arch: Architecture, ws: list[np.ndarray], v: np.ndarray):
     return layer_roots, v_roots, shared, repeated
 
 
+def _fmt_root(z: complex) -> str:
+    if abs(z.imag) <= ROOT_TOL * (1 + abs(z)):
+        return f"{z.real:.6g}"
+    return f"{z.real:.6g}{z.imag:+.6g}i"
+
+
 def _name_degeneracies(arch, ws, shared, repeated) -> list[str]:
     names = []
-    scale = max(float(np.linalg.norm(flatten(ws))), 1e-300)
-    for i, w in enumerate(ws):
-        if np.linalg.norm(w) <= 1e-10 * scale:
+    norms = [float(np.linalg.norm(w)) for w in ws]
+    top = max(max(norms), 1e-300)
+    for i, n in enumerate(norms):
+        if n <= 1e-10 * top:
             names.append(f"layer {i + 1} has a zero filter")
     if arch.ndim == 1:
-        lead_zero = [i + 1 for i, w in enumerate(ws) if w.size > 1 and abs(w[-1]) <= 1e-10 * scale]
+        lead_zero = [i + 1 for i, w in enumerate(ws) if w.size > 1 and abs(w[-1]) <= 1e-10 * max(norms[i], 1e-300)]
         if len(lead_zero) > 1:
             names.append(f"layers {lead_zero} share a root at infinity (vanishing leading coefficients)")
         for i, j, z in shared:
@@ -191,57 +264,62 @@ def _name_degeneracies(arch, ws, shared, repeated) -> list[str]:
     return names
 
 
-def _fmt_root(z: complex) -> str:
-    if abs(z.imag) <= ROOT_TOL * (1 + abs(z)):
-        return f"{z.real:.6g}"
-    return f"{z.real:.6g}{z.imag:+.6g}i"
+def _layer_units(ws: list[np.ndarray]) -> list[tuple[complex, ...]] | str:
+    """The roots of ``p_v`` as *units* — a real root ``(a,)``, a conjugate pair ``(z, z̄)``, a root at infinity
+    ``(inf,)`` — collected from the layers' own polynomials (each well conditioned even where ``p_v`` has a multiple
+    root shared by two layers)."""
+    units: list[tuple[complex, ...]] = []
+    for i, w in enumerate(ws):
+        scale = float(np.max(np.abs(w))) if w.size else 0.0
+        if scale == 0.0:
+            return f"layer {i + 1} is zero: the fibre of v* = 0 is not finite up to rescaling"
+        nz = np.nonzero(np.abs(w) > 1e-13 * scale)[0]
+        deg = int(nz[-1])
+        roots = P.polyroots(w[: deg + 1] / scale).astype(complex) if deg > 0 else np.zeros(0, complex)
+        units += [(complex(np.inf),)] * (w.size - 1 - deg)
+        used = np.zeros(roots.size, bool)
+        for j, z in enumerate(roots):
+            if used[j]:
+                continue
+            used[j] = True
+            if abs(z.imag) <= ROOT_TOL * (1 + abs(z)):
+                units.append((complex(z.real, 0.0),))
+                continue
+            cand = [q for q in range(roots.size) if not used[q] and _close(roots[q], np.conj(z))]
+            if not cand:
+                return f"could not pair the complex roots of layer {i + 1} into conjugates"
+            used[cand[0]] = True
+            units.append((complex(z.real, abs(z.imag)), complex(z.real, -abs(z.imag))))
+    return units
 
 
-def _fibre_points(arch: Architecture, v: np.ndarray) -> list[list[np.ndarray]] | str:
-    """All ways (up to rescaling) to write ``p_v`` as a product of real layer polynomials; a reason string if the
-    fibre cannot be enumerated."""
+def _fibre_classes(arch: Architecture, ws: list[np.ndarray], v: np.ndarray) -> list[list[np.ndarray]] | str:
+    """One point (balanced) of each class of the fibre ``π^{-1}(v*)`` up to rescaling and exchanges of layers of equal
+    size; a reason string if the fibre cannot be enumerated."""
     ks = [k[0] for k in arch.axes_filter_sizes]
     S = [s[0] for s in arch.cumulative_strides]
     if any(k > 1 and S[i] != 1 for i, k in enumerate(ks)):
         return "fibre enumeration is implemented for layers without preceding strides only"
-    scale = float(np.max(np.abs(v)))
-    if scale == 0:
-        return "v* = 0: its fibre is not finite up to rescaling"
-    nz = np.nonzero(np.abs(v) > 1e-13 * scale)[0]
-    deg, lead = int(nz[-1]), float(v[nz[-1]])
-    roots = _roots(v) if deg > 0 else np.zeros(0, complex)
-    units: list[tuple[complex, ...]] = []  # real root (1 slot), conjugate pair (2 slots), infinity (None, 1 slot)
-    used = np.zeros(roots.size, bool)
-    for j, z in enumerate(roots):
-        if used[j]:
-            continue
-        used[j] = True
-        if abs(z.imag) <= ROOT_TOL * (1 + abs(z)):
-            units.append((complex(z.real, 0.0),))
-        else:
-            cand = [q for q in range(roots.size) if not used[q] and _close(roots[q], np.conj(z))]
-            if not cand:
-                return "could not pair the complex roots of p_v into conjugates"
-            used[cand[0]] = True
-            units.append((complex(z), complex(np.conj(z))))
-    units += [(complex(np.inf),)] * (sum(k - 1 for k in ks) - deg)  # roots at infinity: vanishing leading coefficients
+    units = _layer_units(ws)
+    if isinstance(units, str):
+        return units
     caps = [k - 1 for k in ks]
     results: list[list[np.ndarray]] = []
     seen: set = set()
 
     def key(assign):
-        return tuple(
-            tuple(sorted((round(z.real, 6), round(z.imag, 6)) for u in group for z in u)) for group in assign
-        )
+        per_layer = [tuple(sorted((round(z.real, 6), round(z.imag, 6)) for u in group for z in u))
+                     for group in assign]
+        return tuple(sorted(zip(ks, per_layer, strict=True)))
 
     def rec(j: int, assign: list[list[tuple[complex, ...]]], free: list[int]) -> bool:
-        if len(results) > MAX_FIBRE_POINTS:
+        if len(seen) > MAX_FIBRE_POINTS:
             return False
         if j == len(units):
             k = key(assign)
             if k not in seen:
                 seen.add(k)
-                results.append(_layers_from_roots(assign, ks, lead))
+                results.append(_layers_from_units(arch, assign, ks, v))
             return True
         u = units[j]
         for i in range(len(ks)):
@@ -256,20 +334,58 @@ def _fibre_points(arch: Architecture, v: np.ndarray) -> list[list[np.ndarray]] |
         return True
 
     if not rec(0, [[] for _ in ks], caps):
-        return f"the fibre has more than {MAX_FIBRE_POINTS} points"
+        return f"the fibre has more than {MAX_FIBRE_POINTS} classes"
     return results
 
 
-def _layers_from_roots(assign, ks, lead) -> list[np.ndarray]:
+def _factor(u: tuple[complex, ...]) -> np.ndarray:
+    """Unit-norm coefficients (constant first) of the real factor of one unit."""
+    if len(u) == 2:
+        z = u[0]
+        c = np.array([abs(z) ** 2, -2 * z.real, 1.0])
+    elif not np.isfinite(u[0]):
+        c = np.array([1.0, 0.0])
+    else:
+        c = np.array([-u[0].real, 1.0])
+    return c / np.linalg.norm(c)
+
+
+def _layers_from_units(arch, assign, ks, v) -> list[np.ndarray]:
     layers = []
     for group, k in zip(assign, ks, strict=True):
-        finite = [z for u in group for z in u if np.isfinite(z)]
-        c = np.real(P.polyfromroots(finite)) if finite else np.ones(1)
+        c = np.ones(1)
+        for u in group:
+            c = np.convolve(c, _factor(u))
         layers.append(np.concatenate([c, np.zeros(k - c.size)]))
-    layers[0] = layers[0] * lead
+    p = _final_filter(arch, layers).ravel()
+    layers[0] = layers[0] * (float(p @ v.ravel()) / float(p @ p))
     norms = np.array([np.linalg.norm(w) for w in layers])
     g = float(np.exp(np.mean(np.log(norms))))
     return [w * (g / n) for w, n in zip(layers, norms, strict=True)]
+
+
+def _balanced(arch: Architecture, ws: list[np.ndarray], v_hat: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+    """The balanced representative of the rescaling orbit of ``w`` and the weights ``D`` of balanced coordinates.
+
+    Non-zero layers are rescaled to their geometric-mean norm ``g`` (factors with product 1, so π is unchanged); the
+    point's derivatives are then computed where all layers have the same size, so rounding does not depend on how
+    unbalanced the given representative was.  The weights are ``g`` on those layers.  Only near ``π⁻¹(0)``
+    (``Π_i ‖w^{(i)}‖ ≤ 10⁻¹⁰‖v̂‖``, invariant under rescaling) can a layer count as zero: when its norm is below
+    ``10⁻¹⁰`` times the larger of the largest layer and the natural layer size ``σ = ‖v̂‖^{1/N}`` (the layers of a
+    balanced network producing the unconstrained optimum); it is left as it is, with weight ``σ``
+    (or, when ``v̂ = 0``, ``g``; or 1 when every layer is zero), so the weights scale with the data like the layers.
+    """
+    norms = np.array([float(np.linalg.norm(w)) for w in ws])
+    sigma = float(np.linalg.norm(v_hat)) ** (1.0 / len(ws))
+    ref = max(sigma, float(norms.max()) if norms.size else 0.0)
+    pos = norms > 1e-10 * ref if ref > 0 else np.zeros(norms.size, bool)
+    if float(np.prod(norms)) > 1e-10 * sigma ** len(ws):  # not near π⁻¹(0): no layer is zero (a rescaling
+        pos = np.ones(norms.size, bool)  # invariant test, so the verdict cannot depend on the representative)
+    g = float(np.exp(np.mean(np.log(norms[pos])))) if pos.any() else 0.0
+    fill = sigma if sigma > 0 else (g if g > 0 else 1.0)
+    balanced = [w * (g / n) if p else w.copy() for w, n, p in zip(ws, norms, pos, strict=True)]
+    weights = np.concatenate([np.full(w.size, g if p else fill) for w, p in zip(ws, pos, strict=True)])
+    return balanced, weights
 
 
 def classify_critical_point(
@@ -279,8 +395,11 @@ def classify_critical_point(
     function_space_tol: float | None = None,
     eig_rtol: float = 1e-7,
     rank_rtol: float = 1e-6,
+    spurious_rtol: float = 1e-6,
+    best: FunctionSpaceBest | None = None,
+    compare_with_best: bool = True,
 ) -> CriticalPoint:
-    r"""Classify a critical point ``w*`` of ``L`` (see the module docstring for the definitions).
+    r"""Classify a critical point ``w*`` of ``L`` (see the module docstring for the definitions and tolerances).
 
     Parameters
     ----------
@@ -288,12 +407,23 @@ def classify_critical_point(
     filters : list of ndarray or flat ndarray
         The point (normally the polished limit of a flow).
     function_space_tol : float, optional
-        ``‖∇ℒ(v*)‖`` at or below this counts as zero (global minimum).  Default ``1e-7`` times the larger of
-        ``‖∇ℒ(0)‖`` and ``‖∇²ℒ(v*)‖ · max(1, ‖v*‖, Π_i ‖w^{(i)}‖)``.
+        If given, ``‖∇ℒ(v*)‖ ≤ function_space_tol`` decides whether the unconstrained optimum was reached (an
+        absolute threshold chosen by the caller).  Default: ``ℒ(v*) − min ℒ ≤ τ`` (scale-free, see the module
+        docstring).
     eig_rtol : float
-        Hessian eigenvalues with ``|λ| ≤ eig_rtol · max|λ|`` count as zero.
+        Eigenvalues of the balanced Hessian ``D∇²L D`` on the symmetry complement with
+        ``|λ| ≤ eig_rtol·(‖D dπᵀ∇²ℒ dπ D‖ + ‖D (Σ_t ∂_tℒ ∇²π_t) D‖)`` count as zero.
     rank_rtol : float
-        Singular values of ``dπ`` below ``rank_rtol · σ_max`` count as zero.
+        Singular values of the balanced ``dπ D`` below ``rank_rtol · σ_max`` count as zero.
+    spurious_rtol : float
+        A fibre point ``w'`` shows that ``v*`` is not critical on ``M`` when the cosine
+        ``‖(dπ(w')D')ᵀ∇ℒ(v*)‖ / (‖dπ(w')D'‖‖∇ℒ(v*)‖)`` exceeds ``max(spurious_rtol, 10³ × the same at w*)``.
+    best : FunctionSpaceBest, optional
+        ``ℒ*_M`` if already known (default :func:`~lcnflow.flow.optimum.best_on_function_space`, cached per risk;
+        computed only when the unconstrained optimum was not reached).
+    compare_with_best : bool
+        ``False`` skips ``ℒ*_M`` (for quick checks on the way, e.g. on plateaus): then a point that did not reach the
+        unconstrained optimum gets ``global_on_m = None`` and, if a minimum, ``kind = "local_minimum"``.
 
     Returns
     -------
@@ -302,44 +432,79 @@ def classify_critical_point(
     arch = risk.arch
     ws = as_filters(arch, filters)
     w = flatten(ws)
-    v = _final_filter(arch, ws)
+    v = _final_filter(arch, ws).ravel()
     g_v = risk.function_space_gradient(v).reshape(-1)
-    grad = risk.gradient(w)
-    # natural size of ∇ℒ: at v = 0, and the curvature times the size of the final filters this point can produce
-    # (never below a unit filter, so problems whose targets vanish still have a scale)
-    fs_curv = float(np.linalg.norm(risk.function_space_hessian(v), 2))
-    v_size = max(1.0, float(np.linalg.norm(v)), float(np.prod([np.linalg.norm(x) for x in ws])))
-    fs_scale = max(float(np.linalg.norm(risk.function_space_gradient(np.zeros(arch.final_filter_shape)))),
-                   fs_curv * v_size)
-    fs_tol = function_space_tol if function_space_tol is not None else 1e-7 * max(fs_scale, 1e-300)
+    value, grad = risk.value_and_gradient(w)
+    v_hat, f_hat = unconstrained_optimum(risk)
+    wbs, weights = _balanced(arch, ws, v_hat)
+    wb = flatten(wbs)
+    grad_b = risk.gradient(wb)
+    sl = layer_slices(arch)
     fs_norm = float(np.linalg.norm(g_v))
-    is_global = fs_norm <= fs_tol
 
-    # second order on the complement of the rescaling directions
+    # values: ℒ(v*) against min ℒ and ℒ*_M, within τ = rounding + what the residual gradient accounts for
+    tau_cert = float(sum(np.linalg.norm(grad_b[s]) * np.linalg.norm(wb[s]) for s in sl))
+    zero = np.zeros(v.size)
+    loss_range = risk.function_space_value(zero) - f_hat
+    if loss_range > risk_rounding(risk, zero):
+        tau_cert = min(tau_cert, CERT_RTOL * loss_range)
+    tau = risk_rounding(risk, v) + tau_cert
+    if function_space_tol is not None:
+        reached = fs_norm <= function_space_tol
+    else:
+        reached = value - f_hat <= tau + risk_rounding(risk, v_hat)
+    if reached:
+        global_on_m: bool | None = True
+        gap = value - f_hat
+    elif best is None and not compare_with_best:
+        global_on_m, gap = None, float("nan")
+    else:
+        best = best if best is not None else best_on_function_space(risk)
+        gap = value - best.value
+        tol = tau + best.value_error
+        if gap > tol:
+            global_on_m = False
+        elif best.exact and gap >= -tol:
+            global_on_m = True
+        else:
+            global_on_m = None
+
+    # second order in balanced coordinates at the balanced point (invariant under the rescaling symmetry)
+    J = final_filter_jacobian(arch, wbs)
+    A = risk.function_space_hessian(v)
+    hess_at_b = risk.hessian(wb)
+    JD = J * weights
+    gn_part = JD.T @ A @ JD
+    curv_part = weights[:, None] * (hess_at_b - J.T @ A @ J) * weights[None, :]
+    hess_b = weights[:, None] * hess_at_b * weights[None, :]
+    sym_b = symmetry_basis(arch, wb / weights)
+    comp_b = complement_basis(sym_b, w.size)
+    eig_b, vec_b = np.linalg.eigh(comp_b.T @ hess_b @ comp_b)
+    tol_eig = eig_rtol * max(float(np.linalg.norm(gn_part, 2)) + float(np.linalg.norm(curv_part, 2)), 1e-300)
+    index = int(np.sum(eig_b < -tol_eig))
+    # reported spectrum: plain coordinates at the given point, complement of the rescaling directions
     hess = risk.hessian(w)
     sym = symmetry_basis(arch, w)
     comp = complement_basis(sym, w.size)
-    eig, eigvecs = np.linalg.eigh(comp.T @ hess @ comp)
-    full_eig = np.abs(np.linalg.eigvalsh(hess))
-    tol = eig_rtol * max(float(full_eig.max()) if full_eig.size else 0.0, 1e-300)
+    eig = np.linalg.eigvalsh(comp.T @ hess @ comp)
+
     not_a_minimum = None
-    if is_global:
+    if index > 0:
+        kind: Kind = "strict_saddle"
+    elif global_on_m:
         kind = "global_minimum"
-    elif eig.size and eig[0] < -tol:
-        kind = "strict_saddle"
-    elif eig.size and np.any(np.abs(eig) <= tol):
+    elif eig_b.size and np.any(np.abs(eig_b) <= tol_eig):
         kind = "degenerate"
-        null = comp @ eigvecs[:, np.abs(eig) <= tol]
-        not_a_minimum = _descent_probe(risk, w, null, loss_scale=fs_curv * v_size**2)
+        null = comp_b @ vec_b[:, np.abs(eig_b) <= tol_eig]
+        not_a_minimum = _descent_probe(risk, wb, weights, null, value, tau)
     else:
         kind = "local_minimum"
 
-    # function-space side
-    J = final_filter_jacobian(arch, ws)
-    sv = np.linalg.svd(J, compute_uv=False)
+    # function-space side: rank of the balanced dπ
+    sv = np.linalg.svd(JD, compute_uv=False)
     dpi_rank = int(np.sum(sv > rank_rtol * max(float(sv.max()) if sv.size else 0.0, 1e-300)))
     dim_m = arch.function_space_dim
-    origin = "global" if is_global else ("pure" if dpi_rank >= dim_m else "rank_deficient")
+    origin: Origin = "global" if reached else ("pure" if dpi_rank >= dim_m else "rank_deficient")
 
     layer_roots: list[np.ndarray] = []
     v_roots = np.zeros(0, complex)
@@ -349,28 +514,7 @@ def classify_critical_point(
         layer_roots, v_roots, shared, repeated = _root_structure(arch, ws, v)
     degeneracies = _name_degeneracies(arch, ws, shared, repeated) if origin == "rank_deficient" else []
 
-    spurious: bool | None
-    witness = None
-    if origin != "rank_deficient":
-        spurious, reason = False, f"origin is {origin}: v* is critical for ℒ on M"
-    elif arch.ndim != 1:
-        spurious, reason = None, "the fibre of π is enumerated for 1D architectures only"
-    else:
-        fibre = _fibre_points(arch, v)
-        if isinstance(fibre, str):
-            spurious, reason = None, fibre
-        else:
-            spurious, reason = False, f"dπ(w')ᵀ∇ℒ(v*) = 0 at all {len(fibre)} point(s) of the fibre"
-            for point in fibre:
-                Jp = final_filter_jacobian(arch, point)
-                gp = Jp.T @ g_v
-                if np.linalg.norm(gp) > 1e-6 * np.linalg.norm(Jp, 2) * fs_norm:
-                    spurious, witness = True, point
-                    reason = (
-                        f"another point of the fibre has ‖∇L‖ = {np.linalg.norm(gp):.3g} ≠ 0, so v* is not "
-                        "critical for ℒ on M"
-                    )
-                    break
+    spurious, reason, witness = _spurious(arch, ws, v, g_v, JD, origin, global_on_m, spurious_rtol)
 
     return CriticalPoint(
         kind=kind,
@@ -390,27 +534,68 @@ def classify_critical_point(
         repeated_roots=repeated,
         not_a_minimum=not_a_minimum,
         spurious_witness=witness,
+        unconstrained_optimum_reached=bool(reached),
+        global_on_m=global_on_m,
+        gap_to_best=float(gap),
+        best=None if reached else best,
+        value_tolerance=float(tau),
+        index=index,
     )
 
 
-def _descent_probe(risk: EmpiricalRisk, w: np.ndarray, null: np.ndarray, loss_scale: float) -> bool | None:
-    """Look for a decrease of ``L`` along ``null`` (columns: null directions of the Hessian on the symmetry
+def _spurious(arch, ws, v, g_v, JD, origin, global_on_m, rtol):
+    """``(spurious, reason, witness)`` (see the module docstring)."""
+    if origin != "rank_deficient":
+        return False, f"origin is {origin}: v* is critical for ℒ on M", None
+    if global_on_m:
+        return False, "L(w*) = ℒ*_M: v* minimizes ℒ on M, so it is critical for ℒ on M", None
+    if arch.ndim != 1:
+        return None, "the fibre of π is enumerated for 1D architectures only", None
+    fibre = _fibre_classes(arch, ws, v)
+    if isinstance(fibre, str):
+        return None, fibre, None
+    g_norm = float(np.linalg.norm(g_v))
+    if g_norm == 0.0:
+        return False, "∇ℒ(v*) = 0", None
+    v_norm = max(float(np.linalg.norm(v)), 1e-300)
+    if any(np.linalg.norm(_final_filter(arch, p).ravel() - v) > 1e-6 * v_norm for p in fibre):
+        return None, "the fibre could not be rebuilt from the layers' roots to 1e-6", None
+    own = float(np.linalg.norm(JD.T @ g_v)) / max(float(np.linalg.norm(JD, 2)) * g_norm, 1e-300)
+    threshold = max(rtol, 1e3 * own)
+    for point in fibre:
+        Jp = final_filter_jacobian(arch, point)
+        cosine = float(np.linalg.norm(Jp.T @ g_v)) / max(float(np.linalg.norm(Jp, 2)) * g_norm, 1e-300)
+        if cosine > threshold:
+            return True, (
+                f"at another point of the fibre (another distribution of the roots over the layers) ∇L ≠ 0: "
+                f"|cos(∇ℒ(v*), range dπ)| = {cosine:.3g} > {threshold:.3g} (at w* itself: {own:.2g}), so v* is "
+                "not critical for ℒ on M"
+            ), point
+    return False, (
+        f"∇L(w') = 0 at all {len(fibre)} class(es) of the fibre up to rescaling and exchanges of equal-size layers "
+        f"(largest |cos(∇ℒ(v*), range dπ(w'))| ≤ {threshold:.3g})"
+    ), None
+
+
+def _descent_probe(risk: EmpiricalRisk, w: np.ndarray, weights: np.ndarray, null: np.ndarray, base: float,
+                   tau: float) -> bool | None:
+    """Look for a decrease of ``L`` along ``null`` (columns: null directions of the balanced Hessian on the symmetry
     complement), the mark of a higher-order saddle.
 
-    A decrease counts only if it exceeds ``1e-12 · max(|L(w)|, ℒ(0), loss_scale)``, well above rounding.
+    Steps ``±ε·D d`` with ``ε ∈ {10⁻², 10⁻³}`` and ``d`` a unit vector in balanced coordinates move each layer by at
+    most ``ε‖w^{(i)}‖``; a decrease counts only if it exceeds ``τ`` (rounding plus what the residual gradient can
+    explain), so the verdict is scale-free.
     """
     if null.shape[1] == 0:
         return None
-    base = risk.value(w)
-    floor = 1e-12 * max(abs(base), abs(risk.function_space_value(np.zeros(risk.arch.final_filter_shape))), loss_scale)
-    scale = max(1.0, float(np.linalg.norm(w)))
     rng = np.random.default_rng(0)
     dirs = [null[:, j] for j in range(null.shape[1])]
     dirs += [null @ rng.standard_normal(null.shape[1]) for _ in range(8)]
+    floor = max(tau, risk_rounding(risk, _final_filter(risk.arch, as_filters(risk.arch, w)).ravel()))
     for d in dirs:
-        d = d / np.linalg.norm(d)
+        d = weights * (d / np.linalg.norm(d))
         for eps in (1e-2, 1e-3):
             for sgn in (1.0, -1.0):
-                if risk.value(w + sgn * eps * scale * d) < base - floor:
+                if risk.value(w + sgn * eps * d) < base - floor:
                     return True
     return None

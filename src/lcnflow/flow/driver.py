@@ -86,7 +86,7 @@ def _try_stop(risk, t, w, rel, S, opts: StopOptions, stable, w0, scale, w_ref) -
     certified = gnorm <= opts.certify_tol * scale(point)
     if not certified:
         return Candidate(t, w, rel, pol, False, None, "not_certified")
-    cp = classify_critical_point(risk, point)
+    cp = classify_critical_point(risk, point, compare_with_best=False)  # minimum or not: ℒ*_M is not needed
     if _is_stop_point(cp):
         outcome = "minimum"
     elif stable is not None and (
@@ -215,9 +215,10 @@ def _package(risk, rec, stepper, opts, reason, message, candidates, stable, save
     pol = candidates[-1].polish if converged else None
     if converged:
         cand = candidates[-1]
-        cp = cand.critical_point
         limit, gnorm = ((cand.polish.point, cand.polish.gradient_norm) if cand.polish.accepted
                         else (cand.state, cand.polish.start_gradient_norm))
+        # the limit's full classification: global or local against the best the architecture can do (ℒ*_M)
+        cp = classify_critical_point(risk, limit) if opts.classify else cand.critical_point
         loss = risk.value(limit)
         S = scale(limit)
         if reason == "minimum":

@@ -166,6 +166,6 @@ def _identify(risk, times, losses, states, rel, slow, j, k, certify_tol, scale) 
             return Plateau(float(times[j]), float(times[k]), level, None, None, pol.distance, pol.start_gradient_norm,
                            f"polishing did not find a critical point ({pol.message})")
         point, note, gnorm = pol.point, f"Newton-polished from the state at t = {times[pick]:.3g}", pol.gradient_norm
-    cp = classify_critical_point(risk, point)
+    cp = classify_critical_point(risk, point, compare_with_best=False)
     return Plateau(float(times[j]), float(times[k]), float(risk.value(point)), cp, point,
                    float(np.linalg.norm(point - w)), float(gnorm), note)

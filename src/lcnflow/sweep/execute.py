@@ -146,6 +146,23 @@ def _one_run(base: Mapping[str, Any], run_id: str, overrides: Mapping[str, Any],
         "setup_time": setup,
         "message": result.message,
         "notes": "\n".join(run_notes) or None,
+        **_best_columns(cp, opt),
+    }
+
+
+def _best_columns(cp: Any, opt: float | None) -> dict[str, Any]:
+    """``best_loss`` (ℒ*_M), ``best_exact``, ``gap_to_best``, ``on_function_space``, ``unconstrained_optimum_reached``
+    of a classified run (None when unclassified).  When the unconstrained optimum was reached, ℒ*_M = ℒ*."""
+    if cp is None:
+        return {"best_loss": None, "best_exact": None, "gap_to_best": None, "on_function_space": None,
+                "unconstrained_optimum_reached": None}
+    best = cp.best
+    return {
+        "best_loss": float(best.value) if best is not None else opt,
+        "best_exact": bool(best.exact) if best is not None else True,
+        "gap_to_best": float(cp.gap_to_best),
+        "on_function_space": {True: "global", False: "local", None: "undecided"}[cp.global_on_m],
+        "unconstrained_optimum_reached": bool(cp.unconstrained_optimum_reached),
     }
 
 

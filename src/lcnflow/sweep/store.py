@@ -84,6 +84,11 @@ RESULT_FIELDS: tuple[pa.Field, ...] = (
     pa.field("setup_time", pa.float64()),  # seconds building this run's config and (if not shared) its problem
     pa.field("message", pa.string()),
     pa.field("notes", pa.string()),  # warnings raised by the run, one per line
+    pa.field("best_loss", pa.float64()),  # ℒ*_M = min over the function space M (the best the architecture can do)
+    pa.field("best_exact", pa.bool_()),  # False: best_loss is the best found over local searches (an upper bound)
+    pa.field("gap_to_best", pa.float64()),  # L(w*) − ℒ*_M
+    pa.field("on_function_space", pa.string()),  # "global" / "local" on M, "undecided" (bound matched, not proven)
+    pa.field("unconstrained_optimum_reached", pa.bool_()),  # ℒ(v*) = ℒ*, i.e. ∇ℒ(v*) = 0
 )
 
 

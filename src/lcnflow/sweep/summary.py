@@ -2,20 +2,13 @@ r"""Summaries of a sweep: a table per grid cell, figures, and a self-contained `
 
 Each run gets one **outcome**, the first that applies:
 
-========================  ===================================================================================
-``error``                 the run raised (its error is in the ``error`` column)
-``uncertified_endpoint``  the run ended without a certified limit (time, step or wall-time limit, blow-up, floor)
-``unclassified``          converged, but classification was switched off (``flow.classify = false``)
-``global_minimum``        ``∇ℒ(v*) = 0``: a global minimum of ``L`` (ℒ is convex)
-``spurious``              rank-deficient origin and ``v*`` not critical for ℒ on the function space (Kohn et al.)
-``strict_saddle``         the Hessian on the complement of the rescaling directions has a negative eigenvalue
-``degenerate``            further zero Hessian eigenvalues (second order cannot decide)
-``local_minimum``         a non-global local minimum that is not spurious
-========================  ===================================================================================
+========================  ============================================================================
 
 The table per cell (a combination of the non-seed grid values) gives the count, the converged and certified
 percentages, the percentage of each outcome, quantiles of the final loss ``L(w*)`` and of the gap ``L(w*) − ℒ*`` to
-the function-space optimum, and the median run time.  The figures show the outcome fractions against each varied
+the function-space optimum, the percentage of runs that are global on ``M`` and the gap ``L(w*) − ℒ*_M`` to the best
+the architecture can do (with the percentage of runs whose ``ℒ*_M`` is only a best-found bound), and the median run
+time.  See docs/classification.md for the meanings.  The figures show the outcome fractions against each varied
 key, the histogram of the final losses, and the distinct final filters ``v* = π(w*)`` each cell converged to.
 """
 
@@ -219,6 +212,10 @@ def _cell_table(info: Mapping[str, Any], table: pa.Table, outcome: pa.Array) -> 
     loss = pc.fill_null(table.column("loss"), math.nan).to_numpy(zero_copy_only=False).astype(np.float64)
     opt = pc.fill_null(table.column("optimum_loss"), math.nan).to_numpy(zero_copy_only=False).astype(np.float64)
     wall = pc.fill_null(table.column("wall_time"), math.nan).to_numpy(zero_copy_only=False).astype(np.float64)
+    gap_best = pc.fill_null(table.column("gap_to_best"), math.nan).to_numpy(zero_copy_only=False).astype(np.float64)
+    on_m = np.asarray(table.column("on_function_space").to_pylist(), dtype=object)
+    inexact = pc.fill_null(pc.invert(pc.fill_null(table.column("best_exact"), True)), False).to_numpy(
+        zero_copy_only=False)
     present = [o for o in OUTCOMES if o in MAIN_OUTCOMES or np.any(out_np == o)]
     cols: dict[str, list[Any]] = {"cell": []}
     for k in cell_keys:
@@ -228,7 +225,8 @@ def _cell_table(info: Mapping[str, Any], table: pa.Table, outcome: pa.Array) -> 
         cols[f"pct_{o}"] = []
     for q in QUANTILES:
         cols[f"loss_q{round(100 * q):02d}"] = []
-    cols.update({"gap_median": [], "gap_max": [], "wall_time_median": [], "wall_time_total": []})
+    cols.update({"gap_median": [], "gap_max": [], "pct_global_on_m": [], "gap_best_median": [], "gap_best_max": [],
+                 "pct_best_bound": [], "wall_time_median": [], "wall_time_total": []})
     for c in np.unique(cell):
         sel = cell == c
         n = int(sel.sum())
@@ -248,6 +246,11 @@ def _cell_table(info: Mapping[str, Any], table: pa.Table, outcome: pa.Array) -> 
         gap = loss[ok & np.isfinite(opt)] - opt[ok & np.isfinite(opt)]
         cols["gap_median"].append(float(np.median(gap)) if gap.size else math.nan)
         cols["gap_max"].append(float(np.max(gap)) if gap.size else math.nan)
+        cols["pct_global_on_m"].append(100.0 * float(np.sum(on_m[sel] == "global")) / n)
+        gb = gap_best[ok & np.isfinite(gap_best)]
+        cols["gap_best_median"].append(float(np.median(gb)) if gb.size else math.nan)
+        cols["gap_best_max"].append(float(np.max(gb)) if gb.size else math.nan)
+        cols["pct_best_bound"].append(100.0 * float(np.sum(inexact[sel])) / n)
         w = wall[sel & np.isfinite(wall)]
         cols["wall_time_median"].append(float(np.median(w)) if w.size else math.nan)
         cols["wall_time_total"].append(float(np.sum(w)))
@@ -411,7 +414,9 @@ def _fmt_cell(name: str, value: Any) -> str:
 
 _HEADERS = {
     "runs": "runs", "errors": "errors", "pct_converged": "converged %", "pct_certified": "certified %",
-    "gap_median": "gap median", "gap_max": "gap max", "wall_time_median": "time median (s)",
+    "gap_median": "gap median", "gap_max": "gap max", "pct_global_on_m": "global on M %",
+    "gap_best_median": "L − ℒ*_M median", "gap_best_max": "L − ℒ*_M max", "pct_best_bound": "ℒ*_M best found %",
+    "wall_time_median": "time median (s)",
     "wall_time_total": "time total (s)",
 }
 

@@ -1,0 +1,444 @@
+r"""The best an architecture can do: ``ℒ*_M = min_{v ∈ M} ℒ(v)`` over the function space ``M = π(R^P)``.
+
+``L(w) = ℒ(π(w))``, so the global minimum of ``L`` is ``ℒ*_M``.  It equals the unconstrained minimum
+``ℒ* = min_{v ∈ R^{k_v}} ℒ(v)`` when the unconstrained minimizer ``v̂`` lies in ``M`` (always, for a filling
+architecture); otherwise it is larger and attained on the boundary of ``M`` (``M`` is closed).
+
+**1D, strides 1** (more generally: every layer with ``k_i > 1`` has ``S_{i−1} = 1``).  π multiplies the layer
+polynomials, so ``M`` is the set of final filters whose polynomial, read as a binary form of degree ``D = k_v − 1``,
+has at least ``r`` real roots counted with multiplicity — roots at infinity counting when the degree drops — where
+``r`` is the number of layers of odd degree ``k_i − 1`` (Kohn, Merkh, Montúfar & Trager 2022).  Write ``M(D, r)``.
+If ``v̂ ∉ M(D, r)`` the minimizer lies on the boundary, where a pair of complex roots has met on the real axis: it is
+``v = (cos θ·x − sin θ)²·q`` for some angle ``θ ∈ [−π/2, π/2)`` (``θ = −π/2`` is the double root at infinity) and
+``q ∈ M(D − 2, r − 2)``.  For fixed ``θ``, ``q ↦ ℒ(S_θ q)`` (``S_θ`` multiplies by the squared factor) is again a
+convex risk, over a smaller space of the same kind, so
+
+.. math:: ℒ^*_{M(D,r)} = \min_θ \; \min_{q ∈ M(D−2, r−2)} ℒ(S_θ q),
+
+a recursion with a one-dimensional global search over ``θ`` at each level that ends when ``r ≤ 1`` (then
+``M(D, r) = R^{D+1}`` and the inner problem is unconstrained: a linear solve for the square loss).  The search over
+``θ`` evaluates a grid of angles at every level; the best few grid configurations are then refined jointly in all
+their angles (Nelder–Mead).  The result is exact up to the grids' resolution (a better basin narrower than the grid
+spacing would be missed) and up to rounding.
+
+**Other architectures** (strides before a layer, 2D) without an exact description of ``M``: the best value found by
+local minimizations of ``L`` from several starts — an upper bound on ``ℒ*_M`` (every value found is attained by a
+network), labelled ``exact = False``, unless it matches the unconstrained minimum ``ℒ*``, which proves it exact.
+
+See docs/classification.md for how the classification of critical points uses ``ℒ*_M``.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import scipy.optimize
+from numpy.polynomial import polynomial as P
+
+from ..architecture import Architecture
+from ..conv import final_filter
+from ..risk import EmpiricalRisk
+
+__all__ = ["FunctionSpaceBest", "best_on_function_space", "real_root_count", "risk_rounding", "unconstrained_optimum"]
+
+Method = Literal["unconstrained", "real_root_recursion", "multistart"]
+
+EPS = float(np.finfo(float).eps)
+#: Angles of the grid searched for the double root per level (outermost first), by the number of levels
+#: ``⌊r/2⌋`` of the recursion: the work grows like the product of the grids, so deeper recursions use coarser grids.
+GRID_SQUARE = {1: (256,), 2: (128, 64), 3: (64, 32, 32)}
+#: The same for non-quadratic losses (every evaluation is a Newton solve with passes over the data).
+GRID_GENERAL = {1: (96,), 2: (32, 24), 3: (16, 12, 12)}
+#: Local minimizations of ``L`` when ``M`` has no exact description implemented.
+NUM_STARTS = 4
+
+_CACHE: weakref.WeakKeyDictionary[EmpiricalRisk, FunctionSpaceBest] = weakref.WeakKeyDictionary()
+_UNCONSTRAINED: weakref.WeakKeyDictionary[EmpiricalRisk, tuple[np.ndarray, float]] = weakref.WeakKeyDictionary()
+
+
+@dataclass(frozen=True)
+class FunctionSpaceBest:
+    r"""``ℒ*_M = min_{v ∈ M} ℒ(v)``, the global minimum of ``L`` (see the module docstring).
+
+    Attributes
+    ----------
+    value : float
+        ``ℒ*_M`` (an upper bound on it when ``exact`` is False).
+    filter : ndarray
+        A final filter ``v*_M ∈ M`` with ``ℒ(v*_M) = value``.
+    exact : bool
+        True when ``value`` is ``ℒ*_M`` (up to rounding and, for the real-root recursion, the angular grid);
+        False when it is the best found by local searches: an upper bound.
+    method : str
+        ``"unconstrained"`` (``v̂ ∈ M``), ``"real_root_recursion"`` or ``"multistart"``.
+    statement : str
+        What was searched and how exact the result is, in words.
+    unconstrained_value : float
+        ``ℒ* = min_{v ∈ R^{k_v}} ℒ(v)`` (``≤ value``).
+    unconstrained_filter : ndarray
+        Its minimizer ``v̂``.
+    unconstrained_in_m : bool or None
+        Whether ``v̂ ∈ M`` (``None`` where ``M`` has no exact description and the search did not reach ``ℒ*``).
+    value_error : float
+        Estimated absolute error of ``value`` from rounding (comparisons with ``L(w)`` use it).
+    evaluations : int
+        Inner minimizations (or local searches) performed.
+    """
+
+    value: float
+    filter: np.ndarray
+    exact: bool
+    method: Method
+    statement: str
+    unconstrained_value: float
+    unconstrained_filter: np.ndarray
+    unconstrained_in_m: bool | None
+    value_error: float = 0.0
+    evaluations: int = 0
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def gap_to_unconstrained(self) -> float:
+        """``ℒ*_M − ℒ* ≥ 0``: what the architecture's constraint costs."""
+        return self.value - self.unconstrained_value
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"value": float(self.value), "filter": np.asarray(self.filter, float).ravel().tolist(),
+                "exact": self.exact, "method": self.method, "statement": self.statement,
+                "unconstrained_value": float(self.unconstrained_value),
+                "unconstrained_in_m": self.unconstrained_in_m, "value_error": float(self.value_error),
+                "evaluations": self.evaluations}
+
+
+# ---------------------------------------------------------------------------------------------------- helpers
+def real_root_count(coeffs: np.ndarray, degree: int | None = None, imag_rtol: float = 1e-10) -> int:
+    r"""Real roots, with multiplicity, of ``Σ c_j x^j`` read as a binary form of degree ``degree``.
+
+    Roots at infinity (``degree − deg p`` of them, from vanishing leading coefficients) count as real.  A root
+    counts as real when ``|Im z| ≤ imag_rtol·(1 + |z|)``; the zero polynomial has ``degree + 1`` (every form
+    divides it).
+
+    Parameters
+    ----------
+    coeffs : ndarray
+        Coefficients, constant first.
+    degree : int, optional
+        Degree of the form (default ``len(coeffs) − 1``).
+    imag_rtol : float
+
+    Returns
+    -------
+    int
+    """
+    c = np.asarray(coeffs, dtype=float).ravel()
+    degree = c.size - 1 if degree is None else int(degree)
+    scale = float(np.max(np.abs(c))) if c.size else 0.0
+    if scale == 0.0:
+        return degree + 1
+    nz = np.nonzero(np.abs(c) > 1e-15 * scale)[0]
+    deg = int(nz[-1])
+    at_infinity = degree - deg
+    if deg == 0:
+        return at_infinity
+    roots = P.polyroots(c[: deg + 1] / scale)
+    return at_infinity + int(np.sum(np.abs(roots.imag) <= imag_rtol * (1.0 + np.abs(roots))))
+
+
+def risk_rounding(risk: EmpiricalRisk, v: np.ndarray) -> float:
+    r"""Absolute rounding level of ``ℒ(v)`` as lcnflow evaluates it: ``ε`` times the size of the terms it sums.
+
+    Square loss: ``ℒ(v) = ½ eᵀGe + ℒ(v̂)`` with ``e = v − v̂``; the terms are bounded by
+    ``S = ½ |e|ᵀ|G||e| + |ℒ(v̂)|`` and the sum of ``k_v² + 1`` of them is off by at most ``≈ k_v² ε S``; we return
+    ``4 k_v ε S`` (random-walk accumulation).  Other losses: ``(1/m) Σ ℓ(r_i)`` over ``n = m·d_N`` residuals,
+    ``4 √n ε (1/m) Σ |ℓ(r_i)|``.  Both scale like ℒ under every rescaling of the data, the point or the
+    parametrization.
+    """
+    v = np.asarray(v, dtype=float).ravel()
+    if risk.is_quadratic:
+        e = v - risk.least_squares_filter
+        terms = 0.5 * float(np.abs(e) @ (np.abs(risk.gram) @ np.abs(e))) + abs(risk.minimum_value)
+        return 4.0 * v.size * EPS * terms
+    r = risk._apply(v) - risk.data.targets
+    n = r.size
+    return 4.0 * math.sqrt(n) * EPS * float(np.sum(np.abs(risk.loss.value(r)))) / risk.num_samples
+
+
+def unconstrained_optimum(risk: EmpiricalRisk, max_iter: int = 100) -> tuple[np.ndarray, float]:
+    r"""``(v̂, ℒ(v̂))`` with ``v̂`` a minimizer of the convex ``ℒ`` over ``R^{k_v}`` (cached per risk).
+
+    Square loss: the minimum-norm least-squares filter.  Other losses: damped Newton from the least-squares filter,
+    ``v ← v − α(∇²ℒ)⁺∇ℒ`` with Armijo backtracking, until the Newton decrement ``gᵀ(∇²ℒ)⁺g`` is below the rounding
+    level of ℒ (scale-free: it is measured in units of ℒ).
+    """
+    if risk in _UNCONSTRAINED:
+        return _UNCONSTRAINED[risk]
+    if risk.is_quadratic:
+        out = (risk.least_squares_filter.copy(), float(risk.minimum_value))
+    else:
+        square = EmpiricalRisk(risk.arch, "square", risk.data)
+        v = square.least_squares_filter.copy()
+        value = risk.function_space_value(v)
+        for _ in range(max_iter):
+            g = risk.function_space_gradient(v).ravel()
+            step = -np.linalg.lstsq(risk.function_space_hessian(v), g, rcond=None)[0]
+            slope = float(g @ step)
+            if -slope <= risk_rounding(risk, v):
+                break
+            alpha = 1.0
+            while alpha > 1e-12:
+                trial = v + alpha * step
+                tv = risk.function_space_value(trial)
+                if tv <= value + 1e-4 * alpha * slope:
+                    break
+                alpha *= 0.5
+            else:
+                break
+            v, value = trial, tv
+        out = (v, float(value))
+    _UNCONSTRAINED[risk] = out
+    return out
+
+
+def _product_structure(arch: Architecture) -> tuple[int, int] | None:
+    """``(D, r)`` when π is a product of (undilated) 1D polynomials: degree of ``p_v`` and number of odd-degree
+    layers; ``None`` otherwise."""
+    if arch.ndim != 1:
+        return None
+    ks = [k[0] for k in arch.axes_filter_sizes]
+    S = [s[0] for s in arch.cumulative_strides]
+    if any(k > 1 and S[i] != 1 for i, k in enumerate(ks)):
+        return None
+    return sum(k - 1 for k in ks), sum((k - 1) % 2 for k in ks)
+
+
+def _square_factor(theta: np.ndarray, p: int) -> np.ndarray:
+    """``S_θ``: ``(len θ, p + 2, p)`` matrices of multiplication by ``(cos θ·x − sin θ)²`` on degree ``< p``."""
+    c, s = np.cos(theta), np.sin(theta)
+    u = np.stack([s * s, -2 * c * s, c * c], axis=-1)  # constant, x, x² coefficients
+    out = np.zeros((theta.size, p + 2, p))
+    for j in range(p):
+        out[:, j : j + 3, j] = u
+    return out
+
+
+class _Objective:
+    """Minimization of ``q ↦ ℒ(T q)`` for a linear ``T`` (the convex inner problem of the recursion)."""
+
+    def __init__(self, risk: EmpiricalRisk):
+        self.risk = risk
+        self.quadratic = risk.is_quadratic
+        self.v_hat, self.f_hat = unconstrained_optimum(risk)
+        self.evaluations = 0
+        if self.quadratic:
+            self.G = risk.gram
+
+    def batch(self, T: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For a stack ``T`` (n, k_v, p): minimizers ``q`` (n, p) and values (n,)."""
+        self.evaluations += T.shape[0]
+        if self.quadratic:
+            GT = self.G @ T
+            A = np.swapaxes(T, 1, 2) @ GT
+            rhs = np.einsum("nkp,k->np", GT, self.v_hat)
+            q = np.einsum("npq,nq->np", np.linalg.pinv(A, rcond=1e-13, hermitian=True), rhs)
+            e = np.einsum("nkp,np->nk", T, q) - self.v_hat
+            vals = 0.5 * np.einsum("nk,kl,nl->n", e, self.G, e) + self.f_hat
+            return q, vals
+        qs, vals = [], []
+        for t in T:
+            q, val = self._newton(t)
+            qs.append(q)
+            vals.append(val)
+        return np.array(qs), np.array(vals)
+
+    def _newton(self, T: np.ndarray) -> tuple[np.ndarray, float]:
+        risk = self.risk
+        q = np.linalg.lstsq(T, self.v_hat, rcond=None)[0]
+        value = risk.function_space_value(T @ q)
+        for _ in range(60):
+            g = T.T @ risk.function_space_gradient(T @ q).ravel()
+            Hq = T.T @ risk.function_space_hessian(T @ q) @ T
+            step = -np.linalg.lstsq(Hq, g, rcond=None)[0]
+            slope = float(g @ step)
+            if -slope <= risk_rounding(risk, T @ q):
+                break
+            alpha = 1.0
+            while alpha > 1e-12:
+                trial = q + alpha * step
+                tv = risk.function_space_value(T @ trial)
+                if tv <= value + 1e-4 * alpha * slope:
+                    break
+                alpha *= 0.5
+            else:
+                break
+            q, value = trial, tv
+        return q, float(value)
+
+
+class _RealRootSearch:
+    """The recursion of the module docstring on ``M(D, r)``: a grid over the angle of the double root at each level,
+    then a joint local refinement of all the angles of the best few configurations (every evaluation of the
+    refinement is one inner convex minimization, and a refined configuration is kept only if its cofactor still
+    satisfies the real-root condition)."""
+
+    def __init__(self, obj: _Objective, grids: tuple[int, ...], D: int, r: int):
+        self.obj, self.grids, self.D, self.r = obj, grids, D, r
+
+    def _transform(self, thetas) -> np.ndarray:
+        T, p = np.eye(self.D + 1), self.D + 1
+        for th in thetas:
+            p -= 2
+            T = T @ _square_factor(np.array([th]), p)[0]
+        return T
+
+    def evaluate(self, thetas) -> tuple[float, np.ndarray, bool]:
+        """``(min_q ℒ(T_θ q), T_θ q, q satisfies the real-root condition)`` for fixed angles."""
+        T = self._transform(thetas)
+        q, val = self.obj.batch(T[None])
+        rest = self.r - 2 * len(thetas)
+        ok = rest <= 1 or real_root_count(q[0], self.D - 2 * len(thetas)) >= rest
+        return float(val[0]), T @ q[0], ok
+
+    def _grid(self, T: np.ndarray, D: int, r: int, level: int, keep: int) -> list[tuple[float, list[float]]]:
+        """The best ``keep`` local minima over the grid at this level: ``(value, angles from this level on)``."""
+        q, val = self.obj.batch(T[None])
+        if r <= 1 or real_root_count(q[0], D) >= r:
+            return [(float(val[0]), [])]
+        n = self.grids[min(level, len(self.grids) - 1)]
+        thetas = -np.pi / 2 + np.pi * np.arange(n) / n
+        Ts = T @ _square_factor(thetas, D - 1)
+        if r - 2 <= 1:
+            vals = self.obj.batch(Ts)[1]
+            inner: list[list[float]] = [[] for _ in range(n)]
+        else:
+            vals, inner = np.empty(n), []
+            for j in range(n):
+                f, rest = self._grid(Ts[j], D - 2, r - 2, level + 1, 1)[0]
+                vals[j] = f
+                inner.append(rest)
+        local = [j for j in range(n) if vals[j] <= vals[j - 1] and vals[j] <= vals[(j + 1) % n]]
+        local = sorted(local, key=lambda j: vals[j])[:keep]
+        return [(float(vals[j]), [float(thetas[j]), *inner[j]]) for j in local]
+
+    def best(self, keep: int = 6) -> tuple[float, np.ndarray]:
+        """``ℒ*_{M(D, r)}`` and a minimizer."""
+        best_val, best_v = math.inf, None
+        for _, thetas in self._grid(np.eye(self.D + 1), self.D, self.r, 0, keep):
+            val, v, _ = self.evaluate(thetas)
+            if thetas:
+                res = scipy.optimize.minimize(lambda th: self.evaluate(th)[0], np.array(thetas), method="Nelder-Mead",
+                                              options={"xatol": 1e-12, "fatol": 0.0, "maxiter": 400 * len(thetas)})
+                r_val, r_v, ok = self.evaluate(res.x)
+                if ok and r_val < val:
+                    val, v = r_val, r_v
+            if val < best_val:
+                best_val, best_v = val, v
+        return best_val, best_v
+
+
+def _multistart(risk: EmpiricalRisk, num_starts: int, seed: int) -> tuple[float, np.ndarray, int]:
+    """Best ``L(w)`` over L-BFGS minimizations from random starts whose final filters have the size of ``v̂``."""
+    arch = risk.arch
+    v_hat, _ = unconstrained_optimum(risk)
+    per_layer = max(float(np.linalg.norm(v_hat)), 1e-300) ** (1.0 / arch.depth)
+    rng = np.random.default_rng(seed)
+    best_val, best_v = math.inf, np.zeros(arch.final_filter_num_params)
+    for _ in range(num_starts):
+        w0 = np.concatenate([rng.standard_normal(n) * per_layer / math.sqrt(n) for n in arch.layer_num_params])
+        res = scipy.optimize.minimize(lambda w: risk._value_grad_flat(w), w0, jac=True, method="L-BFGS-B",
+                                      options={"maxiter": 5000, "ftol": 0.0, "gtol": 0.0, "maxcor": 30})
+        val = risk.value(res.x)
+        if val < best_val:
+            best_val, best_v = val, final_filter(arch, res.x).ravel()
+    return best_val, best_v, num_starts
+
+
+def best_on_function_space(risk: EmpiricalRisk, *, grid: tuple[int, ...] | None = None,
+                           num_starts: int = NUM_STARTS, seed: int = 0) -> FunctionSpaceBest:
+    r"""``ℒ*_M = min_{v ∈ M} ℒ(v)``, the global minimum of ``L``, and a best final filter ``v*_M``.
+
+    Cached per risk for the default arguments.  See the module docstring for the method.
+
+    Parameters
+    ----------
+    risk : EmpiricalRisk
+    grid : tuple of int, optional
+        Angles searched for the double root at each level of the real-root recursion (outermost first).
+        Default from :data:`GRID_SQUARE` (square loss) or :data:`GRID_GENERAL` by the depth of the recursion.
+    num_starts : int
+        Local minimizations of ``L`` where ``M`` has no exact description.
+    seed : int
+        Seed of those starts.
+
+    Returns
+    -------
+    FunctionSpaceBest
+    """
+    if not isinstance(risk, EmpiricalRisk):
+        raise ValueError(f"risk: expected an lcnflow.EmpiricalRisk, got {type(risk).__name__}")
+    if grid is not None and (not grid or any(not isinstance(n, int) or n < 4 for n in grid)):
+        raise ValueError(f"grid: expected a non-empty tuple of integers ≥ 4, got {grid!r}")
+    if not (isinstance(num_starts, int) and num_starts >= 1):
+        raise ValueError(f"num_starts: must be an integer ≥ 1, got {num_starts!r}")
+    default = grid is None and num_starts == NUM_STARTS and seed == 0
+    if default and risk in _CACHE:
+        return _CACHE[risk]
+    out = _compute(risk, grid, num_starts, seed)
+    if default:
+        _CACHE[risk] = out
+    return out
+
+
+def _compute(risk: EmpiricalRisk, grid, num_starts: int, seed: int) -> FunctionSpaceBest:
+    arch = risk.arch
+    shape = arch.final_filter_shape
+    v_hat, f_hat = unconstrained_optimum(risk)
+    common = {"unconstrained_value": f_hat, "unconstrained_filter": v_hat.reshape(shape)}
+    structure = _product_structure(arch)
+    if arch.is_filling or (structure is not None and structure[1] <= 1):
+        return FunctionSpaceBest(f_hat, v_hat.reshape(shape), True, "unconstrained",
+                                 "the architecture is filling (M = all final filters): ℒ*_M is the unconstrained "
+                                 "minimum of the convex ℒ", unconstrained_in_m=True,
+                                 value_error=risk_rounding(risk, v_hat), **common)
+    if structure is not None:
+        D, r = structure
+        if real_root_count(v_hat, D) >= r:
+            return FunctionSpaceBest(f_hat, v_hat.reshape(shape), True, "unconstrained",
+                                     f"the unconstrained minimizer's polynomial has ≥ {r} real roots, so it lies in M",
+                                     unconstrained_in_m=True, value_error=risk_rounding(risk, v_hat), **common)
+        depth = r // 2
+        table = GRID_SQUARE if risk.is_quadratic else GRID_GENERAL
+        grids = grid or table[min(depth, max(table))]
+        obj = _Objective(risk)
+        value, v = _RealRootSearch(obj, grids, D, r).best()
+        used = [grids[min(i, len(grids) - 1)] for i in range(depth)]
+        statement = (f"M = final filters with ≥ {r} real roots (degree {D}); the unconstrained minimizer is outside "
+                     f"M, so the minimum is on its boundary: searched every placement of {depth} real double "
+                     f"root(s) (angles on grids of {used} per level, the best local minima then refined jointly in all "
+                     "angles by Nelder–Mead), the cofactor by exact convex minimization; exact up to the grid "
+                     "resolution and rounding")
+        v = np.asarray(v, float)
+        value = float(risk.function_space_value(v))
+        exact = bool(risk.data_condition.satisfied)
+        if not exact:  # ℒ is not strictly convex: its minimizers form an affine set, which may meet M off ∂M
+            statement += ("; NOT exact: the data condition fails (rank H < k_v), so ℒ has many minimizers and one of "
+                          "them may lie inside M where this search does not look — an upper bound on ℒ*_M")
+        return FunctionSpaceBest(value, v.reshape(shape), exact, "real_root_recursion", statement,
+                                 unconstrained_in_m=False, value_error=risk_rounding(risk, v),
+                                 evaluations=obj.evaluations, details={"grid": used, "real_roots": r, "degree": D},
+                                 **common)
+    value, v, n = _multistart(risk, num_starts, seed)
+    err = max(risk_rounding(risk, v), risk_rounding(risk, v_hat))
+    if value <= f_hat + max(1e3 * err, 1e-9 * abs(f_hat)):
+        return FunctionSpaceBest(f_hat, v_hat.reshape(shape), True, "multistart",
+                                 f"a local minimization of L (of {n} starts) reached the unconstrained minimum of ℒ, "
+                                 "so it is ℒ*_M", unconstrained_in_m=True, value_error=err, evaluations=n, **common)
+    why = arch.filling_reason if arch.ndim == 2 else "strides before a layer make M more than a root condition"
+    return FunctionSpaceBest(value, v.reshape(shape), False, "multistart",
+                             f"best found over {n} local minimizations of L from random starts (no exact description "
+                             f"of M implemented: {why}): an upper bound on ℒ*_M, not proven optimal",
+                             unconstrained_in_m=None, value_error=err, evaluations=n, **common)

@@ -1,0 +1,191 @@
+"""best_on_function_space (ℒ*_M, the best an architecture can do) against oracles lcnflow did not write.
+
+Oracles:
+
+* closed forms derived by hand for identity-like data (``G = I``, so ``ℒ(v) = ½‖v − y‖²``): quadratics ``k = (2, 2)``
+  with a target ``y0 + y2·x²`` (complex roots), and stride-2 architectures whose function space is a set of
+  rank-one matrices (Eckart–Young);
+* brute force over real-rooted polynomials in a *different* parametrization than the code's: ``r`` real roots at
+  angles ``θ_1 ≤ … ≤ θ_r`` (a grid over all of them, then BFGS and Nelder–Mead) times a free cofactor solved by
+  ``numpy.linalg.lstsq`` on the loop-built patch matrix — the code instead places real double roots recursively;
+* ``np.roots`` to check that the returned filter lies in M.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import lcnflow
+from conftest import loop_patch_matrix, numpy_loss
+from lcnflow import Architecture, Dataset, EmpiricalRisk
+from lcnflow.flow.optimum import FunctionSpaceBest, best_on_function_space, real_root_count
+from optimum_helpers import brute_force, complex_rooted, identity_risk, numpy_real_roots
+
+
+# ------------------------------------------------------------------------------------------ closed forms
+@pytest.mark.parametrize(("y0", "y2"), [(1.0, 1.0), (1.5, 1.0), (0.3, 2.0)])
+def test_quadratic_target_with_complex_roots_closed_form(y0, y2):
+    """k = (2, 2): M = {v : v1² ≥ 4 v0 v2}.  For y = (y0, 0, y2), y0, y2 > 0 (roots ±i√(y0/y2)):
+    on {v1² > 4v0v2} the optimum has v1 = 0, hence v0v2 < 0; on {v1² = 4v0v2 ≥ 0} the cost
+    4v0v2 + (v0 − y0)² + (v2 − y2)² has an indefinite Hessian, so its minimum is at v0v2 = 0.  Either way the best is
+    to zero the smaller of y0, y2: ℒ*_M = ½ min(y0, y2)², v*_M = y with that coefficient set to 0 (a double root at
+    0 or at infinity)."""
+    risk = identity_risk([2, 2], [y0, 0.0, y2])
+    best = best_on_function_space(risk)
+    assert best.method == "real_root_recursion" and best.exact and best.unconstrained_in_m is False
+    assert best.unconstrained_value == pytest.approx(0.0, abs=1e-15)
+    assert best.value == pytest.approx(0.5 * min(y0, y2) ** 2, rel=1e-10)
+    if y0 != y2:
+        expected = np.array([y0, 0.0, 0.0]) if y0 > y2 else np.array([0.0, 0.0, y2])
+        np.testing.assert_allclose(best.filter, expected, rtol=0, atol=1e-6 * max(y0, y2))
+    assert numpy_real_roots(best.filter) >= 2
+
+
+def _rank_one_case(y, strides):
+    risk = identity_risk([2, 2], y, strides)
+    kv = risk.arch.final_filter_size
+    assert kv == 4 and risk.arch.is_filling is False
+    return risk
+
+
+def test_stride_two_function_space_of_rank_one_matrices():
+    """k = (2, 2), strides (2, 1): p_v(t) = p_1(t)·p_2(t²), so v = (a0b0, a1b0, a0b1, a1b1) is the rank-one matrix
+    a bᵀ read column by column.  With G = I, ℒ*_M = ½ σ_2(Y)² (Eckart–Young, numpy SVD), ℒ* = 0.  M has no exact
+    description implemented here: the result is a best-found bound, labelled so."""
+    rng = np.random.default_rng(5)
+    y = rng.standard_normal(4)
+    risk = _rank_one_case(y, [2, 1])
+    best = best_on_function_space(risk)
+    Y = y.reshape(2, 2).T  # Y[i, j] = y[i + 2j]
+    sigma = np.linalg.svd(Y, compute_uv=False)
+    assert best.method == "multistart" and best.exact is False
+    assert "best found" in best.statement and "upper bound" in best.statement
+    assert best.value == pytest.approx(0.5 * sigma[1] ** 2, rel=1e-8)
+    V = np.asarray(best.filter).reshape(2, 2).T
+    assert np.linalg.svd(V, compute_uv=False)[1] <= 1e-6 * sigma[0]  # rank one
+
+
+def test_stride_two_rank_one_target_is_exact():
+    """A rank-one target is itself in M: the search reaches ℒ* = 0, which proves it optimal (exact)."""
+    y = np.outer([1.0, -2.0], [0.5, 3.0]).T.reshape(-1)  # column-major read of a rank-one matrix
+    best = best_on_function_space(_rank_one_case(y, [2, 1]))
+    assert best.exact is True and best.unconstrained_in_m is True
+    assert best.value == pytest.approx(0.0, abs=1e-12)
+
+
+CASES = [([2, 2], 0), ([2, 2], 1), ([2, 2, 2], 2), ([2, 2, 2], 3), ([2, 2, 3], 4), ([4, 2], 5), ([2, 4, 2], 6),
+         ([2, 2, 2, 2], 7), ([2, 3, 2, 2], 8), ([2, 2, 2, 2, 2], 9), ([3, 2, 2, 2, 2], 10),
+         ([2, 2, 2, 2, 2, 2], 11)]
+
+
+@pytest.mark.parametrize(("filter_sizes", "seed"), CASES)
+def test_best_value_matches_brute_force_over_real_rooted_polynomials(filter_sizes, seed):
+    """Random data (G ≠ I), targets from a filter with complex roots plus noise, so that v̂ ∉ M: ℒ*_M from the
+    double-root recursion equals the brute force over r real roots to 1e-8 (relative), and v*_M lies in M."""
+    rng = np.random.default_rng(100 + seed)
+    out = 3
+    arch = Architecture(sum(k - 1 for k in filter_sizes) + out, filter_sizes)
+    D, r = arch.final_filter_size - 1, sum((k - 1) % 2 for k in filter_sizes)
+    m = 4
+    X = rng.standard_normal((m, arch.input_size))
+    H = loop_patch_matrix(X, D + 1, 1, out)
+    y = H @ complex_rooted(D, rng) + 0.05 * rng.standard_normal(m * out)
+    risk = EmpiricalRisk(arch, "square", Dataset(X, y.reshape(m, out)))
+    best = best_on_function_space(risk)
+    assert best.method == "real_root_recursion" and best.exact
+    oracle = brute_force(H, y, m, D, r, keep=3 if r < 6 else 1)
+    assert best.value == pytest.approx(oracle, rel=1e-8)
+    # v*_M is in M (np.roots; a root of multiplicity μ is computed to ~ε^{1/μ}, up to 2e-3 for μ = 6, hence the
+    # loose tolerance) and its risk, computed on the loop-built H, is the value
+    assert numpy_real_roots(best.filter, tol=1e-2) >= r
+    assert 0.5 * np.sum((H @ best.filter - y) ** 2) / m == pytest.approx(best.value, rel=1e-12)
+    assert best.value >= best.unconstrained_value
+
+
+def test_best_value_for_a_robust_loss_matches_brute_force():
+    """Pseudo-Huber, k = (2, 2, 2): the same recursion with Newton inner solves, against the brute force with BFGS
+    inner solves on the numpy formula of the loss."""
+    rng = np.random.default_rng(7)
+    arch = Architecture(6, [2, 2, 2])
+    m, out = 4, 3
+    X = rng.standard_normal((m, 6))
+    H = loop_patch_matrix(X, 4, 1, out)
+    y = H @ complex_rooted(3, rng) + 0.3 * rng.standard_normal(m * out)
+    risk = EmpiricalRisk(arch, lcnflow.get_loss("pseudo_huber", delta=0.5), Dataset(X, y.reshape(m, out)))
+    best = best_on_function_space(risk)
+    assert best.method == "real_root_recursion"
+    ell = numpy_loss("pseudo_huber", {"delta": 0.5})
+    oracle = brute_force(H, y, m, 3, 3, loss=ell, n=14, keep=2)
+    assert best.value == pytest.approx(oracle, rel=1e-8)
+    assert np.sum(ell(H @ best.filter - y)) / m == pytest.approx(best.value, rel=1e-12)
+
+
+def test_unconstrained_optimum_in_m_and_filling_architectures_are_exact():
+    rng = np.random.default_rng(2)
+    # filling: at most one even filter size
+    risk = identity_risk([3, 2, 3], rng.standard_normal(6))
+    best = best_on_function_space(risk)
+    assert best.method == "unconstrained" and best.exact and best.unconstrained_in_m
+    np.testing.assert_allclose(best.filter, risk.least_squares_filter, rtol=0, atol=1e-14)
+    # non-filling, but the target has real roots only: v̂ ∈ M
+    y = np.real(np.polynomial.polynomial.polyfromroots([-1.0, 0.5, 2.0]))
+    best = best_on_function_space(identity_risk([2, 2, 2], y))
+    assert best.method == "unconstrained" and best.value == pytest.approx(0.0, abs=1e-15)
+
+
+def test_result_is_cached_per_risk_and_bad_input_is_refused():
+    risk = identity_risk([2, 2], [1.0, 0.0, 1.0])
+    assert best_on_function_space(risk) is best_on_function_space(risk)
+    assert isinstance(best_on_function_space(risk), FunctionSpaceBest)
+    with pytest.raises(ValueError, match="grid"):
+        best_on_function_space(risk, grid=(2,))
+    with pytest.raises(ValueError, match="num_starts"):
+        best_on_function_space(risk, num_starts=0)
+    with pytest.raises(ValueError, match="risk"):
+        best_on_function_space("square")
+
+
+@pytest.mark.parametrize(("coeffs", "degree", "count"), [
+    ([1.0, 0.0, 1.0], 2, 0),          # 1 + x²
+    ([0.0, 0.0, 1.0], 2, 2),          # x²: double root 0
+    ([1.0, 0.0, 0.0], 2, 2),          # constant as a quadratic form: double root at infinity
+    ([-1.0, 0.0, 1.0, 0.0], 3, 3),    # x² − 1 as a cubic form: ±1 and ∞
+    ([0.0, 0.0, 0.0], 2, 3),          # zero polynomial
+])
+def test_real_root_count(coeffs, degree, count):
+    assert real_root_count(np.array(coeffs), degree) == count
+
+
+def test_stride_two_limits_matching_a_best_found_bound_are_labelled_undecided():
+    """The flows on the rank-one problem end at ½σ_2² (Eckart–Young, the true ℒ*_M), but lcnflow only has a
+    best-found bound there: the label must not claim a proof — undecided on M, said in the summary."""
+    rng = np.random.default_rng(5)
+    y = rng.standard_normal(4)
+    risk = _rank_one_case(y, [2, 1])
+    sigma = np.linalg.svd(y.reshape(2, 2).T, compute_uv=False)
+    for seed in range(3):
+        r = np.random.default_rng(seed)
+        res = lcnflow.gradient_flow(risk, [0.5 * r.standard_normal(2) for _ in range(2)])
+        cp = res.critical_point
+        assert res.certified and res.loss == pytest.approx(0.5 * sigma[1] ** 2, rel=1e-10)
+        assert cp.global_on_m is None and cp.best.exact is False and cp.kind == "local_minimum"
+        assert "undecided on M" in cp.summary() and cp.on_m == "undecided on M"
+
+
+def test_many_random_targets_identity_data_k222():
+    """k = (2, 2, 2) (M = cubics with three real roots), G = I, twelve random targets: ℒ*_M equals the brute force to
+    1e-8 whenever the target is outside M, and is 0 (the target itself) when it is inside."""
+    rng = np.random.default_rng(12)
+    H = np.eye(4)  # identity_risk: ℒ(v) = ½‖v − y‖² = (1/4)·Σ ½(2v − 2y)²
+    outside = 0
+    for _ in range(12):
+        y = rng.standard_normal(4)
+        best = best_on_function_space(identity_risk([2, 2, 2], y))
+        if numpy_real_roots(y) >= 3:
+            assert best.method == "unconstrained" and best.value == pytest.approx(0.0, abs=1e-14)
+            continue
+        outside += 1
+        oracle = brute_force(2 * H, 2 * y, 4, 3, 3, n=24, keep=2)
+        assert best.value == pytest.approx(oracle, rel=1e-8)
+    assert outside >= 4

@@ -1,0 +1,64 @@
+"""Sweeps over a non-filling architecture where both outcomes occur: rows and summaries say global / local on M
+consistently with each run's loss and a brute-force ℒ*_M (tests/optimum_helpers.py), and one limit gets one spurious
+verdict whatever the seed.  Runs the batch function in this process (no Dask cluster)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from conftest import loop_patch_matrix
+from lcnflow.sweep import execute as sweep_execute
+from lcnflow.sweep.execute import _row, run_batch
+from lcnflow.sweep.grid import expand, sweep_from_dict
+from lcnflow.sweep.store import SweepStore
+from lcnflow.sweep.summary import summarize
+from optimum_helpers import brute_force
+
+
+def _data(tmp_path):
+    """k = (2, 2, 2, 2), 5 samples, targets from a quartic with two complex pairs plus noise (v̂ ∉ M)."""
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((5, 7))
+    H = loop_patch_matrix(X, 5, 1, 3)
+    Y = (H @ np.convolve([1.0, -0.4, 1.2], [1.3, 0.5, 1.0])).reshape(5, 3) + 0.1 * rng.standard_normal((5, 3))
+    np.savez(tmp_path / "data.npz", inputs=X, targets=Y)
+    return H, Y
+
+
+def test_sweep_rows_and_summary_say_global_or_local_on_m(tmp_path):
+    H, Y = _data(tmp_path)
+    oracle = brute_force(H, Y.ravel(), 5, 4, 4)
+    spec = sweep_from_dict({
+        "name": "on-m",
+        "architecture": {"input_size": 7, "filter_sizes": [2, 2, 2, 2]},
+        "loss": {"name": "square"},
+        "data": {"source": "file", "path": str(tmp_path / "data.npz")},
+        "init": {"scale": 1.0},
+        "grid": {"init.seed": {"range": [0, 16]}},
+    })
+    plan = expand(spec)
+    sweep_execute._PROBLEMS.clear()
+    results = run_batch(plan.spec.base, [(r.run_id, r.overrides, r.problem) for r in plan.runs])
+    on_m, verdicts = set(), {}
+    for row in results:
+        assert row["status"] == "ok" and row["certified"], row.get("error") or row["message"]
+        assert row["best_exact"] is True and abs(row["best_loss"] - oracle) <= 1e-8 * max(1.0, oracle)
+        assert row["gap_to_best"] == row["loss"] - row["best_loss"]
+        is_best = bool(abs(row["loss"] - oracle) <= 1e-8 * max(1.0, oracle))
+        assert row["on_function_space"] == ("global" if is_best else "local")
+        assert (row["kind"] == "global_minimum") is is_best
+        assert row["unconstrained_optimum_reached"] is False
+        on_m.add(row["on_function_space"])
+        verdicts.setdefault(tuple(np.round(row["final_filter"], 5)), set()).add(row["spurious"])
+    assert on_m == {"global", "local"}
+    assert all(len(v) == 1 for v in verdicts.values())
+    out = tmp_path / "out"
+    with SweepStore(out, plan) as store:
+        store.write([_row(plan, r, res) for r, res in zip(plan.runs, results, strict=True)])
+    table = summarize(out).table
+    n_global = sum(r["on_function_space"] == "global" for r in results)
+    assert table.column("pct_global_on_m").to_pylist() == [100.0 * n_global / len(results)]
+    assert table.column("pct_global_minimum").to_pylist() == [100.0 * n_global / len(results)]
+    assert table.column("pct_best_bound").to_pylist() == [0.0]
+    local_gaps = [r["loss"] - oracle for r in results if r["on_function_space"] == "local"]
+    assert abs(table.column("gap_best_max").to_pylist()[0] - max(local_gaps)) <= 1e-8 * max(1.0, oracle)
