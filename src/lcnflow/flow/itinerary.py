@@ -69,8 +69,12 @@ class Plateau:
 
     @property
     def kind(self) -> str:
-        """Kind of the nearby critical point, or ``"unidentified"``."""
-        return self.critical_point.kind if self.critical_point is not None else "unidentified"
+        """Kind of the nearby critical point (``"higher_order_saddle"`` for a degenerate point along whose null
+        directions ``L`` decreases), or ``"unidentified"``."""
+        cp = self.critical_point
+        if cp is None:
+            return "unidentified"
+        return "higher_order_saddle" if cp.kind == "degenerate" and cp.not_a_minimum else cp.kind
 
     @property
     def index(self) -> int | None:
@@ -85,7 +89,7 @@ class Plateau:
         """One line a person can read."""
         cp = self.critical_point
         what = "no critical point identified" if cp is None else (
-            f"{cp.kind.replace('_', ' ')}, index {self.index}, rank dπ {cp.dpi_rank}/{cp.function_space_dim}"
+            f"{self.kind.replace('_', ' ')}, index {self.index}, rank dπ {cp.dpi_rank}/{cp.function_space_dim}"
             + (f"; {'; '.join(cp.degeneracies)}" if cp.degeneracies else ""))
         return f"t ∈ [{self.t_enter:.3g}, {self.t_leave:.3g}]: L ≈ {self.loss:.8g} — {what} ({self.note})"
 

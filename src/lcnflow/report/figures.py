@@ -44,6 +44,8 @@ STYLE: dict[str, Any] = {
     "svg.fonttype": "none",
 }
 START, LIMIT, OPTIMUM, TRUTH, ALERT = "#9a9a9a", "#1f5fa8", "#d17a00", "#2e8b57", "#c0392b"
+#: Shading of the plateaus a run crossed (its itinerary).
+PLATEAU = "#8e44ad"
 # Roots closer than ROOT_TOL (relative to ``1 + |ρ|``) count as shared: the tolerance of lcnflow.flow.critical.
 
 
@@ -139,6 +141,26 @@ def _finish(fig: Figure) -> Figure:
 
 
 # ---------------------------------------------------------------------------------------------------- convergence
+def _loggable(values: np.ndarray) -> bool:
+    """Whether a log axis can show ``values``: all positive, some finite."""
+    values = np.asarray(values, dtype=np.float64)
+    return bool(values.size and np.all(values > 0) and np.any(np.isfinite(values)))
+
+
+def _shade_plateaus(axes, itinerary: list[dict], t: np.ndarray) -> None:
+    """Shade each plateau of the run's itinerary (``t_enter`` … ``t_leave``) and name its critical point."""
+    if not itinerary or t.size == 0:
+        return
+    for n, p in enumerate(itinerary):
+        lo = max(float(p["t_enter"]), float(t[0]))
+        hi = float(p["t_leave"])
+        kind = str(p.get("kind", "unidentified")).replace("_", " ")
+        index = p.get("index")
+        what = f"plateau {n + 1}: {kind}" + (f", index {index}" if index is not None else "")
+        for j, ax in enumerate(axes):
+            ax.axvspan(lo, hi, color=PLATEAU, alpha=0.18, lw=0, label=what if j == 0 else None)
+
+
 def convergence(run: RunData) -> Figure:
     """Loss, loss above the limit, and gradient norm against time (log–log), stopping point marked."""
     a, res = run.arrays, run.record["result"]
@@ -175,23 +197,21 @@ def convergence(run: RunData) -> Figure:
 
     ax = axes[2]
     ax.plot(t, np.maximum(gn, 1e-300), color=LIMIT, marker=marker, label=r"$\|\nabla L(w(t))\|$")
-    gtol = res.get("options", {}).get("gtol")
-    if gtol:
-        ax.axhline(gtol, color=START, ls="--", lw=0.9, label=f"gtol = {gtol:.2g}")
     if res["converged"] and res["gradient_norm"] and res["gradient_norm"] > 0:
         word = "certified" if res["certified"] else "polished (not certified)"
         ax.plot([t_stop], [res["gradient_norm"]], marker="*", ms=11, color=TRUTH if res["certified"] else ALERT,
                 ls="none", label=rf"{word} $\|\nabla L(w^*)\|$ = {res['gradient_norm']:.2g}")
-    if np.all(gn > 0):
+    if _loggable(gn):
         ax.set_yscale("log")
     ax.set(xlabel=_time_label(run), ylabel=r"gradient norm $\|\nabla L\|$", title="Gradient norm")
+    _shade_plateaus(axes, res.get("itinerary") or [], t)
     for ax in axes:
         ax.set_xscale("log" if logt else "linear")
         if logt and t_stop > 0:
             ax.axvline(t_stop, color=stop_color, lw=0.9, ls="-.")
         if not logt:
             _stopped_at_zero(ax)
-    axes[0].set_yscale("log" if np.all(loss > 0) and (limit is None or limit > 0) else "linear")
+    axes[0].set_yscale("log" if _loggable(loss) and (limit is None or limit > 0) else "linear")
     for ax in (axes[0], axes[2]):  # below the panel, never on the curves
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=1)
     return _finish(fig)
@@ -641,24 +661,22 @@ def plot_result(result: Any, risk: Any) -> Figure:
         end = r"limit $L(w^*)$" if result.converged else "end of the run: $L$"
         if result.loss is not None and math.isfinite(result.loss):  # not finite: the run diverged
             ax.axhline(result.loss, color=LIMIT, ls="--", lw=0.9, label=f"{end} = {result.loss:.4g}")
-        if np.all(np.asarray(result.losses) > 0):
+        if _loggable(np.asarray(result.losses)):
             ax.set_yscale("log")
         ax.set(xlabel="flow time t", ylabel="risk L", title="Risk")
 
         ax = axes[1]
         gn = np.asarray(result.gradient_norms)[ok]
         ax.plot(t, gn, color=LIMIT, marker=marker, label=r"$\|\nabla L(w(t))\|$")
-        gtol = (result.options or {}).get("gtol")
-        if gtol:
-            ax.axhline(gtol, color=START, ls="--", lw=0.9, label=f"gtol = {gtol:.2g}")
         if result.converged and result.gradient_norm is not None and result.gradient_norm > 0:
             word = "certified" if result.certified else "polished (not certified)"
             ax.plot([result.t_final], [result.gradient_norm], marker="*", ms=11, ls="none",
                     color=TRUTH if result.certified else ALERT,
                     label=rf"{word} $\|\nabla L(w^*)\|$ = {result.gradient_norm:.2g}")
-        if np.all(gn > 0):
+        if _loggable(gn):
             ax.set_yscale("log")
         ax.set(xlabel="flow time t", ylabel=r"$\|\nabla L\|$", title="Gradient norm")
+        _shade_plateaus(axes[:2], [p.to_dict() for p in getattr(result, "itinerary", [])], t)
         for ax in axes[:2]:
             ax.set_xscale("log" if logt else "linear")
             if logt and result.t_final > 0:
