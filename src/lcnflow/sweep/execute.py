@@ -100,12 +100,16 @@ def _error_row(run_id: str, exc: BaseException, setup_time: float = 0.0) -> dict
             "traceback": tb[-MAX_TRACEBACK:], "setup_time": setup_time}
 
 
-def _one_run(base: Mapping[str, Any], run_id: str, overrides: Mapping[str, Any], problem: str) -> dict[str, Any]:
+def _one_run(base: Mapping[str, Any], run_id: str, overrides: Mapping[str, Any], problem: str,
+             verify: bool = False) -> dict[str, Any]:
     from ..experiments import config_from_dict, initial_filters
+    from ..experiments.config import GradientFlowConfig
 
     start = time.perf_counter()
     try:
         cfg = config_from_dict(base, overrides)
+        if verify and isinstance(cfg.flow, GradientFlowConfig):
+            cfg = cfg.model_copy(update={"flow": cfg.flow.model_copy(update={"verify": True})})
         exp, opt, notes = _problem(_problem_key(problem, cfg), cfg)
         init = initial_filters(cfg.init, exp.architecture)
         setup = time.perf_counter() - start
@@ -166,16 +170,17 @@ def _best_columns(cp: Any, opt: float | None) -> dict[str, Any]:
     }
 
 
-def run_batch(base: Mapping[str, Any], runs: Sequence[tuple[str, Mapping[str, Any], str]]) -> list[dict[str, Any]]:
+def run_batch(base: Mapping[str, Any], runs: Sequence[tuple]) -> list[dict[str, Any]]:
     """Run a batch of sweep runs in this process (the task a Dask worker executes).
 
     Parameters
     ----------
     base : mapping
         The sweep's base config (nested dicts).
-    runs : sequence of (run_id, overrides, problem)
+    runs : sequence of (run_id, overrides, problem) or (run_id, overrides, problem, verify)
         Each run's identifier, its ``{"dotted.key": value}`` overrides and its problem key; runs with the same
-        problem key share one prepared problem (data, :class:`~lcnflow.EmpiricalRisk`, ``ℒ*``).
+        problem key share one prepared problem (data, :class:`~lcnflow.EmpiricalRisk`, ``ℒ*``).  ``verify`` (default
+        false) re-integrates a gradient-flow run at 100× tighter tolerances (``flow.verify``).
 
     Returns
     -------
@@ -183,7 +188,7 @@ def run_batch(base: Mapping[str, Any], runs: Sequence[tuple[str, Mapping[str, An
         One result row per run (the result columns of :data:`~lcnflow.sweep.store.RESULT_FIELDS` plus ``run_id``).
         A run that raises gives a row with ``status = "error"`` and the error; it never stops the batch.
     """
-    return [_one_run(base, run_id, overrides, problem) for run_id, overrides, problem in runs]
+    return [_one_run(base, *run) for run in runs]
 
 
 def _worker_probe() -> dict[str, Any]:
@@ -527,7 +532,7 @@ def _drive(client: Client, plan: SweepPlan, store: SweepStore, work: list[list[R
     limit = max(2, 2 * threads + 2)
 
     def submit(batch: list[Run], ac: Any) -> Any:
-        payload = [(r.run_id, r.overrides, r.problem) for r in batch]
+        payload = [(r.run_id, r.overrides, r.problem, plan.spec.verifies(r.run_id)) for r in batch]
         key = f"lcnflow-batch-{next(counter)}-{batch[0].run_id}-{len(batch)}"
         fut = client.submit(run_batch, base, payload, pure=False, key=key)
         in_flight[fut] = batch

@@ -15,6 +15,7 @@ optional ``[sweep]`` table of execution options::
 
     [sweep]
     batch_size = 32                               # runs per task (default: automatic)
+    verify_fraction = 0.1                         # re-integrate this share of the runs at 100× tighter tolerances
 
     [grid]
     "architecture.filter_sizes" = [[2, 2], [3, 2], [2, 2, 2]]
@@ -84,7 +85,7 @@ GRID_FORMS = ("values", "range", "linspace", "logspace")
 #: Top-level tables of a sweep file that are not part of the experiment config.
 SWEEP_TABLES = ("grid", "sweep")
 #: Keys of the optional ``[sweep]`` table.
-SWEEP_OPTIONS = ("batch_size",)
+SWEEP_OPTIONS = ("batch_size", "verify_fraction")
 #: At most this many invalid cells are listed in an error message.
 MAX_LISTED_ERRORS = 10
 #: A sweep has at most this many runs (and a grid dimension at most this many values): the expanded plan keeps a few
@@ -176,6 +177,9 @@ class SweepSpec:
         The grid, in file order.
     batch_size : int or None
         Runs per task from ``[sweep]`` (``None``: automatic).
+    verify_fraction : float
+        Share of the runs (chosen by their run id, so the same runs on every resume) whose gradient flow is
+        re-integrated at 100× tighter tolerances (``flow.verify``); their rows get ``limit_verified``.
     source_text : str or None
         The sweep file's text, saved into the output directory.
     source_path : str or None
@@ -184,6 +188,7 @@ class SweepSpec:
     base: dict[str, Any]
     dimensions: list[Dimension]
     batch_size: int | None = None
+    verify_fraction: float = 0.0
     source_text: str | None = None
     source_path: str | None = None
 
@@ -208,9 +213,17 @@ class SweepSpec:
     def to_dict(self) -> dict[str, Any]:
         """Plain data: base, grid (``[[name, values], …]``) and options; :func:`sweep_from_dict` reads it back."""
         out = {"base": self.base, "grid": [[d.name, d.values] for d in self.dimensions]}
-        if self.batch_size is not None:
-            out["sweep"] = {"batch_size": self.batch_size}
+        options = {k: v for k, v in (("batch_size", self.batch_size), ("verify_fraction", self.verify_fraction))
+                   if v not in (None, 0.0)}
+        if options:
+            out["sweep"] = options
         return out
+
+    def verifies(self, run_id: str) -> bool:
+        """Whether run ``run_id`` is among the :attr:`verify_fraction` that are verified (a hash of the id)."""
+        if self.verify_fraction <= 0:
+            return False
+        return int(hashlib.sha256(run_id.encode()).hexdigest()[:12], 16) < self.verify_fraction * 16**12
 
 
 def _grid_values(key: str, value: Any) -> list[Any]:
@@ -378,8 +391,8 @@ def sweep_from_dict(data: Mapping[str, Any], folder: str | Path | None = None) -
         for key in ("path", "targets_path"):
             if isinstance(data_section.get(key), str):
                 data_section[key] = _resolve_paths({f"data.{key}": data_section[key]}, base_dir)[f"data.{key}"]
-    batch_size = _sweep_options(options)
-    return SweepSpec(base=base, dimensions=dims, batch_size=batch_size)
+    batch_size, verify_fraction = _sweep_options(options)
+    return SweepSpec(base=base, dimensions=dims, batch_size=batch_size, verify_fraction=verify_fraction)
 
 
 def _cases_dimension(value: Any, folder: Path | None) -> Dimension:
@@ -402,7 +415,7 @@ def _cases_dimension(value: Any, folder: Path | None) -> Dimension:
     return Dimension("cases", cases)
 
 
-def _sweep_options(options: Any) -> int | None:
+def _sweep_options(options: Any) -> tuple[int | None, float]:
     if not isinstance(options, Mapping):
         raise SweepError(f"sweep: [sweep] must be a table, got {options!r}")
     unknown = sorted(set(options) - set(SWEEP_OPTIONS))
@@ -411,7 +424,10 @@ def _sweep_options(options: Any) -> int | None:
     batch = options.get("batch_size")
     if batch is not None and not (isinstance(batch, int) and not isinstance(batch, bool) and batch >= 1):
         raise SweepError(f"sweep.batch_size: must be an integer ≥ 1 (runs per task), got {batch!r}")
-    return batch
+    fraction = options.get("verify_fraction", 0.0)
+    if not (isinstance(fraction, int | float) and not isinstance(fraction, bool) and 0 <= fraction <= 1):
+        raise SweepError(f"sweep.verify_fraction: must be a number in [0, 1] (the share verified), got {fraction!r}")
+    return batch, float(fraction)
 
 
 def load_sweep(path: str | Path) -> SweepSpec:
@@ -444,7 +460,7 @@ def load_sweep(path: str | Path) -> SweepSpec:
     except (OSError, UnicodeDecodeError) as exc:
         raise SweepError(f"sweep file: cannot read {p}: {exc}") from None
     spec = sweep_from_dict(data, folder=p.resolve().parent)
-    return SweepSpec(spec.base, spec.dimensions, spec.batch_size, text, str(p.resolve()))
+    return SweepSpec(spec.base, spec.dimensions, spec.batch_size, spec.verify_fraction, text, str(p.resolve()))
 
 
 # ---------------------------------------------------------------------------------------------------- plan

@@ -1,0 +1,43 @@
+"""Sweeps that verify a share of their runs (``[sweep] verify_fraction``) and record the itinerary columns."""
+
+from __future__ import annotations
+
+import pytest
+
+from lcnflow.sweep.execute import run_batch
+from lcnflow.sweep.grid import SweepError, expand, sweep_from_dict
+
+BASE = {
+    "architecture": {"input_size": 16, "filter_sizes": [2, 2, 2]},
+    "data": {"source": "planted", "num_samples": 30, "target": "filter"},
+    "init": {"scale": 1e-2},
+}
+
+
+def test_verify_fraction_picks_the_same_share_of_runs_by_id():
+    spec = sweep_from_dict({**BASE, "grid": {"init.seed": {"range": [0, 400]}}, "sweep": {"verify_fraction": 0.25}})
+    plan = expand(spec)
+    chosen = [r.run_id for r in plan.runs if spec.verifies(r.run_id)]
+    # a hash of the run id: about a quarter (binomial, n = 400: 100 ± 8.7; ±4 s.d.), the same every time
+    assert 65 <= len(chosen) <= 135
+    assert chosen == [r.run_id for r in expand(spec).runs if spec.verifies(r.run_id)]
+    assert spec.to_dict()["sweep"] == {"verify_fraction": 0.25}
+    none = sweep_from_dict({**BASE, "grid": {"init.seed": [0, 1]}})
+    assert not any(none.verifies(r.run_id) for r in expand(none).runs)
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, "half", True])
+def test_a_bad_verify_fraction_is_refused_by_name(bad):
+    with pytest.raises(SweepError, match="sweep.verify_fraction"):
+        sweep_from_dict({**BASE, "grid": {"init.seed": [0, 1]}, "sweep": {"verify_fraction": bad}})
+
+
+def test_verified_rows_say_whether_the_limit_is_the_same_and_carry_the_itinerary():
+    plan = expand(sweep_from_dict({**BASE, "grid": {"init.seed": [0, 1]}}))
+    rows = run_batch(plan.spec.base, [(r.run_id, r.overrides, r.problem, i == 0) for i, r in enumerate(plan.runs)])
+    assert rows[0]["status"] == rows[1]["status"] == "ok", rows
+    assert rows[0]["limit_verified"] is True and rows[1]["limit_verified"] is None
+    for row in rows:
+        assert row["stop_reason"] == "minimum" and row["kind"] != "uncertified_endpoint"
+        # from scale 1e-2 at depth 3 the flow first crosses the plateau at the origin, then leaves it
+        assert row["num_plateaus"] >= 1 and 0 < row["first_escape_time"] < row["t_final"]
