@@ -64,7 +64,14 @@ def test_a_small_initialization_crosses_the_plateau_at_the_origin_and_records_it
     m = risk.data.targets.shape[0]
     assert first.loss == pytest.approx(np.sum(risk.data.targets**2) / (2 * m), rel=1e-12)
     assert first.point is not None and not np.any(first.point)
-    assert first.kind in ("strict_saddle", "degenerate")
+    # at depth 4 the Hessian vanishes at 0 and L(εd) − L(0) = ε⁴⟨∇ℒ(0), π(d)⟩ + O(ε⁸) changes sign with the sign of
+    # one layer of d: a higher-order saddle (checked on the reference risk)
+    assert first.kind == "higher_order_saddle"
+    ref = ConvolveRisk(sizes, risk.data.inputs, risk.data.targets)
+    d = random_init(sizes, 1e-2, 1)
+    flipped = d.copy()
+    flipped[:2] *= -1
+    assert min(ref.value(d), ref.value(flipped)) < ref.value(np.zeros_like(d))
 
 
 def test_gradient_descent_from_a_small_initialization_does_not_stop_at_the_start():
@@ -197,3 +204,12 @@ def test_real_image_rows_every_default_run_is_certified_and_keeps_its_labels_at_
         assert _verdict(res)[:4] == _verdict(tight)[:4]  # converged, kind, origin, spurious
         np.testing.assert_allclose(res.final_filter, tight.final_filter, rtol=0,
                                    atol=1e-6 * np.linalg.norm(tight.final_filter))
+
+
+@pytest.mark.parametrize(("kwargs", "field"), [({"eig_rtol": -1.0}, "eig_rtol"), ({"rank_rtol": 2.0}, "rank_rtol"),
+                                               ({"spurious_rtol": "x"}, "spurious_rtol"),
+                                               ({"function_space_tol": -1.0}, "function_space_tol")])
+def test_classification_refuses_bad_tolerances_by_name(kwargs, field):
+    risk, _, _, _ = _problem([2, 2], "square", 0)
+    with pytest.raises(ValueError, match=field):
+        lf.classify_critical_point(risk, np.ones(4), **kwargs)

@@ -71,7 +71,7 @@ def test_summary_html_splits_the_table_and_keeps_it_scrollable(tmp_path):
     summary = summarize(out)
     page = summary.html_path.read_text(encoding="utf-8")
     tables = re.findall(r'<div class="scroll"><table>(.*?)</table></div>', page, re.S)
-    assert len(tables) == 2
+    assert len(tables) >= 2  # outcomes, then losses, gaps and times; each split further when wider than a page
     heads = [[h.replace("<wbr>", "") for h in re.findall(r"<th(?: [^>]*)?>(.*?)</th>", t)] for t in tables]
     # every column of the summary is in a table; the cell's own columns in both
     shown = set(heads[0]) | set(heads[1])

@@ -28,7 +28,7 @@ def test_verify_fraction_picks_the_same_share_of_runs_by_id():
 
 @pytest.mark.parametrize("bad", [-0.1, 1.5, "half", True])
 def test_a_bad_verify_fraction_is_refused_by_name(bad):
-    with pytest.raises(SweepError, match="sweep.verify_fraction"):
+    with pytest.raises(SweepError, match=r"sweep\.verify_fraction"):
         sweep_from_dict({**BASE, "grid": {"init.seed": [0, 1]}, "sweep": {"verify_fraction": bad}})
 
 

@@ -36,6 +36,7 @@ is rescaled (``w^{(i)} → c_i w^{(i)}``, ``Π c_i = 1``) or the data are multip
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -429,6 +430,14 @@ def classify_critical_point(
     -------
     CriticalPoint
     """
+    if not isinstance(risk, EmpiricalRisk):
+        raise ValueError(f"risk: expected a lcnflow.EmpiricalRisk, got {type(risk).__name__}")
+    for name, value in (("eig_rtol", eig_rtol), ("rank_rtol", rank_rtol), ("spurious_rtol", spurious_rtol)):
+        if not (isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < 1):
+            raise ValueError(f"{name}: must be a number in (0, 1) (a relative tolerance), got {value!r}")
+    if function_space_tol is not None and not (isinstance(function_space_tol, int | float)
+                                               and function_space_tol >= 0 and math.isfinite(function_space_tol)):
+        raise ValueError(f"function_space_tol: must be a finite number ≥ 0, got {function_space_tol!r}")
     arch = risk.arch
     ws = as_filters(arch, filters)
     w = flatten(ws)

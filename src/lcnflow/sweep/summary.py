@@ -433,6 +433,10 @@ def header(name: str) -> str:
     return name
 
 
+#: Columns at most in one HTML table of the summary (wider ones are split, the cell's own columns repeated).
+MAX_TABLE_COLUMNS = 14
+
+
 def _table_html(t: pa.Table, columns: list[str], keys: list[str]) -> str:
     """One scrollable table of ``columns``; the cell's own columns (``keys``) stay in view when it scrolls."""
     esc = html.escape
@@ -455,8 +459,12 @@ def _html(summary: SweepSummary) -> str:
     keys = ["cell", *[k for k in info["cell_keys"] if k in t.column_names]]
     outcome_cols = [c for c in t.column_names if c in ("runs", "errors") or c.startswith("pct_")]
     other_cols = [c for c in t.column_names if c not in keys and c not in outcome_cols]
-    tables = (f"<h3>Outcomes (% of the cell's runs)</h3>{_table_html(t, keys + outcome_cols, keys)}"
-              f"<h3>Final losses, gaps to ℒ* and times</h3>{_table_html(t, keys + other_cols, keys)}")
+    width = max(4, MAX_TABLE_COLUMNS - len(keys))  # columns per table besides the cell's own, so each fits a page
+    tables = "".join(
+        f"<h3>{title}</h3>"
+        + "".join(_table_html(t, keys + cols[i:i + width], keys) for i in range(0, len(cols), width))
+        for title, cols in (("Outcomes (% of the cell's runs)", outcome_cols),
+                            ("Final losses, gaps to ℒ* and times", other_cols)) if cols)
     imgs = "".join(
         f'<figure><img alt="{esc(name)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
         f"<figcaption>{esc(name.replace('_', ' '))}</figcaption></figure>"
