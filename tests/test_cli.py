@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -45,9 +46,11 @@ def test_default_run_through_the_entry_point():
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     for field in ("architecture", "k = (3, 3, 3)", "k_v = 7", "filling: yes", "loss", "square", "MNIST-1D",
-                  "data condition", "holds", "solver", "gradient flow", "converged", "certified", "limit", "optimum",
-                  "time"):
+                  "data condition", "holds", "solver", "gradient flow", "converged", "limit", "optimum", "time"):
         assert field in out, field
+    # the default run ends at a certified limit: the words must be these, not "NOT converged … not certified"
+    assert re.search(r"^converged\s+yes, certified: yes", out, re.M), out
+    assert re.search(r"^limit\s+certified ", out, re.M) and "uncertified" not in out
     assert "Traceback" not in proc.stderr
 
 

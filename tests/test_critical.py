@@ -305,8 +305,8 @@ def test_zero_targets_single_layer_limit_is_a_global_minimum():
     """One layer: L = ℒ is a convex quadratic with G = HᵀH/m ≻ 0 and, for y = 0, unique minimizer 0.  The flow
     converges to 0 and every critical point is the global minimum, so the limit must be classified global.
 
-    Fails at the time of writing: the default ``function_space_tol = 1e-7·‖∇ℒ(0)‖`` is 1e-7·1e-300 when the
-    targets are 0 (∇ℒ(0) = 0), so ‖∇ℒ(v*)‖ ≈ 2e-15 counts as non-zero and the limit is called a *local* minimum of
+    Regression test: an earlier default ``function_space_tol = 1e-7·‖∇ℒ(0)‖`` was 1e-7·1e-300 when the
+    targets are 0 (∇ℒ(0) = 0), so ‖∇ℒ(v*)‖ ≈ 2e-15 counted as non-zero and the limit was called a *local* minimum of
     origin "pure"."""
     rng = np.random.default_rng(0)
     arch = Architecture(4, [2])
@@ -325,7 +325,7 @@ def test_zero_targets_limit_is_not_reported_as_a_spurious_saddle():
     L ≈ 1e-49 and one vanishing filter — a global minimizer up to rounding.  No direction can decrease L by more
     than L itself, and v* = 0 minimizes ℒ, so 'higher-order saddle' and 'spurious' are both wrong.
 
-    Fails at the time of writing (same cause as above: the function-space tolerance collapses to ~1e-307, and the
+    Regression test (the same earlier cause: the function-space tolerance collapses to ~1e-307, and the
     descent probe accepts decreases of 1e-12·L)."""
     rng = np.random.default_rng(0)
     arch = Architecture(5, [2, 2])

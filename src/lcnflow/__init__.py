@@ -5,6 +5,8 @@ The layering (lower layers never import higher ones)::
     architecture → conv (Π, π, H) → losses → data, risk, condition → flow → experiments → report, cli
 """
 
+__version__ = "0.1.0"  # before the imports: modules read it while lcnflow is being imported
+
 from .architecture import Architecture, SizeRuleWarning
 from .condition import DataCondition, check_data_condition
 from .conv import (
@@ -33,8 +35,6 @@ from .flow import (
 from .interop import from_torch, to_torch
 from .losses import LOSS_NAMES, Loss, get_loss
 from .risk import EmpiricalRisk
-
-__version__ = "0.1.0"
 
 __all__ = [
     "LOSS_NAMES",

@@ -258,11 +258,6 @@ class SweepOutcome:
         """Runs finished per minute of :attr:`run_time`."""
         return 60.0 * self.completed / self.run_time if self.run_time > 0 else math.nan
 
-    @property
-    def certified_per_minute(self) -> float:
-        """Certified runs per minute of :attr:`run_time`."""
-        return 60.0 * self.certified / self.run_time if self.run_time > 0 else math.nan
-
     def read(self) -> pa.Table:
         """All result rows in the directory (see :func:`~lcnflow.sweep.store.read_results`)."""
         return read_results(self.out)
