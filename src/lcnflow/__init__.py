@@ -26,6 +26,7 @@ from .flow import (
     classify_critical_point,
     gradient_descent,
     gradient_flow,
+    stochastic_gradient_descent,
     theorem_hypotheses,
 )
 from .interop import from_torch, to_torch
@@ -59,6 +60,7 @@ __all__ = [
     "layer_matrix",
     "network_matrix",
     "patch_matrix",
+    "stochastic_gradient_descent",
     "theorem_hypotheses",
     "to_torch",
     "unflatten",
