@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import math
 
 import numpy as np
@@ -28,6 +29,15 @@ from flow_helpers import (
     make_problem,
     shared_problem,
     shared_reference,
+)
+from lcnflow.experiments.compare import (
+    compare_methods,
+    distance_to_flow,
+    format_rates,
+    outcome,
+    outcome_rates,
+    sgd_sweep,
+    wilson_interval,
 )
 from lcnflow.flow.sgd import minibatches, step_sizes
 
@@ -327,3 +337,144 @@ def test_bad_options_raise_value_error_naming_the_field(args, kwargs, field):
     prob = shared_problem("1d-square")
     with pytest.raises(ValueError, match=f"flow.{field}"):
         lcnflow.stochastic_gradient_descent(prob.risk, prob.w0, *args, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------- side by side, rates
+def test_wilson_interval_matches_scipy():
+    import scipy.stats
+
+    for k, n in [(0, 8), (7, 8), (8, 8), (3, 10), (1, 1), (50, 200)]:
+        ref = scipy.stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+        lo, hi = wilson_interval(k, n)
+        assert lo == pytest.approx(ref.low, abs=1e-12) and hi == pytest.approx(ref.high, abs=1e-12)
+    ref = scipy.stats.binomtest(2, 9).proportion_ci(confidence_level=0.8, method="wilson")
+    assert wilson_interval(2, 9, 0.8) == pytest.approx((ref.low, ref.high), abs=1e-12)
+    for bad in [(3, 2), (-1, 2), (1, 0)]:
+        with pytest.raises(ValueError, match=r"successes|trials"):
+            wilson_interval(*bad)
+
+
+def test_outcome_rates_count_per_cell_and_format():
+    records = [("GF", "spurious")] * 7 + [("GF", "global_minimum")] + [("SGD", "global_minimum")] * 3 + [
+        ("SGD", "not_converged")]
+    rows = outcome_rates(records)
+    assert [r["cell"] for r in rows] == ["GF", "SGD"] and [r["runs"] for r in rows] == [8, 4]
+    gf = rows[0]["outcomes"]
+    assert list(gf) == ["not_converged", "global_minimum", "spurious"]  # OUTCOMES order, every seen outcome
+    assert gf["spurious"]["count"] == 7 and gf["spurious"]["fraction"] == 7 / 8
+    assert gf["not_converged"]["count"] == 0 and gf["spurious"]["interval"] == wilson_interval(7, 8)
+    text = format_rates(rows)
+    assert "| GF | 8 |" in text and "7/8 (53–98 %)" in text
+
+
+def test_compare_methods_distances_against_the_radau_reference():
+    """The distances reported at matched times agree with ‖w_k − w_ref(kη)‖ computed from the iterates the runs
+    saved and the independent Radau flow; everything ends at one certified limit on this problem."""
+    prob = shared_problem("1d-square")
+    eta = 0.01
+    cmp = compare_methods(prob.risk, prob.w0, eta, 2, max_steps=100, seed=1, num_matched=12)
+    ref = shared_reference("1d-square", 1.0)
+    for name in ("gradient_descent", "sgd"):
+        run = cmp.runs[name]
+        np.testing.assert_allclose(run.times, eta * run.steps, rtol=1e-12)
+        assert run.steps[0] == 0 and run.steps[-1] == 100 and run.distance_to_flow[0] == 0.0
+        mine = np.linalg.norm(run.states - ref(run.times), axis=1)
+        # the flow inside compare_methods runs at rtol 1e-9: its states agree with Radau to ~1e-8
+        np.testing.assert_allclose(run.distance_to_flow, mine, rtol=0, atol=1e-7)
+        assert 1e-5 < np.max(run.distance_to_flow) < 0.05 * cmp.scale
+    # the SGD iterates saved are the ones a callback sees
+    _, states = _record(prob.risk, prob.w0, eta, 2, max_steps=100, seed=1)
+    np.testing.assert_array_equal(cmp.runs["sgd"].states, np.array([states[k][1] for k in cmp.runs["sgd"].steps]))
+    rows = cmp.table()
+    assert rows[0]["method"] == "gradient flow" and len(rows) == 3
+    assert "same limit as the flow" in cmp.summary()
+
+
+def test_compare_methods_same_limit_and_outcomes():
+    prob = _wide()
+    cmp = compare_methods(prob.risk, prob.w0, 0.01, 3, epochs=400, seed=2, sgd_options={"polish_radius": 0.1})
+    assert cmp.flow.certified and cmp.runs["gradient_descent"].result.certified and cmp.runs["sgd"].result.certified
+    for name in ("gradient_descent", "sgd"):
+        same = cmp.same_limit_as_flow(name)
+        v, vf = cmp.runs[name].result.final_filter, cmp.flow.final_filter
+        assert same == (np.linalg.norm(v - vf) <= 1e-6 * np.linalg.norm(vf))
+        assert cmp.runs[name].outcome == outcome(cmp.runs[name].result)
+    assert outcome(cmp.flow) in ("global_minimum", "local_minimum", "spurious")
+    assert "flow" in cmp.to_dict() and cmp.to_dict()["runs"]["sgd"]["outcome"] == cmp.runs["sgd"].outcome
+
+
+def test_outcome_words():
+    prob = shared_problem("1d-square")
+    blown = lcnflow.stochastic_gradient_descent(prob.risk, prob.w0, 50.0, 2, epochs=5)
+    assert outcome(blown) == "not_converged"
+    plain = lcnflow.stochastic_gradient_descent(prob.risk, prob.w0, 0.05, 4, epochs=3000, classify=False)
+    assert plain.certified and outcome(plain) == "unclassified"
+
+
+def test_distance_to_flow_is_the_documented_maximum():
+    prob = shared_problem("1d-square")
+    got = distance_to_flow(prob.risk, prob.w0, [0.02], 2, 1.0, seeds=[0, 1])
+    ref = shared_reference("1d-square", 1.0)
+    mine = []
+    for seed in (0, 1):
+        _, states = _record(prob.risk, prob.w0, 0.02, 2, max_steps=50, seed=seed)
+        mine.append(max(np.linalg.norm(w - ref([t])[0]) for t, w in states))
+    assert got[0.02] == pytest.approx(np.mean(mine), abs=1e-7)
+
+
+def test_sgd_sweep_records_every_run():
+    prob = shared_problem("1d-square")
+    inits = [prob.w0, 0.5 * prob.w0]
+    recs = sgd_sweep(prob.risk, inits, step_sizes=[0.05], batch_sizes=[2, 4], seeds=[0, 1], epochs=20,
+                     sgd_options={"classify": False})
+    assert len(recs) == 2 * (1 + 4)
+    assert sum(r["method"] == "gradient_flow" for r in recs) == 2
+    cells = {r["cell"] for r in recs}
+    assert cells == {"gradient flow", "SGD B = 2, η = 0.05", "SGD B = 4, η = 0.05"}
+    rows = outcome_rates((r["cell"], r["outcome"]) for r in recs)
+    assert {r["cell"]: r["runs"] for r in rows} == {"gradient flow": 2, "SGD B = 2, η = 0.05": 4,
+                                                    "SGD B = 4, η = 0.05": 4}
+
+
+# ---------------------------------------------------------------------------------------------- config and CLI
+TINY_SGD = {"data.source": "planted", "data.num_samples": 20, "architecture.input_size": 14,
+            "architecture.filter_sizes": [3, 2, 2], "init.scale": 0.5, "flow.method": "sgd", "flow.step_size": 0.01,
+            "flow.batch_size": 5, "flow.epochs": 200}
+
+
+def test_config_sgd_round_trips_and_runs_sgd(tmp_path):
+    from lcnflow.experiments import StochasticGradientDescentConfig, load_config, prepare
+
+    cfg = load_config(None, {**TINY_SGD, "flow.momentum": 0.5, "flow.schedule": "step"})
+    assert isinstance(cfg.flow, StochasticGradientDescentConfig) and cfg.flow.gtol is None
+    path = tmp_path / "c.toml"
+    path.write_text(cfg.to_toml())
+    again = load_config(path)
+    assert again.flow == cfg.flow
+    exp = prepare(cfg)
+    res = exp.run()
+    direct = lcnflow.stochastic_gradient_descent(exp.risk, exp.init, 0.01, 5, epochs=200, momentum=0.5,
+                                                 schedule="step")
+    assert "stochastic gradient descent" in res.method
+    np.testing.assert_array_equal(res.trajectory, direct.trajectory)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [("flow.batch_size", 21, "flow.batch_size: must be at most the number of samples m = 20, got 21"),
+     ("flow.batch_size", 0, "flow.batch_size: must be ≥ 1"),
+     ("flow.sampling", "bootstrap", "flow.sampling: must be one of"),
+     ("flow.momentum", 1.0, "flow.momentum: must be < 1"),
+     ("flow.gtol", 1e-3, "flow.gtol: unknown key in [flow] with method = 'sgd'")],
+)
+def test_config_bad_sgd_options_exit_2_naming_the_field(key, value, message):
+    from typer.testing import CliRunner
+
+    from lcnflow.cli import app
+
+    args = ["run", "--quiet"]
+    for k, v in {**TINY_SGD, key: value}.items():
+        args += ["--set", f"{k}={json.dumps(v)}"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2, res.output
+    assert message in " ".join(res.output.split()), res.output

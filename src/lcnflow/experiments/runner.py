@@ -28,10 +28,17 @@ import numpy as np
 from .. import __version__
 from ..architecture import Architecture
 from ..conv import as_filters, final_filter, flatten, unflatten
-from ..flow import FlowResult, gradient_descent, gradient_flow, invariants, theorem_hypotheses
+from ..flow import (
+    FlowResult,
+    gradient_descent,
+    gradient_flow,
+    invariants,
+    stochastic_gradient_descent,
+    theorem_hypotheses,
+)
 from ..losses import Loss
 from ..risk import EmpiricalRisk
-from .config import ExperimentConfig, GradientFlowConfig, InitConfig
+from .config import ConfigError, ExperimentConfig, GradientFlowConfig, InitConfig, StochasticGradientDescentConfig
 from .sources import DataBundle, apply_final_filter, make_data
 
 __all__ = [
@@ -116,6 +123,8 @@ class Experiment:
     def run(self, callback: Callback | None = None) -> FlowResult:
         """Integrate with the ``[flow]`` section's method and options; see :func:`run_experiment`."""
         f = self.config.flow
+        if isinstance(f, StochasticGradientDescentConfig):
+            return stochastic_gradient_descent(self.risk, self.init, callback=callback, **f.options())
         common = dict(
             gtol=f.gtol, certify_tol=f.certify_tol, polish_radius=f.polish_radius, classify=f.classify,
             max_record=f.max_record, blowup_factor=f.blowup_factor, callback=callback,
@@ -150,6 +159,9 @@ def prepare(cfg: ExperimentConfig) -> Experiment:
         bundle = make_data(cfg.data, arch)
         risk = EmpiricalRisk(arch, loss, bundle.dataset)
         init = initial_filters(cfg.init, arch)
+        if isinstance(cfg.flow, StochasticGradientDescentConfig) and cfg.flow.batch_size > risk.num_samples:
+            raise ConfigError(f"flow.batch_size: must be at most the number of samples m = {risk.num_samples}, "
+                              f"got {cfg.flow.batch_size}")
     notes = list(dict.fromkeys(str(w.message) for w in caught))
     for w in caught:
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
