@@ -478,3 +478,18 @@ def test_config_bad_sgd_options_exit_2_naming_the_field(key, value, message):
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 2, res.output
     assert message in " ".join(res.output.split()), res.output
+
+
+def test_example_sgd_vs_flow_fast():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    proc = subprocess.run([sys.executable, str(examples / "sgd_vs_flow.py")], capture_output=True, text=True,
+                          timeout=300, cwd=examples, env={**os.environ, "LCNFLOW_FAST": "1", "MPLBACKEND": "Agg"})
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "1. From one initialization" in out and "gradient descent, η = 0.003" in out
+    assert "log-log slope" in out and "| gradient flow | 3 |" in out and "Wilson" in out

@@ -95,14 +95,22 @@ def step_sizes(step_size: float, num_steps: int, schedule: str | Callable[[int],
     ValueError
         For an unknown schedule, bad parameters, or a callable returning something that is not a finite ``η > 0``.
     """
-    k = np.arange(num_steps, dtype=float)
+    eta = _schedule(float(step_size), schedule, decay_steps, decay_factor)
+    return np.array([eta(k) for k in range(num_steps)], dtype=float)
+
+
+def _schedule(step_size: float, schedule: str | Callable[[int], float], decay_steps: int,
+              decay_factor: float) -> Callable[[int], float]:
+    """The schedule as a checked function ``k ↦ η_k`` (evaluated step by step: no array of the whole budget)."""
     if callable(schedule):
-        out = np.array([float(schedule(int(i))) for i in range(num_steps)])
-        bad = ~(np.isfinite(out) & (out > 0))
-        if bad.any():
-            i = int(np.argmax(bad))
-            raise ValueError(f"flow.schedule: the schedule gave η_{i} = {out[i]!r}; step sizes must be finite and > 0")
-        return out
+        def user(k: int) -> float:
+            value = schedule(k)
+            if not (isinstance(value, int | float | np.floating | np.integer) and math.isfinite(value) and value > 0):
+                raise ValueError(f"flow.schedule: the schedule gave η_{k} = {value!r}; step sizes must be finite "
+                                 "and > 0")
+            return float(value)
+
+        return user
     if schedule not in SCHEDULES:
         raise ValueError(f"flow.schedule: unknown schedule {schedule!r}; valid: {', '.join(SCHEDULES)} or a callable")
     if not (isinstance(decay_steps, int) and decay_steps > 0):
@@ -110,10 +118,10 @@ def step_sizes(step_size: float, num_steps: int, schedule: str | Callable[[int],
     if not (isinstance(decay_factor, int | float) and 0 < decay_factor <= 1):
         raise ValueError(f"flow.decay_factor: must be in (0, 1], got {decay_factor!r}")
     if schedule == "constant":
-        return np.full(num_steps, float(step_size))
+        return lambda k: step_size
     if schedule == "step":
-        return step_size * float(decay_factor) ** np.floor(k / decay_steps)
-    return step_size / (1.0 + k / decay_steps)
+        return lambda k: step_size * float(decay_factor) ** (k // decay_steps)
+    return lambda k: step_size / (1.0 + k / decay_steps)
 
 
 def _check_batch(m: int, batch_size: int, sampling: str) -> None:
@@ -215,7 +223,7 @@ def stochastic_gradient_descent(
         epochs = 100
     budget = min(epochs * per_epoch if epochs is not None else math.inf, max_steps or math.inf)
     budget = int(budget)
-    etas = step_sizes(float(step_size), budget, schedule, decay_steps=decay_steps, decay_factor=decay_factor)
+    eta_of = _schedule(float(step_size), schedule, decay_steps, decay_factor)
     save = _check_save(save_at_steps, budget)
 
     clock = time.perf_counter
@@ -245,7 +253,7 @@ def stochastic_gradient_descent(
         idx = next(batches)
         batch_loss, g = risk._minibatch_value_grad_flat(w, idx, need_value=callback is not None)
         nfev += 1
-        eta = etas[k]
+        eta = eta_of(k)
         if momentum:
             velocity = momentum * velocity - eta * g
             w = w + velocity
@@ -279,7 +287,7 @@ def stochastic_gradient_descent(
               f"({sched})" + (f", momentum μ = {momentum:g}" if momentum else ""))
     options = {"step_size": step_size, "batch_size": batch_size, "epochs": epochs, "max_steps": budget,
                "schedule": sched, "decay_steps": decay_steps, "decay_factor": decay_factor, "momentum": momentum,
-               "sampling": sampling, "seed": seed, "final_step_size": float(etas[k - 1]) if k else float(step_size),
+               "sampling": sampling, "seed": seed, "final_step_size": eta_of(k - 1) if k else float(step_size),
                "certify_tol": certify_tol}
     return _finish(risk, rec, blown_up=blown_up, message=message, method=method, t=t, nfev=nfev, nsteps=k,
                    start=start, certify_tol=certify_tol, polish_gtol=min(certify_tol, 1e-12 * scale),
