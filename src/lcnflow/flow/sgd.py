@@ -321,6 +321,11 @@ def _finish(risk: EmpiricalRisk, rec: Recorder, *, blown_up: bool, message: str,
         options=options, clock=clock,
     )
     res.converged = res.certified
+    # the Łojasiewicz fit reads the decay of ‖∇L‖ against L − L* along a trajectory settling on its limit; SGD's
+    # record is noise around a point, so no exponent is claimed
+    res.lojasiewicz_exponent = None
+    res.lojasiewicz_fit = {"method": "not estimated for stochastic gradient descent (noisy iterates)",
+                           "num_points": 0, "r_squared": None}
     if res.certified and classify:
         res.critical_point = classify_critical_point(risk, flatten(res.limit))
         res.wall_time = clock() - start
