@@ -56,11 +56,8 @@ print(table(["sampling", "η", "distance", "log-log slope"], rows))
 n_init = 3 if fast else 8
 T3 = 20 if fast else 120
 inits = [initial_filters(InitConfig(scale=1.0, seed=s), exp.architecture) for s in range(n_init)]
-records = []
-for i, step in enumerate([0.003] if fast else [0.001, 0.004]):
-    anneal = {"schedule": "step", "decay_steps": math.ceil(0.8 * T3 / step), "decay_factor": 0.1}
-    records += sgd_sweep(risk, inits, step_sizes=[step], batch_sizes=[8] if fast else [1, 8], seeds=[0],
-                         flow_time=T3, flow=i == 0, sgd_options=anneal)
+records = sgd_sweep(risk, inits, step_sizes=[0.003] if fast else [0.001, 0.004],
+                    batch_sizes=[8] if fast else [1, 8], seeds=[0], flow_time=T3, anneal=(0.8, 0.1))
 rates = outcome_rates((r["cell"], r["outcome"]) for r in records)
 print(f"\n3. Outcomes over {n_init} initializations (init scale 1, seeds 0–{n_init - 1}); SGD for ⌈{T3}/η⌉ steps, "
       "the last 20 % at η/10; k/n (95 % Wilson interval)")

@@ -436,6 +436,19 @@ def test_sgd_sweep_records_every_run():
                                                     "SGD B = 4, η = 0.05": 4}
 
 
+def test_sgd_sweep_flow_time_budget_and_annealing():
+    """flow_time T gives ⌈T/η⌉ steps per cell; anneal (f, γ) runs ⌈fT/η⌉ of them at η and the rest at γη."""
+    prob = shared_problem("1d-square")
+    recs = sgd_sweep(prob.risk, [prob.w0], step_sizes=[0.05, 0.02], batch_sizes=[2], flow_time=1.0,
+                     anneal=(0.6, 0.1), flow=False, sgd_options={"classify": False})
+    for r in recs:
+        n, k = math.ceil(1.0 / r["step_size"]), math.ceil(0.6 / r["step_size"])
+        assert r["num_steps"] == n
+        assert r["t_final"] == pytest.approx(r["step_size"] * (k + 0.1 * (n - k)), rel=1e-12)
+    with pytest.raises(ValueError, match="anneal"):
+        sgd_sweep(prob.risk, [prob.w0], step_sizes=[0.05], batch_sizes=[2], anneal=(0.6, 0.1))
+
+
 # ---------------------------------------------------------------------------------------------- config and CLI
 TINY_SGD = {"data.source": "planted", "data.num_samples": 20, "architecture.input_size": 14,
             "architecture.filter_sizes": [3, 2, 2], "init.scale": 0.5, "flow.method": "sgd", "flow.step_size": 0.01,

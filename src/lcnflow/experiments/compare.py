@@ -423,6 +423,7 @@ def sgd_sweep(
     epochs: int | None = None,
     max_steps: int | None = None,
     flow_time: float | None = None,
+    anneal: tuple[float, float] | None = None,
     flow: bool = True,
     sgd_options: Mapping[str, Any] | None = None,
     flow_options: Mapping[str, Any] | None = None,
@@ -433,14 +434,20 @@ def sgd_sweep(
     ``⌈T/η⌉`` steps (``T`` is then the flow time ``Σ η_k`` for a constant step without momentum).  Comparing step
     sizes at a fixed number of epochs compares runs that travelled different flow times.
 
+    ``anneal = (f, γ)`` (with ``flow_time``) runs the first ``⌈f·T/η⌉`` steps at ``η`` and the rest at ``γη`` (the
+    ``"step"`` schedule with ``decay_steps = ⌈f·T/η⌉``), so that the iterates settle before the endpoint is
+    polished; ``sgd_options`` may not then set a schedule.
+
     Returns
     -------
     list of dict
         One record per run: ``method`` (``"gradient_flow"`` or ``"sgd"``), ``step_size``, ``batch_size``,
         ``init`` (index), ``seed``, ``outcome``, ``loss``, ``certified``, ``same_limit_as_flow`` (SGD, when the flow
-        ran), ``polish_distance``, ``wall_time``, ``cell``.  ``outcome_rates((r["cell"], r["outcome"]) for r in
-        records)`` gives the table.
+        ran), ``polish_distance``, ``t_final``, ``num_steps``, ``wall_time``, ``cell``.
+        ``outcome_rates((r["cell"], r["outcome"]) for r in records)`` gives the table.
     """
+    if anneal is not None and (flow_time is None or not (0 < anneal[0] <= 1 and 0 < anneal[1] <= 1)):
+        raise ValueError(f"anneal: needs flow_time and a pair (fraction in (0, 1], factor in (0, 1]), got {anneal!r}")
     records: list[dict[str, Any]] = []
     for i, init in enumerate(inits):
         gf = None
@@ -449,18 +456,24 @@ def sgd_sweep(
             records.append({"method": "gradient_flow", "step_size": None, "batch_size": None, "init": i,
                             "seed": None, "outcome": outcome(gf), "loss": gf.loss, "certified": gf.certified,
                             "same_limit_as_flow": True, "polish_distance": gf.polish_distance,
-                            "wall_time": gf.wall_time, "cell": "gradient flow"})
+                            "t_final": gf.t_final, "num_steps": gf.num_steps, "wall_time": gf.wall_time,
+                            "cell": "gradient flow"})
         for eta in step_sizes:
             for bs in batch_sizes:
                 steps = max_steps if flow_time is None else math.ceil(flow_time / eta)
+                opts = dict(sgd_options or {})
+                if anneal is not None and flow_time is not None:
+                    opts.update(schedule="step", decay_steps=math.ceil(anneal[0] * flow_time / eta),
+                                decay_factor=anneal[1])
                 for seed in seeds:
                     res = stochastic_gradient_descent(risk, init, eta, bs, epochs=epochs, max_steps=steps,
-                                                      seed=seed, **dict(sgd_options or {}))
+                                                      seed=seed, **opts)
                     records.append({
                         "method": "sgd", "step_size": eta, "batch_size": bs, "init": i, "seed": seed,
                         "outcome": outcome(res), "loss": res.loss, "certified": res.certified,
                         "same_limit_as_flow": same_limit(gf, res) if gf is not None else None,
-                        "polish_distance": res.polish_distance, "wall_time": res.wall_time,
+                        "polish_distance": res.polish_distance, "t_final": res.t_final,
+                        "num_steps": res.num_steps, "wall_time": res.wall_time,
                         "cell": f"SGD B = {bs}, η = {eta:g}",
                     })
     return records
