@@ -76,12 +76,15 @@ if out:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     os.makedirs(out, exist_ok=True)
     cmp.plot(os.path.join(out, "sgd_vs_flow_curves.png"))
     fig, ax = plt.subplots(figsize=(4.5, 3.5))
     for sampling, d in curves.items():
         ax.loglog(list(d), list(d.values()), "o-", label=sampling.replace("_", " "))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xticks(etas, [f"{e:g}" for e in etas])
     ax.set(xlabel="η", ylabel=f"max ‖w_k − w(kη)‖ on [0, {T:g}]", title=f"SGD (B = {batch}) → flow as η → 0")
     ax.legend()
     fig.tight_layout()
