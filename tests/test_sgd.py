@@ -506,3 +506,25 @@ def test_example_sgd_vs_flow_fast():
     out = proc.stdout
     assert "1. From one initialization" in out and "gradient descent, η = 0.003" in out
     assert "log-log slope" in out and "| gradient flow | 3 |" in out and "Wilson" in out
+
+
+def test_sweep_grid_over_flow_method_runs_gradient_flow_and_sgd():
+    """A sweep ``[grid]`` over ``flow.method``: switching to gradient_flow drops the SGD keys of the base, and each
+    SGD run of a batch is exactly the SGD run of its config."""
+    from lcnflow.experiments import config_from_dict, run_experiment
+    from lcnflow.sweep.execute import run_batch
+    from lcnflow.sweep.grid import expand, sweep_from_dict
+
+    base = {"data": {"source": "planted", "num_samples": 20}, "architecture": {"input_size": 14,
+            "filter_sizes": [3, 2, 2]}, "init": {"scale": 0.5},
+            "flow": {"method": "sgd", "step_size": 0.01, "batch_size": 5, "epochs": 200}}
+    plan = expand(sweep_from_dict({**base, "grid": {"flow.method": ["gradient_flow", "sgd"], "init.seed": [0, 1]}}))
+    rows = run_batch(plan.spec.base, [(r.run_id, r.overrides, r.problem) for r in plan.runs])
+    assert [row["status"] for row in rows] == ["ok"] * 4
+    methods = []
+    for run, row in zip(plan.runs, rows, strict=True):
+        direct = run_experiment(config_from_dict(base, run.overrides))
+        methods.append(direct.method.split(" ")[0])
+        assert row["t_final"] == direct.t_final and row["loss"] == direct.loss
+        assert row["certified"] == direct.certified and row["converged"] == direct.converged
+    assert sorted(methods).count("stochastic") == 2
