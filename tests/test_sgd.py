@@ -499,9 +499,13 @@ def test_example_sgd_vs_flow_fast():
     import sys
     from pathlib import Path
 
-    examples = Path(__file__).resolve().parent.parent / "examples"
+    root = Path(__file__).resolve().parent.parent
+    examples = root / "examples"
+    # this checkout's package first (the example runs from examples/, where a relative PYTHONPATH means nothing)
+    path = os.pathsep.join(p for p in (str(root / "src"), os.environ.get("PYTHONPATH", "")) if p)
     proc = subprocess.run([sys.executable, str(examples / "sgd_vs_flow.py")], capture_output=True, text=True,
-                          timeout=300, cwd=examples, env={**os.environ, "LCNFLOW_FAST": "1", "MPLBACKEND": "Agg"})
+                          timeout=300, cwd=examples,
+                          env={**os.environ, "LCNFLOW_FAST": "1", "MPLBACKEND": "Agg", "PYTHONPATH": path})
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert "1. From one initialization" in out and "gradient descent, η = 0.003" in out
