@@ -30,6 +30,7 @@ from .flow import (
     classify_critical_point,
     gradient_descent,
     gradient_flow,
+    stochastic_gradient_descent,
     theorem_hypotheses,
 )
 from .interop import from_torch, to_torch
@@ -63,6 +64,7 @@ __all__ = [
     "patch_matrix",
     "predict",
     "random_init",
+    "stochastic_gradient_descent",
     "theorem_hypotheses",
     "to_torch",
     "unflatten",

@@ -283,6 +283,135 @@ class EmpiricalRisk:
         val, grads = self._value_grad(unflatten(self.arch, w), need_value)
         return val, np.concatenate([g.ravel() for g in grads])
 
+    # ------------------------------------------------------------------ minibatches (stochastic gradient descent)
+    # A minibatch is a multiset B of sample indices (repeats count, as in sampling with replacement); its risk is
+    # L_B(w) = ℒ_B(π(w)) with ℒ_B(v) = (1/|B|) Σ_{j∈B} Σ_a ℓ((H_j v − y_j)_a).  For B = all samples, L_B = L.
+
+    #: Largest stack of per-sample square-loss statistics ``G_j`` (``m·k_v²`` float64) kept for minibatches.
+    max_sample_statistics_bytes: int = 64 * 2**20
+
+    def _batch(self, batch: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Validate a minibatch: a non-empty 1D array of integer sample indices in ``[0, m)``."""
+        idx = np.asarray(batch)
+        if idx.ndim != 1 or idx.size == 0 or not np.issubdtype(idx.dtype, np.integer):
+            raise ValueError(
+                f"batch: expected a non-empty 1D array of integer sample indices, got shape {idx.shape} "
+                f"and dtype {idx.dtype}"
+            )
+        lo, hi = int(idx.min()), int(idx.max())
+        if lo < 0 or hi >= self.num_samples:
+            raise ValueError(
+                f"batch: sample indices must lie in [0, {self.num_samples - 1}] (m = {self.num_samples}), "
+                f"got {lo if lo < 0 else hi}"
+            )
+        return idx.astype(np.intp, copy=False)
+
+    def minibatch_statistics(self, batch: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        r"""Square-loss statistics of a batch: ``G_B = H_BᵀH_B/|B|``, ``b_B = H_Bᵀy_B/|B|``, ``c_B = ‖y_B‖²/(2|B|)``.
+
+        ``H_B`` stacks the patch rows of the samples in ``B`` (repeats included), so for the square loss
+        ``ℒ_B(v) = ½ vᵀ G_B v − b_Bᵀ v + c_B``.  Computed from the batch's patch rows in ``O(|B|·d_N·k_v²)``: no
+        pass through the layers and nothing proportional to ``m``.
+
+        Returns
+        -------
+        G_B : ndarray, shape ``(k_v, k_v)``
+        b_B : ndarray, shape ``(k_v,)``
+        c_B : float
+        """
+        idx = self._batch(batch)
+        rows = self._windows[idx].reshape(-1, self._kv)
+        y = self.data.targets[idx].reshape(-1)
+        n = idx.size
+        G = rows.T @ rows / n
+        return (G + G.T) / 2, rows.T @ y / n, float(y @ y) / (2 * n)
+
+    @cached_property
+    def _sample_statistics(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """Per-sample square-loss statistics ``(G_j, b_j, c_j)`` (not divided by anything): a batch's are sums.
+
+        Used when ``k_v < d_N`` (then ``G_B v − b_B`` from the sums costs ``O(|B| k_v²)`` instead of the
+        ``O(|B| d_N k_v)`` of a residual) and ``m·k_v²`` floats fit in :attr:`max_sample_statistics_bytes`; ``None``
+        otherwise.  Built once, on the first minibatch of a square-loss risk (one pass over the data).
+        """
+        per = math.prod(self.arch.axes_layer_sizes[-1])
+        m, kv = self.num_samples, self._kv
+        if not self.is_quadratic or kv >= per or m * kv * kv * 8 > self.max_sample_statistics_bytes:
+            return None
+        G = np.empty((m, kv, kv))
+        b = np.empty((m, kv))
+        step = max(1, int(SMALL_PATCH_BYTES // (8 * per * kv)))
+        for start in range(0, m, step):
+            stop = min(start + step, m)
+            rows = self._windows[start:stop].reshape(stop - start, per, kv)
+            y = self.data.targets[start:stop].reshape(stop - start, per)
+            G[start:stop] = np.einsum("jak,jal->jkl", rows, rows)
+            b[start:stop] = np.einsum("jak,ja->jk", rows, y)
+        y = self.data.targets.reshape(m, per)
+        return G, b, 0.5 * np.einsum("ja,ja->j", y, y)
+
+    def _minibatch_fs_gradient(
+        self, v: np.ndarray, idx: np.ndarray, need_value: bool = True
+    ) -> tuple[float, np.ndarray]:
+        """``(ℒ_B(v), ∇ℒ_B(v))`` for a flat ``v`` and validated indices (value NaN unless ``need_value``)."""
+        n = idx.size
+        stats = self._sample_statistics if self.is_quadratic else None
+        if stats is not None:
+            G = stats[0][idx].sum(axis=0)
+            b = stats[1][idx].sum(axis=0)
+            Gv = G @ v
+            val = float(0.5 * v @ Gv - b @ v + stats[2][idx].sum()) / n if need_value else math.nan
+            return val, (Gv - b) / n
+        win = self._windows[idx]
+        r = win @ v if self.arch.ndim == 1 else np.einsum(self._apply_spec, win, v.reshape(self._kv_shape))
+        r = r - self.data.targets[idx]
+        val = float(np.sum(self.loss.value(r))) / n if need_value else math.nan
+        return val, np.einsum(self._adjoint_spec, win, self.loss.derivative(r)).reshape(-1) / n
+
+    def minibatch_function_space_gradient(
+        self, v: np.ndarray, batch: Sequence[int] | np.ndarray
+    ) -> tuple[float, np.ndarray]:
+        r"""``(ℒ_B(v), ∇ℒ_B(v))`` with ``∇ℒ_B(v) = (1/|B|) H_Bᵀ ℓ'(H_B v − y_B)`` (``G_B v − b_B`` for the square loss).
+
+        One pass over the batch's patch rows; for the square loss sums of per-sample statistics when that is
+        cheaper (see :meth:`minibatch_statistics`).  The gradient has the shape of ``v``.
+        """
+        v = np.asarray(v, dtype=np.float64)
+        val, g = self._minibatch_fs_gradient(self._vector(v), self._batch(batch))
+        return val, g.reshape(v.shape)
+
+    def minibatch_value_and_gradient(
+        self, filters: Sequence[np.ndarray] | np.ndarray, batch: Sequence[int] | np.ndarray
+    ) -> tuple[float, Filters | np.ndarray]:
+        r"""``(L_B(w), ∇L_B(w))`` of the minibatch risk ``L_B(w) = ℒ_B(π(w))``.
+
+        ``∇L_B(w) = dπ(w)ᵀ ∇ℒ_B(π(w))``: the batch enters only through ``∇ℒ_B``, then the same ``O(N k_v²)`` chain
+        rule as :meth:`gradient`.  ``batch`` holds sample indices (repeats count); the gradient has the structure of
+        ``filters``.
+
+        Raises
+        ------
+        ValueError
+            For an empty batch, non-integer indices or indices outside ``[0, m)``.
+        """
+        ws, flat = self._parse(filters)
+        val, grads = self._minibatch_value_grad(ws, self._batch(batch))
+        return val, (flatten(grads) if flat else grads)
+
+    def _minibatch_value_grad(self, ws: Filters, idx: np.ndarray, need_value: bool = True) -> tuple[float, Filters]:
+        arch = self.arch
+        dil = _dilated(arch, ws)
+        prefix, suffix = _prefix_suffix(dil)
+        val, g = self._minibatch_fs_gradient(_one(prefix[-1], arch.ndim).reshape(-1), idx, need_value)
+        return val, final_filter_vjp(arch, ws, g.reshape(self._kv_shape), (dil, prefix, suffix))
+
+    def _minibatch_value_grad_flat(
+        self, w: np.ndarray, idx: np.ndarray, need_value: bool = True
+    ) -> tuple[float, np.ndarray]:
+        """Flat, unchecked minibatch ``(L_B, ∇L_B)`` for the SGD loop (``idx`` already validated)."""
+        val, grads = self._minibatch_value_grad(unflatten(self.arch, w), idx, need_value)
+        return val, np.concatenate([g.ravel() for g in grads])
+
     def __repr__(self) -> str:
         return f"EmpiricalRisk({self.arch!r}, loss={self.loss}, data={self.data!r})"
 

@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ..architecture import Architecture, SizeRuleWarning
 from ..conv import as_filters
 from ..flow.options import INTEGRATORS, DescentOptions, FlowOptions, StopOptions
+from ..flow.sgd import SAMPLINGS, SCHEDULES
 from ..losses import LOSS_NAMES, LOSS_PARAMETERS, Loss, get_loss
 
 __all__ = [
@@ -53,6 +54,7 @@ __all__ = [
     "LossConfig",
     "Mnist1dData",
     "PlantedData",
+    "StochasticGradientDescentConfig",
     "apply_overrides",
     "config_from_dict",
     "default_config",
@@ -141,7 +143,7 @@ class LossConfig(BaseModel):
 # ---------------------------------------------------------------------------------------------------- data
 _SOURCE_HELP = ("data source: planted, file, mnist1d (real signals), image (real images; needs lcnflow[images]), "
                 "population (exact infinite-data square loss)")
-_METHOD_HELP = "gradient_flow (integrated with error control) or gradient_descent"
+_METHOD_HELP = "gradient_flow (integrated with error control), gradient_descent or sgd (minibatch SGD)"
 
 
 class _DataBase(_Section):
@@ -358,9 +360,49 @@ class GradientDescentConfig(_FlowBase):
         )
 
 
-FlowConfig = Annotated[GradientFlowConfig | GradientDescentConfig, Field(discriminator="method")]
-FLOW_METHODS: dict[str, type[_FlowBase]] = {
+class StochasticGradientDescentConfig(_Section):
+    """``method = "sgd"``: minibatch SGD for a fixed budget, then its endpoint polished, certified and (if certified)
+    classified (:func:`~lcnflow.stochastic_gradient_descent`).  There is no ``gtol``: SGD has no stopping rule on
+    ``‖∇L‖`` (with a constant step it does not converge)."""
+
+    method: Literal["sgd"] = Field("sgd", description=_METHOD_HELP)
+    step_size: float = Field(0.003, gt=0, description="η: the (initial) step size")
+    batch_size: int = Field(8, ge=1, description="B: samples per step (at most m; B = m is gradient descent)")
+    epochs: int = Field(300, ge=1, description="passes over the data: epochs · ⌈m/B⌉ steps")
+    max_steps: int | None = Field(None, ge=1, description="steps at most (the smaller budget wins)")
+    schedule: Literal[SCHEDULES] = Field("constant", description="step sizes: constant, step or inverse_time")
+    decay_steps: int = Field(1000, ge=1, description="K: step schedule η·γ^⌊k/K⌋, inverse_time η/(1 + k/K)")
+    decay_factor: float = Field(0.5, gt=0, le=1, description="γ of the step schedule")
+    momentum: float = Field(0.0, ge=0, lt=1, description="heavy-ball momentum μ (0: plain SGD)")
+    sampling: Literal[SAMPLINGS] = Field(
+        "without_replacement", description="minibatches: without_replacement (reshuffled epochs) or with_replacement"
+    )
+    seed: int = Field(0, ge=0, description="seed of the minibatch sequence")
+    max_time: float | None = Field(None, gt=0, description="wall-clock cap in seconds")
+    certify_tol: float = Field(_STOP.certify_tol, gt=0, lt=1,
+                               description="a polished endpoint is certified when ‖∇L‖ ≤ certify_tol · S")
+    polish_radius: float = Field(_STOP.polish_radius, gt=0, description="polishing may move at most this · ‖w‖")
+    classify: bool = Field(True, description="classify the polished endpoint when it is certified")
+    max_record: int = Field(400, ge=2, description="recorded trajectory points at most (log-spaced in time)")
+    blowup_factor: float = Field(_STOP.blowup_factor, gt=1,
+                                 description="stop as unbounded when ‖w‖ > this · the problem's natural size")
+
+    @property
+    def gtol(self) -> None:
+        """``None``: not a key of this method (for code that reads ``flow.gtol`` of any method)."""
+        return None
+
+    def options(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`~lcnflow.stochastic_gradient_descent` (all but ``risk`` and ``init``)."""
+        return self.model_dump(exclude={"method"})
+
+
+FlowConfig = Annotated[
+    GradientFlowConfig | GradientDescentConfig | StochasticGradientDescentConfig, Field(discriminator="method")
+]
+FLOW_METHODS: dict[str, type[_FlowBase] | type[StochasticGradientDescentConfig]] = {
     "gradient_flow": GradientFlowConfig, "gradient_descent": GradientDescentConfig,
+    "sgd": StochasticGradientDescentConfig,
 }
 
 #: The discriminating key of each section with variants, and the key sets of the variants.

@@ -32,9 +32,10 @@ from ..conv import as_filters, final_filter, flatten, random_init, unflatten
 from ..flow import FlowResult, invariants, theorem_hypotheses
 from ..flow.descent import run_descent
 from ..flow.integrate import run_flow
+from ..flow.sgd import stochastic_gradient_descent
 from ..losses import Loss, get_loss
 from ..risk import EmpiricalRisk, population_square_risk
-from .config import ConfigError, ExperimentConfig, GradientFlowConfig, InitConfig
+from .config import ConfigError, ExperimentConfig, GradientFlowConfig, InitConfig, StochasticGradientDescentConfig
 from .sources import DataBundle, apply_final_filter, make_data
 
 __all__ = [
@@ -118,6 +119,8 @@ class Experiment:
     def run(self, callback: Callback | None = None) -> FlowResult:
         """Integrate with the ``[flow]`` section's method and options; see :func:`run_experiment`."""
         f = self.config.flow
+        if isinstance(f, StochasticGradientDescentConfig):
+            return stochastic_gradient_descent(self.risk, self.init, callback=callback, **f.options())
         if isinstance(f, GradientFlowConfig):
             return run_flow(self.risk, self.init, f.options(), callback=callback)
         return run_descent(self.risk, self.init, f.options(), callback=callback)
@@ -144,6 +147,9 @@ def prepare(cfg: ExperimentConfig) -> Experiment:
         if bundle.source == "population":  # exact statistics replace the representative samples' ones
             risk = _population_risk(arch, loss, bundle, cfg.data.noise_std)
         init = initial_filters(cfg.init, arch)
+        if isinstance(cfg.flow, StochasticGradientDescentConfig) and cfg.flow.batch_size > risk.num_samples:
+            raise ConfigError(f"flow.batch_size: must be at most the number of samples m = {risk.num_samples}, "
+                              f"got {cfg.flow.batch_size}")
     notes = list(dict.fromkeys(str(w.message) for w in caught))
     for w in caught:
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)

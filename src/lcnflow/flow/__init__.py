@@ -1,4 +1,4 @@
-"""Dynamics: gradient flow and gradient descent to a certified, classified critical point."""
+"""Dynamics: gradient flow, gradient descent and SGD to a certified, classified critical point."""
 
 from .certify import PolishResult, lojasiewicz_fit, polish
 from .critical import CriticalPoint, classify_critical_point
@@ -6,6 +6,7 @@ from .descent import gradient_descent
 from .integrate import METHODS, gradient_flow
 from .optimum import FunctionSpaceBest, best_on_function_space
 from .result import FlowResult
+from .sgd import minibatches, step_sizes, stochastic_gradient_descent
 from .symmetry import invariants, symmetry_basis
 from .theorem import TheoremCheck, theorem_hypotheses
 
@@ -22,7 +23,10 @@ __all__ = [
     "gradient_flow",
     "invariants",
     "lojasiewicz_fit",
+    "minibatches",
     "polish",
+    "step_sizes",
+    "stochastic_gradient_descent",
     "symmetry_basis",
     "theorem_hypotheses",
 ]

@@ -202,17 +202,50 @@ def drive(
     # the last state's exact values (the record may hold estimates there)
     loss_end, g_end = stepper.exact()
     rec.set_last_values(loss_end, float(np.linalg.norm(g_end)))
-    return _package(risk, rec, stepper, opts, reason, message, candidates, stable, save, saved, options, extra,
+    counts = (stepper.nfev, stepper.nhev, stepper.nsteps, stepper.description)
+    return _package(risk, rec, counts, opts, reason, message, candidates, stable, save, saved, options, extra,
                     start, clock, scale, w_ref)
 
 
-def _package(risk, rec, stepper, opts, reason, message, candidates, stable, save, saved, options, extra,
+def settle_endpoint(risk: EmpiricalRisk, w0: np.ndarray, rec: Recorder, opts: StopOptions, *, ended_by: str,
+                    message: str, counts: tuple[int, int, int, str], saved_times: np.ndarray, saved: np.ndarray,
+                    options: dict, start: float) -> FlowResult:
+    """Certify and package the endpoint of a run that ends on its own budget (stochastic gradient descent).
+
+    The endpoint is polished and classified like a candidate of :func:`drive`: a certified minimum is the run's limit
+    (``converged``); anything else is an uncertified endpoint with the nearest critical point found.  ``ended_by``
+    is the stop reason (``budget``, ``max_time``, ``callback``, ``blowup``, ``nonfinite``); ``counts`` is
+    ``(gradient evaluations, Hessian evaluations, steps, description of the method)``.
+    """
+    scale = functools.partial(gradient_scale, risk,
+                              reference_filter_norm=float(np.linalg.norm(final_filter(risk.arch, w0))))
+    w_ref = reference_size(risk, w0)
+    _, w_end, _, _ = rec.last
+    candidates: list[Candidate] = []
+    extra = [0, 0]
+    reason = ended_by
+    if ended_by not in ("blowup", "nonfinite") and np.all(np.isfinite(w_end)):
+        g = risk._value_grad_flat(w_end, False)[1]
+        S = scale(w_end)
+        gn = float(np.linalg.norm(g))
+        cand = _try_stop(risk, rec.last[0], w_end, gn / S if S > 0 else 0.0, S, opts, None, w0, scale, w_ref)
+        candidates.append(cand)
+        extra = [1 + cand.polish.num_gradient_evaluations, cand.polish.num_hessian_evaluations]
+        if cand.outcome == "minimum":
+            reason = "minimum"
+    counts = (counts[0] + extra[0], counts[1] + extra[1], counts[2], counts[3])
+    return _package(risk, rec, counts, opts, reason, message, candidates, None, saved_times, saved, options,
+                    [0, 0], start, time.perf_counter, scale, w_ref)
+
+
+def _package(risk, rec, counts, opts, reason, message, candidates, stable, save, saved, options, extra,
              start, clock, scale, w_ref) -> FlowResult:
     rec.close()
     t_end, w_end, loss_end, g_end = rec.last
     converged = reason in ("minimum", "stable_saddle")
     nearest, nearest_distance = None, math.nan
-    pol = candidates[-1].polish if converged else None
+    # the polish of the limit, or of the endpoint itself when the run tried to stop there
+    pol = candidates[-1].polish if candidates and (converged or candidates[-1].t == t_end) else None
     if converged:
         cand = candidates[-1]
         limit, gnorm = ((cand.polish.point, cand.polish.gradient_norm) if cand.polish.accepted
@@ -222,7 +255,8 @@ def _package(risk, rec, stepper, opts, reason, message, candidates, stable, save
         loss = risk.value(limit)
         S = scale(limit)
         if reason == "minimum":
-            closing = (f"; closing in further, the run went on to t = {t_end:.4g} ({message})" if message else "")
+            closing = "" if not message else (f"; closing in further, the run went on to t = {t_end:.4g} ({message})"
+                                              if cand.t < t_end else f" — {message}")
             message = (f"certified {cp.kind.replace('_', ' ')} at t = {cand.t:.4g}: ‖∇L‖ = {gnorm:.2e} = "
                        f"{gnorm / S if S > 0 else 0:.1e}·S after polishing (moved {cand.polish.distance:.2e})"
                        + closing)
@@ -267,11 +301,11 @@ def _package(risk, rec, stepper, opts, reason, message, candidates, stable, save
         arc_length=rec.arc,
         lojasiewicz_exponent=theta,
         lojasiewicz_fit=fit,
-        num_gradient_evaluations=stepper.nfev + extra[0],
-        num_hessian_evaluations=stepper.nhev + extra[1],
-        num_steps=stepper.nsteps,
+        num_gradient_evaluations=counts[0] + extra[0],
+        num_hessian_evaluations=counts[1] + extra[1],
+        num_steps=counts[2],
         wall_time=clock() - start,
-        method=stepper.description,
+        method=counts[3],
         message=message,
         critical_point=cp if opts.classify else None,
         hypotheses=hyp,
