@@ -33,7 +33,7 @@ import numpy as np
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from . import __version__
@@ -178,11 +178,12 @@ def _run(cfg: Any, config: str | None, out: Path | None, staging: Path | None, j
     record = result.to_dict()
     failure = None
     if out is not None and staging is not None:
-        from .report import build_report
-
         try:
-            result.save(staging, record)
-            build_report(staging, ("png", "svg") if svg else ("png",))
+            if show and err.is_terminal:
+                with err.status("writing result.json, report.html and figures/ …"):
+                    result.save(staging, record, formats=("png", "svg") if svg else ("png",))
+            else:
+                result.save(staging, record, formats=("png", "svg") if svg else ("png",))
             _replace_dir(staging, out)
         except OSError as exc:
             kept = (f"the earlier contents of {out} are unchanged" if out.is_dir() and any(out.iterdir())
@@ -273,27 +274,26 @@ def _replace_dir(staging: Path, out: Path) -> None:
 
 @contextmanager
 def _progress(console: Console, exp: Any) -> Iterator[Callable[[float, np.ndarray, float, float], None]]:
-    """A transient progress display; the bar measures the decades of gradient-norm decrease towards gtol."""
-    g0 = float(np.linalg.norm(exp.risk.gradient(exp.init)))
-    fs0 = float(np.linalg.norm(exp.risk.function_space_gradient(np.zeros(exp.architecture.final_filter_shape))))
-    gtol = exp.config.flow.gtol or 1e-8 * max(g0, fs0, 1e-300)
-    decades = max(math.log10(max(g0, gtol) / gtol), 1e-9)
-    columns = (SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
-               TextColumn("{task.fields[info]}"), TimeElapsedColumn())
+    """A transient progress display of the flow time, the risk and the gradient norm.
+
+    No percentage: a run ends where its limit is certified, and a plateau can last any number of decades of time,
+    so there is nothing honest to divide by."""
+    columns = (SpinnerColumn(), TextColumn("[bold]{task.description}"), TextColumn("{task.fields[info]}"),
+               TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
-        label = "gradient flow" if exp.config.flow.method == "gradient_flow" else "gradient descent"
-        task = progress.add_task(label, total=1.0, info="")
+        label = {"gradient_flow": "gradient flow", "gradient_descent": "gradient descent",
+                 "sgd": "stochastic gradient descent"}.get(exp.config.flow.method, exp.config.flow.method)
+        task = progress.add_task(label, total=None, info="")
         last = [0.0]
 
         def callback(t: float, w: np.ndarray, loss: float, gnorm: float) -> None:
-            """Update the display at most 20 times a second."""
+            """Update the display at most 20 times a second (``loss`` may be NaN between evaluations)."""
             now = time.monotonic()
             if now - last[0] < 0.05:
                 return
             last[0] = now
-            done = math.log10(max(g0, gtol) / max(gnorm, 1e-300)) / decades if gnorm > 0 else 1.0
-            progress.update(task, completed=min(max(done, 0.0), 1.0),
-                            info=f"t = {t:.3g}  L = {loss:.6g}  ‖∇L‖ = {gnorm:.2e}")
+            shown = f"L = {loss:.6g}  " if math.isfinite(loss) else ""
+            progress.update(task, info=f"t = {t:.3g}  {shown}‖∇L‖ ≈ {gnorm:.2e}")
 
         yield callback
 
