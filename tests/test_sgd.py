@@ -356,13 +356,13 @@ def test_wilson_interval_matches_scipy():
 
 def test_outcome_rates_count_per_cell_and_format():
     records = [("GF", "spurious")] * 7 + [("GF", "global_minimum")] + [("SGD", "global_minimum")] * 3 + [
-        ("SGD", "not_converged")]
+        ("SGD", "uncertified_endpoint")]
     rows = outcome_rates(records)
     assert [r["cell"] for r in rows] == ["GF", "SGD"] and [r["runs"] for r in rows] == [8, 4]
     gf = rows[0]["outcomes"]
-    assert list(gf) == ["not_converged", "global_minimum", "spurious"]  # OUTCOMES order, every seen outcome
+    assert list(gf) == ["uncertified_endpoint", "global_minimum", "spurious"]  # OUTCOMES order, every seen outcome
     assert gf["spurious"]["count"] == 7 and gf["spurious"]["fraction"] == 7 / 8
-    assert gf["not_converged"]["count"] == 0 and gf["spurious"]["interval"] == wilson_interval(7, 8)
+    assert gf["uncertified_endpoint"]["count"] == 0 and gf["spurious"]["interval"] == wilson_interval(7, 8)
     text = format_rates(rows)
     assert "| GF | 8 |" in text and "7/8 (53–98 %)" in text
 
@@ -406,7 +406,7 @@ def test_compare_methods_same_limit_and_outcomes():
 def test_outcome_words():
     prob = shared_problem("1d-square")
     blown = lcnflow.stochastic_gradient_descent(prob.risk, prob.w0, 50.0, 2, epochs=5)
-    assert outcome(blown) == "not_converged"
+    assert outcome(blown) == "uncertified_endpoint"
     plain = lcnflow.stochastic_gradient_descent(prob.risk, prob.w0, 0.05, 4, epochs=3000, classify=False)
     assert plain.certified and outcome(plain) == "unclassified"
 

@@ -8,8 +8,9 @@ shrinks as ``η → 0``.
 
 :func:`outcome_rates` turns many runs into outcome fractions per cell with 95 % Wilson score intervals, and
 :func:`sgd_sweep` makes those runs: the flow and SGD over step sizes, batch sizes and seeds, from several
-initializations.  Outcomes use the vocabulary of sweep summaries (``global_minimum``, ``spurious``, ``not_converged``
-…, :func:`outcome`); an SGD run counts as ``not_converged`` unless its polished endpoint was certified.
+initializations.  Outcomes use the vocabulary of sweep summaries (``global_minimum``, ``spurious``,
+``uncertified_endpoint`` …, :func:`outcome`); an SGD run counts as ``uncertified_endpoint`` unless its polished
+endpoint was certified as a minimum.
 """
 
 from __future__ import annotations
@@ -42,19 +43,19 @@ __all__ = [
 ]
 
 #: Outcomes of a run, in the order they are assigned (the first that applies), as in sweep summaries.
-OUTCOMES = ("not_converged", "unclassified", "global_minimum", "spurious", "strict_saddle", "degenerate",
+OUTCOMES = ("uncertified_endpoint", "unclassified", "global_minimum", "spurious", "strict_saddle", "degenerate",
             "local_minimum")
 
 
 def outcome(result: FlowResult) -> str:
     """Where a run ended, as one word (the first that applies).
 
-    ``not_converged`` (gradient flow/descent: stopped before ``gtol`` or blew up; SGD: the polished endpoint was not
-    certified), ``unclassified`` (classification switched off), ``global_minimum``, ``spurious`` (rank-deficient
+    ``uncertified_endpoint`` (the run ended without a certified limit; SGD: its polished endpoint was not a certified
+    minimum), ``unclassified`` (classification switched off), ``global_minimum``, ``spurious`` (rank-deficient
     origin, not critical on the function space), ``strict_saddle``, ``degenerate``, ``local_minimum``.
     """
     if not result.converged:
-        return "not_converged"
+        return "uncertified_endpoint"
     cp = result.critical_point
     if cp is None:
         return "unclassified"
