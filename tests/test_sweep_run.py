@@ -186,10 +186,10 @@ class CrashOnSeed(distributed.WorkerPlugin):
 
         self.original = original = ex._one_run
 
-        def crashing(base, run_id, overrides, problem):
+        def crashing(base, run_id, overrides, problem, verify=False):
             if overrides.get("init.seed") == self.seed:
                 os._exit(13)
-            return original(base, run_id, overrides, problem)
+            return original(base, run_id, overrides, problem, verify)
 
         ex._one_run = crashing
 
