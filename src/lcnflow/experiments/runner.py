@@ -32,6 +32,7 @@ from ..conv import as_filters, final_filter, flatten, random_init, unflatten
 from ..flow import FlowResult, invariants, theorem_hypotheses
 from ..flow.descent import run_descent
 from ..flow.integrate import run_flow
+from ..flow.optimum import unconstrained_optimum
 from ..flow.sgd import stochastic_gradient_descent
 from ..losses import Loss, get_loss
 from ..risk import EmpiricalRisk, population_square_risk
@@ -201,68 +202,39 @@ class FunctionSpaceOptimum:
     exact : bool or None
         ``True`` if the architecture is filling (then ``ℒ*`` is the global minimum of ``L``), ``False`` if not
         (``ℒ*`` is a lower bound), ``None`` if filling is undecided.
-    iterations : int
     """
 
     filter: np.ndarray
     value: float
     gradient_norm: float
     exact: bool | None
-    iterations: int
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form."""
         return {"filter": self.filter.tolist(), "value": self.value, "gradient_norm": self.gradient_norm,
-                "exact": self.exact, "iterations": self.iterations}
+                "exact": self.exact}
 
 
-def function_space_optimum(risk: EmpiricalRisk, max_iter: int = 100) -> FunctionSpaceOptimum:
+def function_space_optimum(risk: EmpiricalRisk) -> FunctionSpaceOptimum:
     r"""Minimize the convex function-space risk ``ℒ(v) = (1/m) Σ ℓ(Hv − y)`` over ``v ∈ R^{k_v}``.
 
     Square loss: ``v̂ = G⁺ b`` (normal equations, minimum norm).  Other losses: damped Newton from the least-squares
-    filter, ``v ← v − α (∇²ℒ)⁺ ∇ℒ`` with Armijo backtracking on ℒ, until ``‖∇ℒ‖ ≤ 10⁻¹² · max(1, ‖∇ℒ(0)‖)``.
+    filter (:func:`~lcnflow.flow.optimum.unconstrained_optimum`, cached per risk).
 
     Parameters
     ----------
     risk : EmpiricalRisk
-    max_iter : int
-        Newton iterations at most.
 
     Returns
     -------
     FunctionSpaceOptimum
     """
-    arch = risk.arch
-    exact = arch.is_filling
-    square = risk if risk.is_quadratic else EmpiricalRisk(arch, "square", risk.data)
-    v = np.linalg.lstsq(square.gram, square.moment, rcond=None)[0]
-    iterations = 0
-    if not risk.is_quadratic:
-        tol = 1e-12 * max(1.0, float(np.linalg.norm(risk.function_space_gradient(np.zeros(v.size)))))
-        value = risk.function_space_value(v)
-        while iterations < max_iter:
-            iterations += 1
-            g = risk.function_space_gradient(v)
-            if float(np.linalg.norm(g)) <= tol:
-                break
-            step = -np.linalg.lstsq(risk.function_space_hessian(v), g, rcond=None)[0]
-            alpha, slope = 1.0, float(g @ step)
-            while alpha > 1e-12:
-                trial = v + alpha * step
-                tv = risk.function_space_value(trial)
-                if tv <= value + 1e-4 * alpha * slope:
-                    break
-                alpha *= 0.5
-            else:
-                break
-            v, value = trial, tv
-    g = risk.function_space_gradient(v)
+    v, value = unconstrained_optimum(risk)
     return FunctionSpaceOptimum(
-        filter=v.reshape(arch.final_filter_shape),
-        value=float(risk.function_space_value(v)),
-        gradient_norm=float(np.linalg.norm(g)),
-        exact=exact,
-        iterations=iterations,
+        filter=np.asarray(v).reshape(risk.arch.final_filter_shape),
+        value=float(value),
+        gradient_norm=float(np.linalg.norm(risk.function_space_gradient(v))),
+        exact=risk.arch.is_filling,
     )
 
 

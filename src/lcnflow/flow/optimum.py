@@ -188,6 +188,12 @@ def unconstrained_optimum(risk: EmpiricalRisk, max_iter: int = 100) -> tuple[np.
             step = -np.linalg.lstsq(risk.function_space_hessian(v), g, rcond=None)[0]
             slope = float(g @ step)
             if -slope <= risk_rounding(risk, v):
+                # the value is settled to rounding; one last full Newton step settles the filter (quadratic
+                # convergence: ‖∇ℒ‖ drops to its own rounding level) unless it makes the value worse
+                trial = v + step
+                tv = risk.function_space_value(trial)
+                if tv <= value + risk_rounding(risk, v):
+                    v, value = trial, tv
                 break
             alpha = 1.0
             while alpha > 1e-12:
