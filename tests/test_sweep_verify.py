@@ -41,3 +41,20 @@ def test_verified_rows_say_whether_the_limit_is_the_same_and_carry_the_itinerary
         assert row["stop_reason"] == "minimum" and row["kind"] != "uncertified_endpoint"
         # from scale 1e-2 at depth 3 the flow first crosses the plateau at the origin, then leaves it
         assert row["num_plateaus"] >= 1 and 0 < row["first_escape_time"] < row["t_final"]
+
+
+def test_read_results_adds_each_runs_outcome(tmp_path):
+    from lcnflow.sweep.execute import _row
+    from lcnflow.sweep.store import SweepStore, read_results
+
+    plan = expand(sweep_from_dict({**BASE, "grid": {"init.seed": [0, 1, 2]}}))
+    results = run_batch(plan.spec.base, [(r.run_id, r.overrides, r.problem) for r in plan.runs])
+    out = tmp_path / "out"
+    with SweepStore(out, plan) as store:
+        store.write([_row(plan, r, res) for r, res in zip(plan.runs, results, strict=True)])
+    table = read_results(out)
+    assert table.column_names[-1] == "outcome"
+    for row in table.to_pylist():  # certified runs: their kind (spurious ones are named so), else uncertified
+        expected = ("spurious" if row["spurious"] else row["kind"]) if row["converged"] else "uncertified_endpoint"
+        assert row["outcome"] == expected
+    assert "outcome" not in read_results(out, columns=["loss"]).column_names

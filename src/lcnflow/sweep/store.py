@@ -185,7 +185,9 @@ def read_results(out: str | Path, columns: Sequence[str] | None = None) -> pa.Ta
     Returns
     -------
     pyarrow.Table
-        Sorted by ``run_index``; empty (with the sweep's schema) when no run has finished.
+        Sorted by ``run_index``; empty (with the sweep's schema) when no run has finished.  When all columns are
+        read, a last column ``outcome`` gives each run's outcome (:func:`~lcnflow.sweep.summary.outcomes`: ``error``,
+        ``uncertified_endpoint``, ``global_minimum``, ``spurious``, …).
     """
     info = read_sweep_info(out)
     schema = results_schema(info["columns"])
@@ -197,10 +199,15 @@ def read_results(out: str | Path, columns: Sequence[str] | None = None) -> pa.Ta
         schema = pa.schema([schema.field(c) for c in names])
     parts = _part_files(Path(out) / "runs")
     if not parts:
-        return schema.empty_table()
+        empty = schema.empty_table()
+        return empty.append_column("outcome", pa.array([], pa.string())) if columns is None else empty
     tables = [pq.read_table(p, columns=schema.names, schema=schema) for p in parts]
-    table = pa.concat_tables(tables)
-    return _dedupe(table).sort_by("run_index")
+    table = _dedupe(pa.concat_tables(tables)).sort_by("run_index")
+    if columns is None:
+        from .summary import outcomes
+
+        table = table.append_column("outcome", outcomes(table))
+    return table
 
 
 def _dedupe(table: pa.Table) -> pa.Table:
