@@ -423,6 +423,56 @@ def check_data_command(config: ConfigArg = None, set_: SetOpt = None, json_outpu
     console.print(t)
 
 
+# ---------------------------------------------------------------------------------------------------- compare
+@app.command()
+@_guard
+def compare(
+    config: ConfigArg = None,
+    set_: SetOpt = None,
+    step_size: Annotated[float, typer.Option("--step-size", help="η of gradient descent and SGD.")] = 0.003,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="B: samples per SGD step.")] = 8,
+    epochs: Annotated[int, typer.Option("--epochs", help="SGD's budget in passes over the data.")] = 300,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of SGD's minibatches.")] = 0,
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", metavar="DIR", help="Write compare.json and compare.png (loss curves of the three methods, "
+        "distance of the iterates to the flow) into DIR.")] = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Gradient flow, gradient descent and SGD from the same initialization: where does each end?"""
+    from .experiments import prepare
+    from .experiments.compare import compare_methods
+    from .experiments.runner import jsonable
+
+    cfg = _load(config, set_)
+    with _input_phase():
+        exp = prepare(cfg)
+        result = compare_methods(exp.risk, exp.init, step_size, batch_size, epochs=epochs, seed=seed)
+    record = jsonable(result.to_dict())
+    if out is not None:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "compare.json").write_text(json.dumps(record, indent=1, allow_nan=False), encoding="utf-8")
+            result.plot(str(out / "compare.png"))
+        except OSError as exc:
+            raise BadInput(f"--out: cannot write into {out} ({exc.strerror or exc})") from None
+    if json_output:
+        _print_json(record)
+        return
+    console = _console()
+    console.print(f"[bold]lcnflow compare[/] · {escape(cfg.name)}: the same w(0), η = {step_size:g}, SGD batch "
+                  f"B = {batch_size}, {epochs} epochs")
+    table = Table(show_edge=False, header_style="bold")
+    for name in ("method", "outcome", "L", "same limit as the flow", "max ‖w_k − w(t_k)‖", "polish moved"):
+        table.add_column(name)
+    for row in result.table():
+        table.add_row(escape(row["method"]), row["outcome"].replace("_", " "), f"{row['loss']:.8g}",
+                      _yes(row["same_limit_as_flow"]), f"{row['max_distance_to_flow']:.3g}",
+                      f"{row['polish_distance']:.2g}")
+    console.print(table)
+    if out is not None:
+        console.print(f"files: {escape(str(out))}/compare.json, compare.png")
+
+
 # ---------------------------------------------------------------------------------------------------- describe
 @app.command()
 @_guard
