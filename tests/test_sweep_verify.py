@@ -58,3 +58,24 @@ def test_read_results_adds_each_runs_outcome(tmp_path):
         expected = ("spurious" if row["spurious"] else row["kind"]) if row["converged"] else "uncertified_endpoint"
         assert row["outcome"] == expected
     assert "outcome" not in read_results(out, columns=["loss"]).column_names
+
+
+def test_summary_gives_each_outcome_rate_with_its_wilson_interval(tmp_path):
+    from scipy.stats import binomtest
+
+    from lcnflow.sweep.execute import _row
+    from lcnflow.sweep.store import SweepStore
+    from lcnflow.sweep.summary import summarize
+
+    plan = expand(sweep_from_dict({**BASE, "grid": {"init.seed": [0, 1, 2, 3, 4]}}))
+    results = run_batch(plan.spec.base, [(r.run_id, r.overrides, r.problem) for r in plan.runs])
+    out = tmp_path / "out"
+    with SweepStore(out, plan) as store:
+        store.write([_row(plan, r, res) for r, res in zip(plan.runs, results, strict=True)])
+    table = summarize(out).table.to_pylist()
+    assert len(table) == 1
+    row = table[0]
+    for name in (c for c in row if c.startswith("pct_") and f"ci95_{c[4:]}" in row):
+        k = round(row[name] * row["runs"] / 100)
+        ci = binomtest(k, row["runs"]).proportion_ci(0.95, method="wilson")
+        assert row[f"ci95_{name[4:]}"] == f"{100 * ci.low:.0f}–{100 * ci.high:.0f}"
