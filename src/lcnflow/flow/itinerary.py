@@ -90,7 +90,8 @@ class Plateau:
         cp = self.critical_point
         what = "no critical point identified" if cp is None else (
             f"{self.kind.replace('_', ' ')}, index {self.index}, rank dπ {cp.dpi_rank}/{cp.function_space_dim}"
-            + (f"; {'; '.join(cp.degeneracies)}" if cp.degeneracies else ""))
+            + (f"; {'; '.join(cp.degeneracies)}" if cp.degeneracies and self.point is not None
+               and np.any(self.point) else ""))  # at the origin every filter is zero: nothing more to name
         return f"t ∈ [{self.t_enter:.3g}, {self.t_leave:.3g}]: L ≈ {self.loss:.8g} — {what} ({self.note})"
 
     def to_dict(self) -> dict[str, Any]:

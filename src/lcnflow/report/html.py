@@ -248,12 +248,18 @@ def _page(rec: dict[str, Any], figures: list[str], config_text: str) -> str:
     verdict_rows = [
         ("converged", _yes(verdict["converged"])),
         ("certified", _yes(verdict["certified"]) + f" — ‖∇L(w*)‖ = {_num(res['gradient_norm'], '.3g')} "
-         f"(certify tolerance {_num(res['options'].get('certify_tol'), '.3g')})"),
+         f"(certified when ≤ {_num(res['options'].get('certify_tol'), '.3g')} · S, S the size of the terms of ∇L)"),
         ("stopped because", _e(res["message"].split(";")[0])),
         ("kind", _e((verdict["kind"] or "not classified").replace("_", " "))),
         ("origin", _e(verdict["origin"] or "—") + (" — <b>spurious</b>" if verdict["spurious"] else "")),
         ("degeneracies", _e("; ".join(verdict["degeneracies"]) or "none")),
         ("versus the optimum", _e(verdict["comparison"])),
+        *([("nearest critical point", _e(verdict["nearest_critical_point"]) + " (not the run's limit)")]
+          if verdict.get("nearest_critical_point") else []),
+        *([("verified", _yes(verdict["limit_verified"]) + " — the same limit at 100× tighter tolerances")]
+          if verdict.get("limit_verified") is not None else []),
+        ("itinerary", "<br>".join(f"plateau {i + 1}: {_e(p)}" for i, p in enumerate(verdict.get("itinerary") or []))
+         or "no plateau"),
         ("theorem hypotheses", _yes(hyp["covered"]) + " — " + _e(hyp["consequence"])),
     ]
     verdict_html = (
