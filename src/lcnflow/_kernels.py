@@ -26,11 +26,11 @@ Numba cannot write its cache (a read-only install), they are compiled in memory 
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import threading
 import time
-import types
 import warnings
 from typing import NamedTuple
 
@@ -56,30 +56,27 @@ PARALLEL_MIN_ENTRIES = 50_000
 #: Seconds spent compiling (or loading from the cache) per kernel, filled on first use (see :func:`warm_up`).
 COMPILE_SECONDS: dict[str, float] = {}
 
-_parallel_lock = threading.Lock()
-
-
 def enabled() -> bool:
     """Whether the compiled path is in use now (:data:`ENABLED`)."""
     return ENABLED
 
 
-def _jit(parallel: bool = False, inline: str = "never"):
+def _jit(parallel: bool = False, inline: str = "never", nogil: bool = False):
     """``numba.njit(cache=True)``, falling back to an in-memory compilation when no cache location is writable."""
 
     def wrap(fn):
         if not HAVE_NUMBA:
             return fn
-        opts = dict(parallel=parallel, error_model="numpy", inline=inline)
+        # reassociation lets the compiler vectorize the dot products of the data passes; no other fast-math flag
+        # (NaN and infinities must propagate exactly as in the reference path)
+        opts = dict(parallel=parallel, error_model="numpy", inline=inline, nogil=nogil,
+                    fastmath={"reassoc", "contract"})
         try:
             return _nb.njit(cache=True, **opts)(fn)
         except RuntimeError:  # "cannot cache function …: no locator available" (read-only install)
             return _nb.njit(cache=False, **opts)(fn)
 
     return wrap
-
-
-_prange = _nb.prange if HAVE_NUMBA else range
 
 
 # ---------------------------------------------------------------------------------------------- losses (scalars)
@@ -355,25 +352,36 @@ def square_value_grad(w, kh, kw, dh, dw, off, v_hat, G, minimum: float, need_val
 
 
 # ---------------------------------------------------------------------------------------------- data passes
-def _data_pass(x, y, v, sh: int, sw: int, lid: int, p1: float, p2: float, need_value: bool, block: int):
+@_jit(nogil=True)
+def data_pass_blocks(x, y, v, sh: int, sw: int, lid: int, p1: float, p2: float, need_value: bool, block: int,
+                     b0: int, b1: int, part: np.ndarray, vals: np.ndarray) -> None:
+    r"""Blocks ``b0 … b1−1`` of samples (``block`` each): ``part[b] = Σ ℓ'(r_a) h_a``, ``vals[b] = Σ ℓ(r_a)``.
+
+    Per output row: ``r = −y + Σ_t v_t x_{a s + t}`` (one axpy per tap), then ``(ℓ, ℓ')`` in place, then one dot
+    product per tap into ``Hᵀℓ'``.  Releases the GIL, so threads can run disjoint block ranges.
+    """
     m, DH, DW = y.shape
     KH, KW = v.shape
-    nb = (m + block - 1) // block
-    part = np.zeros((nb, KH * KW))
-    vals = np.zeros(nb)
-    for b in _prange(nb):
-        row = np.empty(DW)
+    row = np.empty(DW)
+    for b in range(b0, b1):
         acc = 0.0
+        pb = part[b]
         for j in range(b * block, min(m, (b + 1) * block)):
             for a1 in range(DH):
+                yr = y[j, a1]
                 for a2 in range(DW):
-                    row[a2] = -y[j, a1, a2]
+                    row[a2] = -yr[a2]
                 for t1 in range(KH):
                     xr = x[j, a1 * sh + t1]
                     for t2 in range(KW):
                         c = v[t1, t2]
-                        for a2 in range(DW):
-                            row[a2] += c * xr[a2 * sw + t2]
+                        if sw == 1:
+                            seg = xr[t2 : t2 + DW]
+                            for a2 in range(DW):
+                                row[a2] += c * seg[a2]
+                        else:
+                            for a2 in range(DW):
+                                row[a2] += c * xr[a2 * sw + t2]
                 for a2 in range(DW):
                     val, row[a2] = _loss_value_d1(row[a2], lid, p1, p2, need_value)
                     acc += val
@@ -381,21 +389,23 @@ def _data_pass(x, y, v, sh: int, sw: int, lid: int, p1: float, p2: float, need_v
                     xr = x[j, a1 * sh + t1]
                     for t2 in range(KW):
                         s = 0.0
-                        for a2 in range(DW):
-                            s += row[a2] * xr[a2 * sw + t2]
-                        part[b, t1 * KW + t2] += s
+                        if sw == 1:
+                            seg = xr[t2 : t2 + DW]
+                            for a2 in range(DW):
+                                s += row[a2] * seg[a2]
+                        else:
+                            for a2 in range(DW):
+                                s += row[a2] * xr[a2 * sw + t2]
+                        pb[t1 * KW + t2] += s
         vals[b] = acc
-    grad = np.zeros(KH * KW)
-    for b in range(nb):
-        grad += part[b]
-    return vals.sum() if need_value else np.nan, grad
 
 
-def _loss_terms_padded(full, y, lid: int, p1: float, p2: float, need_value: bool, block: int) -> float:
+@_jit(nogil=True)
+def loss_terms_padded_blocks(full, y, lid: int, p1: float, p2: float, need_value: bool, block: int, b0: int,
+                             b1: int, vals: np.ndarray) -> None:
+    """Blocks ``b0 … b1−1`` of :func:`loss_terms_padded`: ``vals[b] = Σ ℓ`` over the block's samples."""
     m, DH, DW = y.shape
-    nb = (m + block - 1) // block
-    vals = np.zeros(nb)
-    for b in _prange(nb):
+    for b in range(b0, b1):
         acc = 0.0
         for j in range(b * block, min(m, (b + 1) * block)):
             for a1 in range(DH):
@@ -407,32 +417,83 @@ def _loss_terms_padded(full, y, lid: int, p1: float, p2: float, need_value: bool
                 fr[DW:] = 0.0
             full[j, DH:] = 0.0
         vals[b] = acc
-    return vals.sum() if need_value else np.nan
 
 
-def _spectral_sum(Xh, Qh):
-    m, A, B = Xh.shape
-    out = np.zeros((A, B), dtype=np.complex128)
-    for a in _prange(A):
+@_jit(nogil=True)
+def spectral_sum_rows(Xh, Qh, a0: int, a1: int, out) -> None:
+    r"""Rows ``a0 … a1−1`` of ``Σ_j X̂_j \overline{Q̂_j}``."""
+    m, _, B = Xh.shape
+    for a in range(a0, a1):
         for j in range(m):
             for b in range(B):
                 out[a, b] += Xh[j, a, b] * Qh[j, a, b].conjugate()
+
+
+def _threads() -> int:
+    """Threads for the data passes: Numba's thread count (``NUMBA_NUM_THREADS``, default the CPUs available)."""
+    return max(1, int(_nb.config.NUMBA_NUM_THREADS)) if HAVE_NUMBA else 1
+
+
+_pool = None
+_pool_lock = threading.Lock()
+
+
+def _run_split(fn, n: int, size: int) -> None:
+    """``fn(lo, hi)`` over ``[0, n)``: in one call below :data:`PARALLEL_MIN_ENTRIES` data entries, else split in
+    contiguous ranges over a thread pool (the kernels release the GIL)."""
+    global _pool
+    threads = min(_threads(), n)
+    if threads <= 1 or size < PARALLEL_MIN_ENTRIES:
+        fn(0, n)
+        return
+    if _pool is None:
+        with _pool_lock:
+            if _pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                _pool = ThreadPoolExecutor(max_workers=_threads(), thread_name_prefix="lcnflow-kernels")
+    cuts = [n * i // threads for i in range(threads + 1)]
+    futures = [_pool.submit(fn, lo, hi) for lo, hi in itertools.pairwise(cuts)]
+    for f in futures:
+        f.result()
+
+
+def data_pass(x, y, v, sh: int, sw: int, lid: int, p1: float, p2: float, need_value: bool):
+    r"""``(Σ ℓ(r), Hᵀℓ'(r))`` for ``r = Hv − y`` (unnormalized), in one pass over 3D ``x``/``y`` (1D: height 1).
+
+    Fixed blocks of samples, run by threads above :data:`PARALLEL_MIN_ENTRIES` data entries; the per-block partial
+    sums are added in block order, so the result does not depend on the thread count.
+    """
+    block = _block(y)
+    nb = (y.shape[0] + block - 1) // block
+    part = np.zeros((nb, v.size))
+    vals = np.zeros(nb)
+    _run_split(lambda lo, hi: data_pass_blocks(x, y, v, sh, sw, lid, p1, p2, need_value, block, lo, hi, part, vals),
+               nb, y.size)
+    return (float(np.sum(vals)) if need_value else math.nan), np.sum(part, axis=0)
+
+
+def loss_terms_padded(full, y, lid: int, p1: float, p2: float, need_value: bool) -> float:
+    """On ``full`` (``m × H × W``): ``ℓ'(full − y)`` on the leading ``d_N`` block, zero elsewhere; returns ``Σ ℓ``."""
+    block = _block(y)
+    nb = (y.shape[0] + block - 1) // block
+    vals = np.zeros(nb)
+    _run_split(lambda lo, hi: loss_terms_padded_blocks(full, y, lid, p1, p2, need_value, block, lo, hi, vals),
+               nb, y.size)
+    return float(np.sum(vals)) if need_value else math.nan
+
+
+def spectral_sum(Xh, Qh) -> np.ndarray:
+    r"""``Σ_j X̂_j \overline{Q̂_j}`` over the first axis."""
+    out = np.zeros(Xh.shape[1:], dtype=np.complex128)
+    _run_split(lambda lo, hi: spectral_sum_rows(Xh, Qh, lo, hi, out), Xh.shape[1], Xh.size)
     return out
 
 
-def _variant(fn, suffix: str):
-    """A copy of ``fn`` under its own name: Numba's on-disk cache is keyed by the function's name, so a serial and
-    a parallel compilation of one body need two names."""
-    out = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + suffix, fn.__defaults__, fn.__closure__)
-    out.__qualname__ = fn.__qualname__ + suffix
-    return out
-
-
-data_pass_serial = _jit()(_variant(_data_pass, "_serial"))
-data_pass_parallel = _jit(parallel=True)(_variant(_data_pass, "_parallel"))
-loss_terms_padded_serial = _jit()(_variant(_loss_terms_padded, "_serial"))
-loss_terms_padded_parallel = _jit(parallel=True)(_variant(_loss_terms_padded, "_parallel"))
-spectral_sum = _jit(parallel=True)(_spectral_sum)
+def _block(y: np.ndarray) -> int:
+    """Samples per block: about 16 384 data entries, whatever the thread count."""
+    per = max(1, y.shape[1] * y.shape[2])
+    return max(1, 16_384 // per)
 
 
 @_jit()
@@ -470,38 +531,6 @@ def weighted_gram(x, y, v, sh: int, sw: int, lid: int, p1: float, p2: float, row
     return G
 
 
-def data_pass(x, y, v, sh: int, sw: int, lid: int, p1: float, p2: float, need_value: bool):
-    r"""``(Σ ℓ(r), Hᵀℓ'(r))`` for ``r = Hv − y`` (unnormalized), in one pass over 3D ``x``/``y`` (1D: height 1).
-
-    Parallel over fixed blocks of samples above :data:`PARALLEL_MIN_ENTRIES` data entries (and when no other thread
-    is inside a parallel kernel); the block boundaries, hence the result, do not depend on the thread count.
-    """
-    block = _block(y)
-    if y.size >= PARALLEL_MIN_ENTRIES and _parallel_lock.acquire(blocking=False):
-        try:
-            return data_pass_parallel(x, y, v, sh, sw, lid, p1, p2, need_value, block)
-        finally:
-            _parallel_lock.release()
-    return data_pass_serial(x, y, v, sh, sw, lid, p1, p2, need_value, block)
-
-
-def loss_terms_padded(full, y, lid: int, p1: float, p2: float, need_value: bool) -> float:
-    """On ``full`` (``m × H × W``): ``ℓ'(full − y)`` on the leading ``d_N`` block, zero elsewhere; returns ``Σ ℓ``."""
-    block = _block(y)
-    if y.size >= PARALLEL_MIN_ENTRIES and _parallel_lock.acquire(blocking=False):
-        try:
-            return loss_terms_padded_parallel(full, y, lid, p1, p2, need_value, block)
-        finally:
-            _parallel_lock.release()
-    return loss_terms_padded_serial(full, y, lid, p1, p2, need_value, block)
-
-
-def _block(y: np.ndarray) -> int:
-    """Samples per block: about 16 384 data entries, whatever the thread count."""
-    per = max(1, y.shape[1] * y.shape[2])
-    return max(1, 16_384 // per)
-
-
 # ---------------------------------------------------------------------------------------------- FFT correlations
 class SpectralCorrelator:
     r"""``Hv`` and ``Hᵀq`` of a stride-1 final filter by FFT over whole images (or signals).
@@ -519,7 +548,7 @@ class SpectralCorrelator:
         self._fft = scipy.fft
         self.shape = x.shape[1:]
         self.kv = kv
-        self.workers = max(1, _nb.get_num_threads() if HAVE_NUMBA else 1)
+        self.workers = _threads()
         self.xhat = scipy.fft.rfft2(x, workers=self.workers)
 
     def value_grad(self, v: np.ndarray, y: np.ndarray, lid: int, p1: float, p2: float, need_value: bool):
@@ -546,8 +575,8 @@ def warm_up() -> dict[str, float]:
         "jacobian": lambda: jacobian(w, *lay[:4], lay.off),
         "hessian_contraction": lambda: hessian_contraction(w, *lay[:4], lay.off, v),
         "square_value_grad": lambda: square_value_grad(w, *lay[:4], lay.off, np.zeros(3), np.eye(3), 0.0, True),
-        "data_pass_serial": lambda: data_pass_serial(x, y, v, 1, 1, 4, 1.0, 0.0, True, 1),
-        "data_pass_parallel": lambda: data_pass_parallel(x, y, v, 1, 1, 4, 1.0, 0.0, True, 1),
+        "data_pass": lambda: data_pass(x, y, v, 1, 1, 4, 1.0, 0.0, True),
+        "loss_terms_padded": lambda: loss_terms_padded(x.copy(), y, 4, 1.0, 0.0, True),
         "weighted_gram": lambda: weighted_gram(x, y, v, 1, 1, 4, 1.0, 0.0, 4),
         "loss_terms": lambda: loss_terms(np.zeros(2), 4, 1.0, 0.0, 0),
     }
