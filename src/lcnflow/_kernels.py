@@ -351,6 +351,55 @@ def square_value_grad(w, kh, kw, dh, dw, off, v_hat, G, minimum: float, need_val
     return value, vjp(w, kh, kw, dh, dw, off, ge), ge
 
 
+# ---------------------------------------------------------------------------------------------- per-step bookkeeping
+@_jit()
+def scale_terms(w, off) -> tuple[float, float]:
+    r"""``(D, Π_i ‖w^{(i)}‖_1)`` with ``D = (Σ_i Π_{j≠i} ‖w^{(j)}‖²)^{1/2}`` (the factors of the gradient scale)."""
+    n = off.size - 1
+    sq = np.empty(n)
+    l1 = 1.0
+    for i in range(n):
+        s2 = 0.0
+        s1 = 0.0
+        for p in range(off[i], off[i + 1]):
+            s2 += w[p] * w[p]
+            s1 += abs(w[p])
+        sq[i] = s2
+        l1 *= s1
+    total = 0.0
+    for i in range(n):
+        prod = 1.0
+        for j in range(n):
+            if j != i:
+                prod *= sq[j]
+        total += prod
+    return math.sqrt(total), l1
+
+
+@_jit()
+def step_terms(w, prev, off, delta0) -> tuple[float, float, float]:
+    r"""``(‖w − w_prev‖, max_i |δ_i(w) − δ_i(0)|, ‖w‖²)`` with ``δ_i = ‖w^{(i+1)}‖² − ‖w^{(i)}‖²``."""
+    arc = 0.0
+    for p in range(w.size):
+        d = w[p] - prev[p]
+        arc += d * d
+    n = off.size - 1
+    sq = np.empty(n)
+    total = 0.0
+    for i in range(n):
+        s2 = 0.0
+        for p in range(off[i], off[i + 1]):
+            s2 += w[p] * w[p]
+        sq[i] = s2
+        total += s2
+    change = 0.0
+    for i in range(n - 1):
+        c = abs(sq[i + 1] - sq[i] - delta0[i])
+        if c > change or c != c:
+            change = c
+    return math.sqrt(arc), change, total
+
+
 # ---------------------------------------------------------------------------------------------- data passes
 @_jit(nogil=True)
 def data_pass_blocks(x, y, v, sh: int, sw: int, lid: int, p1: float, p2: float, need_value: bool, block: int,
@@ -579,6 +628,8 @@ def warm_up() -> dict[str, float]:
         "loss_terms_padded": lambda: loss_terms_padded(x.copy(), y, 4, 1.0, 0.0, True),
         "weighted_gram": lambda: weighted_gram(x, y, v, 1, 1, 4, 1.0, 0.0, 4),
         "loss_terms": lambda: loss_terms(np.zeros(2), 4, 1.0, 0.0, 0),
+        "scale_terms": lambda: scale_terms(w, lay.off),
+        "step_terms": lambda: step_terms(w, w, lay.off, np.zeros(1)),
     }
     for name, job in jobs.items():
         t0 = time.perf_counter()

@@ -61,11 +61,17 @@ _LOSS_PARAMS = {"square": (), "lp": ("p",), "pseudo_huber": ("delta",), "general
                 "log_cosh": ()}
 
 
+_KERNELS_MODULE = None
+
+
 def _kernels():
     """The compiled kernels (:mod:`lcnflow._kernels`, imported on first use) when enabled, else ``None``."""
-    from . import _kernels as k
+    global _KERNELS_MODULE
+    if _KERNELS_MODULE is None:
+        from . import _kernels as k
 
-    return k if k.ENABLED else None
+        _KERNELS_MODULE = k
+    return _KERNELS_MODULE if _KERNELS_MODULE.ENABLED else None
 
 
 class _Compiled:
@@ -197,7 +203,8 @@ class EmpiricalRisk:
         c = self._compiled()
         if c is None or (not self.is_quadratic and c.loss_id < 0):
             return None
-        w = np.ascontiguousarray(w, dtype=np.float64)
+        if w.dtype != np.float64 or not w.flags.c_contiguous:
+            w = np.ascontiguousarray(w, dtype=np.float64)
         if self.is_quadratic:
             val, grad, _ = c.k.square_value_grad(w, *c.args, self.least_squares_filter, self.gram,
                                                  self.minimum_value, need_value)
