@@ -545,39 +545,56 @@ def _block(y: np.ndarray) -> int:
     return max(1, 16_384 // per)
 
 
-@_jit()
-def weighted_gram(x, y, v, sh: int, sw: int, lid: int, p1: float, p2: float, rows: int) -> np.ndarray:
-    r"""``Σ_{rows} ℓ''(r_a)\, h_a h_aᵀ`` (``k_v × k_v``, unnormalized), ``h_a`` the patch of output ``a``.
+@_jit(nogil=True)
+def scaled_patches(x, y, v, sh: int, sw: int, lid: int, p1: float, p2: float, start: int, P: np.ndarray) -> int:
+    r"""Rows ``start, start+1, …`` of ``diag(√ℓ''(r)) H`` into ``P`` (as many as fit); returns how many were written.
 
-    Blocks of ``rows`` patches scaled by ``√ℓ''(r)`` are multiplied by BLAS (``ℓ'' ≥ 0`` for every built-in loss).
+    Row ``(j, a)`` is the patch ``h_{j,a}`` of output ``a`` of sample ``j`` times ``√ℓ''(r_{j,a})``, where
+    ``r_{j,a} = h_{j,a}·v − y_{j,a}`` (``ℓ'' ≥ 0`` for every built-in loss; a negative value gives NaN).
     """
     m, DH, DW = y.shape
     KH, KW = v.shape
-    K = KH * KW
-    P = np.empty((rows, K))
-    G = np.zeros((K, K))
-    n = 0
-    for j in range(m):
-        for a1 in range(DH):
-            for a2 in range(DW):
-                r = -y[j, a1, a2]
-                for t1 in range(KH):
-                    for t2 in range(KW):
-                        h = x[j, a1 * sh + t1, a2 * sw + t2]
-                        P[n, t1 * KW + t2] = h
-                        r += v[t1, t2] * h
-                d2 = _loss_d2(r, lid, p1, p2)
-                sq = math.sqrt(d2) if d2 >= 0 else np.nan
-                for t in range(K):
-                    P[n, t] *= sq
-                n += 1
-                if n == rows:
-                    G += np.dot(P.T, P)
-                    n = 0
-    if n > 0:
-        Pn = P[:n]
-        G += np.dot(Pn.T, Pn)
-    return G
+    count = min(P.shape[0], m * DH * DW - start)
+    for n in range(count):
+        row = start + n
+        a2 = row % DW
+        a1 = (row // DW) % DH
+        j = row // (DW * DH)
+        r = -y[j, a1, a2]
+        for t1 in range(KH):
+            xr = x[j, a1 * sh + t1]
+            for t2 in range(KW):
+                h = xr[a2 * sw + t2]
+                P[n, t1 * KW + t2] = h
+                r += v[t1, t2] * h
+        d2 = _loss_d2(r, lid, p1, p2)
+        sq = math.sqrt(d2) if d2 >= 0 else np.nan
+        for t in range(KH * KW):
+            P[n, t] *= sq
+    return count
+
+
+def weighted_gram(x, y, v, sh: int, sw: int, lid: int, p1: float, p2: float, rows: int) -> np.ndarray:
+    r"""``Σ_a ℓ''(r_a)\, h_a h_aᵀ = Hᵀ diag(ℓ'') H`` (``k_v × k_v``, unnormalized), ``h_a`` the patch of output ``a``.
+
+    Blocks of ``rows`` scaled patches (:func:`scaled_patches`) go through the BLAS rank-k update ``C += PᵀP``
+    (``dsyrk``, half the flops of a general product); the upper triangle is mirrored at the end.
+    """
+    from scipy.linalg.blas import dsyrk
+
+    K = v.size
+    total = y.size
+    P = np.empty((min(rows, total), K))
+    G = np.zeros((K, K), order="F")
+    start = 0
+    while start < total:
+        n = scaled_patches(x, y, v, sh, sw, lid, p1, p2, start, P)
+        block = P[:n]
+        # block.T is Fortran-ordered K × n, so dsyrk computes block.T @ block without a copy
+        G = dsyrk(1.0, block.T, beta=1.0, c=G, trans=0, lower=0, overwrite_c=1)
+        start += n
+    upper = np.triu(G)
+    return upper + np.triu(G, 1).T
 
 
 # ---------------------------------------------------------------------------------------------- FFT correlations
@@ -626,7 +643,7 @@ def warm_up() -> dict[str, float]:
         "square_value_grad": lambda: square_value_grad(w, *lay[:4], lay.off, np.zeros(3), np.eye(3), 0.0, True),
         "data_pass": lambda: data_pass(x, y, v, 1, 1, 4, 1.0, 0.0, True),
         "loss_terms_padded": lambda: loss_terms_padded(x.copy(), y, 4, 1.0, 0.0, True),
-        "weighted_gram": lambda: weighted_gram(x, y, v, 1, 1, 4, 1.0, 0.0, 4),
+        "scaled_patches": lambda: scaled_patches(x, y, v, 1, 1, 4, 1.0, 0.0, 0, np.empty((4, 3))),
         "loss_terms": lambda: loss_terms(np.zeros(2), 4, 1.0, 0.0, 0),
         "scale_terms": lambda: scale_terms(w, lay.off),
         "step_terms": lambda: step_terms(w, w, lay.off, np.zeros(1)),
