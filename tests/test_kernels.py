@@ -230,6 +230,21 @@ def test_threaded_pass_is_independent_of_the_thread_count(rng, monkeypatch):
         np.testing.assert_array_equal(grad, results[0][1])
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_threaded_pass_works_in_a_forked_child(rng, monkeypatch):
+    """A child forked after the parent started the thread pool gets a pool of its own (no hang)."""
+    import multiprocessing
+
+    monkeypatch.setattr(K, "PARALLEL_MIN_ENTRIES", 0)
+    X, Y, v = rng.standard_normal((1500, 1, 30)), rng.standard_normal((1500, 1, 26)), rng.standard_normal((1, 5))
+    parent = K.data_pass(X, Y, v, 1, 1, 4, 1.0, 0.0, True)  # 3 blocks of 630 samples: the pool is started
+    assert K._pool is not None or K._threads() == 1
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        child = pool.apply_async(K.data_pass, (X, Y, v, 1, 1, 4, 1.0, 0.0, True)).get(timeout=60)
+    assert child[0] == parent[0]
+    np.testing.assert_array_equal(child[1], parent[1])
+
+
 def test_environment_variable_selects_the_reference_path():
     code = "import lcnflow._kernels as k; print(k.ENABLED)"
     env = {**os.environ, "PYTHONPATH": str(SRC), "LCNFLOW_NO_NUMBA": "1"}

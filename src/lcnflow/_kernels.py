@@ -487,6 +487,16 @@ _pool = None
 _pool_lock = threading.Lock()
 
 
+def _forget_pool() -> None:
+    """In a forked child the parent's pool threads do not exist: start a fresh pool there when one is needed."""
+    global _pool, _pool_lock
+    _pool = None
+    _pool_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+
 def _run_split(fn, n: int, size: int) -> None:
     """``fn(lo, hi)`` over ``[0, n)``: in one call below :data:`PARALLEL_MIN_ENTRIES` data entries, else split in
     contiguous ranges over a thread pool (the kernels release the GIL)."""
