@@ -142,6 +142,11 @@ class EmpiricalRisk:
     Methods taking ``filters`` accept a list of arrays (one per layer) or a flat vector (:func:`~lcnflow.flatten`
     order) and return derivatives in the same form.  For the square loss, ``value``/``gradient``/``hessian`` use the
     precomputed statistics ``G, b, c``.
+
+    Evaluations run through compiled kernels (:mod:`lcnflow._kernels`, Numba) for the built-in losses: one call
+    for a square-loss gradient, one fused pass over the data otherwise (FFT correlations for stride-1 final filters
+    with ``k_v ≥ 49``).  ``LCNFLOW_NO_NUMBA=1`` (or ``lcnflow._kernels.ENABLED = False``) selects the NumPy
+    reference path; the two agree to rounding.
     """
 
     def __init__(
