@@ -186,6 +186,18 @@ def latency() -> str:
             f"cache {warm['total']:.2f} s; `import numba` and the module {warm['import']:.2f} s.")
 
 
+def report(seeds, repeats: int, cap: float, with_b6_flow: bool = False, b6_reference: bool = False) -> str:
+    """All sections as Markdown."""
+    started = time.strftime("%Y-%m-%d %H:%M:%S")
+    parts = [f"{machine_info()}; started {started}, load average {os.getloadavg()[0]:.2f} (the machine is shared)",
+             "", "### B1-like instances: time to a certified limit", "", b1_instances(seeds, repeats, cap)[0], "",
+             "### One gradient (value and gradient of L)", "", gradients(repeats), ""]
+    if with_b6_flow:
+        parts += [b6_flow(b6_reference), ""]
+    parts += [latency(), "", f"Load average at the end: {os.getloadavg()[0]:.2f}."]
+    return "\n".join(parts)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
@@ -194,16 +206,7 @@ def main() -> None:
     parser.add_argument("--b6-flow", action="store_true", help="also a certified B6 run (compiled path)")
     parser.add_argument("--b6-reference", action="store_true", help="and one on the reference path (minutes)")
     args = parser.parse_args()
-    started = time.strftime("%Y-%m-%d %H:%M:%S")
-    load0 = os.getloadavg()[0]
-    parts = [f"{machine_info()}; started {started}, load average {load0:.2f} (the machine is shared)", ""]
-    parts += ["### B1-like instances: time to a certified limit", "", b1_instances(args.seeds, args.repeats,
-                                                                                   args.cap)[0], ""]
-    parts += ["### One gradient (value and gradient of L)", "", gradients(args.repeats), ""]
-    if args.b6_flow:
-        parts += [b6_flow(args.b6_reference), ""]
-    parts += [latency(), "", f"Load average at the end: {os.getloadavg()[0]:.2f}."]
-    print("\n".join(parts))
+    print(report(args.seeds, args.repeats, args.cap, args.b6_flow, args.b6_reference))
 
 
 if __name__ == "__main__":

@@ -308,6 +308,9 @@ class EmpiricalRisk:
         if self.is_quadratic:
             e = v - self.least_squares_filter
             return float(0.5 * e @ (self.gram @ e) + self.minimum_value)
+        c = self._compiled()
+        if c is not None and c.loss_id >= 0:  # the same pass as the gradient's, so the values agree bitwise
+            return self._fs_gradient(v, True)[0]
         return float(np.sum(self.loss.value(self._apply(v) - self.data.targets))) / self.num_samples
 
     def _fs_gradient(self, v: np.ndarray, need_value: bool = True) -> tuple[float, np.ndarray]:
@@ -355,6 +358,9 @@ class EmpiricalRisk:
     def value(self, filters: Sequence[np.ndarray] | np.ndarray) -> float:
         """``L(w) = ℒ(π(w))``."""
         ws, _ = self._parse(filters)
+        fast = self._compiled_value_grad(flatten(ws), True)  # the very number value_and_gradient gives
+        if fast is not None:
+            return fast[0]
         return self.function_space_value(final_filter(self.arch, ws))
 
     def value_and_gradient(self, filters: Sequence[np.ndarray] | np.ndarray) -> tuple[float, Filters | np.ndarray]:
