@@ -55,10 +55,11 @@ def _rel(a, b) -> float:
     return float(np.linalg.norm(np.ravel(a) - np.ravel(b)) / np.linalg.norm(np.ravel(b)))
 
 
-@pytest.fixture
-def reference_path():
-    """Switch to the NumPy reference path inside a test, and back."""
+@pytest.fixture(autouse=True)
+def compiled_path():
+    """These tests exercise the kernels whatever LCNFLOW_NO_NUMBA says; restore the switch afterwards."""
     before = K.ENABLED
+    K.ENABLED = True
     yield
     K.ENABLED = before
 
@@ -148,7 +149,7 @@ CASES = [*ARCHS, ((80,), [25, 25], None), ((30, 30), [(5, 5), (5, 5), (3, 3)], N
 
 @pytest.mark.parametrize("spec", CASES, ids=[*ARCH_IDS, "1d-fft", "2d-fft"])
 @pytest.mark.parametrize(("name", "params"), LOSS_CASES, ids=LOSS_IDS)
-def test_compiled_and_reference_paths_agree(spec, name, params, reference_path):
+def test_compiled_and_reference_paths_agree(spec, name, params):
     arch = _arch(spec)
     risk, _, _ = _problem(arch, lf.get_loss(name, **params))
     w = lf.flatten(lf.random_init(arch, 0.8, 4))
