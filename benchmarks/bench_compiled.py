@@ -26,13 +26,19 @@ import sys
 import tempfile
 import time
 
-import numpy as np
+# BLAS on one thread per process (set before NumPy loads): the matrices of these runs are tiny (≤ 121 × 121), and on
+# a shared, loaded machine OpenBLAS's threads turn a 500 × 64 SVD (the data-condition check) from milliseconds into
+# most of a second.  The data passes use their own threads (lcnflow._kernels), PyTorch its own.
+for _var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
-import lcnflow as lf
-from baselines import torch_gd
-from common import fmt_time, machine_info, median_time
-from lcnflow import _kernels as K
-from problems import b1, b6
+import numpy as np  # noqa: E402
+
+import lcnflow as lf  # noqa: E402
+from baselines import torch_gd  # noqa: E402
+from common import fmt_time, machine_info, median_time  # noqa: E402
+from lcnflow import _kernels as K  # noqa: E402
+from problems import b1, b6  # noqa: E402
 
 GTOL = 1e-10
 
@@ -189,7 +195,9 @@ def latency() -> str:
 def report(seeds, repeats: int, cap: float, with_b6_flow: bool = False, b6_reference: bool = False) -> str:
     """All sections as Markdown."""
     started = time.strftime("%Y-%m-%d %H:%M:%S")
-    parts = [f"{machine_info()}; started {started}, load average {os.getloadavg()[0]:.2f} (the machine is shared)",
+    blas = os.environ.get("OPENBLAS_NUM_THREADS")
+    parts = [f"{machine_info()}; BLAS threads {blas}; started {started}, load average {os.getloadavg()[0]:.2f} "
+             "(the machine is shared)",
              "", "### B1-like instances: time to a certified limit", "", b1_instances(seeds, repeats, cap)[0], "",
              "### One gradient (value and gradient of L)", "", gradients(repeats), ""]
     if with_b6_flow:
