@@ -28,17 +28,17 @@ import time
 
 # BLAS on one thread per process (set before NumPy loads): the matrices of these runs are tiny (≤ 121 × 121), and on
 # a shared, loaded machine OpenBLAS's threads turn a 500 × 64 SVD (the data-condition check) from milliseconds into
-# most of a second.  The data passes use their own threads (lcnflow._kernels), PyTorch its own.
-for _var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
+# most of a second.  The data passes use their own threads (lcnflow._kernels), PyTorch its own (MKL_NUM_THREADS and
+# OMP_NUM_THREADS, which would also set PyTorch's thread count, are left alone).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-import lcnflow as lf  # noqa: E402
-from baselines import torch_gd  # noqa: E402
-from common import fmt_time, machine_info, median_time  # noqa: E402
-from lcnflow import _kernels as K  # noqa: E402
-from problems import b1, b6  # noqa: E402
+import lcnflow as lf
+from baselines import torch_gd
+from common import fmt_time, machine_info, median_time
+from lcnflow import _kernels as K
+from problems import b1, b6
 
 GTOL = 1e-10
 
