@@ -168,6 +168,16 @@ def test_compiled_and_reference_paths_agree(spec, name, params):
     assert _rel(c[2], ref[2]) < 1e-12
 
 
+def test_spectral_path_respects_the_memory_budget():
+    """Transforms of the inputs larger than ``max_patch_bytes``: the direct pass is used, with the same result."""
+    arch = lf.Architecture((30, 30), [(5, 5), (5, 5), (3, 3)])
+    risk, _, _ = _problem(arch, lf.get_loss("log_cosh"))
+    small = lf.EmpiricalRisk(arch, lf.get_loss("log_cosh"), risk.data, max_patch_bytes=10_000)
+    assert risk._compiled().spectral_ok and not small._compiled().spectral_ok
+    w = lf.flatten(lf.random_init(arch, 0.8, 4))
+    assert _rel(small._value_grad_flat(w)[1], risk._value_grad_flat(w)[1]) < 1e-12
+
+
 def test_spectral_correlator_matches_dense(rng):
     arch = lf.Architecture((12, 10), [(4, 3), (3, 4)])
     X = rng.standard_normal((3, 12, 10))

@@ -99,7 +99,10 @@ class _Compiled:
         X, Y = risk.data.inputs, risk.data.targets
         self.x3 = np.ascontiguousarray(X.reshape(m, 1, -1) if arch.ndim == 1 else X, dtype=np.float64)
         self.y3 = np.ascontiguousarray(Y.reshape(m, 1, -1) if arch.ndim == 1 else Y, dtype=np.float64)
-        self.spectral_ok = (self.sh, self.sw) == (1, 1) and math.prod(kv) >= SPECTRAL_MIN_KV
+        H, W = self.x3.shape[1:]
+        spectra = 16 * m * H * (W // 2 + 1)  # X̂ kept, and as much again per evaluation
+        self.spectral_ok = ((self.sh, self.sw) == (1, 1) and math.prod(kv) >= SPECTRAL_MIN_KV
+                            and spectra <= getattr(risk, "_max_patch_bytes", DEFAULT_MAX_PATCH_BYTES))
         self._spectral = None
 
     def spectral(self):
@@ -173,6 +176,7 @@ class EmpiricalRisk:
         self._kv_shape = arch.final_filter_shape
         self._kv = arch.final_filter_num_params
         self._y = data.targets.reshape(-1)
+        self._max_patch_bytes = max_patch_bytes
         self._chunk = max(1, int(max_patch_bytes // (8 * self._kv * max(1, math.prod(arch.axes_layer_sizes[-1])))))
         self._H = patch_matrix(arch, data.inputs) if self._chunk >= self.num_samples else None
         self._windows = patch_rows(arch, data.inputs)  # strided view (m, *d_N, *k_v): no copy of the data
