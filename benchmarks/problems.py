@@ -1,4 +1,4 @@
-"""The benchmark problems B1–B5, built deterministically from a seed."""
+"""The benchmark problems B1–B6, built deterministically from a seed."""
 
 from __future__ import annotations
 
@@ -98,4 +98,21 @@ def b5(seed: int = 0) -> Problem:
                    lf.get_loss("log_cosh"), _init(arch, 0.5, rng))
 
 
-PROBLEMS = {"B1": b1, "B2": b2, "B3": b3, "B4": b4, "B5": b5}
+def b6(seed: int = 0) -> Problem:
+    """2D k=((5,5),(5,5),(3,3)), 64 natural-image-like images of 128×128 (deblurring), log-cosh loss."""
+    rng = np.random.default_rng(seed)
+    n = 128
+    arch = lf.Architecture((n, n), [(5, 5), (5, 5), (3, 3)])
+    freq = np.fft.fftfreq(n)
+    radius = np.sqrt(freq[:, None] ** 2 + freq[None, :] ** 2)
+    spectrum = 1.0 / np.maximum(radius, 1 / n)  # 1/f-ish, like photographs
+    X = np.real(np.fft.ifft2(np.fft.fft2(rng.standard_normal((64, n, n))) * spectrum))
+    X /= X.std()
+    v = rng.standard_normal(arch.final_filter_shape) / 11
+    Y = np.tensordot(lf.conv.patch_rows(arch, X), v, axes=2)
+    Y += 0.01 * rng.standard_normal(Y.shape)
+    return Problem("B6", "2D k=(5×5,5×5,3×3), 64 images 128×128, log-cosh", arch, X, Y,
+                   lf.get_loss("log_cosh"), _init(arch, 0.5, rng))
+
+
+PROBLEMS = {"B1": b1, "B2": b2, "B3": b3, "B4": b4, "B5": b5, "B6": b6}

@@ -17,6 +17,7 @@ import time
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import bench_compiled  # noqa: E402
 import bench_flow  # noqa: E402
 import bench_gradient  # noqa: E402
 from common import machine_info  # noqa: E402
@@ -54,10 +55,15 @@ def main() -> None:
         "'same limit?' is max |v − v_lcnflow| / max |v_lcnflow| for the final filters.",
         "",
     ]
-    for name, problem in bench_flow.PROBLEMS.items():
-        sections.append(f"* **{name}** — {problem.__doc__.strip().splitlines()[0]}")
-    rows = [bench_flow.run_problem(name, cap, 3 if args.quick else 5, 1) for name in bench_flow.PROBLEMS]
+    for name in bench_flow.FLOW_PROBLEMS:
+        sections.append(f"* **{name}** — {bench_flow.PROBLEMS[name].__doc__.strip().splitlines()[0]}")
+    rows = [bench_flow.run_problem(name, cap, 3 if args.quick else 5, 1) for name in bench_flow.FLOW_PROBLEMS]
     sections += ["", bench_flow.table(rows, cap), ""]
+    sections += ["## The compiled hot path (issue 10)", "",
+                 "Compiled kernels against the NumPy reference path (`lcnflow._kernels.ENABLED = False`) and PyTorch, "
+                 "in one process (`benchmarks/bench_compiled.py`).", "",
+                 bench_compiled.report(seeds=[0, 1, 2] if args.quick else [0, 1, 2, 3, 4], repeats=3 if args.quick
+                                       else 5, cap=cap, with_b6_flow=not args.quick), ""]
     # the sweep benchmark pins BLAS threads before NumPy loads, so it runs in its own process
     sweep = subprocess.run(
         [sys.executable, str(HERE / "bench_sweep.py"), *(["--quick"] if args.quick else ["--repeats", "2"])],

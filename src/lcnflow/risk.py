@@ -18,6 +18,7 @@ never a pass through the layers.  For the square loss ``ℒ(v) = ½ vᵀGv − b
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Iterator, Sequence
 from functools import cached_property
 
@@ -54,6 +55,78 @@ def _is_builtin_square(loss: Loss) -> bool:
     return loss == get_loss("square")
 
 
+#: Final filters with at least this many coefficients and stride 1 use FFT correlations on the compiled path.
+SPECTRAL_MIN_KV = 49
+_LOSS_PARAMS = {"square": (), "lp": ("p",), "pseudo_huber": ("delta",), "generalized_huber": ("alpha", "beta"),
+                "log_cosh": ()}
+
+
+_KERNELS_MODULE = None
+
+
+def _kernels():
+    """The compiled kernels (:mod:`lcnflow._kernels`, imported on first use) when enabled, else ``None``."""
+    global _KERNELS_MODULE
+    if _KERNELS_MODULE is None:
+        from . import _kernels as k
+
+        _KERNELS_MODULE = k
+    return _KERNELS_MODULE if _KERNELS_MODULE.ENABLED else None
+
+
+class _Compiled:
+    """What the compiled kernels need about one risk: the layer layout, the loss as an id and parameters, and the
+    data as C-contiguous 3D arrays (1D signals as images of height 1); the FFT of the inputs when it pays."""
+
+    def __init__(self, risk: EmpiricalRisk, k) -> None:
+        arch = risk.arch
+        self.k = k
+        lay = k.layout(arch.filter_shapes, arch.cumulative_strides[:-1])
+        self.args = (lay.kh, lay.kw, lay.dh, lay.dw, lay.off)
+        kv = arch.final_filter_shape
+        self.kv2 = (1, kv[0]) if arch.ndim == 1 else kv
+        sv = arch.cumulative_strides[-1]
+        self.sh, self.sw = (1, sv[0]) if arch.ndim == 1 else sv
+        loss = risk.loss
+        from .losses import _BuiltinFn
+
+        self.loss_id = -1
+        if isinstance(loss.value, _BuiltinFn) and loss.name in k.LOSS_IDS:
+            self.loss_id = k.LOSS_IDS[loss.name]
+            vals = [float(loss.params[n]) for n in _LOSS_PARAMS[loss.name]] + [0.0, 0.0]
+            self.p1, self.p2 = (1.0 if self.loss_id in (0, 4) else vals[0]), vals[1]
+        m = risk.num_samples
+        X, Y = risk.data.inputs, risk.data.targets
+        self.x3 = np.ascontiguousarray(X.reshape(m, 1, -1) if arch.ndim == 1 else X, dtype=np.float64)
+        self.y3 = np.ascontiguousarray(Y.reshape(m, 1, -1) if arch.ndim == 1 else Y, dtype=np.float64)
+        H, W = self.x3.shape[1:]
+        spectra = 16 * m * H * (W // 2 + 1)  # X̂ kept, and as much again per evaluation
+        self.spectral_ok = ((self.sh, self.sw) == (1, 1) and math.prod(kv) >= SPECTRAL_MIN_KV
+                            and spectra <= getattr(risk, "_max_patch_bytes", DEFAULT_MAX_PATCH_BYTES))
+        self._spectral = None
+
+    def spectral(self):
+        if self._spectral is None:
+            self._spectral = self.k.SpectralCorrelator(self.x3, self.kv2)
+        return self._spectral
+
+    def fs_value_grad(self, v: np.ndarray, need_value: bool) -> tuple[float, np.ndarray]:
+        """Unnormalized ``(Σ ℓ(r), Hᵀℓ'(r))`` for a built-in loss, ``r = Hv − y``."""
+        v2 = np.ascontiguousarray(v.reshape(self.kv2))
+        if self.spectral_ok:
+            return self.spectral().value_grad(v2, self.y3, self.loss_id, self.p1, self.p2, need_value)
+        return self.k.data_pass(self.x3, self.y3, v2, self.sh, self.sw, self.loss_id, self.p1, self.p2, need_value)
+
+    def gram(self, v: np.ndarray) -> np.ndarray:
+        """Unnormalized ``Hᵀ diag(ℓ''(r)) H``."""
+        v2 = np.ascontiguousarray(v.reshape(self.kv2))
+        rows = max(16, (1 << 18) // v2.size)
+        return self.k.weighted_gram(self.x3, self.y3, v2, self.sh, self.sw, self.loss_id, self.p1, self.p2, rows)
+
+
+_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 class EmpiricalRisk:
     r"""``L(w) = (1/m) Σ_j Σ_a ℓ((V x_j − y_j)_a)`` and its function-space counterpart ``ℒ(v)``.
 
@@ -72,6 +145,11 @@ class EmpiricalRisk:
     Methods taking ``filters`` accept a list of arrays (one per layer) or a flat vector (:func:`~lcnflow.flatten`
     order) and return derivatives in the same form.  For the square loss, ``value``/``gradient``/``hessian`` use the
     precomputed statistics ``G, b, c``.
+
+    Evaluations run through compiled kernels (:mod:`lcnflow._kernels`, Numba) for the built-in losses: one call
+    for a square-loss gradient, one fused pass over the data otherwise (FFT correlations for stride-1 final filters
+    with ``k_v ≥ 49``).  ``LCNFLOW_NO_NUMBA=1`` (or ``lcnflow._kernels.ENABLED = False``) selects the NumPy
+    reference path; the two agree to rounding.
     """
 
     def __init__(
@@ -98,6 +176,7 @@ class EmpiricalRisk:
         self._kv_shape = arch.final_filter_shape
         self._kv = arch.final_filter_num_params
         self._y = data.targets.reshape(-1)
+        self._max_patch_bytes = max_patch_bytes
         self._chunk = max(1, int(max_patch_bytes // (8 * self._kv * max(1, math.prod(arch.axes_layer_sizes[-1])))))
         self._H = patch_matrix(arch, data.inputs) if self._chunk >= self.num_samples else None
         self._windows = patch_rows(arch, data.inputs)  # strided view (m, *d_N, *k_v): no copy of the data
@@ -116,6 +195,46 @@ class EmpiricalRisk:
         """The theorem's data condition for this architecture and data (computed once, see
         :func:`~lcnflow.check_data_condition`)."""
         return check_data_condition(self.arch, self.data, gram=self.gram if self.is_quadratic else None)
+
+    # ------------------------------------------------------------------ compiled path
+    def _compiled(self) -> _Compiled | None:
+        """The compiled kernels' view of this risk (built on first use), or ``None`` on the reference path."""
+        k = _kernels()
+        if k is None:
+            return None
+        state = _COMPILED.get(self)
+        if state is None:
+            state = _COMPILED[self] = _Compiled(self, k)
+        return state
+
+    def _compiled_value_grad(self, w: np.ndarray, need_value: bool) -> tuple[float, np.ndarray] | None:
+        """``(L, ∇L)`` (flat) through the kernels: one call for the square loss, else π, a data pass and ``dπᵀ``."""
+        c = self._compiled()
+        if c is None or (not self.is_quadratic and c.loss_id < 0):
+            return None
+        if w.dtype != np.float64 or not w.flags.c_contiguous:
+            w = np.ascontiguousarray(w, dtype=np.float64)
+        if self.is_quadratic:
+            val, grad, _ = c.k.square_value_grad(w, *c.args, self.least_squares_filter, self.gram,
+                                                 self.minimum_value, need_value)
+            return float(val), grad
+        v = c.k.product_except(w, *c.args, -1, -1)
+        val, g = c.fs_value_grad(v, need_value)
+        m = self.num_samples
+        return float(val) / m, c.k.vjp(w, *c.args, np.ascontiguousarray(g.reshape(c.kv2)) / m)
+
+    def _compiled_value_grad_hess(self, w: np.ndarray) -> tuple[float, np.ndarray, np.ndarray] | None:
+        """``(L, ∇L, ∇²L)`` (flat) through the kernels."""
+        c = self._compiled()
+        if c is None or (not self.is_quadratic and c.loss_id < 0):
+            return None
+        w = np.ascontiguousarray(w, dtype=np.float64)
+        v = c.k.product_except(w, *c.args, -1, -1).reshape(-1)
+        J = c.k.jacobian(w, *c.args)
+        val, g = self._fs_gradient(v)
+        hess = J.T @ self._fs_hessian(v) @ J
+        hess += c.k.hessian_contraction(w, *c.args, np.ascontiguousarray(g.reshape(c.kv2)))
+        return val, J.T @ g, (hess + hess.T) / 2
 
     # ------------------------------------------------------------------ data passes
     def _chunks(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -193,6 +312,9 @@ class EmpiricalRisk:
         if self.is_quadratic:
             e = v - self.least_squares_filter
             return float(0.5 * e @ (self.gram @ e) + self.minimum_value)
+        c = self._compiled()
+        if c is not None and c.loss_id >= 0:  # the same pass as the gradient's, so the values agree bitwise
+            return self._fs_gradient(v, True)[0]
         return float(np.sum(self.loss.value(self._apply(v) - self.data.targets))) / self.num_samples
 
     def _fs_gradient(self, v: np.ndarray, need_value: bool = True) -> tuple[float, np.ndarray]:
@@ -201,6 +323,10 @@ class EmpiricalRisk:
             e = v - self.least_squares_filter
             Ge = self.gram @ e
             return float(0.5 * e @ Ge + self.minimum_value), Ge
+        c = self._compiled()
+        if c is not None and c.loss_id >= 0:
+            val, g = c.fs_value_grad(v, need_value)
+            return float(val) / self.num_samples, g / self.num_samples
         r = np.subtract(self._apply(v), self.data.targets)  # contiguous, whatever layout H v came in
         val = float(np.sum(self.loss.value(r))) / self.num_samples if need_value else math.nan
         return val, self._adjoint(self.loss.derivative(r)) / self.num_samples
@@ -217,6 +343,10 @@ class EmpiricalRisk:
     def _fs_hessian(self, v: np.ndarray) -> np.ndarray:
         if self.is_quadratic:
             return self.gram
+        c = self._compiled()
+        if c is not None and c.loss_id >= 0:
+            hess = c.gram(v) / self.num_samples
+            return (hess + hess.T) / 2
         hess = np.zeros((self._kv, self._kv))
         for H, y in self._chunks():
             d2 = self.loss.second_derivative(H @ v - y)
@@ -232,6 +362,9 @@ class EmpiricalRisk:
     def value(self, filters: Sequence[np.ndarray] | np.ndarray) -> float:
         """``L(w) = ℒ(π(w))``."""
         ws, _ = self._parse(filters)
+        fast = self._compiled_value_grad(flatten(ws), True)  # the very number value_and_gradient gives
+        if fast is not None:
+            return fast[0]
         return self.function_space_value(final_filter(self.arch, ws))
 
     def value_and_gradient(self, filters: Sequence[np.ndarray] | np.ndarray) -> tuple[float, Filters | np.ndarray]:
@@ -241,6 +374,9 @@ class EmpiricalRisk:
         return val, (flatten(grads) if flat else grads)
 
     def _value_grad(self, ws: Filters, need_value: bool = True) -> tuple[float, Filters]:
+        fast = self._compiled_value_grad(flatten(ws), need_value)
+        if fast is not None:
+            return fast[0], unflatten(self.arch, fast[1])
         arch = self.arch
         dil = _dilated(arch, ws)
         prefix, suffix = _prefix_suffix(dil)
@@ -262,6 +398,9 @@ class EmpiricalRisk:
 
     def _value_grad_hess(self, ws: Filters) -> tuple[float, np.ndarray, np.ndarray]:
         """``(L, ∇L, ∇²L)`` (flat) sharing π, ``dπ`` and one pass over the data."""
+        fast = self._compiled_value_grad_hess(flatten(ws))
+        if fast is not None:
+            return fast
         arch = self.arch
         dil = _dilated(arch, ws)
         prefix, suffix = _prefix_suffix(dil)
@@ -280,6 +419,9 @@ class EmpiricalRisk:
         return self._value_grad_hess(unflatten(self.arch, w))
 
     def _value_grad_flat(self, w: np.ndarray, need_value: bool = True) -> tuple[float, np.ndarray]:
+        fast = self._compiled_value_grad(w, need_value)
+        if fast is not None:
+            return fast
         val, grads = self._value_grad(unflatten(self.arch, w), need_value)
         return val, np.concatenate([g.ravel() for g in grads])
 

@@ -13,17 +13,32 @@ other critical point.
 
 from __future__ import annotations
 
+import functools
 import math
 import weakref
 from dataclasses import dataclass
 
 import numpy as np
 
+from ..architecture import Architecture
 from ..conv import final_filter
 from ..risk import EmpiricalRisk
 from .symmetry import complement_basis, layer_norms, layer_starts, symmetry_basis
 
 _SCALES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+@functools.lru_cache(maxsize=128)
+def layer_offsets(arch: Architecture) -> np.ndarray:
+    """Layer ``i`` is ``w[off[i]:off[i+1]]`` in a flat parameter vector (int64, ``N + 1`` entries)."""
+    return np.array([*layer_starts(arch), arch.num_params], dtype=np.int64)
+
+
+def compiled_kernels():
+    """:mod:`lcnflow._kernels` when the compiled path is enabled, else ``None`` (imported on first use)."""
+    from ..risk import _kernels
+
+    return _kernels()
 
 
 @dataclass(frozen=True)
@@ -111,9 +126,13 @@ def gradient_scale(risk: EmpiricalRisk, w: np.ndarray, *, upper_bound: bool = Fa
     ``‖π(w(0))‖``, which keeps the flow's verdicts invariant when the initialization is rescaled.
     """
     sc = problem_scales(risk)
-    norms = layer_norms(risk.arch, w)
+    k = compiled_kernels()
+    if k is not None and w.dtype == np.float64 and w.flags.c_contiguous:  # one compiled call for D and Π‖w_i‖_1
+        cofactor, l1 = k.scale_terms(w, layer_offsets(risk.arch))
+    else:
+        cofactor, l1 = _cofactor_size(layer_norms(risk.arch, w)), None
     if upper_bound:
-        v_norm = float(np.prod(np.add.reduceat(np.abs(w), layer_starts(risk.arch))))
+        v_norm = float(np.prod(np.add.reduceat(np.abs(w), layer_starts(risk.arch)))) if l1 is None else l1
     else:
         v_norm = float(np.linalg.norm(final_filter(risk.arch, w)))
     fs = sc.gradient_at_zero + sc.curvature * v_norm
@@ -121,7 +140,7 @@ def gradient_scale(risk: EmpiricalRisk, w: np.ndarray, *, upper_bound: bool = Fa
         fs = sc.curvature * max(v_norm, reference_filter_norm)
     if fs == 0:
         fs = 1.0
-    return _cofactor_size(norms) * fs
+    return cofactor * fs
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..conv import Filters
+from .certify import compiled_kernels, layer_offsets
 from .critical import CriticalPoint
 from .itinerary import Plateau
 from .symmetry import invariants
@@ -269,16 +270,27 @@ class Recorder:
 
     def step(self, t: float, w: np.ndarray, loss: float, gnorm: float) -> None:
         """Register an accepted step (``loss``/``gnorm`` may be NaN when :meth:`wants` is False)."""
-        self.arc += float(np.linalg.norm(w - self._prev))
-        self._prev = w
-        if self.delta0.size:
-            change = float(np.max(np.abs(invariants(self.arch, w) - self.delta0)))
-            self.drift = max(self.drift, change / max(self.norm0, float(w @ w), 1e-300))
+        k = compiled_kernels()
+        if k is not None and self.delta0.size and w.dtype == np.float64 and w.flags.c_contiguous:
+            arc, change, sq = k.step_terms(w, self._prev, layer_offsets(self.arch), self.delta0)
+            self.arc += arc
+            self._prev = w
+            self.drift = max(self.drift, change / max(self.norm0, sq, 1e-300))
+        else:
+            self._step_reference(w)
         self._last = (t, w, loss, gnorm)
         if t >= self._next_t:
             self._append(t, w, loss, gnorm)
             # log-spaced: about max_points/2 points per 16 decades of time, plus the first steps
             self._next_t = t * 10 ** (32 / self.max_points) if t > 0 else 0.0
+
+    def _step_reference(self, w: np.ndarray) -> None:
+        """Arc length and invariant drift of a step with NumPy (the reference for the compiled ``step_terms``)."""
+        self.arc += float(np.linalg.norm(w - self._prev))
+        self._prev = w
+        if self.delta0.size:
+            change = float(np.max(np.abs(invariants(self.arch, w) - self.delta0)))
+            self.drift = max(self.drift, change / max(self.norm0, float(w @ w), 1e-300))
 
     def set_last_values(self, loss: float, gnorm: float) -> None:
         """Fill in the exact loss and gradient norm of the last step (when it was registered with estimates)."""

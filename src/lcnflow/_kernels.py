@@ -1,0 +1,667 @@
+r"""Compiled kernels (Numba) for the per-evaluation work of a risk: π, ``dπᵀg``, the Hessian terms, the data passes.
+
+Everything here works on plain float64 arrays; a layer set is described by the tuple :class:`Layout` (built by
+:func:`layout`), with 1D architectures treated as 2D ones of height 1.  For layer ``i`` with filter ``k_i``
+(``kh × kw``) and dilation ``S_{i−1}`` (the product of the earlier strides):
+
+* π: ``v = w^{(1)} ∗ ↑_{S_1} w^{(2)} ∗ ⋯`` (:func:`final_filter`), accumulated tap by tap;
+* ``dπᵀg``: ``(∇_{w^{(i)}})_j = Σ_t g_{j S_{i−1} + t} c_{i,t}`` with ``c_i`` the product of the other layers
+  (:func:`vjp`); the Jacobian (:func:`jacobian`) and ``Σ_t g_t ∇²π_t`` (:func:`hessian_contraction`) likewise;
+* square loss from the statistics: ``ℒ(v) = ½ eᵀGe + ℒ(v̂)``, ``∇ℒ = Ge``, ``e = v − v̂``, with the chain rule in
+  the same call (:func:`square_value_grad`);
+* other built-in losses: one pass over the data computes, per output row, the residual ``r = (Hv)_a − y_a``,
+  ``ℓ(r)``, ``ℓ'(r)`` and adds ``ℓ'(r)·(patch of a)`` into ``Hᵀℓ'`` — no ``m·d``-sized temporary — in fixed blocks
+  of samples run in parallel (:func:`data_pass`); the Hessian's weighted Gram ``Hᵀ diag(ℓ''(r)) H`` is built from
+  blocks of rows scaled by ``√ℓ''`` (:func:`weighted_gram`; ``ℓ'' ≥ 0`` for every built-in loss);
+* long stride-1 filters (2D images): ``Hv`` and ``Hᵀq`` by FFT (:class:`SpectralCorrelator`), with the
+  elementwise loss terms in one compiled pass (:func:`loss_terms_padded`).
+
+Block boundaries do not depend on the number of threads, so results are bitwise reproducible for any thread count.
+
+The compiled path is used when Numba imports and ``LCNFLOW_NO_NUMBA`` is not set to a non-empty value other than
+``0``; :data:`ENABLED` can also be switched at run time (the NumPy code in :mod:`lcnflow.conv` and
+:mod:`lcnflow.risk` is the reference).  Kernels are compiled on first use and cached on disk (``cache=True``); if
+Numba cannot write its cache (a read-only install), they are compiled in memory on each start instead.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import threading
+import time
+import warnings
+from typing import NamedTuple
+
+import numpy as np
+
+try:  # pragma: no cover - exercised by the environment, not by a test
+    import numba as _nb
+
+    HAVE_NUMBA = True
+except ImportError:  # pragma: no cover
+    _nb = None
+    HAVE_NUMBA = False
+
+#: Whether the compiled kernels are used (Numba present and ``LCNFLOW_NO_NUMBA`` unset or ``0``).
+ENABLED: bool = HAVE_NUMBA and os.environ.get("LCNFLOW_NO_NUMBA", "") in ("", "0")
+
+#: Loss identifiers of the kernels, by built-in loss name.
+LOSS_IDS = {"square": 0, "lp": 1, "pseudo_huber": 2, "generalized_huber": 3, "log_cosh": 4}
+
+#: Data entries (``m · prod(d_N)``) from which the data passes run in parallel.
+PARALLEL_MIN_ENTRIES = 50_000
+
+#: Seconds spent compiling (or loading from the cache) per kernel, filled on first use (see :func:`warm_up`).
+COMPILE_SECONDS: dict[str, float] = {}
+
+def enabled() -> bool:
+    """Whether the compiled path is in use now (:data:`ENABLED`)."""
+    return ENABLED
+
+
+def _jit(parallel: bool = False, inline: str = "never", nogil: bool = False):
+    """``numba.njit(cache=True)``, falling back to an in-memory compilation when no cache location is writable."""
+
+    def wrap(fn):
+        if not HAVE_NUMBA:
+            return fn
+        # reassociation lets the compiler vectorize the dot products of the data passes; no other fast-math flag
+        # (NaN and infinities must propagate exactly as in the reference path)
+        opts = dict(parallel=parallel, error_model="numpy", inline=inline, nogil=nogil,
+                    fastmath={"reassoc", "contract"})
+        try:
+            return _nb.njit(cache=True, **opts)(fn)
+        except RuntimeError:  # "cannot cache function …: no locator available" (read-only install)
+            return _nb.njit(cache=False, **opts)(fn)
+
+    return wrap
+
+
+# ---------------------------------------------------------------------------------------------- losses (scalars)
+def _loss_value(r: float, lid: int, p1: float, p2: float) -> float:
+    """``ℓ(r)`` of the built-in loss ``lid`` (same rearranged formulas as :mod:`lcnflow.losses`)."""
+    if lid == 0:
+        return 0.5 * (r * r)
+    a = abs(r)
+    if lid == 1:
+        return a**p1 / p1
+    if lid == 2:
+        u = r / p1
+        u2 = u * u
+        if u2 < 1e300:
+            return (a / (math.sqrt(1.0 + u2) + 1.0)) * a
+        s = p1 / a
+        return (p1 * (1.0 / (math.hypot(1.0, s) + s))) * a
+    if lid == 3:
+        alpha, beta = p1, p2
+        log2b = math.log(2.0 + beta)
+        aa = alpha * a
+        if beta <= 1e6:
+            switch = 30.0 + log2b
+            if aa < switch:
+                t = 2.0 * math.sinh(0.5 * aa)
+                return math.log1p(t * t / (2.0 + beta)) / alpha
+            c = 2.0 * math.log1p(-math.exp(-aa)) - log2b
+            return aa / alpha + (c + math.log1p(math.exp(-(aa + c)))) / alpha
+        if aa < min(700.0, 30.0 + log2b):
+            t = 2.0 * math.sinh(0.5 * aa)
+            return math.log1p(t * t / (2.0 + beta)) / alpha
+        c = 2.0 * math.log1p(-math.exp(-aa)) - log2b
+        L = aa + c
+        if L > 0.0:
+            return a + (c + math.log1p(math.exp(-L))) / alpha
+        return math.log1p(math.exp(L)) / alpha
+    # log cosh
+    if a < 1.0:
+        t = math.sinh(0.5 * a)
+        return math.log1p(2.0 * t * t)
+    return a + math.log1p(math.exp(-2.0 * a)) - math.log(2.0)
+
+
+def _loss_d1(r: float, lid: int, p1: float, p2: float) -> float:
+    """``ℓ'(r)``."""
+    if lid == 0:
+        return r
+    a = abs(r)
+    if lid == 1:
+        return math.copysign(a ** (p1 - 1.0), r)
+    if lid == 2:
+        u = r / p1
+        u2 = u * u
+        if u2 < 1e300:
+            return r / math.sqrt(1.0 + u2)
+        return math.copysign(p1 / math.hypot(1.0, p1 / a), r)
+    if lid == 3:
+        aa = p1 * a
+        e1 = math.exp(-aa)
+        return math.copysign(-math.expm1(-2.0 * aa) / (1.0 + e1 * e1 + p2 * e1), r)
+    return math.tanh(r)
+
+
+def _loss_d2(r: float, lid: int, p1: float, p2: float) -> float:
+    """``ℓ''(r)``."""
+    if lid == 0:
+        return 1.0 if r == r else r
+    a = abs(r)
+    if lid == 1:
+        if p1 == 2.0:
+            return 1.0 if r == r else r
+        return (p1 - 1.0) * a ** (p1 - 2.0)
+    if lid == 2:
+        u = r / p1
+        u2 = u * u
+        if u2 < 1e300:
+            c = 1.0 / math.sqrt(1.0 + u2)
+            return c * c * c
+        s = p1 / a
+        c = s / math.hypot(1.0, s)
+        return c * c * c
+    if lid == 3:
+        aa = p1 * a
+        e1 = math.exp(-aa)
+        e2 = e1 * e1
+        d = 1.0 + e2 + p2 * e1
+        w = 2.0 * e1 / d
+        return p1 * (w * w + (p2 * e1 / d) * ((1.0 + e2) / d))
+    e1 = math.exp(-a)
+    w = 2.0 * e1 / (1.0 + e1 * e1)
+    return w * w
+
+
+def _loss_value_d1(r: float, lid: int, p1: float, p2: float, need_value: bool) -> tuple[float, float]:
+    """``(ℓ(r), ℓ'(r))`` sharing the transcendental functions (``ℓ`` is NaN unless ``need_value``).
+
+    log cosh: with ``u = expm1(−|r|)`` (so ``e^{−|r|} = 1 + u``), ``tanh|r| = −u(2 + u)/(2 + 2u + u²)`` and
+    ``cosh r − 1 = u²/(2(1 + u))``, both free of cancellation; ``log cosh r = log1p(cosh r − 1)`` for ``|r| < 1`` and
+    ``|r| + log1p((1 + u)²) − log 2`` above.  Pseudo-Huber shares ``√(1 + (r/δ)²)``.
+    """
+    if lid == 4:
+        a = abs(r)
+        u = math.expm1(-a)
+        d1 = math.copysign(-u * (2.0 + u) / (2.0 + u * (2.0 + u)), r)
+        if not need_value:
+            return np.nan, d1
+        if a < 1.0:
+            return math.log1p(u * u / (2.0 * (1.0 + u))), d1
+        e = 1.0 + u
+        return a + math.log1p(e * e) - math.log(2.0), d1
+    if lid == 2:
+        u = r / p1
+        u2 = u * u
+        if u2 < 1e300:
+            h = math.sqrt(1.0 + u2)
+            a = abs(r)
+            return (a / (h + 1.0)) * a, r / h
+    if lid == 0:
+        return 0.5 * (r * r), r
+    val = _loss_value(r, lid, p1, p2) if need_value else np.nan
+    return val, _loss_d1(r, lid, p1, p2)
+
+
+_loss_value = _jit(inline="always")(_loss_value)
+_loss_d1 = _jit(inline="always")(_loss_d1)
+_loss_d2 = _jit(inline="always")(_loss_d2)
+_loss_value_d1 = _jit(inline="always")(_loss_value_d1)
+
+
+@_jit()
+def loss_terms(r: np.ndarray, lid: int, p1: float, p2: float, order: int) -> np.ndarray:
+    """``ℓ``, ``ℓ'`` or ``ℓ''`` (``order`` 0, 1, 2) of the built-in loss ``lid`` at every entry of a flat ``r``."""
+    out = np.empty_like(r)
+    for n in range(r.size):
+        if order == 0:
+            out[n] = _loss_value(r[n], lid, p1, p2)
+        elif order == 1:
+            out[n] = _loss_d1(r[n], lid, p1, p2)
+        else:
+            out[n] = _loss_d2(r[n], lid, p1, p2)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- layouts and π
+class Layout(NamedTuple):
+    """A layer set as arrays: filter heights/widths, dilations ``S_{i−1}`` per axis, flat offsets."""
+
+    kh: np.ndarray
+    kw: np.ndarray
+    dh: np.ndarray
+    dw: np.ndarray
+    off: np.ndarray
+
+
+def layout(filter_shapes, dilations) -> Layout:
+    """The :class:`Layout` of filters ``filter_shapes`` (1D: ``(k,)``; 2D: ``(k_h, k_w)``) with ``dilations``."""
+    kh, kw, dh, dw = [], [], [], []
+    for k, s in zip(filter_shapes, dilations, strict=True):
+        k2, s2 = ((1, k[0]), (1, s[0])) if len(k) == 1 else (tuple(k), tuple(s))
+        kh.append(k2[0])
+        kw.append(k2[1])
+        dh.append(s2[0])
+        dw.append(s2[1])
+    kh_a, kw_a = np.array(kh, np.int64), np.array(kw, np.int64)
+    off = np.concatenate([[0], np.cumsum(kh_a * kw_a)]).astype(np.int64)
+    return Layout(kh_a, kw_a, np.array(dh, np.int64), np.array(dw, np.int64), off)
+
+
+@_jit()
+def product_except(w, kh, kw, dh, dw, off, skip_a: int, skip_b: int) -> np.ndarray:
+    r"""``∗_{l ∉ \{a, b\}} ↑_{S_{l−1}} w^{(l)}`` as a 2D array (``skip = −1`` skips nothing: then it is π)."""
+    out = np.ones((1, 1))
+    for i in range(kh.size):
+        if i == skip_a or i == skip_b:
+            continue
+        ph, pw = out.shape
+        new = np.zeros((ph + (kh[i] - 1) * dh[i], pw + (kw[i] - 1) * dw[i]))
+        for j1 in range(kh[i]):
+            for j2 in range(kw[i]):
+                c = w[off[i] + j1 * kw[i] + j2]
+                o1, o2 = j1 * dh[i], j2 * dw[i]
+                for a in range(ph):
+                    for b in range(pw):
+                        new[o1 + a, o2 + b] += c * out[a, b]
+        out = new
+    return out
+
+
+@_jit()
+def vjp(w, kh, kw, dh, dw, off, g: np.ndarray) -> np.ndarray:
+    r"""``dπ(w)ᵀ g`` (flat): ``(∇_{w^{(i)}})_j = Σ_t g_{j S_{i−1}+t}\, c_{i,t}`` for a 2D ``g`` of π's shape."""
+    out = np.empty(off[-1])
+    for i in range(kh.size):
+        c = product_except(w, kh, kw, dh, dw, off, i, -1)
+        ch, cw = c.shape
+        for j1 in range(kh[i]):
+            for j2 in range(kw[i]):
+                o1, o2 = j1 * dh[i], j2 * dw[i]
+                s = 0.0
+                for t1 in range(ch):
+                    for t2 in range(cw):
+                        s += g[o1 + t1, o2 + t2] * c[t1, t2]
+                out[off[i] + j1 * kw[i] + j2] = s
+    return out
+
+
+@_jit()
+def jacobian(w, kh, kw, dh, dw, off) -> np.ndarray:
+    """``dπ(w)``, a ``k_v × P`` matrix: column ``j`` of layer ``i`` is ``c_i`` shifted by ``j·S_{i−1}``."""
+    v = product_except(w, kh, kw, dh, dw, off, -1, -1)
+    KH, KW = v.shape
+    J = np.zeros((KH * KW, off[-1]))
+    for i in range(kh.size):
+        c = product_except(w, kh, kw, dh, dw, off, i, -1)
+        ch, cw = c.shape
+        for j1 in range(kh[i]):
+            for j2 in range(kw[i]):
+                col = off[i] + j1 * kw[i] + j2
+                for t1 in range(ch):
+                    for t2 in range(cw):
+                        J[(j1 * dh[i] + t1) * KW + j2 * dw[i] + t2, col] = c[t1, t2]
+    return J
+
+
+@_jit()
+def hessian_contraction(w, kh, kw, dh, dw, off, g: np.ndarray) -> np.ndarray:
+    r"""``Σ_t g_t ∇²π_t(w)`` (``P × P``): ``B_{il}[j, j'] = Σ_u g_{j S_{i−1} + j' S_{l−1} + u}\, e_{il,u}``."""
+    P = off[-1]
+    out = np.zeros((P, P))
+    for i in range(kh.size):
+        for l in range(i + 1, kh.size):  # noqa: E741
+            e = product_except(w, kh, kw, dh, dw, off, i, l)
+            eh, ew = e.shape
+            for j1 in range(kh[i]):
+                for j2 in range(kw[i]):
+                    row = off[i] + j1 * kw[i] + j2
+                    for q1 in range(kh[l]):
+                        for q2 in range(kw[l]):
+                            o1 = j1 * dh[i] + q1 * dh[l]
+                            o2 = j2 * dw[i] + q2 * dw[l]
+                            s = 0.0
+                            for u1 in range(eh):
+                                for u2 in range(ew):
+                                    s += g[o1 + u1, o2 + u2] * e[u1, u2]
+                            col = off[l] + q1 * kw[l] + q2
+                            out[row, col] = s
+                            out[col, row] = s
+    return out
+
+
+@_jit()
+def square_value_grad(w, kh, kw, dh, dw, off, v_hat, G, minimum: float, need_value: bool):
+    r"""``(L(w), ∇L(w))`` of the square loss from its statistics in one call.
+
+    ``e = π(w) − v̂``, ``∇ℒ = G e``, ``ℒ = ½ eᵀGe + ℒ(v̂)`` (NaN unless ``need_value``), ``∇L = dπᵀ∇ℒ``.
+    """
+    v = product_except(w, kh, kw, dh, dw, off, -1, -1)
+    KH, KW = v.shape
+    K = KH * KW
+    e = np.empty(K)
+    for t in range(K):
+        e[t] = v[t // KW, t % KW] - v_hat[t]
+    ge = np.zeros((KH, KW))
+    val = 0.0
+    for a in range(K):
+        s = 0.0
+        for b in range(K):
+            s += G[a, b] * e[b]
+        ge[a // KW, a % KW] = s
+        val += e[a] * s
+    value = 0.5 * val + minimum if need_value else np.nan
+    return value, vjp(w, kh, kw, dh, dw, off, ge), ge
+
+
+# ---------------------------------------------------------------------------------------------- per-step bookkeeping
+@_jit()
+def scale_terms(w, off) -> tuple[float, float]:
+    r"""``(D, Π_i ‖w^{(i)}‖_1)`` with ``D = (Σ_i Π_{j≠i} ‖w^{(j)}‖²)^{1/2}`` (the factors of the gradient scale)."""
+    n = off.size - 1
+    sq = np.empty(n)
+    l1 = 1.0
+    for i in range(n):
+        s2 = 0.0
+        s1 = 0.0
+        for p in range(off[i], off[i + 1]):
+            s2 += w[p] * w[p]
+            s1 += abs(w[p])
+        sq[i] = s2
+        l1 *= s1
+    total = 0.0
+    for i in range(n):
+        prod = 1.0
+        for j in range(n):
+            if j != i:
+                prod *= sq[j]
+        total += prod
+    return math.sqrt(total), l1
+
+
+@_jit()
+def step_terms(w, prev, off, delta0) -> tuple[float, float, float]:
+    r"""``(‖w − w_prev‖, max_i |δ_i(w) − δ_i(0)|, ‖w‖²)`` with ``δ_i = ‖w^{(i+1)}‖² − ‖w^{(i)}‖²``."""
+    arc = 0.0
+    for p in range(w.size):
+        d = w[p] - prev[p]
+        arc += d * d
+    n = off.size - 1
+    sq = np.empty(n)
+    total = 0.0
+    for i in range(n):
+        s2 = 0.0
+        for p in range(off[i], off[i + 1]):
+            s2 += w[p] * w[p]
+        sq[i] = s2
+        total += s2
+    change = 0.0
+    for i in range(n - 1):
+        c = abs(sq[i + 1] - sq[i] - delta0[i])
+        if c > change or c != c:
+            change = c
+    return math.sqrt(arc), change, total
+
+
+# ---------------------------------------------------------------------------------------------- data passes
+@_jit(nogil=True)
+def data_pass_blocks(x, y, v, sh: int, sw: int, lid: int, p1: float, p2: float, need_value: bool, block: int,
+                     b0: int, b1: int, part: np.ndarray, vals: np.ndarray) -> None:
+    r"""Blocks ``b0 … b1−1`` of samples (``block`` each): ``part[b] = Σ ℓ'(r_a) h_a``, ``vals[b] = Σ ℓ(r_a)``.
+
+    Per output row: ``r = −y + Σ_t v_t x_{a s + t}`` (one axpy per tap), then ``(ℓ, ℓ')`` in place, then one dot
+    product per tap into ``Hᵀℓ'``.  Releases the GIL, so threads can run disjoint block ranges.
+    """
+    m, DH, DW = y.shape
+    KH, KW = v.shape
+    row = np.empty(DW)
+    for b in range(b0, b1):
+        acc = 0.0
+        pb = part[b]
+        for j in range(b * block, min(m, (b + 1) * block)):
+            for a1 in range(DH):
+                yr = y[j, a1]
+                for a2 in range(DW):
+                    row[a2] = -yr[a2]
+                for t1 in range(KH):
+                    xr = x[j, a1 * sh + t1]
+                    for t2 in range(KW):
+                        c = v[t1, t2]
+                        if sw == 1:
+                            seg = xr[t2 : t2 + DW]
+                            for a2 in range(DW):
+                                row[a2] += c * seg[a2]
+                        else:
+                            for a2 in range(DW):
+                                row[a2] += c * xr[a2 * sw + t2]
+                for a2 in range(DW):
+                    val, row[a2] = _loss_value_d1(row[a2], lid, p1, p2, need_value)
+                    acc += val
+                for t1 in range(KH):
+                    xr = x[j, a1 * sh + t1]
+                    for t2 in range(KW):
+                        s = 0.0
+                        if sw == 1:
+                            seg = xr[t2 : t2 + DW]
+                            for a2 in range(DW):
+                                s += row[a2] * seg[a2]
+                        else:
+                            for a2 in range(DW):
+                                s += row[a2] * xr[a2 * sw + t2]
+                        pb[t1 * KW + t2] += s
+        vals[b] = acc
+
+
+@_jit(nogil=True)
+def loss_terms_padded_blocks(full, y, lid: int, p1: float, p2: float, need_value: bool, block: int, b0: int,
+                             b1: int, vals: np.ndarray) -> None:
+    """Blocks ``b0 … b1−1`` of :func:`loss_terms_padded`: ``vals[b] = Σ ℓ`` over the block's samples."""
+    m, DH, DW = y.shape
+    for b in range(b0, b1):
+        acc = 0.0
+        for j in range(b * block, min(m, (b + 1) * block)):
+            for a1 in range(DH):
+                fr = full[j, a1]
+                yr = y[j, a1]
+                for a2 in range(DW):
+                    val, fr[a2] = _loss_value_d1(fr[a2] - yr[a2], lid, p1, p2, need_value)
+                    acc += val
+                fr[DW:] = 0.0
+            full[j, DH:] = 0.0
+        vals[b] = acc
+
+
+@_jit(nogil=True)
+def spectral_sum_rows(Xh, Qh, a0: int, a1: int, out) -> None:
+    r"""Rows ``a0 … a1−1`` of ``Σ_j X̂_j \overline{Q̂_j}``."""
+    m, _, B = Xh.shape
+    for a in range(a0, a1):
+        for j in range(m):
+            for b in range(B):
+                out[a, b] += Xh[j, a, b] * Qh[j, a, b].conjugate()
+
+
+def _threads() -> int:
+    """Threads for the data passes: Numba's thread count (``NUMBA_NUM_THREADS``, default the CPUs available)."""
+    return max(1, int(_nb.config.NUMBA_NUM_THREADS)) if HAVE_NUMBA else 1
+
+
+_pool = None
+_pool_lock = threading.Lock()
+
+
+def _forget_pool() -> None:
+    """In a forked child the parent's pool threads do not exist: start a fresh pool there when one is needed."""
+    global _pool, _pool_lock
+    _pool = None
+    _pool_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+
+def _run_split(fn, n: int, size: int) -> None:
+    """``fn(lo, hi)`` over ``[0, n)``: in one call below :data:`PARALLEL_MIN_ENTRIES` data entries, else split in
+    contiguous ranges over a thread pool (the kernels release the GIL)."""
+    global _pool
+    threads = min(_threads(), n)
+    if threads <= 1 or size < PARALLEL_MIN_ENTRIES:
+        fn(0, n)
+        return
+    if _pool is None:
+        with _pool_lock:
+            if _pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                _pool = ThreadPoolExecutor(max_workers=_threads(), thread_name_prefix="lcnflow-kernels")
+    cuts = [n * i // threads for i in range(threads + 1)]
+    futures = [_pool.submit(fn, lo, hi) for lo, hi in itertools.pairwise(cuts)]
+    for f in futures:
+        f.result()
+
+
+def data_pass(x, y, v, sh: int, sw: int, lid: int, p1: float, p2: float, need_value: bool):
+    r"""``(Σ ℓ(r), Hᵀℓ'(r))`` for ``r = Hv − y`` (unnormalized), in one pass over 3D ``x``/``y`` (1D: height 1).
+
+    Fixed blocks of samples, run by threads above :data:`PARALLEL_MIN_ENTRIES` data entries; the per-block partial
+    sums are added in block order, so the result does not depend on the thread count.
+    """
+    block = _block(y)
+    nb = (y.shape[0] + block - 1) // block
+    part = np.zeros((nb, v.size))
+    vals = np.zeros(nb)
+    _run_split(lambda lo, hi: data_pass_blocks(x, y, v, sh, sw, lid, p1, p2, need_value, block, lo, hi, part, vals),
+               nb, y.size)
+    return (float(np.sum(vals)) if need_value else math.nan), np.sum(part, axis=0)
+
+
+def loss_terms_padded(full, y, lid: int, p1: float, p2: float, need_value: bool) -> float:
+    """On ``full`` (``m × H × W``): ``ℓ'(full − y)`` on the leading ``d_N`` block, zero elsewhere; returns ``Σ ℓ``."""
+    block = _block(y)
+    nb = (y.shape[0] + block - 1) // block
+    vals = np.zeros(nb)
+    _run_split(lambda lo, hi: loss_terms_padded_blocks(full, y, lid, p1, p2, need_value, block, lo, hi, vals),
+               nb, y.size)
+    return float(np.sum(vals)) if need_value else math.nan
+
+
+def spectral_sum(Xh, Qh) -> np.ndarray:
+    r"""``Σ_j X̂_j \overline{Q̂_j}`` over the first axis."""
+    out = np.zeros(Xh.shape[1:], dtype=np.complex128)
+    _run_split(lambda lo, hi: spectral_sum_rows(Xh, Qh, lo, hi, out), Xh.shape[1], Xh.size)
+    return out
+
+
+def _block(y: np.ndarray) -> int:
+    """Samples per block: about 16 384 data entries, whatever the thread count."""
+    per = max(1, y.shape[1] * y.shape[2])
+    return max(1, 16_384 // per)
+
+
+@_jit(nogil=True)
+def scaled_patches(x, y, v, sh: int, sw: int, lid: int, p1: float, p2: float, start: int, P: np.ndarray) -> int:
+    r"""Rows ``start, start+1, …`` of ``diag(√ℓ''(r)) H`` into ``P`` (as many as fit); returns how many were written.
+
+    Row ``(j, a)`` is the patch ``h_{j,a}`` of output ``a`` of sample ``j`` times ``√ℓ''(r_{j,a})``, where
+    ``r_{j,a} = h_{j,a}·v − y_{j,a}`` (``ℓ'' ≥ 0`` for every built-in loss; a negative value gives NaN).
+    """
+    m, DH, DW = y.shape
+    KH, KW = v.shape
+    count = min(P.shape[0], m * DH * DW - start)
+    for n in range(count):
+        row = start + n
+        a2 = row % DW
+        a1 = (row // DW) % DH
+        j = row // (DW * DH)
+        r = -y[j, a1, a2]
+        for t1 in range(KH):
+            xr = x[j, a1 * sh + t1]
+            for t2 in range(KW):
+                h = xr[a2 * sw + t2]
+                P[n, t1 * KW + t2] = h
+                r += v[t1, t2] * h
+        d2 = _loss_d2(r, lid, p1, p2)
+        sq = math.sqrt(d2) if d2 >= 0 else np.nan
+        for t in range(KH * KW):
+            P[n, t] *= sq
+    return count
+
+
+def weighted_gram(x, y, v, sh: int, sw: int, lid: int, p1: float, p2: float, rows: int) -> np.ndarray:
+    r"""``Σ_a ℓ''(r_a)\, h_a h_aᵀ = Hᵀ diag(ℓ'') H`` (``k_v × k_v``, unnormalized), ``h_a`` the patch of output ``a``.
+
+    Blocks of ``rows`` scaled patches (:func:`scaled_patches`) go through the BLAS rank-k update ``C += PᵀP``
+    (``dsyrk``, half the flops of a general product); the upper triangle is mirrored at the end.
+    """
+    from scipy.linalg.blas import dsyrk
+
+    K = v.size
+    total = y.size
+    P = np.empty((min(rows, total), K))
+    G = np.zeros((K, K), order="F")
+    start = 0
+    while start < total:
+        n = scaled_patches(x, y, v, sh, sw, lid, p1, p2, start, P)
+        block = P[:n]
+        # block.T is Fortran-ordered K × n, so dsyrk computes block.T @ block without a copy
+        G = dsyrk(1.0, block.T, beta=1.0, c=G, trans=0, lower=0, overwrite_c=1)
+        start += n
+    upper = np.triu(G)
+    return upper + np.triu(G, 1).T
+
+
+# ---------------------------------------------------------------------------------------------- FFT correlations
+class SpectralCorrelator:
+    r"""``Hv`` and ``Hᵀq`` of a stride-1 final filter by FFT over whole images (or signals).
+
+    ``(Hv)_{j,a} = Σ_t x_{j,a+t} v_t`` is the valid part of the circular correlation of ``x_j`` with ``v`` (zero
+    padded to the image size), so ``Hv = F^{-1}(X̂_j \overline{V̂})`` restricted to ``a < d_N``; likewise
+    ``Hᵀq = F^{-1}(Σ_j X̂_j \overline{Q̂_j})`` restricted to ``t < k_v``, ``q_j`` zero outside ``a < d_N``.  No index
+    wraps around in either restriction, so both are exact up to rounding (about ``ε log n`` relative to the terms).
+    The transforms ``X̂_j`` of the inputs are computed once.
+    """
+
+    def __init__(self, x: np.ndarray, kv: tuple[int, int]):
+        import scipy.fft
+
+        self._fft = scipy.fft
+        self.shape = x.shape[1:]
+        self.kv = kv
+        self.workers = _threads()
+        self.xhat = scipy.fft.rfft2(x, workers=self.workers)
+
+    def value_grad(self, v: np.ndarray, y: np.ndarray, lid: int, p1: float, p2: float, need_value: bool):
+        """``(Σ ℓ(r), Hᵀℓ'(r))`` (unnormalized), ``r = Hv − y``, ``v`` of shape ``k_v`` (2D), ``y`` ``(m, *d_N)``."""
+        fft = self._fft
+        vhat = fft.rfft2(v, s=self.shape)
+        full = fft.irfft2(self.xhat * vhat.conj(), s=self.shape, workers=self.workers)
+        value = loss_terms_padded(full, y, lid, p1, p2, need_value)
+        qhat = fft.rfft2(full, workers=self.workers)
+        g = fft.irfft2(spectral_sum(self.xhat, qhat), s=self.shape)
+        return value, np.ascontiguousarray(g[: self.kv[0], : self.kv[1]]).reshape(-1)
+
+
+def warm_up() -> dict[str, float]:
+    """Compile (or load from the cache) every kernel on a tiny problem; returns and records seconds per kernel."""
+    lay = layout([(2,), (2,)], [(1,), (1,)])
+    w = np.array([1.0, 0.5, -0.3, 2.0])
+    x = np.random.default_rng(0).standard_normal((2, 1, 6))
+    y = np.zeros((2, 1, 4))
+    v = np.ones((1, 3))
+    jobs = {
+        "product_except": lambda: product_except(w, *lay[:4], lay.off, -1, -1),
+        "vjp": lambda: vjp(w, *lay[:4], lay.off, v),
+        "jacobian": lambda: jacobian(w, *lay[:4], lay.off),
+        "hessian_contraction": lambda: hessian_contraction(w, *lay[:4], lay.off, v),
+        "square_value_grad": lambda: square_value_grad(w, *lay[:4], lay.off, np.zeros(3), np.eye(3), 0.0, True),
+        "data_pass": lambda: data_pass(x, y, v, 1, 1, 4, 1.0, 0.0, True),
+        "loss_terms_padded": lambda: loss_terms_padded(x.copy(), y, 4, 1.0, 0.0, True),
+        "scaled_patches": lambda: scaled_patches(x, y, v, 1, 1, 4, 1.0, 0.0, 0, np.empty((4, 3))),
+        "loss_terms": lambda: loss_terms(np.zeros(2), 4, 1.0, 0.0, 0),
+        "scale_terms": lambda: scale_terms(w, lay.off),
+        "step_terms": lambda: step_terms(w, w, lay.off, np.zeros(1)),
+    }
+    for name, job in jobs.items():
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            job()
+        COMPILE_SECONDS[name] = time.perf_counter() - t0
+    return dict(COMPILE_SECONDS)

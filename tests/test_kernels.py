@@ -1,0 +1,296 @@
+"""The compiled kernels (lcnflow._kernels) against independent oracles, and against the NumPy reference path.
+
+Oracles: final filters from ``numpy.polynomial`` products and from the dense network matrix built entry by entry
+(conftest); Jacobians and second-order terms of π by central differences, which are exact up to rounding because π
+is multilinear (every coordinate enters with degree ≤ 1, so the difference quotient with step 1 has no truncation
+error); data passes from the dense patch matrix built by loops; FFT correlations against the same dense matrix.
+Compiled and reference paths must agree to 1e-12 relative (the sums have at most a few thousand terms of similar
+size at the random points used, so their rounding is ~1e-14 relative).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import lcnflow as lf
+from conftest import LOSS_CASES, LOSS_IDS, loop_network_matrix, loop_patch_matrix, polymul_final_filter
+from lcnflow import _kernels as K
+
+pytestmark = pytest.mark.skipif(not K.HAVE_NUMBA, reason="numba is not installed")
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+ARCHS = [
+    ((64,), [3, 3, 3], None),
+    ((40,), [4, 3, 2], [2, 2, 1]),
+    ((23,), [2, 3], [3, 1]),
+    ((9, 11), [(3, 2), (2, 3)], None),
+    ((15, 15), [(3, 3), (3, 3)], [(1, 1), (2, 2)]),
+]
+ARCH_IDS = ["1d-333", "1d-strided", "1d-s3", "2d", "2d-strided"]
+
+
+def _arch(spec):
+    d0, ks, ss = spec
+    return lf.Architecture(d0[0] if len(d0) == 1 else d0, ks, ss)
+
+
+def _args(arch):
+    lay = K.layout(arch.filter_shapes, arch.cumulative_strides[:-1])
+    return (lay.kh, lay.kw, lay.dh, lay.dw, lay.off)
+
+
+def _pi(arch, w):
+    return K.product_except(np.ascontiguousarray(w), *_args(arch), -1, -1)
+
+
+def _rel(a, b) -> float:
+    return float(np.linalg.norm(np.ravel(a) - np.ravel(b)) / np.linalg.norm(np.ravel(b)))
+
+
+@pytest.fixture(autouse=True)
+def compiled_path():
+    """These tests exercise the kernels whatever LCNFLOW_NO_NUMBA says; restore the switch afterwards."""
+    before = K.ENABLED
+    K.ENABLED = True
+    yield
+    K.ENABLED = before
+
+
+# ---------------------------------------------------------------------------------------------- π and derivatives
+@pytest.mark.parametrize("spec", ARCHS, ids=ARCH_IDS)
+def test_final_filter_matches_independent_constructions(spec, rng):
+    arch = _arch(spec)
+    filters = lf.random_init(arch, 1.0, 5)
+    v = _pi(arch, lf.flatten(filters))
+    if arch.ndim == 1:
+        ref = polymul_final_filter(filters, [s[0] for s in arch.axes_strides])
+    else:  # row 0 of the dense network matrix is the final filter laid out on the input grid
+        V = loop_network_matrix(filters, arch.layer_sizes[0], arch.strides)
+        ref = V[0].reshape(arch.axes_layer_sizes[0])[: v.shape[0], : v.shape[1]]
+    np.testing.assert_allclose(v.reshape(-1), np.ravel(ref), rtol=1e-13, atol=1e-14 * np.abs(ref).max())
+
+
+def _finite_difference_jacobian(arch, w):
+    """``∂π/∂w_p`` by central differences with step 1 (exact: π is affine in each coordinate)."""
+    cols = []
+    for p in range(w.size):
+        e = np.zeros_like(w)
+        e[p] = 1.0
+        cols.append((_pi(arch, w + e) - _pi(arch, w - e)).reshape(-1) / 2)
+    return np.array(cols).T
+
+
+@pytest.mark.parametrize("spec", ARCHS, ids=ARCH_IDS)
+def test_jacobian_and_vjp_by_finite_differences(spec, rng):
+    arch = _arch(spec)
+    w = lf.flatten(lf.random_init(arch, 1.0, 7))
+    J_fd = _finite_difference_jacobian(arch, w)
+    J = K.jacobian(w, *_args(arch))
+    assert _rel(J, J_fd) < 1e-13
+    g = rng.standard_normal(J.shape[0])
+    vjp = K.vjp(w, *_args(arch), np.ascontiguousarray(g.reshape(_pi(arch, w).shape)))
+    assert _rel(vjp, J_fd.T @ g) < 1e-13
+
+
+@pytest.mark.parametrize("spec", ARCHS, ids=ARCH_IDS)
+def test_hessian_contraction_by_finite_differences(spec, rng):
+    arch = _arch(spec)
+    w = lf.flatten(lf.random_init(arch, 1.0, 8))
+    g = rng.standard_normal(_pi(arch, w).shape)
+    args = _args(arch)
+    B = K.hessian_contraction(w, *args, g)
+    ref = np.empty_like(B)
+    for p in range(w.size):  # d/dw_p of dπᵀg, again affine in w_p
+        e = np.zeros_like(w)
+        e[p] = 1.0
+        ref[:, p] = (K.vjp(w + e, *args, g) - K.vjp(w - e, *args, g)) / 2
+    assert _rel(B, ref) < 1e-13
+    np.testing.assert_array_equal(B, B.T)
+
+
+# ---------------------------------------------------------------------------------------------- risks
+def _problem(arch, loss, m=7, seed=3):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((m, *arch.axes_layer_sizes[0]))
+    Y = rng.standard_normal((m, *arch.axes_layer_sizes[-1]))
+    return lf.EmpiricalRisk(arch, loss, lf.Dataset(X, Y)), X, Y
+
+
+@pytest.mark.parametrize("spec", ARCHS, ids=ARCH_IDS)
+@pytest.mark.parametrize(("name", "params"), LOSS_CASES, ids=LOSS_IDS)
+def test_risk_matches_dense_oracle(spec, name, params):
+    """Value and gradient against ``ℒ = (1/m) Σ ℓ(H v − y)`` with a loop-built ``H`` and a finite-difference ``dπ``."""
+    arch = _arch(spec)
+    loss = lf.get_loss(name, **params)
+    risk, X, Y = _problem(arch, loss)
+    w = lf.flatten(lf.random_init(arch, 0.8, 2))
+    H = loop_patch_matrix(X, arch.final_filter_shape, arch.cumulative_strides[-1], arch.axes_layer_sizes[-1])
+    r = H @ _pi(arch, w).reshape(-1) - Y.reshape(-1)
+    J = _finite_difference_jacobian(arch, w)
+    val, grad = risk._compiled_value_grad(w, True)
+    assert abs(val - loss.value(r).sum() / len(X)) <= 1e-13 * loss.value(r).sum() / len(X)
+    assert _rel(grad, J.T @ (H.T @ loss.derivative(r)) / len(X)) < 1e-12
+    if name != "square":
+        c = risk._compiled()
+        G = c.gram(_pi(arch, w))
+        assert _rel(G, H.T @ (loss.second_derivative(r)[:, None] * H)) < 1e-12
+
+
+CASES = [*ARCHS, ((80,), [25, 25], None), ((30, 30), [(5, 5), (5, 5), (3, 3)], None)]  # the last two: FFT path
+
+
+@pytest.mark.parametrize("spec", CASES, ids=[*ARCH_IDS, "1d-fft", "2d-fft"])
+@pytest.mark.parametrize(("name", "params"), LOSS_CASES, ids=LOSS_IDS)
+def test_compiled_and_reference_paths_agree(spec, name, params):
+    arch = _arch(spec)
+    risk, _, _ = _problem(arch, lf.get_loss(name, **params))
+    w = lf.flatten(lf.random_init(arch, 0.8, 4))
+    v = _pi(arch, w).reshape(arch.final_filter_shape)
+    K.ENABLED = True
+    c = risk._value_grad_flat(w), risk._value_grad_hess_flat(w), risk.function_space_hessian(v)
+    if arch.final_filter_num_params >= 49 and arch.final_stride in (1, (1, 1)):
+        assert risk._compiled().spectral_ok
+    K.ENABLED = False
+    ref = risk._value_grad_flat(w), risk._value_grad_hess_flat(w), risk.function_space_hessian(v)
+    assert abs(c[0][0] - ref[0][0]) <= 1e-12 * abs(ref[0][0])
+    assert _rel(c[0][1], ref[0][1]) < 1e-12
+    assert abs(c[1][0] - ref[1][0]) <= 1e-12 * abs(ref[1][0])
+    assert _rel(c[1][1], ref[1][1]) < 1e-12
+    assert _rel(c[1][2], ref[1][2]) < 1e-12
+    assert _rel(c[2], ref[2]) < 1e-12
+
+
+def test_spectral_path_respects_the_memory_budget():
+    """Transforms of the inputs larger than ``max_patch_bytes``: the direct pass is used, with the same result."""
+    arch = lf.Architecture((30, 30), [(5, 5), (5, 5), (3, 3)])
+    risk, _, _ = _problem(arch, lf.get_loss("log_cosh"))
+    small = lf.EmpiricalRisk(arch, lf.get_loss("log_cosh"), risk.data, max_patch_bytes=10_000)
+    assert risk._compiled().spectral_ok and not small._compiled().spectral_ok
+    w = lf.flatten(lf.random_init(arch, 0.8, 4))
+    assert _rel(small._value_grad_flat(w)[1], risk._value_grad_flat(w)[1]) < 1e-12
+
+
+def test_spectral_correlator_matches_dense(rng):
+    arch = lf.Architecture((12, 10), [(4, 3), (3, 4)])
+    X = rng.standard_normal((3, 12, 10))
+    Y = rng.standard_normal((3, *arch.axes_layer_sizes[-1]))
+    v = rng.standard_normal(arch.final_filter_shape)
+    H = loop_patch_matrix(X, arch.final_filter_shape, (1, 1), arch.axes_layer_sizes[-1])
+    r = H @ v.ravel() - Y.ravel()
+    val, g = K.SpectralCorrelator(X, v.shape).value_grad(v, Y, 4, 1.0, 0.0, True)
+    loss = lf.get_loss("log_cosh")
+    assert abs(val - loss.value(r).sum()) <= 1e-13 * loss.value(r).sum()
+    assert _rel(g, H.T @ loss.derivative(r)) < 1e-13
+
+
+def test_custom_loss_keeps_the_reference_path():
+    arch = lf.Architecture(20, [3, 3])
+    loss = lf.Loss.from_callables(lambda r: r**4 / 4, lambda r: r**3, lambda r: 3 * r**2, name="quartic")
+    risk, _, _ = _problem(arch, loss)
+    w = lf.flatten(lf.random_init(arch, 0.8, 1))
+    assert risk._compiled_value_grad(w, True) is None
+    ref = lf.EmpiricalRisk(arch, lf.get_loss("lp", p=4), risk.data)
+    assert _rel(risk._value_grad_flat(w)[1], ref._value_grad_flat(w)[1]) < 1e-12
+
+
+# ---------------------------------------------------------------------------------------------- scalar losses
+#: Below the smallest normal float64 (subnormal results, e.g. ℓ(r) ≈ r²/2 for |r| ~ 1e-160) there is no relative
+#: precision to compare; an absolute error of that size is rounding in the subnormal range.
+TINY = np.finfo(np.float64).tiny
+EXTREME = [("generalized_huber", {"alpha": 0.5, "beta": 1e8}), ("pseudo_huber", {"delta": 1e-3})]
+
+
+@pytest.mark.parametrize(("name", "params"), [*LOSS_CASES, *EXTREME], ids=[*LOSS_IDS, "gh-huge-beta", "ph-small-delta"])
+def test_scalar_losses_match_the_reference_formulas(name, params):
+    """ℓ, ℓ', ℓ'' of the kernels within a few ulps of lcnflow.losses (itself tested against closed forms)."""
+    loss = lf.get_loss(name, **params)
+    mag = np.concatenate([np.linspace(0, 40, 4001), 10.0 ** np.linspace(-300, 150 if name != "lp" else 60, 400)])
+    r = np.concatenate([mag, -mag])
+    lid = K.LOSS_IDS[name]
+    vals = [*params.values(), 0.0, 0.0]
+    p1, p2 = (vals[0], vals[1]) if params else (1.0, 0.0)
+    for order, ref in enumerate((loss.value(r), loss.derivative(r), loss.second_derivative(r))):
+        got = K.loss_terms(r, lid, p1, p2, order)
+        np.testing.assert_allclose(got, ref, rtol=2e-14, atol=TINY)
+    full = r.copy().reshape(1, 1, -1)  # the fused value-and-derivative form of the data passes
+    total = K.loss_terms_padded(full, np.zeros_like(full), lid, p1, p2, True)
+    np.testing.assert_allclose(full.ravel(), loss.derivative(r), rtol=2e-14, atol=TINY)
+    assert abs(total - loss.value(r).sum()) <= 1e-13 * loss.value(r).sum()
+
+
+# ---------------------------------------------------------------------------------------------- parallel, caching
+def test_threaded_pass_is_independent_of_the_thread_count(rng, monkeypatch):
+    X = rng.standard_normal((900, 1, 64))
+    Y = rng.standard_normal((900, 1, 58))
+    v = rng.standard_normal((1, 7))
+    results = []
+    for threads, min_entries in ((1, 10**12), (2, 0), (3, 0)):
+        monkeypatch.setattr(K, "_threads", lambda threads=threads: threads)
+        monkeypatch.setattr(K, "PARALLEL_MIN_ENTRIES", min_entries)
+        results.append(K.data_pass(X, Y, v, 1, 1, 2, 0.7, 0.0, True))
+    for val, grad in results[1:]:
+        assert val == results[0][0]
+        np.testing.assert_array_equal(grad, results[0][1])
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_threaded_pass_works_in_a_forked_child(rng, monkeypatch):
+    """A child forked after the parent started the thread pool gets a pool of its own (no hang)."""
+    import multiprocessing
+
+    monkeypatch.setattr(K, "PARALLEL_MIN_ENTRIES", 0)
+    X, Y, v = rng.standard_normal((1500, 1, 30)), rng.standard_normal((1500, 1, 26)), rng.standard_normal((1, 5))
+    parent = K.data_pass(X, Y, v, 1, 1, 4, 1.0, 0.0, True)  # 3 blocks of 630 samples: the pool is started
+    assert K._pool is not None or K._threads() == 1
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        child = pool.apply_async(K.data_pass, (X, Y, v, 1, 1, 4, 1.0, 0.0, True)).get(timeout=60)
+    assert child[0] == parent[0]
+    np.testing.assert_array_equal(child[1], parent[1])
+
+
+def test_environment_variable_selects_the_reference_path():
+    code = "import lcnflow._kernels as k; print(k.ENABLED)"
+    env = {**os.environ, "PYTHONPATH": str(SRC), "LCNFLOW_NO_NUMBA": "1"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_works_without_a_writable_cache(tmp_path):
+    """No cache location writable (package dir, NUMBA_CACHE_DIR, user cache): kernels compile in memory."""
+    import shutil
+
+    pkg = tmp_path / "site" / "lcnflow"
+    shutil.copytree(SRC / "lcnflow", pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    (pkg / "__pycache__").write_text("")  # a file where Numba's in-tree cache directory would go
+    code = textwrap.dedent("""
+        import warnings, numpy as np, lcnflow as lf, lcnflow._kernels as k
+        assert k.ENABLED and type(k.square_value_grad._cache).__name__ == "NullCache", k.square_value_grad._cache
+        rng = np.random.default_rng(0)
+        arch = lf.Architecture(20, [3, 3])
+        X, Y = rng.standard_normal((5, 20)), rng.standard_normal((5, 16))
+        w = lf.flatten(lf.random_init(arch, 1.0, 0))
+        for name in ("square", "log_cosh"):
+            risk = lf.EmpiricalRisk(arch, name, lf.Dataset(X, Y))
+            fast = risk._value_grad_flat(w)[1]
+            k.ENABLED = False
+            ref = risk._value_grad_flat(w)[1]
+            k.ENABLED = True
+            assert np.linalg.norm(fast - ref) <= 1e-12 * np.linalg.norm(ref)
+        print("ok")
+    """)
+    env = {**os.environ, "PYTHONPATH": str(pkg.parent), "NUMBA_CACHE_DIR": str(blocker / "cache"),
+           "HOME": str(blocker), "XDG_CACHE_HOME": str(blocker / "xdg"), "PYTHONDONTWRITEBYTECODE": "1"}
+    env.pop("LCNFLOW_NO_NUMBA", None)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().endswith("ok")
