@@ -213,3 +213,15 @@ def test_classification_refuses_bad_tolerances_by_name(kwargs, field):
     risk, _, _, _ = _problem([2, 2], "square", 0)
     with pytest.raises(ValueError, match=field):
         lf.classify_critical_point(risk, np.ones(4), **kwargs)
+
+
+def test_an_escape_at_an_astronomical_time_is_still_resolved_and_certified():
+    """Depth 6 from init 1e-8: the plateau lasts until t ≈ 1.6e31, where t + 1 = t in float64, and the escape and
+    the approach to the limit happen on times of order 1.  The solver restarts on a shifted clock; the limit is a
+    critical point by the independent gradient and a minimum."""
+    sizes = [2, 3, 2, 3, 2, 3]
+    risk, ref, _, _ = _problem(sizes, "square", 0)
+    res = lf.gradient_flow(risk, random_init(sizes, 1e-8 / np.sqrt(3), 100))
+    assert res.converged and res.t_final > 1e30 and res.critical_point.is_minimum, res.message
+    assert np.linalg.norm(ref.gradient(res.x)) <= 1e-10
+    assert res.itinerary and res.itinerary[0].kind == "higher_order_saddle"

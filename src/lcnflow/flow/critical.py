@@ -597,6 +597,12 @@ def _descent_probe(risk: EmpiricalRisk, w: np.ndarray, weights: np.ndarray, null
     """
     if null.shape[1] == 0:
         return None
+    if risk.arch.depth >= 2 and not np.any(w):
+        # the origin: L(εd) − L(0) = ε^N ⟨∇ℒ(0), π(d)⟩ + O(ε^{2N}), and flipping the sign of one layer of d flips
+        # π(d); the values π(d) span R^{k_v}, so L decreases along d or its flip unless ∇ℒ(0) = 0 — a decrease of
+        # order ε^N that finite probes miss at large depth
+        g0 = risk.function_space_gradient(np.zeros(risk.arch.final_filter_shape))
+        return True if np.any(g0) else None
     rng = np.random.default_rng(0)
     dirs = [null[:, j] for j in range(null.shape[1])]
     dirs += [null @ rng.standard_normal(null.shape[1]) for _ in range(8)]

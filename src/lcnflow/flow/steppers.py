@@ -73,9 +73,10 @@ class Stepper:
         return self._cache is not None and self._cache[0] is self.w
 
     def speed(self) -> float:
-        """A cheap estimate of ``‖∇L(w)‖``: exact when known, else the chord speed of the last step."""
-        if self.has_exact():
-            return float(np.linalg.norm(self._cache[2]))
+        """A cheap estimate of ``‖∇L(w)‖``: exact when known (or when the last step did not advance the clock),
+        else the chord speed of the last step."""
+        if self.has_exact() or self.t <= self.t_prev:
+            return float(np.linalg.norm(self.exact()[1]))
         return float(np.linalg.norm(self.w - self.w_prev)) / max(self.t - self.t_prev, 1e-300)
 
     def dense(self, t: float) -> np.ndarray:
@@ -249,6 +250,10 @@ class ScipyStepper(Stepper):
 
     The exact gradient is evaluated at accepted steps only on request (:meth:`exact`); :meth:`speed` is the chord
     speed ``‖w_{n+1} − w_n‖/h``, an estimate of ``‖∇L‖`` since ``ẇ = −∇L``.
+
+    The flow is autonomous, so the solver runs on a shifted clock ``t − t_offset``: when its steps become small
+    against its own clock (``h < 1e-8 t``, e.g. an escape at ``t ~ 1e31`` after a long plateau, where ``t + 1 = t``
+    in float64) it is restarted at local time 0 and the steps are resolved again.
     """
 
     def __init__(self, risk, w0, loss0, g0, method, rtol, atol, t_max):
@@ -261,7 +266,10 @@ class ScipyStepper(Stepper):
         kwargs = {"rtol": rtol, "atol": atol}
         if method in ("Radau", "BDF", "LSODA"):
             kwargs["jac"] = self._jac
-        self.solver = getattr(scipy.integrate, method)(self._fun, 0.0, w0.copy(), t_max, **kwargs)
+        self._new_solver = lambda y, bound: getattr(scipy.integrate, method)(self._fun, 0.0, y, bound, **kwargs)
+        self.t_max, self.offset = t_max, 0.0
+        self.solver = self._last_solver = self._new_solver(w0.copy(), t_max)
+        self._step_offset = 0.0
         self._dense = None
 
     def _fun(self, _t, y):
@@ -277,23 +285,27 @@ class ScipyStepper(Stepper):
         s = self.solver
         if s.status != "running":
             return f"scipy {type(s).__name__} stopped: {s.status}"
+        t_old = s.t
         msg = s.step()
         self.nsteps += 1
         if s.status == "failed":
             return f"scipy {type(s).__name__} failed: {msg}"
         y = s.y.copy()
-        self._dense = None
+        self._dense, self._last_solver, self._step_offset = None, s, self.offset
         last_y, loss, g = self._last
         known = np.array_equal(last_y, y)
-        self._accept(float(s.t), y, loss if known else None, g if known else None)
+        self._accept(self.offset + float(s.t), y, loss if known else None, g if known else None)
+        if s.status == "running" and s.t > 0 and s.t - t_old < 1e-8 * s.t:  # restart on a shifted clock
+            self.offset = self.t
+            self.solver = self._new_solver(y, self.t_max - self.offset)
         return None
 
     def dense(self, t: float) -> np.ndarray:
         if t >= self.t:
             return self.w.copy()
         if self._dense is None:
-            self._dense = self.solver.dense_output()
-        return np.asarray(self._dense(t))
+            self._dense = self._last_solver.dense_output()
+        return np.asarray(self._dense(t - self._step_offset))
 
 
 class DescentStepper(Stepper):
