@@ -95,6 +95,11 @@ class _Compiled:
             self.loss_id = k.LOSS_IDS[loss.name]
             vals = [float(loss.params[n]) for n in _LOSS_PARAMS[loss.name]] + [0.0, 0.0]
             self.p1, self.p2 = (1.0 if self.loss_id in (0, 4) else vals[0]), vals[1]
+        # whether the risk's data passes go through the kernels: 2D with a small dense H (a few MB) is applied faster
+        # by BLAS (measured on 64 patches of 32×32, log-cosh: one gradient 0.9 ms compiled, 0.35 ms through BLAS); in
+        # 1D the compiled pass wins
+        small_dense_2d = arch.ndim == 2 and getattr(risk, "_H_small", None) is not None
+        self.routed = risk.is_quadratic or (self.loss_id >= 0 and not small_dense_2d)
         m = risk.num_samples
         X, Y = risk.data.inputs, risk.data.targets
         self.x3 = np.ascontiguousarray(X.reshape(m, 1, -1) if arch.ndim == 1 else X, dtype=np.float64)
@@ -219,9 +224,8 @@ class EmpiricalRisk:
                                                  self.minimum_value, need_value)
             return float(val), grad
         v = c.k.product_except(w, *c.args, -1, -1)
-        val, g = c.fs_value_grad(v, need_value)
-        m = self.num_samples
-        return float(val) / m, c.k.vjp(w, *c.args, np.ascontiguousarray(g.reshape(c.kv2)) / m)
+        val, g = self._fs_gradient(v.reshape(-1), need_value)  # the compiled pass where it is the faster one
+        return float(val), c.k.vjp(w, *c.args, np.ascontiguousarray(g.reshape(c.kv2)))
 
     def _compiled_value_grad_hess(self, w: np.ndarray) -> tuple[float, np.ndarray, np.ndarray] | None:
         """``(L, ∇L, ∇²L)`` (flat) through the kernels."""
@@ -313,7 +317,7 @@ class EmpiricalRisk:
             e = v - self.least_squares_filter
             return float(0.5 * e @ (self.gram @ e) + self.minimum_value)
         c = self._compiled()
-        if c is not None and c.loss_id >= 0:  # the same pass as the gradient's, so the values agree bitwise
+        if c is not None and c.routed:  # the same pass as the gradient's, so the values agree bitwise
             return self._fs_gradient(v, True)[0]
         return float(np.sum(self.loss.value(self._apply(v) - self.data.targets))) / self.num_samples
 
@@ -324,7 +328,7 @@ class EmpiricalRisk:
             Ge = self.gram @ e
             return float(0.5 * e @ Ge + self.minimum_value), Ge
         c = self._compiled()
-        if c is not None and c.loss_id >= 0:
+        if c is not None and c.routed:
             val, g = c.fs_value_grad(v, need_value)
             return float(val) / self.num_samples, g / self.num_samples
         r = np.subtract(self._apply(v), self.data.targets)  # contiguous, whatever layout H v came in
@@ -344,7 +348,7 @@ class EmpiricalRisk:
         if self.is_quadratic:
             return self.gram
         c = self._compiled()
-        if c is not None and c.loss_id >= 0:
+        if c is not None and c.routed:
             hess = c.gram(v) / self.num_samples
             return (hess + hess.T) / 2
         hess = np.zeros((self._kv, self._kv))
