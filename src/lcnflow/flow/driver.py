@@ -8,10 +8,12 @@ plateau, or on a slow approach to a degenerate minimum, ``‖∇L‖`` is tiny l
 
 1. A state with ``‖∇L(w)‖ ≤ gtol · S(w)`` (``S`` of :func:`~lcnflow.flow.certify.gradient_scale`) is a candidate.
 2. The candidate is Newton-polished on the complement of the rescaling directions; the polish counts only if it
-   stays within ``polish_radius · ‖w‖`` and reaches ``‖∇L‖ ≤ certify_tol · S`` (*certified*).
-3. The polished point is classified.  The run ends there if it is a minimum (local or global; a degenerate one when
-   the higher-order probe finds no descent direction), or a saddle whose stable set the start lies on (a critical
-   initialization; layers that start equal and that the risk's symmetry keeps equal).
+   stays within ``polish_radius · max(‖w‖, w_ref)``.  The polished point (or the state itself, when polishing could
+   not help) is *certified* when ``‖∇L‖ ≤ certify_tol · S``.
+3. The certified point is classified.  The run ends there if it is a minimum (local or global; a degenerate one
+   when the higher-order probe finds no descent direction — after closing in on it down to
+   ``DEGENERATE_GTOL · S``), or a saddle whose stable set the start lies on (a critical initialization; layers that
+   start equal and that the risk's symmetry keeps equal).
 4. Otherwise — a saddle the flow will leave, or a failed polish — the run goes on with a 100× smaller candidate
    tolerance, restored once the flow has left (``‖∇L‖ > gtol · S`` again).
 
@@ -51,15 +53,24 @@ DEGENERATE_GTOL = 1e-12
 
 @dataclass(frozen=True)
 class Candidate:
-    """One attempt to stop: the state, its polish and what the polished point is."""
+    """One attempt to stop: the state, its polish, the point that carries the certificate (the polished point, or
+    the state when polishing was rejected) with its ``‖∇L‖``, and what that point is."""
 
     t: float
     state: np.ndarray
-    relative_gradient: float
     polish: PolishResult
-    certified: bool
-    critical_point: CriticalPoint | None
+    point: np.ndarray
+    gradient_norm: float
+    critical_point: CriticalPoint | None  # None unless certified
     outcome: str  # "minimum", "stable_saddle", "saddle", "not_certified"
+
+
+def _run_scales(risk: EmpiricalRisk, w0: np.ndarray) -> tuple[Callable[..., float], float]:
+    """The gradient scale ``S`` of this run (:func:`~lcnflow.flow.certify.gradient_scale`, with ``‖π(w_0)‖`` as the
+    reference filter size) and the natural parameter size ``w_ref`` (:func:`~lcnflow.flow.certify.reference_size`)."""
+    scale = functools.partial(gradient_scale, risk,
+                              reference_filter_norm=float(np.linalg.norm(final_filter(risk.arch, w0))))
+    return scale, reference_size(risk, w0)
 
 
 def _is_stop_point(cp: CriticalPoint) -> bool:
@@ -78,14 +89,14 @@ def _stable_set(risk: EmpiricalRisk, w0: np.ndarray, g0: np.ndarray) -> tuple[st
     return None
 
 
-def _try_stop(risk, t, w, rel, S, opts: StopOptions, stable, w0, scale, w_ref) -> Candidate:
+def _try_stop(risk, t, w, S, opts: StopOptions, stable, w0, scale, w_ref) -> Candidate:
     radius = opts.polish_radius * max(float(np.linalg.norm(w)), w_ref)
     pol = polish(risk, w, gtol=1e-2 * opts.certify_tol * S, radius=radius)
     # the polished point if polishing stayed within the radius, else the state itself: either may carry the certificate
     point, gnorm = (pol.point, pol.gradient_norm) if pol.accepted else (w, pol.start_gradient_norm)
     certified = gnorm <= opts.certify_tol * scale(point)
     if not certified:
-        return Candidate(t, w, rel, pol, False, None, "not_certified")
+        return Candidate(t, w, pol, point, gnorm, None, "not_certified")
     cp = classify_critical_point(risk, point, compare_with_best=False)  # minimum or not: ℒ*_M is not needed
     if _is_stop_point(cp):
         outcome = "minimum"
@@ -96,7 +107,7 @@ def _try_stop(risk, t, w, rel, S, opts: StopOptions, stable, w0, scale, w_ref) -
         outcome = "stable_saddle"
     else:
         outcome = "saddle"
-    return Candidate(t, w, rel, pol, True, cp, outcome)
+    return Candidate(t, w, pol, point, gnorm, cp, outcome)
 
 
 def drive(
@@ -115,9 +126,7 @@ def drive(
     clock = time.perf_counter
     loss0, g0 = risk._value_grad_flat(w0)
     stepper = make_stepper(w0, loss0, g0)
-    scale = functools.partial(gradient_scale, risk,
-                              reference_filter_norm=float(np.linalg.norm(final_filter(risk.arch, w0))))
-    w_ref = reference_size(risk, w0)
+    scale, w_ref = _run_scales(risk, w0)
     bound = opts.blowup_factor * max(float(np.linalg.norm(w0)), w_ref)
     rec = Recorder(risk.arch, w0, loss0, float(np.linalg.norm(g0)), opts.max_record)
     saved = np.full((save.size, w0.size), np.nan)
@@ -147,7 +156,7 @@ def drive(
             gn = float(np.linalg.norm(g))
             rel = gn / S if S > 0 else (0.0 if gn == 0 else math.inf)
             if rel <= tol_rel:
-                cand = _try_stop(risk, t, w, rel, S, opts, stable, w0, scale, w_ref)
+                cand = _try_stop(risk, t, w, S, opts, stable, w0, scale, w_ref)
                 candidates.append(cand)
                 extra[0] += cand.polish.num_gradient_evaluations
                 extra[1] += cand.polish.num_hessian_evaluations
@@ -217,20 +226,15 @@ def settle_endpoint(risk: EmpiricalRisk, w0: np.ndarray, rec: Recorder, opts: St
     is the stop reason (``budget``, ``max_time``, ``callback``, ``blowup``, ``nonfinite``); ``counts`` is
     ``(gradient evaluations, Hessian evaluations, steps, description of the method)``.
     """
-    scale = functools.partial(gradient_scale, risk,
-                              reference_filter_norm=float(np.linalg.norm(final_filter(risk.arch, w0))))
-    w_ref = reference_size(risk, w0)
-    _, w_end, _, _ = rec.last
+    scale, w_ref = _run_scales(risk, w0)
+    t_end, w_end, _, _ = rec.last
     candidates: list[Candidate] = []
     extra = [0, 0]
     reason = ended_by
     if ended_by not in ("blowup", "nonfinite") and np.all(np.isfinite(w_end)):
-        g = risk._value_grad_flat(w_end, False)[1]
-        S = scale(w_end)
-        gn = float(np.linalg.norm(g))
-        cand = _try_stop(risk, rec.last[0], w_end, gn / S if S > 0 else 0.0, S, opts, None, w0, scale, w_ref)
+        cand = _try_stop(risk, t_end, w_end, scale(w_end), opts, None, w0, scale, w_ref)
         candidates.append(cand)
-        extra = [1 + cand.polish.num_gradient_evaluations, cand.polish.num_hessian_evaluations]
+        extra = [cand.polish.num_gradient_evaluations, cand.polish.num_hessian_evaluations]
         if cand.outcome == "minimum":
             reason = "minimum"
     counts = (counts[0] + extra[0], counts[1] + extra[1], counts[2], counts[3])
@@ -248,8 +252,7 @@ def _package(risk, rec, counts, opts, reason, message, candidates, stable, save,
     pol = candidates[-1].polish if candidates and (converged or candidates[-1].t == t_end) else None
     if converged:
         cand = candidates[-1]
-        limit, gnorm = ((cand.polish.point, cand.polish.gradient_norm) if cand.polish.accepted
-                        else (cand.state, cand.polish.start_gradient_norm))
+        limit, gnorm = cand.point, cand.gradient_norm
         # the limit's full classification: global or local against the best the architecture can do (ℒ*_M)
         cp = classify_critical_point(risk, limit) if opts.classify else cand.critical_point
         loss = risk.value(limit)
@@ -332,5 +335,5 @@ def _nearest(risk, w_end, candidates, opts, extra, scale, w_ref) -> tuple[Critic
         return classify_critical_point(risk, pol.point), pol.distance
     for cand in reversed(candidates):
         if cand.critical_point is not None:
-            return cand.critical_point, float(np.linalg.norm(cand.polish.point - w_end))
+            return cand.critical_point, float(np.linalg.norm(cand.point - w_end))
     return None, math.nan
