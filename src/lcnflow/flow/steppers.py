@@ -80,17 +80,11 @@ class Stepper:
         return float(np.linalg.norm(self.w - self.w_prev)) / max(self.t - self.t_prev, 1e-300)
 
     def dense(self, t: float) -> np.ndarray:
-        """The state at ``t`` in ``[t_prev, t]`` (cubic Hermite interpolation unless a stepper knows better)."""
-        h = self.t - self.t_prev
-        if h <= 0 or t >= self.t:
-            return self.w.copy()
-        if self._cache is None or self._cache[0] is not self.w:
-            self.exact()
-        f1 = -self._cache[2]
-        f0 = self._f_prev if getattr(self, "_f_prev", None) is not None else (self.w - self.w_prev) / h
-        s = (t - self.t_prev) / h
-        h00, h10, h01, h11 = 2 * s**3 - 3 * s**2 + 1, s**3 - 2 * s**2 + s, -2 * s**3 + 3 * s**2, s**3 - s**2
-        return h00 * self.w_prev + h10 * h * f0 + h01 * self.w + h11 * h * f1
+        """The state at ``t`` in ``[t_prev, t]``.  The base class serves steppers that end a step on every time the
+        driver asks for (``t_limit``), so only ``t = self.t`` can be asked; the others override this."""
+        if t < self.t:
+            raise NotImplementedError(f"{type(self).__name__} has no dense output inside a step")
+        return self.w.copy()
 
     def step(self, t_limit: float) -> str | None:  # pragma: no cover - interface
         """Advance by one accepted step, not past ``t_limit``; ``None`` or a failure message."""
@@ -144,7 +138,6 @@ class ExponentialStepper(Stepper):
         self._hess = risk._hessian_flat(w0)
         self.nhev += 1
         self._eig = None
-        self._f_prev = None
         self.h = None
 
     def step(self, t_limit: float) -> str | None:
@@ -178,7 +171,6 @@ class ExponentialStepper(Stepper):
             if self.h < 1e-14 * max(abs(self.t), 1e-300):
                 return "the step size underflowed"
         t_new = t_limit if h_try == t_limit - self.t else self.t + h_try
-        self._f_prev = -g
         self._accept(t_new, wn, loss_n, g_n)
         self._hess, self._eig = hess_n, None
         grow = 5.0 if err == 0 else min(5.0, 0.9 * err ** (-1.0 / 3.0))
