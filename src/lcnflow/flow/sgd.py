@@ -41,7 +41,7 @@ from ..conv import as_filters, flatten
 from ..risk import EmpiricalRisk
 from .certify import reference_size
 from .driver import settle_endpoint
-from .options import StopOptions
+from .options import StopOptions, _positive, _positive_int
 from .result import Callback, FlowResult, Recorder
 
 __all__ = ["SAMPLINGS", "SCHEDULES", "minibatches", "step_sizes", "stochastic_gradient_descent"]
@@ -133,14 +133,6 @@ def _check_batch(m: int, batch_size: int, sampling: str) -> None:
         raise ValueError(f"flow.sampling: unknown sampling {sampling!r}; valid: {', '.join(SAMPLINGS)}")
 
 
-def _positive_int(name: str, value) -> int | None:
-    if value is None:
-        return None
-    if not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
-        raise ValueError(f"flow.{name}: must be a positive integer, got {value!r}")
-    return value
-
-
 def stochastic_gradient_descent(
     risk: EmpiricalRisk,
     init: Sequence[np.ndarray] | np.ndarray,
@@ -211,11 +203,11 @@ def stochastic_gradient_descent(
     ValueError
         For a bad step size, batch size, budget, schedule, momentum, sampling or ``save_at_steps``, naming the field.
     """
-    if not (isinstance(step_size, int | float) and math.isfinite(step_size) and step_size > 0):
-        raise ValueError(f"flow.step_size: must be a finite number > 0, got {step_size!r}")
+    _positive("step_size", step_size)
     m = risk.num_samples
     _check_batch(m, batch_size, sampling)
-    epochs, max_steps = _positive_int("epochs", epochs), _positive_int("max_steps", max_steps)
+    epochs = None if epochs is None else _positive_int("epochs", epochs)
+    max_steps = None if max_steps is None else _positive_int("max_steps", max_steps)
     if not (isinstance(momentum, int | float) and 0 <= momentum < 1):
         raise ValueError(f"flow.momentum: must be in [0, 1), got {momentum!r}")
     if max_time is not None and not (isinstance(max_time, int | float) and max_time > 0):
