@@ -168,6 +168,41 @@ def risk_rounding(risk: EmpiricalRisk, v: np.ndarray) -> float:
     return 4.0 * math.sqrt(n) * EPS * float(np.sum(np.abs(risk.loss.value(r)))) / risk.num_samples
 
 
+def _damped_newton(risk: EmpiricalRisk, x: np.ndarray, max_iter: int, *, T: np.ndarray | None = None,
+                   finish_step: bool = False) -> tuple[np.ndarray, float]:
+    r"""Minimize the convex ``x ↦ ℒ(T x)`` (``T = None``: ``x = v``) by damped Newton, ``x ← x − α H⁺g`` with Armijo
+    backtracking, until the Newton decrement ``gᵀH⁺g`` is below the rounding level of ℒ.  ``finish_step`` then takes
+    one last full step if it does not make the value worse (quadratic convergence settles ``x`` as well)."""
+    lift = (lambda y: y) if T is None else (lambda y: T @ y)
+    value = risk.function_space_value(lift(x))
+    for _ in range(max_iter):
+        v = lift(x)
+        g = risk.function_space_gradient(v).ravel()
+        H = risk.function_space_hessian(v)
+        if T is not None:
+            g, H = T.T @ g, T.T @ H @ T
+        step = -np.linalg.lstsq(H, g, rcond=None)[0]
+        slope = float(g @ step)
+        if -slope <= risk_rounding(risk, v):
+            if finish_step:
+                trial = x + step
+                tv = risk.function_space_value(lift(trial))
+                if tv <= value + risk_rounding(risk, v):
+                    x, value = trial, tv
+            break
+        alpha = 1.0
+        while alpha > 1e-12:
+            trial = x + alpha * step
+            tv = risk.function_space_value(lift(trial))
+            if tv <= value + 1e-4 * alpha * slope:
+                break
+            alpha *= 0.5
+        else:
+            break
+        x, value = trial, tv
+    return x, float(value)
+
+
 def unconstrained_optimum(risk: EmpiricalRisk, max_iter: int = 100) -> tuple[np.ndarray, float]:
     r"""``(v̂, ℒ(v̂))`` with ``v̂`` a minimizer of the convex ``ℒ`` over ``R^{k_v}`` (cached per risk).
 
@@ -181,30 +216,7 @@ def unconstrained_optimum(risk: EmpiricalRisk, max_iter: int = 100) -> tuple[np.
         out = (risk.least_squares_filter.copy(), float(risk.minimum_value))
     else:
         square = EmpiricalRisk(risk.arch, "square", risk.data)
-        v = square.least_squares_filter.copy()
-        value = risk.function_space_value(v)
-        for _ in range(max_iter):
-            g = risk.function_space_gradient(v).ravel()
-            step = -np.linalg.lstsq(risk.function_space_hessian(v), g, rcond=None)[0]
-            slope = float(g @ step)
-            if -slope <= risk_rounding(risk, v):
-                # the value is settled to rounding; one last full Newton step settles the filter (quadratic
-                # convergence: ‖∇ℒ‖ drops to its own rounding level) unless it makes the value worse
-                trial = v + step
-                tv = risk.function_space_value(trial)
-                if tv <= value + risk_rounding(risk, v):
-                    v, value = trial, tv
-                break
-            alpha = 1.0
-            while alpha > 1e-12:
-                trial = v + alpha * step
-                tv = risk.function_space_value(trial)
-                if tv <= value + 1e-4 * alpha * slope:
-                    break
-                alpha *= 0.5
-            else:
-                break
-            v, value = trial, tv
+        v, value = _damped_newton(risk, square.least_squares_filter.copy(), max_iter, finish_step=True)
         out = (v, float(value))
     _UNCONSTRAINED[risk] = out
     return out
@@ -262,27 +274,7 @@ class _Objective:
         return np.array(qs), np.array(vals)
 
     def _newton(self, T: np.ndarray) -> tuple[np.ndarray, float]:
-        risk = self.risk
-        q = np.linalg.lstsq(T, self.v_hat, rcond=None)[0]
-        value = risk.function_space_value(T @ q)
-        for _ in range(60):
-            g = T.T @ risk.function_space_gradient(T @ q).ravel()
-            Hq = T.T @ risk.function_space_hessian(T @ q) @ T
-            step = -np.linalg.lstsq(Hq, g, rcond=None)[0]
-            slope = float(g @ step)
-            if -slope <= risk_rounding(risk, T @ q):
-                break
-            alpha = 1.0
-            while alpha > 1e-12:
-                trial = q + alpha * step
-                tv = risk.function_space_value(T @ trial)
-                if tv <= value + 1e-4 * alpha * slope:
-                    break
-                alpha *= 0.5
-            else:
-                break
-            q, value = trial, tv
-        return q, float(value)
+        return _damped_newton(self.risk, np.linalg.lstsq(T, self.v_hat, rcond=None)[0], 60, T=T)
 
 
 class _RealRootSearch:
