@@ -78,12 +78,9 @@ class Plateau:
 
     @property
     def index(self) -> int | None:
-        """Number of negative Hessian eigenvalues (on the symmetry complement) at the critical point."""
-        if self.critical_point is None:
-            return None
-        cp = self.critical_point
-        tol = 1e-7 * max(float(np.max(np.abs(cp.hessian_eigenvalues))) if cp.hessian_eigenvalues.size else 0, 1e-300)
-        return int(np.sum(cp.hessian_eigenvalues < -tol))
+        """Number of negative Hessian eigenvalues (on the symmetry complement) at the critical point (the
+        classification's own count, with its scale-free threshold)."""
+        return None if self.critical_point is None else self.critical_point.index
 
     def summary(self) -> str:
         """One line a person can read."""
