@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -126,8 +127,6 @@ def run_flow(risk: EmpiricalRisk, init, opts: FlowOptions, *, save_at=None, call
     result = drive(risk, w0, make, opts, save=save, t_max=opts.t_max, callback=callback,
                    options=opts.to_dict(), start=start)
     if opts.verify:
-        from dataclasses import replace
-
         tight = replace(opts, rtol=max(opts.rtol / 100, 1e-13), atol=opts.atol / 100, verify=False)
         check = run_flow(risk, init, tight)
         result.limit_verified, result.verification = compare_limits(result, check)
