@@ -83,6 +83,18 @@ def _singular_values(arch: Architecture, data: Dataset, max_bytes: int) -> np.nd
     return np.linalg.svd(R, compute_uv=False)
 
 
+def _rank(X: np.ndarray) -> int:
+    """``rank X``: full when the eigenvalues of the smaller Gram matrix are all above ``10⁻⁸`` of the largest
+    (``σ_min/σ_max > 10⁻⁴``, far above rounding), else decided by the SVD (:func:`numpy.linalg.matrix_rank`)."""
+    if X.size == 0:
+        return 0
+    gram = X.T @ X if X.shape[0] >= X.shape[1] else X @ X.T
+    lam = np.linalg.eigvalsh(gram)
+    if lam[0] > 1e-8 * lam[-1] > 0:
+        return min(X.shape)
+    return int(np.linalg.matrix_rank(X))
+
+
 def check_data_condition(
     arch: Architecture, data: Dataset, *, max_bytes: int = 256 * 2**20, gram: np.ndarray | None = None
 ) -> DataCondition:
@@ -121,7 +133,7 @@ def check_data_condition(
     cond = smax / smin if smin > tol else math.inf
     X = data.inputs.reshape(data.num_samples, -1)
     d0 = X.shape[1]
-    x_rank = int(np.linalg.matrix_rank(X))
+    x_rank = _rank(X)
     satisfied = rank == kv
     explanation = _explain(arch, data, satisfied, rank, kv, n_eq, cond, x_rank, d0)
     return DataCondition(

@@ -35,6 +35,7 @@ is rescaled (``w^{(i)} → c_i w^{(i)}``, ``Π c_i = 1``) or the data are multip
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from dataclasses import dataclass, field
@@ -102,6 +103,8 @@ class CriticalPoint:
         ``L(w*) − ℒ*_M`` (``ℒ*_M`` as computed; see ``best``).
     best : FunctionSpaceBest or None
         ``ℒ*_M`` with how it was found (None when the unconstrained optimum was reached: then ``ℒ*_M = L(w*)``).
+    value : float
+        ``L(w*)``.
     value_tolerance : float
         ``τ``: values within it count as equal (see the module docstring).
     index : int
@@ -129,6 +132,7 @@ class CriticalPoint:
     global_on_m: bool | None = None
     gap_to_best: float = float("nan")
     best: FunctionSpaceBest | None = None
+    value: float = float("nan")
     value_tolerance: float = 0.0
     index: int = 0
 
@@ -462,21 +466,9 @@ def classify_critical_point(
         reached = fs_norm <= function_space_tol
     else:
         reached = value - f_hat <= tau + risk_rounding(risk, v_hat)
-    if reached:
-        global_on_m: bool | None = True
-        gap = value - f_hat
-    elif best is None and not compare_with_best:
-        global_on_m, gap = None, float("nan")
-    else:
-        best = best if best is not None else best_on_function_space(risk)
-        gap = value - best.value
-        tol = tau + best.value_error
-        if gap > tol:
-            global_on_m = False
-        elif best.exact and gap >= -tol:
-            global_on_m = True
-        else:
-            global_on_m = None
+    # (global on M or not is settled at the end, by settle_on_m, when the unconstrained optimum was not reached)
+    global_on_m: bool | None = True if reached else None
+    gap = value - f_hat if reached else float("nan")
 
     # second order in balanced coordinates at the balanced point (invariant under the rescaling symmetry)
     J = final_filter_jacobian(arch, wbs)
@@ -525,7 +517,7 @@ def classify_critical_point(
 
     spurious, reason, witness = _spurious(arch, ws, v, g_v, JD, origin, global_on_m, spurious_rtol)
 
-    return CriticalPoint(
+    cp = CriticalPoint(
         kind=kind,
         origin=origin,
         spurious=spurious,
@@ -546,10 +538,37 @@ def classify_critical_point(
         unconstrained_optimum_reached=bool(reached),
         global_on_m=global_on_m,
         gap_to_best=float(gap),
-        best=None if reached else best,
+        value=float(value),
         value_tolerance=float(tau),
         index=index,
     )
+    if reached or (best is None and not compare_with_best):
+        return cp
+    return settle_on_m(risk, cp, best)
+
+
+def settle_on_m(risk: EmpiricalRisk, cp: CriticalPoint, best: FunctionSpaceBest | None = None) -> CriticalPoint:
+    r"""``cp`` compared with ``ℒ*_M`` (:func:`~lcnflow.flow.optimum.best_on_function_space`): global or local on M.
+
+    For a point classified without that comparison (``compare_with_best=False``) this gives what the full
+    classification gives, without repeating it: ``L(w*) − ℒ*_M`` beyond ``τ`` plus the bound's own error means local
+    on M, within it global when ``ℒ*_M`` is exact (else undecided); a minimum (or degenerate point) that is global
+    on M is a ``global_minimum``, and a rank-deficient one is then not spurious.  Points already settled (the
+    unconstrained optimum reached, or compared before) are returned as they are.
+    """
+    if cp.unconstrained_optimum_reached or cp.best is not None:
+        return cp
+    best = best if best is not None else best_on_function_space(risk)
+    gap = cp.value - best.value
+    tol = cp.value_tolerance + best.value_error
+    global_on_m = False if gap > tol else (True if best.exact and gap >= -tol else None)
+    changes: dict[str, Any] = {"global_on_m": global_on_m, "gap_to_best": float(gap), "best": best}
+    if global_on_m and cp.index == 0:
+        changes.update(kind="global_minimum", not_a_minimum=None)
+        if cp.origin == "rank_deficient":
+            changes.update(spurious=False, spurious_witness=None,
+                           spurious_reason="L(w*) = ℒ*_M: v* minimizes ℒ on M, so it is critical for ℒ on M")
+    return dataclasses.replace(cp, **changes)
 
 
 def _spurious(arch, ws, v, g_v, JD, origin, global_on_m, rtol):

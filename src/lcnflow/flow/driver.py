@@ -35,7 +35,8 @@ import numpy as np
 from ..conv import _final_filter, final_filter, unflatten
 from ..risk import EmpiricalRisk
 from .certify import PolishResult, gradient_scale, lojasiewicz_fit, polish, reference_size
-from .critical import CriticalPoint, classify_critical_point
+from .compiled import UNDERFLOW
+from .critical import CriticalPoint, classify_critical_point, settle_on_m
 from .itinerary import find_plateaus
 from .options import StopOptions
 from .result import Callback, FlowResult, Recorder
@@ -47,6 +48,12 @@ from .theorem import theorem_hypotheses
 FLOOR = 1e-14
 #: After a rejected candidate, the flow must reach the next one before its time grows by this factor.
 STALL_FACTOR = 1e8
+#: A state within this fraction of the natural parameter size ``w_ref`` of the origin has collapsed onto it.
+ORIGIN_SIZE = 1e-100
+
+#: Most steps of one compiled segment (between two checks of ``max_time``).
+SEGMENT_STEPS = 2000
+
 #: At a degenerate minimum the run goes on until ``‖∇L‖ ≤ DEGENERATE_GTOL · S`` (its structure shows only close by).
 DEGENERATE_GTOL = 1e-12
 
@@ -127,6 +134,8 @@ def drive(
     loss0, g0 = risk._value_grad_flat(w0)
     stepper = make_stepper(w0, loss0, g0)
     scale, w_ref = _run_scales(risk, w0)
+    reference_norm = scale.keywords["reference_filter_norm"]
+    segments = hasattr(stepper, "advance")  # compiled steps (one per call with a callback: it sees every step)
     bound = opts.blowup_factor * max(float(np.linalg.norm(w0)), w_ref)
     rec = Recorder(risk.arch, w0, loss0, float(np.linalg.norm(g0)), opts.max_record)
     saved = np.full((save.size, w0.size), np.nan)
@@ -150,13 +159,19 @@ def drive(
         s_ub = scale(w, upper_bound=True)  # S ≤ s_ub, so est/s_ub ≤ ‖∇L‖/S (est exact or the chord speed)
         if tol_rel < opts.gtol and est > opts.gtol * s_ub:  # the flow has left the last candidate: re-arm
             tol_rel, t_stall, pending = opts.gtol, math.inf, None
-        if isave >= save.size and est <= 100 * tol_rel * s_ub:  # (the run goes on at least to the last save time)
-            _, g = stepper.exact()
-            S = scale(w)
-            gn = float(np.linalg.norm(g))
-            rel = gn / S if S > 0 else (0.0 if gn == 0 else math.inf)
+        # a state ORIGIN_SIZE·w_ref from the origin has collapsed onto it (only the stable set of the saddle at 0
+        # leads there; ‖∇L‖ and S would soon underflow): the origin itself is the candidate
+        collapsed = size <= ORIGIN_SIZE * w_ref
+        if isave >= save.size and (est <= 100 * tol_rel * s_ub or collapsed):  # (the run goes on to the last save)
+            if collapsed:
+                S, rel = 0.0, 0.0
+            else:
+                _, g = stepper.exact()
+                S = scale(w)
+                gn = float(np.linalg.norm(g))
+                rel = gn / S if S > 0 else (0.0 if gn == 0 else math.inf)
             if rel <= tol_rel:
-                cand = _try_stop(risk, t, w, S, opts, stable, w0, scale, w_ref)
+                cand = _try_stop(risk, t, np.zeros_like(w) if collapsed else w, S, opts, stable, w0, scale, w_ref)
                 candidates.append(cand)
                 extra[0] += cand.polish.num_gradient_evaluations
                 extra[1] += cand.polish.num_hessian_evaluations
@@ -169,6 +184,10 @@ def drive(
                 pending = cand if degenerate else None
                 tol_rel = min(tol_rel, rel) * 1e-2
                 t_stall = max(t, 1e-300) * STALL_FACTOR
+                if collapsed:
+                    reason, message = "floor", (f"the trajectory collapsed onto the origin (‖w‖ = {size:.2e}) at "
+                                                f"t = {t:.4g}, a saddle not known to hold the start on its stable set")
+                    break
                 if tol_rel < FLOOR:
                     reason, message = "floor", (f"reached the floating-point floor at t = {t:.4g}: ‖∇L‖/S = {rel:.1e} "
                                                 "and no certified minimum nearby")
@@ -189,7 +208,16 @@ def drive(
                                         "‖∇L‖)")
         if reason:
             break
-        failure = stepper.step(min(save[isave] if isave < save.size else t_max, t_max))
+        t_limit = min(save[isave] if isave < save.size else t_max, t_max)
+        if segments:  # many steps in one compiled call, with the tests above inside (lcnflow.flow.compiled)
+            budget = 1 if callback is not None else min(SEGMENT_STEPS, opts.max_steps - stepper.nsteps)
+            event = stepper.advance(min(t_limit, t_stall), budget,
+                                    check_candidate=isave >= save.size, tol_rel=tol_rel, gtol=opts.gtol,
+                                    reference_norm=reference_norm, bounds=(ORIGIN_SIZE * w_ref, bound),
+                                    recorder=rec)
+            failure = "the step size underflowed" if event == UNDERFLOW else None
+        else:
+            failure = stepper.step(t_limit)
         if failure:
             reason, message = "failed", failure
             break
@@ -197,11 +225,12 @@ def drive(
         while isave < save.size and save[isave] <= t:
             saved[isave] = stepper.dense(save[isave])
             isave += 1
-        if rec.wants(t):
-            loss, g = stepper.exact()
-            rec.step(t, w, loss, float(np.linalg.norm(g)))
-        else:
-            rec.step(t, w, math.nan, math.nan)
+        if not segments:  # (compiled segments hand their steps to the recorder themselves)
+            if rec.wants(t):
+                loss, g = stepper.exact()
+                rec.step(t, w, loss, float(np.linalg.norm(g)))
+            else:
+                rec.step(t, w, math.nan, math.nan)
         if callback is not None:
             loss = stepper.exact()[0] if stepper.has_exact() else math.nan
             user_stop = bool(callback(t, w, loss, stepper.speed()))
@@ -254,7 +283,7 @@ def _package(risk, rec, counts, opts, reason, message, candidates, stable, save,
         cand = candidates[-1]
         limit, gnorm = cand.point, cand.gradient_norm
         # the limit's full classification: global or local against the best the architecture can do (ℒ*_M)
-        cp = classify_critical_point(risk, limit) if opts.classify else cand.critical_point
+        cp = settle_on_m(risk, cand.critical_point) if opts.classify else cand.critical_point
         loss = risk.value(limit)
         S = scale(limit)
         if reason == "minimum":

@@ -107,7 +107,8 @@ class FlowOptions(StopOptions):
     Attributes
     ----------
     integrator : str
-        One of :data:`INTEGRATORS`; ``"auto"`` is LSODA with the exact Hessian.
+        One of :data:`INTEGRATORS`; ``"auto"`` is the compiled Rosenbrock ``ode23s`` for the square loss
+        (many steps per compiled call) and LSODA with the exact Hessian otherwise.
     t_max : float
         Largest flow time (``inf`` by default: escaping a plateau from a tiny initialization can take flow time
         ``~ scale^{-(N-2)}``, which the integrators cross in a few steps).

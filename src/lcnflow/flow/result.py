@@ -292,6 +292,19 @@ class Recorder:
             change = float(np.max(np.abs(invariants(self.arch, w) - self.delta0)))
             self.drift = max(self.drift, change / max(self.norm0, float(w @ w), 1e-300))
 
+    def absorb(self, n: int, times: np.ndarray, states: np.ndarray, losses: np.ndarray, gnorms: np.ndarray,
+               arc: float, drift: float, next_t: float, last: tuple[float, np.ndarray, float, float]) -> None:
+        """Register a block of steps taken in compiled code: the first ``n`` rows are the steps to keep (chosen with
+        this recorder's own spacing), ``arc``/``drift`` the block's arc length and largest drift, ``last`` its final
+        step ``(t, w, loss, gradient_norm)``."""
+        self.arc += arc
+        self.drift = max(self.drift, drift)
+        for i in range(n):
+            self._append(float(times[i]), states[i], float(losses[i]), float(gnorms[i]))
+        self._next_t = next_t
+        self._prev = last[1]
+        self._last = last
+
     def set_last_values(self, loss: float, gnorm: float) -> None:
         """Fill in the exact loss and gradient norm of the last step (when it was registered with estimates)."""
         t, w, _, _ = self._last

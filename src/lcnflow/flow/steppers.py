@@ -13,7 +13,9 @@ and the itinerary.  The interface follows scipy's ``OdeSolver``:
 
 Integrators (float64, the structured gradient and exact Hessian of :class:`~lcnflow.EmpiricalRisk`):
 
-* ``LSODA`` (the default ``auto``) — Adams–Moulton on non-stiff stretches, BDF with the exact Hessian as Jacobian
+* ``auto`` (the default): for the square loss with the compiled kernels on, ``rosenbrock`` below run in compiled
+  segments of many steps (:mod:`lcnflow.flow.compiled`); otherwise LSODA.
+* ``LSODA`` — Adams–Moulton on non-stiff stretches, BDF with the exact Hessian as Jacobian
   where the flow is stiff; step sizes grow geometrically on plateaus and as the flow settles.
 * ``exponential`` — exponential Rosenbrock ``exprb32`` with ``∇²L = QΛQᵀ``: ``U = w_n + h φ_1(−hΛ) F``,
   ``w_{n+1} = U + 2h φ_3(−hΛ) D``, ``F = −∇L(w_n)``, ``D = F(U) − F(w_n) + ∇²L (U − w_n)``; exact on quadratic
@@ -334,9 +336,14 @@ class DescentStepper(Stepper):
 
 def make_flow_stepper(risk: EmpiricalRisk, w0, loss0, g0, integrator: str, rtol: float, atol: float,
                       t_max: float) -> Stepper:
-    """The stepper of ``integrator`` (``auto`` = LSODA) started at ``w0``."""
+    """The stepper of ``integrator`` started at ``w0``: ``auto`` is the compiled ``ode23s`` for the square loss
+    (:mod:`lcnflow.flow.compiled`) and LSODA otherwise."""
+    from . import compiled  # (imports this module)
+
     if integrator == "exponential":
         return ExponentialStepper(risk, w0, loss0, g0, rtol, atol)
+    if integrator in ("auto", "rosenbrock") and compiled.available(risk):
+        return compiled.CompiledRosenbrockStepper(risk, w0, loss0, g0, rtol, atol)
     if integrator == "rosenbrock":
         return RosenbrockStepper(risk, w0, loss0, g0, rtol, atol)
     return ScipyStepper(risk, w0, loss0, g0, "LSODA" if integrator == "auto" else integrator, rtol, atol, t_max)

@@ -1,0 +1,193 @@
+"""The compiled integrator (lcnflow.flow.compiled) and the shortcuts that make a square-loss run fast.
+
+Oracles: the Python Rosenbrock stepper (the same scheme, step by step in NumPy: trajectories must agree to rounding),
+the independent reference flow of ``reference_flow`` (numpy.convolve, LSODA far past lcnflow's stop),
+``numpy.linalg.lstsq`` and ``numpy.linalg.matrix_rank``, and the full classification for ``settle_on_m``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from numpy.polynomial import polynomial as P
+
+import lcnflow as lf
+from lcnflow.condition import _rank
+from lcnflow.flow import compiled
+from lcnflow.flow.critical import classify_critical_point, settle_on_m
+from reference_flow import ConvolveRisk, planted_data, random_init, reference_limit
+
+pytestmark = pytest.mark.skipif(not lf._kernels.ENABLED, reason="the compiled kernels are switched off")
+
+
+def _risk(arch, seed, m=30, noise=0.1):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((m, *arch.axes_layer_sizes[0]))
+    v = rng.standard_normal(arch.final_filter_num_params)
+    Y = (lf.patch_matrix(arch, X) @ v).reshape(m, *arch.axes_layer_sizes[-1])
+    Y = Y + noise * rng.standard_normal(Y.shape)
+    return lf.EmpiricalRisk(arch, "square", lf.Dataset(X, Y))
+
+
+def _python_path(monkeypatch):
+    monkeypatch.setattr(compiled, "available", lambda risk: False)
+
+
+ARCHS = [
+    lf.Architecture(24, [3, 3, 3]),
+    lf.Architecture(32, [4, 3, 2], strides=[2, 2, 1]),
+    lf.Architecture((10, 10), [(2, 2), (3, 2)], strides=[(1, 1), (2, 1)]),
+]
+
+
+@pytest.mark.parametrize("arch", ARCHS, ids=["1d", "strided", "2d"])
+@pytest.mark.parametrize("scale", [0.5, 1e-3])
+def test_compiled_segments_take_the_python_steppers_steps(arch, scale, monkeypatch):
+    risk = _risk(arch, 1)
+    w0 = lf.flatten(lf.random_init(arch, scale, 2))
+    fast = lf.gradient_flow(risk, w0, integrator="rosenbrock")
+    assert "compiled" in fast.method
+    _python_path(monkeypatch)
+    slow = lf.gradient_flow(risk, w0, integrator="rosenbrock")
+    assert "compiled" not in slow.method
+    assert fast.certified and slow.certified
+    assert fast.kind == slow.kind
+    assert fast.num_steps == slow.num_steps
+    assert fast.num_gradient_evaluations == slow.num_gradient_evaluations
+    assert fast.t_final == pytest.approx(slow.t_final, rel=1e-9)
+    np.testing.assert_allclose(fast.final_filter, slow.final_filter, rtol=0,
+                               atol=1e-12 * np.max(np.abs(slow.final_filter)))
+    # the record: the same log-spaced times and states, the same arc length and invariant drift
+    np.testing.assert_allclose(fast.times, slow.times, rtol=1e-9)
+    np.testing.assert_allclose(fast.trajectory, slow.trajectory, rtol=0,
+                               atol=1e-9 * np.max(np.abs(slow.trajectory)))
+    assert fast.arc_length == pytest.approx(slow.arc_length, rel=1e-9)
+    assert fast.invariant_drift == pytest.approx(slow.invariant_drift, rel=1e-6, abs=1e-15)
+
+
+def test_save_times_and_budgets_on_the_compiled_path(monkeypatch):
+    arch = ARCHS[0]
+    risk = _risk(arch, 3)
+    w0 = lf.flatten(lf.random_init(arch, 0.5, 4))
+    save = np.linspace(0, 0.05, 6)
+    fast = lf.gradient_flow(risk, w0, save_at=save)
+    capped = lf.gradient_flow(risk, w0, max_steps=7)
+    _python_path(monkeypatch)
+    slow = lf.gradient_flow(risk, w0, integrator="rosenbrock", save_at=save)
+    np.testing.assert_allclose(fast.saved_states, slow.saved_states, rtol=0, atol=1e-12)
+    assert capped.stop_reason == "max_steps" and not capped.certified and capped.num_steps <= 9
+
+
+def test_a_callback_sees_every_step_and_changes_nothing():
+    arch = ARCHS[0]
+    risk = _risk(arch, 5)
+    w0 = lf.flatten(lf.random_init(arch, 0.5, 6))
+    seen = []
+    with_cb = lf.gradient_flow(risk, w0, callback=lambda t, w, loss, g: seen.append(t) and False)
+    plain = lf.gradient_flow(risk, w0)
+    assert with_cb.num_steps == plain.num_steps  # the Python steps of the same scheme: the same run
+    assert 0 < len(seen) <= with_cb.num_steps  # every accepted step (rejected attempts are counted in num_steps)
+    np.testing.assert_allclose(with_cb.final_filter, plain.final_filter, rtol=0,
+                               atol=1e-12 * np.max(np.abs(plain.final_filter)))
+    assert np.all(np.diff(seen) > 0)
+
+
+@pytest.mark.parametrize(("sizes", "scale", "seed"),
+                         [([3, 3, 3], 1e-4, 1), ([2, 3, 2], 0.3, 2), ([2, 2, 2, 2], 1e-2, 0)])
+def test_the_default_square_loss_run_ends_where_the_reference_flow_ends(sizes, scale, seed):
+    X, Y = planted_data(sizes, seed)
+    risk = lf.EmpiricalRisk(lf.Architecture(X.shape[1], sizes), "square", lf.Dataset(X, Y))
+    ref = ConvolveRisk(sizes, X, Y, "square", 1.0)
+    w0 = random_init(sizes, scale, seed + 100)
+    res = lf.gradient_flow(risk, w0)
+    assert "compiled" in res.method
+    assert res.certified and res.t_final > 0
+    w_ref, _, g_ref = reference_limit(ref, w0, 100 * res.t_final)
+    assert g_ref < 1e-13
+    assert res.loss == pytest.approx(ref.value(w_ref), rel=1e-8)
+    v_ref = ref.pi(w_ref)
+    assert np.linalg.norm(res.final_filter - v_ref) <= 1e-5 * np.linalg.norm(v_ref)
+
+
+@pytest.mark.parametrize("factor", [1e-3, 1e4])
+def test_compiled_verdicts_do_not_depend_on_units(factor):
+    arch = ARCHS[0]
+    risk = _risk(arch, 7)
+    X, Y = risk.data.inputs, risk.data.targets
+    w0 = lf.flatten(lf.random_init(arch, 0.5, 8))
+    base = lf.gradient_flow(risk, w0)
+    scaled = lf.gradient_flow(lf.EmpiricalRisk(arch, "square", lf.Dataset(X, factor * Y)), w0 * factor ** (1 / 3))
+    assert scaled.kind == base.kind and scaled.certified
+    np.testing.assert_allclose(scaled.final_filter, factor * base.final_filter, rtol=0,
+                               atol=1e-6 * factor * np.max(np.abs(base.final_filter)))
+
+
+# ------------------------------------------------------------------------------------------- construction shortcuts
+@pytest.mark.parametrize("seed", range(6))
+def test_least_squares_filter_matches_lstsq(seed):
+    rng = np.random.default_rng(seed)
+    arch = lf.Architecture(20, [3, 2, 2])
+    m = int(rng.integers(3, 40))
+    X = rng.standard_normal((m, 20)) * 10.0 ** rng.uniform(-4, 4)
+    if seed % 3 == 0:  # nearly collinear inputs: the ill-conditioned branch (lstsq itself)
+        X = X[:, [0]] * np.ones(20) + 1e-7 * X
+    Y = rng.standard_normal((m, arch.output_size)) * 10.0 ** rng.uniform(-4, 4)
+    risk = lf.EmpiricalRisk(arch, "square", lf.Dataset(X, Y))
+    H = lf.patch_matrix(arch, X)
+    ref = np.linalg.lstsq(H, Y.reshape(-1), rcond=None)[0]
+    if seed % 3 == 0:  # (minimum-norm solutions of a nearly singular system: compare the fits)
+        assert np.linalg.norm(H @ risk.least_squares_filter - Y.reshape(-1)) == pytest.approx(
+            np.linalg.norm(H @ ref - Y.reshape(-1)), rel=1e-6)
+    else:
+        np.testing.assert_allclose(risk.least_squares_filter, ref, rtol=0, atol=1e-12 * np.max(np.abs(ref)))
+    rss = float(np.sum((H @ ref - Y.reshape(-1)) ** 2)) / (2 * m)
+    assert risk.minimum_value == pytest.approx(rss, rel=1e-9, abs=1e-14 * float(np.sum(Y**2)))
+
+
+@pytest.mark.parametrize(("shape", "rank"), [((50, 8), 8), ((50, 8), 5), ((6, 30), 6), ((40, 12), 1), ((3, 3), 0)])
+def test_input_rank_matches_matrix_rank(shape, rank):
+    rng = np.random.default_rng(sum(shape) + rank)
+    X = rng.standard_normal((shape[0], rank)) @ rng.standard_normal((rank, shape[1])) * 1e3
+    assert _rank(X) == np.linalg.matrix_rank(X) == rank
+
+
+# ------------------------------------------------------------------------------------------- one classification
+def test_a_run_labels_its_limit_global_or_local_as_restarts_find():
+    """The limit is classified once, quickly, then settled against ℒ*_M; the oracle is the best limit over many
+    restarts (a non-filling architecture and targets off M: about half the runs end at a local minimum)."""
+    sizes = [2, 2, 2]
+    arch = lf.Architecture(16, sizes)
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 16))
+    v = np.real(P.polyfromroots([-0.7, 0.4 + 0.9j, 0.4 - 0.9j]))  # a complex pair: not a product of real factors
+    Y = (lf.patch_matrix(arch, X) @ v).reshape(40, -1) + 0.05 * rng.standard_normal((40, arch.output_size))
+    risk = lf.EmpiricalRisk(arch, "square", lf.Dataset(X, Y))
+    runs = [lf.gradient_flow(risk, random_init(sizes, 1.0, seed)) for seed in range(16)]
+    best = min(r.loss for r in runs)
+    kinds = set()
+    for r in runs:
+        assert r.certified and r.critical_point.best is not None  # compared with ℒ*_M (v̂ is not in M)
+        kinds.add(r.kind)
+        if r.loss > best + 1e-6 * abs(best):
+            assert r.kind != "global_minimum" and r.critical_point.global_on_m is False, r.message
+        else:
+            assert r.kind == "global_minimum", r.message
+        quick = classify_critical_point(risk, r.limit, compare_with_best=False)
+        assert settle_on_m(risk, quick).kind == r.kind
+    assert kinds == {"global_minimum", "local_minimum"}
+
+
+@pytest.mark.parametrize("integrator", ["auto", "LSODA", "exponential", "python-rosenbrock"])
+def test_a_flow_into_the_origin_saddle_ends_there_on_every_integrator(integrator, monkeypatch):
+    """L = ½(w1 w2 + 1)² from w1 = w2: the flow runs along the stable manifold of the saddle at 0 (u = w1w2 → 0
+    exponentially).  Near 0 the ratio ‖∇L‖/S stays of order one, so the state collapses towards 0 until its squares
+    underflow; the run must say it converged to the saddle (its stable set holds the start), whatever the
+    integrator, rather than classify an underflowed state."""
+    if integrator == "python-rosenbrock":
+        _python_path(monkeypatch)
+        integrator = "rosenbrock"
+    risk = lf.EmpiricalRisk(lf.Architecture(1, [1, 1]), "square", lf.Dataset(np.ones((1, 1)), -np.ones((1, 1))))
+    res = lf.gradient_flow(risk, [np.array([0.6]), np.array([0.6])])
+    assert res.stop_reason == "stable_saddle", res.message
+    assert res.kind == "strict_saddle" and not np.any(lf.flatten(res.limit))
+    assert res.critical_point.hessian_eigenvalues[0] == pytest.approx(-1.0, rel=1e-9)
