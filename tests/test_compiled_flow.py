@@ -191,3 +191,29 @@ def test_a_flow_into_the_origin_saddle_ends_there_on_every_integrator(integrator
     assert res.stop_reason == "stable_saddle", res.message
     assert res.kind == "strict_saddle" and not np.any(lf.flatten(res.limit))
     assert res.critical_point.hessian_eigenvalues[0] == pytest.approx(-1.0, rel=1e-9)
+
+
+@pytest.mark.parametrize("arch", [*ARCHS, lf.Architecture(40, [2, 3, 2, 3], strides=[1, 2, 1, 1]),
+                                  lf.Architecture((9, 11), [(3, 2), (2, 3), (2, 2)])],
+                         ids=["1d", "strided", "2d", "deep-strided", "2d-deep"])
+def test_the_segments_workspace_evaluations_match_the_reference_path(arch, monkeypatch):
+    """The segment's allocation-free value, gradient and Hessian against the risk's NumPy reference path."""
+    risk = _risk(arch, 11)
+    lay = lf._kernels.layout(arch.filter_shapes, arch.cumulative_strides[:-1])
+    args = (lay.kh, lay.kw, lay.dh, lay.dw, lay.off)
+    G = np.ascontiguousarray(risk.gram)
+    P, kv = arch.num_params, arch.final_filter_num_params
+    ws = compiled._workspace(*args[:4])
+    monkeypatch.setattr(lf._kernels, "ENABLED", False)
+    for seed in range(3):
+        w = lf.flatten(lf.random_init(arch, 0.7, seed))
+        grad, hess = np.empty(P), np.empty((P, P))
+        value = compiled._square_eval(w, *args, risk.least_squares_filter.reshape(-1), G, risk.minimum_value, ws,
+                                      grad)
+        compiled._square_hessian_ws(w, *args, G, ws, np.empty((kv, P)), np.empty((kv, P)), hess)
+        ref_value, ref_grad = risk.value_and_gradient(w)
+        ref_hess = risk.hessian(w)
+        assert value == pytest.approx(ref_value, rel=1e-12)
+        np.testing.assert_allclose(grad, ref_grad, rtol=0, atol=1e-12 * np.max(np.abs(ref_grad)))
+        np.testing.assert_allclose(hess, ref_hess, rtol=0, atol=1e-12 * np.max(np.abs(ref_hess)))
+        assert np.array_equal(hess, hess.T)

@@ -40,12 +40,209 @@ _STATE_SIZE = 12
 RECORD_ROWS = 64
 
 
+# ------------------------------------------------------------------ square-loss evaluations without allocations
+# A workspace holds, for the current w, the prefix products pre[i] = w⁽¹⁾ ∗ ⋯ ∗ w⁽ⁱ⁾ and the suffix products
+# suf[i] = w⁽ⁱ⁺¹⁾ ∗ ⋯ ∗ w⁽ᴺ⁾ (dilated filters, as 2D arrays with their shapes), from which π = pre[N], the cofactor
+# c_i = pre[i−1] ∗ suf[i] of layer i (dπᵀg and the Jacobian) and the Hessian's e_il follow.  Every step of a segment
+# evaluates into the same buffers; the kernels of lcnflow._kernels (which allocate) are the reference.
+
+
 @K._jit()
-def _square_hessian(w, kh, kw, dh, dw, off, G, ge):
-    r"""``∇²L = Jᵀ G J + Σ_t (Ge)_t ∇²π_t`` of the square loss (``J = dπ(w)``, ``ge = Ge`` in π's shape)."""
-    J = K.jacobian(w, kh, kw, dh, dw, off)
-    hess = J.T @ (G @ J) + K.hessian_contraction(w, kh, kw, dh, dw, off, ge)
-    return 0.5 * (hess + hess.T)
+def _layer_conv(a, ah, aw, w, o, kh, kw, dh, dw, out):
+    """``out[:oh, :ow] = a[:ah, :aw] ∗ (layer filter w[o:], kh × kw taps, dilation dh × dw)``; returns ``(oh, ow)``."""
+    oh, ow = ah + (kh - 1) * dh, aw + (kw - 1) * dw
+    out[:oh, :ow] = 0.0
+    for j1 in range(kh):
+        for j2 in range(kw):
+            c = w[o + j1 * kw + j2]
+            o1, o2 = j1 * dh, j2 * dw
+            for x in range(ah):
+                for y in range(aw):
+                    out[o1 + x, o2 + y] += c * a[x, y]
+    return oh, ow
+
+
+@K._jit()
+def _full_conv(a, ah, aw, b, bh, bw, out):
+    """``out[:ah+bh−1, :aw+bw−1] = a ∗ b`` (full 2D convolution); returns the shape."""
+    oh, ow = ah + bh - 1, aw + bw - 1
+    out[:oh, :ow] = 0.0
+    for i1 in range(bh):
+        for i2 in range(bw):
+            c = b[i1, i2]
+            if c != 0.0:
+                for x in range(ah):
+                    for y in range(aw):
+                        out[i1 + x, i2 + y] += c * a[x, y]
+    return oh, ow
+
+
+@K._jit()
+def _workspace(kh, kw, dh, dw):
+    n = kh.size
+    KH = 1 + np.sum((kh - 1) * dh)
+    KW = 1 + np.sum((kw - 1) * dw)
+    return (np.zeros((n + 1, KH, KW)), np.zeros((n + 1, 2), np.int64), np.zeros((n + 1, KH, KW)),
+            np.zeros((n + 1, 2), np.int64), np.zeros((3, KH, KW)), np.zeros((KH, KW)), np.zeros(KH * KW))
+
+
+@K._jit()
+def _products(w, kh, kw, dh, dw, off, pre, pre_shape, suf, suf_shape):
+    """Fill the prefix and suffix products of the layers at ``w``."""
+    n = kh.size
+    pre[0, 0, 0] = 1.0
+    pre_shape[0, 0], pre_shape[0, 1] = 1, 1
+    for i in range(n):
+        pre_shape[i + 1, 0], pre_shape[i + 1, 1] = _layer_conv(pre[i], pre_shape[i, 0], pre_shape[i, 1], w, off[i],
+                                                               kh[i], kw[i], dh[i], dw[i], pre[i + 1])
+    suf[n, 0, 0] = 1.0
+    suf_shape[n, 0], suf_shape[n, 1] = 1, 1
+    for i in range(n - 1, -1, -1):
+        suf_shape[i, 0], suf_shape[i, 1] = _layer_conv(suf[i + 1], suf_shape[i + 1, 0], suf_shape[i + 1, 1], w,
+                                                       off[i], kh[i], kw[i], dh[i], dw[i], suf[i])
+
+
+@K._jit()
+def _square_eval(w, kh, kw, dh, dw, off, v_hat, G, minimum, ws, grad):
+    r"""``L(w)`` of the square loss (``ℒ = ½ eᵀGe + ℒ(v̂)``, ``e = π(w) − v̂``), ``∇L = dπᵀ G e`` into ``grad``, and
+    ``Ge`` in π's shape in the workspace (``ws[5]``) for the Hessian; the products stay in the workspace."""
+    pre, pre_shape, suf, suf_shape, tmp, ge, e = ws
+    _products(w, kh, kw, dh, dw, off, pre, pre_shape, suf, suf_shape)
+    n = kh.size
+    KH, KW = ge.shape
+    v = pre[n]
+    K_ = KH * KW
+    for t in range(K_):
+        e[t] = v[t // KW, t % KW] - v_hat[t]
+    val = 0.0
+    for a in range(K_):
+        s = 0.0
+        for b in range(K_):
+            s += G[a, b] * e[b]
+        ge[a // KW, a % KW] = s
+        val += e[a] * s
+    c = tmp[0]
+    for i in range(n):
+        ch, cw = _full_conv(pre[i], pre_shape[i, 0], pre_shape[i, 1], suf[i + 1], suf_shape[i + 1, 0],
+                            suf_shape[i + 1, 1], c)
+        for j1 in range(kh[i]):
+            for j2 in range(kw[i]):
+                o1, o2 = j1 * dh[i], j2 * dw[i]
+                s = 0.0
+                for t1 in range(ch):
+                    for t2 in range(cw):
+                        s += ge[o1 + t1, o2 + t2] * c[t1, t2]
+                grad[off[i] + j1 * kw[i] + j2] = s
+    return 0.5 * val + minimum
+
+
+@K._jit()
+def _square_hessian_ws(w, kh, kw, dh, dw, off, G, ws, J, GJ, hess):
+    r"""``∇²L = Jᵀ G J + Σ_t (Ge)_t ∇²π_t`` into ``hess``, from the workspace filled by :func:`_square_eval` at ``w``
+    (``J``, ``GJ``: ``k_v × P`` scratch)."""
+    pre, pre_shape, suf, suf_shape, tmp, ge, _ = ws
+    n = kh.size
+    KW = ge.shape[1]
+    K_, P = J.shape
+    J[:, :] = 0.0
+    c = tmp[0]
+    for i in range(n):
+        ch, cw = _full_conv(pre[i], pre_shape[i, 0], pre_shape[i, 1], suf[i + 1], suf_shape[i + 1, 0],
+                            suf_shape[i + 1, 1], c)
+        for j1 in range(kh[i]):
+            for j2 in range(kw[i]):
+                col = off[i] + j1 * kw[i] + j2
+                for t1 in range(ch):
+                    for t2 in range(cw):
+                        J[(j1 * dh[i] + t1) * KW + j2 * dw[i] + t2, col] = c[t1, t2]
+    GJ[:, :] = 0.0
+    for a in range(K_):
+        for b in range(K_):
+            gab = G[a, b]
+            if gab != 0.0:
+                for j in range(P):
+                    GJ[a, j] += gab * J[b, j]
+    for p in range(P):
+        for q in range(p, P):
+            s = 0.0
+            for a in range(K_):
+                s += J[a, p] * GJ[a, q]
+            hess[p, q] = s
+    # the curvature of π: blocks (i, l), i < l, from e_il = pre[i] ∗ (layers i+1 … l−1) ∗ suf[l+1]
+    for i in range(n):
+        for l in range(i + 1, n):  # noqa: E741
+            ah, aw = pre_shape[i, 0], pre_shape[i, 1]
+            src = pre[i]
+            k = 1
+            for m in range(i + 1, l):
+                ah, aw = _layer_conv(src, ah, aw, w, off[m], kh[m], kw[m], dh[m], dw[m], tmp[k])
+                src = tmp[k]
+                k = 3 - k
+            eh, ew = _full_conv(src, ah, aw, suf[l + 1], suf_shape[l + 1, 0], suf_shape[l + 1, 1], tmp[k])
+            e = tmp[k]
+            for j1 in range(kh[i]):
+                for j2 in range(kw[i]):
+                    row = off[i] + j1 * kw[i] + j2
+                    for q1 in range(kh[l]):
+                        for q2 in range(kw[l]):
+                            o1 = j1 * dh[i] + q1 * dh[l]
+                            o2 = j2 * dw[i] + q2 * dw[l]
+                            s = 0.0
+                            for u1 in range(eh):
+                                for u2 in range(ew):
+                                    s += ge[o1 + u1, o2 + u2] * e[u1, u2]
+                            hess[row, off[l] + q1 * kw[l] + q2] += s
+    for p in range(P):
+        for q in range(p + 1, P):
+            hess[q, p] = hess[p, q]
+
+
+@K._jit()
+def _lu(A):
+    """In-place LU factorization with partial pivoting of the small matrix ``A``; returns the pivots (a singular
+    pivot leaves a zero on the diagonal: the solves then give non-finite values, and the step is rejected)."""
+    n = A.shape[0]
+    piv = np.empty(n, np.int64)
+    for k in range(n):
+        p = k
+        big = abs(A[k, k])
+        for i in range(k + 1, n):
+            if abs(A[i, k]) > big:
+                big, p = abs(A[i, k]), i
+        piv[k] = p
+        if p != k:
+            for j in range(n):
+                A[k, j], A[p, j] = A[p, j], A[k, j]
+        d = A[k, k]
+        for i in range(k + 1, n):
+            A[i, k] /= d
+            f = A[i, k]
+            if f != 0.0:
+                for j in range(k + 1, n):
+                    A[i, j] -= f * A[k, j]
+    return piv
+
+
+@K._jit()
+def _lu_solve(LU, piv, b):
+    """``A⁻¹ b`` from :func:`_lu`."""
+    n = b.size
+    x = b.copy()
+    for k in range(n):
+        p = piv[k]
+        if p != k:
+            x[k], x[p] = x[p], x[k]
+    for i in range(n):
+        s = x[i]
+        for j in range(i):
+            s -= LU[i, j] * x[j]
+        x[i] = s
+    for i in range(n - 1, -1, -1):
+        s = x[i]
+        for j in range(i + 1, n):
+            s -= LU[i, j] * x[j]
+        x[i] = s / LU[i, i]
+    return x
 
 
 @K._jit()
@@ -73,36 +270,43 @@ def ode23s_square_segment(w, g, state, offset, t_limit, max_steps, rtol, atol,
     the reason the segment ended (the module's constants).
     """
     P = w.size
-    eye = np.eye(P)
     n_layers = off.size - 1
     t = state[_T]
     h = state[_H]
     nsteps = 0
     sq = np.empty(n_layers)
+    ws = _workspace(kh, kw, dh, dw)
+    J, GJ = np.empty((G.shape[0], P)), np.empty((G.shape[0], P))
+    hess, W = np.empty((P, P)), np.empty((P, P))
+    g1, g2 = np.empty(P), np.empty(P)
+    _square_eval(w, kh, kw, dh, dw, off, v_hat, G, minimum, ws, g1)  # the workspace at w
     while True:
         if nsteps >= max_steps:
             return STEP_BUDGET
         if t >= t_limit:
             return T_LIMIT
         # ---- one accepted step (rejections retried inside)
-        _, _, ge0 = K.square_value_grad(w, kh, kw, dh, dw, off, v_hat, G, minimum, False)
-        hess = _square_hessian(w, kh, kw, dh, dw, off, G, ge0)
+        _square_hessian_ws(w, kh, kw, dh, dw, off, G, ws, J, GJ, hess)  # (the workspace holds w)
         state[_NHEV] += 1
         F0 = -g
         while True:
             hs = min(h, t_limit - t)
             nsteps += 1
             state[_NSTEPS] += 1
-            Winv = np.linalg.inv(eye + (hs * _D) * hess)
-            k1 = Winv @ F0
-            _, g1, _ = K.square_value_grad(w + (0.5 * hs) * k1, kh, kw, dh, dw, off, v_hat, G, minimum, False)
+            for i in range(P):
+                for j in range(P):
+                    W[i, j] = (hs * _D) * hess[i, j]
+                W[i, i] += 1.0
+            piv = _lu(W)
+            k1 = _lu_solve(W, piv, F0)
+            _square_eval(w + (0.5 * hs) * k1, kh, kw, dh, dw, off, v_hat, G, minimum, ws, g1)
             F1 = -g1
-            k2 = Winv @ (F1 - k1) + k1
+            k2 = _lu_solve(W, piv, F1 - k1) + k1
             wn = w + hs * k2
-            loss_n, g2, _ = K.square_value_grad(wn, kh, kw, dh, dw, off, v_hat, G, minimum, True)
+            loss_n = _square_eval(wn, kh, kw, dh, dw, off, v_hat, G, minimum, ws, g2)  # (the workspace: wn)
             state[_NFEV] += 2
             F2 = -g2
-            k3 = Winv @ (F2 - _E32 * (k2 - F1) - 2.0 * (k1 - F0))
+            k3 = _lu_solve(W, piv, F2 - _E32 * (k2 - F1) - 2.0 * (k1 - F0))
             err = (hs / 6.0) * _rms(k1 - 2.0 * k2 + k3, w, wn, rtol, atol)
             finite = math.isfinite(err) and math.isfinite(loss_n)
             if finite and err <= 1.0:
