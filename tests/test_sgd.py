@@ -84,6 +84,8 @@ def test_minibatch_value_and_gradient_match_torch_autograd_on_the_batch(name):
         # the list form gives the same, layer by layer
         _, gl = risk.minibatch_value_and_gradient(prob.oracle.split(prob.w0), idx)
         np.testing.assert_allclose(np.concatenate([x.ravel() for x in gl]), g, rtol=0, atol=0)
+        _, g_flat = risk.flat_minibatch_value_and_gradient(prob.w0, idx, need_value=False)
+        np.testing.assert_allclose(g_flat, g, rtol=0, atol=0)
     if name == "wide-square":
         assert risk._sample_statistics is not None  # the statistics path really ran
     if name == "wide-residual":

@@ -124,7 +124,7 @@ def drive(
 ) -> FlowResult:
     """Run ``make_stepper(w0, L(w0), ∇L(w0))`` to its limit (see the module docstring) and package the result."""
     clock = time.perf_counter
-    loss0, g0 = risk._value_grad_flat(w0)
+    loss0, g0 = risk.flat_value_and_gradient(w0)
     stepper = make_stepper(w0, loss0, g0)
     scale, w_ref = _run_scales(risk, w0)
     bound = opts.blowup_factor * max(float(np.linalg.norm(w0)), w_ref)

@@ -225,7 +225,7 @@ def stochastic_gradient_descent(
     clock = time.perf_counter
     start = clock()
     w = w0 = flatten(as_filters(risk.arch, init, "init"))
-    loss, g_full = risk._value_grad_flat(w)
+    loss, g_full = risk.flat_value_and_gradient(w)
     gn = float(np.linalg.norm(g_full))
     bound = blowup_factor * max(float(np.linalg.norm(w)), reference_size(risk, w))
     rec = Recorder(risk.arch, w, loss, gn, max_record)
@@ -245,7 +245,7 @@ def stochastic_gradient_descent(
             message = f"ran {k} steps ({k / per_epoch:g} epochs)"
             break
         idx = next(batches)
-        batch_loss, g = risk._minibatch_value_grad_flat(w, idx, need_value=callback is not None)
+        batch_loss, g = risk.flat_minibatch_value_and_gradient(w, idx, need_value=callback is not None)
         nfev += 1
         eta = eta_of(k)
         if momentum:
@@ -261,7 +261,7 @@ def stochastic_gradient_descent(
             message = f"the iterates grow without bound (‖w‖ = {wn:.3g} after {k} steps, t = {t:.4g})"
             break
         if rec.wants(t):
-            loss, g_full = risk._value_grad_flat(w)
+            loss, g_full = risk.flat_value_and_gradient(w)
             nfev += 1
             rec.step(t, w, loss, float(np.linalg.norm(g_full)))
         else:
@@ -273,7 +273,7 @@ def stochastic_gradient_descent(
             ended_by, message = "max_time", f"reached max_time = {max_time:g} s after {k} steps (t = {t:.4g})"
             break
     if ended_by not in ("blowup", "nonfinite"):
-        loss, g_full = risk._value_grad_flat(w)
+        loss, g_full = risk.flat_value_and_gradient(w)
         nfev += 1
         rec.set_last_values(loss, float(np.linalg.norm(g_full)))
         message += f"; endpoint ‖∇L‖ = {np.linalg.norm(g_full):.2e}, polished endpoint"
