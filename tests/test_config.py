@@ -235,7 +235,8 @@ def test_run_experiment_is_deterministic_and_uses_the_method():
     np.testing.assert_array_equal(a.final_filter, b.final_filter)
     gd = run_experiment(config_from_dict({}, {**TINY, "flow.method": "gradient_descent", "flow.step_size": 0.02,
                                                "flow.adaptive": False, "flow.max_steps": 5}))
-    assert gd.num_steps == 5 and not gd.converged and "gradient descent" in gd.method
+    assert gd.num_steps == 5 and not gd.converged and "gradient descent" in gd.integrator
+    assert gd.method == "gradient_descent" and a.method == "gradient_flow"
 
 
 def test_size_rule_warning_becomes_a_note():

@@ -342,7 +342,7 @@ def _summary(console: Console, rec: dict[str, Any], config: str | None, out: Pat
     t.add_row("theorem", f"{_yes(hyp['covered'], 'covered', 'not covered')}: {escape(hyp['consequence'])}")
     for failure in hyp["failures"]:
         t.add_row("", f"[red]✗[/] {escape(failure)}")
-    t.add_row("solver", f"{rec['solver']['method'].replace('_', ' ')} — {escape(res['method'])}")
+    t.add_row("solver", f"{rec['solver']['method'].replace('_', ' ')} — {escape(res['integrator'])}")
     certificate = (f"‖∇L‖ = {_num(res['flow_gradient_norm'], '.2e')} at stop, "
                    f"{_num(res['gradient_norm'], '.2e')} after polishing "
                    f"(moved {_num(res['polish_distance'], '.2g')}); invariant drift "

@@ -386,7 +386,7 @@ class ExperimentRun:
             "loss": _loss_summary(exp.loss),
             "data": _data_summary(exp),
             "hypotheses": theorem_hypotheses(exp.risk).to_dict(),
-            "solver": {"method": flow.method, "integrator": res.method, "options": res.options},
+            "solver": {"method": flow.method, "integrator": res.integrator, "options": res.options},
             "verdict": self.verdict,
             "function_space_optimum": self.optimum.to_dict(),
             "result": res.to_dict(),

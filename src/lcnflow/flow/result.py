@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -15,6 +15,9 @@ from .critical import CriticalPoint
 from .itinerary import Plateau
 from .symmetry import invariants
 from .theorem import TheoremCheck
+
+#: What produced a result, named as the config's ``flow.method``.
+Method = Literal["gradient_flow", "gradient_descent", "sgd"]
 
 #: Callback signature: ``callback(t, w_flat, loss, gradient_norm) -> bool | None``; returning True stops the run.
 Callback = Callable[[float, np.ndarray, float, float], "bool | None"]
@@ -62,8 +65,12 @@ class FlowResult:
     num_gradient_evaluations, num_hessian_evaluations, num_steps : int
     wall_time : float
         Seconds, including polishing and classification.
-    method : str
-        The integrator actually used.
+    integrator : str
+        The integrator (or iteration) actually used, in words: ``"LSODA (Adams/BDF switching, …)"``,
+        ``"gradient descent, η = 0.1"``, …
+    method : {"gradient_flow", "gradient_descent", "sgd"}
+        Which method the run was: :func:`~lcnflow.gradient_flow`, :func:`~lcnflow.gradient_descent` or
+        :func:`~lcnflow.stochastic_gradient_descent` (the config's ``flow.method``).
     message : str
         Why the run stopped, and the certificate's outcome.
     critical_point : CriticalPoint or None
@@ -118,8 +125,9 @@ class FlowResult:
     num_hessian_evaluations: int
     num_steps: int
     wall_time: float
-    method: str
+    integrator: str
     message: str
+    method: Method = "gradient_flow"
     critical_point: CriticalPoint | None = None
     hypotheses: TheoremCheck | None = None
     options: dict = field(default_factory=dict)
@@ -170,7 +178,7 @@ class FlowResult:
         """A few lines a person can read."""
         status = "converged, certified" if self.certified else "NOT converged (uncertified endpoint)"
         lines = [
-            f"{status} ({self.method}): {self.message}",
+            f"{status} ({self.method.replace('_', ' ')}: {self.integrator}): {self.message}",
             f"  L = {self.loss:.12g}, ‖∇L‖ = {self.gradient_norm:.3g} (flow stopped at {self.flow_gradient_norm:.3g}, "
             f"polish moved {self.polish_distance:.3g}), t = {self.t_final:.4g}, {self.num_steps} steps, "
             f"{self.num_gradient_evaluations} gradients, {self.num_hessian_evaluations} Hessians, "
@@ -216,6 +224,7 @@ class FlowResult:
             "num_steps": self.num_steps,
             "wall_time": self.wall_time,
             "method": self.method,
+            "integrator": self.integrator,
             "message": self.message,
             "critical_point": self.critical_point.to_dict() if self.critical_point else None,
             "hypotheses": self.hypotheses.to_dict() if self.hypotheses else None,
