@@ -518,6 +518,7 @@ def test_sweep_grid_over_flow_method_runs_gradient_flow_and_sgd():
     """A sweep ``[grid]`` over ``flow.method``: switching to gradient_flow drops the SGD keys of the base, and each
     SGD run of a batch is exactly the SGD run of its config."""
     from lcnflow.experiments import config_from_dict, run_experiment
+    from lcnflow.flow.result import SCALAR_FIELDS
     from lcnflow.sweep.execute import run_batch
     from lcnflow.sweep.grid import expand, sweep_from_dict
 
@@ -531,6 +532,15 @@ def test_sweep_grid_over_flow_method_runs_gradient_flow_and_sgd():
     for run, row in zip(plan.runs, rows, strict=True):
         direct = run_experiment(config_from_dict(base, run.overrides))
         methods.append(direct.method)
+        # one schema: the row holds the result's flat fields as FlowResult.scalars gives them (timing aside), each
+        # of its declared type
+        scalars = direct.scalars()
+        assert list(scalars) == list(SCALAR_FIELDS)
+        for key, kind in SCALAR_FIELDS.items():
+            assert scalars[key] is None or type(scalars[key]) is kind, (key, scalars[key])
+            if key != "wall_time":
+                assert row[key] == scalars[key] or (row[key] != row[key] and scalars[key] != scalars[key]), key
+        assert {k: v for k, v in direct.to_dict().items() if k in scalars} == scalars
         assert row["t_final"] == direct.t_final and row["loss"] == direct.loss
         assert row["certified"] == direct.certified and row["converged"] == direct.converged
     assert sorted(methods) == ["gradient_flow", "gradient_flow", "sgd", "sgd"]

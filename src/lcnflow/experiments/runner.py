@@ -297,6 +297,11 @@ def check_data(exp: Experiment) -> dict[str, Any]:
     })
 
 
+#: The verdict's fields taken as they are from :meth:`~lcnflow.FlowResult.scalars`.
+VERDICT_SCALARS = ("converged", "certified", "kind", "stop_reason", "stable_set", "limit_verified", "origin",
+                   "spurious", "unconstrained_optimum_reached", "on_function_space", "gap_to_best")
+
+
 def _verdict(result: FlowResult, opt: FunctionSpaceOptimum) -> dict[str, Any]:
     cp = result.critical_point
     gap = result.loss - opt.value
@@ -329,26 +334,14 @@ def _verdict(result: FlowResult, opt: FunctionSpaceOptimum) -> dict[str, Any]:
         bound = {True: "the global minimum of L (filling architecture)", False: "a lower bound (not filling)",
                  None: "a lower bound (filling undecided)"}[opt.exact]
         compare = f"L(w*) = {result.loss:.6g} is {gap:.3g} above ℒ* = {opt.value:.6g}, {bound}"
-    on_m = None
-    if cp is not None:
-        on_m = {True: "global", False: "local", None: "undecided"}[cp.global_on_m]
+    scalars = result.scalars()
     return {
-        "converged": result.converged,
-        "certified": result.certified,
-        "kind": result.kind,
-        "stop_reason": result.stop_reason,
-        "stable_set": result.stable_set,
+        **{key: scalars[key] for key in VERDICT_SCALARS},
         "nearest_critical_point": (result.nearest_critical_point.summary()
                                    if result.nearest_critical_point is not None else None),
         "itinerary": [p.summary() for p in result.itinerary],
-        "limit_verified": result.limit_verified,
-        "origin": cp.origin if cp is not None else None,
-        "spurious": cp.spurious if cp is not None else None,
         "degeneracies": list(cp.degeneracies) if cp is not None else [],
         "gap_to_optimum": gap,
-        "unconstrained_optimum_reached": cp.unconstrained_optimum_reached if cp is not None else None,
-        "on_function_space": on_m,
-        "gap_to_best": (cp.gap_to_best if cp is not None else None),
         "best_value": (best.value if best is not None else (opt.value if cp is not None else None)),
         "best_exact": (best.exact if best is not None else (True if cp is not None else None)),
         "best_statement": (best.statement if best is not None else None),

@@ -121,53 +121,30 @@ def _one_run(base: Mapping[str, Any], run_id: str, overrides: Mapping[str, Any],
     run_notes = list(dict.fromkeys(str(w.message) for w in caught))
     if notes:
         run_notes.insert(0, notes)
-    cp = result.critical_point
+    # the row: the result's flat fields (FlowResult.scalars, the same as in result.json) and the sweep's own
+    # columns (SWEEP_FIELDS of lcnflow.sweep.store)
     return {
         "run_id": run_id,
         "status": "ok",
-        "converged": bool(result.converged),
-        "certified": bool(result.certified),
-        "loss": float(result.loss),
-        "gradient_norm": float(result.gradient_norm),
-        "flow_gradient_norm": float(result.flow_gradient_norm),
+        **result.scalars(),
         "optimum_loss": opt,
-        "kind": result.kind,
-        "stop_reason": result.stop_reason,
-        "num_plateaus": len(result.itinerary),
-        "first_escape_time": float(result.itinerary[0].t_leave) if result.itinerary else None,
-        "limit_verified": result.limit_verified,
-        "origin": cp.origin if cp is not None else None,
-        "spurious": cp.spurious if cp is not None else None,
+        **_best_columns(result.critical_point, opt),
         "final_filter": np.asarray(result.final_filter, dtype=np.float64).ravel().tolist(),
         "final_filter_shape": list(np.shape(result.final_filter)),
         "limit": [np.asarray(w, dtype=np.float64).ravel().tolist() for w in result.limit],
-        "t_final": float(result.t_final),
-        "num_steps": int(result.num_steps),
-        "num_gradient_evaluations": int(result.num_gradient_evaluations),
-        "num_hessian_evaluations": int(result.num_hessian_evaluations),
-        "invariant_drift": float(result.invariant_drift),
-        "wall_time": float(result.wall_time),
         "setup_time": setup,
-        "message": result.message,
         "notes": "\n".join(run_notes) or None,
-        **_best_columns(cp, opt),
     }
 
 
 def _best_columns(cp: Any, opt: float | None) -> dict[str, Any]:
-    """``best_loss`` (ℒ*_M), ``best_exact``, ``gap_to_best``, ``on_function_space``, ``unconstrained_optimum_reached``
-    of a classified run (None when unclassified).  When the unconstrained optimum was reached, ℒ*_M = ℒ*."""
+    """``best_loss`` (ℒ*_M) and ``best_exact`` of a classified run (None when unclassified).  When the unconstrained
+    optimum was reached, ℒ*_M = ℒ* (exact)."""
     if cp is None:
-        return {"best_loss": None, "best_exact": None, "gap_to_best": None, "on_function_space": None,
-                "unconstrained_optimum_reached": None}
+        return {"best_loss": None, "best_exact": None}
     best = cp.best
-    return {
-        "best_loss": float(best.value) if best is not None else opt,
-        "best_exact": bool(best.exact) if best is not None else True,
-        "gap_to_best": float(cp.gap_to_best),
-        "on_function_space": {True: "global", False: "local", None: "undecided"}[cp.global_on_m],
-        "unconstrained_optimum_reached": bool(cp.unconstrained_optimum_reached),
-    }
+    return {"best_loss": float(best.value) if best is not None else opt,
+            "best_exact": bool(best.exact) if best is not None else True}
 
 
 def run_batch(base: Mapping[str, Any], runs: Sequence[tuple]) -> list[dict[str, Any]]:
