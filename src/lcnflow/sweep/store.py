@@ -54,7 +54,11 @@ __all__ = [
 #: Format tag of ``sweep.json``.
 FORMAT = "lcnflow-sweep/1"
 
-_KIND_TYPES = {"bool": pa.bool_(), "int": pa.int64(), "float": pa.float64(), "str": pa.string(), "json": pa.string()}
+#: Arrow type of a varied-key column of each kind (:attr:`~lcnflow.sweep.grid.SweepPlan.columns`).
+KIND_TYPES = {"bool": pa.bool_(), "int": pa.int64(), "float": pa.float64(), "str": pa.string(), "json": pa.string(),
+              "list[int]": pa.list_(pa.int64()), "list[float]": pa.list_(pa.float64()),
+              "list[list[int]]": pa.list_(pa.list_(pa.int64())),
+              "list[list[float]]": pa.list_(pa.list_(pa.float64()))}
 
 _ARROW_TYPES = {bool: pa.bool_(), int: pa.int64(), float: pa.float64(), str: pa.string()}
 
@@ -90,7 +94,7 @@ def results_schema(columns: Mapping[str, str]) -> pa.Schema:
         Varied-key column name → kind (see :class:`~lcnflow.sweep.grid.SweepPlan`).
     """
     fields = [pa.field("run_id", pa.string()), pa.field("run_index", pa.int64()), pa.field("cell", pa.int64())]
-    fields += [pa.field(name, _KIND_TYPES[kind]) for name, kind in columns.items()]
+    fields += [pa.field(name, KIND_TYPES[kind]) for name, kind in columns.items()]
     return pa.schema(fields + list(RESULT_FIELDS))
 
 
@@ -148,9 +152,9 @@ def read_sweep_info(out: str | Path) -> dict[str, Any]:
         if not isinstance(info[key], kind) or isinstance(info[key], bool):
             raise SweepError(f"{path}: field {key} must be {kind.__name__}, got {type(info[key]).__name__}; the file "
                              "is damaged")
-    bad = [k for k, v in info["columns"].items() if v not in _KIND_TYPES]
+    bad = [k for k, v in info["columns"].items() if v not in KIND_TYPES]
     if bad:
-        raise SweepError(f"{path}: field columns.{bad[0]} must be one of {', '.join(_KIND_TYPES)}, got "
+        raise SweepError(f"{path}: field columns.{bad[0]} must be one of {', '.join(KIND_TYPES)}, got "
                          f"{info['columns'][bad[0]]!r}; the file is damaged")
     return info
 
@@ -265,7 +269,14 @@ class SweepStore:
         self._acquire_lock()
         try:
             if info_path.exists():
-                self._check_same_sweep(read_sweep_info(out))
+                info = read_sweep_info(out)
+                self._check_same_sweep(info)
+                if info["columns"] != self.plan.columns:
+                    # a sweep started by an lcnflow that stored lists as JSON text resumes with the kinds it began
+                    # with, so that all its parts share one schema
+                    self.plan.columns.clear()
+                    self.plan.columns.update(info["columns"])
+                    self.schema = results_schema(self.plan.columns)
                 if self.plan.spec.source_text is not None and not (out / "sweep.toml").exists():
                     _atomic_write_text(out / "sweep.toml", self.plan.spec.source_text)
             else:
