@@ -21,8 +21,8 @@ import pytest
 from typer.testing import CliRunner
 
 import lcnflow.sweep as sw
+from lcnflow.experiments import build_problem as real_build_problem
 from lcnflow.experiments import config_from_dict, run_experiment
-from lcnflow.experiments import prepare as real_prepare
 from lcnflow.sweep import execute as sweep_execute
 from lcnflow.sweep.cli import app
 from lcnflow.sweep.execute import _row, auto_batch_size, batches, run_batch
@@ -223,7 +223,8 @@ def test_batches_keep_problems_together_and_cover_every_run_once():
 def test_run_batch_matches_run_experiment_and_shares_the_problem(monkeypatch):
     plan = expand(sweep_from_dict({**BASE, "grid": {"init.seed": {"range": [0, 4]}}}))
     built = []
-    monkeypatch.setattr("lcnflow.experiments.prepare", lambda cfg: built.append(cfg) or real_prepare(cfg))
+    monkeypatch.setattr("lcnflow.experiments.build_problem",
+                        lambda cfg: built.append(cfg) or real_build_problem(cfg))
     sweep_execute._PROBLEMS.clear()
     rows = run_batch(plan.spec.base, [(r.run_id, r.overrides, r.problem) for r in plan.runs])
     assert len(built) == 1  # one EmpiricalRisk for the four seeds

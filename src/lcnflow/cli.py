@@ -170,11 +170,11 @@ def _run(cfg: Any, config: str | None, out: Path | None, staging: Path | None, j
     n_notes = len(exp.notes)
     if show and err.is_terminal:
         with _progress(err, exp) as callback:
-            result = execute(exp, callback)
+            result = execute(exp, callback=callback)
     else:
         result = execute(exp)
     if show:
-        _notes(err, result.experiment.notes[n_notes:])
+        _notes(err, result.notes[n_notes:])
     record = result.to_dict()
     failure = None
     if out is not None and staging is not None:

@@ -29,7 +29,7 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -60,24 +60,25 @@ _PROBLEMS: OrderedDict[str, tuple[Any, float | None, str | None]] = OrderedDict(
 
 # ---------------------------------------------------------------------------------------------------- worker side
 def _problem(key: str, cfg: Any) -> tuple[Any, float | None, str | None]:
-    """``(experiment, ℒ*, notes)`` of a problem, built once per worker process (LRU cache of a few problems)."""
-    from ..experiments import function_space_optimum, prepare
+    """``(problem, ℒ*, notes)`` of a problem (:class:`~lcnflow.experiments.Problem`), built once per worker process
+    (LRU cache of a few problems)."""
+    from ..experiments import build_problem, function_space_optimum
 
     if key in _PROBLEMS:
         _PROBLEMS.move_to_end(key)
         return _PROBLEMS[key]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        exp = prepare(cfg)
+        problem = build_problem(cfg)
         try:
-            opt: float | None = float(function_space_optimum(exp.risk).value)
+            opt: float | None = float(function_space_optimum(problem.risk).value)
         except (ValueError, ArithmeticError, np.linalg.LinAlgError):
             opt = None
     notes = "\n".join(dict.fromkeys(str(w.message) for w in caught)) or None
-    _PROBLEMS[key] = (exp, opt, notes)
+    _PROBLEMS[key] = (problem, opt, notes)
     while len(_PROBLEMS) > PROBLEM_CACHE_SIZE:
         _PROBLEMS.popitem(last=False)
-    return exp, opt, notes
+    return problem, opt, notes
 
 
 def _problem_key(problem: str, cfg: Any) -> str:
@@ -102,7 +103,7 @@ def _error_row(run_id: str, exc: BaseException, setup_time: float = 0.0) -> dict
 
 def _one_run(base: Mapping[str, Any], run_id: str, overrides: Mapping[str, Any], problem: str,
              verify: bool = False) -> dict[str, Any]:
-    from ..experiments import config_from_dict, initial_filters
+    from ..experiments import RunSpec, config_from_dict
     from ..experiments.config import GradientFlowConfig
 
     start = time.perf_counter()
@@ -110,12 +111,12 @@ def _one_run(base: Mapping[str, Any], run_id: str, overrides: Mapping[str, Any],
         cfg = config_from_dict(base, overrides)
         if verify and isinstance(cfg.flow, GradientFlowConfig):
             cfg = cfg.model_copy(update={"flow": cfg.flow.model_copy(update={"verify": True})})
-        exp, opt, notes = _problem(_problem_key(problem, cfg), cfg)
-        init = initial_filters(cfg.init, exp.architecture)
+        shared, opt, notes = _problem(_problem_key(problem, cfg), cfg)
+        spec = RunSpec.from_config(cfg, shared)
         setup = time.perf_counter() - start
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            result = replace(exp, config=cfg, init=init, notes=[]).run()
+            result = shared.run(spec)
     except Exception as exc:  # recorded with the run, never lost
         return _error_row(run_id, exc, time.perf_counter() - start)
     run_notes = list(dict.fromkeys(str(w.message) for w in caught))
