@@ -194,6 +194,7 @@ class Experiment:
 
     @property
     def config(self) -> ExperimentConfig:
+        """The run's config."""
         return self.spec.config
 
     @property
@@ -201,30 +202,16 @@ class Experiment:
         """``w(0)``."""
         return list(self.spec.init)
 
-    @property
-    def architecture(self) -> Architecture:
-        return self.problem.architecture
-
-    @property
-    def loss(self) -> Loss:
-        return self.problem.loss
-
-    @property
-    def data(self) -> DataBundle:
-        return self.problem.data
-
-    @property
-    def risk(self) -> EmpiricalRisk:
-        return self.problem.risk
+    architecture = property(lambda self: self.problem.architecture, doc="The problem's architecture.")
+    loss = property(lambda self: self.problem.loss, doc="The problem's loss.")
+    data = property(lambda self: self.problem.data, doc="The problem's data (a DataBundle).")
+    risk = property(lambda self: self.problem.risk, doc="The problem's EmpiricalRisk.")
+    build_seconds = property(lambda self: self.problem.build_seconds, doc="Seconds building the problem.")
 
     @property
     def notes(self) -> list[str]:
         """Warnings raised while building the problem."""
         return list(self.problem.notes)
-
-    @property
-    def build_seconds(self) -> float:
-        return self.problem.build_seconds
 
     def run(self, callback: Callback | None = None) -> FlowResult:
         """Integrate with the ``[flow]`` section's method and options; see :func:`run_experiment`."""
