@@ -13,7 +13,7 @@ blows up or settles at a flatter point — often one with the same final filter 
 import numpy as np
 from _common import fast_mode, table
 
-from lcnflow.experiments import config_from_dict, execute, prepare
+from lcnflow.experiments import config_from_dict, execute
 
 fast = fast_mode()
 base = {
@@ -27,13 +27,12 @@ lam_max = float(np.max(gf.result.critical_point.hessian_eigenvalues))
 eta_max = 2.0 / lam_max
 rows = [["gradient flow", "—", "yes" if gf.result.converged else "no", gf.result.num_steps, f"{gf.result.loss:.8f}",
          "0", f"{gf.result.invariant_drift:.1e}", f"{lam_max:.4g}", gf.verdict["headline"]]]
-exp = prepare(config_from_dict(base))  # data built once, shared by the descent runs
+problem = gf.experiment.problem  # data and risk built once, shared by the descent runs
 for fraction in (0.5, 0.95, 1.3, 3.0):
     eta = fraction * eta_max
     gd_cfg = config_from_dict(base, {"flow.method": "gradient_descent", "flow.step_size": eta,
                                      "flow.adaptive": False, "flow.max_steps": 20_000 if fast else 100_000})
-    exp.config = gd_cfg
-    run = execute(exp)
+    run = execute(problem, gd_cfg)  # the same problem, another [flow]
     res = run.result
     gap = float(np.linalg.norm(res.final_filter - gf.result.final_filter) / np.linalg.norm(gf.result.final_filter))
     cp = res.critical_point

@@ -7,6 +7,7 @@ on the conftest patch matrix (square loss) or scipy's minimizer on the closed-fo
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import tomllib
 
@@ -23,10 +24,12 @@ from lcnflow.experiments import (
     BUILTIN_DEFAULT,
     ConfigError,
     ExperimentConfig,
+    RunSpec,
     apply_overrides,
     build_problem,
     config_from_dict,
     default_config,
+    execute,
     function_space_optimum,
     load_config,
     parse_overrides,
@@ -215,17 +218,44 @@ def test_model_validate_raises_pydantic_errors_and_models_are_frozen():
 
 
 # ---------------------------------------------------------------------------------------------------- running
-def test_build_problem_matches_the_config():
+def test_build_problem_and_run_spec_match_the_config():
     cfg = config_from_dict({}, {**TINY, "init.seed": 5, "init.scale": 0.3, "loss.name": "log_cosh"})
-    risk, init = build_problem(cfg)
-    assert risk.arch == lf.Architecture(12, [3, 2])
-    assert risk.loss == lf.get_loss("log_cosh")
+    problem = build_problem(cfg)
+    risk = problem.risk
+    assert risk.arch == lf.Architecture(12, [3, 2]) == problem.architecture
+    assert risk.loss == lf.get_loss("log_cosh") == problem.loss
     assert risk.data.inputs.shape == (20, 12) and risk.data.targets.shape == (20, 9)
+    init = RunSpec.from_config(cfg, problem).init
     expected = np.random.default_rng(5)
     for w, k in zip(init, [3, 2], strict=True):
         np.testing.assert_array_equal(w, 0.3 * expected.standard_normal((k,)))
-    explicit = config_from_dict({}, {**TINY, "init.filters": [[1, 0, 0], [1, 0]]})
-    np.testing.assert_array_equal(build_problem(explicit)[1][0], [1.0, 0.0, 0.0])
+    explicit = config_from_dict({}, {**TINY, "loss.name": "log_cosh", "init.filters": [[1, 0, 0], [1, 0]]})
+    np.testing.assert_array_equal(RunSpec.from_config(explicit, problem).init[0], [1.0, 0.0, 0.0])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        problem.risk = None
+
+
+def test_runs_of_one_problem_equal_runs_built_from_their_configs():
+    base = config_from_dict({}, TINY)
+    problem = build_problem(base)
+    for overrides in ({"init.seed": 3}, {"flow.method": "gradient_descent", "flow.step_size": 0.02,
+                                         "flow.max_steps": 50}):
+        cfg = config_from_dict({}, {**TINY, **overrides})
+        shared = execute(problem, cfg)  # a config is turned into the problem's RunSpec
+        alone = execute(cfg)
+        assert shared.experiment.risk is problem.risk and alone.experiment.risk is not problem.risk
+        assert shared.result.method == alone.result.method == cfg.flow.method
+        np.testing.assert_array_equal(shared.result.trajectory, alone.result.trajectory)
+        assert shared.result.loss == alone.result.loss and shared.verdict == alone.verdict
+        assert shared.to_dict()["config"] == alone.to_dict()["config"]
+    # a run of another problem, or a problem without its run, is refused with a reason
+    other = config_from_dict({}, {**TINY, "loss.name": "log_cosh"})
+    with pytest.raises(ConfigError, match="architecture, loss or data differ from the problem's"):
+        execute(problem, other)
+    with pytest.raises(ValueError, match="spec: a problem needs the run"):
+        execute(problem)
+    with pytest.raises(ValueError, match="spec: only with a Problem"):
+        execute(base, RunSpec.from_config(base, problem))
 
 
 def test_run_experiment_is_deterministic_and_uses_the_method():
@@ -235,7 +265,8 @@ def test_run_experiment_is_deterministic_and_uses_the_method():
     np.testing.assert_array_equal(a.final_filter, b.final_filter)
     gd = run_experiment(config_from_dict({}, {**TINY, "flow.method": "gradient_descent", "flow.step_size": 0.02,
                                                "flow.adaptive": False, "flow.max_steps": 5}))
-    assert gd.num_steps == 5 and not gd.converged and "gradient descent" in gd.method
+    assert gd.num_steps == 5 and not gd.converged and "gradient descent" in gd.integrator
+    assert gd.method == "gradient_descent" and a.method == "gradient_flow"
 
 
 def test_size_rule_warning_becomes_a_note():

@@ -334,3 +334,21 @@ def test_final_filter_of_ones_counts_paths():
                 counts[j1 * S[0] + j2 * S[1] + j3 * S[2]] += 1
     np.testing.assert_array_equal(final_filter(arch, [np.ones(k) for k in ks]), counts)
     assert math.isclose(counts.sum(), 3 * 2 * 3)
+
+
+@pytest.mark.parametrize(("d0", "ks", "ss"), [(19, [3, 2, 4], [2, 1, 2]), (9, [2, 3, 2], [1, 1, 1])])
+def test_final_filter_parts_share_one_factorization(d0, ks, ss):
+    from lcnflow.conv import final_filter_parts
+
+    arch = Architecture(d0, ks, strides=ss)
+    rng = np.random.default_rng(5)
+    ws = [rng.standard_normal(k) for k in ks]
+    parts = final_filter_parts(arch, ws)
+    # π against numpy.polynomial's products of dilated polynomials (sums of ≤ k_v products of O(1) numbers)
+    np.testing.assert_allclose(parts.final_filter, polymul_final_filter(ws, ss), rtol=0, atol=1e-13)
+    # the VJP is the transposed Jacobian applied to g, with the Jacobian by central differences of π
+    g = rng.standard_normal(arch.final_filter_shape)
+    J_fd = _central_jacobian(lambda u: final_filter(arch, u), flatten(ws), 1e-3)
+    # π is affine in each single coordinate: central differences are exact up to rounding ε·max|π|/h ~ 1e-12
+    np.testing.assert_allclose(parts.jacobian(), J_fd, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(flatten(parts.vjp(g)), J_fd.T @ g.ravel(), rtol=0, atol=1e-9 * np.sum(np.abs(g)))

@@ -98,7 +98,7 @@ def test_adaptive_steps_satisfy_armijo_and_decrease_the_loss():
     prob = shared_problem("1d-square")
     eta0 = 5.0  # far too large for this problem (‖∇²L‖ ≈ 10): the safeguard has to halve it
     res, states = _record(prob, eta0, max_steps=60, adaptive=True)
-    assert "adaptive" in res.method.lower()
+    assert "adaptive" in res.integrator.lower() and res.method == "gradient_descent"
     losses = [prob.oracle.value(w) for _, w in states]
     etas = np.diff([t for t, _ in states])
     assert etas[0] < eta0  # the first trial step was rejected
@@ -119,7 +119,7 @@ def test_descent_reaches_a_certified_critical_point():
     g0 = np.linalg.norm(prob.oracle.gradient(prob.w0))
     assert np.linalg.norm(prob.oracle.gradient(w)) <= 1e-9 * g0  # certify_tol = 1e-10·scale, plus rounding
     assert res.critical_point is not None and res.critical_point.kind in ("global_minimum", "local_minimum")
-    assert "gradient descent" in res.method.lower()
+    assert "gradient descent" in res.integrator.lower() and res.method == "gradient_descent"
 
 
 @pytest.mark.parametrize(

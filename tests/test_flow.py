@@ -258,23 +258,24 @@ def _small():
     return shared_problem("1d-square")
 
 
-def test_method_string_names_the_integrator():
+def test_integrator_string_names_the_integrator():
     prob = _small()
     out = {}
     for method in lcnflow.flow.METHODS:
         out[method] = lcnflow.gradient_flow(prob.risk, prob.w0, method=method, t_max=0.2, save_at=[0.1, 0.2],
                                             classify=False)
-    assert "exponential" in out["exponential"].method.lower()
-    assert "rosenbrock" in out["rosenbrock"].method.lower()
-    assert "exponential" not in out["rosenbrock"].method.lower()
+    assert {res.method for res in out.values()} == {"gradient_flow"}
+    assert "exponential" in out["exponential"].integrator.lower()
+    assert "rosenbrock" in out["rosenbrock"].integrator.lower()
+    assert "exponential" not in out["rosenbrock"].integrator.lower()
     for name in ("RK45", "DOP853", "Radau", "BDF", "LSODA"):
-        assert name in out[name].method
-        assert "rosenbrock" not in out[name].method.lower()
+        assert name in out[name].integrator
+        assert "rosenbrock" not in out[name].integrator.lower()
     # "auto" is one of the integrators: its run is bit-for-bit that integrator's run, and its string names it
     same = [m for m in lcnflow.flow.METHODS if m != "auto"
             and np.array_equal(out[m].trajectory, out["auto"].trajectory)]
     assert len(same) == 1, same
-    assert same[0].lower() in out["auto"].method.lower(), (same, out["auto"].method)
+    assert same[0].lower() in out["auto"].integrator.lower(), (same, out["auto"].integrator)
     # every method integrates the same flow: states at t = 0.2 agree to the default tolerances' accuracy (1e-4)
     for res in out.values():
         np.testing.assert_allclose(res.saved_states, out["Radau"].saved_states, rtol=0, atol=1e-4)

@@ -155,11 +155,11 @@ def test_compiled_and_reference_paths_agree(spec, name, params):
     w = lf.flatten(lf.random_init(arch, 0.8, 4))
     v = _pi(arch, w).reshape(arch.final_filter_shape)
     K.ENABLED = True
-    c = risk._value_grad_flat(w), risk._value_grad_hess_flat(w), risk.function_space_hessian(v)
+    c = risk.flat_value_and_gradient(w), risk.flat_value_gradient_hessian(w), risk.function_space_hessian(v)
     if arch.final_filter_num_params >= 49 and arch.final_stride in (1, (1, 1)):
         assert risk._compiled().spectral_ok
     K.ENABLED = False
-    ref = risk._value_grad_flat(w), risk._value_grad_hess_flat(w), risk.function_space_hessian(v)
+    ref = risk.flat_value_and_gradient(w), risk.flat_value_gradient_hessian(w), risk.function_space_hessian(v)
     assert abs(c[0][0] - ref[0][0]) <= 1e-12 * abs(ref[0][0])
     assert _rel(c[0][1], ref[0][1]) < 1e-12
     assert abs(c[1][0] - ref[1][0]) <= 1e-12 * abs(ref[1][0])
@@ -175,7 +175,7 @@ def test_spectral_path_respects_the_memory_budget():
     small = lf.EmpiricalRisk(arch, lf.get_loss("log_cosh"), risk.data, max_patch_bytes=10_000)
     assert risk._compiled().spectral_ok and not small._compiled().spectral_ok
     w = lf.flatten(lf.random_init(arch, 0.8, 4))
-    assert _rel(small._value_grad_flat(w)[1], risk._value_grad_flat(w)[1]) < 1e-12
+    assert _rel(small.flat_value_and_gradient(w)[1], risk.flat_value_and_gradient(w)[1]) < 1e-12
 
 
 def test_spectral_correlator_matches_dense(rng):
@@ -198,7 +198,7 @@ def test_custom_loss_keeps_the_reference_path():
     w = lf.flatten(lf.random_init(arch, 0.8, 1))
     assert risk._compiled_value_grad(w, True) is None
     ref = lf.EmpiricalRisk(arch, lf.get_loss("lp", p=4), risk.data)
-    assert _rel(risk._value_grad_flat(w)[1], ref._value_grad_flat(w)[1]) < 1e-12
+    assert _rel(risk.flat_value_and_gradient(w)[1], ref.flat_value_and_gradient(w)[1]) < 1e-12
 
 
 # ---------------------------------------------------------------------------------------------- scalar losses
@@ -281,9 +281,9 @@ def test_works_without_a_writable_cache(tmp_path):
         w = lf.flatten(lf.random_init(arch, 1.0, 0))
         for name in ("square", "log_cosh"):
             risk = lf.EmpiricalRisk(arch, name, lf.Dataset(X, Y))
-            fast = risk._value_grad_flat(w)[1]
+            fast = risk.flat_value_and_gradient(w)[1]
             k.ENABLED = False
-            ref = risk._value_grad_flat(w)[1]
+            ref = risk.flat_value_and_gradient(w)[1]
             k.ENABLED = True
             assert np.linalg.norm(fast - ref) <= 1e-12 * np.linalg.norm(ref)
         print("ok")

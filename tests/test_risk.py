@@ -288,6 +288,82 @@ def test_flat_and_list_inputs_agree(kind):
         np.testing.assert_array_equal(a, b)
 
 
+# ------------------------------------------------------------------------------------------ flat objective
+@pytest.fixture(params=["compiled", "reference"])
+def kernel_path(request):
+    """Both evaluation paths: the compiled kernels and the NumPy reference (``_kernels.ENABLED = False``)."""
+    import lcnflow._kernels as K
+
+    before = K.ENABLED
+    K.ENABLED = request.param == "compiled"
+    yield request.param
+    K.ENABLED = before
+
+
+@pytest.mark.parametrize("kind", ["1d", "2d"])
+@pytest.mark.parametrize(("name", "params"), [LOSS_CASES[0], LOSS_CASES[3]], ids=[LOSS_IDS[0], LOSS_IDS[3]])
+def test_flat_objective_vs_loop_oracle_and_finite_differences(kind, name, params, kernel_path):
+    arch, X, Y, ws = _problem(kind, seed=11)
+    risk = EmpiricalRisk(arch, get_loss(name, **params), Dataset(X, Y))
+    w = flatten(ws)
+    expected = _oracle_value(arch, X, Y, ws, numpy_loss(name, params))
+    val, g = risk.flat_value_and_gradient(w)
+    assert val == pytest.approx(expected, rel=1e-11, abs=1e-13)
+    assert g.shape == (arch.num_params,)
+    # value of a loop-built network: the same central-difference budget as above (1e-6 of the scale)
+    h = 1e-5 * max(1.0, np.max(np.abs(w)))
+    fd = _fd_gradient(lambda u: _oracle_value(arch, X, Y, unflatten(arch, u), numpy_loss(name, params)), w, h)
+    scale = max(abs(expected), np.max(np.abs(g)), 1e-3)
+    np.testing.assert_allclose(g, fd, rtol=0, atol=1e-6 * scale)
+    _, g_only = risk.flat_value_and_gradient(w, need_value=False)
+    np.testing.assert_allclose(g_only, g, rtol=1e-13, atol=1e-15 * scale)
+    val3, g3, hess = risk.flat_value_gradient_hessian(w)
+    assert val3 == pytest.approx(val, rel=1e-13)
+    np.testing.assert_allclose(g3, g, rtol=0, atol=1e-13 * scale)
+    fd_h = _fd_jacobian(lambda u: risk.flat_value_and_gradient(u)[1], w, h)
+    np.testing.assert_allclose(hess, fd_h, rtol=0, atol=1e-6 * max(np.max(np.abs(hess)), 1e-3))
+    np.testing.assert_array_equal(risk.flat_hessian(w), hess)
+    # the validated, structure-keeping methods give the same numbers
+    val_l, g_l = risk.value_and_gradient(ws)
+    assert val_l == val
+    np.testing.assert_array_equal(flatten(g_l), g)
+    np.testing.assert_array_equal(risk.hessian(ws), hess)
+
+
+@pytest.mark.parametrize("kind", ["1d", "2d"])
+def test_function_space_outputs_are_the_network_applied_to_the_data(kind):
+    arch, X, Y, ws = _problem(kind, seed=12)
+    risk = EmpiricalRisk(arch, "log_cosh", Dataset(X, Y))
+    V = loop_network_matrix(ws, arch.input_size, arch.strides)
+    m = X.shape[0]
+    expected = (X.reshape(m, -1) @ V.T).reshape(Y.shape)
+    out = risk.function_space_outputs(lcnflow.final_filter(arch, ws))
+    assert out.shape == Y.shape
+    # products of O(1) numbers summed over k_v terms in another order: 1e-12 absolute is ample
+    np.testing.assert_allclose(out, expected, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match=r"final filter v: expected shape"):
+        risk.function_space_outputs(np.zeros(3))
+
+
+def test_flat_objective_checks_the_shape_only():
+    arch, X, Y, ws = _problem("1d")
+    risk = EmpiricalRisk(arch, "pseudo_huber", Dataset(X, Y))
+    P = arch.num_params
+    for bad in (np.zeros(P - 1), np.zeros((1, P))):
+        with pytest.raises(ValueError, match=rf"w: expected a flat parameter vector of {P} entries.*got shape"):
+            risk.flat_value_and_gradient(bad)
+        with pytest.raises(ValueError, match=r"w: expected a flat parameter vector"):
+            risk.flat_hessian(bad)
+    # a non-finite trial point is an integrator's business: non-finite numbers, no exception
+    w = flatten(ws)
+    w[2] = np.inf
+    val, g = risk.flat_value_and_gradient(w)
+    assert not (np.isfinite(val) and np.all(np.isfinite(g)))
+    # while the validating method names the layer and the coefficient
+    with pytest.raises(ValueError, match=r"layer 1.*non-finite"):
+        risk.value_and_gradient(w)
+
+
 @pytest.mark.parametrize("kind", ["1d", "2d"])
 @pytest.mark.parametrize(("name", "params"), LOSS_CASES, ids=LOSS_IDS)
 def test_conserved_quantity_identity(kind, name, params):

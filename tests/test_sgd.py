@@ -84,6 +84,8 @@ def test_minibatch_value_and_gradient_match_torch_autograd_on_the_batch(name):
         # the list form gives the same, layer by layer
         _, gl = risk.minibatch_value_and_gradient(prob.oracle.split(prob.w0), idx)
         np.testing.assert_allclose(np.concatenate([x.ravel() for x in gl]), g, rtol=0, atol=0)
+        _, g_flat = risk.flat_minibatch_value_and_gradient(prob.w0, idx, need_value=False)
+        np.testing.assert_allclose(g_flat, g, rtol=0, atol=0)
     if name == "wide-square":
         assert risk._sample_statistics is not None  # the statistics path really ran
     if name == "wide-residual":
@@ -468,7 +470,7 @@ def test_config_sgd_round_trips_and_runs_sgd(tmp_path):
     res = exp.run()
     direct = lcnflow.stochastic_gradient_descent(exp.risk, exp.init, 0.01, 5, epochs=200, momentum=0.5,
                                                  schedule="step")
-    assert "stochastic gradient descent" in res.method
+    assert "stochastic gradient descent" in res.integrator and res.method == direct.method == "sgd"
     np.testing.assert_array_equal(res.trajectory, direct.trajectory)
 
 
@@ -516,6 +518,7 @@ def test_sweep_grid_over_flow_method_runs_gradient_flow_and_sgd():
     """A sweep ``[grid]`` over ``flow.method``: switching to gradient_flow drops the SGD keys of the base, and each
     SGD run of a batch is exactly the SGD run of its config."""
     from lcnflow.experiments import config_from_dict, run_experiment
+    from lcnflow.flow.result import SCALAR_FIELDS
     from lcnflow.sweep.execute import run_batch
     from lcnflow.sweep.grid import expand, sweep_from_dict
 
@@ -528,7 +531,16 @@ def test_sweep_grid_over_flow_method_runs_gradient_flow_and_sgd():
     methods = []
     for run, row in zip(plan.runs, rows, strict=True):
         direct = run_experiment(config_from_dict(base, run.overrides))
-        methods.append(direct.method.split(" ")[0])
+        methods.append(direct.method)
+        # one schema: the row holds the result's flat fields as FlowResult.scalars gives them (timing aside), each
+        # of its declared type
+        scalars = direct.scalars()
+        assert list(scalars) == list(SCALAR_FIELDS)
+        for key, kind in SCALAR_FIELDS.items():
+            assert scalars[key] is None or type(scalars[key]) is kind, (key, scalars[key])
+            if key != "wall_time":
+                assert row[key] == scalars[key] or (row[key] != row[key] and scalars[key] != scalars[key]), key
+        assert {k: v for k, v in direct.to_dict().items() if k in scalars} == scalars
         assert row["t_final"] == direct.t_final and row["loss"] == direct.loss
         assert row["certified"] == direct.certified and row["converged"] == direct.converged
-    assert sorted(methods).count("stochastic") == 2
+    assert sorted(methods) == ["gradient_flow", "gradient_flow", "sgd", "sgd"]

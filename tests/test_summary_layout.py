@@ -22,6 +22,10 @@ def test_categories_in_natural_order_not_as_strings():
     assert category_order(["[3,3]", "[10,3]", "[2,2,2,2]", "[3,3,3]"]) == ["[3,3]", "[10,3]", "[3,3,3]", "[2,2,2,2]"]
     assert category_order([1.0, 0.001, 0.1, 1.0]) == [0.001, 0.1, 1.0]
     assert category_order(["[[3,3],[2,2]]", "[[2,2],[2,2]]"]) == ["[[2,2],[2,2]]", "[[3,3],[2,2]]"]
+    # lists as read from the results (JSON text above is how sweeps before list columns stored them)
+    assert category_order([[3, 3], [10, 3], [2, 2, 2, 2], [3, 3], [3, 3, 3]]) == [[3, 3], [10, 3], [3, 3, 3],
+                                                                                   [2, 2, 2, 2]]
+    assert category_order([[[3, 3], [2, 2]], [[2, 2], [2, 2]]]) == [[[2, 2], [2, 2]], [[3, 3], [2, 2]]]
     # words keep the grid's order (the first cell each appears in), not the alphabet
     assert category_order(["student_t", "gaussian", "laplace", "gaussian"], [2, 0, 1, 0]) == \
         ["gaussian", "laplace", "student_t"]

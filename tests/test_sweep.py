@@ -21,8 +21,8 @@ import pytest
 from typer.testing import CliRunner
 
 import lcnflow.sweep as sw
+from lcnflow.experiments import build_problem as real_build_problem
 from lcnflow.experiments import config_from_dict, run_experiment
-from lcnflow.experiments import prepare as real_prepare
 from lcnflow.sweep import execute as sweep_execute
 from lcnflow.sweep.cli import app
 from lcnflow.sweep.execute import _row, auto_batch_size, batches, run_batch
@@ -83,7 +83,7 @@ def test_grid_is_the_product_in_file_order(tmp_path):
         assert cfg.data.num_samples == 30
     # problems: architecture/loss/data only — init scale and seed share one problem
     assert len({r.problem for r in plan.runs}) == 2
-    assert plan.columns == {"architecture.filter_sizes": "json", "init.scale": "float", "init.seed": "int",
+    assert plan.columns == {"architecture.filter_sizes": "list[int]", "init.scale": "float", "init.seed": "int",
                             "data.seed": "int"}
 
 
@@ -223,7 +223,8 @@ def test_batches_keep_problems_together_and_cover_every_run_once():
 def test_run_batch_matches_run_experiment_and_shares_the_problem(monkeypatch):
     plan = expand(sweep_from_dict({**BASE, "grid": {"init.seed": {"range": [0, 4]}}}))
     built = []
-    monkeypatch.setattr("lcnflow.experiments.prepare", lambda cfg: built.append(cfg) or real_prepare(cfg))
+    monkeypatch.setattr("lcnflow.experiments.build_problem",
+                        lambda cfg: built.append(cfg) or real_build_problem(cfg))
     sweep_execute._PROBLEMS.clear()
     rows = run_batch(plan.spec.base, [(r.run_id, r.overrides, r.problem) for r in plan.runs])
     assert len(built) == 1  # one EmpiricalRisk for the four seeds
@@ -302,7 +303,11 @@ def test_store_writes_atomic_parts_readable_without_lcnflow(tmp_path):
         assert col in table.column_names
     assert table.schema.field("limit").type == pa.list_(pa.list_(pa.float64()))
     assert sorted(table.column("run_id").to_pylist()) == sorted(r["run_id"] for r in rows)
-    assert table.column("architecture.filter_sizes").to_pylist()[0] == "[2,2]"
+    # list-valued keys are Arrow lists, like the filters
+    assert table.schema.field("architecture.filter_sizes").type == pa.list_(pa.int64())
+    assert table.column("architecture.filter_sizes").to_pylist()[0] == [2, 2]
+    assert read_results(out).column("architecture.filter_sizes").to_pylist()[0] == [2, 2]
+    assert info["cells"][0]["architecture.filter_sizes"] == [2, 2]
     assert results_schema(plan.columns).names[-len(RESULT_FIELDS):] == [f.name for f in RESULT_FIELDS]
 
 
@@ -355,7 +360,8 @@ def test_summary_table_and_html(tmp_path):
     summary = summarize(out)
     t = summary.table
     assert t.num_rows == 4 and t.column("runs").to_pylist() == [3, 3, 3, 3]
-    assert t.column("architecture.filter_sizes").to_pylist() == ["[2,2]", "[2,2]", "[3,2]", "[3,2]"]
+    assert t.column("architecture.filter_sizes").to_pylist() == [[2, 2], [2, 2], [3, 2], [3, 2]]
+    assert t.column("cell").to_pylist() == [0, 1, 2, 3]  # grid order
     pct = [c for c in t.column_names if c.startswith("pct_") and c[4:] in OUTCOMES]
     for row in t.to_pylist():
         assert math.isclose(sum(row[c] for c in pct), 100.0)
@@ -367,7 +373,9 @@ def test_summary_table_and_html(tmp_path):
     html = summary.html_path.read_text()
     assert html.count("data:image/png;base64,") == len(summary.figures) >= 4
     assert "outcomes_vs_init_scale" in summary.figures and "distinct_limits" in summary.figures
-    assert summary.csv_path.read_text().startswith('"cell","architecture.filter_sizes"')
+    csv = summary.csv_path.read_text()
+    assert csv.startswith('"cell","architecture.filter_sizes"') and '\n0,"[2,2]",' in csv  # lists as JSON text
+    assert "<td class=\"key\">[3,2]</td>" in html
     result = CliRunner().invoke(app, ["summarize", str(out), "--json"])
     assert result.exit_code == 0
     assert json.loads(result.output)["num_finished"] == 12
@@ -423,3 +431,45 @@ def test_cli_dry_run(tmp_path):
                                       "--scheduler", "tcp://127.0.0.1:1"])
     assert result.exit_code == 2 and "--workers" in result.output
     assert not (tmp_path / "o").exists()
+
+
+def test_list_valued_keys_get_arrow_list_columns_and_other_structures_json_text():
+    from lcnflow.sweep.grid import _column_kind, column_value
+    from lcnflow.sweep.store import KIND_TYPES
+
+    cases = [
+        ([[3, 3], [2, 2, 2]], "list[int]", [3, 3]),
+        ([[0.5, 1], [2, 2]], "list[float]", [0.5, 1.0]),
+        ([[[3, 3], [2, 2]], [[2, 2]]], "list[list[int]]", [[3, 3], [2, 2]]),
+        ([[[0.5, 1.0]], [[1, 2]]], "list[list[float]]", [[0.5, 1.0]]),
+        ([[3, 3], [[2, 2]]], "json", "[3,3]"),  # lists of different depths
+        ([[3, True]], "json", "[3,true]"),  # not numbers
+        ([{"a": 1}], "json", '{"a":1}'),
+    ]
+    for values, kind, first in cases:
+        assert _column_kind(values) == kind, values
+        stored = column_value(kind, values[0])
+        assert stored == first and type(stored) is type(first)
+        # what is stored fits the column's Arrow type (raises otherwise)
+        pa.array([column_value(kind, v) for v in values], KIND_TYPES[kind])
+
+
+def test_a_sweep_begun_with_json_text_columns_resumes_with_them(tmp_path):
+    plan = expand(load_sweep(_toml(tmp_path, SWEEP_TOML)))
+    out = tmp_path / "out"
+    with SweepStore(out, plan):
+        pass
+    info = json.loads((out / "sweep.json").read_text())  # as an older lcnflow wrote it: lists as JSON text
+    info["columns"]["architecture.filter_sizes"] = "json"
+    info["cells"] = [{**c, "architecture.filter_sizes": json.dumps(c["architecture.filter_sizes"],
+                                                                    separators=(",", ":"))} for c in info["cells"]]
+    (out / "sweep.json").write_text(json.dumps(info))
+    plan = expand(load_sweep(_toml(tmp_path, SWEEP_TOML)))
+    runs = plan.runs[:2]
+    results = run_batch(plan.spec.base, [(r.run_id, r.overrides, r.problem) for r in runs])
+    with SweepStore(out, plan) as store:  # opening it adopts the kinds on disk, before any row is built
+        assert plan.columns["architecture.filter_sizes"] == "json"
+        store.write([_row(plan, r, res) for r, res in zip(runs, results, strict=True)])
+    table = read_results(out)
+    assert table.column("architecture.filter_sizes").to_pylist() == ["[2,2]", "[2,2]"]
+    assert summarize(out, figures=False).table.num_rows == 1

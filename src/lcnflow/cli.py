@@ -170,11 +170,11 @@ def _run(cfg: Any, config: str | None, out: Path | None, staging: Path | None, j
     n_notes = len(exp.notes)
     if show and err.is_terminal:
         with _progress(err, exp) as callback:
-            result = execute(exp, callback)
+            result = execute(exp, callback=callback)
     else:
         result = execute(exp)
     if show:
-        _notes(err, result.experiment.notes[n_notes:])
+        _notes(err, result.notes[n_notes:])
     record = result.to_dict()
     failure = None
     if out is not None and staging is not None:
@@ -342,7 +342,7 @@ def _summary(console: Console, rec: dict[str, Any], config: str | None, out: Pat
     t.add_row("theorem", f"{_yes(hyp['covered'], 'covered', 'not covered')}: {escape(hyp['consequence'])}")
     for failure in hyp["failures"]:
         t.add_row("", f"[red]✗[/] {escape(failure)}")
-    t.add_row("solver", f"{rec['solver']['method'].replace('_', ' ')} — {escape(res['method'])}")
+    t.add_row("solver", f"{rec['solver']['method'].replace('_', ' ')} — {escape(res['integrator'])}")
     certificate = (f"‖∇L‖ = {_num(res['flow_gradient_norm'], '.2e')} at stop, "
                    f"{_num(res['gradient_norm'], '.2e')} after polishing "
                    f"(moved {_num(res['polish_distance'], '.2g')}); invariant drift "

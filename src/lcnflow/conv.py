@@ -32,9 +32,11 @@ from .architecture import Architecture, Size, SizeRuleWarning
 Filters = list[np.ndarray]
 
 __all__ = [
+    "FinalFilterParts",
     "final_filter",
     "final_filter_hessian_contraction",
     "final_filter_jacobian",
+    "final_filter_parts",
     "final_filter_vjp",
     "flatten",
     "layer_matrix",
@@ -157,21 +159,91 @@ def _dilated(arch: Architecture, filters: Filters) -> list[np.ndarray]:
     return [_dilate(w, S[i]) if plan["dilate"][i] else w for i, w in enumerate(filters)]
 
 
-def _prefix_suffix(dil: list[np.ndarray]) -> tuple[list, list]:
-    """``prefix[i] = ∗_{l<i} dil[l]`` and ``suffix[i] = ∗_{l≥i} dil[l]`` (``None`` for empty products)."""
-    n = len(dil)
-    prefix: list = [None] * (n + 1)
-    suffix: list = [None] * (n + 1)
-    for i in range(n):
-        prefix[i + 1] = _mul(prefix[i], dil[i])
-    for i in range(n - 1, -1, -1):
-        suffix[i] = _mul(dil[i], suffix[i + 1])
-    return prefix, suffix
+class FinalFilterParts:
+    r"""π(w) kept as the partial products that its derivatives reuse.
+
+    With the dilated filters ``d_i = ↑_{S_{i−1}} w^{(i)}`` (``i = 1 … N``), the prefix products
+    ``P_i = d_1 ∗ ⋯ ∗ d_{i−1}`` and the suffix products ``Q_i = d_i ∗ ⋯ ∗ d_N`` (empty products are the constant
+    polynomial 1):
+
+    .. math:: v = π(w) = P_{N+1}, \qquad c_i = P_i ∗ Q_{i+1} = \mathop{∗}_{l \ne i} d_l,
+              \qquad e_{il} = P_i ∗ d_{i+1} ∗ ⋯ ∗ d_{l−1} ∗ Q_{l+1}.
+
+    ``2N`` polynomial products give π and every cofactor ``c_i``, so a gradient, the Jacobian ``dπ`` and the
+    second-order term ``Σ_t g_t ∇²π_t`` all come from one factorization.  Build it with
+    :func:`final_filter_parts`.
+
+    Attributes
+    ----------
+    arch : Architecture
+    dilated : list of ndarray
+        ``d_1 … d_N``.
+    prefix, suffix : list
+        ``P_1 … P_{N+1}`` and ``Q_1 … Q_{N+1}`` (``None`` stands for the constant 1).
+    """
+
+    __slots__ = ("arch", "dilated", "prefix", "suffix")
+
+    def __init__(self, arch: Architecture, filters: Filters):
+        self.arch = arch
+        self.dilated = dil = _dilated(arch, filters)
+        n = len(dil)
+        self.prefix: list = [None] * (n + 1)
+        self.suffix: list = [None] * (n + 1)
+        for i in range(n):
+            self.prefix[i + 1] = _mul(self.prefix[i], dil[i])
+        for i in range(n - 1, -1, -1):
+            self.suffix[i] = _mul(dil[i], self.suffix[i + 1])
+
+    @property
+    def final_filter(self) -> np.ndarray:
+        """``v = π(w)``, shape ``arch.final_filter_shape`` (do not modify it in place: it may share memory with
+        ``w^{(1)}`` when ``N = 1``)."""
+        return _one(self.prefix[-1], self.arch.ndim)
+
+    def cofactors(self) -> list[np.ndarray]:
+        """``c_i = ∗_{l ≠ i} ↑_{S_{l−1}} w^{(l)}`` for every layer: ``∂v_{j S_{i−1} + t} / ∂w^{(i)}_j = c_{i,t}``."""
+        return [_one(_mul(self.prefix[i], self.suffix[i + 1]), self.arch.ndim) for i in range(len(self.dilated))]
+
+    def vjp(self, g: np.ndarray) -> Filters:
+        r"""``dπ(w)ᵀ g`` per layer: ``(dπ_i^\top g)_j = Σ_t g_{j S_{i−1} + t} c_{i,t}`` (``g`` shaped like ``v``)."""
+        slices = _plan(self.arch)["vjp_slices"]
+        return [_corr_valid(g, c)[slices[i]] for i, c in enumerate(self.cofactors())]
+
+    def jacobian(self) -> np.ndarray:
+        """``dπ(w)``, a ``k_v × P`` matrix: column ``j`` of block ``i`` is ``c_i`` shifted by ``j·S_{i−1}``."""
+        arch = self.arch
+        plan = _plan(arch)
+        J = np.zeros((arch.final_filter_num_params, arch.num_params))
+        J[plan["jac_rows"], plan["jac_cols"]] = np.concatenate([c.ravel() for c in self.cofactors()])[plan["jac_src"]]
+        return J
+
+    def hessian_contraction(self, g: np.ndarray) -> np.ndarray:
+        r"""``Σ_t g_t ∇²π_t(w)`` (``P × P``): zero diagonal blocks, and for layers ``i < l``
+        ``B_{il}[j, j'] = Σ_u g_{j S_{i−1} + j' S_{l−1} + u} e_{il,u}`` (``g`` shaped like ``v``)."""
+        arch = self.arch
+        plan = _plan(arch)
+        starts = plan["starts"]
+        dil, prefix, suffix = self.dilated, self.prefix, self.suffix
+        out = np.zeros((arch.num_params, arch.num_params))
+        mids: dict[tuple[int, int], np.ndarray | None] = {}
+        for i, l, idx in plan["pairs"]:  # noqa: E741  (pairs are ordered by i, then l)
+            mid = None if l == i + 1 else _mul(mids[(i, l - 1)], dil[l - 1])
+            mids[(i, l)] = mid
+            e = _one(_mul(_mul(prefix[i], mid), suffix[l + 1]), arch.ndim)
+            block = _corr_valid(g, e).ravel()[idx]
+            out[starts[i] : starts[i + 1], starts[l] : starts[l + 1]] = block
+            out[starts[l] : starts[l + 1], starts[i] : starts[i + 1]] = block.T
+        return out
 
 
-def _cofactors(arch: Architecture, dil: list[np.ndarray], prefix: list, suffix: list) -> list[np.ndarray]:
-    """``c_i = ∗_{l ≠ i} ↑_{S_{l−1}} w^{(l)} = prefix_i ∗ suffix_{i+1}`` for every layer."""
-    return [_one(_mul(prefix[i], suffix[i + 1]), arch.ndim) for i in range(len(dil))]
+def final_filter_parts(arch: Architecture, filters: Filters) -> FinalFilterParts:
+    """Factor π at ``filters`` (see :class:`FinalFilterParts`) for derivatives that share the products.
+
+    ``filters`` must already be validated float64 arrays (:func:`as_filters`, :func:`unflatten`): this is the
+    evaluators' hot path and checks nothing.
+    """
+    return FinalFilterParts(arch, filters)
 
 
 @functools.lru_cache(maxsize=128)
@@ -235,23 +307,16 @@ def _final_filter(arch: Architecture, filters: Filters) -> np.ndarray:
     return v.copy() if v is filters[0] else v
 
 
-def final_filter_vjp(
-    arch: Architecture, filters: Filters, g: np.ndarray, parts: tuple[list, list, list] | None = None
-) -> Filters:
+def final_filter_vjp(arch: Architecture, filters: Filters, g: np.ndarray) -> Filters:
     r"""Vector–Jacobian product ``dπ(w)ᵀ g``, layer by layer.
 
     .. math:: (dπ_i^\top g)_j = \sum_t g_{j S_{i-1} + t}\, c_{i,t},
               \qquad c_i = \mathop{∗}_{l \ne i} ↑_{S_{l-1}} w^{(l)}.
 
-    ``filters`` must already be validated float64 arrays; ``g`` has the final filter's shape; ``parts`` are the
-    dilated filters and their prefix/suffix products when the caller already has them.
+    ``filters`` must already be validated float64 arrays; ``g`` has the final filter's shape.  A caller that also
+    needs π or other derivatives at the same point shares the work through :func:`final_filter_parts`.
     """
-    slices = _plan(arch)["vjp_slices"]
-    if parts is None:
-        dil = _dilated(arch, filters)
-        parts = (dil, *_prefix_suffix(dil))
-    cof = _cofactors(arch, *parts)
-    return [_corr_valid(g, c)[slices[i]] for i, c in enumerate(cof)]
+    return FinalFilterParts(arch, filters).vjp(g)
 
 
 def final_filter_jacobian(arch: Architecture, filters: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
@@ -259,17 +324,7 @@ def final_filter_jacobian(arch: Architecture, filters: Sequence[np.ndarray] | np
 
     Column ``j`` of block ``i`` is ``c_i`` shifted by ``j·S_{i−1}``: ``∂v_{jS_{i−1}+t}/∂w^{(i)}_j = c_{i,t}``.
     """
-    return _jacobian(arch, as_filters(arch, filters))
-
-
-def _jacobian(arch: Architecture, filters: Filters, cof: list[np.ndarray] | None = None) -> np.ndarray:
-    plan = _plan(arch)
-    if cof is None:
-        dil = _dilated(arch, filters)
-        cof = _cofactors(arch, dil, *_prefix_suffix(dil))
-    J = np.zeros((arch.final_filter_num_params, arch.num_params))
-    J[plan["jac_rows"], plan["jac_cols"]] = np.concatenate([c.ravel() for c in cof])[plan["jac_src"]]
-    return J
+    return FinalFilterParts(arch, as_filters(arch, filters)).jacobian()
 
 
 def final_filter_hessian_contraction(
@@ -283,28 +338,7 @@ def final_filter_hessian_contraction(
               \qquad e_{il} = \mathop{∗}_{n \ne i, l} ↑_{S_{n-1}} w^{(n)}.
     """
     g = np.asarray(g, dtype=np.float64).reshape(arch.final_filter_shape)
-    return _hessian_contraction(arch, as_filters(arch, filters), g)
-
-
-def _hessian_contraction(
-    arch: Architecture, filters: Filters, g: np.ndarray, parts: tuple[list, list, list] | None = None
-) -> np.ndarray:
-    plan = _plan(arch)
-    starts = plan["starts"]
-    if parts is None:
-        dil = _dilated(arch, filters)
-        parts = (dil, *_prefix_suffix(dil))
-    dil, prefix, suffix = parts
-    out = np.zeros((arch.num_params, arch.num_params))
-    mids: dict[tuple[int, int], np.ndarray | None] = {}
-    for i, l, idx in plan["pairs"]:  # noqa: E741  (pairs are ordered by i, then l)
-        mid = None if l == i + 1 else _mul(mids[(i, l - 1)], dil[l - 1])
-        mids[(i, l)] = mid
-        e = _one(_mul(_mul(prefix[i], mid), suffix[l + 1]), arch.ndim)
-        block = _corr_valid(g, e).ravel()[idx]
-        out[starts[i] : starts[i + 1], starts[l] : starts[l + 1]] = block
-        out[starts[l] : starts[l + 1], starts[i] : starts[i + 1]] = block.T
-    return out
+    return FinalFilterParts(arch, as_filters(arch, filters)).hessian_contraction(g)
 
 
 # ---------------------------------------------------------------------------------------------- dense matrices

@@ -28,15 +28,9 @@ from .architecture import Architecture
 from .condition import DataCondition, check_data_condition
 from .conv import (
     Filters,
-    _cofactors,
-    _dilated,
-    _hessian_contraction,
-    _jacobian,
-    _one,
-    _prefix_suffix,
     as_filters,
     final_filter,
-    final_filter_vjp,
+    final_filter_parts,
     flatten,
     patch_matrix,
     patch_rows,
@@ -288,9 +282,10 @@ class EmpiricalRisk:
         rss = sum(float(np.sum((H @ v_hat - y) ** 2)) for H, y in self._chunks())
         return v_hat, rss / (2 * self.num_samples)
 
-    def _apply(self, v: np.ndarray) -> np.ndarray:
-        """``H v`` as an array ``(m, *d_N)``: with the dense ``H`` when it is small (BLAS on a few MB is fastest),
-        else on the strided view of the data (no ``H`` is formed; as fast as BLAS once memory-bound)."""
+    def _outputs(self, v: np.ndarray) -> np.ndarray:
+        """``H v`` for a flat ``v`` as an array ``(m, *d_N)``: with the dense ``H`` when it is small (BLAS on a few
+        MB is fastest), else on the strided view of the data (no ``H`` is formed; as fast as BLAS once
+        memory-bound)."""
         if self._H_small is not None:
             return (self._H_small @ v).reshape(self.data.targets.shape)
         if self.arch.final_stride in (1, (1, 1)):  # SciPy's C correlation on whole rows/images is fastest here
@@ -321,6 +316,17 @@ class EmpiricalRisk:
             raise ValueError(f"final filter v: expected shape {self._kv_shape}, got {v.shape}")
         return v.reshape(-1)
 
+    def function_space_outputs(self, v: np.ndarray) -> np.ndarray:
+        r"""The network's outputs on the data for the final filter ``v``: ``V x_j = Π_{k_v, s_v}(v) x_j``, i.e.
+        ``H v`` arranged as the targets, shape ``(m, *d_N)``; the residual is ``function_space_outputs(v) − y``.
+
+        Parameters
+        ----------
+        v : ndarray
+            Final filter, shape ``arch.final_filter_shape`` or flat (``k_v``).
+        """
+        return self._outputs(self._vector(v))
+
     def function_space_value(self, v: np.ndarray) -> float:
         """``ℒ(v) = (1/m) Σ ℓ(H v − y)``."""
         v = self._vector(v)
@@ -330,7 +336,7 @@ class EmpiricalRisk:
         c = self._compiled()
         if c is not None and c.routed:  # the same pass as the gradient's, so the values agree bitwise
             return self._fs_gradient(v, True)[0]
-        return float(np.sum(self.loss.value(self._apply(v) - self.data.targets))) / self.num_samples
+        return float(np.sum(self.loss.value(self._outputs(v) - self.data.targets))) / self.num_samples
 
     def _fs_gradient(self, v: np.ndarray, need_value: bool = True) -> tuple[float, np.ndarray]:
         """``(ℒ(v), ∇ℒ(v))`` for a flat ``v`` (one pass over the data); the value is NaN unless ``need_value``."""
@@ -342,7 +348,7 @@ class EmpiricalRisk:
         if c is not None and c.routed:
             val, g = c.fs_value_grad(v, need_value)
             return float(val) / self.num_samples, g / self.num_samples
-        r = np.subtract(self._apply(v), self.data.targets)  # contiguous, whatever layout H v came in
+        r = np.subtract(self._outputs(v), self.data.targets)  # contiguous, whatever layout H v came in
         val = float(np.sum(self.loss.value(r))) / self.num_samples if need_value else math.nan
         return val, self._adjoint(self.loss.derivative(r)) / self.num_samples
 
@@ -385,60 +391,101 @@ class EmpiricalRisk:
     def value_and_gradient(self, filters: Sequence[np.ndarray] | np.ndarray) -> tuple[float, Filters | np.ndarray]:
         """``(L(w), ∇L(w))`` with one pass over the data; the gradient has the structure of ``filters``."""
         ws, flat = self._parse(filters)
-        val, grads = self._value_grad(ws)
-        return val, (flatten(grads) if flat else grads)
-
-    def _value_grad(self, ws: Filters, need_value: bool = True) -> tuple[float, Filters]:
-        fast = self._compiled_value_grad(flatten(ws), need_value)
-        if fast is not None:
-            return fast[0], unflatten(self.arch, fast[1])
-        arch = self.arch
-        dil = _dilated(arch, ws)
-        prefix, suffix = _prefix_suffix(dil)
-        val, g = self._fs_gradient(_one(prefix[-1], arch.ndim).reshape(-1), need_value)
-        return val, final_filter_vjp(arch, ws, g.reshape(self._kv_shape), (dil, prefix, suffix))
+        val, g = self.flat_value_and_gradient(flatten(ws))
+        return val, (g if flat else unflatten(self.arch, g))
 
     def gradient(self, filters: Sequence[np.ndarray] | np.ndarray) -> Filters | np.ndarray:
         r"""``∇L(w) = dπ(w)ᵀ ∇ℒ(π(w))``: per layer ``(∇_{w^{(i)}} L)_j = Σ_t g_{j S_{i−1}+t} c_{i,t}``."""
         ws, flat = self._parse(filters)
-        grads = self._value_grad(ws, need_value=False)[1]
-        return flatten(grads) if flat else grads
+        g = self.flat_value_and_gradient(flatten(ws), need_value=False)[1]
+        return g if flat else unflatten(self.arch, g)
 
     def hessian(self, filters: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
         """Dense ``P × P`` Hessian of ``L`` in flat order: ``dπᵀ ∇²ℒ dπ + Σ_t (∇ℒ)_t ∇²π_t``."""
-        return self._hessian(self._parse(filters)[0])
+        return self.flat_value_gradient_hessian(flatten(self._parse(filters)[0]))[2]
 
-    def _hessian(self, ws: Filters) -> np.ndarray:
-        return self._value_grad_hess(ws)[2]
+    # ------------------------------------------------------------------ the objective on flat parameter vectors
+    # What optimizers and integrators call: w is one float64 vector in flatten() order, used as given.  Only its
+    # shape is checked, so a non-finite trial point gives non-finite numbers (which a step-size control rejects)
+    # rather than an exception; the methods above validate their input and keep its structure.
 
-    def _value_grad_hess(self, ws: Filters) -> tuple[float, np.ndarray, np.ndarray]:
-        """``(L, ∇L, ∇²L)`` (flat) sharing π, ``dπ`` and one pass over the data."""
-        fast = self._compiled_value_grad_hess(flatten(ws))
-        if fast is not None:
-            return fast
-        arch = self.arch
-        dil = _dilated(arch, ws)
-        prefix, suffix = _prefix_suffix(dil)
-        v = _one(prefix[-1], arch.ndim).reshape(-1)
-        J = _jacobian(arch, ws, _cofactors(arch, dil, prefix, suffix))
-        val, g = self._fs_gradient(v)
-        hess = J.T @ self._fs_hessian(v) @ J
-        hess += _hessian_contraction(arch, ws, g.reshape(self._kv_shape), (dil, prefix, suffix))
-        return val, J.T @ g, (hess + hess.T) / 2
+    def _flat(self, w: np.ndarray) -> np.ndarray:
+        if not (isinstance(w, np.ndarray) and w.dtype == np.float64):
+            w = np.asarray(w, dtype=np.float64)
+        if w.shape != (self.arch.num_params,):
+            raise ValueError(
+                f"w: expected a flat parameter vector of {self.arch.num_params} entries (flatten() order), "
+                f"got shape {w.shape}"
+            )
+        return w
 
-    # ------------------------------------------------------------------ fast paths for integrators (flat, unchecked)
-    def _hessian_flat(self, w: np.ndarray) -> np.ndarray:
-        return self._hessian(unflatten(self.arch, w))
+    def flat_value_and_gradient(self, w: np.ndarray, *, need_value: bool = True) -> tuple[float, np.ndarray]:
+        r"""``(L(w), ∇L(w))`` for a flat parameter vector, ``∇L(w) = dπ(w)ᵀ ∇ℒ(π(w))``.
 
-    def _value_grad_hess_flat(self, w: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-        return self._value_grad_hess(unflatten(self.arch, w))
+        One pass over the data for ``∇ℒ`` (none for the square loss: ``∇ℒ(v) = G(v − v̂)``), then the chain rule
+        through π in ``O(N k_v²)``.
 
-    def _value_grad_flat(self, w: np.ndarray, need_value: bool = True) -> tuple[float, np.ndarray]:
+        Parameters
+        ----------
+        w : ndarray, shape ``(P,)``
+            Parameters in :func:`~lcnflow.flatten` order; not checked for finiteness.
+        need_value : bool
+            ``False`` skips ``L(w)`` where that saves work (the returned value may then be NaN).
+
+        Returns
+        -------
+        value : float
+        gradient : ndarray, shape ``(P,)``
+
+        Raises
+        ------
+        ValueError
+            If ``w`` does not have shape ``(P,)``.
+        """
+        w = self._flat(w)
         fast = self._compiled_value_grad(w, need_value)
         if fast is not None:
             return fast
-        val, grads = self._value_grad(unflatten(self.arch, w), need_value)
-        return val, np.concatenate([g.ravel() for g in grads])
+        parts = final_filter_parts(self.arch, unflatten(self.arch, w))
+        val, g = self._fs_gradient(parts.final_filter.reshape(-1), need_value)
+        return val, np.concatenate([gi.ravel() for gi in parts.vjp(g.reshape(self._kv_shape))])
+
+    def flat_hessian(self, w: np.ndarray) -> np.ndarray:
+        r"""``∇²L(w) = dπᵀ ∇²ℒ(v) dπ + Σ_t ∇ℒ(v)_t ∇²π_t(w)`` (``P × P``, symmetric) for a flat ``w``.
+
+        See :meth:`flat_value_gradient_hessian` (which this returns the last item of).
+        """
+        return self.flat_value_gradient_hessian(w)[2]
+
+    def flat_value_gradient_hessian(self, w: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        r"""``(L(w), ∇L(w), ∇²L(w))`` for a flat ``w``, sharing π, ``dπ`` and one pass over the data.
+
+        .. math:: ∇^2 L(w) = dπ(w)^\top ∇^2ℒ(v)\, dπ(w) + \sum_t ∇ℒ(v)_t\, ∇^2 π_t(w), \qquad v = π(w);
+
+        the second term is the multilinear part of π (zero diagonal blocks).  The matrix is symmetrized.
+
+        Parameters
+        ----------
+        w : ndarray, shape ``(P,)``
+            Parameters in :func:`~lcnflow.flatten` order; not checked for finiteness.
+
+        Returns
+        -------
+        value : float
+        gradient : ndarray, shape ``(P,)``
+        hessian : ndarray, shape ``(P, P)``
+        """
+        w = self._flat(w)
+        fast = self._compiled_value_grad_hess(w)
+        if fast is not None:
+            return fast
+        parts = final_filter_parts(self.arch, unflatten(self.arch, w))
+        v = parts.final_filter.reshape(-1)
+        J = parts.jacobian()
+        val, g = self._fs_gradient(v)
+        hess = J.T @ self._fs_hessian(v) @ J
+        hess += parts.hessian_contraction(g.reshape(self._kv_shape))
+        return val, J.T @ g, (hess + hess.T) / 2
 
     # ------------------------------------------------------------------ minibatches (stochastic gradient descent)
     # A minibatch is a multiset B of sample indices (repeats count, as in sampling with replacement); its risk is
@@ -552,22 +599,32 @@ class EmpiricalRisk:
             For an empty batch, non-integer indices or indices outside ``[0, m)``.
         """
         ws, flat = self._parse(filters)
-        val, grads = self._minibatch_value_grad(ws, self._batch(batch))
-        return val, (flatten(grads) if flat else grads)
+        val, g = self.flat_minibatch_value_and_gradient(flatten(ws), batch)
+        return val, (g if flat else unflatten(self.arch, g))
 
-    def _minibatch_value_grad(self, ws: Filters, idx: np.ndarray, need_value: bool = True) -> tuple[float, Filters]:
-        arch = self.arch
-        dil = _dilated(arch, ws)
-        prefix, suffix = _prefix_suffix(dil)
-        val, g = self._minibatch_fs_gradient(_one(prefix[-1], arch.ndim).reshape(-1), idx, need_value)
-        return val, final_filter_vjp(arch, ws, g.reshape(self._kv_shape), (dil, prefix, suffix))
-
-    def _minibatch_value_grad_flat(
-        self, w: np.ndarray, idx: np.ndarray, need_value: bool = True
+    def flat_minibatch_value_and_gradient(
+        self, w: np.ndarray, batch: Sequence[int] | np.ndarray, *, need_value: bool = True
     ) -> tuple[float, np.ndarray]:
-        """Flat, unchecked minibatch ``(L_B, ∇L_B)`` for the SGD loop (``idx`` already validated)."""
-        val, grads = self._minibatch_value_grad(unflatten(self.arch, w), idx, need_value)
-        return val, np.concatenate([g.ravel() for g in grads])
+        r"""``(L_B(w), ∇L_B(w))`` for a flat ``w`` (see :meth:`minibatch_value_and_gradient`).
+
+        Parameters
+        ----------
+        w : ndarray, shape ``(P,)``
+            Parameters in :func:`~lcnflow.flatten` order; not checked for finiteness.
+        batch : array of int
+            Sample indices in ``[0, m)``, repeats counted.
+        need_value : bool
+            ``False`` skips ``L_B(w)`` where that saves work (the returned value may then be NaN).
+
+        Raises
+        ------
+        ValueError
+            For a ``w`` not of shape ``(P,)``, an empty batch, non-integer indices or indices outside ``[0, m)``.
+        """
+        w, idx = self._flat(w), self._batch(batch)
+        parts = final_filter_parts(self.arch, unflatten(self.arch, w))
+        val, g = self._minibatch_fs_gradient(parts.final_filter.reshape(-1), idx, need_value)
+        return val, np.concatenate([gi.ravel() for gi in parts.vjp(g.reshape(self._kv_shape))])
 
     def __repr__(self) -> str:
         return f"EmpiricalRisk({self.arch!r}, loss={self.loss}, data={self.data!r})"

@@ -7,9 +7,10 @@ The API other tools (``lcnflow run``, sweeps) build on::
     cfg = load_config("exp.toml", {"architecture.filter_sizes": [3, 3]})   # file (or None: built-in) + overrides
     cfg = config_from_dict({"data": {"source": "planted"}}, {"loss.name": "pseudo_huber"})
     cfg = ExperimentConfig.model_validate(d)                                 # pydantic, raises ValidationError
-    risk, init = build_problem(cfg)                                          # EmpiricalRisk and w(0)
     result = run_experiment(cfg, callback=None)                              # FlowResult
     run = execute(cfg); run.save("out/")                                     # + ℒ*, verdict, result.json, …
+    problem = build_problem(cfg)                     # Problem: architecture, loss, data, EmpiricalRisk (immutable)
+    run = execute(problem, cfg2)                     # a run of cfg2 ([init], [flow]) on that problem, data reused
 
 * :func:`load_config` / :func:`config_from_dict` raise :class:`ConfigError` (a ``ValueError``) whose message names
   the field, the value and what would be valid; overrides are ``{"dotted.key": value}`` or ``["key=value", …]``.
@@ -51,6 +52,8 @@ from .runner import (
     Experiment,
     ExperimentRun,
     FunctionSpaceOptimum,
+    Problem,
+    RunSpec,
     architecture_summary,
     build_problem,
     check_data,
@@ -84,6 +87,8 @@ __all__ = [
     "LossConfig",
     "Mnist1dData",
     "PlantedData",
+    "Problem",
+    "RunSpec",
     "StochasticGradientDescentConfig",
     "apply_final_filter",
     "apply_overrides",

@@ -1,9 +1,11 @@
 r"""Running an experiment: config → problem → flow → certified, classified limit → files.
 
-:func:`prepare` builds everything a config describes (:class:`Experiment`: architecture, loss, data, risk, initial
-filters); :func:`run_experiment` integrates it and returns the :class:`~lcnflow.FlowResult`; :func:`execute` also
-computes the function-space optimum for comparison and returns an :class:`ExperimentRun`, which writes a run
-directory (``result.json``, ``trajectory.npz``, ``config.toml``) with :meth:`ExperimentRun.save`.
+:func:`build_problem` builds what a config's architecture, loss and data describe (an immutable :class:`Problem`:
+architecture, loss, data, risk), once for any number of runs; :meth:`RunSpec.from_config` is one run of it (``w(0)``
+and the flow); :func:`prepare` builds both (an :class:`Experiment`).  :func:`run_experiment` integrates a config and
+returns the :class:`~lcnflow.FlowResult`; :func:`execute` also computes the function-space optimum for comparison and
+returns an :class:`ExperimentRun`, which writes a run directory (``result.json``, ``trajectory.npz``,
+``config.toml``) with :meth:`ExperimentRun.save`.
 
 The **function-space optimum** is ``ℒ* = min_{v ∈ R^{k_v}} ℒ(v)``, a convex problem solved by damped Newton in
 ``k_v`` dimensions.  When the architecture is filling, ``M = R^{k_v}`` and ``ℒ*`` is the global minimum of ``L``;
@@ -44,6 +46,8 @@ __all__ = [
     "Experiment",
     "ExperimentRun",
     "FunctionSpaceOptimum",
+    "Problem",
+    "RunSpec",
     "architecture_summary",
     "build_problem",
     "check_data",
@@ -90,20 +94,21 @@ def initial_filters(cfg: InitConfig, arch: Architecture) -> list[np.ndarray]:
     return random_init(arch, cfg.scale, cfg.seed)
 
 
-@dataclass
-class Experiment:
-    """Everything a config describes, built and checked, before integrating.
+@dataclass(frozen=True)
+class Problem:
+    """What a config's ``[architecture]``, ``[loss]`` and ``[data]`` describe, built and checked once: runs that
+    differ only in their initialization or flow share it (its risk keeps ``G``, ``b``, the data condition and
+    ``ℒ*`` once computed).
 
     Attributes
     ----------
     config : ExperimentConfig
+        The config it was built from (its ``[init]`` and ``[flow]`` play no part).
     architecture : Architecture
     loss : Loss
     data : DataBundle
     risk : EmpiricalRisk
-    init : list of ndarray
-        ``w(0)``.
-    notes : list of str
+    notes : tuple of str
         Warnings raised while building (e.g. inputs dropped by the size rule), as text.
     build_seconds : float
     """
@@ -113,24 +118,110 @@ class Experiment:
     loss: Loss
     data: DataBundle
     risk: EmpiricalRisk
-    init: list[np.ndarray]
-    notes: list[str] = field(default_factory=list)
+    notes: tuple[str, ...] = ()
     build_seconds: float = 0.0
+
+    def describes(self, cfg: ExperimentConfig) -> bool:
+        """Whether ``cfg`` has this problem's architecture, loss and data."""
+        c = self.config
+        return c.architecture == cfg.architecture and c.loss == cfg.loss and c.data == cfg.data
+
+    def run(self, spec: RunSpec, callback: Callback | None = None) -> FlowResult:
+        """Integrate ``spec`` on this problem; see :func:`run_experiment`."""
+        f = spec.config.flow
+        init = list(spec.init)
+        if isinstance(f, StochasticGradientDescentConfig):
+            return stochastic_gradient_descent(self.risk, init, callback=callback, **f.options())
+        if isinstance(f, GradientFlowConfig):
+            return run_flow(self.risk, init, f.options(), callback=callback)
+        return run_descent(self.risk, init, f.options(), callback=callback)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What one run adds to a :class:`Problem`: ``w(0)`` and the ``[flow]`` method with its options.
+
+    Attributes
+    ----------
+    config : ExperimentConfig
+        The run's whole config (its ``[init]`` and ``[flow]``, and the name and description its record carries).
+    init : tuple of ndarray
+        ``w(0)``, one filter per layer.
+    """
+
+    config: ExperimentConfig
+    init: tuple[np.ndarray, ...]
+
+    @classmethod
+    def from_config(cls, cfg: ExperimentConfig, problem: Problem) -> RunSpec:
+        """The run ``cfg`` describes on ``problem``: ``w(0)`` from ``[init]`` (:func:`initial_filters`), checked
+        against the problem.
+
+        Raises
+        ------
+        ConfigError
+            If ``cfg`` describes another problem (architecture, loss or data), or asks SGD for batches larger than
+            the number of samples.
+        """
+        if not problem.describes(cfg):
+            raise ConfigError("config: its architecture, loss or data differ from the problem's; build the problem "
+                              "of this config (build_problem) or change only [init] and [flow]")
+        m = problem.risk.num_samples
+        if isinstance(cfg.flow, StochasticGradientDescentConfig) and cfg.flow.batch_size > m:
+            raise ConfigError(f"flow.batch_size: must be at most the number of samples m = {m}, "
+                              f"got {cfg.flow.batch_size}")
+        init = initial_filters(cfg.init, problem.architecture)
+        for w in init:
+            w.setflags(write=False)
+        return cls(cfg, tuple(init))
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A problem and one run of it: everything a config describes, built and checked, before integrating.
+
+    The attributes of the two parts are at hand here: ``config``, ``init`` (the run's), ``architecture``,
+    ``loss``, ``data``, ``risk``, ``notes``, ``build_seconds`` (the problem's).
+
+    Attributes
+    ----------
+    problem : Problem
+    spec : RunSpec
+    """
+
+    problem: Problem
+    spec: RunSpec
+
+    @property
+    def config(self) -> ExperimentConfig:
+        """The run's config."""
+        return self.spec.config
+
+    @property
+    def init(self) -> list[np.ndarray]:
+        """``w(0)``."""
+        return list(self.spec.init)
+
+    architecture = property(lambda self: self.problem.architecture, doc="The problem's architecture.")
+    loss = property(lambda self: self.problem.loss, doc="The problem's loss.")
+    data = property(lambda self: self.problem.data, doc="The problem's data (a DataBundle).")
+    risk = property(lambda self: self.problem.risk, doc="The problem's EmpiricalRisk.")
+    build_seconds = property(lambda self: self.problem.build_seconds, doc="Seconds building the problem.")
+
+    @property
+    def notes(self) -> list[str]:
+        """Warnings raised while building the problem."""
+        return list(self.problem.notes)
 
     def run(self, callback: Callback | None = None) -> FlowResult:
         """Integrate with the ``[flow]`` section's method and options; see :func:`run_experiment`."""
-        f = self.config.flow
-        if isinstance(f, StochasticGradientDescentConfig):
-            return stochastic_gradient_descent(self.risk, self.init, callback=callback, **f.options())
-        if isinstance(f, GradientFlowConfig):
-            return run_flow(self.risk, self.init, f.options(), callback=callback)
-        return run_descent(self.risk, self.init, f.options(), callback=callback)
+        return self.problem.run(self.spec, callback)
 
 
-def prepare(cfg: ExperimentConfig) -> Experiment:
-    """Build the architecture, loss, data, risk and initial filters of ``cfg``.
+def build_problem(cfg: ExperimentConfig) -> Problem:
+    """Build the architecture, loss, data and risk of ``cfg`` (its ``[init]`` and ``[flow]`` play no part).
 
-    Warnings raised on the way are kept as text in :attr:`Experiment.notes` and re-issued.
+    Warnings raised on the way are kept as text in :attr:`Problem.notes` and re-issued.
 
     Raises
     ------
@@ -147,14 +238,23 @@ def prepare(cfg: ExperimentConfig) -> Experiment:
         risk = EmpiricalRisk(arch, loss, bundle.dataset)
         if bundle.source == "population":  # exact statistics replace the representative samples' ones
             risk = _population_risk(arch, loss, bundle, cfg.data.noise_std)
-        init = initial_filters(cfg.init, arch)
-        if isinstance(cfg.flow, StochasticGradientDescentConfig) and cfg.flow.batch_size > risk.num_samples:
-            raise ConfigError(f"flow.batch_size: must be at most the number of samples m = {risk.num_samples}, "
-                              f"got {cfg.flow.batch_size}")
-    notes = list(dict.fromkeys(str(w.message) for w in caught))
+    notes = tuple(dict.fromkeys(str(w.message) for w in caught))
     for w in caught:
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    return Experiment(cfg, arch, loss, bundle, risk, init, notes, time.perf_counter() - start)
+    return Problem(cfg, arch, loss, bundle, risk, notes, time.perf_counter() - start)
+
+
+def prepare(cfg: ExperimentConfig) -> Experiment:
+    """Build the problem of ``cfg`` (:func:`build_problem`) and its run (:meth:`RunSpec.from_config`).
+
+    Raises
+    ------
+    ValueError
+        (including :class:`~lcnflow.experiments.ConfigError`) for data that do not fit (the message names the
+        field), or an SGD batch larger than the data.
+    """
+    problem = build_problem(cfg)
+    return Experiment(problem, RunSpec.from_config(cfg, problem))
 
 
 def _population_risk(arch: Architecture, loss: Loss, bundle: DataBundle, noise_std: float) -> EmpiricalRisk:
@@ -162,12 +262,6 @@ def _population_risk(arch: Architecture, loss: Loss, bundle: DataBundle, noise_s
         raise ConfigError(f"loss.name: the population source gives an exact risk for the square loss only, got "
                           f"{loss.name!r}; use loss.name = \"square\" or a sampled source (planted)")
     return population_square_risk(arch, bundle.dataset, bundle.details["autocovariance"], bundle.truth, noise_std)
-
-
-def build_problem(cfg: ExperimentConfig) -> tuple[EmpiricalRisk, list[np.ndarray]]:
-    """``(risk, init)`` of a config: the :class:`~lcnflow.EmpiricalRisk` and ``w(0)``."""
-    exp = prepare(cfg)
-    return exp.risk, exp.init
 
 
 def run_experiment(cfg: ExperimentConfig, callback: Callback | None = None) -> FlowResult:
@@ -297,6 +391,11 @@ def check_data(exp: Experiment) -> dict[str, Any]:
     })
 
 
+#: The verdict's fields taken as they are from :meth:`~lcnflow.FlowResult.scalars`.
+VERDICT_SCALARS = ("converged", "certified", "kind", "stop_reason", "stable_set", "limit_verified", "origin",
+                   "spurious", "unconstrained_optimum_reached", "on_function_space", "gap_to_best")
+
+
 def _verdict(result: FlowResult, opt: FunctionSpaceOptimum) -> dict[str, Any]:
     cp = result.critical_point
     gap = result.loss - opt.value
@@ -329,26 +428,14 @@ def _verdict(result: FlowResult, opt: FunctionSpaceOptimum) -> dict[str, Any]:
         bound = {True: "the global minimum of L (filling architecture)", False: "a lower bound (not filling)",
                  None: "a lower bound (filling undecided)"}[opt.exact]
         compare = f"L(w*) = {result.loss:.6g} is {gap:.3g} above ℒ* = {opt.value:.6g}, {bound}"
-    on_m = None
-    if cp is not None:
-        on_m = {True: "global", False: "local", None: "undecided"}[cp.global_on_m]
+    scalars = result.scalars()
     return {
-        "converged": result.converged,
-        "certified": result.certified,
-        "kind": result.kind,
-        "stop_reason": result.stop_reason,
-        "stable_set": result.stable_set,
+        **{key: scalars[key] for key in VERDICT_SCALARS},
         "nearest_critical_point": (result.nearest_critical_point.summary()
                                    if result.nearest_critical_point is not None else None),
         "itinerary": [p.summary() for p in result.itinerary],
-        "limit_verified": result.limit_verified,
-        "origin": cp.origin if cp is not None else None,
-        "spurious": cp.spurious if cp is not None else None,
         "degeneracies": list(cp.degeneracies) if cp is not None else [],
         "gap_to_optimum": gap,
-        "unconstrained_optimum_reached": cp.unconstrained_optimum_reached if cp is not None else None,
-        "on_function_space": on_m,
-        "gap_to_best": (cp.gap_to_best if cp is not None else None),
         "best_value": (best.value if best is not None else (opt.value if cp is not None else None)),
         "best_exact": (best.exact if best is not None else (True if cp is not None else None)),
         "best_statement": (best.statement if best is not None else None),
@@ -359,12 +446,25 @@ def _verdict(result: FlowResult, opt: FunctionSpaceOptimum) -> dict[str, Any]:
 
 @dataclass
 class ExperimentRun:
-    """A finished experiment: what was run, its :class:`~lcnflow.FlowResult`, and the function-space optimum."""
+    """A finished experiment: what was run, its :class:`~lcnflow.FlowResult`, and the function-space optimum.
+
+    Attributes
+    ----------
+    experiment : Experiment
+        The problem and the run's spec.
+    result : FlowResult
+    optimum : FunctionSpaceOptimum
+    timings : dict
+        ``build_seconds`` (the problem's), ``flow_seconds``, ``optimum_seconds``.
+    notes : list of str
+        Warnings raised while building the problem and during the run, as text.
+    """
 
     experiment: Experiment
     result: FlowResult
     optimum: FunctionSpaceOptimum
     timings: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def verdict(self) -> dict[str, Any]:
@@ -386,11 +486,11 @@ class ExperimentRun:
             "loss": _loss_summary(exp.loss),
             "data": _data_summary(exp),
             "hypotheses": theorem_hypotheses(exp.risk).to_dict(),
-            "solver": {"method": flow.method, "integrator": res.method, "options": res.options},
+            "solver": {"method": flow.method, "integrator": res.integrator, "options": res.options},
             "verdict": self.verdict,
             "function_space_optimum": self.optimum.to_dict(),
             "result": res.to_dict(),
-            "notes": exp.notes,
+            "notes": self.notes,
             "timings": self.timings,
         })
 
@@ -481,30 +581,50 @@ class ExperimentRun:
         return paths
 
 
-def execute(cfg: ExperimentConfig | Experiment, callback: Callback | None = None) -> ExperimentRun:
-    """Prepare (if given a config), run, and compare with the function-space optimum.
+def execute(what: ExperimentConfig | Experiment | Problem, spec: RunSpec | ExperimentConfig | None = None, *,
+            callback: Callback | None = None) -> ExperimentRun:
+    """Run an experiment and compare its limit with the function-space optimum.
 
     Parameters
     ----------
-    cfg : ExperimentConfig or Experiment
+    what : ExperimentConfig, Experiment or Problem
+        A config (its problem is built, :func:`prepare`), a prepared experiment, or a problem built once and shared
+        by several runs (then ``spec`` says which run).
+    spec : RunSpec or ExperimentConfig, optional
+        With a problem: the run (a config is turned into one with :meth:`RunSpec.from_config`).
     callback : callable, optional
         As for :func:`run_experiment`.
 
     Returns
     -------
     ExperimentRun
+
+    Raises
+    ------
+    ValueError
+        A problem without a spec, a spec with a config or an experiment, or a spec for another problem.
     """
-    exp = prepare(cfg) if isinstance(cfg, ExperimentConfig) else cfg
+    if isinstance(what, Problem):
+        if spec is None:
+            raise ValueError("spec: a problem needs the run to execute, a RunSpec or an ExperimentConfig")
+        exp = Experiment(what, spec if isinstance(spec, RunSpec) else RunSpec.from_config(spec, what))
+    elif spec is not None:
+        raise ValueError(f"spec: only with a Problem; got a {type(what).__name__}, which already says the run")
+    else:
+        exp = prepare(what) if isinstance(what, ExperimentConfig) else what
+    if not exp.problem.describes(exp.config):
+        raise ValueError("spec: its config describes another architecture, loss or data than the problem's")
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = exp.run(callback)
     flow_seconds = time.perf_counter() - start
-    exp.notes.extend(n for n in dict.fromkeys(str(w.message) for w in caught) if n not in exp.notes)
+    notes = list(exp.problem.notes)
+    notes.extend(n for n in dict.fromkeys(str(w.message) for w in caught) if n not in notes)
     for w in caught:
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     start = time.perf_counter()
     opt = function_space_optimum(exp.risk)
     timings = {"build_seconds": exp.build_seconds, "flow_seconds": flow_seconds,
                "optimum_seconds": time.perf_counter() - start}
-    return ExperimentRun(exp, result, opt, timings)
+    return ExperimentRun(exp, result, opt, timings, notes)

@@ -195,7 +195,7 @@ def polish(
         Newton iterations at most.
     """
     w0 = np.asarray(w, dtype=np.float64)
-    _, g = risk._value_grad_flat(w0)
+    _, g = risk.flat_value_and_gradient(w0)
     g0 = float(np.linalg.norm(g))
     best, best_g = w0, g0
     nfev, nhev, it = 1, 0, 0
@@ -216,7 +216,7 @@ def polish(
         improved = False
         for _ in range(12):  # backtracking on the gradient norm
             trial = cur + step
-            _, tg = risk._value_grad_flat(trial)
+            _, tg = risk.flat_value_and_gradient(trial)
             nfev += 1
             tn = float(np.linalg.norm(tg))
             if np.isfinite(tn) and tn < cur_norm:

@@ -76,5 +76,7 @@ def run_descent(risk: EmpiricalRisk, init, opts: DescentOptions, *, callback=Non
     def make(w, loss, g):
         return DescentStepper(risk, w, loss, g, opts.step_size, opts.adaptive)
 
-    return drive(risk, w0, make, opts, save=np.zeros(0), t_max=math.inf, callback=callback,
-                 options=opts.to_dict(), start=start)
+    result = drive(risk, w0, make, opts, save=np.zeros(0), t_max=math.inf, callback=callback,
+                   options=opts.to_dict(), start=start)
+    result.method = "gradient_descent"
+    return result

@@ -131,7 +131,7 @@ def drive(
 ) -> FlowResult:
     """Run ``make_stepper(w0, L(w0), ∇L(w0))`` to its limit (see the module docstring) and package the result."""
     clock = time.perf_counter
-    loss0, g0 = risk._value_grad_flat(w0)
+    loss0, g0 = risk.flat_value_and_gradient(w0)
     stepper = make_stepper(w0, loss0, g0)
     scale, w_ref = _run_scales(risk, w0)
     reference_norm = scale.keywords["reference_filter_norm"]
@@ -337,7 +337,7 @@ def _package(risk, rec, counts, opts, reason, message, candidates, stable, save,
         num_hessian_evaluations=counts[1] + extra[1],
         num_steps=counts[2],
         wall_time=clock() - start,
-        method=counts[3],
+        integrator=counts[3],
         message=message,
         critical_point=cp if opts.classify else None,
         hypotheses=hyp,

@@ -127,6 +127,7 @@ def run_flow(risk: EmpiricalRisk, init, opts: FlowOptions, *, save_at=None, call
 
     result = drive(risk, w0, make, opts, save=save, t_max=opts.t_max, callback=callback,
                    options=opts.to_dict(), start=start)
+    result.method = "gradient_flow"
     if opts.verify:
         tight = replace(opts, rtol=max(opts.rtol / 100, 1e-13), atol=opts.atol / 100, verify=False)
         check = run_flow(risk, init, tight)

@@ -163,7 +163,7 @@ def risk_rounding(risk: EmpiricalRisk, v: np.ndarray) -> float:
         e = v - risk.least_squares_filter
         terms = 0.5 * float(np.abs(e) @ (np.abs(risk.gram) @ np.abs(e))) + abs(risk.minimum_value)
         return 4.0 * v.size * EPS * terms
-    r = risk._apply(v) - risk.data.targets
+    r = risk.function_space_outputs(v) - risk.data.targets
     n = r.size
     return 4.0 * math.sqrt(n) * EPS * float(np.sum(np.abs(risk.loss.value(r)))) / risk.num_samples
 
@@ -347,7 +347,7 @@ def _multistart(risk: EmpiricalRisk, num_starts: int, seed: int) -> tuple[float,
     best_val, best_v = math.inf, np.zeros(arch.final_filter_num_params)
     for _ in range(num_starts):
         w0 = np.concatenate([rng.standard_normal(n) * per_layer / math.sqrt(n) for n in arch.layer_num_params])
-        res = scipy.optimize.minimize(lambda w: risk._value_grad_flat(w), w0, jac=True, method="L-BFGS-B",
+        res = scipy.optimize.minimize(risk.flat_value_and_gradient, w0, jac=True, method="L-BFGS-B",
                                       options={"maxiter": 5000, "ftol": 0.0, "gtol": 0.0, "maxcor": 30})
         val = risk.value(res.x)
         if val < best_val:

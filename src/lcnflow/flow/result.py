@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -15,6 +15,46 @@ from .critical import CriticalPoint
 from .itinerary import Plateau
 from .symmetry import invariants
 from .theorem import TheoremCheck
+
+#: What produced a result, named as the config's ``flow.method``.
+Method = Literal["gradient_flow", "gradient_descent", "sgd"]
+
+#: The flat fields of a result (:meth:`FlowResult.scalars`), name → type; any of them may be ``None`` where it does
+#: not apply (floats may also be NaN: the loss of a run that blew up).  The one definition that ``to_dict``, the run
+#: record's verdict and the sweep's result columns are derived from.
+SCALAR_FIELDS: dict[str, type] = {
+    "method": str,  # gradient_flow, gradient_descent, sgd
+    "integrator": str,  # what ran, in words
+    "converged": bool,
+    "certified": bool,
+    "kind": str,  # the certified limit's kind, or "uncertified_endpoint"
+    "stop_reason": str,  # minimum, stable_saddle, t_max, max_steps, max_time, blowup, nonfinite, floor, callback, …
+    "stable_set": str,  # with stop_reason stable_saddle: why the start lies on the saddle's stable set
+    "origin": str,  # global, pure, rank_deficient (classified limits)
+    "spurious": bool,
+    "unconstrained_optimum_reached": bool,  # ℒ(v*) = ℒ*, i.e. ∇ℒ(v*) = 0
+    "on_function_space": str,  # global / local on M, undecided (a best-found bound matched)
+    "gap_to_best": float,  # L(w*) − ℒ*_M
+    "loss": float,
+    "gradient_norm": float,  # after polishing
+    "flow_gradient_norm": float,  # where the run stopped, before polishing
+    "polish_distance": float,
+    "polish_accepted": bool,
+    "t_final": float,
+    "num_steps": int,
+    "num_gradient_evaluations": int,
+    "num_hessian_evaluations": int,
+    "num_candidates": int,
+    "num_plateaus": int,  # plateaus crossed (the itinerary)
+    "first_escape_time": float,  # when the first plateau was left
+    "invariant_drift": float,
+    "arc_length": float,
+    "lojasiewicz_exponent": float,
+    "nearest_distance": float,  # uncertified endpoint: distance to the nearest critical point found
+    "limit_verified": bool,  # with verify: the same limit at 100× tighter tolerances
+    "wall_time": float,
+    "message": str,
+}
 
 #: Callback signature: ``callback(t, w_flat, loss, gradient_norm) -> bool | None``; returning True stops the run.
 Callback = Callable[[float, np.ndarray, float, float], "bool | None"]
@@ -62,8 +102,12 @@ class FlowResult:
     num_gradient_evaluations, num_hessian_evaluations, num_steps : int
     wall_time : float
         Seconds, including polishing and classification.
-    method : str
-        The integrator actually used.
+    integrator : str
+        The integrator (or iteration) actually used, in words: ``"LSODA (Adams/BDF switching, …)"``,
+        ``"gradient descent, η = 0.1"``, …
+    method : {"gradient_flow", "gradient_descent", "sgd"}
+        Which method the run was: :func:`~lcnflow.gradient_flow`, :func:`~lcnflow.gradient_descent` or
+        :func:`~lcnflow.stochastic_gradient_descent` (the config's ``flow.method``).
     message : str
         Why the run stopped, and the certificate's outcome.
     critical_point : CriticalPoint or None
@@ -118,8 +162,9 @@ class FlowResult:
     num_hessian_evaluations: int
     num_steps: int
     wall_time: float
-    method: str
+    integrator: str
     message: str
+    method: Method = "gradient_flow"
     critical_point: CriticalPoint | None = None
     hypotheses: TheoremCheck | None = None
     options: dict = field(default_factory=dict)
@@ -170,7 +215,7 @@ class FlowResult:
         """A few lines a person can read."""
         status = "converged, certified" if self.certified else "NOT converged (uncertified endpoint)"
         lines = [
-            f"{status} ({self.method}): {self.message}",
+            f"{status} ({self.method.replace('_', ' ')}: {self.integrator}): {self.message}",
             f"  L = {self.loss:.12g}, ‖∇L‖ = {self.gradient_norm:.3g} (flow stopped at {self.flow_gradient_norm:.3g}, "
             f"polish moved {self.polish_distance:.3g}), t = {self.t_final:.4g}, {self.num_steps} steps, "
             f"{self.num_gradient_evaluations} gradients, {self.num_hessian_evaluations} Hessians, "
@@ -192,43 +237,66 @@ class FlowResult:
             lines.append("  not covered by the convergence theorem: " + "; ".join(self.hypotheses.failures))
         return "\n".join(lines)
 
-    def to_dict(self, include_trajectory: bool = False) -> dict[str, Any]:
-        """JSON-ready dictionary of the scalar results, the limit and the classification."""
-        out: dict[str, Any] = {
-            "converged": self.converged,
-            "certified": self.certified,
-            "limit": [w.tolist() for w in self.limit],
-            "final_filter": self.final_filter.tolist(),
-            "loss": self.loss,
-            "gradient_norm": self.gradient_norm,
-            "flow_gradient_norm": self.flow_gradient_norm,
-            "polish_distance": self.polish_distance,
-            "polish_accepted": self.polish_accepted,
-            "polish_message": self.polish_message,
-            "t_final": self.t_final,
-            "invariants": self.invariants.tolist(),
-            "invariant_drift": self.invariant_drift,
-            "arc_length": self.arc_length,
-            "lojasiewicz_exponent": self.lojasiewicz_exponent,
-            "lojasiewicz_fit": self.lojasiewicz_fit,
-            "num_gradient_evaluations": self.num_gradient_evaluations,
-            "num_hessian_evaluations": self.num_hessian_evaluations,
-            "num_steps": self.num_steps,
-            "wall_time": self.wall_time,
+    def scalars(self) -> dict[str, Any]:
+        """The flat fields of :data:`SCALAR_FIELDS` (booleans, integers, floats, strings; ``None`` where a field
+        does not apply): what a table of runs holds per run.
+
+        The classification's fields (``origin``, ``spurious``, ``unconstrained_optimum_reached``,
+        ``on_function_space``, ``gap_to_best``) are ``None`` when the limit was not classified.
+        """
+        cp = self.critical_point
+        return {
             "method": self.method,
-            "message": self.message,
-            "critical_point": self.critical_point.to_dict() if self.critical_point else None,
-            "hypotheses": self.hypotheses.to_dict() if self.hypotheses else None,
-            "options": self.options,
+            "integrator": self.integrator,
+            "converged": bool(self.converged),
+            "certified": bool(self.certified),
             "kind": self.kind,
             "stop_reason": self.stop_reason,
             "stable_set": self.stable_set,
+            "origin": cp.origin if cp is not None else None,
+            "spurious": bool(cp.spurious) if cp is not None and cp.spurious is not None else None,
+            "unconstrained_optimum_reached": bool(cp.unconstrained_optimum_reached) if cp is not None else None,
+            "on_function_space": ({True: "global", False: "local", None: "undecided"}[cp.global_on_m]
+                                  if cp is not None else None),
+            "gap_to_best": float(cp.gap_to_best) if cp is not None else None,
+            "loss": float(self.loss),
+            "gradient_norm": float(self.gradient_norm),
+            "flow_gradient_norm": float(self.flow_gradient_norm),
+            "polish_distance": float(self.polish_distance),
+            "polish_accepted": bool(self.polish_accepted),
+            "t_final": float(self.t_final),
+            "num_steps": int(self.num_steps),
+            "num_gradient_evaluations": int(self.num_gradient_evaluations),
+            "num_hessian_evaluations": int(self.num_hessian_evaluations),
+            "num_candidates": int(self.num_candidates),
+            "num_plateaus": len(self.itinerary),
+            "first_escape_time": float(self.itinerary[0].t_leave) if self.itinerary else None,
+            "invariant_drift": float(self.invariant_drift),
+            "arc_length": float(self.arc_length),
+            "lojasiewicz_exponent": (float(self.lojasiewicz_exponent) if self.lojasiewicz_exponent is not None
+                                     else None),
+            "nearest_distance": None if math.isnan(self.nearest_distance) else float(self.nearest_distance),
+            "limit_verified": self.limit_verified,
+            "wall_time": float(self.wall_time),
+            "message": self.message,
+        }
+
+    def to_dict(self, include_trajectory: bool = False) -> dict[str, Any]:
+        """JSON-ready dictionary: :meth:`scalars`, then the limit, the classification, the certificate's details
+        and the options (and the recorded trajectory with ``include_trajectory``)."""
+        out: dict[str, Any] = {
+            **self.scalars(),
+            "limit": [w.tolist() for w in self.limit],
+            "final_filter": self.final_filter.tolist(),
+            "polish_message": self.polish_message,
+            "invariants": self.invariants.tolist(),
+            "lojasiewicz_fit": self.lojasiewicz_fit,
+            "critical_point": self.critical_point.to_dict() if self.critical_point else None,
+            "hypotheses": self.hypotheses.to_dict() if self.hypotheses else None,
+            "options": self.options,
             "nearest_critical_point": (self.nearest_critical_point.to_dict()
                                        if self.nearest_critical_point else None),
-            "nearest_distance": None if math.isnan(self.nearest_distance) else self.nearest_distance,
-            "num_candidates": self.num_candidates,
             "itinerary": [p.to_dict() for p in self.itinerary],
-            "limit_verified": self.limit_verified,
             "verification": self.verification,
         }
         if include_trajectory:

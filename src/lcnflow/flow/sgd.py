@@ -225,7 +225,7 @@ def stochastic_gradient_descent(
     clock = time.perf_counter
     start = clock()
     w = w0 = flatten(as_filters(risk.arch, init, "init"))
-    loss, g_full = risk._value_grad_flat(w)
+    loss, g_full = risk.flat_value_and_gradient(w)
     gn = float(np.linalg.norm(g_full))
     bound = blowup_factor * max(float(np.linalg.norm(w)), reference_size(risk, w))
     rec = Recorder(risk.arch, w, loss, gn, max_record)
@@ -245,7 +245,7 @@ def stochastic_gradient_descent(
             message = f"ran {k} steps ({k / per_epoch:g} epochs)"
             break
         idx = next(batches)
-        batch_loss, g = risk._minibatch_value_grad_flat(w, idx, need_value=callback is not None)
+        batch_loss, g = risk.flat_minibatch_value_and_gradient(w, idx, need_value=callback is not None)
         nfev += 1
         eta = eta_of(k)
         if momentum:
@@ -261,7 +261,7 @@ def stochastic_gradient_descent(
             message = f"the iterates grow without bound (‖w‖ = {wn:.3g} after {k} steps, t = {t:.4g})"
             break
         if rec.wants(t):
-            loss, g_full = risk._value_grad_flat(w)
+            loss, g_full = risk.flat_value_and_gradient(w)
             nfev += 1
             rec.step(t, w, loss, float(np.linalg.norm(g_full)))
         else:
@@ -273,18 +273,18 @@ def stochastic_gradient_descent(
             ended_by, message = "max_time", f"reached max_time = {max_time:g} s after {k} steps (t = {t:.4g})"
             break
     if ended_by not in ("blowup", "nonfinite"):
-        loss, g_full = risk._value_grad_flat(w)
+        loss, g_full = risk.flat_value_and_gradient(w)
         nfev += 1
         rec.set_last_values(loss, float(np.linalg.norm(g_full)))
         message += f"; endpoint ‖∇L‖ = {np.linalg.norm(g_full):.2e}, polished endpoint"
     sched = schedule if isinstance(schedule, str) else "callable"
-    method = (f"stochastic gradient descent, B = {batch_size} ({sampling.replace('_', ' ')}), η = {step_size:g} "
-              f"({sched})" + (f", momentum μ = {momentum:g}" if momentum else ""))
+    integrator = (f"stochastic gradient descent, B = {batch_size} ({sampling.replace('_', ' ')}), "
+                  f"η = {step_size:g} ({sched})" + (f", momentum μ = {momentum:g}" if momentum else ""))
     options = {"step_size": step_size, "batch_size": batch_size, "epochs": epochs, "max_steps": budget,
                "schedule": sched, "decay_steps": decay_steps, "decay_factor": decay_factor, "momentum": momentum,
                "sampling": sampling, "seed": seed, "final_step_size": eta_of(k - 1) if k else float(step_size),
                **stop.to_dict()}
-    return _finish(risk, w0, rec, ended_by=ended_by, message=message, method=method, nfev=nfev, nsteps=k,
+    return _finish(risk, w0, rec, ended_by=ended_by, message=message, integrator=integrator, nfev=nfev, nsteps=k,
                    start=start, stop=stop, saved_times=saved_times, saved_states=saved, options=options)
 
 
@@ -300,14 +300,15 @@ def _check_save(save_at_steps, budget: int) -> np.ndarray:
     return s.astype(int)
 
 
-def _finish(risk: EmpiricalRisk, w0: np.ndarray, rec: Recorder, *, ended_by: str, message: str, method: str,
+def _finish(risk: EmpiricalRisk, w0: np.ndarray, rec: Recorder, *, ended_by: str, message: str, integrator: str,
             nfev: int, nsteps: int, start: float, stop: StopOptions, saved_times: np.ndarray,
             saved_states: np.ndarray, options: dict) -> FlowResult:
     """Polish and certify the endpoint with the driver's :func:`~lcnflow.flow.driver.settle_endpoint`: a certified
     minimum is the result's limit (``converged``); otherwise the endpoint is uncertified, with the nearest critical
     point found.  The record is noise around a point, so no Łojasiewicz exponent is claimed."""
-    res = settle_endpoint(risk, w0, rec, stop, ended_by=ended_by, message=message, counts=(nfev, 0, nsteps, method),
+    res = settle_endpoint(risk, w0, rec, stop, ended_by=ended_by, message=message, counts=(nfev, 0, nsteps, integrator),
                           saved_times=saved_times, saved=saved_states, options=options, start=start)
+    res.method = "sgd"
     res.lojasiewicz_exponent = None
     res.lojasiewicz_fit = {"method": "not estimated for stochastic gradient descent (noisy iterates)",
                            "num_points": 0, "r_squared": None}

@@ -56,7 +56,7 @@ class Stepper:
 
     def _evaluate(self, w: np.ndarray, need_value: bool = True) -> tuple[float, np.ndarray]:
         self.nfev += 1
-        return self.risk._value_grad_flat(w, need_value)
+        return self.risk.flat_value_and_gradient(w, need_value=need_value)
 
     def _accept(self, t: float, w: np.ndarray, loss: float | None = None, g: np.ndarray | None = None) -> None:
         self.t_prev, self.w_prev = self.t, self.w
@@ -137,7 +137,7 @@ class ExponentialStepper(Stepper):
     def __init__(self, risk, w0, loss0, g0, rtol, atol):
         super().__init__(risk, w0, loss0, g0)
         self.rtol, self.atol = rtol, atol
-        self._hess = risk._hessian_flat(w0)
+        self._hess = risk.flat_hessian(w0)
         self.nhev += 1
         self._eig = None
         self.h = None
@@ -164,7 +164,7 @@ class ExponentialStepper(Stepper):
             scale = self.atol + self.rtol * np.maximum(np.abs(w), np.abs(wn))
             err = float(np.sqrt(np.mean((e / scale) ** 2)))
             if math.isfinite(err) and err <= 1.0:
-                loss_n, g_n, hess_n = risk._value_grad_hess_flat(wn)
+                loss_n, g_n, hess_n = risk.flat_value_gradient_hessian(wn)
                 self.nfev += 1
                 self.nhev += 1
                 if math.isfinite(loss_n):
@@ -198,7 +198,7 @@ class RosenbrockStepper(Stepper):
         F0 = -g
         if self.h is None:
             self.h = _initial_step(w, g, self.rtol, self.atol, t_limit - self.t)
-        hess = risk._hessian_flat(w)
+        hess = risk.flat_hessian(w)
         self.nhev += 1
         while True:
             h = min(self.h, t_limit - self.t)
@@ -273,7 +273,7 @@ class ScipyStepper(Stepper):
 
     def _jac(self, _t, y):
         self.nhev += 1
-        return -self.risk._hessian_flat(y)
+        return -self.risk.flat_hessian(y)
 
     def step(self, t_limit: float) -> str | None:
         s = self.solver

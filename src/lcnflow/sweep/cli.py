@@ -151,7 +151,7 @@ def _print_table(console: Console, summary: Any) -> None:
             if isinstance(v, float):
                 text = "—" if math.isnan(v) else (f"{v:.1f}" if c.startswith("pct_") else f"{v:.3g}")
             else:
-                text = "—" if v is None else str(v)
+                text = "—" if v is None else (json.dumps(v, separators=(",", ":")) if isinstance(v, list) else str(v))
             cells.append(escape(text))
         table.add_row(*cells)
     console.print(table)

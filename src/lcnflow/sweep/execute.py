@@ -29,7 +29,7 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -60,24 +60,25 @@ _PROBLEMS: OrderedDict[str, tuple[Any, float | None, str | None]] = OrderedDict(
 
 # ---------------------------------------------------------------------------------------------------- worker side
 def _problem(key: str, cfg: Any) -> tuple[Any, float | None, str | None]:
-    """``(experiment, ℒ*, notes)`` of a problem, built once per worker process (LRU cache of a few problems)."""
-    from ..experiments import function_space_optimum, prepare
+    """``(problem, ℒ*, notes)`` of a problem (:class:`~lcnflow.experiments.Problem`), built once per worker process
+    (LRU cache of a few problems)."""
+    from ..experiments import build_problem, function_space_optimum
 
     if key in _PROBLEMS:
         _PROBLEMS.move_to_end(key)
         return _PROBLEMS[key]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        exp = prepare(cfg)
+        problem = build_problem(cfg)
         try:
-            opt: float | None = float(function_space_optimum(exp.risk).value)
+            opt: float | None = float(function_space_optimum(problem.risk).value)
         except (ValueError, ArithmeticError, np.linalg.LinAlgError):
             opt = None
     notes = "\n".join(dict.fromkeys(str(w.message) for w in caught)) or None
-    _PROBLEMS[key] = (exp, opt, notes)
+    _PROBLEMS[key] = (problem, opt, notes)
     while len(_PROBLEMS) > PROBLEM_CACHE_SIZE:
         _PROBLEMS.popitem(last=False)
-    return exp, opt, notes
+    return problem, opt, notes
 
 
 def _problem_key(problem: str, cfg: Any) -> str:
@@ -102,7 +103,7 @@ def _error_row(run_id: str, exc: BaseException, setup_time: float = 0.0) -> dict
 
 def _one_run(base: Mapping[str, Any], run_id: str, overrides: Mapping[str, Any], problem: str,
              verify: bool = False) -> dict[str, Any]:
-    from ..experiments import config_from_dict, initial_filters
+    from ..experiments import RunSpec, config_from_dict
     from ..experiments.config import GradientFlowConfig
 
     start = time.perf_counter()
@@ -110,64 +111,41 @@ def _one_run(base: Mapping[str, Any], run_id: str, overrides: Mapping[str, Any],
         cfg = config_from_dict(base, overrides)
         if verify and isinstance(cfg.flow, GradientFlowConfig):
             cfg = cfg.model_copy(update={"flow": cfg.flow.model_copy(update={"verify": True})})
-        exp, opt, notes = _problem(_problem_key(problem, cfg), cfg)
-        init = initial_filters(cfg.init, exp.architecture)
+        shared, opt, notes = _problem(_problem_key(problem, cfg), cfg)
+        spec = RunSpec.from_config(cfg, shared)
         setup = time.perf_counter() - start
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            result = replace(exp, config=cfg, init=init, notes=[]).run()
+            result = shared.run(spec)
     except Exception as exc:  # recorded with the run, never lost
         return _error_row(run_id, exc, time.perf_counter() - start)
     run_notes = list(dict.fromkeys(str(w.message) for w in caught))
     if notes:
         run_notes.insert(0, notes)
-    cp = result.critical_point
+    # the row: the result's flat fields (FlowResult.scalars, the same as in result.json) and the sweep's own
+    # columns (SWEEP_FIELDS of lcnflow.sweep.store)
     return {
         "run_id": run_id,
         "status": "ok",
-        "converged": bool(result.converged),
-        "certified": bool(result.certified),
-        "loss": float(result.loss),
-        "gradient_norm": float(result.gradient_norm),
-        "flow_gradient_norm": float(result.flow_gradient_norm),
+        **result.scalars(),
         "optimum_loss": opt,
-        "kind": result.kind,
-        "stop_reason": result.stop_reason,
-        "num_plateaus": len(result.itinerary),
-        "first_escape_time": float(result.itinerary[0].t_leave) if result.itinerary else None,
-        "limit_verified": result.limit_verified,
-        "origin": cp.origin if cp is not None else None,
-        "spurious": cp.spurious if cp is not None else None,
+        **_best_columns(result.critical_point, opt),
         "final_filter": np.asarray(result.final_filter, dtype=np.float64).ravel().tolist(),
         "final_filter_shape": list(np.shape(result.final_filter)),
         "limit": [np.asarray(w, dtype=np.float64).ravel().tolist() for w in result.limit],
-        "t_final": float(result.t_final),
-        "num_steps": int(result.num_steps),
-        "num_gradient_evaluations": int(result.num_gradient_evaluations),
-        "num_hessian_evaluations": int(result.num_hessian_evaluations),
-        "invariant_drift": float(result.invariant_drift),
-        "wall_time": float(result.wall_time),
         "setup_time": setup,
-        "message": result.message,
         "notes": "\n".join(run_notes) or None,
-        **_best_columns(cp, opt),
     }
 
 
 def _best_columns(cp: Any, opt: float | None) -> dict[str, Any]:
-    """``best_loss`` (ℒ*_M), ``best_exact``, ``gap_to_best``, ``on_function_space``, ``unconstrained_optimum_reached``
-    of a classified run (None when unclassified).  When the unconstrained optimum was reached, ℒ*_M = ℒ*."""
+    """``best_loss`` (ℒ*_M) and ``best_exact`` of a classified run (None when unclassified).  When the unconstrained
+    optimum was reached, ℒ*_M = ℒ* (exact)."""
     if cp is None:
-        return {"best_loss": None, "best_exact": None, "gap_to_best": None, "on_function_space": None,
-                "unconstrained_optimum_reached": None}
+        return {"best_loss": None, "best_exact": None}
     best = cp.best
-    return {
-        "best_loss": float(best.value) if best is not None else opt,
-        "best_exact": bool(best.exact) if best is not None else True,
-        "gap_to_best": float(cp.gap_to_best),
-        "on_function_space": {True: "global", False: "local", None: "undecided"}[cp.global_on_m],
-        "unconstrained_optimum_reached": bool(cp.unconstrained_optimum_reached),
-    }
+    return {"best_loss": float(best.value) if best is not None else opt,
+            "best_exact": bool(best.exact) if best is not None else True}
 
 
 def run_batch(base: Mapping[str, Any], runs: Sequence[tuple]) -> list[dict[str, Any]]:

@@ -67,6 +67,7 @@ from ..experiments import ConfigError, ExperimentConfig, config_from_dict
 
 __all__ = [
     "GRID_FORMS",
+    "LIST_KINDS",
     "MAX_RUNS",
     "Dimension",
     "Run",
@@ -504,8 +505,8 @@ class SweepPlan:
     cells : list of dict
         ``{"dotted.key": resolved value}`` of the non-seed varied keys, one per cell.
     columns : dict
-        Column name → kind (``"bool"``, ``"int"``, ``"float"``, ``"str"`` or ``"json"``) of the varied-value
-        columns of the results.
+        Column name → kind (``"bool"``, ``"int"``, ``"float"``, ``"str"``, one of :data:`LIST_KINDS` for lists of
+        numbers, or ``"json"`` for other structured values) of the varied-value columns of the results.
     data_files : dict
         Path → SHA-256 of the contents of every data file the runs read (``data.source = "file"``); a file that
         does not exist maps to ``"missing"`` (its runs fail and are recorded as errors).
@@ -543,8 +544,34 @@ class SweepPlan:
         return config_from_dict(self.spec.base, run.overrides)
 
 
+#: Column kinds of list-valued grid keys (stored as Arrow lists): lists, or lists of lists, of numbers.
+LIST_KINDS = ("list[int]", "list[float]", "list[list[int]]", "list[list[float]]")
+
+
+def _list_kind(values: Sequence[Any]) -> str | None:
+    """The list kind of ``values`` if every one is a list of numbers, or every one a list of lists of numbers."""
+    def leaves(v: Any, depth: int) -> list | None:
+        if not isinstance(v, list):
+            return None
+        if depth == 1:
+            return v if all(isinstance(x, int | float) and not isinstance(x, bool) for x in v) else None
+        out = [leaves(x, depth - 1) for x in v]
+        return None if any(x is None for x in out) else [y for x in out for y in x]
+
+    for depth in (1, 2):
+        flat = [leaves(v, depth) for v in values]
+        if all(f is not None for f in flat):
+            numbers = [x for f in flat for x in f]
+            elem = "int" if all(isinstance(x, int) for x in numbers) else "float"
+            return ("list[{}]" if depth == 1 else "list[list[{}]]").format(elem)
+    return None
+
+
 def _column_kind(values: Sequence[Any]) -> str:
     present = [v for v in values if v is not None]
+    kind = _list_kind(present) if present else None
+    if kind is not None:
+        return kind
     if present and all(isinstance(v, bool) for v in present):
         return "bool"
     if present and all(isinstance(v, int) and not isinstance(v, bool) for v in present):
@@ -557,13 +584,18 @@ def _column_kind(values: Sequence[Any]) -> str:
 
 
 def column_value(kind: str, value: Any) -> Any:
-    """A resolved config value as stored in a column of kind ``kind`` (JSON text for lists and tables)."""
+    """A resolved config value as stored in a column of kind ``kind``: lists of numbers as lists (entries as floats
+    for the ``…[float]`` kinds), other structured values (tables, mixed lists) as canonical JSON text."""
     if value is None:
         return None
     if kind == "json":
         return canonical_json(value)
     if kind == "float":
         return float(value)
+    if kind == "list[float]":
+        return [float(x) for x in value]
+    if kind == "list[list[float]]":
+        return [[float(x) for x in row] for row in value]
     return value
 
 

@@ -38,11 +38,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .. import __version__
+from ..flow.result import SCALAR_FIELDS
 from .grid import SweepError, SweepPlan, column_value
 
 __all__ = [
     "FORMAT",
     "RESULT_FIELDS",
+    "SWEEP_FIELDS",
     "SweepStore",
     "read_results",
     "read_sweep_info",
@@ -52,43 +54,34 @@ __all__ = [
 #: Format tag of ``sweep.json``.
 FORMAT = "lcnflow-sweep/1"
 
-_KIND_TYPES = {"bool": pa.bool_(), "int": pa.int64(), "float": pa.float64(), "str": pa.string(), "json": pa.string()}
+#: Arrow type of a varied-key column of each kind (:attr:`~lcnflow.sweep.grid.SweepPlan.columns`).
+KIND_TYPES = {"bool": pa.bool_(), "int": pa.int64(), "float": pa.float64(), "str": pa.string(), "json": pa.string(),
+              "list[int]": pa.list_(pa.int64()), "list[float]": pa.list_(pa.float64()),
+              "list[list[int]]": pa.list_(pa.list_(pa.int64())),
+              "list[list[float]]": pa.list_(pa.list_(pa.float64()))}
 
-#: Columns every results table has after ``run_id``, ``run_index``, ``cell`` and the varied-key columns.
+_ARROW_TYPES = {bool: pa.bool_(), int: pa.int64(), float: pa.float64(), str: pa.string()}
+
+#: The sweep's own columns after a run's :data:`~lcnflow.flow.result.SCALAR_FIELDS`.
+SWEEP_FIELDS: tuple[pa.Field, ...] = (
+    pa.field("optimum_loss", pa.float64()),  # ℒ* = min over all final filters (function-space optimum)
+    pa.field("best_loss", pa.float64()),  # ℒ*_M = min over the function space M (the best the architecture can do)
+    pa.field("best_exact", pa.bool_()),  # False: best_loss is the best found over local searches (an upper bound)
+    pa.field("final_filter", pa.list_(pa.float64())),  # π(w*), flattened row-major
+    pa.field("final_filter_shape", pa.list_(pa.int64())),
+    pa.field("limit", pa.list_(pa.list_(pa.float64()))),  # the limit filters w*^(i), each flattened
+    pa.field("setup_time", pa.float64()),  # seconds building this run's config and (if not shared) its problem
+    pa.field("notes", pa.string()),  # warnings raised by the run, one per line
+)
+
+#: Columns every results table has after ``run_id``, ``run_index``, ``cell`` and the varied-key columns: the status,
+#: a run's flat result fields (:meth:`~lcnflow.FlowResult.scalars`, as in ``result.json``), then :data:`SWEEP_FIELDS`.
 RESULT_FIELDS: tuple[pa.Field, ...] = (
     pa.field("status", pa.string()),  # "ok" or "error"
     pa.field("error", pa.string()),  # "ExceptionType: message" when status is "error"
     pa.field("traceback", pa.string()),
-    pa.field("converged", pa.bool_()),
-    pa.field("certified", pa.bool_()),
-    pa.field("loss", pa.float64()),
-    pa.field("gradient_norm", pa.float64()),
-    pa.field("flow_gradient_norm", pa.float64()),
-    pa.field("optimum_loss", pa.float64()),  # ℒ* = min over all final filters (function-space optimum)
-    pa.field("kind", pa.string()),  # the certified limit's kind, or "uncertified_endpoint"
-    pa.field("stop_reason", pa.string()),  # minimum, stable_saddle, t_max, max_steps, max_time, blowup, floor, …
-    pa.field("num_plateaus", pa.int64()),  # plateaus crossed (the itinerary)
-    pa.field("first_escape_time", pa.float64()),  # when the first plateau was left
-    pa.field("limit_verified", pa.bool_()),  # with flow.verify: same limit at 100× tighter tolerances
-    pa.field("origin", pa.string()),
-    pa.field("spurious", pa.bool_()),
-    pa.field("final_filter", pa.list_(pa.float64())),  # π(w*), flattened row-major
-    pa.field("final_filter_shape", pa.list_(pa.int64())),
-    pa.field("limit", pa.list_(pa.list_(pa.float64()))),  # the limit filters w*^(i), each flattened
-    pa.field("t_final", pa.float64()),
-    pa.field("num_steps", pa.int64()),
-    pa.field("num_gradient_evaluations", pa.int64()),
-    pa.field("num_hessian_evaluations", pa.int64()),
-    pa.field("invariant_drift", pa.float64()),
-    pa.field("wall_time", pa.float64()),  # seconds of the flow (integration, polishing, classification)
-    pa.field("setup_time", pa.float64()),  # seconds building this run's config and (if not shared) its problem
-    pa.field("message", pa.string()),
-    pa.field("notes", pa.string()),  # warnings raised by the run, one per line
-    pa.field("best_loss", pa.float64()),  # ℒ*_M = min over the function space M (the best the architecture can do)
-    pa.field("best_exact", pa.bool_()),  # False: best_loss is the best found over local searches (an upper bound)
-    pa.field("gap_to_best", pa.float64()),  # L(w*) − ℒ*_M
-    pa.field("on_function_space", pa.string()),  # "global" / "local" on M, "undecided" (bound matched, not proven)
-    pa.field("unconstrained_optimum_reached", pa.bool_()),  # ℒ(v*) = ℒ*, i.e. ∇ℒ(v*) = 0
+    *(pa.field(name, _ARROW_TYPES[kind]) for name, kind in SCALAR_FIELDS.items()),
+    *SWEEP_FIELDS,
 )
 
 
@@ -101,7 +94,7 @@ def results_schema(columns: Mapping[str, str]) -> pa.Schema:
         Varied-key column name → kind (see :class:`~lcnflow.sweep.grid.SweepPlan`).
     """
     fields = [pa.field("run_id", pa.string()), pa.field("run_index", pa.int64()), pa.field("cell", pa.int64())]
-    fields += [pa.field(name, _KIND_TYPES[kind]) for name, kind in columns.items()]
+    fields += [pa.field(name, KIND_TYPES[kind]) for name, kind in columns.items()]
     return pa.schema(fields + list(RESULT_FIELDS))
 
 
@@ -159,9 +152,9 @@ def read_sweep_info(out: str | Path) -> dict[str, Any]:
         if not isinstance(info[key], kind) or isinstance(info[key], bool):
             raise SweepError(f"{path}: field {key} must be {kind.__name__}, got {type(info[key]).__name__}; the file "
                              "is damaged")
-    bad = [k for k, v in info["columns"].items() if v not in _KIND_TYPES]
+    bad = [k for k, v in info["columns"].items() if v not in KIND_TYPES]
     if bad:
-        raise SweepError(f"{path}: field columns.{bad[0]} must be one of {', '.join(_KIND_TYPES)}, got "
+        raise SweepError(f"{path}: field columns.{bad[0]} must be one of {', '.join(KIND_TYPES)}, got "
                          f"{info['columns'][bad[0]]!r}; the file is damaged")
     return info
 
@@ -276,7 +269,14 @@ class SweepStore:
         self._acquire_lock()
         try:
             if info_path.exists():
-                self._check_same_sweep(read_sweep_info(out))
+                info = read_sweep_info(out)
+                self._check_same_sweep(info)
+                if info["columns"] != self.plan.columns:
+                    # a sweep started by an lcnflow that stored lists as JSON text resumes with the kinds it began
+                    # with, so that all its parts share one schema
+                    self.plan.columns.clear()
+                    self.plan.columns.update(info["columns"])
+                    self.schema = results_schema(self.plan.columns)
                 if self.plan.spec.source_text is not None and not (out / "sweep.toml").exists():
                     _atomic_write_text(out / "sweep.toml", self.plan.spec.source_text)
             else:

@@ -33,7 +33,8 @@ import pyarrow.csv as pacsv
 
 from .. import __version__
 from ..experiments.compare import wilson_interval
-from .store import read_results, read_sweep_info
+from .grid import canonical_json
+from .store import KIND_TYPES, read_results, read_sweep_info
 
 __all__ = ["OUTCOMES", "SweepSummary", "category_order", "distinct_limits", "limit_cells", "outcomes", "summarize"]
 
@@ -158,43 +159,52 @@ def _cell_label(cell: Mapping[str, Any]) -> str:
 def _short(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.3g}"
+    if isinstance(v, list):
+        return canonical_json(v)
     if isinstance(v, str) and v.startswith("["):
         return v.replace(" ", "")
     return str(v)
 
 
+def _hashable(v: Any) -> Any:
+    """A grid value usable as a dictionary key: lists become tuples (recursively)."""
+    return tuple(_hashable(x) for x in v) if isinstance(v, list | tuple) else v
+
+
 def _category_key(value: Any) -> tuple | None:
-    """Natural sort key of a grid value: numbers by value, lists of numbers (JSON text) by length, then entries."""
+    """Natural sort key of a grid value: numbers by value, lists of numbers (or their JSON text, as older sweeps
+    stored them) by length, then entries."""
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int | float):
         return (0, float(value))
     if isinstance(value, str):
         try:
-            parsed = json.loads(value)
+            value = json.loads(value)
         except ValueError:
             return None
-        if isinstance(parsed, int | float) and not isinstance(parsed, bool):
-            return (0, float(parsed))
-        if isinstance(parsed, list):
-            flat = np.asarray(parsed, dtype=object).ravel().tolist()
-            if flat and all(isinstance(x, int | float) and not isinstance(x, bool) for x in flat):
-                return (len(parsed), tuple(float(x) for x in flat))
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return (0, float(value))
+    if isinstance(value, list | tuple):
+        flat = np.asarray(value, dtype=object).ravel().tolist()
+        if flat and all(isinstance(x, int | float) and not isinstance(x, bool) for x in flat):
+            return (len(value), tuple(float(x) for x in flat))
     return None
 
 
 def category_order(values: Sequence[Any], cells: Sequence[int] | None = None) -> list[Any]:
     """Distinct values of a grid column in a reading order.
 
-    Numbers sort by value and filter sizes like ``"[3,3]"`` by depth, then entries (not as strings, which would put
+    Numbers sort by value and filter sizes like ``[3, 3]`` by depth, then entries (not as text, which would put
     ``"[10,3]"`` before ``"[3,3]"``); anything else keeps the grid's order (by the first cell it appears in).
     """
-    first: dict[Any, int] = {}
+    first: dict[Any, tuple[int, Any]] = {}
     for i, v in enumerate(values):
         pos = cells[i] if cells is not None else i
-        if v not in first or pos < first[v]:
-            first[v] = pos
-    uniq = sorted(first, key=lambda v: first[v])
+        key = _hashable(v)
+        if key not in first or pos < first[key][0]:
+            first[key] = (pos, v)
+    uniq = [v for _, v in sorted(first.values(), key=lambda p: p[0])]
     keys = [_category_key(v) for v in uniq]
     if all(k is not None for k in keys):
         try:
@@ -264,8 +274,7 @@ def _cell_table(info: Mapping[str, Any], table: pa.Table, outcome: pa.Array) -> 
     kinds = info["columns"]
     fields = [pa.field("cell", pa.int64())]
     for k in cell_keys:
-        fields.append(pa.field(k, {"bool": pa.bool_(), "int": pa.int64(), "float": pa.float64()}.get(kinds[k],
-                                                                                                   pa.string())))
+        fields.append(pa.field(k, KIND_TYPES.get(kinds[k], pa.string())))
     fields += [pa.field(name, pa.int64() if name in ("runs", "errors") else
                         pa.string() if name.startswith("ci95_") else pa.float64())
                for name in cols if name not in ("cell", *cell_keys)]
@@ -326,9 +335,10 @@ def _figures(info: Mapping[str, Any], table: pa.Table, outcome: pa.Array, summar
                 labels, groups = ["all runs"], [np.ones(table.num_rows, dtype=bool)]
                 title, name = "Outcomes of all runs", "outcomes"
             else:
-                col = np.asarray(table.column(key).to_pylist(), dtype=object)
-                order = category_order(col.tolist(), table.column("cell").to_pylist())
-                labels, groups = [_short(v) for v in order], [col == v for v in order]
+                col = [_hashable(v) for v in table.column(key).to_pylist()]
+                order = category_order(col, table.column("cell").to_pylist())
+                labels = [_short(list(v) if isinstance(v, tuple) else v) for v in order]
+                groups = [np.array([c == v for c in col], dtype=bool) for v in order]
                 title, name = f"Outcome fractions against {key}", f"outcomes_vs_{key.replace('.', '_')}"
             fig = Figure(figsize=(max(4.0, 0.7 * len(labels) + 2.5), 3.2))
             FigureCanvasAgg(fig)
@@ -411,6 +421,8 @@ def _figures(info: Mapping[str, Any], table: pa.Table, outcome: pa.Array, summar
 def _fmt_cell(name: str, value: Any) -> str:
     if value is None:
         return "—"
+    if isinstance(value, list):
+        return canonical_json(value)
     if isinstance(value, float):
         if math.isnan(value):
             return "—"
@@ -547,11 +559,21 @@ def summarize(out: str | Path, *, html_file: bool = True, csv_file: bool = True,
         summary.figures = _figures(info, table, outcome, cell_table)
     if csv_file:
         summary.csv_path = out / "summary.csv"
-        pacsv.write_csv(cell_table, summary.csv_path)
+        pacsv.write_csv(_csv_ready(cell_table), summary.csv_path)
     if html_file:
         summary.html_path = out / "summary.html"
         summary.html_path.write_text(_html(summary), encoding="utf-8")
     return summary
+
+
+def _csv_ready(table: pa.Table) -> pa.Table:
+    """``table`` with list columns as canonical JSON text (CSV holds no lists)."""
+    for i, f in enumerate(table.schema):
+        if pa.types.is_list(f.type):
+            text = pa.array([None if v is None else canonical_json(v) for v in table.column(i).to_pylist()],
+                            pa.string())
+            table = table.set_column(i, pa.field(f.name, pa.string()), text)
+    return table
 
 
 def summary_json(summary: SweepSummary) -> dict[str, Any]:
