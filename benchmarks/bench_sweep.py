@@ -11,7 +11,8 @@ with the default settings; one run per init seed ``0 … N−1`` (``--seeds``, d
 * **Pool, naive** — ``multiprocessing.Pool(workers).map`` over seeds of a function that builds the config, the data
   and the ``EmpiricalRisk`` and calls ``gradient_flow`` (``run_experiment``): what a user without sweeps writes.
 * **Pool, risk once** — the same, but each worker process builds the data and the risk once (pool initializer)
-  and each call only draws ``w(0)`` and calls ``gradient_flow`` with the config's flow settings.
+  and each call only draws ``w(0)`` (``lcnflow.random_init``) and calls ``gradient_flow`` with its defaults (the
+  config's flow settings are the defaults): the plain loop a user who knows the API writes.
 * **serial, risk once** — one process, risk built once, on a subset of seeds: the per-core ceiling.
 
 Pool workers are forked from a process that already imported lcnflow, so they pay no import time; Dask workers are
@@ -41,12 +42,11 @@ import shutil  # noqa: E402
 import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-from dataclasses import replace  # noqa: E402
 from typing import Any  # noqa: E402
 
 import lcnflow as lf  # noqa: E402
 from common import machine_info  # noqa: E402
-from lcnflow.experiments import config_from_dict, initial_filters, prepare, run_experiment  # noqa: E402
+from lcnflow.experiments import RunSpec, build_problem, config_from_dict, run_experiment  # noqa: E402
 from lcnflow.sweep.execute import local_cluster, run_sweep  # noqa: E402
 
 BASE: dict[str, Any] = {
@@ -60,7 +60,7 @@ BASE: dict[str, Any] = {
     "flow": {"method": "gradient_flow"},
 }
 
-_EXPERIMENT: Any = None
+_PROBLEM: Any = None
 
 
 def _naive(seed: int) -> tuple[bool, float]:
@@ -71,21 +71,15 @@ def _naive(seed: int) -> tuple[bool, float]:
 
 
 def _init_worker() -> None:
-    global _EXPERIMENT
-    _EXPERIMENT = prepare(config_from_dict(BASE))
+    global _PROBLEM
+    _PROBLEM = build_problem(config_from_dict(BASE))
 
 
 def _once(seed: int) -> tuple[bool, float]:
     """Risk built once per process (``_init_worker``); draw ``w(0)`` and run ``gradient_flow``."""
     start = time.perf_counter()
-    exp = _EXPERIMENT
-    cfg = config_from_dict(BASE, {"init.seed": seed})
-    f = cfg.flow
-    result = lf.gradient_flow(
-        exp.risk, initial_filters(cfg.init, exp.architecture), t_max=f.t_max, method=f.integrator, rtol=f.rtol,
-        atol=f.atol, max_steps=f.max_steps, gtol=f.gtol, certify_tol=f.certify_tol, polish_radius=f.polish_radius,
-        classify=f.classify, max_record=f.max_record, blowup_factor=f.blowup_factor,
-    )
+    arch = _PROBLEM.architecture
+    result = lf.gradient_flow(_PROBLEM.risk, lf.random_init(arch, BASE["init"]["scale"], seed))
     return bool(result.certified), time.perf_counter() - start
 
 
@@ -103,12 +97,12 @@ def bench_pool(fn, seeds: int, workers: int, initializer=None) -> dict[str, floa
 
 
 def bench_serial(seeds: int) -> dict[str, float]:
-    exp = prepare(config_from_dict(BASE))
+    problem = build_problem(config_from_dict(BASE))
     start = time.perf_counter()
     certified = 0
     for seed in range(seeds):
         cfg = config_from_dict(BASE, {"init.seed": seed})
-        certified += replace(exp, config=cfg, init=initial_filters(cfg.init, exp.architecture)).run().certified
+        certified += problem.run(RunSpec.from_config(cfg, problem)).certified
     run = time.perf_counter() - start
     return {"startup": 0.0, "run": run, "total": run, "certified": certified, "runs": seeds, "busy": run,
             "workers": 1}

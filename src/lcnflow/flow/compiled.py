@@ -395,14 +395,16 @@ def available(risk: EmpiricalRisk) -> bool:
 
 class CompiledRosenbrockStepper(RosenbrockStepper):
     """:class:`~lcnflow.flow.steppers.RosenbrockStepper` (same scheme) whose :meth:`advance` runs many steps in one
-    compiled call (see the module docstring).  :meth:`step` (one Python step) remains for runs with a callback."""
+    compiled call (see the module docstring); with a callback the driver asks for one step per call."""
 
     description = "linearly implicit Rosenbrock ode23s (exact Hessian), compiled"
 
     def __init__(self, risk, w0, loss0, g0, rtol, atol):
         super().__init__(risk, w0, loss0, g0, rtol, atol)
-        c = risk._compiled()
-        self._args = (*c.args, np.ascontiguousarray(risk.least_squares_filter.reshape(-1), dtype=np.float64),
+        arch = risk.arch
+        lay = K.layout(arch.filter_shapes, arch.cumulative_strides[:-1])
+        self._args = (lay.kh, lay.kw, lay.dh, lay.dw, lay.off,
+                      np.ascontiguousarray(risk.least_squares_filter.reshape(-1), dtype=np.float64),
                       np.ascontiguousarray(risk.gram, dtype=np.float64), float(risk.minimum_value))
         sc = problem_scales(risk)
         self._f0, self._kappa = sc.gradient_at_zero, sc.curvature
