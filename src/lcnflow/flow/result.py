@@ -18,6 +18,9 @@ from .theorem import TheoremCheck
 
 #: What produced a result, named as the config's ``flow.method``.
 Method = Literal["gradient_flow", "gradient_descent", "sgd"]
+#: What a run ended at: a certified limit's kind, a certified limit left unclassified, or no certificate.
+RunKind = Literal["global_minimum", "local_minimum", "strict_saddle", "degenerate", "certified (not classified)",
+                  "uncertified_endpoint"]
 
 #: The flat fields of a result (:meth:`FlowResult.scalars`), name → type; any of them may be ``None`` where it does
 #: not apply (floats may also be NaN: the loss of a run that blew up).  The one definition that ``to_dict``, the run
@@ -178,7 +181,7 @@ class FlowResult:
     verification: dict | None = None
 
     @property
-    def kind(self) -> str:
+    def kind(self) -> RunKind:
         """What the run ended at: the certified limit's kind, ``"certified (not classified)"``, or
         ``"uncertified_endpoint"``."""
         if not self.certified:
