@@ -1,6 +1,7 @@
 """The compiled integrator (lcnflow.flow.compiled) and the shortcuts that make a square-loss run fast.
 
-Oracles: the Python Rosenbrock stepper (the same scheme, step by step in NumPy: trajectories must agree to rounding),
+Oracles: the NumPy Rodas4 stepper (the same scheme, step by step in NumPy: trajectories must agree to rounding), the
+scheme's order of convergence on a flow with a closed-form solution,
 the independent reference flow of ``reference_flow`` (numpy.convolve, LSODA far past lcnflow's stop),
 ``numpy.linalg.lstsq`` and ``numpy.linalg.matrix_rank``, and the full classification for ``settle_on_m``.
 """
@@ -13,7 +14,7 @@ from numpy.polynomial import polynomial as P
 
 import lcnflow as lf
 from lcnflow.condition import _rank
-from lcnflow.flow import compiled
+from lcnflow.flow import compiled, steppers
 from lcnflow.flow.critical import classify_critical_point, settle_on_m
 from reference_flow import ConvolveRisk, planted_data, random_init, reference_limit
 
@@ -33,6 +34,24 @@ def _python_path(monkeypatch):
     monkeypatch.setattr(compiled, "available", lambda risk: False)
 
 
+def test_the_rodas4_tableau_has_order_four():
+    """Fixed steps of the scheme on L = ½(w₁w₂ − y)² from w₁ = w₂: u = w₁w₂ = w₁² solves u̇ = 2u(y − u) in closed
+    form; halving h must divide the error at t = 1 by about 2⁴ (a wrong coefficient drops the order)."""
+    risk = lf.EmpiricalRisk(lf.Architecture(1, [1, 1]), "square", lf.Dataset(np.ones((1, 1)), np.full((1, 1), 2.0)))
+    u0, y = 0.09, 2.0
+    exact = y * u0 * np.exp(2 * y) / (y + u0 * (np.exp(2 * y) - 1))
+    errors = []
+    for n in (8, 16, 32, 64):
+        w0 = np.array([0.3, 0.3])
+        stepper = steppers.Rodas4Stepper(risk, w0, *risk.flat_value_and_gradient(w0), rtol=1.0, atol=1e6)
+        for k in range(n):  # error control off (huge tolerances): n equal steps
+            stepper.h = 1.0 / n
+            assert stepper.step((k + 1) / n) is None
+        errors.append(abs(stepper.w[0] * stepper.w[1] - exact))
+    rates = np.log2(np.array(errors[:-1]) / np.array(errors[1:]))
+    assert np.all(rates > 3.7), rates
+
+
 ARCHS = [
     lf.Architecture(24, [3, 3, 3]),
     lf.Architecture(32, [4, 3, 2], strides=[2, 2, 1]),
@@ -45,20 +64,22 @@ ARCHS = [
 def test_compiled_segments_take_the_python_steppers_steps(arch, scale, monkeypatch):
     risk = _risk(arch, 1)
     w0 = lf.flatten(lf.random_init(arch, scale, 2))
-    fast = lf.gradient_flow(risk, w0, integrator="rosenbrock")
+    fast = lf.gradient_flow(risk, w0, integrator="rodas4")
     assert "compiled" in fast.integrator
     _python_path(monkeypatch)
-    slow = lf.gradient_flow(risk, w0, integrator="rosenbrock")
+    slow = lf.gradient_flow(risk, w0, integrator="rodas4")
     assert "compiled" not in slow.integrator
     assert fast.certified and slow.certified
     assert fast.kind == slow.kind
     assert fast.num_steps == slow.num_steps
     assert fast.num_gradient_evaluations == slow.num_gradient_evaluations
-    assert fast.t_final == pytest.approx(slow.t_final, rel=1e-9)
+    # (rounding differs — LU by hand against LAPACK, reassociated sums — and the plateau of a small start amplifies
+    # it along its unstable direction: times and records agree to 1e-6, the limits to 1e-12)
+    assert fast.t_final == pytest.approx(slow.t_final, rel=1e-6)
     np.testing.assert_allclose(fast.final_filter, slow.final_filter, rtol=0,
                                atol=1e-12 * np.max(np.abs(slow.final_filter)))
     # the record: the same log-spaced times and states, the same arc length and invariant drift
-    np.testing.assert_allclose(fast.times, slow.times, rtol=1e-9)
+    np.testing.assert_allclose(fast.times, slow.times, rtol=1e-6)
     np.testing.assert_allclose(fast.trajectory, slow.trajectory, rtol=0,
                                atol=1e-9 * np.max(np.abs(slow.trajectory)))
     assert fast.arc_length == pytest.approx(slow.arc_length, rel=1e-9)
@@ -73,7 +94,7 @@ def test_save_times_and_budgets_on_the_compiled_path(monkeypatch):
     fast = lf.gradient_flow(risk, w0, save_at=save)
     capped = lf.gradient_flow(risk, w0, max_steps=7)
     _python_path(monkeypatch)
-    slow = lf.gradient_flow(risk, w0, integrator="rosenbrock", save_at=save)
+    slow = lf.gradient_flow(risk, w0, integrator="rodas4", save_at=save)
     np.testing.assert_allclose(fast.saved_states, slow.saved_states, rtol=0, atol=1e-12)
     assert capped.stop_reason == "max_steps" and not capped.certified and capped.num_steps <= 9
 
@@ -177,17 +198,17 @@ def test_a_run_labels_its_limit_global_or_local_as_restarts_find():
     assert kinds == {"global_minimum", "local_minimum"}
 
 
-@pytest.mark.parametrize("integrator", ["auto", "LSODA", "exponential", "python-rosenbrock"])
+@pytest.mark.parametrize("integrator", ["auto", "LSODA", "exponential", "rosenbrock", "python-rodas4"])
 def test_a_flow_into_the_origin_saddle_ends_there_on_every_integrator(integrator, monkeypatch):
     """L = ½(w1 w2 + 1)² from w1 = w2: the flow runs along the stable manifold of the saddle at 0 (u = w1w2 → 0
     exponentially).  Near 0 the ratio ‖∇L‖/S stays of order one, so the state collapses towards 0 until its squares
     underflow; the run must say it converged to the saddle (its stable set holds the start), whatever the
     integrator, rather than classify an underflowed state."""
-    if integrator == "python-rosenbrock":
+    if integrator == "python-rodas4":
         _python_path(monkeypatch)
-        integrator = "rosenbrock"
+        integrator = "rodas4"
     risk = lf.EmpiricalRisk(lf.Architecture(1, [1, 1]), "square", lf.Dataset(np.ones((1, 1)), -np.ones((1, 1))))
-    res = lf.gradient_flow(risk, [np.array([0.6]), np.array([0.6])])
+    res = lf.gradient_flow(risk, [np.array([0.6]), np.array([0.6])], integrator=integrator)
     assert res.stop_reason == "stable_saddle", res.message
     assert res.kind == "strict_saddle" and not np.any(lf.flatten(res.limit))
     assert res.critical_point.hessian_eigenvalues[0] == pytest.approx(-1.0, rel=1e-9)

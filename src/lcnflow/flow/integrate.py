@@ -66,8 +66,8 @@ def gradient_flow(
     init : list of ndarray or flat ndarray
         ``w(0)``.
     integrator : str
-        ``"auto"`` (the square loss: the compiled Rosenbrock ``ode23s``; other losses: LSODA with the exact
-        Hessian), ``"exponential"``, ``"rosenbrock"``, or scipy's ``RK45``,
+        ``"auto"`` (the square loss: the compiled Rosenbrock method Rodas4; other losses: LSODA with the exact
+        Hessian), ``"rodas4"``, ``"exponential"``, ``"rosenbrock"``, or scipy's ``RK45``,
         ``DOP853``, ``Radau``, ``BDF``, ``LSODA`` (:mod:`lcnflow.flow.steppers`).
     t_max : float
         Largest flow time (reaching it means "not converged"); infinite by default.

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 #: Integrators of :func:`~lcnflow.gradient_flow`.
-INTEGRATORS = ("auto", "exponential", "rosenbrock", "RK45", "DOP853", "Radau", "BDF", "LSODA")
+INTEGRATORS = ("auto", "rodas4", "exponential", "rosenbrock", "RK45", "DOP853", "Radau", "BDF", "LSODA")
 
 
 def _positive(name: str, value: Any, *, allow_inf: bool = False) -> float:
@@ -107,8 +107,8 @@ class FlowOptions(StopOptions):
     Attributes
     ----------
     integrator : str
-        One of :data:`INTEGRATORS`; ``"auto"`` is the compiled Rosenbrock ``ode23s`` for the square loss
-        (many steps per compiled call) and LSODA with the exact Hessian otherwise.
+        One of :data:`INTEGRATORS`; ``"auto"`` is the compiled Rosenbrock method Rodas4 for the square
+        loss (many steps per compiled call) and LSODA with the exact Hessian otherwise.
     t_max : float
         Largest flow time (``inf`` by default: escaping a plateau from a tiny initialization can take flow time
         ``~ scale^{-(N-2)}``, which the integrators cross in a few steps).

@@ -13,8 +13,10 @@ and the itinerary.  The interface follows scipy's ``OdeSolver``:
 
 Integrators (float64, the structured gradient and exact Hessian of :class:`~lcnflow.EmpiricalRisk`):
 
-* ``auto`` (the default): for the square loss with the compiled kernels on, ``rosenbrock`` below run in compiled
+* ``auto`` (the default): for the square loss with the compiled kernels on, ``rodas4`` below run in compiled
   segments of many steps (:mod:`lcnflow.flow.compiled`); otherwise LSODA.
+* ``rodas4`` — Hairer and Wanner's Rodas4: a Rosenbrock method of order 4 (embedded order 3), stiffly accurate and
+  L-stable, with the exact Hessian; one Hessian, one LU factorization and five gradients per step.
 * ``LSODA`` — Adams–Moulton on non-stiff stretches, BDF with the exact Hessian as Jacobian
   where the flow is stiff; step sizes grow geometrically on plateaus and as the flow settles.
 * ``exponential`` — exponential Rosenbrock ``exprb32`` with ``∇²L = QΛQᵀ``: ``U = w_n + h φ_1(−hΛ) F``,
@@ -33,11 +35,29 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import scipy.linalg
 
 from ..risk import EmpiricalRisk
 
 _D = 1.0 / (2.0 + math.sqrt(2.0))
 _E32 = 6.0 + math.sqrt(2.0)
+# Rodas4 (Hairer & Wanner, Solving ODEs II, §VI.4): 6 stages, order 4 with an embedded order-3 solution, stiffly
+# accurate and L-stable.  Stage i: (I/(γh) − J) K_i = F(w + Σ_j a_ij K_j) + Σ_j (c_ij/h) K_j; w_{n+1} = w + Σ_j m_j K_j
+# = (the last stage point) + K_6, whose size is the local error estimate.
+RODAS4_GAMMA = 0.25
+RODAS4_A = np.zeros((6, 6))
+RODAS4_C = np.zeros((6, 6))
+RODAS4_A[1, 0] = 1.544
+RODAS4_A[2, :2] = 0.9466785280815826, 0.2557011698983284
+RODAS4_A[3, :3] = 3.314825187068521, 2.896124015972201, 0.9986419139977817
+RODAS4_A[4, :4] = 1.221224509226641, 6.019134481288629, 12.53708332932087, -0.6878860361058950
+RODAS4_A[5, :5] = *RODAS4_A[4, :4], 1.0
+RODAS4_C[1, 0] = -5.6688
+RODAS4_C[2, :2] = -2.430093356833875, -0.2063599157091915
+RODAS4_C[3, :3] = -0.1073529058151375, -9.594562251023355, -20.47028614809616
+RODAS4_C[4, :4] = 7.496443313967647, -10.24680431464352, -33.99990352819905, 11.70890893206160
+RODAS4_C[5, :5] = 8.083246795921522, -7.981132988064893, -31.52159432874371, 16.31930543123136, -6.058818238834054
+RODAS4_M = np.array([*RODAS4_A[4, :4], 1.0, 1.0])
 _TAYLOR1 = [1.0 / math.factorial(j + 1) for j in range(9)]
 _TAYLOR3 = [1.0 / math.factorial(j + 3) for j in range(9)]
 
@@ -141,6 +161,7 @@ class ExponentialStepper(Stepper):
         self.nhev += 1
         self._eig = None
         self.h = None
+        self.pairs = exchange_pairs(risk, w0)
 
     def step(self, t_limit: float) -> str | None:
         risk, w = self.risk, self.w
@@ -161,6 +182,7 @@ class ExponentialStepper(Stepper):
             D = g - gU + self._hess @ dU  # F(U) − F(w) − J(U − w) with F = −∇L, J = −∇²L
             e = Q @ ((2.0 * h_try) * phi3 * (Q.T @ D))
             wn = U + e
+            keep_exchanged_layers_equal(wn, self.pairs)
             scale = self.atol + self.rtol * np.maximum(np.abs(w), np.abs(wn))
             err = float(np.sqrt(np.mean((e / scale) ** 2)))
             if math.isfinite(err) and err <= 1.0:
@@ -177,6 +199,85 @@ class ExponentialStepper(Stepper):
         self._hess, self._eig = hess_n, None
         grow = 5.0 if err == 0 else min(5.0, 0.9 * err ** (-1.0 / 3.0))
         self.h = max(self.h, h_try * grow) if h_try < self.h else h_try * grow
+        return None
+
+
+def exchange_pairs(risk: EmpiricalRisk, w0: np.ndarray) -> np.ndarray:
+    """Rows ``(start_i, start_j, size, σ)``: layers that start equal up to the sign ``σ`` and that the flow keeps equal
+    (:func:`~lcnflow.flow.symmetry.symmetric_layers`); empty ``(0, 4)`` when there are none."""
+    from .symmetry import layer_starts, symmetric_layers
+
+    starts = layer_starts(risk.arch)
+    sizes = risk.arch.layer_num_params
+    rows = [(starts[i - 1], starts[j - 1], sizes[i - 1], s) for i, j, s in symmetric_layers(risk.arch, w0)]
+    return np.array(rows, dtype=np.int64).reshape(-1, 4)
+
+
+def keep_exchanged_layers_equal(w: np.ndarray, pairs: np.ndarray) -> None:
+    """In place: each pair of layers of :func:`exchange_pairs` set to their mean (up to the sign).  The exact flow
+    keeps such layers equal; rounding in a step does not, and near a saddle the difference grows along its unstable
+    direction until the run leaves the set the start lies on (and ends at another limit)."""
+    for a, b, n, s in pairs:
+        mean = 0.5 * (w[a : a + n] + s * w[b : b + n])
+        w[a : a + n] = mean
+        w[b : b + n] = s * mean
+
+
+class Rodas4Stepper(Stepper):
+    r"""Rodas4 with the exact Hessian (``J = −∇²L``), one Hessian and one LU factorization per step.
+
+    With ``W = I + γh∇²L``: ``W K_i = γh (F(Y_i) + Σ_{j<i} (c_ij/h) K_j)``, ``Y_i = w_n + Σ_{j<i} a_ij K_j``,
+    ``w_{n+1} = w_n + Σ_j m_j K_j``; the error estimate is ``K_6`` (order 4 against the embedded order 3, so steps
+    change by ``err^{−1/4}``).  Steps end exactly on ``t_limit``.  Layers that start equal up to sign and that the
+    flow keeps equal are kept exactly equal (:func:`keep_exchanged_layers_equal`).  This is the NumPy reference of
+    the compiled segments (:mod:`lcnflow.flow.compiled`) the square loss runs by default.
+    """
+
+    description = "Rosenbrock Rodas4 (order 4, L-stable, exact Hessian)"
+
+    def __init__(self, risk, w0, loss0, g0, rtol, atol):
+        super().__init__(risk, w0, loss0, g0)
+        self.rtol, self.atol = rtol, atol
+        self.h = None
+        self.pairs = exchange_pairs(risk, w0)
+
+    def step(self, t_limit: float) -> str | None:
+        risk, w = self.risk, self.w
+        _, g = self.exact()
+        if self.h is None:
+            self.h = _initial_step(w, g, self.rtol, self.atol, t_limit - self.t)
+        hess = risk.flat_hessian(w)
+        self.nhev += 1
+        eye = np.eye(w.size)
+        while True:
+            h = min(self.h, t_limit - self.t)
+            self.nsteps += 1
+            gh = RODAS4_GAMMA * h
+            try:
+                lu = scipy.linalg.lu_factor(eye + gh * hess, check_finite=False)
+            except (ValueError, np.linalg.LinAlgError):
+                lu = None
+            ks: list[np.ndarray] = []
+            loss_n = err = math.inf
+            if lu is not None:
+                for i in range(6):
+                    F = -g if i == 0 else -self._evaluate(w + sum(RODAS4_A[i, j] * ks[j] for j in range(i)), False)[1]
+                    rhs = gh * F + sum((RODAS4_GAMMA * RODAS4_C[i, j]) * ks[j] for j in range(i)) if i else gh * F
+                    ks.append(scipy.linalg.lu_solve(lu, rhs, check_finite=False))
+                wn = w + sum(RODAS4_M[j] * ks[j] for j in range(6))
+                keep_exchanged_layers_equal(wn, self.pairs)
+                loss_n, g_n = self._evaluate(wn)
+                scale = self.atol + self.rtol * np.maximum(np.abs(w), np.abs(wn))
+                err = float(np.sqrt(np.mean((ks[5] / scale) ** 2)))
+            finite = math.isfinite(err) and math.isfinite(loss_n)
+            if finite and err <= 1.0:
+                break
+            self.h = h * (max(0.2, 0.9 * err ** -0.25) if finite else 0.25)
+            if self.h < 1e-14 * max(abs(self.t), 1e-300):
+                return "the step size underflowed"
+        t_new = t_limit if h == t_limit - self.t else self.t + h
+        self._accept(t_new, wn, loss_n, g_n)
+        self.h = h * (5.0 if err == 0 else min(5.0, 0.9 * err ** -0.25))
         return None
 
 
@@ -336,14 +437,16 @@ class DescentStepper(Stepper):
 
 def make_flow_stepper(risk: EmpiricalRisk, w0, loss0, g0, integrator: str, rtol: float, atol: float,
                       t_max: float) -> Stepper:
-    """The stepper of ``integrator`` started at ``w0``: ``auto`` is the compiled ``ode23s`` for the square loss
+    """The stepper of ``integrator`` started at ``w0``: ``auto`` is the compiled Rodas4 for the square loss
     (:mod:`lcnflow.flow.compiled`) and LSODA otherwise."""
     from . import compiled  # (imports this module)
 
     if integrator == "exponential":
         return ExponentialStepper(risk, w0, loss0, g0, rtol, atol)
-    if integrator in ("auto", "rosenbrock") and compiled.available(risk):
-        return compiled.CompiledRosenbrockStepper(risk, w0, loss0, g0, rtol, atol)
+    if integrator in ("auto", "rodas4") and compiled.available(risk):
+        return compiled.CompiledRodas4Stepper(risk, w0, loss0, g0, rtol, atol)
+    if integrator == "rodas4":
+        return Rodas4Stepper(risk, w0, loss0, g0, rtol, atol)
     if integrator == "rosenbrock":
         return RosenbrockStepper(risk, w0, loss0, g0, rtol, atol)
     return ScipyStepper(risk, w0, loss0, g0, "LSODA" if integrator == "auto" else integrator, rtol, atol, t_max)
