@@ -170,10 +170,13 @@ def run_batch(base: Mapping[str, Any], runs: Sequence[tuple]) -> list[dict[str, 
 
 
 def _worker_probe() -> dict[str, Any]:
-    """Imported and run on each worker before the sweep: loads lcnflow (off the hot path) and reports its version."""
+    """Imported and run on each worker before the sweep: loads lcnflow and its compiled kernels (off the hot path)
+    and reports its version."""
     import lcnflow.experiments  # noqa: F401  (warm the import)
 
-    return {"version": __version__, "pid": os.getpid()}
+    from ..flow.compiled import warm_up
+
+    return {"version": __version__, "pid": os.getpid(), "warm_up_seconds": warm_up()}
 
 
 # ---------------------------------------------------------------------------------------------------- driver side
