@@ -143,7 +143,7 @@ def drive(
     saved[:isave] = w0
     stable = _stable_set(risk, w0, g0)
     deadline = start + opts.max_time
-    tol_rel, t_stall = opts.gtol, math.inf
+    tol_rel, t_stall, check_below = opts.gtol, math.inf, math.inf
     candidates: list[Candidate] = []
     extra = [1, 0]  # the driver's own gradient and Hessian evaluations (w0, polishing)
     user_stop = False
@@ -158,11 +158,14 @@ def drive(
             break
         s_ub = scale(w, upper_bound=True)  # S ≤ s_ub, so est/s_ub ≤ ‖∇L‖/S (est exact or the chord speed)
         if tol_rel < opts.gtol and est > opts.gtol * s_ub:  # the flow has left the last candidate: re-arm
-            tol_rel, t_stall, pending = opts.gtol, math.inf, None
+            tol_rel, t_stall, pending, check_below = opts.gtol, math.inf, None, math.inf
         # a state ORIGIN_SIZE·w_ref from the origin has collapsed onto it (only the stable set of the saddle at 0
         # leads there; ‖∇L‖ and S would soon underflow): the origin itself is the candidate
         collapsed = size <= ORIGIN_SIZE * w_ref
-        if isave >= save.size and (est <= 100 * tol_rel * s_ub or collapsed):  # (the run goes on to the last save)
+        # (an exact check costs a gradient evaluation unless the stepper has it: then it is throttled, below)
+        due = est <= check_below or stepper.has_exact()
+        if isave >= save.size and ((est <= 100 * tol_rel * s_ub and due) or collapsed):
+            # (the run goes on at least to the last save time)
             if collapsed:
                 S, rel = 0.0, 0.0
             else:
@@ -170,6 +173,9 @@ def drive(
                 S = scale(w)
                 gn = float(np.linalg.norm(g))
                 rel = gn / S if S > 0 else (0.0 if gn == 0 else math.inf)
+                # the next costly check once the estimate has fallen by the factor still missing, with a margin of
+                # 10 for the drift of est/‖∇L‖ and of S
+                check_below = est * min(1.0, 10.0 * tol_rel / rel) if rel > tol_rel else math.inf
             if rel <= tol_rel:
                 cand = _try_stop(risk, t, np.zeros_like(w) if collapsed else w, S, opts, stable, w0, scale, w_ref)
                 candidates.append(cand)

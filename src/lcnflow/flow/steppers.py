@@ -37,10 +37,14 @@ import math
 import numpy as np
 import scipy.linalg
 
+from ..conv import final_filter_parts, unflatten
 from ..risk import EmpiricalRisk
 
 _D = 1.0 / (2.0 + math.sqrt(2.0))
 _E32 = 6.0 + math.sqrt(2.0)
+#: A stiff scipy solver's Jacobian reuses ∇²ℒ(v) while π(w) moves less than this, relative (see ScipyStepper).
+JACOBIAN_REUSE = 0.05
+
 # Rodas4 (Hairer & Wanner, Solving ODEs II, §VI.4): 6 stages, order 4 with an embedded order-3 solution, stiffly
 # accurate and L-stable.  Stage i: (I/(γh) − J) K_i = F(w + Σ_j a_ij K_j) + Σ_j (c_ij/h) K_j; w_{n+1} = w + Σ_j m_j K_j
 # = (the last stage point) + K_6, whose size is the local error estimate.
@@ -346,6 +350,12 @@ class ScipyStepper(Stepper):
     The exact gradient is evaluated at accepted steps only on request (:meth:`exact`); :meth:`speed` is the chord
     speed ``‖w_{n+1} − w_n‖/h``, an estimate of ``‖∇L‖`` since ``ẇ = −∇L``.
 
+    The Jacobian of the stiff methods is ``−∇²L = −(dπᵀ ∇²ℒ(v) dπ + Σ_t ∂_tℒ(v) ∇²π_t)`` at the requested point,
+    except that for losses other than the square loss the function-space Hessian ``∇²ℒ`` (a weighted pass over all
+    the data, the costly part) is reused while ``v = π(w)`` stays within :data:`JACOBIAN_REUSE` (relative) of where
+    it was computed.  The Jacobian only drives the solver's Newton iterations: accuracy is the error control's
+    business, and an older ``∇²ℒ`` at most costs an iteration more.
+
     The flow is autonomous, so the solver runs on a shifted clock ``t − t_offset``: when its steps become small
     against its own clock (``h < 1e-8 t``, e.g. an escape at ``t ~ 1e31`` after a long plateau, where ``t + 1 = t``
     in float64) it is restarted at local time 0 and the steps are resolved again.
@@ -366,6 +376,8 @@ class ScipyStepper(Stepper):
         self.solver = self._last_solver = self._new_solver(w0.copy(), t_max)
         self._step_offset = 0.0
         self._dense = None
+        self._fs: tuple[np.ndarray, np.ndarray] | None = None
+        self.num_function_space_hessians = 0
 
     def _fun(self, _t, y):
         val, grad = self._evaluate(y)
@@ -373,8 +385,20 @@ class ScipyStepper(Stepper):
         return -grad
 
     def _jac(self, _t, y):
+        """``−∇²L(y)``, for the other losses with the function-space Hessian of a nearby point (see the class)."""
         self.nhev += 1
-        return -self.risk.flat_hessian(y)
+        risk = self.risk
+        if risk.is_quadratic:
+            return -risk.flat_hessian(y)
+        parts = final_filter_parts(risk.arch, unflatten(risk.arch, y))
+        v = parts.final_filter.ravel()
+        if self._fs is None or np.linalg.norm(v - self._fs[0]) > JACOBIAN_REUSE * np.linalg.norm(self._fs[0]):
+            self._fs = (v.copy(), risk.function_space_hessian(v))
+            self.num_function_space_hessians += 1
+        J = parts.jacobian()
+        g = risk.function_space_gradient(v.reshape(risk.arch.final_filter_shape))
+        hess = J.T @ self._fs[1] @ J + parts.hessian_contraction(g)
+        return -0.5 * (hess + hess.T)
 
     def step(self, t_limit: float) -> str | None:
         s = self.solver
