@@ -11,8 +11,10 @@ Everything here works on plain float64 arrays; a layer set is described by the t
   the same call (:func:`square_value_grad`);
 * other built-in losses: one pass over the data computes, per output row, the residual ``r = (Hv)_a − y_a``,
   ``ℓ(r)``, ``ℓ'(r)`` and adds ``ℓ'(r)·(patch of a)`` into ``Hᵀℓ'`` — no ``m·d``-sized temporary — in fixed blocks
-  of samples run in parallel (:func:`data_pass`); the Hessian's weighted Gram ``Hᵀ diag(ℓ''(r)) H`` is built from
-  blocks of rows scaled by ``√ℓ''`` (:func:`weighted_gram`; ``ℓ'' ≥ 0`` for every built-in loss);
+  of samples run in parallel (:func:`data_pass`); the loss is applied to a whole output row at a time
+  (:func:`row_loss`), in loops LLVM vectorizes for pseudo-Huber and log cosh; the Hessian's weighted Gram
+  ``Hᵀ diag(ℓ''(r)) H`` is built from blocks of rows scaled by ``√ℓ''`` (:func:`weighted_gram`; ``ℓ'' ≥ 0`` for
+  every built-in loss);
 * long stride-1 filters (2D images): ``Hv`` and ``Hᵀq`` by FFT (:class:`SpectralCorrelator`), with the
   elementwise loss terms in one compiled pass (:func:`loss_terms_padded`).
 
@@ -204,6 +206,165 @@ _loss_value = _jit(inline="always")(_loss_value)
 _loss_d1 = _jit(inline="always")(_loss_d1)
 _loss_d2 = _jit(inline="always")(_loss_d2)
 _loss_value_d1 = _jit(inline="always")(_loss_value_d1)
+
+
+# ---------------------------------------------------------------------------------------------- losses (rows)
+# The data passes evaluate the loss on a whole output row at a time, in loops with no call and no data-dependent
+# branch in them (branches are written as selects), so LLVM vectorizes them.  Numba's exp/expm1/log1p are calls into
+# libm and stop that; log cosh therefore uses the two vectorizable functions below, accurate to a few ulps on the
+# ranges where they are used (tests/test_kernels.py checks them against NumPy over those ranges).
+
+#: ``ln 2 = _LN2_HI + _LN2_LO`` with the low 32 significand bits of ``_LN2_HI`` zero, so ``k·_LN2_HI`` is exact for
+#: ``|k| < 2^20`` (``_LN2_LO`` is ``ln 2 − _LN2_HI`` rounded, from a 60-digit ``decimal`` logarithm: the sum is
+#: ``ln 2`` to 3·10⁻²³).
+_LN2_HI = 0.6931467056274414
+_LN2_LO = 4.7493250390316726e-07
+_INV_LN2 = 1.4426950408889634
+_LN2 = math.log(2.0)
+
+
+def _exp_neg(x: float) -> tuple[float, float]:
+    r"""``(expm1(x), exp(x))`` for ``−40 ≤ x ≤ 0``, without a library call (vectorizable), to about 2 ulps.
+
+    ``x = k ln 2 + f`` with ``k = round(x / ln 2) ∈ [−58, 0]`` and ``|f| ≤ ln 2 / 2`` (Cody–Waite: ``k·ln2_hi`` is
+    exact, so ``f`` carries one rounding); ``p = expm1(f) = f + f²(1/2! + f/3! + ⋯ + f¹¹/13!)``, whose truncation
+    error ``|f|^{14}/14! < 5·10⁻¹⁸`` is below the rounding; ``2^k`` is the product of the powers ``2^{−2^b}`` for the
+    set bits ``b`` of ``−k`` (exact).  Then ``expm1(x) = 2^k p + (2^k − 1)`` (exactly ``p`` for ``k = 0``: no
+    cancellation near ``x = 0``) and ``exp(x) = 2^k p + 2^k``.  Outside ``[−40, 0]`` the result is meaningless: the
+    callers clamp ``x`` and patch NaN themselves.
+    """
+    kf = np.floor(x * _INV_LN2 + 0.5)
+    f = (x - kf * _LN2_HI) - kf * _LN2_LO
+    q = 1.1470745597729725e-11  # 1/13!
+    q = 1.6059043836821613e-10 + f * q
+    q = 2.08767569878681e-09 + f * q
+    q = 2.505210838544172e-08 + f * q
+    q = 2.755731922398589e-07 + f * q
+    q = 2.7557319223985893e-06 + f * q
+    q = 2.48015873015873e-05 + f * q
+    q = 0.0001984126984126984 + f * q
+    q = 0.001388888888888889 + f * q
+    q = 0.008333333333333333 + f * q
+    q = 0.041666666666666664 + f * q
+    q = 0.16666666666666666 + f * q
+    q = 0.5 + f * q  # 1/2!
+    p = f + (f * f) * q
+    n = int(-kf)
+    s = (0.5 if n & 1 else 1.0) * (0.25 if n & 2 else 1.0) * (0.0625 if n & 4 else 1.0)
+    s = s * ((0.00390625 if n & 8 else 1.0) * (1.52587890625e-05 if n & 16 else 1.0))
+    s = s * (2.3283064365386963e-10 if n & 32 else 1.0)
+    return s * p + (s - 1.0), s * p + s
+
+
+def _log1p_small(z: float) -> float:
+    r"""``log1p(z)`` for ``0 ≤ z ≤ 0.6`` without a library call (vectorizable), to about 2 ulps.
+
+    ``log(1 + z) = 2 artanh(s) = 2s Σ_{j≥0} s^{2j}/(2j + 1)`` with ``s = z/(2 + z) ≤ 0.231``; twelve terms leave a
+    truncation error below ``s^{24}/25 < 10⁻¹⁶·s`` relative.
+    """
+    s = z / (2.0 + z)
+    t = s * s
+    q = 1.0 / 23.0
+    q = 1.0 / 21.0 + t * q
+    q = 1.0 / 19.0 + t * q
+    q = 1.0 / 17.0 + t * q
+    q = 1.0 / 15.0 + t * q
+    q = 1.0 / 13.0 + t * q
+    q = 1.0 / 11.0 + t * q
+    q = 1.0 / 9.0 + t * q
+    q = 1.0 / 7.0 + t * q
+    q = 1.0 / 5.0 + t * q
+    q = 1.0 / 3.0 + t * q
+    return 2.0 * s + (2.0 * s) * (t * q)
+
+
+_exp_neg = _jit(inline="always")(_exp_neg)
+_log1p_small = _jit(inline="always")(_log1p_small)
+
+
+@_jit()
+def _row_pseudo_huber(row: np.ndarray, n: int, delta: float, need_value: bool) -> float:
+    r"""Pseudo-Huber on ``row[:n]``: ``row ← ℓ'(row)``, returns ``Σ ℓ`` (NaN unless ``need_value``).
+
+    With ``u = r/δ``, ``h = √(1 + u²)``: ``ℓ' = r/h``, ``ℓ = (|r|/(h + 1))·|r|`` (``= δ²(h − 1)`` without
+    cancellation).  Where ``u² ≥ 10³⁰⁰`` (``h`` would overflow), ``ℓ' = ±δ`` and ``ℓ = δ|r|``, the limits to within
+    ``|u|⁻¹ < 10⁻¹⁵⁰`` relative.  NaN propagates through the first branch, ``±∞`` takes the second.
+    """
+    acc = 0.0
+    if need_value:
+        for i in range(n):
+            r = row[i]
+            u = r / delta
+            u2 = u * u
+            a = abs(r)
+            h = math.sqrt(1.0 + u2)
+            big = u2 >= 1e300
+            d1 = r / h
+            val = (a / (h + 1.0)) * a
+            row[i] = math.copysign(delta, r) if big else d1
+            acc += delta * a if big else val
+        return acc
+    for i in range(n):
+        r = row[i]
+        u = r / delta
+        u2 = u * u
+        d1 = r / math.sqrt(1.0 + u2)
+        row[i] = math.copysign(delta, r) if u2 >= 1e300 else d1
+    return np.nan
+
+
+@_jit()
+def _row_log_cosh(row: np.ndarray, n: int, need_value: bool) -> float:
+    r"""log cosh on ``row[:n]``: ``row ← tanh(row)``, returns ``Σ log cosh`` (NaN unless ``need_value``).
+
+    Gradient only: ``u = expm1(−2|r|)``, ``tanh|r| = −u/(2 + u)`` (``|r|`` clamped at 20, where ``tanh = 1`` in
+    float64).  With the value: ``u = expm1(−|r|)``, ``e = e^{−|r|}`` (``|r|`` clamped at 40),
+    ``tanh|r| = −u(2 + u)/(2 + u(2 + u))``; ``log cosh r = log1p(u²/(2e))`` (``= log1p(cosh r − 1)``) for ``|r| < 1``,
+    ``|r| + log1p(e²) − log 2`` above (:func:`_exp_neg`, :func:`_log1p_small`).  NaN and ``±∞`` propagate.
+    """
+    acc = 0.0
+    if need_value:
+        for i in range(n):
+            r = row[i]
+            a = abs(r)
+            u, e = _exp_neg(-(a if a < 40.0 else 40.0))
+            u2 = u * (2.0 + u)
+            t = math.copysign(-u2 / (2.0 + u2), r)
+            row[i] = t if r == r else r
+            small = a < 1.0
+            lg = _log1p_small((u * u) / (2.0 * e) if small else e * e)
+            acc += lg if small else (a + lg) - _LN2
+        return acc
+    for i in range(n):
+        r = row[i]
+        a = abs(r)
+        u, _ = _exp_neg(-2.0 * (a if a < 20.0 else 20.0))
+        t = math.copysign(-u / (2.0 + u), r)
+        row[i] = t if r == r else r
+    return np.nan
+
+
+@_jit()
+def _row_scalar(row: np.ndarray, n: int, lid: int, p1: float, p2: float, need_value: bool) -> float:
+    """Any built-in loss on ``row[:n]``, element by element (:func:`_loss_value_d1`)."""
+    acc = 0.0
+    for i in range(n):
+        val, row[i] = _loss_value_d1(row[i], lid, p1, p2, need_value)
+        acc += val
+    return acc if need_value else np.nan
+
+
+@_jit()
+def row_loss(row: np.ndarray, n: int, lid: int, p1: float, p2: float, need_value: bool) -> float:
+    """``row[:n] ← ℓ'(row[:n])`` for the built-in loss ``lid``; returns ``Σ ℓ`` (NaN unless ``need_value``).
+
+    Pseudo-Huber and log cosh go through their vectorized loops, the other losses element by element.
+    """
+    if lid == 2:
+        return _row_pseudo_huber(row, n, p1, need_value)
+    if lid == 4:
+        return _row_log_cosh(row, n, need_value)
+    return _row_scalar(row, n, lid, p1, p2, need_value)
 
 
 @_jit()
@@ -431,9 +592,7 @@ def data_pass_blocks(x, y, v, sh: int, sw: int, lid: int, p1: float, p2: float, 
                         else:
                             for a2 in range(DW):
                                 row[a2] += c * xr[a2 * sw + t2]
-                for a2 in range(DW):
-                    val, row[a2] = _loss_value_d1(row[a2], lid, p1, p2, need_value)
-                    acc += val
+                acc += row_loss(row, DW, lid, p1, p2, need_value)
                 for t1 in range(KH):
                     xr = x[j, a1 * sh + t1]
                     for t2 in range(KW):
@@ -461,8 +620,8 @@ def loss_terms_padded_blocks(full, y, lid: int, p1: float, p2: float, need_value
                 fr = full[j, a1]
                 yr = y[j, a1]
                 for a2 in range(DW):
-                    val, fr[a2] = _loss_value_d1(fr[a2] - yr[a2], lid, p1, p2, need_value)
-                    acc += val
+                    fr[a2] -= yr[a2]
+                acc += row_loss(fr, DW, lid, p1, p2, need_value)
                 fr[DW:] = 0.0
             full[j, DH:] = 0.0
         vals[b] = acc
