@@ -259,10 +259,14 @@ def _exp_neg(x: float) -> tuple[float, float]:
 def _log1p_small(z: float) -> float:
     r"""``log1p(z)`` for ``0 ≤ z ≤ 0.6`` without a library call (vectorizable), to about 2 ulps.
 
-    ``log(1 + z) = 2 artanh(s) = 2s Σ_{j≥0} s^{2j}/(2j + 1)`` with ``s = z/(2 + z) ≤ 0.231``; twelve terms leave a
-    truncation error below ``s^{24}/25 < 10⁻¹⁶·s`` relative.
+    ``log(1 + z) = 2 artanh(s)`` with ``s = z/(2 + z) ≤ 0.231`` (:func:`_log1p_series`).
     """
-    s = z / (2.0 + z)
+    return _log1p_series(z / (2.0 + z))
+
+
+def _log1p_series(s: float) -> float:
+    r"""``2 artanh(s) = 2s Σ_{j≥0} s^{2j}/(2j + 1)`` for ``0 ≤ s ≤ 0.231``: twelve terms leave a truncation error
+    below ``s^{24}/25 < 10⁻¹⁶·s`` relative (``log1p(z)`` for ``s = z/(2 + z)``)."""
     t = s * s
     q = 1.0 / 23.0
     q = 1.0 / 21.0 + t * q
@@ -279,6 +283,7 @@ def _log1p_small(z: float) -> float:
 
 
 _exp_neg = _jit(inline="always")(_exp_neg)
+_log1p_series = _jit(inline="always")(_log1p_series)
 _log1p_small = _jit(inline="always")(_log1p_small)
 
 
@@ -286,27 +291,31 @@ _log1p_small = _jit(inline="always")(_log1p_small)
 def _row_pseudo_huber(row: np.ndarray, n: int, delta: float, need_value: bool) -> float:
     r"""Pseudo-Huber on ``row[:n]``: ``row ← ℓ'(row)``, returns ``Σ ℓ`` (NaN unless ``need_value``).
 
-    With ``u = r/δ``, ``h = √(1 + u²)``: ``ℓ' = r/h``, ``ℓ = (|r|/(h + 1))·|r|`` (``= δ²(h − 1)`` without
-    cancellation).  Where ``u² ≥ 10³⁰⁰`` (``h`` would overflow), ``ℓ' = ±δ`` and ``ℓ = δ|r|``, the limits to within
-    ``|u|⁻¹ < 10⁻¹⁵⁰`` relative.  NaN propagates through the first branch, ``±∞`` takes the second.
+    With ``u = r/δ`` (as ``r·(1/δ)``), ``h = √(1 + u²)``: ``ℓ' = r/h``, ``ℓ = |r|·(|r|/(h + 1))`` (``= δ²(h − 1)``
+    without cancellation); with the value, both quotients come from one division, ``R = 1/(h(h + 1))``:
+    ``1/h = (h + 1)R``, ``1/(h + 1) = hR``.  Where ``u² ≥ 10³⁰⁰`` (``h`` or ``h(h + 1)`` would overflow), ``ℓ' = ±δ``
+    and ``ℓ = δ|r|``, the limits to within ``|u|⁻¹ < 10⁻¹⁵⁰`` relative.  NaN propagates through the first branch,
+    ``±∞`` takes the second.
     """
+    inv = 1.0 / delta
     acc = 0.0
     if need_value:
         for i in range(n):
             r = row[i]
-            u = r / delta
+            u = r * inv
             u2 = u * u
             a = abs(r)
             h = math.sqrt(1.0 + u2)
+            R = 1.0 / (h * (h + 1.0))
             big = u2 >= 1e300
-            d1 = r / h
-            val = (a / (h + 1.0)) * a
+            d1 = r * ((h + 1.0) * R)
+            val = a * (a * (h * R))
             row[i] = math.copysign(delta, r) if big else d1
             acc += delta * a if big else val
         return acc
     for i in range(n):
         r = row[i]
-        u = r / delta
+        u = r * inv
         u2 = u * u
         d1 = r / math.sqrt(1.0 + u2)
         row[i] = math.copysign(delta, r) if u2 >= 1e300 else d1
@@ -318,9 +327,11 @@ def _row_log_cosh(row: np.ndarray, n: int, need_value: bool) -> float:
     r"""log cosh on ``row[:n]``: ``row ← tanh(row)``, returns ``Σ log cosh`` (NaN unless ``need_value``).
 
     Gradient only: ``u = expm1(−2|r|)``, ``tanh|r| = −u/(2 + u)`` (``|r|`` clamped at 20, where ``tanh = 1`` in
-    float64).  With the value: ``u = expm1(−|r|)``, ``e = e^{−|r|}`` (``|r|`` clamped at 40),
-    ``tanh|r| = −u(2 + u)/(2 + u(2 + u))``; ``log cosh r = log1p(u²/(2e))`` (``= log1p(cosh r − 1)``) for ``|r| < 1``,
-    ``|r| + log1p(e²) − log 2`` above (:func:`_exp_neg`, :func:`_log1p_small`).  NaN and ``±∞`` propagate.
+    float64).  With the value: ``u = expm1(−|r|)``, ``e = e^{−|r|}`` (``|r|`` clamped at 40), ``w = u(2 + u)``
+    (``= expm1(−2|r|)``), ``tanh|r| = −w/(2 + w)``; ``log cosh r = log1p(N/D)`` with ``N/D = u²/(2e) = cosh r − 1``
+    for ``|r| < 1``, and ``|r| + log1p(N/D) − log 2`` with ``N/D = e²`` above.  :func:`_log1p_small` needs
+    ``s = z/(2 + z) = N/(2D + N)``; the two quotients come from one division, ``R = 1/((2 + w)(2D + N))``.
+    NaN and ``±∞`` propagate.
     """
     acc = 0.0
     if need_value:
@@ -328,11 +339,16 @@ def _row_log_cosh(row: np.ndarray, n: int, need_value: bool) -> float:
             r = row[i]
             a = abs(r)
             u, e = _exp_neg(-(a if a < 40.0 else 40.0))
-            u2 = u * (2.0 + u)
-            t = math.copysign(-u2 / (2.0 + u2), r)
-            row[i] = t if r == r else r
+            w = u * (2.0 + u)
             small = a < 1.0
-            lg = _log1p_small((u * u) / (2.0 * e) if small else e * e)
+            N = u * u if small else e * e
+            D = 2.0 * e if small else 1.0
+            den_t = 2.0 + w
+            den_s = 2.0 * D + N
+            R = 1.0 / (den_t * den_s)
+            t = math.copysign(-w * (den_s * R), r)
+            row[i] = t if r == r else r
+            lg = _log1p_series(N * (den_t * R))
             acc += lg if small else (a + lg) - _LN2
         return acc
     for i in range(n):
