@@ -284,6 +284,24 @@ def test_row_loss_kernels_propagate_nan_and_infinity(name, params):
         assert np.isnan(total)
 
 
+@pytest.mark.parametrize("k", range(1, 11))
+def test_tap_grouped_correlations_match_numpy(k, rng):
+    """The stride-1 correlations of the data pass (taps in groups of four, then three, two or one) against
+    numpy.correlate: ``row += Σ_t c_t x[a + t]`` and ``out[o + t] += Σ_a q_a x[a + t]``."""
+    for n in (1, 9, 250):
+        x = rng.standard_normal(n + k - 1)
+        c = rng.standard_normal(k)
+        row0 = rng.standard_normal(n)
+        row = row0.copy()
+        K._correlate_add(row, x, c, n, k)
+        np.testing.assert_allclose(row, row0 + np.correlate(x, c, mode="valid"), rtol=1e-13, atol=1e-13 * n)
+        out = np.full(k + 3, 0.25)
+        K._correlate_dot(row0, x, out, 2, n, k)
+        ref = np.full(k + 3, 0.25)
+        ref[2 : 2 + k] += np.correlate(x, row0, mode="valid")
+        np.testing.assert_allclose(out, ref, rtol=1e-13, atol=1e-13 * n)
+
+
 def test_vectorized_exp_and_log1p_are_accurate_on_their_ranges():
     """The log-cosh kernels' own exp/expm1 (on [−40, 0]) and log1p (on [0, 0.6]) within 4 ulps of NumPy's, which are
     themselves within an ulp of the true values; and the split of ln 2 they use is exact to the rounding of its low

@@ -223,17 +223,41 @@ _INV_LN2 = 1.4426950408889634
 _LN2 = math.log(2.0)
 
 
+if HAVE_NUMBA:
+    from llvmlite import ir as _ir
+    from numba.core import types as _types
+    from numba.extending import intrinsic as _intrinsic
+
+    @_intrinsic
+    def _pow2(typingctx, k):
+        """``2.0**k`` for an integer ``−1022 ≤ k ≤ 1023``: ``k + 1023`` placed in the exponent field of a float64
+        (two integer instructions, which vectorize; a call to ``ldexp`` would not)."""
+        if not isinstance(k, _types.Integer):
+            return None
+
+        def codegen(context, builder, signature, args):
+            i64 = _ir.IntType(64)
+            biased = builder.add(context.cast(builder, args[0], signature.args[0], _types.int64), i64(1023))
+            return builder.bitcast(builder.shl(biased, i64(52)), _ir.DoubleType())
+
+        return _types.float64(k), codegen
+else:  # pragma: no cover
+    def _pow2(k: int) -> float:
+        """``2.0**k`` (the compiled version builds the float from its bits)."""
+        return math.ldexp(1.0, k)
+
+
 def _exp_neg(x: float) -> tuple[float, float]:
     r"""``(expm1(x), exp(x))`` for ``−40 ≤ x ≤ 0``, without a library call (vectorizable), to about 2 ulps.
 
     ``x = k ln 2 + f`` with ``k = round(x / ln 2) ∈ [−58, 0]`` and ``|f| ≤ ln 2 / 2`` (Cody–Waite: ``k·ln2_hi`` is
     exact, so ``f`` carries one rounding); ``p = expm1(f) = f + f²(1/2! + f/3! + ⋯ + f¹¹/13!)``, whose truncation
-    error ``|f|^{14}/14! < 5·10⁻¹⁸`` is below the rounding; ``2^k`` is the product of the powers ``2^{−2^b}`` for the
-    set bits ``b`` of ``−k`` (exact).  Then ``expm1(x) = 2^k p + (2^k − 1)`` (exactly ``p`` for ``k = 0``: no
+    error ``|f|^{14}/14! < 5·10⁻¹⁸`` is below the rounding; ``2^k`` is built exactly from its bits
+    (:func:`_pow2`).  Then ``expm1(x) = 2^k p + (2^k − 1)`` (exactly ``p`` for ``k = 0``: no
     cancellation near ``x = 0``) and ``exp(x) = 2^k p + 2^k``.  Outside ``[−40, 0]`` the result is meaningless: the
     callers clamp ``x`` and patch NaN themselves.
     """
-    kf = np.floor(x * _INV_LN2 + 0.5)
+    kf = np.rint(x * _INV_LN2)
     f = (x - kf * _LN2_HI) - kf * _LN2_LO
     q = 1.1470745597729725e-11  # 1/13!
     q = 1.6059043836821613e-10 + f * q
@@ -249,10 +273,7 @@ def _exp_neg(x: float) -> tuple[float, float]:
     q = 0.16666666666666666 + f * q
     q = 0.5 + f * q  # 1/2!
     p = f + (f * f) * q
-    n = int(-kf)
-    s = (0.5 if n & 1 else 1.0) * (0.25 if n & 2 else 1.0) * (0.0625 if n & 4 else 1.0)
-    s = s * ((0.00390625 if n & 8 else 1.0) * (1.52587890625e-05 if n & 16 else 1.0))
-    s = s * (2.3283064365386963e-10 if n & 32 else 1.0)
+    s = _pow2(int(kf))
     return s * p + (s - 1.0), s * p + s
 
 
@@ -374,8 +395,16 @@ def _row_scalar(row: np.ndarray, n: int, lid: int, p1: float, p2: float, need_va
 def row_loss(row: np.ndarray, n: int, lid: int, p1: float, p2: float, need_value: bool) -> float:
     """``row[:n] ← ℓ'(row[:n])`` for the built-in loss ``lid``; returns ``Σ ℓ`` (NaN unless ``need_value``).
 
-    Pseudo-Huber and log cosh go through their vectorized loops, the other losses element by element.
+    The square loss (``ℓ' = r``), pseudo-Huber and log cosh go through vectorized loops, the other losses element by
+    element.
     """
+    if lid == 0:
+        if not need_value:  # ℓ'(r) = r: nothing to do
+            return np.nan
+        acc = 0.0
+        for i in range(n):
+            acc += row[i] * row[i]
+        return 0.5 * acc
     if lid == 2:
         return _row_pseudo_huber(row, n, p1, need_value)
     if lid == 4:
@@ -578,13 +607,88 @@ def step_terms(w, prev, off, delta0) -> tuple[float, float, float]:
 
 
 # ---------------------------------------------------------------------------------------------- data passes
+@_jit(inline="always")
+def _correlate_add(row: np.ndarray, xr: np.ndarray, c: np.ndarray, n: int, k: int) -> None:
+    r"""``row[a] += Σ_{t<k} c_t xr[a + t]`` for ``a < n``, four taps per sweep over ``row`` (one load and one store
+    of ``row`` per four multiply-adds instead of per one), then the remaining three, two or one."""
+    t = 0
+    while t + 4 <= k:
+        c0, c1, c2, c3 = c[t], c[t + 1], c[t + 2], c[t + 3]
+        s0, s1, s2, s3 = xr[t : t + n], xr[t + 1 : t + 1 + n], xr[t + 2 : t + 2 + n], xr[t + 3 : t + 3 + n]
+        for a in range(n):
+            row[a] += (c0 * s0[a] + c1 * s1[a]) + (c2 * s2[a] + c3 * s3[a])
+        t += 4
+    if t + 3 == k:
+        c0, c1, c2 = c[t], c[t + 1], c[t + 2]
+        s0, s1, s2 = xr[t : t + n], xr[t + 1 : t + 1 + n], xr[t + 2 : t + 2 + n]
+        for a in range(n):
+            row[a] += (c0 * s0[a] + c1 * s1[a]) + c2 * s2[a]
+    elif t + 2 == k:
+        c0, c1 = c[t], c[t + 1]
+        s0, s1 = xr[t : t + n], xr[t + 1 : t + 1 + n]
+        for a in range(n):
+            row[a] += c0 * s0[a] + c1 * s1[a]
+    elif t < k:
+        c0 = c[t]
+        s0 = xr[t : t + n]
+        for a in range(n):
+            row[a] += c0 * s0[a]
+
+
+@_jit(inline="always")
+def _correlate_dot(row: np.ndarray, xr: np.ndarray, out: np.ndarray, o: int, n: int, k: int) -> None:
+    r"""``out[o + t] += Σ_{a<n} row[a] xr[a + t]`` for ``t < k``, four taps per sweep over ``row``."""
+    t = 0
+    while t + 4 <= k:
+        s0, s1, s2, s3 = xr[t : t + n], xr[t + 1 : t + 1 + n], xr[t + 2 : t + 2 + n], xr[t + 3 : t + 3 + n]
+        g0 = g1 = g2 = g3 = 0.0
+        for a in range(n):
+            q = row[a]
+            g0 += q * s0[a]
+            g1 += q * s1[a]
+            g2 += q * s2[a]
+            g3 += q * s3[a]
+        out[o + t] += g0
+        out[o + t + 1] += g1
+        out[o + t + 2] += g2
+        out[o + t + 3] += g3
+        t += 4
+    if t + 3 == k:
+        s0, s1, s2 = xr[t : t + n], xr[t + 1 : t + 1 + n], xr[t + 2 : t + 2 + n]
+        g0 = g1 = g2 = 0.0
+        for a in range(n):
+            q = row[a]
+            g0 += q * s0[a]
+            g1 += q * s1[a]
+            g2 += q * s2[a]
+        out[o + t] += g0
+        out[o + t + 1] += g1
+        out[o + t + 2] += g2
+    elif t + 2 == k:
+        s0, s1 = xr[t : t + n], xr[t + 1 : t + 1 + n]
+        g0 = g1 = 0.0
+        for a in range(n):
+            q = row[a]
+            g0 += q * s0[a]
+            g1 += q * s1[a]
+        out[o + t] += g0
+        out[o + t + 1] += g1
+    elif t < k:
+        s0 = xr[t : t + n]
+        g0 = 0.0
+        for a in range(n):
+            g0 += row[a] * s0[a]
+        out[o + t] += g0
+
+
 @_jit(nogil=True)
 def data_pass_blocks(x, y, v, sh: int, sw: int, lid: int, p1: float, p2: float, need_value: bool, block: int,
                      b0: int, b1: int, part: np.ndarray, vals: np.ndarray) -> None:
     r"""Blocks ``b0 … b1−1`` of samples (``block`` each): ``part[b] = Σ ℓ'(r_a) h_a``, ``vals[b] = Σ ℓ(r_a)``.
 
-    Per output row: ``r = −y + Σ_t v_t x_{a s + t}`` (one axpy per tap), then ``(ℓ, ℓ')`` in place, then one dot
-    product per tap into ``Hᵀℓ'``.  Releases the GIL, so threads can run disjoint block ranges.
+    Per output row: ``r = −y + Σ_t v_t x_{a s + t}`` (for stride 1, four taps per sweep: :func:`_correlate_add`),
+    then ``(ℓ, ℓ')`` in place (:func:`row_loss`), then the products ``Σ_a ℓ'(r_a) x_{a s + t}`` into ``Hᵀℓ'``
+    (:func:`_correlate_dot`).  Releases the GIL, so threads can run disjoint block ranges.
     """
     m, DH, DW = y.shape
     KH, KW = v.shape
@@ -599,27 +703,23 @@ def data_pass_blocks(x, y, v, sh: int, sw: int, lid: int, p1: float, p2: float, 
                     row[a2] = -yr[a2]
                 for t1 in range(KH):
                     xr = x[j, a1 * sh + t1]
+                    if sw == 1:
+                        _correlate_add(row, xr, v[t1], DW, KW)
+                        continue
                     for t2 in range(KW):
                         c = v[t1, t2]
-                        if sw == 1:
-                            seg = xr[t2 : t2 + DW]
-                            for a2 in range(DW):
-                                row[a2] += c * seg[a2]
-                        else:
-                            for a2 in range(DW):
-                                row[a2] += c * xr[a2 * sw + t2]
+                        for a2 in range(DW):
+                            row[a2] += c * xr[a2 * sw + t2]
                 acc += row_loss(row, DW, lid, p1, p2, need_value)
                 for t1 in range(KH):
                     xr = x[j, a1 * sh + t1]
+                    if sw == 1:
+                        _correlate_dot(row, xr, pb, t1 * KW, DW, KW)
+                        continue
                     for t2 in range(KW):
                         s = 0.0
-                        if sw == 1:
-                            seg = xr[t2 : t2 + DW]
-                            for a2 in range(DW):
-                                s += row[a2] * seg[a2]
-                        else:
-                            for a2 in range(DW):
-                                s += row[a2] * xr[a2 * sw + t2]
+                        for a2 in range(DW):
+                            s += row[a2] * xr[a2 * sw + t2]
                         pb[t1 * KW + t2] += s
         vals[b] = acc
 
