@@ -302,6 +302,42 @@ def test_tap_grouped_correlations_match_numpy(k, rng):
         np.testing.assert_allclose(out, ref, rtol=1e-13, atol=1e-13 * n)
 
 
+@pytest.mark.parametrize(("name", "params"), [("pseudo_huber", {"delta": 0.7}), ("square", {}), ("log_cosh", {})],
+                         ids=["pseudo_huber", "square", "log_cosh"])
+def test_one_loop_data_pass_for_short_filters(name, params, rng):
+    """1D stride-1 data passes with k_v ≤ 8 (one loop per sample, eight taps with the unused ones masked) and
+    k_v = 9, 12 (row kernels) against the dense oracle, for output lengths shorter than the masked taps too; with a
+    bounded ℓ', an infinite input entry gives ±∞ in exactly the gradient entries whose products contain it (a masked
+    tap that multiplied it by 0 would make NaN of every entry)."""
+    loss = lf.get_loss(name, **params)
+    p1, p2 = _params(params)
+    lid = K.LOSS_IDS[name]
+    for kv in (*range(1, 10), 12):
+        for dn in (1, 2, 5, 40):
+            X = rng.standard_normal((3, dn + kv - 1))
+            Y = rng.standard_normal((3, dn))
+            v = rng.standard_normal(kv)
+            H = loop_patch_matrix(X, (kv,), (1,), (dn,))
+            r = H @ v - Y.reshape(-1)
+            val, grad = K.data_pass(X.reshape(3, 1, -1), Y.reshape(3, 1, -1), v.reshape(1, kv), 1, 1, lid, p1, p2, True)
+            assert _rel(grad, H.T @ loss.derivative(r)) < 1e-13
+            assert abs(val - loss.value(r).sum()) <= 1e-13 * loss.value(r).sum()
+            if dn < 40 or name == "square":  # square: ℓ' = r is infinite too, and so are (with mixed signs) the sums
+                continue
+            X[1, 20] = np.inf  # reached by every tap t ≤ 7 (output 20 − t), so by the masked ones too
+            H = loop_patch_matrix(X, (kv,), (1,), (dn,))
+            with np.errstate(invalid="ignore"):  # inf·0 in the dense H (zero-free v: no NaN in H @ v)
+                r = H @ v - Y.reshape(-1)
+            _, grad = K.data_pass(X.reshape(3, 1, -1), Y.reshape(3, 1, -1), v.reshape(1, kv), 1, 1, lid, p1, p2,
+                                  False)
+            d = loss.derivative(r)
+            inf_entries = np.array([np.isinf(H[:, t]).any() for t in range(kv)])
+            assert np.isinf(grad[inf_entries]).all() and not np.isnan(grad).any()
+            finite = ~inf_entries
+            if finite.any():
+                assert _rel(grad[finite], H[:, finite].T @ d) < 1e-13
+
+
 def test_vectorized_exp_and_log1p_are_accurate_on_their_ranges():
     """The log-cosh kernels' own exp/expm1 (on [−40, 0]) and log1p (on [0, 0.6]) within 4 ulps of NumPy's, which are
     themselves within an ulp of the true values; and the split of ln 2 they use is exact to the rounding of its low

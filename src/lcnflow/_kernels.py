@@ -12,7 +12,8 @@ Everything here works on plain float64 arrays; a layer set is described by the t
 * other built-in losses: one pass over the data computes, per output row, the residual ``r = (Hv)_a − y_a``,
   ``ℓ(r)``, ``ℓ'(r)`` and adds ``ℓ'(r)·(patch of a)`` into ``Hᵀℓ'`` — no ``m·d``-sized temporary — in fixed blocks
   of samples run in parallel (:func:`data_pass`); the loss is applied to a whole output row at a time
-  (:func:`row_loss`), in loops LLVM vectorizes for pseudo-Huber and log cosh; the Hessian's weighted Gram
+  (:func:`row_loss`), in loops LLVM vectorizes for pseudo-Huber and log cosh (1D, ``k_v ≤ 8``: one loop per
+  sample does residual, loss and products together, :func:`_fused8_blocks`); the Hessian's weighted Gram
   ``Hᵀ diag(ℓ''(r)) H`` is built from blocks of rows scaled by ``√ℓ''`` (:func:`weighted_gram`; ``ℓ'' ≥ 0`` for
   every built-in loss);
 * long stride-1 filters (2D images): ``Hv`` and ``Hᵀq`` by FFT (:class:`SpectralCorrelator`), with the
@@ -54,6 +55,12 @@ LOSS_IDS = {"square": 0, "lp": 1, "pseudo_huber": 2, "generalized_huber": 3, "lo
 
 #: Data entries (``m · prod(d_N)``) from which the data passes run in parallel.
 PARALLEL_MIN_ENTRIES = 50_000
+
+#: Losses whose 1D stride-1 data passes with ``k_v ≤ 8`` run as one loop per sample (:func:`_fused8_blocks`): only
+#: pseudo-Huber.  The others go through the row kernels (:func:`data_pass_blocks`); log cosh because its terms need
+#: too many registers to share a loop with eight taps (measured 10 % slower fused, in one loop or two), the square
+#: loss because its passes go through the statistics ``(G, b)`` (one more compiled loop for a rare path).
+FUSED_LOSSES = (2,)
 
 #: Seconds spent compiling (or loading from the cache) per kernel, filled on first use (see :func:`warm_up`).
 COMPILE_SECONDS: dict[str, float] = {}
@@ -303,14 +310,15 @@ def _log1p_series(s: float) -> float:
     return 2.0 * s + (2.0 * s) * (t * q)
 
 
-_exp_neg = _jit(inline="always")(_exp_neg)
-_log1p_series = _jit(inline="always")(_log1p_series)
-_log1p_small = _jit(inline="always")(_log1p_small)
+# Compiled as separate functions (not inlined by Numba, whose inlining of large bodies multiplies compile times):
+# LLVM inlines them into the loops, where they vectorize.
+_exp_neg = _jit()(_exp_neg)
+_log1p_series = _jit()(_log1p_series)
+_log1p_small = _jit()(_log1p_small)
 
 
-@_jit()
-def _row_pseudo_huber(row: np.ndarray, n: int, delta: float, need_value: bool) -> float:
-    r"""Pseudo-Huber on ``row[:n]``: ``row ← ℓ'(row)``, returns ``Σ ℓ`` (NaN unless ``need_value``).
+def _pseudo_huber_terms(r: float, delta: float, inv: float, need_value: bool) -> tuple[float, float]:
+    r"""Pseudo-Huber ``(ℓ(r), ℓ'(r))`` (``ℓ`` is 0 unless ``need_value``), ``inv = 1/δ``; vectorizable.
 
     With ``u = r/δ`` (as ``r·(1/δ)``), ``h = √(1 + u²)``: ``ℓ' = r/h``, ``ℓ = |r|·(|r|/(h + 1))`` (``= δ²(h − 1)``
     without cancellation); with the value, both quotients come from one division, ``R = 1/(h(h + 1))``:
@@ -318,66 +326,101 @@ def _row_pseudo_huber(row: np.ndarray, n: int, delta: float, need_value: bool) -
     and ``ℓ = δ|r|``, the limits to within ``|u|⁻¹ < 10⁻¹⁵⁰`` relative.  NaN propagates through the first branch,
     ``±∞`` takes the second.
     """
+    u = r * inv
+    u2 = u * u
+    big = u2 >= 1e300
+    if not need_value:
+        d1 = r / math.sqrt(1.0 + u2)
+        return 0.0, math.copysign(delta, r) if big else d1
+    a = abs(r)
+    h = math.sqrt(1.0 + u2)
+    R = 1.0 / (h * (h + 1.0))
+    d1 = r * ((h + 1.0) * R)
+    val = a * (a * (h * R))
+    return (delta * a if big else val), (math.copysign(delta, r) if big else d1)
+
+
+def _log_cosh_terms(r: float) -> tuple[float, float]:
+    r"""log cosh ``(ℓ(r), ℓ'(r)) = (log cosh r, tanh r)``; vectorizable.
+
+    ``u = expm1(−|r|)``, ``e = e^{−|r|}`` (``|r|`` clamped at 40), ``w = u(2 + u)`` (``= expm1(−2|r|)``),
+    ``tanh|r| = −w/(2 + w)``; ``log cosh r = log1p(N/D)`` with ``N/D = u²/(2e) = cosh r − 1`` for ``|r| < 1``, and
+    ``|r| + log1p(N/D) − log 2`` with ``N/D = e²`` above.  :func:`_log1p_series` needs ``s = z/(2 + z) = N/(2D + N)``;
+    the two quotients come from one division, ``R = 1/((2 + w)(2D + N))``.  NaN and ``±∞`` propagate.
+    """
+    a = abs(r)
+    u, e = _exp_neg(-(a if a < 40.0 else 40.0))
+    w = u * (2.0 + u)
+    small = a < 1.0
+    N = u * u if small else e * e
+    D = 2.0 * e if small else 1.0
+    den_t = 2.0 + w
+    den_s = 2.0 * D + N
+    R = 1.0 / (den_t * den_s)
+    t = math.copysign(-w * (den_s * R), r)
+    lg = _log1p_series(N * (den_t * R))
+    return (lg if small else (a + lg) - _LN2), t if r == r else r
+
+
+def _tanh(r: float) -> float:
+    r"""``tanh r = ℓ'(r)`` of log cosh; vectorizable: ``u = expm1(−2|r|)``, ``tanh|r| = −u/(2 + u)`` (``|r|`` clamped
+    at 20, where ``tanh = 1`` in float64).  NaN and ``±∞`` propagate."""
+    a = abs(r)
+    u, _ = _exp_neg(-2.0 * (a if a < 20.0 else 20.0))
+    t = math.copysign(-u / (2.0 + u), r)
+    return t if r == r else r
+
+
+_pseudo_huber_terms = _jit()(_pseudo_huber_terms)
+_log_cosh_terms = _jit(inline="always")(_log_cosh_terms)  # too large for LLVM to inline it into the loop
+_tanh = _jit()(_tanh)
+
+
+# one compiled loop per loss and need_value, with no branch in it: LLVM vectorizes each
+@_jit()
+def _row_square(row: np.ndarray, n: int) -> float:
+    """``Σ r²/2`` over ``row[:n]`` (``ℓ' = r``: the row stays)."""
+    acc = 0.0
+    for i in range(n):
+        acc += row[i] * row[i]
+    return 0.5 * acc
+
+
+@_jit()
+def _row_pseudo_huber(row: np.ndarray, n: int, delta: float) -> float:
+    """``row[:n] ← ℓ'(row[:n])`` for pseudo-Huber (:func:`_pseudo_huber_terms`); returns ``Σ ℓ``."""
     inv = 1.0 / delta
     acc = 0.0
-    if need_value:
-        for i in range(n):
-            r = row[i]
-            u = r * inv
-            u2 = u * u
-            a = abs(r)
-            h = math.sqrt(1.0 + u2)
-            R = 1.0 / (h * (h + 1.0))
-            big = u2 >= 1e300
-            d1 = r * ((h + 1.0) * R)
-            val = a * (a * (h * R))
-            row[i] = math.copysign(delta, r) if big else d1
-            acc += delta * a if big else val
-        return acc
     for i in range(n):
-        r = row[i]
-        u = r * inv
-        u2 = u * u
-        d1 = r / math.sqrt(1.0 + u2)
-        row[i] = math.copysign(delta, r) if u2 >= 1e300 else d1
+        val, row[i] = _pseudo_huber_terms(row[i], delta, inv, True)
+        acc += val
+    return acc
+
+
+@_jit()
+def _row_pseudo_huber_d1(row: np.ndarray, n: int, delta: float) -> float:
+    """``row[:n] ← ℓ'(row[:n])`` for pseudo-Huber; returns NaN (no value)."""
+    inv = 1.0 / delta
+    for i in range(n):
+        _, row[i] = _pseudo_huber_terms(row[i], delta, inv, False)
     return np.nan
 
 
 @_jit()
-def _row_log_cosh(row: np.ndarray, n: int, need_value: bool) -> float:
-    r"""log cosh on ``row[:n]``: ``row ← tanh(row)``, returns ``Σ log cosh`` (NaN unless ``need_value``).
-
-    Gradient only: ``u = expm1(−2|r|)``, ``tanh|r| = −u/(2 + u)`` (``|r|`` clamped at 20, where ``tanh = 1`` in
-    float64).  With the value: ``u = expm1(−|r|)``, ``e = e^{−|r|}`` (``|r|`` clamped at 40), ``w = u(2 + u)``
-    (``= expm1(−2|r|)``), ``tanh|r| = −w/(2 + w)``; ``log cosh r = log1p(N/D)`` with ``N/D = u²/(2e) = cosh r − 1``
-    for ``|r| < 1``, and ``|r| + log1p(N/D) − log 2`` with ``N/D = e²`` above.  :func:`_log1p_small` needs
-    ``s = z/(2 + z) = N/(2D + N)``; the two quotients come from one division, ``R = 1/((2 + w)(2D + N))``.
-    NaN and ``±∞`` propagate.
-    """
+def _row_log_cosh(row: np.ndarray, n: int) -> float:
+    """``row[:n] ← tanh(row[:n])`` (:func:`_log_cosh_terms`); returns ``Σ log cosh``."""
     acc = 0.0
-    if need_value:
-        for i in range(n):
-            r = row[i]
-            a = abs(r)
-            u, e = _exp_neg(-(a if a < 40.0 else 40.0))
-            w = u * (2.0 + u)
-            small = a < 1.0
-            N = u * u if small else e * e
-            D = 2.0 * e if small else 1.0
-            den_t = 2.0 + w
-            den_s = 2.0 * D + N
-            R = 1.0 / (den_t * den_s)
-            t = math.copysign(-w * (den_s * R), r)
-            row[i] = t if r == r else r
-            lg = _log1p_series(N * (den_t * R))
-            acc += lg if small else (a + lg) - _LN2
-        return acc
     for i in range(n):
-        r = row[i]
-        a = abs(r)
-        u, _ = _exp_neg(-2.0 * (a if a < 20.0 else 20.0))
-        t = math.copysign(-u / (2.0 + u), r)
-        row[i] = t if r == r else r
+        val, row[i] = _log_cosh_terms(row[i])
+        acc += val
+    return acc
+
+
+@_jit()
+def _row_log_cosh_d1(row: np.ndarray, n: int) -> float:
+    """``row[:n] ← tanh(row[:n])``; returns NaN (no value)."""
+    for i in range(n):
+        row[i] = _tanh(row[i])
     return np.nan
 
 
@@ -399,16 +442,11 @@ def row_loss(row: np.ndarray, n: int, lid: int, p1: float, p2: float, need_value
     element.
     """
     if lid == 0:
-        if not need_value:  # ℓ'(r) = r: nothing to do
-            return np.nan
-        acc = 0.0
-        for i in range(n):
-            acc += row[i] * row[i]
-        return 0.5 * acc
+        return _row_square(row, n) if need_value else np.nan  # ℓ'(r) = r: nothing to do
     if lid == 2:
-        return _row_pseudo_huber(row, n, p1, need_value)
+        return _row_pseudo_huber(row, n, p1) if need_value else _row_pseudo_huber_d1(row, n, p1)
     if lid == 4:
-        return _row_log_cosh(row, n, need_value)
+        return _row_log_cosh(row, n) if need_value else _row_log_cosh_d1(row, n)
     return _row_scalar(row, n, lid, p1, p2, need_value)
 
 
@@ -681,6 +719,77 @@ def _correlate_dot(row: np.ndarray, xr: np.ndarray, out: np.ndarray, o: int, n: 
         out[o + t] += g0
 
 
+@_jit(inline="always")
+def _fused8_sample(xr, yr, c: np.ndarray, DW: int, KW: int, delta: float, inv: float, need_value: bool,
+                   out: np.ndarray) -> float:
+    r"""One 1D stride-1 sample with ``k_v = KW ≤ 8``, pseudo-Huber, in a single loop over the outputs:
+    ``out[t] += Σ_a ℓ'(r_a) x_{a+t}``, returns ``Σ_a ℓ(r_a)`` (0 unless ``need_value``) for
+    ``r_a = Σ_t c_t x_{a+t} − y_a``.
+
+    The eight taps are named scalars, so each ``x_{a+t}`` is loaded once for the forward and the backward product and
+    the eight sums stay in registers; the loop over ``a`` vectorizes (``need_value`` is a constant at the call
+    sites).  Taps ``t ≥ KW`` have ``c_t = 0`` and their ``x`` replaced by 0 (an infinite ``x`` there must not
+    make ``0·∞``); the last ``8 − KW`` outputs, whose unused taps would read past the row, go through a plain loop.
+    """
+    n = max(DW - (8 - KW), 0)
+    c0, c1, c2, c3, c4, c5, c6, c7 = c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]
+    k1, k2, k3, k4, k5, k6, k7 = KW > 1, KW > 2, KW > 3, KW > 4, KW > 5, KW > 6, KW > 7
+    g0 = g1 = g2 = g3 = g4 = g5 = g6 = g7 = 0.0
+    acc = 0.0
+    for a in range(n):
+        x0 = xr[a]
+        x1 = xr[a + 1] if k1 else 0.0
+        x2 = xr[a + 2] if k2 else 0.0
+        x3 = xr[a + 3] if k3 else 0.0
+        x4 = xr[a + 4] if k4 else 0.0
+        x5 = xr[a + 5] if k5 else 0.0
+        x6 = xr[a + 6] if k6 else 0.0
+        x7 = xr[a + 7] if k7 else 0.0
+        r = (((c0 * x0 + c1 * x1) + (c2 * x2 + c3 * x3)) + ((c4 * x4 + c5 * x5) + (c6 * x6 + c7 * x7))) - yr[a]
+        val, d = _pseudo_huber_terms(r, delta, inv, need_value)
+        acc += val
+        g0 += d * x0
+        g1 += d * x1
+        g2 += d * x2
+        g3 += d * x3
+        g4 += d * x4
+        g5 += d * x5
+        g6 += d * x6
+        g7 += d * x7
+    g = (g0, g1, g2, g3, g4, g5, g6, g7)
+    for t in range(KW):
+        out[t] += g[t]
+    for a in range(n, DW):
+        r = -yr[a]
+        for t in range(KW):
+            r += c[t] * xr[a + t]
+        val, d = _pseudo_huber_terms(r, delta, inv, need_value)
+        acc += val
+        for t in range(KW):
+            out[t] += d * xr[a + t]
+    return acc
+
+
+@_jit(nogil=True)
+def _fused8_blocks(x, y, v, delta: float, need_value: bool, block: int, b0: int, b1: int, part: np.ndarray,
+                   vals: np.ndarray) -> None:
+    """:func:`data_pass_blocks` for 1D stride-1 data, ``k_v ≤ 8`` and the pseudo-Huber loss (:func:`_fused8_sample`)."""
+    m, _, DW = y.shape
+    KW = v.shape[1]
+    c = np.zeros(8)
+    c[:KW] = v[0]
+    inv = 1.0 / delta
+    for b in range(b0, b1):
+        acc = 0.0
+        pb = part[b]
+        for j in range(b * block, min(m, (b + 1) * block)):
+            if need_value:
+                acc += _fused8_sample(x[j, 0], y[j, 0], c, DW, KW, delta, inv, True, pb)
+            else:
+                _fused8_sample(x[j, 0], y[j, 0], c, DW, KW, delta, inv, False, pb)
+        vals[b] = acc
+
+
 @_jit(nogil=True)
 def data_pass_blocks(x, y, v, sh: int, sw: int, lid: int, p1: float, p2: float, need_value: bool, block: int,
                      b0: int, b1: int, part: np.ndarray, vals: np.ndarray) -> None:
@@ -796,14 +905,19 @@ def data_pass(x, y, v, sh: int, sw: int, lid: int, p1: float, p2: float, need_va
     r"""``(Σ ℓ(r), Hᵀℓ'(r))`` for ``r = Hv − y`` (unnormalized), in one pass over 3D ``x``/``y`` (1D: height 1).
 
     Fixed blocks of samples, run by threads above :data:`PARALLEL_MIN_ENTRIES` data entries; the per-block partial
-    sums are added in block order, so the result does not depend on the thread count.
+    sums are added in block order, so the result does not depend on the thread count.  1D stride-1 passes with
+    ``k_v ≤ 8`` and a loss in :data:`FUSED_LOSSES` run one loop per sample (:func:`_fused8_blocks`), the others
+    row by row (:func:`data_pass_blocks`).
     """
     block = _block(y)
     nb = (y.shape[0] + block - 1) // block
     part = np.zeros((nb, v.size))
     vals = np.zeros(nb)
-    _run_split(lambda lo, hi: data_pass_blocks(x, y, v, sh, sw, lid, p1, p2, need_value, block, lo, hi, part, vals),
-               nb, y.size)
+    if y.shape[1] == 1 and v.shape[0] == 1 and sw == 1 and v.shape[1] <= 8 and lid in FUSED_LOSSES:
+        _run_split(lambda lo, hi: _fused8_blocks(x, y, v, p1, need_value, block, lo, hi, part, vals), nb, y.size)
+    else:
+        _run_split(lambda lo, hi: data_pass_blocks(x, y, v, sh, sw, lid, p1, p2, need_value, block, lo, hi, part,
+                                                   vals), nb, y.size)
     return (float(np.sum(vals)) if need_value else math.nan), np.sum(part, axis=0)
 
 
@@ -927,6 +1041,7 @@ def warm_up() -> dict[str, float]:
         "hessian_contraction": lambda: hessian_contraction(w, *lay[:4], lay.off, v),
         "square_value_grad": lambda: square_value_grad(w, *lay[:4], lay.off, np.zeros(3), np.eye(3), 0.0, True),
         "data_pass": lambda: data_pass(x, y, v, 1, 1, 4, 1.0, 0.0, True),
+        "data_pass_fused": lambda: data_pass(x, y, v, 1, 1, 2, 1.0, 0.0, True),
         "loss_terms_padded": lambda: loss_terms_padded(x.copy(), y, 4, 1.0, 0.0, True),
         "scaled_patches": lambda: scaled_patches(x, y, v, 1, 1, 4, 1.0, 0.0, 0, np.empty((4, 3))),
         "loss_terms": lambda: loss_terms(np.zeros(2), 4, 1.0, 0.0, 0),
