@@ -266,6 +266,32 @@ def test_row_loss_kernels_match_the_reference_formulas(name, params, need_value)
         assert np.isnan(total)
 
 
+@pytest.mark.parametrize(("name", "params"), LOSS_CASES, ids=LOSS_IDS)
+def test_gradient_does_not_depend_on_asking_for_the_value(name, params, rng):
+    """ℓ' and Hᵀℓ' bit for bit the same with and without the value, on every path of the data passes (one loop per
+    sample, row kernels in 1D and 2D, strided, the FFT path's loss terms): an integrator's gradient-only calls and a
+    certificate's value-and-gradient call see the same gradient."""
+    p1, p2 = _params(params)
+    lid = K.LOSS_IDS[name]
+    r = np.concatenate([rng.standard_normal(500) * 3, 10.0 ** np.linspace(-300, 150, 200)])
+    rows = [r.copy(), r.copy()]
+    K.row_loss(rows[0], r.size, lid, p1, p2, True)
+    K.row_loss(rows[1], r.size, lid, p1, p2, False)
+    np.testing.assert_array_equal(rows[0], rows[1])
+    shapes = [((5, 1, 40), (5, 1, 34), (1, 7), 1, 1), ((5, 1, 40), (5, 1, 29), (1, 12), 1, 1),
+              ((5, 9, 11), (5, 6, 9), (4, 3), 1, 1), ((5, 1, 40), (5, 1, 12), (1, 7), 1, 3)]
+    for xs, ys, vs, sh, sw in shapes:
+        X, Y, v = rng.standard_normal(xs), rng.standard_normal(ys), rng.standard_normal(vs)
+        g_value = K.data_pass(X, Y, v, sh, sw, lid, p1, p2, True)[1]
+        np.testing.assert_array_equal(g_value, K.data_pass(X, Y, v, sh, sw, lid, p1, p2, False)[1])
+    full = [rng.standard_normal((3, 8, 8))] * 2
+    full = [full[0].copy(), full[0].copy()]
+    Y = rng.standard_normal((3, 6, 6))
+    K.loss_terms_padded(full[0], Y, lid, p1, p2, True)
+    K.loss_terms_padded(full[1], Y, lid, p1, p2, False)
+    np.testing.assert_array_equal(full[0], full[1])
+
+
 @pytest.mark.parametrize(("name", "params"), ROW_CASES, ids=ROW_IDS)
 def test_row_loss_kernels_propagate_nan_and_infinity(name, params):
     """ℓ'(±∞) and ℓ(±∞) are the reference's limits (±δ, ±1, ±∞ …), NaN stays NaN; the sum is NaN with a NaN."""

@@ -70,8 +70,14 @@ def enabled() -> bool:
     return ENABLED
 
 
-def _jit(parallel: bool = False, inline: str = "never", nogil: bool = False):
-    """``numba.njit(cache=True)``, falling back to an in-memory compilation when no cache location is writable."""
+def _jit(parallel: bool = False, inline: str = "never", nogil: bool = False, strict: bool = False):
+    """``numba.njit(cache=True)``, falling back to an in-memory compilation when no cache location is writable.
+
+    ``strict``: no fast-math flag at all.  The loss terms are compiled so: with reassociation or contraction allowed,
+    LLVM rounds the same expression differently depending on what else uses its parts, and ``ℓ'`` must come out bit
+    for bit the same whether or not the loop also sums ``ℓ``.  LLVM inlines them into the (fast-math) loops with
+    their own flags.
+    """
 
     def wrap(fn):
         if not HAVE_NUMBA:
@@ -79,7 +85,7 @@ def _jit(parallel: bool = False, inline: str = "never", nogil: bool = False):
         # reassociation lets the compiler vectorize the dot products of the data passes; no other fast-math flag
         # (NaN and infinities must propagate exactly as in the reference path)
         opts = dict(parallel=parallel, error_model="numpy", inline=inline, nogil=nogil,
-                    fastmath={"reassoc", "contract"})
+                    fastmath=False if strict else {"reassoc", "contract"})
         try:
             return _nb.njit(cache=True, **opts)(fn)
         except RuntimeError:  # "cannot cache function …: no locator available" (read-only install)
@@ -248,10 +254,35 @@ if HAVE_NUMBA:
             return builder.bitcast(builder.shl(biased, i64(52)), _ir.DoubleType())
 
         return _types.float64(k), codegen
+
+    @_intrinsic
+    def _fma(typingctx, a, b, c):
+        """``a·b + c`` with one rounding (``llvm.fma``, which vectorizes), whatever the fast-math flags: the
+        polynomials below are compiled strictly, and this keeps their multiply-adds fused."""
+        if not all(isinstance(t, _types.Float) for t in (a, b, c)):
+            return None
+
+        def codegen(context, builder, signature, args):
+            vals = [context.cast(builder, v, t, _types.float64) for v, t in zip(args, signature.args, strict=True)]
+            return builder.fma(*vals)
+
+        return _types.float64(a, b, c), codegen
 else:  # pragma: no cover
     def _pow2(k: int) -> float:
         """``2.0**k`` (the compiled version builds the float from its bits)."""
         return math.ldexp(1.0, k)
+
+    def _fma(a: float, b: float, c: float) -> float:
+        """``a·b + c`` (the compiled version rounds once)."""
+        return a * b + c
+
+
+#: ``1/12!, 1/11!, …, 1/2!`` (Horner order after ``1/13!``), rounded from exact fractions.
+_EXPM1_COEFS = (1.6059043836821613e-10, 2.08767569878681e-09, 2.505210838544172e-08, 2.755731922398589e-07,
+                2.7557319223985893e-06, 2.48015873015873e-05, 0.0001984126984126984, 0.001388888888888889,
+                0.008333333333333333, 0.041666666666666664, 0.16666666666666666, 0.5)
+#: ``1/21, 1/19, …, 1/3`` (Horner order after ``1/23``).
+_ARTANH_COEFS = tuple(1.0 / k for k in range(21, 2, -2))
 
 
 def _exp_neg(x: float) -> tuple[float, float]:
@@ -265,23 +296,13 @@ def _exp_neg(x: float) -> tuple[float, float]:
     callers clamp ``x`` and patch NaN themselves.
     """
     kf = np.rint(x * _INV_LN2)
-    f = (x - kf * _LN2_HI) - kf * _LN2_LO
+    f = _fma(-kf, _LN2_LO, _fma(-kf, _LN2_HI, x))
     q = 1.1470745597729725e-11  # 1/13!
-    q = 1.6059043836821613e-10 + f * q
-    q = 2.08767569878681e-09 + f * q
-    q = 2.505210838544172e-08 + f * q
-    q = 2.755731922398589e-07 + f * q
-    q = 2.7557319223985893e-06 + f * q
-    q = 2.48015873015873e-05 + f * q
-    q = 0.0001984126984126984 + f * q
-    q = 0.001388888888888889 + f * q
-    q = 0.008333333333333333 + f * q
-    q = 0.041666666666666664 + f * q
-    q = 0.16666666666666666 + f * q
-    q = 0.5 + f * q  # 1/2!
-    p = f + (f * f) * q
+    for coef in _EXPM1_COEFS:
+        q = _fma(f, q, coef)
+    p = _fma(f * f, q, f)
     s = _pow2(int(kf))
-    return s * p + (s - 1.0), s * p + s
+    return _fma(s, p, s - 1.0), _fma(s, p, s)
 
 
 def _log1p_small(z: float) -> float:
@@ -297,83 +318,67 @@ def _log1p_series(s: float) -> float:
     below ``s^{24}/25 < 10⁻¹⁶·s`` relative (``log1p(z)`` for ``s = z/(2 + z)``)."""
     t = s * s
     q = 1.0 / 23.0
-    q = 1.0 / 21.0 + t * q
-    q = 1.0 / 19.0 + t * q
-    q = 1.0 / 17.0 + t * q
-    q = 1.0 / 15.0 + t * q
-    q = 1.0 / 13.0 + t * q
-    q = 1.0 / 11.0 + t * q
-    q = 1.0 / 9.0 + t * q
-    q = 1.0 / 7.0 + t * q
-    q = 1.0 / 5.0 + t * q
-    q = 1.0 / 3.0 + t * q
-    return 2.0 * s + (2.0 * s) * (t * q)
+    for coef in _ARTANH_COEFS:
+        q = _fma(t, q, coef)
+    return _fma(2.0 * s, t * q, 2.0 * s)
 
 
-# Compiled as separate functions (not inlined by Numba, whose inlining of large bodies multiplies compile times):
-# LLVM inlines them into the loops, where they vectorize.
-_exp_neg = _jit()(_exp_neg)
-_log1p_series = _jit()(_log1p_series)
-_log1p_small = _jit()(_log1p_small)
+# Compiled strictly, as separate functions (not inlined by Numba, whose inlining of large bodies multiplies compile
+# times, and which would give them the fast-math flags of the caller): LLVM inlines them into the loops, where they
+# vectorize.
+_exp_neg = _jit(strict=True)(_exp_neg)
+_log1p_series = _jit(strict=True)(_log1p_series)
+_log1p_small = _jit(strict=True)(_log1p_small)
 
 
 def _pseudo_huber_terms(r: float, delta: float, inv: float, need_value: bool) -> tuple[float, float]:
     r"""Pseudo-Huber ``(ℓ(r), ℓ'(r))`` (``ℓ`` is 0 unless ``need_value``), ``inv = 1/δ``; vectorizable.
 
     With ``u = r/δ`` (as ``r·(1/δ)``), ``h = √(1 + u²)``: ``ℓ' = r/h``, ``ℓ = |r|·(|r|/(h + 1))`` (``= δ²(h − 1)``
-    without cancellation); with the value, both quotients come from one division, ``R = 1/(h(h + 1))``:
-    ``1/h = (h + 1)R``, ``1/(h + 1) = hR``.  Where ``u² ≥ 10³⁰⁰`` (``h`` or ``h(h + 1)`` would overflow), ``ℓ' = ±δ``
-    and ``ℓ = δ|r|``, the limits to within ``|u|⁻¹ < 10⁻¹⁵⁰`` relative.  NaN propagates through the first branch,
-    ``±∞`` takes the second.
+    without cancellation).  ``ℓ'`` is computed the same way with or without the value (a gradient does not depend on
+    whether the value was asked for), so the value costs a second division.  Where ``u² ≥ 10³⁰⁰`` (``h`` would
+    overflow), ``ℓ' = ±δ`` and ``ℓ = δ|r|``, the limits to within ``|u|⁻¹ < 10⁻¹⁵⁰`` relative.  NaN propagates
+    through the first branch, ``±∞`` takes the second.
     """
     u = r * inv
     u2 = u * u
     big = u2 >= 1e300
-    if not need_value:
-        d1 = r / math.sqrt(1.0 + u2)
-        return 0.0, math.copysign(delta, r) if big else d1
-    a = abs(r)
     h = math.sqrt(1.0 + u2)
-    R = 1.0 / (h * (h + 1.0))
-    d1 = r * ((h + 1.0) * R)
-    val = a * (a * (h * R))
-    return (delta * a if big else val), (math.copysign(delta, r) if big else d1)
-
-
-def _log_cosh_terms(r: float) -> tuple[float, float]:
-    r"""log cosh ``(ℓ(r), ℓ'(r)) = (log cosh r, tanh r)``; vectorizable.
-
-    ``u = expm1(−|r|)``, ``e = e^{−|r|}`` (``|r|`` clamped at 40), ``w = u(2 + u)`` (``= expm1(−2|r|)``),
-    ``tanh|r| = −w/(2 + w)``; ``log cosh r = log1p(N/D)`` with ``N/D = u²/(2e) = cosh r − 1`` for ``|r| < 1``, and
-    ``|r| + log1p(N/D) − log 2`` with ``N/D = e²`` above.  :func:`_log1p_series` needs ``s = z/(2 + z) = N/(2D + N)``;
-    the two quotients come from one division, ``R = 1/((2 + w)(2D + N))``.  NaN and ``±∞`` propagate.
-    """
+    d1 = math.copysign(delta, r) if big else r / h
+    if not need_value:
+        return 0.0, d1
     a = abs(r)
-    u, e = _exp_neg(-(a if a < 40.0 else 40.0))
-    w = u * (2.0 + u)
-    small = a < 1.0
-    N = u * u if small else e * e
-    D = 2.0 * e if small else 1.0
-    den_t = 2.0 + w
-    den_s = 2.0 * D + N
-    R = 1.0 / (den_t * den_s)
-    t = math.copysign(-w * (den_s * R), r)
-    lg = _log1p_series(N * (den_t * R))
-    return (lg if small else (a + lg) - _LN2), t if r == r else r
+    return (delta * a if big else a * (a / (h + 1.0))), d1
 
 
 def _tanh(r: float) -> float:
-    r"""``tanh r = ℓ'(r)`` of log cosh; vectorizable: ``u = expm1(−2|r|)``, ``tanh|r| = −u/(2 + u)`` (``|r|`` clamped
-    at 20, where ``tanh = 1`` in float64).  NaN and ``±∞`` propagate."""
+    r"""``tanh r = ℓ'(r)`` of log cosh, vectorizable: ``u = expm1(−|r|)`` (:func:`_exp_neg`, ``|r|`` clamped at 40,
+    where ``tanh = 1`` in float64), ``w = u(2 + u) = expm1(−2|r|)``, ``tanh|r| = −w/(2 + w)``.  NaN and ``±∞``
+    propagate."""
     a = abs(r)
-    u, _ = _exp_neg(-2.0 * (a if a < 20.0 else 20.0))
-    t = math.copysign(-u / (2.0 + u), r)
+    u, _ = _exp_neg(-(a if a < 40.0 else 40.0))
+    w = u * (2.0 + u)
+    t = math.copysign(-w / (2.0 + w), r)
     return t if r == r else r
 
 
-_pseudo_huber_terms = _jit()(_pseudo_huber_terms)
-_log_cosh_terms = _jit(inline="always")(_log_cosh_terms)  # too large for LLVM to inline it into the loop
-_tanh = _jit()(_tanh)
+def _log_cosh(r: float) -> float:
+    r"""``log cosh r``, vectorizable: with ``u = expm1(−|r|)``, ``e = e^{−|r|}`` (:func:`_exp_neg`, ``|r|`` clamped
+    at 40; next to :func:`_tanh` the compiler computes them once), ``log1p(N/D)`` with ``N/D = u²/(2e) = cosh r − 1``
+    for ``|r| < 1``, and ``|r| + log1p(N/D) − log 2`` with ``N/D = e²`` above, where :func:`_log1p_series` takes
+    ``s = z/(2 + z) = N/(2D + N)``.  NaN and ``±∞`` propagate."""
+    a = abs(r)
+    u, e = _exp_neg(-(a if a < 40.0 else 40.0))
+    small = a < 1.0
+    N = u * u if small else e * e
+    D = 2.0 * e if small else 1.0
+    lg = _log1p_series(N / (2.0 * D + N))
+    return lg if small else (a + lg) - _LN2
+
+
+_pseudo_huber_terms = _jit(strict=True)(_pseudo_huber_terms)
+_tanh = _jit(strict=True)(_tanh)
+_log_cosh = _jit(strict=True)(_log_cosh)
 
 
 # one compiled loop per loss and need_value, with no branch in it: LLVM vectorizes each
@@ -408,11 +413,12 @@ def _row_pseudo_huber_d1(row: np.ndarray, n: int, delta: float) -> float:
 
 @_jit()
 def _row_log_cosh(row: np.ndarray, n: int) -> float:
-    """``row[:n] ← tanh(row[:n])`` (:func:`_log_cosh_terms`); returns ``Σ log cosh``."""
+    """``row[:n] ← tanh(row[:n])`` (:func:`_tanh`); returns ``Σ log cosh`` (:func:`_log_cosh`)."""
     acc = 0.0
     for i in range(n):
-        val, row[i] = _log_cosh_terms(row[i])
-        acc += val
+        r = row[i]
+        acc += _log_cosh(r)
+        row[i] = _tanh(r)
     return acc
 
 
