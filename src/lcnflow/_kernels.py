@@ -12,10 +12,11 @@ Everything here works on plain float64 arrays; a layer set is described by the t
 * other built-in losses: one pass over the data computes, per output row, the residual ``r = (Hv)_a − y_a``,
   ``ℓ(r)``, ``ℓ'(r)`` and adds ``ℓ'(r)·(patch of a)`` into ``Hᵀℓ'`` — no ``m·d``-sized temporary — in fixed blocks
   of samples run in parallel (:func:`data_pass`); the loss is applied to a whole output row at a time
-  (:func:`row_loss`), in loops LLVM vectorizes for pseudo-Huber and log cosh (1D, ``k_v ≤ 8``: one loop per
-  sample does residual, loss and products together, :func:`_fused8_blocks`); the Hessian's weighted Gram
-  ``Hᵀ diag(ℓ''(r)) H`` is built from blocks of rows scaled by ``√ℓ''`` (:func:`weighted_gram`; ``ℓ'' ≥ 0`` for
-  every built-in loss);
+  (:func:`row_loss`), in loops LLVM vectorizes for pseudo-Huber and log cosh (pseudo-Huber in 1D with
+  ``k_v ≤ 8``: one loop per sample does residual, loss and products together, :func:`_fused8_blocks`); the loss
+  terms are compiled without fast-math flags, so ``ℓ'`` does not depend on whether ``ℓ`` is summed; the Hessian's
+  weighted Gram ``Hᵀ diag(ℓ''(r)) H`` is built from blocks of rows scaled by ``√ℓ''`` (:func:`weighted_gram`;
+  ``ℓ'' ≥ 0`` for every built-in loss);
 * long stride-1 filters (2D images): ``Hv`` and ``Hᵀq`` by FFT (:class:`SpectralCorrelator`), with the
   elementwise loss terms in one compiled pass (:func:`loss_terms_padded`).
 
