@@ -5,13 +5,15 @@
   (``lcnflow._kernels.ENABLED = False``), against PyTorch GD at its best stable step (``baselines.torch_gd``).
   The table ends with the *worst* ratio over the instances.
 * **Gradients at m = 20 000, d_0 = 256** (1D k = (3,3,3)), pseudo-Huber and log-cosh: compiled, reference and
-  PyTorch autograd through the Conv1d stack, next to the memory-traffic floor of one pass over the data.
+  PyTorch autograd through the Conv1d stack, next to the memory floor of one pass over the data (measured) and the
+  flop count of the correlations.
 * **B6** (2D log-cosh images, 64 × 128×128, k = (5×5, 5×5, 3×3)): one gradient compiled / reference / autograd
   through the Conv2d stack; with ``--b6-flow`` also a certified run with the compiled path.
 * **First-call latency**: every kernel compiled from scratch (empty cache directory) and loaded from the cache, each
   in a fresh process.
 
 Run: ``python benchmarks/bench_compiled.py [--seeds 0 1 2 3 4] [--repeats 5] [--b6-flow]``; prints Markdown.
+``--only-gradients [--rounds N]`` prints only the gradient table (N times, for repeated measurements).
 """
 
 from __future__ import annotations
@@ -127,8 +129,8 @@ def gradients(repeats: int) -> str:
     p6 = b6()
     cases.append(("B6: 64 images 128×128, k=(5×5,5×5,3×3)", p6.arch, p6.inputs, p6.targets, "log_cosh"))
     lines = ["| problem | loss | compiled | compiled, no value | reference | PyTorch autograd | vs autograd | "
-             "vs reference | data-pass floor | max rel. diff to autograd |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "vs reference | read floor | flops | max rel. diff to autograd |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for label, a, Xc, Yc, loss in cases:
         wc = w if a is arch else lf.flatten(p6.init)
         risk = lf.EmpiricalRisk(a, loss, lf.Dataset(Xc, Yc))
@@ -144,10 +146,15 @@ def gradients(repeats: int) -> str:
         tg = _torch_loss_grad(a, Xc, Yc, loss, wc)
         t_t = median_time(tg, repeats=3, min_time=0)
         diff = float(np.max(np.abs(tg().numpy() - risk._value_grad_flat(wc)[1])) / np.max(np.abs(tg().numpy())))
-        # floor: reading x and y once at ~10 GB/s (the passes are memory-bound at this size)
-        floor = (Xc.nbytes + Yc.nbytes) / 10e9
+        # floors: one read of x and y, measured now (NumPy sums, one thread: the bandwidth one core gets), and the
+        # multiply-adds of the direct correlations Hv and Hᵀℓ' (2 flops each, 2·k_v per output); B6 goes by FFT
+        floor = median_time(lambda Xc=Xc, Yc=Yc: Xc.sum() + Yc.sum(), repeats=reps, min_time=0 if slow else .05)
+        flops = 4 * a.final_filter_num_params * Yc.size
         lines.append(f"| {label} | {loss} | {fmt_time(t_c)} | {fmt_time(t_n)} | {fmt_time(t_r)} | {fmt_time(t_t)} | "
-                     f"{t_t / t_c:.1f}× | {t_r / t_c:.1f}× | {fmt_time(floor)} | {diff:.1e} |")
+                     f"{t_t / t_c:.1f}× | {t_r / t_c:.1f}× | {fmt_time(floor)} | {flops / 1e6:.0f} Mflop | "
+                     f"{diff:.1e} |")
+    lines.append("\nRead floor: one pass over x and y (NumPy sums, one thread, measured in the same process); flops: "
+                 "the direct correlations Hv and Hᵀℓ' (B6's pass runs by FFT instead).")
     return "\n".join(lines)
 
 
@@ -213,7 +220,15 @@ def main() -> None:
     parser.add_argument("--cap", type=float, default=60.0)
     parser.add_argument("--b6-flow", action="store_true", help="also a certified B6 run (compiled path)")
     parser.add_argument("--b6-reference", action="store_true", help="and one on the reference path (minutes)")
+    parser.add_argument("--only-gradients", action="store_true",
+                        help="only the one-gradient table (m = 20 000 and B6), --rounds times")
+    parser.add_argument("--rounds", type=int, default=1, help="with --only-gradients: repeat the table")
     args = parser.parse_args()
+    if args.only_gradients:
+        print(f"{machine_info()}; BLAS threads {os.environ.get('OPENBLAS_NUM_THREADS')}")
+        for i in range(args.rounds):
+            print(f"\nRound {i + 1}, load average {os.getloadavg()[0]:.2f}\n\n{gradients(args.repeats)}", flush=True)
+        return
     print(report(args.seeds, args.repeats, args.cap, args.b6_flow, args.b6_reference))
 
 

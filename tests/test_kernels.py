@@ -226,8 +226,168 @@ def test_scalar_losses_match_the_reference_formulas(name, params):
     assert abs(total - loss.value(r).sum()) <= 1e-13 * loss.value(r).sum()
 
 
+def _params(params):
+    vals = [*params.values(), 0.0, 0.0]
+    return (float(vals[0]), float(vals[1])) if params else (1.0, 0.0)
+
+
+ROW_CASES = [*LOSS_CASES, *EXTREME, ("pseudo_huber", {"delta": 7.5e3})]
+ROW_IDS = [*LOSS_IDS, "gh-huge-beta", "ph-small-delta", "ph-large-delta"]
+
+
+@pytest.mark.parametrize("need_value", [True, False], ids=["value", "no-value"])
+@pytest.mark.parametrize(("name", "params"), ROW_CASES, ids=ROW_IDS)
+def test_row_loss_kernels_match_the_reference_formulas(name, params, need_value):
+    """The row kernels of the data passes (vectorized for pseudo-Huber and log cosh): ℓ' in place and Σ ℓ against
+    lcnflow.losses over |r| from 1e-300 to 1e150 and on a fine grid of [0, 40] (both signs), within ~100 ulps.
+
+    The vectorized log cosh replaces expm1/log1p by its own polynomials, so every binade of |r| is covered."""
+    loss = lf.get_loss(name, **params)
+    mag = np.concatenate([np.linspace(0, 40, 40001), 10.0 ** np.linspace(-300, 150 if name != "lp" else 60, 4000)])
+    r = np.concatenate([mag, -mag])
+    p1, p2 = _params(params)
+    row = r.copy()
+    total = K.row_loss(row, row.size, K.LOSS_IDS[name], p1, p2, need_value)
+    np.testing.assert_allclose(row, loss.derivative(r), rtol=2e-14, atol=TINY)
+    if need_value:
+        with np.errstate(over="ignore"):  # |r|^p overflows for the square and lp losses: ∞ on both sides
+            ref = loss.value(r)
+        assert abs(total - ref.sum()) <= 1e-13 * ref.sum()
+        # each term, not only the sum: a single row of one entry
+        one = np.empty(1)
+        for x in (0.0, 1e-200, 1e-8, 0.3, 0.9999999999999999, 1.0, 2.5, 19.9, 20.1, 39.9, 40.1, 1e10, 1e155, 1e300):
+            for s in (x, -x):
+                one[0] = s
+                got = K.row_loss(one, 1, K.LOSS_IDS[name], p1, p2, True)
+                with np.errstate(over="ignore"):
+                    ref1 = loss.value(np.array([s]))[0]
+                np.testing.assert_allclose(got, ref1, rtol=2e-14, atol=TINY)
+    else:
+        assert np.isnan(total)
+
+
+@pytest.mark.parametrize(("name", "params"), LOSS_CASES, ids=LOSS_IDS)
+def test_gradient_does_not_depend_on_asking_for_the_value(name, params, rng):
+    """ℓ' and Hᵀℓ' bit for bit the same with and without the value, on every path of the data passes (one loop per
+    sample, row kernels in 1D and 2D, strided, the FFT path's loss terms): an integrator's gradient-only calls and a
+    certificate's value-and-gradient call see the same gradient."""
+    p1, p2 = _params(params)
+    lid = K.LOSS_IDS[name]
+    r = np.concatenate([rng.standard_normal(500) * 3, 10.0 ** np.linspace(-300, 150, 200)])
+    rows = [r.copy(), r.copy()]
+    K.row_loss(rows[0], r.size, lid, p1, p2, True)
+    K.row_loss(rows[1], r.size, lid, p1, p2, False)
+    np.testing.assert_array_equal(rows[0], rows[1])
+    shapes = [((5, 1, 40), (5, 1, 34), (1, 7), 1, 1), ((5, 1, 40), (5, 1, 29), (1, 12), 1, 1),
+              ((5, 9, 11), (5, 6, 9), (4, 3), 1, 1), ((5, 1, 40), (5, 1, 12), (1, 7), 1, 3)]
+    for xs, ys, vs, sh, sw in shapes:
+        X, Y, v = rng.standard_normal(xs), rng.standard_normal(ys), rng.standard_normal(vs)
+        g_value = K.data_pass(X, Y, v, sh, sw, lid, p1, p2, True)[1]
+        np.testing.assert_array_equal(g_value, K.data_pass(X, Y, v, sh, sw, lid, p1, p2, False)[1])
+    full = [rng.standard_normal((3, 8, 8))] * 2
+    full = [full[0].copy(), full[0].copy()]
+    Y = rng.standard_normal((3, 6, 6))
+    K.loss_terms_padded(full[0], Y, lid, p1, p2, True)
+    K.loss_terms_padded(full[1], Y, lid, p1, p2, False)
+    np.testing.assert_array_equal(full[0], full[1])
+
+
+@pytest.mark.parametrize(("name", "params"), ROW_CASES, ids=ROW_IDS)
+def test_row_loss_kernels_propagate_nan_and_infinity(name, params):
+    """ℓ'(±∞) and ℓ(±∞) are the reference's limits (±δ, ±1, ±∞ …), NaN stays NaN; the sum is NaN with a NaN."""
+    loss = lf.get_loss(name, **params)
+    p1, p2 = _params(params)
+    r = np.array([np.inf, -np.inf, 0.5, -3.0])
+    for need_value in (True, False):
+        row = r.copy()
+        total = K.row_loss(row, 4, K.LOSS_IDS[name], p1, p2, need_value)
+        np.testing.assert_allclose(row, loss.derivative(r), rtol=2e-14)  # ±∞ must match exactly
+        if need_value:
+            assert total == np.inf
+        row = np.array([0.5, np.nan, -2.0, np.nan])
+        total = K.row_loss(row, 4, K.LOSS_IDS[name], p1, p2, need_value)
+        np.testing.assert_array_equal(np.isnan(row), [False, True, False, True])
+        assert np.isnan(total)
+
+
+@pytest.mark.parametrize("k", range(1, 11))
+def test_tap_grouped_correlations_match_numpy(k, rng):
+    """The stride-1 correlations of the data pass (taps in groups of four, then three, two or one) against
+    numpy.correlate: ``row += Σ_t c_t x[a + t]`` and ``out[o + t] += Σ_a q_a x[a + t]``."""
+    for n in (1, 9, 250):
+        x = rng.standard_normal(n + k - 1)
+        c = rng.standard_normal(k)
+        row0 = rng.standard_normal(n)
+        row = row0.copy()
+        K._correlate_add(row, x, c, n, k)
+        np.testing.assert_allclose(row, row0 + np.correlate(x, c, mode="valid"), rtol=1e-13, atol=1e-13 * n)
+        out = np.full(k + 3, 0.25)
+        K._correlate_dot(row0, x, out, 2, n, k)
+        ref = np.full(k + 3, 0.25)
+        ref[2 : 2 + k] += np.correlate(x, row0, mode="valid")
+        np.testing.assert_allclose(out, ref, rtol=1e-13, atol=1e-13 * n)
+
+
+@pytest.mark.parametrize(("name", "params"), [("pseudo_huber", {"delta": 0.7}), ("square", {}), ("log_cosh", {})],
+                         ids=["pseudo_huber", "square", "log_cosh"])
+def test_one_loop_data_pass_for_short_filters(name, params, rng):
+    """1D stride-1 data passes with k_v ≤ 8 (one loop per sample, eight taps with the unused ones masked) and
+    k_v = 9, 12 (row kernels) against the dense oracle, for output lengths shorter than the masked taps too; with a
+    bounded ℓ', an infinite input entry gives ±∞ in exactly the gradient entries whose products contain it (a masked
+    tap that multiplied it by 0 would make NaN of every entry)."""
+    loss = lf.get_loss(name, **params)
+    p1, p2 = _params(params)
+    lid = K.LOSS_IDS[name]
+    for kv in (*range(1, 10), 12):
+        for dn in (1, 2, 5, 40):
+            X = rng.standard_normal((3, dn + kv - 1))
+            Y = rng.standard_normal((3, dn))
+            v = rng.standard_normal(kv)
+            H = loop_patch_matrix(X, (kv,), (1,), (dn,))
+            r = H @ v - Y.reshape(-1)
+            val, grad = K.data_pass(X.reshape(3, 1, -1), Y.reshape(3, 1, -1), v.reshape(1, kv), 1, 1, lid, p1, p2, True)
+            assert _rel(grad, H.T @ loss.derivative(r)) < 1e-13
+            assert abs(val - loss.value(r).sum()) <= 1e-13 * loss.value(r).sum()
+            if dn < 40 or name == "square":  # square: ℓ' = r is infinite too, and so are (with mixed signs) the sums
+                continue
+            X[1, 20] = np.inf  # reached by every tap t ≤ 7 (output 20 − t), so by the masked ones too
+            H = loop_patch_matrix(X, (kv,), (1,), (dn,))
+            with np.errstate(invalid="ignore"):  # inf·0 in the dense H (zero-free v: no NaN in H @ v)
+                r = H @ v - Y.reshape(-1)
+            _, grad = K.data_pass(X.reshape(3, 1, -1), Y.reshape(3, 1, -1), v.reshape(1, kv), 1, 1, lid, p1, p2,
+                                  False)
+            d = loss.derivative(r)
+            inf_entries = np.array([np.isinf(H[:, t]).any() for t in range(kv)])
+            assert np.isinf(grad[inf_entries]).all() and not np.isnan(grad).any()
+            finite = ~inf_entries
+            if finite.any():
+                assert _rel(grad[finite], H[:, finite].T @ d) < 1e-13
+
+
+def test_vectorized_exp_and_log1p_are_accurate_on_their_ranges():
+    """The log-cosh kernels' own exp/expm1 (on [−40, 0]) and log1p (on [0, 0.6]) within 4 ulps of NumPy's, which are
+    themselves within an ulp of the true values; and the split of ln 2 they use is exact to the rounding of its low
+    part (3e-23, so ``k·ln 2`` for ``|k| ≤ 58`` is off by less than 2e-21)."""
+    from decimal import Decimal, getcontext
+
+    getcontext().prec = 50
+    assert abs(Decimal(K._LN2_HI) + Decimal(K._LN2_LO) - Decimal(2).ln()) < Decimal("3e-23")
+    assert np.float64(K._LN2_HI).view(np.uint64) & np.uint64(0xFFFFFFFF) == 0
+    eps = np.finfo(np.float64).eps
+    x = -np.concatenate([np.linspace(0, 40, 200001), 10.0 ** np.linspace(-300, np.log10(40), 20000)])
+    em1 = np.array([K._exp_neg(t)[0] for t in x[::7]])
+    ex = np.array([K._exp_neg(t)[1] for t in x[::7]])
+    np.testing.assert_allclose(em1, np.expm1(x[::7]), rtol=4 * eps, atol=TINY)
+    np.testing.assert_allclose(ex, np.exp(x[::7]), rtol=4 * eps, atol=0)
+    z = np.concatenate([np.linspace(0, 0.6, 100001), 10.0 ** np.linspace(-300, 0, 20000) * 0.6])
+    lp = np.array([K._log1p_small(t) for t in z[::3]])
+    np.testing.assert_allclose(lp, np.log1p(z[::3]), rtol=4 * eps, atol=TINY)
+
+
 # ---------------------------------------------------------------------------------------------- parallel, caching
-def test_threaded_pass_is_independent_of_the_thread_count(rng, monkeypatch):
+@pytest.mark.parametrize("need_value", [True, False], ids=["value", "no-value"])
+@pytest.mark.parametrize(("lid", "p1"), [(2, 0.7), (4, 1.0), (3, 1.5)], ids=["pseudo_huber", "log_cosh", "gen-huber"])
+def test_threaded_pass_is_independent_of_the_thread_count(rng, monkeypatch, lid, p1, need_value):
     X = rng.standard_normal((900, 1, 64))
     Y = rng.standard_normal((900, 1, 58))
     v = rng.standard_normal((1, 7))
@@ -235,10 +395,35 @@ def test_threaded_pass_is_independent_of_the_thread_count(rng, monkeypatch):
     for threads, min_entries in ((1, 10**12), (2, 0), (3, 0)):
         monkeypatch.setattr(K, "_threads", lambda threads=threads: threads)
         monkeypatch.setattr(K, "PARALLEL_MIN_ENTRIES", min_entries)
-        results.append(K.data_pass(X, Y, v, 1, 1, 2, 0.7, 0.0, True))
+        results.append(K.data_pass(X, Y, v, 1, 1, lid, p1, 0.5, need_value))
     for val, grad in results[1:]:
-        assert val == results[0][0]
+        assert val == results[0][0] or (np.isnan(val) and np.isnan(results[0][0]) and not need_value)
         np.testing.assert_array_equal(grad, results[0][1])
+
+
+@pytest.mark.parametrize(("name", "params"), [("pseudo_huber", {"delta": 0.7}), ("log_cosh", {})],
+                         ids=["pseudo_huber", "log_cosh"])
+def test_data_pass_with_infinite_and_nan_targets(name, params, rng):
+    """Infinite targets give ℓ' = ∓δ (∓1) there and an infinite value, as the dense oracle says; a NaN target makes
+    the value and every gradient entry NaN, as in the reference path."""
+    arch = lf.Architecture(30, [3, 3])
+    loss = lf.get_loss(name, **params)
+    p1, p2 = _params(params)
+    X = rng.standard_normal((6, 30))
+    Y = rng.standard_normal((6, 26))
+    Y[1, 3], Y[4, 0] = np.inf, -np.inf
+    v = rng.standard_normal(5)
+    H = loop_patch_matrix(X, arch.final_filter_shape, arch.cumulative_strides[-1], arch.axes_layer_sizes[-1])
+    r = H @ v - Y.reshape(-1)
+    for need_value in (True, False):
+        val, grad = K.data_pass(X.reshape(6, 1, 30), Y.reshape(6, 1, 26), v.reshape(1, 5), 1, 1,
+                                K.LOSS_IDS[name], p1, p2, need_value)
+        assert _rel(grad, H.T @ loss.derivative(r)) < 1e-13
+        assert val == np.inf if need_value else np.isnan(val)
+    Y[2, 5] = np.nan
+    val, grad = K.data_pass(X.reshape(6, 1, 30), Y.reshape(6, 1, 26), v.reshape(1, 5), 1, 1, K.LOSS_IDS[name],
+                            p1, p2, True)
+    assert np.isnan(val) and np.isnan(grad).all()
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")

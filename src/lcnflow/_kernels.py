@@ -11,8 +11,12 @@ Everything here works on plain float64 arrays; a layer set is described by the t
   the same call (:func:`square_value_grad`);
 * other built-in losses: one pass over the data computes, per output row, the residual ``r = (Hv)_a − y_a``,
   ``ℓ(r)``, ``ℓ'(r)`` and adds ``ℓ'(r)·(patch of a)`` into ``Hᵀℓ'`` — no ``m·d``-sized temporary — in fixed blocks
-  of samples run in parallel (:func:`data_pass`); the Hessian's weighted Gram ``Hᵀ diag(ℓ''(r)) H`` is built from
-  blocks of rows scaled by ``√ℓ''`` (:func:`weighted_gram`; ``ℓ'' ≥ 0`` for every built-in loss);
+  of samples run in parallel (:func:`data_pass`); the loss is applied to a whole output row at a time
+  (:func:`row_loss`), in loops LLVM vectorizes for pseudo-Huber and log cosh (pseudo-Huber in 1D with
+  ``k_v ≤ 8``: one loop per sample does residual, loss and products together, :func:`_fused8_blocks`); the loss
+  terms are compiled without fast-math flags, so ``ℓ'`` does not depend on whether ``ℓ`` is summed; the Hessian's
+  weighted Gram ``Hᵀ diag(ℓ''(r)) H`` is built from blocks of rows scaled by ``√ℓ''`` (:func:`weighted_gram`;
+  ``ℓ'' ≥ 0`` for every built-in loss);
 * long stride-1 filters (2D images): ``Hv`` and ``Hᵀq`` by FFT (:class:`SpectralCorrelator`), with the
   elementwise loss terms in one compiled pass (:func:`loss_terms_padded`).
 
@@ -53,6 +57,12 @@ LOSS_IDS = {"square": 0, "lp": 1, "pseudo_huber": 2, "generalized_huber": 3, "lo
 #: Data entries (``m · prod(d_N)``) from which the data passes run in parallel.
 PARALLEL_MIN_ENTRIES = 50_000
 
+#: Losses whose 1D stride-1 data passes with ``k_v ≤ 8`` run as one loop per sample (:func:`_fused8_blocks`): only
+#: pseudo-Huber.  The others go through the row kernels (:func:`data_pass_blocks`); log cosh because its terms need
+#: too many registers to share a loop with eight taps (measured 10 % slower fused, in one loop or two), the square
+#: loss because its passes go through the statistics ``(G, b)`` (one more compiled loop for a rare path).
+FUSED_LOSSES = (2,)
+
 #: Seconds spent compiling (or loading from the cache) per kernel, filled on first use (see :func:`warm_up`).
 COMPILE_SECONDS: dict[str, float] = {}
 
@@ -61,8 +71,14 @@ def enabled() -> bool:
     return ENABLED
 
 
-def _jit(parallel: bool = False, inline: str = "never", nogil: bool = False):
-    """``numba.njit(cache=True)``, falling back to an in-memory compilation when no cache location is writable."""
+def _jit(parallel: bool = False, inline: str = "never", nogil: bool = False, strict: bool = False):
+    """``numba.njit(cache=True)``, falling back to an in-memory compilation when no cache location is writable.
+
+    ``strict``: no fast-math flag at all.  The loss terms are compiled so: with reassociation or contraction allowed,
+    LLVM rounds the same expression differently depending on what else uses its parts, and ``ℓ'`` must come out bit
+    for bit the same whether or not the loop also sums ``ℓ``.  LLVM inlines them into the (fast-math) loops with
+    their own flags.
+    """
 
     def wrap(fn):
         if not HAVE_NUMBA:
@@ -70,7 +86,7 @@ def _jit(parallel: bool = False, inline: str = "never", nogil: bool = False):
         # reassociation lets the compiler vectorize the dot products of the data passes; no other fast-math flag
         # (NaN and infinities must propagate exactly as in the reference path)
         opts = dict(parallel=parallel, error_model="numpy", inline=inline, nogil=nogil,
-                    fastmath={"reassoc", "contract"})
+                    fastmath=False if strict else {"reassoc", "contract"})
         try:
             return _nb.njit(cache=True, **opts)(fn)
         except RuntimeError:  # "cannot cache function …: no locator available" (read-only install)
@@ -204,6 +220,241 @@ _loss_value = _jit(inline="always")(_loss_value)
 _loss_d1 = _jit(inline="always")(_loss_d1)
 _loss_d2 = _jit(inline="always")(_loss_d2)
 _loss_value_d1 = _jit(inline="always")(_loss_value_d1)
+
+
+# ---------------------------------------------------------------------------------------------- losses (rows)
+# The data passes evaluate the loss on a whole output row at a time, in loops with no call and no data-dependent
+# branch in them (branches are written as selects), so LLVM vectorizes them.  Numba's exp/expm1/log1p are calls into
+# libm and stop that; log cosh therefore uses the two vectorizable functions below, accurate to a few ulps on the
+# ranges where they are used (tests/test_kernels.py checks them against NumPy over those ranges).
+
+#: ``ln 2 = _LN2_HI + _LN2_LO`` with the low 32 significand bits of ``_LN2_HI`` zero, so ``k·_LN2_HI`` is exact for
+#: ``|k| < 2^20`` (``_LN2_LO`` is ``ln 2 − _LN2_HI`` rounded, from a 60-digit ``decimal`` logarithm: the sum is
+#: ``ln 2`` to 3·10⁻²³).
+_LN2_HI = 0.6931467056274414
+_LN2_LO = 4.7493250390316726e-07
+_INV_LN2 = 1.4426950408889634
+_LN2 = math.log(2.0)
+
+
+if HAVE_NUMBA:
+    from llvmlite import ir as _ir
+    from numba.core import types as _types
+    from numba.extending import intrinsic as _intrinsic
+
+    @_intrinsic
+    def _pow2(typingctx, k):
+        """``2.0**k`` for an integer ``−1022 ≤ k ≤ 1023``: ``k + 1023`` placed in the exponent field of a float64
+        (two integer instructions, which vectorize; a call to ``ldexp`` would not)."""
+        if not isinstance(k, _types.Integer):
+            return None
+
+        def codegen(context, builder, signature, args):
+            i64 = _ir.IntType(64)
+            biased = builder.add(context.cast(builder, args[0], signature.args[0], _types.int64), i64(1023))
+            return builder.bitcast(builder.shl(biased, i64(52)), _ir.DoubleType())
+
+        return _types.float64(k), codegen
+
+    @_intrinsic
+    def _fma(typingctx, a, b, c):
+        """``a·b + c`` with one rounding (``llvm.fma``, which vectorizes), whatever the fast-math flags: the
+        polynomials below are compiled strictly, and this keeps their multiply-adds fused."""
+        if not all(isinstance(t, _types.Float) for t in (a, b, c)):
+            return None
+
+        def codegen(context, builder, signature, args):
+            vals = [context.cast(builder, v, t, _types.float64) for v, t in zip(args, signature.args, strict=True)]
+            return builder.fma(*vals)
+
+        return _types.float64(a, b, c), codegen
+else:  # pragma: no cover
+    def _pow2(k: int) -> float:
+        """``2.0**k`` (the compiled version builds the float from its bits)."""
+        return math.ldexp(1.0, k)
+
+    def _fma(a: float, b: float, c: float) -> float:
+        """``a·b + c`` (the compiled version rounds once)."""
+        return a * b + c
+
+
+#: ``1/12!, 1/11!, …, 1/2!`` (Horner order after ``1/13!``), rounded from exact fractions.
+_EXPM1_COEFS = (1.6059043836821613e-10, 2.08767569878681e-09, 2.505210838544172e-08, 2.755731922398589e-07,
+                2.7557319223985893e-06, 2.48015873015873e-05, 0.0001984126984126984, 0.001388888888888889,
+                0.008333333333333333, 0.041666666666666664, 0.16666666666666666, 0.5)
+#: ``1/21, 1/19, …, 1/3`` (Horner order after ``1/23``).
+_ARTANH_COEFS = tuple(1.0 / k for k in range(21, 2, -2))
+
+
+def _exp_neg(x: float) -> tuple[float, float]:
+    r"""``(expm1(x), exp(x))`` for ``−40 ≤ x ≤ 0``, without a library call (vectorizable), to about 2 ulps.
+
+    ``x = k ln 2 + f`` with ``k = round(x / ln 2) ∈ [−58, 0]`` and ``|f| ≤ ln 2 / 2`` (Cody–Waite: ``k·ln2_hi`` is
+    exact, so ``f`` carries one rounding); ``p = expm1(f) = f + f²(1/2! + f/3! + ⋯ + f¹¹/13!)``, whose truncation
+    error ``|f|^{14}/14! < 5·10⁻¹⁸`` is below the rounding; ``2^k`` is built exactly from its bits
+    (:func:`_pow2`).  Then ``expm1(x) = 2^k p + (2^k − 1)`` (exactly ``p`` for ``k = 0``: no
+    cancellation near ``x = 0``) and ``exp(x) = 2^k p + 2^k``.  Outside ``[−40, 0]`` the result is meaningless: the
+    callers clamp ``x`` and patch NaN themselves.
+    """
+    kf = np.rint(x * _INV_LN2)
+    f = _fma(-kf, _LN2_LO, _fma(-kf, _LN2_HI, x))
+    q = 1.1470745597729725e-11  # 1/13!
+    for coef in _EXPM1_COEFS:
+        q = _fma(f, q, coef)
+    p = _fma(f * f, q, f)
+    s = _pow2(int(kf))
+    return _fma(s, p, s - 1.0), _fma(s, p, s)
+
+
+def _log1p_small(z: float) -> float:
+    r"""``log1p(z)`` for ``0 ≤ z ≤ 0.6`` without a library call (vectorizable), to about 2 ulps.
+
+    ``log(1 + z) = 2 artanh(s)`` with ``s = z/(2 + z) ≤ 0.231`` (:func:`_log1p_series`).
+    """
+    return _log1p_series(z / (2.0 + z))
+
+
+def _log1p_series(s: float) -> float:
+    r"""``2 artanh(s) = 2s Σ_{j≥0} s^{2j}/(2j + 1)`` for ``0 ≤ s ≤ 0.231``: twelve terms leave a truncation error
+    below ``s^{24}/25 < 10⁻¹⁶·s`` relative (``log1p(z)`` for ``s = z/(2 + z)``)."""
+    t = s * s
+    q = 1.0 / 23.0
+    for coef in _ARTANH_COEFS:
+        q = _fma(t, q, coef)
+    return _fma(2.0 * s, t * q, 2.0 * s)
+
+
+# Compiled strictly, as separate functions (not inlined by Numba, whose inlining of large bodies multiplies compile
+# times, and which would give them the fast-math flags of the caller): LLVM inlines them into the loops, where they
+# vectorize.
+_exp_neg = _jit(strict=True)(_exp_neg)
+_log1p_series = _jit(strict=True)(_log1p_series)
+_log1p_small = _jit(strict=True)(_log1p_small)
+
+
+def _pseudo_huber_terms(r: float, delta: float, inv: float, need_value: bool) -> tuple[float, float]:
+    r"""Pseudo-Huber ``(ℓ(r), ℓ'(r))`` (``ℓ`` is 0 unless ``need_value``), ``inv = 1/δ``; vectorizable.
+
+    With ``u = r/δ`` (as ``r·(1/δ)``), ``h = √(1 + u²)``: ``ℓ' = r/h``, ``ℓ = |r|·(|r|/(h + 1))`` (``= δ²(h − 1)``
+    without cancellation).  ``ℓ'`` is computed the same way with or without the value (a gradient does not depend on
+    whether the value was asked for), so the value costs a second division.  Where ``u² ≥ 10³⁰⁰`` (``h`` would
+    overflow), ``ℓ' = ±δ`` and ``ℓ = δ|r|``, the limits to within ``|u|⁻¹ < 10⁻¹⁵⁰`` relative.  NaN propagates
+    through the first branch, ``±∞`` takes the second.
+    """
+    u = r * inv
+    u2 = u * u
+    big = u2 >= 1e300
+    h = math.sqrt(1.0 + u2)
+    d1 = math.copysign(delta, r) if big else r / h
+    if not need_value:
+        return 0.0, d1
+    a = abs(r)
+    return (delta * a if big else a * (a / (h + 1.0))), d1
+
+
+def _tanh(r: float) -> float:
+    r"""``tanh r = ℓ'(r)`` of log cosh, vectorizable: ``u = expm1(−|r|)`` (:func:`_exp_neg`, ``|r|`` clamped at 40,
+    where ``tanh = 1`` in float64), ``w = u(2 + u) = expm1(−2|r|)``, ``tanh|r| = −w/(2 + w)``.  NaN and ``±∞``
+    propagate."""
+    a = abs(r)
+    u, _ = _exp_neg(-(a if a < 40.0 else 40.0))
+    w = u * (2.0 + u)
+    t = math.copysign(-w / (2.0 + w), r)
+    return t if r == r else r
+
+
+def _log_cosh(r: float) -> float:
+    r"""``log cosh r``, vectorizable: with ``u = expm1(−|r|)``, ``e = e^{−|r|}`` (:func:`_exp_neg`, ``|r|`` clamped
+    at 40; next to :func:`_tanh` the compiler computes them once), ``log1p(N/D)`` with ``N/D = u²/(2e) = cosh r − 1``
+    for ``|r| < 1``, and ``|r| + log1p(N/D) − log 2`` with ``N/D = e²`` above, where :func:`_log1p_series` takes
+    ``s = z/(2 + z) = N/(2D + N)``.  NaN and ``±∞`` propagate."""
+    a = abs(r)
+    u, e = _exp_neg(-(a if a < 40.0 else 40.0))
+    small = a < 1.0
+    N = u * u if small else e * e
+    D = 2.0 * e if small else 1.0
+    lg = _log1p_series(N / (2.0 * D + N))
+    return lg if small else (a + lg) - _LN2
+
+
+_pseudo_huber_terms = _jit(strict=True)(_pseudo_huber_terms)
+_tanh = _jit(strict=True)(_tanh)
+_log_cosh = _jit(strict=True)(_log_cosh)
+
+
+# one compiled loop per loss and need_value, with no branch in it: LLVM vectorizes each
+@_jit()
+def _row_square(row: np.ndarray, n: int) -> float:
+    """``Σ r²/2`` over ``row[:n]`` (``ℓ' = r``: the row stays)."""
+    acc = 0.0
+    for i in range(n):
+        acc += row[i] * row[i]
+    return 0.5 * acc
+
+
+@_jit()
+def _row_pseudo_huber(row: np.ndarray, n: int, delta: float) -> float:
+    """``row[:n] ← ℓ'(row[:n])`` for pseudo-Huber (:func:`_pseudo_huber_terms`); returns ``Σ ℓ``."""
+    inv = 1.0 / delta
+    acc = 0.0
+    for i in range(n):
+        val, row[i] = _pseudo_huber_terms(row[i], delta, inv, True)
+        acc += val
+    return acc
+
+
+@_jit()
+def _row_pseudo_huber_d1(row: np.ndarray, n: int, delta: float) -> float:
+    """``row[:n] ← ℓ'(row[:n])`` for pseudo-Huber; returns NaN (no value)."""
+    inv = 1.0 / delta
+    for i in range(n):
+        _, row[i] = _pseudo_huber_terms(row[i], delta, inv, False)
+    return np.nan
+
+
+@_jit()
+def _row_log_cosh(row: np.ndarray, n: int) -> float:
+    """``row[:n] ← tanh(row[:n])`` (:func:`_tanh`); returns ``Σ log cosh`` (:func:`_log_cosh`)."""
+    acc = 0.0
+    for i in range(n):
+        r = row[i]
+        acc += _log_cosh(r)
+        row[i] = _tanh(r)
+    return acc
+
+
+@_jit()
+def _row_log_cosh_d1(row: np.ndarray, n: int) -> float:
+    """``row[:n] ← tanh(row[:n])``; returns NaN (no value)."""
+    for i in range(n):
+        row[i] = _tanh(row[i])
+    return np.nan
+
+
+@_jit()
+def _row_scalar(row: np.ndarray, n: int, lid: int, p1: float, p2: float, need_value: bool) -> float:
+    """Any built-in loss on ``row[:n]``, element by element (:func:`_loss_value_d1`)."""
+    acc = 0.0
+    for i in range(n):
+        val, row[i] = _loss_value_d1(row[i], lid, p1, p2, need_value)
+        acc += val
+    return acc if need_value else np.nan
+
+
+@_jit()
+def row_loss(row: np.ndarray, n: int, lid: int, p1: float, p2: float, need_value: bool) -> float:
+    """``row[:n] ← ℓ'(row[:n])`` for the built-in loss ``lid``; returns ``Σ ℓ`` (NaN unless ``need_value``).
+
+    The square loss (``ℓ' = r``), pseudo-Huber and log cosh go through vectorized loops, the other losses element by
+    element.
+    """
+    if lid == 0:
+        return _row_square(row, n) if need_value else np.nan  # ℓ'(r) = r: nothing to do
+    if lid == 2:
+        return _row_pseudo_huber(row, n, p1) if need_value else _row_pseudo_huber_d1(row, n, p1)
+    if lid == 4:
+        return _row_log_cosh(row, n) if need_value else _row_log_cosh_d1(row, n)
+    return _row_scalar(row, n, lid, p1, p2, need_value)
 
 
 @_jit()
@@ -401,13 +652,159 @@ def step_terms(w, prev, off, delta0) -> tuple[float, float, float]:
 
 
 # ---------------------------------------------------------------------------------------------- data passes
+@_jit(inline="always")
+def _correlate_add(row: np.ndarray, xr: np.ndarray, c: np.ndarray, n: int, k: int) -> None:
+    r"""``row[a] += Σ_{t<k} c_t xr[a + t]`` for ``a < n``, four taps per sweep over ``row`` (one load and one store
+    of ``row`` per four multiply-adds instead of per one), then the remaining three, two or one."""
+    t = 0
+    while t + 4 <= k:
+        c0, c1, c2, c3 = c[t], c[t + 1], c[t + 2], c[t + 3]
+        s0, s1, s2, s3 = xr[t : t + n], xr[t + 1 : t + 1 + n], xr[t + 2 : t + 2 + n], xr[t + 3 : t + 3 + n]
+        for a in range(n):
+            row[a] += (c0 * s0[a] + c1 * s1[a]) + (c2 * s2[a] + c3 * s3[a])
+        t += 4
+    if t + 3 == k:
+        c0, c1, c2 = c[t], c[t + 1], c[t + 2]
+        s0, s1, s2 = xr[t : t + n], xr[t + 1 : t + 1 + n], xr[t + 2 : t + 2 + n]
+        for a in range(n):
+            row[a] += (c0 * s0[a] + c1 * s1[a]) + c2 * s2[a]
+    elif t + 2 == k:
+        c0, c1 = c[t], c[t + 1]
+        s0, s1 = xr[t : t + n], xr[t + 1 : t + 1 + n]
+        for a in range(n):
+            row[a] += c0 * s0[a] + c1 * s1[a]
+    elif t < k:
+        c0 = c[t]
+        s0 = xr[t : t + n]
+        for a in range(n):
+            row[a] += c0 * s0[a]
+
+
+@_jit(inline="always")
+def _correlate_dot(row: np.ndarray, xr: np.ndarray, out: np.ndarray, o: int, n: int, k: int) -> None:
+    r"""``out[o + t] += Σ_{a<n} row[a] xr[a + t]`` for ``t < k``, four taps per sweep over ``row``."""
+    t = 0
+    while t + 4 <= k:
+        s0, s1, s2, s3 = xr[t : t + n], xr[t + 1 : t + 1 + n], xr[t + 2 : t + 2 + n], xr[t + 3 : t + 3 + n]
+        g0 = g1 = g2 = g3 = 0.0
+        for a in range(n):
+            q = row[a]
+            g0 += q * s0[a]
+            g1 += q * s1[a]
+            g2 += q * s2[a]
+            g3 += q * s3[a]
+        out[o + t] += g0
+        out[o + t + 1] += g1
+        out[o + t + 2] += g2
+        out[o + t + 3] += g3
+        t += 4
+    if t + 3 == k:
+        s0, s1, s2 = xr[t : t + n], xr[t + 1 : t + 1 + n], xr[t + 2 : t + 2 + n]
+        g0 = g1 = g2 = 0.0
+        for a in range(n):
+            q = row[a]
+            g0 += q * s0[a]
+            g1 += q * s1[a]
+            g2 += q * s2[a]
+        out[o + t] += g0
+        out[o + t + 1] += g1
+        out[o + t + 2] += g2
+    elif t + 2 == k:
+        s0, s1 = xr[t : t + n], xr[t + 1 : t + 1 + n]
+        g0 = g1 = 0.0
+        for a in range(n):
+            q = row[a]
+            g0 += q * s0[a]
+            g1 += q * s1[a]
+        out[o + t] += g0
+        out[o + t + 1] += g1
+    elif t < k:
+        s0 = xr[t : t + n]
+        g0 = 0.0
+        for a in range(n):
+            g0 += row[a] * s0[a]
+        out[o + t] += g0
+
+
+@_jit(inline="always")
+def _fused8_sample(xr, yr, c: np.ndarray, DW: int, KW: int, delta: float, inv: float, need_value: bool,
+                   out: np.ndarray) -> float:
+    r"""One 1D stride-1 sample with ``k_v = KW ≤ 8``, pseudo-Huber, in a single loop over the outputs:
+    ``out[t] += Σ_a ℓ'(r_a) x_{a+t}``, returns ``Σ_a ℓ(r_a)`` (0 unless ``need_value``) for
+    ``r_a = Σ_t c_t x_{a+t} − y_a``.
+
+    The eight taps are named scalars, so each ``x_{a+t}`` is loaded once for the forward and the backward product and
+    the eight sums stay in registers; the loop over ``a`` vectorizes (``need_value`` is a constant at the call
+    sites).  Taps ``t ≥ KW`` have ``c_t = 0`` and their ``x`` replaced by 0 (an infinite ``x`` there must not
+    make ``0·∞``); the last ``8 − KW`` outputs, whose unused taps would read past the row, go through a plain loop.
+    """
+    n = max(DW - (8 - KW), 0)
+    c0, c1, c2, c3, c4, c5, c6, c7 = c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]
+    k1, k2, k3, k4, k5, k6, k7 = KW > 1, KW > 2, KW > 3, KW > 4, KW > 5, KW > 6, KW > 7
+    g0 = g1 = g2 = g3 = g4 = g5 = g6 = g7 = 0.0
+    acc = 0.0
+    for a in range(n):
+        x0 = xr[a]
+        x1 = xr[a + 1] if k1 else 0.0
+        x2 = xr[a + 2] if k2 else 0.0
+        x3 = xr[a + 3] if k3 else 0.0
+        x4 = xr[a + 4] if k4 else 0.0
+        x5 = xr[a + 5] if k5 else 0.0
+        x6 = xr[a + 6] if k6 else 0.0
+        x7 = xr[a + 7] if k7 else 0.0
+        r = (((c0 * x0 + c1 * x1) + (c2 * x2 + c3 * x3)) + ((c4 * x4 + c5 * x5) + (c6 * x6 + c7 * x7))) - yr[a]
+        val, d = _pseudo_huber_terms(r, delta, inv, need_value)
+        acc += val
+        g0 += d * x0
+        g1 += d * x1
+        g2 += d * x2
+        g3 += d * x3
+        g4 += d * x4
+        g5 += d * x5
+        g6 += d * x6
+        g7 += d * x7
+    g = (g0, g1, g2, g3, g4, g5, g6, g7)
+    for t in range(KW):
+        out[t] += g[t]
+    for a in range(n, DW):
+        r = -yr[a]
+        for t in range(KW):
+            r += c[t] * xr[a + t]
+        val, d = _pseudo_huber_terms(r, delta, inv, need_value)
+        acc += val
+        for t in range(KW):
+            out[t] += d * xr[a + t]
+    return acc
+
+
+@_jit(nogil=True)
+def _fused8_blocks(x, y, v, delta: float, need_value: bool, block: int, b0: int, b1: int, part: np.ndarray,
+                   vals: np.ndarray) -> None:
+    """:func:`data_pass_blocks` for 1D stride-1 data, ``k_v ≤ 8`` and the pseudo-Huber loss (:func:`_fused8_sample`)."""
+    m, _, DW = y.shape
+    KW = v.shape[1]
+    c = np.zeros(8)
+    c[:KW] = v[0]
+    inv = 1.0 / delta
+    for b in range(b0, b1):
+        acc = 0.0
+        pb = part[b]
+        for j in range(b * block, min(m, (b + 1) * block)):
+            if need_value:
+                acc += _fused8_sample(x[j, 0], y[j, 0], c, DW, KW, delta, inv, True, pb)
+            else:
+                _fused8_sample(x[j, 0], y[j, 0], c, DW, KW, delta, inv, False, pb)
+        vals[b] = acc
+
+
 @_jit(nogil=True)
 def data_pass_blocks(x, y, v, sh: int, sw: int, lid: int, p1: float, p2: float, need_value: bool, block: int,
                      b0: int, b1: int, part: np.ndarray, vals: np.ndarray) -> None:
     r"""Blocks ``b0 … b1−1`` of samples (``block`` each): ``part[b] = Σ ℓ'(r_a) h_a``, ``vals[b] = Σ ℓ(r_a)``.
 
-    Per output row: ``r = −y + Σ_t v_t x_{a s + t}`` (one axpy per tap), then ``(ℓ, ℓ')`` in place, then one dot
-    product per tap into ``Hᵀℓ'``.  Releases the GIL, so threads can run disjoint block ranges.
+    Per output row: ``r = −y + Σ_t v_t x_{a s + t}`` (for stride 1, four taps per sweep: :func:`_correlate_add`),
+    then ``(ℓ, ℓ')`` in place (:func:`row_loss`), then the products ``Σ_a ℓ'(r_a) x_{a s + t}`` into ``Hᵀℓ'``
+    (:func:`_correlate_dot`).  Releases the GIL, so threads can run disjoint block ranges.
     """
     m, DH, DW = y.shape
     KH, KW = v.shape
@@ -422,29 +819,23 @@ def data_pass_blocks(x, y, v, sh: int, sw: int, lid: int, p1: float, p2: float, 
                     row[a2] = -yr[a2]
                 for t1 in range(KH):
                     xr = x[j, a1 * sh + t1]
+                    if sw == 1:
+                        _correlate_add(row, xr, v[t1], DW, KW)
+                        continue
                     for t2 in range(KW):
                         c = v[t1, t2]
-                        if sw == 1:
-                            seg = xr[t2 : t2 + DW]
-                            for a2 in range(DW):
-                                row[a2] += c * seg[a2]
-                        else:
-                            for a2 in range(DW):
-                                row[a2] += c * xr[a2 * sw + t2]
-                for a2 in range(DW):
-                    val, row[a2] = _loss_value_d1(row[a2], lid, p1, p2, need_value)
-                    acc += val
+                        for a2 in range(DW):
+                            row[a2] += c * xr[a2 * sw + t2]
+                acc += row_loss(row, DW, lid, p1, p2, need_value)
                 for t1 in range(KH):
                     xr = x[j, a1 * sh + t1]
+                    if sw == 1:
+                        _correlate_dot(row, xr, pb, t1 * KW, DW, KW)
+                        continue
                     for t2 in range(KW):
                         s = 0.0
-                        if sw == 1:
-                            seg = xr[t2 : t2 + DW]
-                            for a2 in range(DW):
-                                s += row[a2] * seg[a2]
-                        else:
-                            for a2 in range(DW):
-                                s += row[a2] * xr[a2 * sw + t2]
+                        for a2 in range(DW):
+                            s += row[a2] * xr[a2 * sw + t2]
                         pb[t1 * KW + t2] += s
         vals[b] = acc
 
@@ -461,8 +852,8 @@ def loss_terms_padded_blocks(full, y, lid: int, p1: float, p2: float, need_value
                 fr = full[j, a1]
                 yr = y[j, a1]
                 for a2 in range(DW):
-                    val, fr[a2] = _loss_value_d1(fr[a2] - yr[a2], lid, p1, p2, need_value)
-                    acc += val
+                    fr[a2] -= yr[a2]
+                acc += row_loss(fr, DW, lid, p1, p2, need_value)
                 fr[DW:] = 0.0
             full[j, DH:] = 0.0
         vals[b] = acc
@@ -521,14 +912,19 @@ def data_pass(x, y, v, sh: int, sw: int, lid: int, p1: float, p2: float, need_va
     r"""``(Σ ℓ(r), Hᵀℓ'(r))`` for ``r = Hv − y`` (unnormalized), in one pass over 3D ``x``/``y`` (1D: height 1).
 
     Fixed blocks of samples, run by threads above :data:`PARALLEL_MIN_ENTRIES` data entries; the per-block partial
-    sums are added in block order, so the result does not depend on the thread count.
+    sums are added in block order, so the result does not depend on the thread count.  1D stride-1 passes with
+    ``k_v ≤ 8`` and a loss in :data:`FUSED_LOSSES` run one loop per sample (:func:`_fused8_blocks`), the others
+    row by row (:func:`data_pass_blocks`).
     """
     block = _block(y)
     nb = (y.shape[0] + block - 1) // block
     part = np.zeros((nb, v.size))
     vals = np.zeros(nb)
-    _run_split(lambda lo, hi: data_pass_blocks(x, y, v, sh, sw, lid, p1, p2, need_value, block, lo, hi, part, vals),
-               nb, y.size)
+    if y.shape[1] == 1 and v.shape[0] == 1 and sw == 1 and v.shape[1] <= 8 and lid in FUSED_LOSSES:
+        _run_split(lambda lo, hi: _fused8_blocks(x, y, v, p1, need_value, block, lo, hi, part, vals), nb, y.size)
+    else:
+        _run_split(lambda lo, hi: data_pass_blocks(x, y, v, sh, sw, lid, p1, p2, need_value, block, lo, hi, part,
+                                                   vals), nb, y.size)
     return (float(np.sum(vals)) if need_value else math.nan), np.sum(part, axis=0)
 
 
@@ -652,6 +1048,7 @@ def warm_up() -> dict[str, float]:
         "hessian_contraction": lambda: hessian_contraction(w, *lay[:4], lay.off, v),
         "square_value_grad": lambda: square_value_grad(w, *lay[:4], lay.off, np.zeros(3), np.eye(3), 0.0, True),
         "data_pass": lambda: data_pass(x, y, v, 1, 1, 4, 1.0, 0.0, True),
+        "data_pass_fused": lambda: data_pass(x, y, v, 1, 1, 2, 1.0, 0.0, True),
         "loss_terms_padded": lambda: loss_terms_padded(x.copy(), y, 4, 1.0, 0.0, True),
         "scaled_patches": lambda: scaled_patches(x, y, v, 1, 1, 4, 1.0, 0.0, 0, np.empty((4, 3))),
         "loss_terms": lambda: loss_terms(np.zeros(2), 4, 1.0, 0.0, 0),
