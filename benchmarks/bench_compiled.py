@@ -137,15 +137,16 @@ def gradients(repeats: int) -> str:
         slow = a is not arch
         reps = 3 if slow else repeats
         K.ENABLED = True
-        t_c = median_time(lambda risk=risk, wc=wc: risk._value_grad_flat(wc), repeats=reps, min_time=0 if slow else .05)
-        t_n = median_time(lambda risk=risk, wc=wc: risk._value_grad_flat(wc, False), repeats=reps,
+        t_c = median_time(lambda risk=risk, wc=wc: risk.flat_value_and_gradient(wc), repeats=reps,
+                          min_time=0 if slow else .05)
+        t_n = median_time(lambda risk=risk, wc=wc: risk.flat_value_and_gradient(wc, need_value=False), repeats=reps,
                           min_time=0 if slow else .05)
         K.ENABLED = False
-        t_r = median_time(lambda risk=risk, wc=wc: risk._value_grad_flat(wc), repeats=3, min_time=0)
+        t_r = median_time(lambda risk=risk, wc=wc: risk.flat_value_and_gradient(wc), repeats=3, min_time=0)
         K.ENABLED = True
         tg = _torch_loss_grad(a, Xc, Yc, loss, wc)
         t_t = median_time(tg, repeats=3, min_time=0)
-        diff = float(np.max(np.abs(tg().numpy() - risk._value_grad_flat(wc)[1])) / np.max(np.abs(tg().numpy())))
+        diff = float(np.max(np.abs(tg().numpy() - risk.flat_value_and_gradient(wc)[1])) / np.max(np.abs(tg().numpy())))
         # floors: one read of x and y, measured now (NumPy sums, one thread: the bandwidth one core gets), and the
         # multiply-adds of the direct correlations Hv and Hᵀℓ' (2 flops each, 2·k_v per output); B6 goes by FFT
         floor = median_time(lambda Xc=Xc, Yc=Yc: Xc.sum() + Yc.sum(), repeats=reps, min_time=0 if slow else .05)
