@@ -517,20 +517,26 @@ def product_except(w, kh, kw, dh, dw, off, skip_a: int, skip_b: int) -> np.ndarr
 
 
 @_jit()
+def vjp_layer(g, c, ch: int, cw: int, kh, kw, dh, dw, off, i: int, out) -> None:
+    r"""Layer ``i`` of ``dπᵀg`` into ``out``: ``(∇_{w^{(i)}})_j = Σ_t g_{j S_{i−1}+t}\, c_{i,t}`` (``c = c[:ch, :cw]``,
+    the product of the other layers)."""
+    for j1 in range(kh[i]):
+        for j2 in range(kw[i]):
+            o1, o2 = j1 * dh[i], j2 * dw[i]
+            s = 0.0
+            for t1 in range(ch):
+                for t2 in range(cw):
+                    s += g[o1 + t1, o2 + t2] * c[t1, t2]
+            out[off[i] + j1 * kw[i] + j2] = s
+
+
+@_jit()
 def vjp(w, kh, kw, dh, dw, off, g: np.ndarray) -> np.ndarray:
-    r"""``dπ(w)ᵀ g`` (flat): ``(∇_{w^{(i)}})_j = Σ_t g_{j S_{i−1}+t}\, c_{i,t}`` for a 2D ``g`` of π's shape."""
+    r"""``dπ(w)ᵀ g`` (flat, :func:`vjp_layer` for every layer) for a 2D ``g`` of π's shape."""
     out = np.empty(off[-1])
     for i in range(kh.size):
         c = product_except(w, kh, kw, dh, dw, off, i, -1)
-        ch, cw = c.shape
-        for j1 in range(kh[i]):
-            for j2 in range(kw[i]):
-                o1, o2 = j1 * dh[i], j2 * dw[i]
-                s = 0.0
-                for t1 in range(ch):
-                    for t2 in range(cw):
-                        s += g[o1 + t1, o2 + t2] * c[t1, t2]
-                out[off[i] + j1 * kw[i] + j2] = s
+        vjp_layer(g, c, c.shape[0], c.shape[1], kh, kw, dh, dw, off, i, out)
     return out
 
 
@@ -542,40 +548,71 @@ def jacobian(w, kh, kw, dh, dw, off) -> np.ndarray:
     J = np.zeros((KH * KW, off[-1]))
     for i in range(kh.size):
         c = product_except(w, kh, kw, dh, dw, off, i, -1)
-        ch, cw = c.shape
-        for j1 in range(kh[i]):
-            for j2 in range(kw[i]):
-                col = off[i] + j1 * kw[i] + j2
-                for t1 in range(ch):
-                    for t2 in range(cw):
-                        J[(j1 * dh[i] + t1) * KW + j2 * dw[i] + t2, col] = c[t1, t2]
+        jacobian_layer(c, c.shape[0], c.shape[1], KW, kh, kw, dh, dw, off, i, J)
     return J
 
 
 @_jit()
+def jacobian_layer(c, ch: int, cw: int, KW: int, kh, kw, dh, dw, off, i: int, J) -> None:
+    """The columns of layer ``i`` of ``dπ`` into ``J`` (zero elsewhere): ``c = c[:ch, :cw]`` (the product of the other
+    layers) shifted by ``j·S_{i−1}``; ``KW`` is the width of π."""
+    for j1 in range(kh[i]):
+        for j2 in range(kw[i]):
+            col = off[i] + j1 * kw[i] + j2
+            for t1 in range(ch):
+                for t2 in range(cw):
+                    J[(j1 * dh[i] + t1) * KW + j2 * dw[i] + t2, col] = c[t1, t2]
+
+
+@_jit()
+def contract_block(g, e, eh: int, ew: int, kh, kw, dh, dw, off, i: int, l: int, out) -> None:  # noqa: E741
+    r"""Adds ``B_{il}[j, j'] = Σ_u g_{j S_{i−1} + j' S_{l−1} + u}\, e_{il,u}`` (layers ``i < l``, ``e = e[:eh, :ew]``)
+    into the upper block ``(i, l)`` of ``out``."""
+    for j1 in range(kh[i]):
+        for j2 in range(kw[i]):
+            row = off[i] + j1 * kw[i] + j2
+            for q1 in range(kh[l]):
+                for q2 in range(kw[l]):
+                    o1 = j1 * dh[i] + q1 * dh[l]
+                    o2 = j2 * dw[i] + q2 * dw[l]
+                    s = 0.0
+                    for u1 in range(eh):
+                        for u2 in range(ew):
+                            s += g[o1 + u1, o2 + u2] * e[u1, u2]
+                    out[row, off[l] + q1 * kw[l] + q2] += s
+
+
+@_jit()
 def hessian_contraction(w, kh, kw, dh, dw, off, g: np.ndarray) -> np.ndarray:
-    r"""``Σ_t g_t ∇²π_t(w)`` (``P × P``): ``B_{il}[j, j'] = Σ_u g_{j S_{i−1} + j' S_{l−1} + u}\, e_{il,u}``."""
+    r"""``Σ_t g_t ∇²π_t(w)`` (``P × P``): zero diagonal blocks, and for layers ``i < l`` the blocks of
+    :func:`contract_block` (mirrored below the diagonal)."""
     P = off[-1]
     out = np.zeros((P, P))
     for i in range(kh.size):
         for l in range(i + 1, kh.size):  # noqa: E741
             e = product_except(w, kh, kw, dh, dw, off, i, l)
-            eh, ew = e.shape
-            for j1 in range(kh[i]):
-                for j2 in range(kw[i]):
-                    row = off[i] + j1 * kw[i] + j2
-                    for q1 in range(kh[l]):
-                        for q2 in range(kw[l]):
-                            o1 = j1 * dh[i] + q1 * dh[l]
-                            o2 = j2 * dw[i] + q2 * dw[l]
-                            s = 0.0
-                            for u1 in range(eh):
-                                for u2 in range(ew):
-                                    s += g[o1 + u1, o2 + u2] * e[u1, u2]
-                            col = off[l] + q1 * kw[l] + q2
-                            out[row, col] = s
-                            out[col, row] = s
+            contract_block(g, e, e.shape[0], e.shape[1], kh, kw, dh, dw, off, i, l, out)
+    for p in range(P):
+        for q in range(p + 1, P):
+            out[q, p] = out[p, q]
     return out
+
+
+@_jit()
+def square_terms(v, v_hat, G, e, ge) -> float:
+    """``e = v − v̂`` (flat) and ``Ge`` (into ``ge``, π's shape); returns ``eᵀGe``."""
+    KW = v.shape[1]
+    K = v.size
+    for t in range(K):
+        e[t] = v[t // KW, t % KW] - v_hat[t]
+    val = 0.0
+    for a in range(K):
+        s = 0.0
+        for b in range(K):
+            s += G[a, b] * e[b]
+        ge[a // KW, a % KW] = s
+        val += e[a] * s
+    return val
 
 
 @_jit()
@@ -585,19 +622,8 @@ def square_value_grad(w, kh, kw, dh, dw, off, v_hat, G, minimum: float, need_val
     ``e = π(w) − v̂``, ``∇ℒ = G e``, ``ℒ = ½ eᵀGe + ℒ(v̂)`` (NaN unless ``need_value``), ``∇L = dπᵀ∇ℒ``.
     """
     v = product_except(w, kh, kw, dh, dw, off, -1, -1)
-    KH, KW = v.shape
-    K = KH * KW
-    e = np.empty(K)
-    for t in range(K):
-        e[t] = v[t // KW, t % KW] - v_hat[t]
-    ge = np.zeros((KH, KW))
-    val = 0.0
-    for a in range(K):
-        s = 0.0
-        for b in range(K):
-            s += G[a, b] * e[b]
-        ge[a // KW, a % KW] = s
-        val += e[a] * s
+    ge = np.zeros(v.shape)
+    val = square_terms(v, v_hat, G, np.empty(v.size), ge)
     value = 0.5 * val + minimum if need_value else np.nan
     return value, vjp(w, kh, kw, dh, dw, off, ge), ge
 

@@ -105,36 +105,24 @@ def _products(w, kh, kw, dh, dw, off, pre, pre_shape, suf, suf_shape):
 
 
 @K._jit()
+def _cofactor(ws, i: int) -> tuple[int, int]:
+    """``c_i = pre[i] ∗ suf[i+1]`` (the product of every layer but ``i``) into the workspace's ``tmp[0]``; its shape."""
+    pre, pre_shape, suf, suf_shape, tmp, _, _ = ws
+    return _full_conv(pre[i], pre_shape[i, 0], pre_shape[i, 1], suf[i + 1], suf_shape[i + 1, 0], suf_shape[i + 1, 1],
+                      tmp[0])
+
+
+@K._jit()
 def _square_eval(w, kh, kw, dh, dw, off, v_hat, G, minimum, ws, grad):
     r"""``L(w)`` of the square loss (``ℒ = ½ eᵀGe + ℒ(v̂)``, ``e = π(w) − v̂``), ``∇L = dπᵀ G e`` into ``grad``, and
     ``Ge`` in π's shape in the workspace (``ws[5]``) for the Hessian; the products stay in the workspace."""
     pre, pre_shape, suf, suf_shape, tmp, ge, e = ws
     _products(w, kh, kw, dh, dw, off, pre, pre_shape, suf, suf_shape)
     n = kh.size
-    KH, KW = ge.shape
-    v = pre[n]
-    K_ = KH * KW
-    for t in range(K_):
-        e[t] = v[t // KW, t % KW] - v_hat[t]
-    val = 0.0
-    for a in range(K_):
-        s = 0.0
-        for b in range(K_):
-            s += G[a, b] * e[b]
-        ge[a // KW, a % KW] = s
-        val += e[a] * s
-    c = tmp[0]
+    val = K.square_terms(pre[n], v_hat, G, e, ge)  # (pre[n] = π(w))
     for i in range(n):
-        ch, cw = _full_conv(pre[i], pre_shape[i, 0], pre_shape[i, 1], suf[i + 1], suf_shape[i + 1, 0],
-                            suf_shape[i + 1, 1], c)
-        for j1 in range(kh[i]):
-            for j2 in range(kw[i]):
-                o1, o2 = j1 * dh[i], j2 * dw[i]
-                s = 0.0
-                for t1 in range(ch):
-                    for t2 in range(cw):
-                        s += ge[o1 + t1, o2 + t2] * c[t1, t2]
-                grad[off[i] + j1 * kw[i] + j2] = s
+        ch, cw = _cofactor(ws, i)
+        K.vjp_layer(ge, tmp[0], ch, cw, kh, kw, dh, dw, off, i, grad)
     return 0.5 * val + minimum
 
 
@@ -147,16 +135,9 @@ def _square_hessian_ws(w, kh, kw, dh, dw, off, G, ws, J, GJ, hess):
     KW = ge.shape[1]
     K_, P = J.shape
     J[:, :] = 0.0
-    c = tmp[0]
     for i in range(n):
-        ch, cw = _full_conv(pre[i], pre_shape[i, 0], pre_shape[i, 1], suf[i + 1], suf_shape[i + 1, 0],
-                            suf_shape[i + 1, 1], c)
-        for j1 in range(kh[i]):
-            for j2 in range(kw[i]):
-                col = off[i] + j1 * kw[i] + j2
-                for t1 in range(ch):
-                    for t2 in range(cw):
-                        J[(j1 * dh[i] + t1) * KW + j2 * dw[i] + t2, col] = c[t1, t2]
+        ch, cw = _cofactor(ws, i)
+        K.jacobian_layer(tmp[0], ch, cw, KW, kh, kw, dh, dw, off, i, J)
     GJ[:, :] = 0.0
     for a in range(K_):
         for b in range(K_):
@@ -181,19 +162,7 @@ def _square_hessian_ws(w, kh, kw, dh, dw, off, G, ws, J, GJ, hess):
                 src = tmp[k]
                 k = 3 - k
             eh, ew = _full_conv(src, ah, aw, suf[l + 1], suf_shape[l + 1, 0], suf_shape[l + 1, 1], tmp[k])
-            e = tmp[k]
-            for j1 in range(kh[i]):
-                for j2 in range(kw[i]):
-                    row = off[i] + j1 * kw[i] + j2
-                    for q1 in range(kh[l]):
-                        for q2 in range(kw[l]):
-                            o1 = j1 * dh[i] + q1 * dh[l]
-                            o2 = j2 * dw[i] + q2 * dw[l]
-                            s = 0.0
-                            for u1 in range(eh):
-                                for u2 in range(ew):
-                                    s += ge[o1 + u1, o2 + u2] * e[u1, u2]
-                            hess[row, off[l] + q1 * kw[l] + q2] += s
+            K.contract_block(ge, tmp[k], eh, ew, kh, kw, dh, dw, off, i, l, hess)
     for p in range(P):
         for q in range(p + 1, P):
             hess[q, p] = hess[p, q]
@@ -272,11 +241,9 @@ def rodas4_square_segment(w, g, state, offset, t_limit, max_steps, rtol, atol,
     record rows, loss, previous time, last step).  Returns the reason the segment ended (the module's constants).
     """
     P = w.size
-    n_layers = off.size - 1
     t = state[_T]
     h = state[_H]
     nsteps = 0
-    sq = np.empty(n_layers)
     ws = _workspace(kh, kw, dh, dw)
     J, GJ = np.empty((G.shape[0], P)), np.empty((G.shape[0], P))
     hess, W = np.empty((P, P)), np.empty((P, P))
@@ -346,32 +313,17 @@ def rodas4_square_segment(w, g, state, offset, t_limit, max_steps, rtol, atol,
         state[_HLAST] = hs
         clipped = hs == t_limit - t
         t_new = t_limit if clipped else t + hs
-        arc = 0.0
         for i in range(P):
-            d = wn[i] - w[i]
-            arc += d * d
             w_prev[i] = w[i]
             w[i] = wn[i]
             g[i] = g_n[i]
         t = t_new
         h = hs * (5.0 if err == 0 else min(5.0, 0.9 * err ** -0.25))
         state[_T], state[_H], state[_LOSS] = t, h, loss_n
-        state[_ARC] += math.sqrt(arc)
-        # ---- the recorder's per-step quantities: invariant drift, squared layer norms
-        total, l1 = 0.0, 1.0
-        for i in range(n_layers):
-            s2, s1 = 0.0, 0.0
-            for p in range(off[i], off[i + 1]):
-                s2 += w[p] * w[p]
-                s1 += abs(w[p])
-            sq[i] = s2
-            total += s2
-            l1 *= s1
-        change = 0.0
-        for i in range(n_layers - 1):
-            c = abs(sq[i + 1] - sq[i] - delta0[i])
-            if c > change or c != c:
-                change = c
+        # ---- the recorder's per-step quantities (arc length, invariant drift) and the sizes of the tests below
+        arc, change, total = K.step_terms(w, w_prev, off, delta0)
+        cof, l1 = K.scale_terms(w, off)
+        state[_ARC] += arc
         drift = change / max(norm0, total, 1e-300)
         if drift > state[_DRIFT] or drift != drift:
             state[_DRIFT] = drift
@@ -390,14 +342,6 @@ def rodas4_square_segment(w, g, state, offset, t_limit, max_steps, rtol, atol,
         size = math.sqrt(total)
         if not (math.isfinite(gn) and math.isfinite(size)):
             return NONFINITE
-        cof = 0.0
-        for i in range(n_layers):
-            prod = 1.0
-            for j in range(n_layers):
-                if j != i:
-                    prod *= sq[j]
-            cof += prod
-        cof = math.sqrt(cof)
         s_ub = cof * (f0 + kappa * l1) if f0 != 0 else cof * kappa * max(l1, reference_norm)
         if tol_rel < gtol and gn > gtol * s_ub:
             return REARM
