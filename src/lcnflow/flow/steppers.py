@@ -43,7 +43,7 @@ from ..risk import EmpiricalRisk
 _D = 1.0 / (2.0 + math.sqrt(2.0))
 _E32 = 6.0 + math.sqrt(2.0)
 #: A stiff scipy solver's Jacobian reuses ∇²ℒ(v) while π(w) moves less than this, relative (see ScipyStepper).
-JACOBIAN_REUSE = 0.05
+JACOBIAN_REUSE = 0.25
 
 # Rodas4 (Hairer & Wanner, Solving ODEs II, §VI.4): 6 stages, order 4 with an embedded order-3 solution, stiffly
 # accurate and L-stable.  Stage i: (I/(γh) − J) K_i = F(w + Σ_j a_ij K_j) + Σ_j (c_ij/h) K_j; w_{n+1} = w + Σ_j m_j K_j
