@@ -9,7 +9,9 @@ and the itinerary.  The interface follows scipy's ``OdeSolver``:
 * :meth:`Stepper.dense` gives the state at a time inside the last step;
 * :meth:`Stepper.exact` gives ``(L, ∇L)`` at the current state (cached), :meth:`Stepper.speed` a cheap estimate of
   ``‖∇L‖`` there;
-* counters ``nfev``, ``nhev``, ``nsteps`` (attempted steps, rejected ones included).
+* counters ``nfev``, ``nhev``, ``nsteps`` (attempted steps, rejected ones included);
+* steppers that run in compiled code (:mod:`lcnflow.flow.compiled`) have ``advance`` instead of ``step``: many
+  steps per call, with the driver's per-step tests inside.
 
 Integrators (float64, the structured gradient and exact Hessian of :class:`~lcnflow.EmpiricalRisk`):
 
