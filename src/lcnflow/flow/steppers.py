@@ -155,7 +155,7 @@ class ExponentialStepper(Stepper):
     With ``J = −∇²L(w_n) = −QΛQᵀ`` and ``F = −∇L``: ``U = w_n + h φ_1(hJ) F(w_n)``,
     ``D = F(U) − F(w_n) − J(U − w_n)``, ``w_{n+1} = U + 2h φ_3(hJ) D``; the local error estimate is
     ``2h φ_3(hJ) D``.  Steps end exactly on ``t_limit`` (the driver's save times), so no interpolation is needed
-    there.
+    there.  Layers that start equal up to sign stay exactly equal (:func:`keep_exchanged_layers_equal`).
     """
 
     description = "exponential Rosenbrock exprb32 (exact Hessian)"
