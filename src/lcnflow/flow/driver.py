@@ -17,6 +17,12 @@ plateau, or on a slow approach to a degenerate minimum, ``‖∇L‖`` is tiny l
 4. Otherwise — a saddle the flow will leave, or a failed polish — the run goes on with a 100× smaller candidate
    tolerance, restored once the flow has left (``‖∇L‖ > gtol · S`` again).
 
+A state within ``ORIGIN_SIZE · w_ref`` of the origin has collapsed onto it (near the origin ``‖∇L‖/S`` stays of
+order one, so no candidate would come before ``‖w‖²`` underflows); the origin itself is then the candidate.
+
+Steppers that run in compiled code take many steps per call (``advance``) with the tests of this loop inside, and
+return to it only when one of them needs it (:mod:`lcnflow.flow.compiled`).
+
 A run ends *unconverged* only at ``t_max``, ``max_steps``, ``max_time``, on blow-up, on a non-finite value, when
 the callback asks, or at the floating-point floor (a candidate tolerance below ``1e-14``, or no progress over a
 factor ``1e8`` in time); it then reports the nearest critical point it found.
