@@ -35,8 +35,8 @@ from .steppers import RODAS4_A, RODAS4_C, RODAS4_GAMMA, RODAS4_M, Rodas4Stepper,
 STEP_BUDGET, T_LIMIT, CANDIDATE, REARM, BLOWUP, NONFINITE, UNDERFLOW, RECORD_FULL, CLOCK = range(9)
 
 # the scalar state a segment reads and writes (one float64 array)
-_T, _H, _ARC, _DRIFT, _NEXT_T, _NFEV, _NHEV, _NSTEPS, _NREC, _LOSS, _TPREV, _HLAST = range(12)
-_STATE_SIZE = 12
+_T, _H, _ARC, _DRIFT, _NEXT_T, _NFEV, _NHEV, _NSTEPS, _NREC, _LOSS, _TPREV = range(11)
+_STATE_SIZE = 11
 
 #: Rows of the record buffer (a segment returns when it is full).
 RECORD_ROWS = 64
@@ -238,7 +238,7 @@ def rodas4_square_segment(w, g, state, offset, t_limit, max_steps, rtol, atol,
     ``t ~ 10³¹`` after a long plateau, where ``t + 1 = t`` in float64) the segment returns ``CLOCK`` and the caller
     restarts the clock.  ``w``, ``g`` are overwritten with the state reached and its gradient, ``w_prev`` with the
     last step's start, ``state`` with the scalars (time, step size, arc length, drift, next record time, counters,
-    record rows, loss, previous time, last step).  Returns the reason the segment ended (the module's constants).
+    record rows, loss, previous time).  Returns the reason the segment ended (the module's constants).
     """
     P = w.size
     t = state[_T]
@@ -310,7 +310,6 @@ def rodas4_square_segment(w, g, state, offset, t_limit, max_steps, rtol, atol,
                 return UNDERFLOW
         # ---- accept
         state[_TPREV] = offset + t
-        state[_HLAST] = hs
         clipped = hs == t_limit - t
         t_new = t_limit if clipped else t + hs
         for i in range(P):
