@@ -21,13 +21,18 @@ from reference_flow import ConvolveRisk, planted_data, random_init, reference_li
 pytestmark = pytest.mark.skipif(not lf._kernels.ENABLED, reason="the compiled kernels are switched off")
 
 
-def _risk(arch, seed, m=30, noise=0.1):
+def _risk(arch, seed, m=30, noise=0.1, loss="square"):
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((m, *arch.axes_layer_sizes[0]))
     v = rng.standard_normal(arch.final_filter_num_params)
     Y = (lf.patch_matrix(arch, X) @ v).reshape(m, *arch.axes_layer_sizes[-1])
     Y = Y + noise * rng.standard_normal(Y.shape)
-    return lf.EmpiricalRisk(arch, "square", lf.Dataset(X, Y))
+    return lf.EmpiricalRisk(arch, loss, lf.Dataset(X, Y))
+
+
+#: Every built-in loss other than the square loss, with parameters that make it far from quadratic on the data.
+OTHER_LOSSES = [lf.get_loss("pseudo_huber", delta=0.1), lf.get_loss("lp", p=4), lf.get_loss("lp", p=3.5),
+                lf.get_loss("generalized_huber", alpha=5.0, beta=2.0), lf.get_loss("log_cosh")]
 
 
 def _python_path(monkeypatch):
@@ -214,27 +219,75 @@ def test_a_flow_into_the_origin_saddle_ends_there_on_every_integrator(integrator
     assert res.critical_point.hessian_eigenvalues[0] == pytest.approx(-1.0, rel=1e-9)
 
 
+@pytest.mark.parametrize("loss", [lf.get_loss("square"), *OTHER_LOSSES], ids=lambda loss: str(loss))
 @pytest.mark.parametrize("arch", [*ARCHS, lf.Architecture(40, [2, 3, 2, 3], strides=[1, 2, 1, 1]),
                                   lf.Architecture((9, 11), [(3, 2), (2, 3), (2, 2)])],
                          ids=["1d", "strided", "2d", "deep-strided", "2d-deep"])
-def test_the_segments_workspace_evaluations_match_the_reference_path(arch, monkeypatch):
-    """The segment's allocation-free value, gradient and Hessian against the risk's NumPy reference path."""
-    risk = _risk(arch, 11)
+def test_the_segments_workspace_evaluations_match_the_reference_path(arch, loss, monkeypatch):
+    """The segment's allocation-free value, gradient and Hessian — from the statistics for the square loss, from one
+    pass over the data for the others — against the risk's NumPy reference path."""
+    risk = _risk(arch, 11, noise=1.0, loss=loss)
     lay = lf._kernels.layout(arch.filter_shapes, arch.cumulative_strides[:-1])
     args = (lay.kh, lay.kw, lay.dh, lay.dw, lay.off)
-    G = np.ascontiguousarray(risk.gram)
+    fs = compiled.function_space_args(risk)
     P, kv = arch.num_params, arch.final_filter_num_params
     ws = compiled._workspace(*args[:4])
     monkeypatch.setattr(lf._kernels, "ENABLED", False)
     for seed in range(3):
         w = lf.flatten(lf.random_init(arch, 0.7, seed))
         grad, hess = np.empty(P), np.empty((P, P))
-        value = compiled._square_eval(w, *args, risk.least_squares_filter.reshape(-1), G, risk.minimum_value, ws,
-                                      grad)
-        compiled._square_hessian_ws(w, *args, G, ws, np.empty((kv, P)), np.empty((kv, P)), hess)
+        value = compiled._eval(w, *args, fs, ws, grad, True)
+        compiled._hessian_ws(w, *args, compiled._fs_hessian(ws, len(arch.filter_sizes), fs), ws,
+                             np.empty((kv, P)), np.empty((kv, P)), hess)
         ref_value, ref_grad = risk.value_and_gradient(w)
         ref_hess = risk.hessian(w)
         assert value == pytest.approx(ref_value, rel=1e-12)
         np.testing.assert_allclose(grad, ref_grad, rtol=0, atol=1e-12 * np.max(np.abs(ref_grad)))
         np.testing.assert_allclose(hess, ref_hess, rtol=0, atol=1e-12 * np.max(np.abs(ref_hess)))
         assert np.array_equal(hess, hess.T)
+
+
+def test_the_compiled_function_space_hessian_matches_finite_differences_of_the_gradient():
+    """``(1/m) Hᵀdiag(ℓ'')H`` of the compiled pass against central differences of ``∇ℒ`` built from the dense patch
+    matrix and the loss's closed-form derivative (NumPy only); error O(h²) relative."""
+    arch = lf.Architecture(21, [3, 2], strides=[2, 1])
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((12, 21))
+    Hm = lf.patch_matrix(arch, X)
+    y = rng.standard_normal(Hm.shape[0])
+    for loss in OTHER_LOSSES:
+        risk = lf.EmpiricalRisk(arch, loss, lf.Dataset(X, y.reshape(12, -1)))
+        fs = compiled.function_space_args(risk)
+        lay = lf._kernels.layout(arch.filter_shapes, arch.cumulative_strides[:-1])
+        ws = compiled._workspace(lay.kh, lay.kw, lay.dh, lay.dw)
+        w = lf.flatten(lf.random_init(arch, 0.8, 3))
+        compiled._eval(w, lay.kh, lay.kw, lay.dh, lay.dw, lay.off, fs, ws, np.empty(arch.num_params), True)
+        G = compiled._fs_hessian(ws, 2, fs).copy()
+        v = lf.final_filter(arch, lf.unflatten(arch, w)).ravel()
+
+        def fs_grad(u, loss=loss):
+            return Hm.T @ loss.derivative(Hm @ u - y) / 12
+
+        h = 1e-5 * max(1.0, float(np.linalg.norm(v)))
+        fd = np.column_stack([(fs_grad(v + h * e) - fs_grad(v - h * e)) / (2 * h) for e in np.eye(v.size)])
+        np.testing.assert_allclose(G, fd, rtol=0, atol=1e-6 * np.max(np.abs(fd)))
+
+
+@pytest.mark.parametrize("loss", OTHER_LOSSES, ids=lambda loss: str(loss))
+@pytest.mark.parametrize("arch", ARCHS, ids=["1d", "strided", "2d"])
+def test_every_built_in_loss_runs_the_compiled_segments_step_for_step(arch, loss, monkeypatch):
+    """Every built-in loss on the compiled path takes the NumPy Rodas4 stepper's steps, to the same limit."""
+    risk = _risk(arch, 1, noise=0.5, loss=loss)
+    w0 = lf.flatten(lf.random_init(arch, 0.5, 2))
+    fast = lf.gradient_flow(risk, w0)
+    assert "compiled" in fast.integrator
+    _python_path(monkeypatch)
+    slow = lf.gradient_flow(risk, w0, integrator="rodas4")
+    assert "compiled" not in slow.integrator
+    assert fast.certified and slow.certified
+    assert fast.kind == slow.kind
+    assert fast.num_steps == slow.num_steps
+    assert fast.num_gradient_evaluations == slow.num_gradient_evaluations
+    assert fast.t_final == pytest.approx(slow.t_final, rel=1e-6)
+    np.testing.assert_allclose(fast.final_filter, slow.final_filter, rtol=0,
+                               atol=1e-10 * np.max(np.abs(slow.final_filter)))

@@ -139,7 +139,7 @@ def test_risk_matches_dense_oracle(spec, name, params):
     assert abs(val - loss.value(r).sum() / len(X)) <= 1e-13 * loss.value(r).sum() / len(X)
     assert _rel(grad, J.T @ (H.T @ loss.derivative(r)) / len(X)) < 1e-12
     if name != "square":
-        c = risk._compiled()
+        c = risk.kernel_view()
         G = c.gram(_pi(arch, w))
         assert _rel(G, H.T @ (loss.second_derivative(r)[:, None] * H)) < 1e-12
 
@@ -157,7 +157,7 @@ def test_compiled_and_reference_paths_agree(spec, name, params):
     K.ENABLED = True
     c = risk.flat_value_and_gradient(w), risk.flat_value_gradient_hessian(w), risk.function_space_hessian(v)
     if arch.final_filter_num_params >= 49 and arch.final_stride in (1, (1, 1)):
-        assert risk._compiled().spectral_ok
+        assert risk.kernel_view().spectral_ok
     K.ENABLED = False
     ref = risk.flat_value_and_gradient(w), risk.flat_value_gradient_hessian(w), risk.function_space_hessian(v)
     assert abs(c[0][0] - ref[0][0]) <= 1e-12 * abs(ref[0][0])
@@ -173,7 +173,7 @@ def test_spectral_path_respects_the_memory_budget():
     arch = lf.Architecture((30, 30), [(5, 5), (5, 5), (3, 3)])
     risk, _, _ = _problem(arch, lf.get_loss("log_cosh"))
     small = lf.EmpiricalRisk(arch, lf.get_loss("log_cosh"), risk.data, max_patch_bytes=10_000)
-    assert risk._compiled().spectral_ok and not small._compiled().spectral_ok
+    assert risk.kernel_view().spectral_ok and not small.kernel_view().spectral_ok
     w = lf.flatten(lf.random_init(arch, 0.8, 4))
     assert _rel(small.flat_value_and_gradient(w)[1], risk.flat_value_and_gradient(w)[1]) < 1e-12
 

@@ -96,13 +96,22 @@ def _jit(parallel: bool = False, inline: str = "never", nogil: bool = False, str
 
 
 # ---------------------------------------------------------------------------------------------- losses (scalars)
+def _abs_pow(a: float, e: float) -> float:
+    """``a^e`` for ``a ≥ 0``: by repeated squaring when ``e`` is a whole number up to 64 (``ℓ_p`` with an integer
+    ``p``, the common case: a ``pow`` call per entry costs more than the rest of a data pass), else ``pow``."""
+    k = int(e)
+    if k == e and 0 <= k <= 64:
+        return a**k
+    return a**e
+
+
 def _loss_value(r: float, lid: int, p1: float, p2: float) -> float:
     """``ℓ(r)`` of the built-in loss ``lid`` (same rearranged formulas as :mod:`lcnflow.losses`)."""
     if lid == 0:
         return 0.5 * (r * r)
     a = abs(r)
     if lid == 1:
-        return a**p1 / p1
+        return _abs_pow(a, p1) / p1
     if lid == 2:
         u = r / p1
         u2 = u * u
@@ -142,7 +151,7 @@ def _loss_d1(r: float, lid: int, p1: float, p2: float) -> float:
         return r
     a = abs(r)
     if lid == 1:
-        return math.copysign(a ** (p1 - 1.0), r)
+        return math.copysign(_abs_pow(a, p1 - 1.0), r)
     if lid == 2:
         u = r / p1
         u2 = u * u
@@ -150,9 +159,7 @@ def _loss_d1(r: float, lid: int, p1: float, p2: float) -> float:
             return r / math.sqrt(1.0 + u2)
         return math.copysign(p1 / math.hypot(1.0, p1 / a), r)
     if lid == 3:
-        aa = p1 * a
-        e1 = math.exp(-aa)
-        return math.copysign(-math.expm1(-2.0 * aa) / (1.0 + e1 * e1 + p2 * e1), r)
+        return _generalized_huber_d1(r, p1, p2)
     return math.tanh(r)
 
 
@@ -164,7 +171,7 @@ def _loss_d2(r: float, lid: int, p1: float, p2: float) -> float:
     if lid == 1:
         if p1 == 2.0:
             return 1.0 if r == r else r
-        return (p1 - 1.0) * a ** (p1 - 2.0)
+        return (p1 - 1.0) * _abs_pow(a, p1 - 2.0)
     if lid == 2:
         u = r / p1
         u2 = u * u
@@ -216,6 +223,7 @@ def _loss_value_d1(r: float, lid: int, p1: float, p2: float, need_value: bool) -
     return val, _loss_d1(r, lid, p1, p2)
 
 
+_abs_pow = _jit(inline="always")(_abs_pow)
 _loss_value = _jit(inline="always")(_loss_value)
 _loss_d1 = _jit(inline="always")(_loss_d1)
 _loss_d2 = _jit(inline="always")(_loss_d2)
@@ -352,6 +360,23 @@ def _pseudo_huber_terms(r: float, delta: float, inv: float, need_value: bool) ->
     return (delta * a if big else a * (a / (h + 1.0))), d1
 
 
+def _generalized_huber_d1(r: float, alpha: float, beta: float) -> float:
+    r"""``ℓ'(r)`` of the generalized Huber loss, vectorizable: ``sign(r)·(1 − e^{−2α|r|})/(1 + e^{−2α|r|} +
+    β e^{−α|r|})``, with ``1 − e^{−2a} = −u(2 + u)``, ``u = expm1(−a)`` (:func:`_exp_neg`, ``a = α|r|`` clamped at
+    40, beyond which ``1 − e^{−2a} = 1`` in float64) and ``e^{−a}`` as a product of three clamped factors, exact to
+    ``a = 120`` (beyond, ``β e^{−a} < 10⁻⁵²β`` is lost against 1 for any ``β < 10³⁶``).  NaN propagates, ``±∞`` gives
+    ``±1``."""
+    a = alpha * abs(r)
+    u, e1 = _exp_neg(-(a if a < 40.0 else 40.0))
+    b = a - 40.0 if a > 40.0 else 0.0
+    _, e2 = _exp_neg(-(b if b < 40.0 else 40.0))
+    c = b - 40.0 if b > 40.0 else 0.0
+    _, e3 = _exp_neg(-(c if c < 40.0 else 40.0))
+    e = e1 * e2 * e3
+    d1 = math.copysign(-u * (2.0 + u) / (1.0 + e * e + beta * e), r)
+    return d1 if r == r else r
+
+
 def _tanh(r: float) -> float:
     r"""``tanh r = ℓ'(r)`` of log cosh, vectorizable: ``u = expm1(−|r|)`` (:func:`_exp_neg`, ``|r|`` clamped at 40,
     where ``tanh = 1`` in float64), ``w = u(2 + u) = expm1(−2|r|)``, ``tanh|r| = −w/(2 + w)``.  NaN and ``±∞``
@@ -379,6 +404,7 @@ def _log_cosh(r: float) -> float:
 
 _pseudo_huber_terms = _jit(strict=True)(_pseudo_huber_terms)
 _tanh = _jit(strict=True)(_tanh)
+_generalized_huber_d1 = _jit(strict=True)(_generalized_huber_d1)
 _log_cosh = _jit(strict=True)(_log_cosh)
 
 
@@ -432,6 +458,14 @@ def _row_log_cosh_d1(row: np.ndarray, n: int) -> float:
 
 
 @_jit()
+def _row_generalized_huber_d1(row: np.ndarray, n: int, alpha: float, beta: float) -> float:
+    """``row[:n] ← ℓ'(row[:n])`` for the generalized Huber loss (:func:`_generalized_huber_d1`); returns NaN."""
+    for i in range(n):
+        row[i] = _generalized_huber_d1(row[i], alpha, beta)
+    return np.nan
+
+
+@_jit()
 def _row_scalar(row: np.ndarray, n: int, lid: int, p1: float, p2: float, need_value: bool) -> float:
     """Any built-in loss on ``row[:n]``, element by element (:func:`_loss_value_d1`)."""
     acc = 0.0
@@ -445,8 +479,8 @@ def _row_scalar(row: np.ndarray, n: int, lid: int, p1: float, p2: float, need_va
 def row_loss(row: np.ndarray, n: int, lid: int, p1: float, p2: float, need_value: bool) -> float:
     """``row[:n] ← ℓ'(row[:n])`` for the built-in loss ``lid``; returns ``Σ ℓ`` (NaN unless ``need_value``).
 
-    The square loss (``ℓ' = r``), pseudo-Huber and log cosh go through vectorized loops, the other losses element by
-    element.
+    The square loss (``ℓ' = r``), pseudo-Huber, log cosh and the generalized Huber loss's ``ℓ'`` alone go through
+    vectorized loops, the other losses element by element (with the same ``ℓ'``).
     """
     if lid == 0:
         return _row_square(row, n) if need_value else np.nan  # ℓ'(r) = r: nothing to do
@@ -454,7 +488,24 @@ def row_loss(row: np.ndarray, n: int, lid: int, p1: float, p2: float, need_value
         return _row_pseudo_huber(row, n, p1) if need_value else _row_pseudo_huber_d1(row, n, p1)
     if lid == 4:
         return _row_log_cosh(row, n) if need_value else _row_log_cosh_d1(row, n)
+    if lid == 3 and not need_value:
+        return _row_generalized_huber_d1(row, n, p1, p2)
     return _row_scalar(row, n, lid, p1, p2, need_value)
+
+
+@_jit()
+def row_d2(row: np.ndarray, n: int, lid: int, p1: float, p2: float) -> None:
+    """``row[:n] ← ℓ''(row[:n])`` for the built-in loss ``lid``; pseudo-Huber (``(1 + (r/δ)²)^{−3/2}``, which is 0 in
+    float64 where ``(r/δ)² > 10³⁰⁰``) in a loop LLVM vectorizes, the other losses element by element."""
+    if lid == 2:
+        inv = 1.0 / p1
+        for i in range(n):
+            u = row[i] * inv
+            c = 1.0 / math.sqrt(1.0 + u * u)
+            row[i] = c * c * c
+        return
+    for i in range(n):
+        row[i] = _loss_d2(row[i], lid, p1, p2)
 
 
 @_jit()
@@ -895,6 +946,91 @@ def spectral_sum_rows(Xh, Qh, a0: int, a1: int, out) -> None:
                 out[a, b] += Xh[j, a, b] * Qh[j, a, b].conjugate()
 
 
+@_jit(nogil=True)
+def data_pass_serial(x, y, v, sh: int, sw: int, lid: int, p1: float, p2: float, need_value: bool, fused: bool,
+                     block: int, part: np.ndarray, vals: np.ndarray, out: np.ndarray) -> float:
+    r""":func:`data_pass` in one thread, from compiled code: ``out ← Σ_b part[b] = Hᵀℓ'(r)`` (flat, unnormalized);
+    returns ``Σ ℓ(r)`` (NaN unless ``need_value``).
+
+    The same blocks of ``block`` samples as :func:`data_pass`, summed in block order (``part``: ``nb × k_v``,
+    ``vals``: ``nb``, scratch); ``fused`` selects :func:`_fused8_blocks` (1D stride 1, ``k_v ≤ 8``, pseudo-Huber).
+    """
+    nb = part.shape[0]
+    part[:, :] = 0.0
+    if fused:
+        _fused8_blocks(x, y, v, p1, need_value, block, 0, nb, part, vals)
+    else:
+        data_pass_blocks(x, y, v, sh, sw, lid, p1, p2, need_value, block, 0, nb, part, vals)
+    out[:] = 0.0
+    acc = 0.0
+    for b in range(nb):
+        acc += vals[b]
+        for t in range(out.size):
+            out[t] += part[b, t]
+    return acc if need_value else np.nan
+
+
+@_jit(nogil=True)
+def weighted_gram_serial(x, y, v, sh: int, sw: int, lid: int, p1: float, p2: float, row: np.ndarray,
+                         dx: np.ndarray, out: np.ndarray) -> None:
+    r"""``out ← Hᵀ diag(ℓ''(r)) H = Σ_a ℓ''(r_a) h_a h_aᵀ`` (``k_v × k_v``, unnormalized) in one thread, from compiled
+    code (:func:`weighted_gram` is the BLAS version for large ``k_v``).
+
+    Output row by output row: the residuals ``r`` and ``ℓ''(r)`` of the row (``row``, scratch of ``d_N`` entries),
+    then for each tap ``p`` the row ``ℓ''(r_a) x_{a s + p}`` (``dx``, scratch) and its dot products with the taps
+    ``q ≥ p``; the upper triangle is mirrored at the end.
+    """
+    m, DH, DW = y.shape
+    KH, KW = v.shape
+    K = KH * KW
+    out[:, :] = 0.0
+    for j in range(m):
+        for a1 in range(DH):
+            yr = y[j, a1]
+            for a2 in range(DW):
+                row[a2] = -yr[a2]
+            for t1 in range(KH):
+                xr = x[j, a1 * sh + t1]
+                if sw == 1:
+                    _correlate_add(row, xr, v[t1], DW, KW)
+                    continue
+                for t2 in range(KW):
+                    c = v[t1, t2]
+                    for a2 in range(DW):
+                        row[a2] += c * xr[a2 * sw + t2]
+            row_d2(row, DW, lid, p1, p2)
+            for p in range(K):
+                xp = x[j, a1 * sh + p // KW]
+                op = p % KW
+                if sw == 1:
+                    xs = xp[op : op + DW]
+                    for a2 in range(DW):
+                        dx[a2] = row[a2] * xs[a2]
+                else:
+                    for a2 in range(DW):
+                        dx[a2] = row[a2] * xp[a2 * sw + op]
+                for q in range(p, K):
+                    xq = x[j, a1 * sh + q // KW]
+                    oq = q % KW
+                    acc = 0.0
+                    if sw == 1:
+                        xs = xq[oq : oq + DW]
+                        for a2 in range(DW):
+                            acc += dx[a2] * xs[a2]
+                    else:
+                        for a2 in range(DW):
+                            acc += dx[a2] * xq[a2 * sw + oq]
+                    out[p, q] += acc
+    for p in range(K):
+        for q in range(p + 1, K):
+            out[q, p] = out[p, q]
+
+
+def fused_pass(y: np.ndarray, v_shape: tuple[int, int], sw: int, lid: int) -> bool:
+    """Whether :func:`data_pass` runs ``(y, v)`` as one loop per sample (:func:`_fused8_blocks`)."""
+    return y.shape[1] == 1 and v_shape[0] == 1 and sw == 1 and v_shape[1] <= 8 and lid in FUSED_LOSSES
+
+
 def _threads() -> int:
     """Threads for the data passes: Numba's thread count (``NUMBA_NUM_THREADS``, default the CPUs available)."""
     return max(1, int(_nb.config.NUMBA_NUM_THREADS)) if HAVE_NUMBA else 1
@@ -942,11 +1078,11 @@ def data_pass(x, y, v, sh: int, sw: int, lid: int, p1: float, p2: float, need_va
     ``k_v ≤ 8`` and a loss in :data:`FUSED_LOSSES` run one loop per sample (:func:`_fused8_blocks`), the others
     row by row (:func:`data_pass_blocks`).
     """
-    block = _block(y)
+    block = block_size(y)
     nb = (y.shape[0] + block - 1) // block
     part = np.zeros((nb, v.size))
     vals = np.zeros(nb)
-    if y.shape[1] == 1 and v.shape[0] == 1 and sw == 1 and v.shape[1] <= 8 and lid in FUSED_LOSSES:
+    if fused_pass(y, v.shape, sw, lid):
         _run_split(lambda lo, hi: _fused8_blocks(x, y, v, p1, need_value, block, lo, hi, part, vals), nb, y.size)
     else:
         _run_split(lambda lo, hi: data_pass_blocks(x, y, v, sh, sw, lid, p1, p2, need_value, block, lo, hi, part,
@@ -956,7 +1092,7 @@ def data_pass(x, y, v, sh: int, sw: int, lid: int, p1: float, p2: float, need_va
 
 def loss_terms_padded(full, y, lid: int, p1: float, p2: float, need_value: bool) -> float:
     """On ``full`` (``m × H × W``): ``ℓ'(full − y)`` on the leading ``d_N`` block, zero elsewhere; returns ``Σ ℓ``."""
-    block = _block(y)
+    block = block_size(y)
     nb = (y.shape[0] + block - 1) // block
     vals = np.zeros(nb)
     _run_split(lambda lo, hi: loss_terms_padded_blocks(full, y, lid, p1, p2, need_value, block, lo, hi, vals),
@@ -971,7 +1107,7 @@ def spectral_sum(Xh, Qh) -> np.ndarray:
     return out
 
 
-def _block(y: np.ndarray) -> int:
+def block_size(y: np.ndarray) -> int:
     """Samples per block: about 16 384 data entries, whatever the thread count."""
     per = max(1, y.shape[1] * y.shape[2])
     return max(1, 16_384 // per)

@@ -68,7 +68,7 @@ def _kernels():
     return _KERNELS_MODULE if _KERNELS_MODULE.ENABLED else None
 
 
-class _Compiled:
+class KernelView:
     """What the compiled kernels need about one risk: the layer layout, the loss as an id and parameters, and the
     data as C-contiguous 3D arrays (1D signals as images of height 1); the FFT of the inputs when it pays."""
 
@@ -123,7 +123,7 @@ class _Compiled:
         return self.k.weighted_gram(self.x3, self.y3, v2, self.sh, self.sw, self.loss_id, self.p1, self.p2, rows)
 
 
-_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_KERNEL_VIEWS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 class EmpiricalRisk:
@@ -196,19 +196,19 @@ class EmpiricalRisk:
         return check_data_condition(self.arch, self.data, gram=self.gram if self.is_quadratic else None)
 
     # ------------------------------------------------------------------ compiled path
-    def _compiled(self) -> _Compiled | None:
+    def kernel_view(self) -> KernelView | None:
         """The compiled kernels' view of this risk (built on first use), or ``None`` on the reference path."""
         k = _kernels()
         if k is None:
             return None
-        state = _COMPILED.get(self)
+        state = _KERNEL_VIEWS.get(self)
         if state is None:
-            state = _COMPILED[self] = _Compiled(self, k)
+            state = _KERNEL_VIEWS[self] = KernelView(self, k)
         return state
 
     def _compiled_value_grad(self, w: np.ndarray, need_value: bool) -> tuple[float, np.ndarray] | None:
         """``(L, ∇L)`` (flat) through the kernels: one call for the square loss, else π, a data pass and ``dπᵀ``."""
-        c = self._compiled()
+        c = self.kernel_view()
         if c is None or (not self.is_quadratic and c.loss_id < 0):
             return None
         if w.dtype != np.float64 or not w.flags.c_contiguous:
@@ -223,7 +223,7 @@ class EmpiricalRisk:
 
     def _compiled_value_grad_hess(self, w: np.ndarray) -> tuple[float, np.ndarray, np.ndarray] | None:
         """``(L, ∇L, ∇²L)`` (flat) through the kernels."""
-        c = self._compiled()
+        c = self.kernel_view()
         if c is None or (not self.is_quadratic and c.loss_id < 0):
             return None
         w = np.ascontiguousarray(w, dtype=np.float64)
@@ -333,7 +333,7 @@ class EmpiricalRisk:
         if self.is_quadratic:
             e = v - self.least_squares_filter
             return float(0.5 * e @ (self.gram @ e) + self.minimum_value)
-        c = self._compiled()
+        c = self.kernel_view()
         if c is not None and c.routed:  # the same pass as the gradient's, so the values agree bitwise
             return self._fs_gradient(v, True)[0]
         return float(np.sum(self.loss.value(self._outputs(v) - self.data.targets))) / self.num_samples
@@ -344,7 +344,7 @@ class EmpiricalRisk:
             e = v - self.least_squares_filter
             Ge = self.gram @ e
             return float(0.5 * e @ Ge + self.minimum_value), Ge
-        c = self._compiled()
+        c = self.kernel_view()
         if c is not None and c.routed:
             val, g = c.fs_value_grad(v, need_value)
             return float(val) / self.num_samples, g / self.num_samples
@@ -364,7 +364,7 @@ class EmpiricalRisk:
     def _fs_hessian(self, v: np.ndarray) -> np.ndarray:
         if self.is_quadratic:
             return self.gram
-        c = self._compiled()
+        c = self.kernel_view()
         if c is not None and c.routed:
             hess = c.gram(v) / self.num_samples
             return (hess + hess.T) / 2

@@ -113,23 +113,53 @@ def _cofactor(ws, i: int) -> tuple[int, int]:
 
 
 @K._jit()
-def _square_eval(w, kh, kw, dh, dw, off, v_hat, G, minimum, ws, grad):
-    r"""``L(w)`` of the square loss (``ℒ = ½ eᵀGe + ℒ(v̂)``, ``e = π(w) − v̂``), ``∇L = dπᵀ G e`` into ``grad``, and
-    ``Ge`` in π's shape in the workspace (``ws[5]``) for the Hessian; the products stay in the workspace."""
+def _eval(w, kh, kw, dh, dw, off, fs, ws, grad, need_value):
+    r"""``L(w)`` (NaN unless ``need_value``; always for the statistics), ``∇L = dπᵀ∇ℒ(π(w))`` into ``grad``, and
+    ``∇ℒ(π(w))`` in π's shape in the workspace (``ws[5]``) for the Hessian; the products stay in the workspace.
+
+    ``fs`` is the function-space risk (:func:`function_space_args`): the square loss from its statistics
+    (``ℒ = ½ eᵀGe + ℒ(v̂)``, ``∇ℒ = Ge``, ``e = v − v̂``), or a built-in loss through one pass over the data
+    (``ℒ = (1/m) Σ ℓ(r)``, ``∇ℒ = (1/m) Hᵀℓ'(r)``, ``r = Hv − y``: :func:`lcnflow._kernels.data_pass_serial`).
+    """
     pre, pre_shape, suf, suf_shape, tmp, ge, e = ws
+    stats, v_hat, G, minimum, x3, y3, sh, sw, lid, p1, p2, inv_m, fused, block, part, vals, _, _ = fs
     _products(w, kh, kw, dh, dw, off, pre, pre_shape, suf, suf_shape)
     n = kh.size
-    val = K.square_terms(pre[n], v_hat, G, e, ge)  # (pre[n] = π(w))
+    if stats:
+        val = 0.5 * K.square_terms(pre[n], v_hat, G, e, ge) + minimum  # (pre[n] = π(w))
+    else:
+        val = K.data_pass_serial(x3, y3, pre[n], sh, sw, lid, p1, p2, need_value, fused, block, part, vals,
+                                 e) * inv_m
+        KW = ge.shape[1]
+        for t in range(e.size):
+            ge[t // KW, t % KW] = e[t] * inv_m
     for i in range(n):
         ch, cw = _cofactor(ws, i)
         K.vjp_layer(ge, tmp[0], ch, cw, kh, kw, dh, dw, off, i, grad)
-    return 0.5 * val + minimum
+    return val
 
 
 @K._jit()
-def _square_hessian_ws(w, kh, kw, dh, dw, off, G, ws, J, GJ, hess):
-    r"""``∇²L = Jᵀ G J + Σ_t (Ge)_t ∇²π_t`` into ``hess``, from the workspace filled by :func:`_square_eval` at ``w``
-    (``J``, ``GJ``: ``k_v × P`` scratch)."""
+def _fs_hessian(ws, n, fs):
+    r"""``∇²ℒ(v)`` at the point the workspace holds, ``v = π(w)``: the statistics' ``G``, or ``(1/m) Hᵀdiag(ℓ'')H``
+    (one pass over the data, :func:`lcnflow._kernels.weighted_gram_serial`).
+
+    Evaluated anew at every step: Rodas4's order conditions assume the exact Jacobian, and an older ``∇²ℒ`` (kept
+    while ``π(w)`` moves less than 25 %, or 1 %) multiplied the steps by 2 to 40 on planted 1D problems."""
+    stats, _, G, _, x3, y3, sh, sw, lid, p1, p2, inv_m, _, _, _, _, rows, Gv = fs
+    if stats:
+        return G
+    K.weighted_gram_serial(x3, y3, ws[0][n], sh, sw, lid, p1, p2, rows[0], rows[1], Gv)
+    for a in range(Gv.shape[0]):
+        for b in range(Gv.shape[1]):
+            Gv[a, b] *= inv_m
+    return Gv
+
+
+@K._jit()
+def _hessian_ws(w, kh, kw, dh, dw, off, G, ws, J, GJ, hess):
+    r"""``∇²L = Jᵀ G J + Σ_t ∇ℒ_t ∇²π_t`` into ``hess`` (``G = ∇²ℒ``), from the workspace filled by :func:`_eval` at
+    ``w`` (``J``, ``GJ``: ``k_v × P`` scratch)."""
     pre, pre_shape, suf, suf_shape, tmp, ge, _ = ws
     n = kh.size
     KW = ge.shape[1]
@@ -226,8 +256,8 @@ def _rms(x, w, wn, rtol, atol):
 
 
 @K._jit()
-def rodas4_square_segment(w, g, state, offset, t_limit, max_steps, rtol, atol,
-                          kh, kw, dh, dw, off, v_hat, G, minimum, A, C, M, gamma, pairs,
+def rodas4_segment(w, g, state, offset, t_limit, max_steps, rtol, atol,
+                   kh, kw, dh, dw, off, fs, A, C, M, gamma, pairs,
                           check_candidate, tol_rel, gtol, f0, kappa, reference_norm, origin_size, bound,
                           delta0, norm0, rec_factor, rec_t, rec_w, rec_loss, rec_g, w_prev):
     r"""Steps of Rodas4 (:class:`~lcnflow.flow.steppers.Rodas4Stepper`: tableau ``A``, ``C``, ``M``, ``γ``) on
@@ -245,19 +275,20 @@ def rodas4_square_segment(w, g, state, offset, t_limit, max_steps, rtol, atol,
     h = state[_H]
     nsteps = 0
     ws = _workspace(kh, kw, dh, dw)
-    J, GJ = np.empty((G.shape[0], P)), np.empty((G.shape[0], P))
+    kv = fs[17].shape[0]  # (∇²ℒ's scratch: k_v × k_v)
+    J, GJ = np.empty((kv, P)), np.empty((kv, P))
     hess, W = np.empty((P, P)), np.empty((P, P))
     ks = np.empty((6, P))
     y, rhs, gs, g_n = np.empty(P), np.empty(P), np.empty(P), np.empty(P)
     wn = np.empty(P)
-    _square_eval(w, kh, kw, dh, dw, off, v_hat, G, minimum, ws, gs)  # the workspace at w
+    _eval(w, kh, kw, dh, dw, off, fs, ws, gs, True)  # the workspace at w
     while True:
         if nsteps >= max_steps:
             return STEP_BUDGET
         if t >= t_limit:
             return T_LIMIT
         # ---- one accepted step (rejections retried inside)
-        _square_hessian_ws(w, kh, kw, dh, dw, off, G, ws, J, GJ, hess)  # (the workspace holds w)
+        _hessian_ws(w, kh, kw, dh, dw, off, _fs_hessian(ws, kh.size, fs), ws, J, GJ, hess)  # (ws holds w)
         state[_NHEV] += 1
         while True:
             hs = min(h, t_limit - t)
@@ -282,7 +313,7 @@ def rodas4_square_segment(w, g, state, offset, t_limit, max_steps, rtol, atol,
                     for p in range(P):
                         rhs[p] = -gh * g[p]
                 else:
-                    _square_eval(y, kh, kw, dh, dw, off, v_hat, G, minimum, ws, gs)
+                    _eval(y, kh, kw, dh, dw, off, fs, ws, gs, False)
                     for p in range(P):
                         rhs[p] = -gh * gs[p]
                 for j in range(i):
@@ -298,7 +329,7 @@ def rodas4_square_segment(w, g, state, offset, t_limit, max_steps, rtol, atol,
                     mean = 0.5 * (wn[a + p] + sgn * wn[b + p])
                     wn[a + p] = mean
                     wn[b + p] = sgn * mean
-            loss_n = _square_eval(wn, kh, kw, dh, dw, off, v_hat, G, minimum, ws, g_n)  # (the workspace: wn)
+            loss_n = _eval(wn, kh, kw, dh, dw, off, fs, ws, g_n, True)  # (the workspace: wn)
             state[_NFEV] += 6
             err = _rms(ks[5], w, wn, rtol, atol)
             finite = math.isfinite(err) and math.isfinite(loss_n)
@@ -357,8 +388,41 @@ def rodas4_square_segment(w, g, state, offset, t_limit, max_steps, rtol, atol,
 
 
 def available(risk: EmpiricalRisk) -> bool:
-    """Whether the compiled integrator can run ``risk``: the square loss from its statistics, kernels enabled."""
-    return K.ENABLED and risk.is_quadratic
+    """Whether the compiled integrator can run ``risk`` (kernels enabled): the square loss from its statistics, or a
+    built-in loss whose data passes run in compiled code (not the FFT correlations of long 2D filters, which run
+    through NumPy's FFT)."""
+    view = risk.kernel_view()
+    return view is not None and (risk.is_quadratic or (view.loss_id >= 0 and not view.spectral_ok))
+
+
+def _read_only(a: np.ndarray) -> np.ndarray:
+    """A read-only view of ``a``: the segment is compiled once for every risk (Numba types read-only arrays apart)."""
+    view = a.view()
+    view.flags.writeable = False
+    return view
+
+
+def function_space_args(risk: EmpiricalRisk) -> tuple:
+    r"""The function-space risk as the compiled segment reads it (see :func:`_eval`).
+
+    ``(stats, v̂, G, ℒ(v̂), x, y, s_h, s_w, loss id, p_1, p_2, 1/m, fused, block, part, vals, two rows of scratch,
+    ∇²ℒ)``: the statistics for the square loss; the data (3D, 1D signals as images of height 1) and the loss for the
+    other built-in losses, with the scratch of their data passes."""
+    view = risk.kernel_view()
+    kv = risk.arch.final_filter_num_params
+    rows = np.zeros((2, view.y3.shape[2]))
+    scratch = (rows, np.zeros((kv, kv)))
+    if risk.is_quadratic:
+        none3 = _read_only(np.zeros((1, 1, 1)))
+        return (True, np.ascontiguousarray(risk.least_squares_filter.reshape(-1), dtype=np.float64),
+                np.ascontiguousarray(risk.gram, dtype=np.float64), float(risk.minimum_value), none3, none3, 1, 1, 0,
+                0.0, 0.0, 1.0, False, 1, np.zeros((1, kv)), np.zeros(1), *scratch)
+    x3, y3 = _read_only(view.x3), _read_only(view.y3)
+    block = K.block_size(y3)
+    nb = -(-y3.shape[0] // block)
+    return (False, np.zeros(kv), np.zeros((kv, kv)), 0.0, x3, y3, int(view.sh), int(view.sw), int(view.loss_id),
+            float(view.p1), float(view.p2), 1.0 / risk.num_samples, K.fused_pass(y3, view.kv2, view.sw, view.loss_id),
+            block, np.zeros((nb, kv)), np.zeros(nb), *scratch)
 
 
 class CompiledRodas4Stepper(Rodas4Stepper):
@@ -372,14 +436,12 @@ class CompiledRodas4Stepper(Rodas4Stepper):
         super().__init__(risk, w0, loss0, g0, rtol, atol)
         arch = risk.arch
         lay = K.layout(arch.filter_shapes, arch.cumulative_strides[:-1])
-        self._args = (lay.kh, lay.kw, lay.dh, lay.dw, lay.off,
-                      np.ascontiguousarray(risk.least_squares_filter.reshape(-1), dtype=np.float64),
-                      np.ascontiguousarray(risk.gram, dtype=np.float64), float(risk.minimum_value),
+        self._args = (lay.kh, lay.kw, lay.dh, lay.dw, lay.off, function_space_args(risk),
                       RODAS4_A, RODAS4_C, RODAS4_M, RODAS4_GAMMA, self.pairs)
         sc = problem_scales(risk)
         self._f0, self._kappa = sc.gradient_at_zero, sc.curvature
         P = w0.size
-        self.offset, self._tau = 0.0, 0.0  # t = offset + τ (see rodas4_square_segment)
+        self.offset, self._tau = 0.0, 0.0  # t = offset + τ (see rodas4_segment)
         self._state = np.zeros(_STATE_SIZE)
         self._rec = (np.empty(RECORD_ROWS), np.empty((RECORD_ROWS, P)), np.empty(RECORD_ROWS), np.empty(RECORD_ROWS))
         self._w_prev = np.empty(P)
@@ -397,7 +459,7 @@ class CompiledRodas4Stepper(Rodas4Stepper):
         st[_NEXT_T] = recorder._next_t
         w, g = self.w.copy(), g.copy()
         rec_t, rec_w, rec_loss, rec_g = self._rec
-        event = rodas4_square_segment(
+        event = rodas4_segment(
             w, g, st, self.offset, t_limit - self.offset, max_steps, self.rtol, self.atol, *self._args,
             check_candidate, tol_rel, gtol, self._f0, self._kappa, reference_norm, *bounds, recorder.delta0,
             recorder.norm0, 10 ** (32 / recorder.max_points), rec_t, rec_w, rec_loss, rec_g, self._w_prev)

@@ -66,9 +66,11 @@ def gradient_flow(
     init : list of ndarray or flat ndarray
         ``w(0)``.
     integrator : str
-        ``"auto"`` (the square loss: the compiled Rosenbrock method Rodas4; other losses: LSODA with the exact
-        Hessian), ``"rodas4"``, ``"exponential"``, ``"rosenbrock"``, or scipy's ``RK45``,
-        ``DOP853``, ``Radau``, ``BDF``, ``LSODA`` (:mod:`lcnflow.flow.steppers`).
+        ``"auto"`` (the Rosenbrock method Rodas4 with the exact Hessian, compiled for every built-in loss whose data
+        passes the kernels run; LSODA for built-in losses on long 2D filters, where a Hessian costs about fifty
+        gradients: :func:`~lcnflow.flow.steppers.auto_integrator`), ``"rodas4"``, ``"exponential"``,
+        ``"rosenbrock"``, or scipy's ``RK45``, ``DOP853``, ``Radau``, ``BDF``, ``LSODA``
+        (:mod:`lcnflow.flow.steppers`).
     t_max : float
         Largest flow time (reaching it means "not converged"); infinite by default.
     gtol : float

@@ -107,8 +107,9 @@ class FlowOptions(StopOptions):
     Attributes
     ----------
     integrator : str
-        One of :data:`INTEGRATORS`; ``"auto"`` is the compiled Rosenbrock method Rodas4 for the square
-        loss (many steps per compiled call) and LSODA with the exact Hessian otherwise.
+        One of :data:`INTEGRATORS`; ``"auto"`` is the Rosenbrock method Rodas4 (many steps per compiled call for
+        every built-in loss whose data passes the kernels run), LSODA for built-in losses on long 2D filters
+        (:func:`~lcnflow.flow.steppers.auto_integrator`).
     t_max : float
         Largest flow time (``inf`` by default: escaping a plateau from a tiny initialization can take flow time
         ``~ scale^{-(N-2)}``, which the integrators cross in a few steps).
