@@ -4,7 +4,7 @@ Nothing here goes through lcnflow:
 
 * the final filter is the chain of full convolutions ``v = w^(1) ∗ ⋯ ∗ w^(N)`` (``numpy.convolve``);
 * the network output is the valid cross-correlation ``(H v)_a = Σ_j v_j x_{a+j}`` on sliding windows of the data;
-* the loss derivative is the closed form (square ``r``, pseudo-Huber ``r/√(1 + (r/δ)²)``);
+* the loss derivative is the closed form (square ``r``, pseudo-Huber ``r/√(1 + (r/δ)²)``, log cosh ``tanh r``);
 * ``∇_{w^(i)} L = correlate(∇ℒ(v), c_i, "valid")`` with the cofactor ``c_i`` (convolution of the other layers);
 * the trajectory is ``scipy.integrate.solve_ivp`` (LSODA, rtol 1e-10) run far past the time lcnflow stopped, and
   on until ``‖∇L‖ < 1e-13`` — so a run that stopped on a plateau or at a saddle it would have left disagrees.
@@ -26,6 +26,8 @@ def loss_derivative(name: str, r: np.ndarray, delta: float = 1.0) -> np.ndarray:
         return r
     if name == "pseudo_huber":
         return r / np.sqrt(1.0 + (r / delta) ** 2)
+    if name == "log_cosh":
+        return np.tanh(r)
     raise ValueError(name)
 
 
@@ -34,6 +36,8 @@ def loss_value(name: str, r: np.ndarray, delta: float = 1.0) -> np.ndarray:
         return 0.5 * r * r
     if name == "pseudo_huber":
         return delta**2 * (np.sqrt(1.0 + (r / delta) ** 2) - 1.0)
+    if name == "log_cosh":
+        return np.logaddexp(r, -r) - np.log(2.0)
     raise ValueError(name)
 
 
