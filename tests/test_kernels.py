@@ -365,8 +365,8 @@ def test_one_loop_data_pass_for_short_filters(name, params, rng):
 
 
 def test_vectorized_exp_and_log1p_are_accurate_on_their_ranges():
-    """The log-cosh kernels' own exp/expm1 (on [−40, 0]) and log1p (on [0, 0.6]) within 4 ulps of NumPy's, which are
-    themselves within an ulp of the true values; and the split of ln 2 they use is exact to the rounding of its low
+    """The kernels' own exp/expm1 (on [−700, 0]: log cosh uses [−40, 0], the generalized Huber loss all of it) and
+    log1p (on [0, 0.6]) within 4 ulps of NumPy's, which are themselves within an ulp of the true values; and the split of ln 2 they use is exact to the rounding of its low
     part (3e-23, so ``k·ln 2`` for ``|k| ≤ 58`` is off by less than 2e-21)."""
     from decimal import Decimal, getcontext
 
@@ -374,7 +374,8 @@ def test_vectorized_exp_and_log1p_are_accurate_on_their_ranges():
     assert abs(Decimal(K._LN2_HI) + Decimal(K._LN2_LO) - Decimal(2).ln()) < Decimal("3e-23")
     assert np.float64(K._LN2_HI).view(np.uint64) & np.uint64(0xFFFFFFFF) == 0
     eps = np.finfo(np.float64).eps
-    x = -np.concatenate([np.linspace(0, 40, 200001), 10.0 ** np.linspace(-300, np.log10(40), 20000)])
+    x = -np.concatenate([np.linspace(0, 40, 200001), 10.0 ** np.linspace(-300, np.log10(40), 20000),
+                         np.linspace(40, 700, 100001)])
     em1 = np.array([K._exp_neg(t)[0] for t in x[::7]])
     ex = np.array([K._exp_neg(t)[1] for t in x[::7]])
     np.testing.assert_allclose(em1, np.expm1(x[::7]), rtol=4 * eps, atol=TINY)

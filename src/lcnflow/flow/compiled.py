@@ -481,20 +481,3 @@ class CompiledRodas4Stepper(Rodas4Stepper):
     def step(self, t_limit: float) -> str | None:
         """Not used: the driver calls :meth:`advance` (one step per call when it must see every step)."""
         raise NotImplementedError("the driver calls advance(); see lcnflow.flow.compiled")
-
-
-def warm_up() -> float:
-    """Compile (or load from Numba's cache) the kernels a square-loss run uses, on a tiny problem; returns seconds.
-    Sweep workers call it before their first run, so no run's time includes it."""
-    import time
-
-    from ..architecture import Architecture
-    from ..data import Dataset
-    from .integrate import gradient_flow
-
-    start = time.perf_counter()
-    x = np.linspace(-1.0, 1.0, 12).reshape(2, 6)
-    risk = EmpiricalRisk(Architecture(6, [2, 2]), "square", Dataset(x, x[:, :4] + x[:, 1:5]))
-    K.warm_up()
-    gradient_flow(risk, [np.array([0.3, 0.2]), np.array([0.5, -0.1])], max_steps=50)
-    return time.perf_counter() - start

@@ -19,7 +19,7 @@ from .certify import reference_size
 from .driver import drive
 from .options import INTEGRATORS, FlowOptions, check_callback, check_save_at
 from .result import Callback, FlowResult
-from .steppers import make_flow_stepper
+from .solvers import make_flow_stepper
 
 #: Kept for backwards compatibility: the integrators' names.
 METHODS = INTEGRATORS
@@ -68,7 +68,7 @@ def gradient_flow(
     integrator : str
         ``"auto"`` (the Rosenbrock method Rodas4 with the exact Hessian, compiled for every built-in loss whose data
         passes the kernels run; LSODA for built-in losses on long 2D filters, where a Hessian costs about fifty
-        gradients: :func:`~lcnflow.flow.steppers.auto_integrator`), ``"rodas4"``, ``"exponential"``,
+        gradients: :func:`~lcnflow.flow.solvers.auto_integrator`), ``"rodas4"``, ``"exponential"``,
         ``"rosenbrock"``, or scipy's ``RK45``, ``DOP853``, ``Radau``, ``BDF``, ``LSODA``
         (:mod:`lcnflow.flow.steppers`).
     t_max : float
@@ -149,3 +149,18 @@ def compare_limits(a: FlowResult, b: FlowResult, rtol: float = 1e-5) -> tuple[bo
     return same, {"final_filter_distance": dist, "rtol": rtol, "kind": a.kind, "reference_kind": b.kind,
                   "loss": a.loss, "reference_loss": b.loss, "reference_message": b.message,
                   "reference_options": b.options}
+
+
+def warm_up() -> float:
+    """Compile (or load from Numba's cache) the kernels and the compiled Rodas4 segment, on a tiny problem; returns
+    seconds.  Sweep workers call it before their first run, so no run's time includes it."""
+    from .. import _kernels
+    from ..architecture import Architecture
+    from ..data import Dataset
+
+    start = time.perf_counter()
+    x = np.linspace(-1.0, 1.0, 12).reshape(2, 6)
+    risk = EmpiricalRisk(Architecture(6, [2, 2]), "square", Dataset(x, x[:, :4] + x[:, 1:5]))
+    _kernels.warm_up()
+    gradient_flow(risk, [np.array([0.3, 0.2]), np.array([0.5, -0.1])], max_steps=50)
+    return time.perf_counter() - start

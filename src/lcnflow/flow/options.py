@@ -109,7 +109,7 @@ class FlowOptions(StopOptions):
     integrator : str
         One of :data:`INTEGRATORS`; ``"auto"`` is the Rosenbrock method Rodas4 (many steps per compiled call for
         every built-in loss whose data passes the kernels run), LSODA for built-in losses on long 2D filters
-        (:func:`~lcnflow.flow.steppers.auto_integrator`).
+        (:func:`~lcnflow.flow.solvers.auto_integrator`).
     t_max : float
         Largest flow time (``inf`` by default: escaping a plateau from a tiny initialization can take flow time
         ``~ scale^{-(N-2)}``, which the integrators cross in a few steps).

@@ -15,7 +15,7 @@ and the itinerary.  The interface follows scipy's ``OdeSolver``:
 
 Integrators (float64, the structured gradient and exact Hessian of :class:`~lcnflow.EmpiricalRisk`):
 
-* ``auto`` (the default, :func:`auto_integrator`): ``rodas4`` below, run in compiled segments of many steps
+* ``auto`` (the default, :func:`lcnflow.flow.solvers.auto_integrator`): ``rodas4`` below, run in compiled segments of many steps
   (:mod:`lcnflow.flow.compiled`) for the square loss and every built-in loss whose data passes the kernels run,
   in NumPy for custom losses; LSODA for built-in losses on long 2D filters, where a Hessian costs about fifty
   gradients.  LSODA is not the default elsewhere: its corrector iterations stop at the local error tolerance, so
@@ -465,34 +465,3 @@ class DescentStepper(Stepper):
 
     def dense(self, t: float) -> np.ndarray:
         return (self.w if t >= self.t else self.w_prev).copy()
-
-
-def auto_integrator(risk: EmpiricalRisk) -> str:
-    """What ``integrator="auto"`` runs for ``risk``: ``"rodas4"`` (compiled where the kernels run the risk,
-    :func:`lcnflow.flow.compiled.available`), except ``"LSODA"`` where a Hessian costs a great many gradients — a
-    built-in loss other than the square loss whose data passes use the FFT correlations of long 2D filters: there
-    ``∇²ℒ(v) = (1/m) Hᵀdiag(ℓ'')H`` is a weighted pass over every patch (about a second for 64 images of 128 × 128 and
-    an 11 × 11 final filter, against 20 ms for a gradient), which Rodas4 needs at every step and LSODA reuses."""
-    view = risk.kernel_view()
-    if view is not None and not risk.is_quadratic and view.loss_id >= 0 and view.spectral_ok:
-        return "LSODA"
-    return "rodas4"
-
-
-def make_flow_stepper(risk: EmpiricalRisk, w0, loss0, g0, integrator: str, rtol: float, atol: float,
-                      t_max: float) -> Stepper:
-    """The stepper of ``integrator`` started at ``w0`` (``auto``: :func:`auto_integrator`); Rodas4 runs in compiled
-    segments where the kernels run the risk (:func:`lcnflow.flow.compiled.available`), else in NumPy."""
-    from . import compiled  # (imports this module)
-
-    if integrator == "auto":
-        integrator = auto_integrator(risk)
-    if integrator == "exponential":
-        return ExponentialStepper(risk, w0, loss0, g0, rtol, atol)
-    if integrator == "rodas4":
-        if compiled.available(risk):
-            return compiled.CompiledRodas4Stepper(risk, w0, loss0, g0, rtol, atol)
-        return Rodas4Stepper(risk, w0, loss0, g0, rtol, atol)
-    if integrator == "rosenbrock":
-        return RosenbrockStepper(risk, w0, loss0, g0, rtol, atol)
-    return ScipyStepper(risk, w0, loss0, g0, integrator, rtol, atol, t_max)

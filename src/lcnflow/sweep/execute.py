@@ -174,7 +174,7 @@ def _worker_probe() -> dict[str, Any]:
     and reports its version."""
     import lcnflow.experiments  # noqa: F401  (warm the import)
 
-    from ..flow.compiled import warm_up
+    from ..flow.integrate import warm_up
 
     return {"version": __version__, "pid": os.getpid(), "warm_up_seconds": warm_up()}
 
