@@ -366,8 +366,9 @@ def test_one_loop_data_pass_for_short_filters(name, params, rng):
 
 def test_vectorized_exp_and_log1p_are_accurate_on_their_ranges():
     """The kernels' own exp/expm1 (on [−700, 0]: log cosh uses [−40, 0], the generalized Huber loss all of it) and
-    log1p (on [0, 0.6]) within 4 ulps of NumPy's, which are themselves within an ulp of the true values; and the split of ln 2 they use is exact to the rounding of its low
-    part (3e-23, so ``k·ln 2`` for ``|k| ≤ 58`` is off by less than 2e-21)."""
+    log1p (on [0, 0.6]) within 4 ulps of NumPy's, which are themselves within an ulp of the true values; and the
+    split of ln 2 they use is exact to the rounding of its low part (3e-23, so ``k·ln 2`` for ``|k| ≤ 58`` is off
+    by less than 2e-21)."""
     from decimal import Decimal, getcontext
 
     getcontext().prec = 50

@@ -296,10 +296,10 @@ def final_filter(arch: Architecture, filters: Sequence[np.ndarray] | np.ndarray)
     -------
     ndarray, shape ``arch.final_filter_shape``
     """
-    return _final_filter(arch, as_filters(arch, filters))
+    return final_filter_unchecked(arch, as_filters(arch, filters))
 
 
-def _final_filter(arch: Architecture, filters: Filters) -> np.ndarray:
+def final_filter_unchecked(arch: Architecture, filters: Filters) -> np.ndarray:
     """π for already validated float64 filters (the integrators' hot path)."""
     v = None
     for d in _dilated(arch, filters):
@@ -484,6 +484,6 @@ def predict(arch: Architecture, filters: Sequence[np.ndarray] | np.ndarray, inpu
                          f"got shape {x.shape}")
     if not np.all(np.isfinite(x)):
         raise ValueError("inputs: contain NaN or infinite values")
-    v = _final_filter(arch, ws).reshape(arch.final_filter_shape)
+    v = final_filter_unchecked(arch, ws).reshape(arch.final_filter_shape)
     out = np.tensordot(patch_rows(arch, x), v, axes=arch.ndim)
     return out[0] if single else out

@@ -58,7 +58,7 @@ _LOSS_PARAMS = {"square": (), "lp": ("p",), "pseudo_huber": ("delta",), "general
 _KERNELS_MODULE = None
 
 
-def _kernels():
+def compiled_kernels():
     """The compiled kernels (:mod:`lcnflow._kernels`, imported on first use) when enabled, else ``None``."""
     global _KERNELS_MODULE
     if _KERNELS_MODULE is None:
@@ -198,7 +198,7 @@ class EmpiricalRisk:
     # ------------------------------------------------------------------ compiled path
     def kernel_view(self) -> KernelView | None:
         """The compiled kernels' view of this risk (built on first use), or ``None`` on the reference path."""
-        k = _kernels()
+        k = compiled_kernels()
         if k is None:
             return None
         state = _KERNEL_VIEWS.get(self)

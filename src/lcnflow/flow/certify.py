@@ -22,7 +22,7 @@ import numpy as np
 
 from ..architecture import Architecture
 from ..conv import final_filter
-from ..risk import EmpiricalRisk
+from ..risk import EmpiricalRisk, compiled_kernels
 from .symmetry import complement_basis, layer_norms, layer_starts, symmetry_basis
 
 _SCALES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -32,13 +32,6 @@ _SCALES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 def layer_offsets(arch: Architecture) -> np.ndarray:
     """Layer ``i`` is ``w[off[i]:off[i+1]]`` in a flat parameter vector (int64, ``N + 1`` entries)."""
     return np.array([*layer_starts(arch), arch.num_params], dtype=np.int64)
-
-
-def compiled_kernels():
-    """:mod:`lcnflow._kernels` when the compiled path is enabled, else ``None`` (imported on first use)."""
-    from ..risk import _kernels
-
-    return _kernels()
 
 
 @dataclass(frozen=True)

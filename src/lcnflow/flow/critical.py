@@ -45,7 +45,7 @@ import numpy as np
 from numpy.polynomial import polynomial as P
 
 from ..architecture import Architecture
-from ..conv import _final_filter, as_filters, final_filter_jacobian, flatten
+from ..conv import as_filters, final_filter_jacobian, final_filter_unchecked, flatten
 from ..risk import EmpiricalRisk
 from .optimum import FunctionSpaceBest, best_on_function_space, risk_rounding, unconstrained_optimum
 from .symmetry import complement_basis, layer_slices, symmetry_basis
@@ -362,7 +362,7 @@ def _layers_from_units(arch, assign, ks, v) -> list[np.ndarray]:
         for u in group:
             c = np.convolve(c, _factor(u))
         layers.append(np.concatenate([c, np.zeros(k - c.size)]))
-    p = _final_filter(arch, layers).ravel()
+    p = final_filter_unchecked(arch, layers).ravel()
     layers[0] = layers[0] * (float(p @ v.ravel()) / float(p @ p))
     norms = np.array([np.linalg.norm(w) for w in layers])
     g = float(np.exp(np.mean(np.log(norms))))
@@ -445,7 +445,7 @@ def classify_critical_point(
     arch = risk.arch
     ws = as_filters(arch, filters)
     w = flatten(ws)
-    v = _final_filter(arch, ws).ravel()
+    v = final_filter_unchecked(arch, ws).ravel()
     g_v = risk.function_space_gradient(v).reshape(-1)
     value, grad = risk.value_and_gradient(w)
     v_hat, f_hat = unconstrained_optimum(risk)
@@ -586,7 +586,7 @@ def _spurious(arch, ws, v, g_v, JD, origin, global_on_m, rtol):
     if g_norm == 0.0:
         return False, "∇ℒ(v*) = 0", None
     v_norm = max(float(np.linalg.norm(v)), 1e-300)
-    if any(np.linalg.norm(_final_filter(arch, p).ravel() - v) > 1e-6 * v_norm for p in fibre):
+    if any(np.linalg.norm(final_filter_unchecked(arch, p).ravel() - v) > 1e-6 * v_norm for p in fibre):
         return None, "the fibre could not be rebuilt from the layers' roots to 1e-6", None
     own = float(np.linalg.norm(JD.T @ g_v)) / max(float(np.linalg.norm(JD, 2)) * g_norm, 1e-300)
     threshold = max(rtol, 1e3 * own)
@@ -625,7 +625,7 @@ def _descent_probe(risk: EmpiricalRisk, w: np.ndarray, weights: np.ndarray, null
     rng = np.random.default_rng(0)
     dirs = [null[:, j] for j in range(null.shape[1])]
     dirs += [null @ rng.standard_normal(null.shape[1]) for _ in range(8)]
-    floor = max(tau, risk_rounding(risk, _final_filter(risk.arch, as_filters(risk.arch, w)).ravel()))
+    floor = max(tau, risk_rounding(risk, final_filter_unchecked(risk.arch, as_filters(risk.arch, w)).ravel()))
     for d in dirs:
         d = weights * (d / np.linalg.norm(d))
         for eps in (1e-2, 1e-3):

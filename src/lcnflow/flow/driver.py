@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..conv import _final_filter, final_filter, unflatten
+from ..conv import final_filter, final_filter_unchecked, unflatten
 from ..risk import EmpiricalRisk
 from .certify import PolishResult, gradient_scale, lojasiewicz_fit, polish, reference_size
 from .compiled import UNDERFLOW
@@ -326,7 +326,7 @@ def _package(risk, rec, counts, opts, reason, message, candidates, stable, save,
         converged=converged,
         certified=converged,
         limit=[f.copy() for f in filters],
-        final_filter=_final_filter(risk.arch, filters),
+        final_filter=final_filter_unchecked(risk.arch, filters),
         loss=float(loss),
         gradient_norm=float(gnorm),
         flow_gradient_norm=float(g_end),

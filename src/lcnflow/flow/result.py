@@ -10,7 +10,8 @@ from typing import Any, Literal
 import numpy as np
 
 from ..conv import Filters
-from .certify import compiled_kernels, layer_offsets
+from ..risk import compiled_kernels
+from .certify import layer_offsets
 from .critical import CriticalPoint
 from .itinerary import Plateau
 from .symmetry import invariants
