@@ -276,7 +276,8 @@ def test_the_compiled_function_space_hessian_matches_finite_differences_of_the_g
 @pytest.mark.parametrize("loss", OTHER_LOSSES, ids=lambda loss: str(loss))
 @pytest.mark.parametrize("arch", ARCHS, ids=["1d", "strided", "2d"])
 def test_every_built_in_loss_runs_the_compiled_segments_step_for_step(arch, loss, monkeypatch):
-    """Every built-in loss on the compiled path takes the NumPy Rodas4 stepper's steps, to the same limit."""
+    """Every built-in loss on the compiled path takes the NumPy Rodas4 stepper's steps, to the same limit.  (The
+    compiled steps evaluate ``L`` only where they record a point or return: those passes are counted too.)"""
     risk = _risk(arch, 1, noise=0.5, loss=loss)
     w0 = lf.flatten(lf.random_init(arch, 0.5, 2))
     fast = lf.gradient_flow(risk, w0)
@@ -287,7 +288,8 @@ def test_every_built_in_loss_runs_the_compiled_segments_step_for_step(arch, loss
     assert fast.certified and slow.certified
     assert fast.kind == slow.kind
     assert fast.num_steps == slow.num_steps
-    assert fast.num_gradient_evaluations == slow.num_gradient_evaluations
+    assert fast.num_hessian_evaluations == slow.num_hessian_evaluations
+    assert 0 <= fast.num_gradient_evaluations - slow.num_gradient_evaluations <= fast.times.size + 10
     assert fast.t_final == pytest.approx(slow.t_final, rel=1e-6)
     np.testing.assert_allclose(fast.final_filter, slow.final_filter, rtol=0,
                                atol=1e-10 * np.max(np.abs(slow.final_filter)))

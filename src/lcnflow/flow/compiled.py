@@ -258,10 +258,26 @@ def _rms(x, w, wn, rtol, atol):
 @K._jit()
 def rodas4_segment(w, g, state, offset, t_limit, max_steps, rtol, atol,
                    kh, kw, dh, dw, off, fs, A, C, M, gamma, pairs,
-                          check_candidate, tol_rel, gtol, f0, kappa, reference_norm, origin_size, bound,
-                          delta0, norm0, rec_factor, rec_t, rec_w, rec_loss, rec_g, w_prev):
+                   check_candidate, tol_rel, gtol, f0, kappa, reference_norm, origin_size, bound,
+                   delta0, norm0, rec_factor, rec_t, rec_w, rec_loss, rec_g, w_prev):
+    r""":func:`_rodas4_steps`, then ``L`` at the state reached where the steps did not evaluate it (a data pass
+    gives ``∇L`` without ``L`` at a lower cost: the steps ask for the value only where they record it)."""
+    event = _rodas4_steps(w, g, state, offset, t_limit, max_steps, rtol, atol, kh, kw, dh, dw, off, fs, A, C, M,
+                          gamma, pairs, check_candidate, tol_rel, gtol, f0, kappa, reference_norm, origin_size, bound,
+                          delta0, norm0, rec_factor, rec_t, rec_w, rec_loss, rec_g, w_prev)
+    if state[_LOSS] != state[_LOSS]:
+        state[_LOSS] = _eval(w, kh, kw, dh, dw, off, fs, _workspace(kh, kw, dh, dw), np.empty(w.size), True)
+        state[_NFEV] += 1
+    return event
+
+
+@K._jit()
+def _rodas4_steps(w, g, state, offset, t_limit, max_steps, rtol, atol,
+                  kh, kw, dh, dw, off, fs, A, C, M, gamma, pairs,
+                  check_candidate, tol_rel, gtol, f0, kappa, reference_norm, origin_size, bound,
+                  delta0, norm0, rec_factor, rec_t, rec_w, rec_loss, rec_g, w_prev):
     r"""Steps of Rodas4 (:class:`~lcnflow.flow.steppers.Rodas4Stepper`: tableau ``A``, ``C``, ``M``, ``γ``) on
-    ``ẇ = −∇L(w)`` for the square loss, from ``(w, g = ∇L(w))`` at ``state[_T]``.
+    ``ẇ = −∇L(w)`` for the risk ``fs`` (:func:`function_space_args`), from ``(w, g = ∇L(w))`` at ``state[_T]``.
 
     Times are on the stepper's local clock ``τ = t − offset`` (``t_limit`` too; recorded times are absolute): the
     flow is autonomous, and when the steps become small against ``τ`` (``h < 10⁻⁸ τ``, e.g. an escape at
@@ -329,10 +345,11 @@ def rodas4_segment(w, g, state, offset, t_limit, max_steps, rtol, atol,
                     mean = 0.5 * (wn[a + p] + sgn * wn[b + p])
                     wn[a + p] = mean
                     wn[b + p] = sgn * mean
-            loss_n = _eval(wn, kh, kw, dh, dw, off, fs, ws, g_n, True)  # (the workspace: wn)
+            # (the value only where a data pass gives it for free: it is needed at recorded steps and at the end)
+            loss_n = _eval(wn, kh, kw, dh, dw, off, fs, ws, g_n, False)  # (the workspace: wn)
             state[_NFEV] += 6
             err = _rms(ks[5], w, wn, rtol, atol)
-            finite = math.isfinite(err) and math.isfinite(loss_n)
+            finite = math.isfinite(err) and math.isfinite(np.sum(g_n * g_n)) and (loss_n == loss_n or not fs[0])
             if finite and err <= 1.0:
                 break
             h = hs * (max(0.2, 0.9 * err ** -0.25) if finite else 0.25)
@@ -360,6 +377,10 @@ def rodas4_segment(w, g, state, offset, t_limit, max_steps, rtol, atol,
         gn = math.sqrt(np.sum(g * g))
         t_abs = offset + t
         if t_abs >= state[_NEXT_T]:
+            if loss_n != loss_n:
+                loss_n = _eval(w, kh, kw, dh, dw, off, fs, ws, gs, True)
+                state[_LOSS] = loss_n
+                state[_NFEV] += 1
             r = int(state[_NREC])
             rec_t[r] = t_abs
             rec_loss[r] = loss_n
