@@ -2,7 +2,7 @@
 
 * **B1-like instances** (several seeds): time to a certified limit (risk construction + ``gradient_flow``, certified
   at ‖∇L‖ ≤ 1e-10; median of ``--repeats``) with the compiled kernels and with the NumPy reference path
-  (``lcnflow._kernels.ENABLED = False``), against PyTorch GD at its best stable step (``baselines.torch_gd``).
+  (``lcnflow.kernels.ENABLED = False``), against PyTorch GD at its best stable step (``baselines.torch_gd``).
   The table ends with the *worst* ratio over the instances.
 * **Gradients at m = 20 000, d_0 = 256** (1D k = (3,3,3)), pseudo-Huber and log-cosh: compiled, reference and
   PyTorch autograd through the Conv1d stack, next to the memory floor of one pass over the data (measured) and the
@@ -30,7 +30,7 @@ import time
 
 # BLAS on one thread per process (set before NumPy loads): the matrices of these runs are tiny (≤ 121 × 121), and on
 # a shared, loaded machine OpenBLAS's threads turn a 500 × 64 SVD (the data-condition check) from milliseconds into
-# most of a second.  The data passes use their own threads (lcnflow._kernels), PyTorch its own (MKL_NUM_THREADS and
+# most of a second.  The data passes use their own threads (lcnflow.kernels), PyTorch its own (MKL_NUM_THREADS and
 # OMP_NUM_THREADS, which would also set PyTorch's thread count, are left alone).
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
@@ -39,7 +39,7 @@ import numpy as np
 import lcnflow as lf
 from baselines import torch_gd
 from common import fmt_time, machine_info, median_time
-from lcnflow import _kernels as K
+from lcnflow import kernels as K
 from problems import b1, b6
 
 GTOL = 1e-10
@@ -178,7 +178,7 @@ def b6_flow(reference: bool) -> str:
 _LATENCY = """
 import json, time
 t0 = time.perf_counter()
-import lcnflow._kernels as k
+import lcnflow.kernels as k
 t1 = time.perf_counter()
 per = k.warm_up()
 print(json.dumps({"import": t1 - t0, "total": sum(per.values()), **per}))

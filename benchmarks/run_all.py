@@ -61,7 +61,7 @@ def main() -> None:
     rows = [bench_flow.run_problem(name, cap, 3 if args.quick else 5, 1) for name in bench_flow.FLOW_PROBLEMS]
     sections += ["", bench_flow.table(rows, cap), ""]
     sections += ["## The compiled hot path", "",
-                 "Compiled kernels against the NumPy reference path (`lcnflow._kernels.ENABLED = False`) and PyTorch, "
+                 "Compiled kernels against the NumPy reference path (`lcnflow.kernels.ENABLED = False`) and PyTorch, "
                  "in one process (`benchmarks/bench_compiled.py`).", "",
                  bench_compiled.report(seeds=[0, 1, 2] if args.quick else list(range(8)), repeats=3 if args.quick
                                        else 5, cap=cap, with_b6_flow=not args.quick), ""]

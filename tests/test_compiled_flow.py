@@ -1,4 +1,4 @@
-"""The compiled integrator (lcnflow.flow.compiled) and the shortcuts that make a square-loss run fast.
+"""The compiled integrator (lcnflow.dynamics.compiled) and the shortcuts that make a square-loss run fast.
 
 Oracles: the NumPy Rodas4 stepper (the same scheme, step by step in NumPy: trajectories must agree to rounding), the
 scheme's order of convergence on a flow with a closed-form solution,
@@ -13,12 +13,12 @@ import pytest
 from numpy.polynomial import polynomial as P
 
 import lcnflow as lf
-from lcnflow.condition import _rank
-from lcnflow.flow import compiled, steppers
-from lcnflow.flow.critical import classify_critical_point, settle_on_m
+from lcnflow.analysis.critical import classify_critical_point, settle_on_m
+from lcnflow.dynamics import compiled, steppers
+from lcnflow.model.condition import _rank
 from reference_flow import ConvolveRisk, planted_data, random_init, reference_limit
 
-pytestmark = pytest.mark.skipif(not lf._kernels.ENABLED, reason="the compiled kernels are switched off")
+pytestmark = pytest.mark.skipif(not lf.kernels.ENABLED, reason="the compiled kernels are switched off")
 
 
 def _risk(arch, seed, m=30, noise=0.1, loss="square"):
@@ -227,12 +227,12 @@ def test_the_segments_workspace_evaluations_match_the_reference_path(arch, loss,
     """The segment's allocation-free value, gradient and Hessian — from the statistics for the square loss, from one
     pass over the data for the others — against the risk's NumPy reference path."""
     risk = _risk(arch, 11, noise=1.0, loss=loss)
-    lay = lf._kernels.layout(arch.filter_shapes, arch.cumulative_strides[:-1])
+    lay = lf.kernels.layout(arch.filter_shapes, arch.cumulative_strides[:-1])
     args = (lay.kh, lay.kw, lay.dh, lay.dw, lay.off)
     fs = compiled.function_space_args(risk)
     P, kv = arch.num_params, arch.final_filter_num_params
     ws = compiled._workspace(*args[:4])
-    monkeypatch.setattr(lf._kernels, "ENABLED", False)
+    monkeypatch.setattr(lf.kernels, "ENABLED", False)
     for seed in range(3):
         w = lf.flatten(lf.random_init(arch, 0.7, seed))
         grad, hess = np.empty(P), np.empty((P, P))
@@ -258,7 +258,7 @@ def test_the_compiled_function_space_hessian_matches_finite_differences_of_the_g
     for loss in OTHER_LOSSES:
         risk = lf.EmpiricalRisk(arch, loss, lf.Dataset(X, y.reshape(12, -1)))
         fs = compiled.function_space_args(risk)
-        lay = lf._kernels.layout(arch.filter_shapes, arch.cumulative_strides[:-1])
+        lay = lf.kernels.layout(arch.filter_shapes, arch.cumulative_strides[:-1])
         ws = compiled._workspace(lay.kh, lay.kw, lay.dh, lay.dw)
         w = lf.flatten(lf.random_init(arch, 0.8, 3))
         compiled._eval(w, lay.kh, lay.kw, lay.dh, lay.dw, lay.off, fs, ws, np.empty(arch.num_params), True)

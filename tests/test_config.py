@@ -309,7 +309,7 @@ def test_readme_documents_every_config_key():
     from pathlib import Path
 
     from lcnflow.experiments.config import DATA_SOURCES, FLOW_METHODS, ArchitectureConfig, InitConfig
-    from lcnflow.losses import LOSS_PARAMETERS
+    from lcnflow.model.losses import LOSS_PARAMETERS
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
     keys = [f"architecture.{k}" for k in ArchitectureConfig.model_fields]

@@ -44,7 +44,7 @@ from lcnflow import (
     patch_matrix,
     unflatten,
 )
-from lcnflow.conv import as_filters
+from lcnflow.model.conv import as_filters
 
 ROUND = 1e3 * EPS  # c·N·k_v·ε with generous c for the sizes drawn here (N ≤ 4, k_v ≤ 40)
 
@@ -338,7 +338,7 @@ def test_final_filter_of_ones_counts_paths():
 
 @pytest.mark.parametrize(("d0", "ks", "ss"), [(19, [3, 2, 4], [2, 1, 2]), (9, [2, 3, 2], [1, 1, 1])])
 def test_final_filter_parts_share_one_factorization(d0, ks, ss):
-    from lcnflow.conv import final_filter_parts
+    from lcnflow.model.conv import final_filter_parts
 
     arch = Architecture(d0, ks, strides=ss)
     rng = np.random.default_rng(5)

@@ -17,8 +17,8 @@ import numpy.polynomial.polynomial as npoly
 import pytest
 
 import lcnflow as lf
+from lcnflow.analysis import critical
 from lcnflow.experiments import config_from_dict, execute
-from lcnflow.flow import critical
 from lcnflow.report import figures as F
 from lcnflow.report import load_run, plot_result
 

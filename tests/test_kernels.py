@@ -1,4 +1,4 @@
-"""The compiled kernels (lcnflow._kernels) against independent oracles, and against the NumPy reference path.
+"""The compiled kernels (lcnflow.kernels) against independent oracles, and against the NumPy reference path.
 
 Oracles: final filters from ``numpy.polynomial`` products and from the dense network matrix built entry by entry
 (conftest); Jacobians and second-order terms of π by central differences, which are exact up to rounding because π
@@ -21,7 +21,7 @@ import pytest
 
 import lcnflow as lf
 from conftest import LOSS_CASES, LOSS_IDS, loop_network_matrix, loop_patch_matrix, polymul_final_filter
-from lcnflow import _kernels as K
+from lcnflow import kernels as K
 
 pytestmark = pytest.mark.skipif(not K.HAVE_NUMBA, reason="numba is not installed")
 
@@ -210,7 +210,7 @@ EXTREME = [("generalized_huber", {"alpha": 0.5, "beta": 1e8}), ("pseudo_huber", 
 
 @pytest.mark.parametrize(("name", "params"), [*LOSS_CASES, *EXTREME], ids=[*LOSS_IDS, "gh-huge-beta", "ph-small-delta"])
 def test_scalar_losses_match_the_reference_formulas(name, params):
-    """ℓ, ℓ', ℓ'' of the kernels within a few ulps of lcnflow.losses (itself tested against closed forms)."""
+    """ℓ, ℓ', ℓ'' of the kernels within a few ulps of lcnflow.model.losses (itself tested against closed forms)."""
     loss = lf.get_loss(name, **params)
     mag = np.concatenate([np.linspace(0, 40, 4001), 10.0 ** np.linspace(-300, 150 if name != "lp" else 60, 400)])
     r = np.concatenate([mag, -mag])
@@ -239,7 +239,7 @@ ROW_IDS = [*LOSS_IDS, "gh-huge-beta", "ph-small-delta", "ph-large-delta"]
 @pytest.mark.parametrize(("name", "params"), ROW_CASES, ids=ROW_IDS)
 def test_row_loss_kernels_match_the_reference_formulas(name, params, need_value):
     """The row kernels of the data passes (vectorized for pseudo-Huber and log cosh): ℓ' in place and Σ ℓ against
-    lcnflow.losses over |r| from 1e-300 to 1e150 and on a fine grid of [0, 40] (both signs), within ~100 ulps.
+    lcnflow.model.losses over |r| from 1e-300 to 1e150 and on a fine grid of [0, 40] (both signs), within ~100 ulps.
 
     The vectorized log cosh replaces expm1/log1p by its own polynomials, so every binade of |r| is covered."""
     loss = lf.get_loss(name, **params)
@@ -444,7 +444,7 @@ def test_threaded_pass_works_in_a_forked_child(rng, monkeypatch):
 
 
 def test_environment_variable_selects_the_reference_path():
-    code = "import lcnflow._kernels as k; print(k.ENABLED)"
+    code = "import lcnflow.kernels as k; print(k.ENABLED)"
     env = {**os.environ, "PYTHONPATH": str(SRC), "LCNFLOW_NO_NUMBA": "1"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
@@ -460,7 +460,7 @@ def test_works_without_a_writable_cache(tmp_path):
     blocker.write_text("")
     (pkg / "__pycache__").write_text("")  # a file where Numba's in-tree cache directory would go
     code = textwrap.dedent("""
-        import warnings, numpy as np, lcnflow as lf, lcnflow._kernels as k
+        import warnings, numpy as np, lcnflow as lf, lcnflow.kernels as k
         assert k.ENABLED and type(k.square_value_grad._cache).__name__ == "NullCache", k.square_value_grad._cache
         rng = np.random.default_rng(0)
         arch = lf.Architecture(20, [3, 3])

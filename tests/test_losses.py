@@ -1,4 +1,4 @@
-"""Tests for :mod:`lcnflow.losses`.
+"""Tests for :mod:`lcnflow.model.losses`.
 
 Oracles used here are independent of the code under test:
 
@@ -29,7 +29,7 @@ import sympy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lcnflow.losses import LOSS_NAMES, LOSS_PARAMETERS, Loss, get_loss
+from lcnflow.model.losses import LOSS_NAMES, LOSS_PARAMETERS, Loss, get_loss
 
 EPS = float(np.finfo(np.float64).eps)
 

@@ -19,7 +19,7 @@ import pytest
 import lcnflow
 from conftest import loop_patch_matrix, numpy_loss
 from lcnflow import Architecture, Dataset, EmpiricalRisk
-from lcnflow.flow.optimum import FunctionSpaceBest, best_on_function_space, real_root_count
+from lcnflow.analysis.optimum import FunctionSpaceBest, best_on_function_space, real_root_count
 from optimum_helpers import brute_force, complex_rooted, identity_risk, numpy_real_roots
 
 

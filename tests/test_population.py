@@ -13,7 +13,7 @@ import scipy.linalg
 
 from lcnflow import Architecture, Dataset, EmpiricalRisk
 from lcnflow.experiments import ConfigError, load_config, prepare
-from lcnflow.risk import population_square_risk, square_risk_from_statistics
+from lcnflow.model.risk import population_square_risk, square_risk_from_statistics
 
 ARCH = Architecture(12, [3, 2, 2])  # k_v = 5, d_N = 8
 RHO, SIGMA = 0.6, 0.3

@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 
 import lcnflow as lf
 from lcnflow.cli import app
-from lcnflow.data import DATA_SCALE_RANGE
-from lcnflow.losses import SCALE_PARAMETER_RANGE
+from lcnflow.model.data import DATA_SCALE_RANGE
+from lcnflow.model.losses import SCALE_PARAMETER_RANGE
 
 runner = CliRunner()
 

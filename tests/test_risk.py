@@ -292,7 +292,7 @@ def test_flat_and_list_inputs_agree(kind):
 @pytest.fixture(params=["compiled", "reference"])
 def kernel_path(request):
     """Both evaluation paths: the compiled kernels and the NumPy reference (``_kernels.ENABLED = False``)."""
-    import lcnflow._kernels as K
+    import lcnflow.kernels as K
 
     before = K.ENABLED
     K.ENABLED = request.param == "compiled"

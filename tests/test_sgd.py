@@ -30,6 +30,7 @@ from flow_helpers import (
     shared_problem,
     shared_reference,
 )
+from lcnflow.dynamics.sgd import minibatches, step_sizes
 from lcnflow.experiments.compare import (
     compare_methods,
     distance_to_flow,
@@ -39,7 +40,6 @@ from lcnflow.experiments.compare import (
     sgd_sweep,
     wilson_interval,
 )
-from lcnflow.flow.sgd import minibatches, step_sizes
 
 #: A square-loss problem with k_v = 5 < d_N = 8, so minibatches take the per-sample-statistics path.
 WIDE = dict(filter_sizes=[3, 3], strides=[1, 1], out_size=8, m=12, seed=3, loss="square")
@@ -517,8 +517,8 @@ def test_example_sgd_vs_flow_fast():
 def test_sweep_grid_over_flow_method_runs_gradient_flow_and_sgd():
     """A sweep ``[grid]`` over ``flow.method``: switching to gradient_flow drops the SGD keys of the base, and each
     SGD run of a batch is exactly the SGD run of its config."""
+    from lcnflow.dynamics.result import SCALAR_FIELDS
     from lcnflow.experiments import config_from_dict, run_experiment
-    from lcnflow.flow.result import SCALAR_FIELDS
     from lcnflow.sweep.execute import run_batch
     from lcnflow.sweep.grid import expand, sweep_from_dict
 

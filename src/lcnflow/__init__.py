@@ -1,15 +1,35 @@
 """lcnflow: linear convolutional networks trained by gradient flow — exact risks, certified limits, sweeps.
 
-The layering (lower layers never import higher ones)::
+The layers, lowest first (a layer imports only the layers below it; ``lint-imports`` checks this, the contract is
+in pyproject.toml)::
 
-    architecture → conv (Π, π, H) → losses → data, risk, condition → flow → experiments → report, cli
+    kernels      compiled arithmetic: π, dπᵀg, Hessian terms, every built-in loss's data passes
+    model        architecture, conv (Π, π, H), losses, data, risk (ℒ, L and derivatives), data condition
+    analysis     certificate, critical points, best point of M, symmetry and invariants, theorem, itinerary
+    dynamics     options, steppers and solver registry, compiled Rodas4, the driver (when a run stops), GD, SGD
+    flow         the public names of dynamics and analysis
+    report       figures and HTML of a run
+    experiments  configs, data sources, runs, compare
+    cli_support  command-line helpers
+    sweep        grids, executor, store, summaries
+    cli          the ``lcnflow`` command
 """
 
 __version__ = "0.1.0"  # before the imports: modules read it while lcnflow is being imported
 
-from .architecture import Architecture, SizeRuleWarning
-from .condition import DataCondition, check_data_condition
-from .conv import (
+from lcnflow.flow import (
+    CriticalPoint,
+    FlowResult,
+    TheoremCheck,
+    classify_critical_point,
+    gradient_descent,
+    gradient_flow,
+    stochastic_gradient_descent,
+    theorem_hypotheses,
+)
+from lcnflow.model.architecture import Architecture, SizeRuleWarning
+from lcnflow.model.condition import DataCondition, check_data_condition
+from lcnflow.model.conv import (
     as_filters,
     final_filter,
     final_filter_hessian_contraction,
@@ -22,20 +42,10 @@ from .conv import (
     random_init,
     unflatten,
 )
-from .data import Dataset
-from .flow import (
-    CriticalPoint,
-    FlowResult,
-    TheoremCheck,
-    classify_critical_point,
-    gradient_descent,
-    gradient_flow,
-    stochastic_gradient_descent,
-    theorem_hypotheses,
-)
-from .interop import from_torch, to_torch
-from .losses import LOSS_NAMES, Loss, get_loss
-from .risk import EmpiricalRisk
+from lcnflow.model.data import Dataset
+from lcnflow.model.interop import from_torch, to_torch
+from lcnflow.model.losses import LOSS_NAMES, Loss, get_loss
+from lcnflow.model.risk import EmpiricalRisk
 
 __all__ = [
     "LOSS_NAMES",

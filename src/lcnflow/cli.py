@@ -36,8 +36,8 @@ from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from . import __version__
-from .cli_support import (
+from lcnflow import __version__
+from lcnflow.cli_support import (
     EXIT_BAD_INPUT,
     EXIT_INTERNAL,
     EXIT_OK,
@@ -47,7 +47,7 @@ from .cli_support import (
     guard,
     run_app,
 )
-from .sweep.cli import register as register_sweep_commands
+from lcnflow.sweep.cli import register as register_sweep_commands
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_INTERNAL", "EXIT_OK", "BadInput", "app", "main"]
 
@@ -111,7 +111,7 @@ SvgOpt = Annotated[bool, typer.Option("--svg", help="Also write the figures as S
 
 
 def _load(config: str | None, overrides: list[str] | None):
-    from .experiments import load_config
+    from lcnflow.experiments import load_config
 
     with _input_phase():
         return load_config(config, overrides or [])
@@ -146,7 +146,7 @@ def run(
         "(same as --set flow.verify=true).")] = False,
 ) -> None:
     """Run an experiment (the built-in default without CONFIG) and print its verdict."""
-    from .experiments import execute, prepare
+    from lcnflow.experiments import execute, prepare
 
     cfg = _load(config, [*(set_ or []), "flow.verify=true"] if verify else set_)
     if out is not None:
@@ -386,7 +386,7 @@ def _summary(console: Console, rec: dict[str, Any], config: str | None, out: Pat
 @_guard
 def check_data_command(config: ConfigArg = None, set_: SetOpt = None, json_output: JsonOpt = False) -> None:
     """Check the data condition (rank H = k_v) and the convergence theorem's hypotheses; nothing is integrated."""
-    from .experiments import check_data, prepare
+    from lcnflow.experiments import check_data, prepare
 
     cfg = _load(config, set_)
     with _input_phase():
@@ -439,9 +439,9 @@ def compare(
     json_output: JsonOpt = False,
 ) -> None:
     """Gradient flow, gradient descent and SGD from the same initialization: where does each end?"""
-    from .experiments import prepare
-    from .experiments.compare import compare_methods
-    from .experiments.runner import jsonable
+    from lcnflow.experiments import prepare
+    from lcnflow.experiments.compare import compare_methods
+    from lcnflow.experiments.runner import jsonable
 
     cfg = _load(config, set_)
     with _input_phase():
@@ -478,7 +478,7 @@ def compare(
 @_guard
 def describe(config: ConfigArg = None, set_: SetOpt = None, json_output: JsonOpt = False) -> None:
     """Describe the architecture: sizes per layer, final filter, parameters, function space, filling."""
-    from .experiments import architecture_summary
+    from lcnflow.experiments import architecture_summary
 
     cfg = _load(config, set_)
     with warnings.catch_warnings(record=True):
@@ -523,7 +523,7 @@ def report(
     svg: SvgOpt = False,
 ) -> None:
     """(Re)build report.html and figures/ of a finished run."""
-    from .report import ReportError, build_report
+    from lcnflow.report import ReportError, build_report
 
     try:
         path = build_report(directory, ("png", "svg") if svg else ("png",))

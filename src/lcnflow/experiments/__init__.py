@@ -25,7 +25,7 @@ The API other tools (``lcnflow run``, sweeps) build on::
 Layering: this package imports the lower layers (architecture, losses, risk, flow); nothing below imports it.
 """
 
-from .config import (
+from lcnflow.experiments.config import (
     BUILTIN_DEFAULT,
     DATA_SOURCES,
     IMAGE_NAMES,
@@ -47,7 +47,7 @@ from .config import (
     load_config,
     parse_overrides,
 )
-from .runner import (
+from lcnflow.experiments.runner import (
     RUN_FILES,
     Experiment,
     ExperimentRun,
@@ -64,7 +64,14 @@ from .runner import (
     prepare,
     run_experiment,
 )
-from .sources import SOURCES, DataBundle, apply_final_filter, gaussian_blur_filter, make_data, mnist1d_signals
+from lcnflow.experiments.sources import (
+    SOURCES,
+    DataBundle,
+    apply_final_filter,
+    gaussian_blur_filter,
+    make_data,
+    mnist1d_signals,
+)
 
 __all__ = [
     "BUILTIN_DEFAULT",

@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from ..conv import as_filters, flatten
-from ..flow import FlowResult, gradient_descent, gradient_flow, stochastic_gradient_descent
-from ..risk import EmpiricalRisk
+from lcnflow.flow import FlowResult, gradient_descent, gradient_flow, stochastic_gradient_descent
+from lcnflow.model.conv import as_filters, flatten
+from lcnflow.model.risk import EmpiricalRisk
 
 __all__ = [
     "OUTCOMES",

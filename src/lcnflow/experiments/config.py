@@ -31,11 +31,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ..architecture import Architecture, SizeRuleWarning
-from ..conv import as_filters
-from ..flow.options import INTEGRATORS, DescentOptions, FlowOptions, StopOptions
-from ..flow.sgd import SAMPLINGS, SCHEDULES
-from ..losses import LOSS_NAMES, LOSS_PARAMETERS, Loss, get_loss
+from lcnflow.dynamics.options import INTEGRATORS, DescentOptions, FlowOptions, StopOptions
+from lcnflow.dynamics.sgd import SAMPLINGS, SCHEDULES
+from lcnflow.model.architecture import Architecture, SizeRuleWarning
+from lcnflow.model.conv import as_filters
+from lcnflow.model.losses import LOSS_NAMES, LOSS_PARAMETERS, Loss, get_loss
 
 __all__ = [
     "BUILTIN_DEFAULT",
@@ -331,7 +331,7 @@ class GradientFlowConfig(_FlowBase):
                          "limit is the same")
 
     def options(self) -> FlowOptions:
-        """The :class:`~lcnflow.flow.options.FlowOptions` of this section."""
+        """The :class:`~lcnflow.dynamics.options.FlowOptions` of this section."""
         return FlowOptions(
             integrator=self.integrator, t_max=self.t_max or math.inf, rtol=self.rtol, atol=self.atol,
             gtol=self.gtol, certify_tol=self.certify_tol, polish_radius=self.polish_radius, classify=self.classify,
@@ -352,7 +352,7 @@ class GradientDescentConfig(_FlowBase):
     max_steps: int = Field(_DESCENT.max_steps, ge=1, description="iterations at most")
 
     def options(self) -> DescentOptions:
-        """The :class:`~lcnflow.flow.options.DescentOptions` of this section."""
+        """The :class:`~lcnflow.dynamics.options.DescentOptions` of this section."""
         return DescentOptions(
             step_size=self.step_size, adaptive=self.adaptive, gtol=self.gtol, certify_tol=self.certify_tol,
             polish_radius=self.polish_radius, classify=self.classify, max_record=self.max_record,

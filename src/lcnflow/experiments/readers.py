@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..architecture import Architecture
-from .config import ConfigError
+from lcnflow.experiments.config import ConfigError
+from lcnflow.model.architecture import Architecture
 
 __all__ = ["IMAGE_SUFFIXES", "SIGNAL_SUFFIXES", "centred_targets", "read_csv", "read_images", "read_signals",
            "read_wav", "to_gray"]

@@ -28,18 +28,24 @@ from typing import Any
 
 import numpy as np
 
-from .. import __version__
-from ..architecture import Architecture
-from ..conv import as_filters, final_filter, flatten, random_init, unflatten
-from ..flow import FlowResult, invariants, theorem_hypotheses
-from ..flow.descent import run_descent
-from ..flow.integrate import run_flow
-from ..flow.optimum import unconstrained_optimum
-from ..flow.sgd import stochastic_gradient_descent
-from ..losses import Loss, get_loss
-from ..risk import EmpiricalRisk, population_square_risk
-from .config import ConfigError, ExperimentConfig, GradientFlowConfig, InitConfig, StochasticGradientDescentConfig
-from .sources import DataBundle, apply_final_filter, make_data
+from lcnflow import __version__
+from lcnflow.analysis.optimum import unconstrained_optimum
+from lcnflow.dynamics.descent import run_descent
+from lcnflow.dynamics.integrate import run_flow
+from lcnflow.dynamics.sgd import stochastic_gradient_descent
+from lcnflow.experiments.config import (
+    ConfigError,
+    ExperimentConfig,
+    GradientFlowConfig,
+    InitConfig,
+    StochasticGradientDescentConfig,
+)
+from lcnflow.experiments.sources import DataBundle, apply_final_filter, make_data
+from lcnflow.flow import FlowResult, invariants, theorem_hypotheses
+from lcnflow.model.architecture import Architecture
+from lcnflow.model.conv import as_filters, final_filter, flatten, random_init, unflatten
+from lcnflow.model.losses import Loss, get_loss
+from lcnflow.model.risk import EmpiricalRisk, population_square_risk
 
 __all__ = [
     "RUN_FILES",
@@ -313,7 +319,7 @@ def function_space_optimum(risk: EmpiricalRisk) -> FunctionSpaceOptimum:
     r"""Minimize the convex function-space risk ``ℒ(v) = (1/m) Σ ℓ(Hv − y)`` over ``v ∈ R^{k_v}``.
 
     Square loss: ``v̂ = G⁺ b`` (normal equations, minimum norm).  Other losses: damped Newton from the least-squares
-    filter (:func:`~lcnflow.flow.optimum.unconstrained_optimum`, cached per risk).
+    filter (:func:`~lcnflow.analysis.optimum.unconstrained_optimum`, cached per risk).
 
     Parameters
     ----------
@@ -575,7 +581,7 @@ class ExperimentRun:
         if report:
             # The report layer sits above experiments; it is imported here only, on request, so the layering holds
             # for everything that does not ask for a report.
-            from ..report import build_report
+            from lcnflow.report import build_report
 
             paths["report.html"] = build_report(out, formats)
         return paths

@@ -27,11 +27,19 @@ from typing import Any
 
 import numpy as np
 
-from ..architecture import Architecture, _fmt
-from ..conv import final_filter, patch_rows
-from ..data import Dataset
-from . import readers
-from .config import IMAGE_NAMES, ConfigError, FileData, ImageData, Mnist1dData, PlantedData, PopulationData
+from lcnflow.experiments import readers
+from lcnflow.experiments.config import (
+    IMAGE_NAMES,
+    ConfigError,
+    FileData,
+    ImageData,
+    Mnist1dData,
+    PlantedData,
+    PopulationData,
+)
+from lcnflow.model.architecture import Architecture, _fmt
+from lcnflow.model.conv import final_filter, patch_rows
+from lcnflow.model.data import Dataset
 
 __all__ = [
     "SOURCES",

@@ -1,14 +1,15 @@
-"""Dynamics: gradient flow, gradient descent and SGD to a certified, classified critical point."""
+"""Gradient flow, gradient descent and SGD to a certified, classified critical point: the public names of the
+dynamics (:mod:`lcnflow.dynamics`) and of the analysis of their limits (:mod:`lcnflow.analysis`)."""
 
-from .certify import PolishResult, lojasiewicz_fit, polish
-from .critical import CriticalPoint, classify_critical_point
-from .descent import gradient_descent
-from .integrate import METHODS, gradient_flow
-from .optimum import FunctionSpaceBest, best_on_function_space
-from .result import FlowResult
-from .sgd import minibatches, step_sizes, stochastic_gradient_descent
-from .symmetry import invariants, symmetry_basis
-from .theorem import TheoremCheck, theorem_hypotheses
+from lcnflow.analysis.certify import PolishResult, lojasiewicz_fit, polish
+from lcnflow.analysis.critical import CriticalPoint, classify_critical_point
+from lcnflow.analysis.optimum import FunctionSpaceBest, best_on_function_space
+from lcnflow.analysis.symmetry import invariants, symmetry_basis
+from lcnflow.analysis.theorem import TheoremCheck, theorem_hypotheses
+from lcnflow.dynamics.descent import gradient_descent
+from lcnflow.dynamics.integrate import METHODS, gradient_flow
+from lcnflow.dynamics.result import FlowResult
+from lcnflow.dynamics.sgd import minibatches, step_sizes, stochastic_gradient_descent
 
 __all__ = [
     "METHODS",

@@ -6,8 +6,8 @@
 report of any finished run.  :func:`plot_result` draws an in-memory :class:`~lcnflow.FlowResult` instead.
 """
 
-from .figures import FIGURES, STYLE, RunData, plot_result, polynomial_roots, shared_roots
-from .html import ReportError, build_report, load_run
+from lcnflow.report.figures import FIGURES, STYLE, RunData, plot_result, polynomial_roots, shared_roots
+from lcnflow.report.html import ReportError, build_report, load_run
 
 __all__ = ["FIGURES", "STYLE", "ReportError", "RunData", "build_report", "load_run", "plot_result",
            "polynomial_roots", "shared_roots"]

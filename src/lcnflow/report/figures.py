@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
-from ..flow.critical import ROOT_TOL, _dilate1, _roots
+from lcnflow.analysis.critical import ROOT_TOL, _dilate1, _roots
 
 __all__ = ["FIGURES", "STYLE", "RunData", "plot_result", "polynomial_roots", "shared_roots"]
 
@@ -46,7 +46,7 @@ STYLE: dict[str, Any] = {
 START, LIMIT, OPTIMUM, TRUTH, ALERT = "#9a9a9a", "#1f5fa8", "#d17a00", "#2e8b57", "#c0392b"
 #: Shading of the plateaus a run crossed (its itinerary).
 PLATEAU = "#8e44ad"
-# Roots closer than ROOT_TOL (relative to ``1 + |ρ|``) count as shared: the tolerance of lcnflow.flow.critical.
+# Roots closer than ROOT_TOL (relative to ``1 + |ρ|``) count as shared: the tolerance of lcnflow.analysis.critical.
 
 
 @dataclass
@@ -325,7 +325,7 @@ def final_filter(run: RunData) -> Figure:
 def polynomial_roots(coeffs: np.ndarray) -> np.ndarray:
     """Finite roots of ``Σ_j c_j t^j``, sorted (vanishing leading coefficients are roots at infinity, dropped).
 
-    The root finder of the classification (:mod:`lcnflow.flow.critical`), so the figure shows the roots the verdict
+    The root finder of the classification (:mod:`lcnflow.analysis.critical`), so the figure shows the roots the verdict
     was decided on.
     """
     c = np.asarray(coeffs, dtype=np.float64).ravel()

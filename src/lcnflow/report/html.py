@@ -14,7 +14,7 @@ from typing import Any
 import matplotlib
 import numpy as np
 
-from .figures import FIGURES, STYLE, RunData
+from lcnflow.report.figures import FIGURES, STYLE, RunData
 
 __all__ = ["RECORD_FIELDS", "REQUIRED_ARRAYS", "ReportError", "build_report", "load_run"]
 

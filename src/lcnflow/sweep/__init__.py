@@ -27,10 +27,10 @@ import types
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .execute import SweepOutcome, batches, run_batch, run_sweep
-    from .grid import Dimension, Run, SweepError, SweepPlan, SweepSpec, expand, load_sweep, sweep_from_dict
-    from .store import SweepStore, read_results, read_sweep_info
-    from .summary import OUTCOMES, SweepSummary, distinct_limits, outcomes, summarize
+    from lcnflow.sweep.execute import SweepOutcome, batches, run_batch, run_sweep
+    from lcnflow.sweep.grid import Dimension, Run, SweepError, SweepPlan, SweepSpec, expand, load_sweep, sweep_from_dict
+    from lcnflow.sweep.store import SweepStore, read_results, read_sweep_info
+    from lcnflow.sweep.summary import OUTCOMES, SweepSummary, distinct_limits, outcomes, summarize
 
 #: Public name → submodule defining it.  Loaded on first access, so ``import lcnflow.sweep.cli`` (what the main
 #: command line does to register ``sweep`` and ``summarize``) stays light: no pyarrow, Dask or Matplotlib.  (The
@@ -92,7 +92,7 @@ class _CallableModule(types.ModuleType):
 
     def __call__(self, *args: Any, **kwargs: Any) -> SweepOutcome:
         """Run (or resume) a sweep: :func:`lcnflow.sweep.execute.run_sweep`."""
-        from .execute import run_sweep
+        from lcnflow.sweep.execute import run_sweep
 
         return run_sweep(*args, **kwargs)
 

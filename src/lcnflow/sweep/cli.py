@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ..cli_support import EXIT_INTERRUPTED, BadInput, LcnflowGroup, console, guard, run_app
+from lcnflow.cli_support import EXIT_INTERRUPTED, BadInput, LcnflowGroup, console, guard, run_app
 
 __all__ = ["app", "main", "register", "summarize_command", "sweep_command"]
 
@@ -58,8 +58,8 @@ def sweep_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary line.")] = False,
 ) -> None:
     """Run a sweep (every config of the grid) on a Dask cluster; resumable, results as Parquet in DIR."""
-    from .execute import run_sweep
-    from .grid import expand, load_sweep
+    from lcnflow.sweep.execute import run_sweep
+    from lcnflow.sweep.grid import expand, load_sweep
 
     plan = expand(load_sweep(sweep_file))
     console = _console()
@@ -80,7 +80,7 @@ def sweep_command(
 
 
 def _show_plan(console: Console, plan: Any, out: Path) -> None:
-    from .store import read_results
+    from lcnflow.sweep.store import read_results
 
     spec = plan.spec
     console.print(f"[bold]lcnflow sweep[/] (dry run) · {len(plan.runs)} runs in {len(plan.cells)} cell(s), "
@@ -112,7 +112,7 @@ def summarize_command(
                            ] = False,
 ) -> None:
     """Summarize a sweep: outcomes per grid cell, loss quantiles, time; writes DIR/summary.html and summary.csv."""
-    from .summary import summarize, summary_json
+    from lcnflow.sweep.summary import summarize, summary_json
 
     summary = summarize(directory, html_file=not no_html, csv_file=not no_html, figures=not no_html)
     if json_output:

@@ -35,9 +35,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .. import __version__
-from .grid import Run, SweepError, SweepPlan, SweepSpec, column_value, expand, load_sweep, sweep_from_dict
-from .store import SweepStore, read_results
+from lcnflow import __version__
+from lcnflow.sweep.grid import Run, SweepError, SweepPlan, SweepSpec, column_value, expand, load_sweep, sweep_from_dict
+from lcnflow.sweep.store import SweepStore, read_results
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
@@ -62,7 +62,7 @@ _PROBLEMS: OrderedDict[str, tuple[Any, float | None, str | None]] = OrderedDict(
 def _problem(key: str, cfg: Any) -> tuple[Any, float | None, str | None]:
     """``(problem, ℒ*, notes)`` of a problem (:class:`~lcnflow.experiments.Problem`), built once per worker process
     (LRU cache of a few problems)."""
-    from ..experiments import build_problem, function_space_optimum
+    from lcnflow.experiments import build_problem, function_space_optimum
 
     if key in _PROBLEMS:
         _PROBLEMS.move_to_end(key)
@@ -103,8 +103,8 @@ def _error_row(run_id: str, exc: BaseException, setup_time: float = 0.0) -> dict
 
 def _one_run(base: Mapping[str, Any], run_id: str, overrides: Mapping[str, Any], problem: str,
              verify: bool = False) -> dict[str, Any]:
-    from ..experiments import RunSpec, config_from_dict
-    from ..experiments.config import GradientFlowConfig
+    from lcnflow.experiments import RunSpec, config_from_dict
+    from lcnflow.experiments.config import GradientFlowConfig
 
     start = time.perf_counter()
     try:
@@ -173,8 +173,7 @@ def _worker_probe() -> dict[str, Any]:
     """Imported and run on each worker before the sweep: loads lcnflow and its compiled kernels (off the hot path)
     and reports its version."""
     import lcnflow.experiments  # noqa: F401  (warm the import)
-
-    from ..flow.integrate import warm_up
+    from lcnflow.dynamics.integrate import warm_up
 
     return {"version": __version__, "pid": os.getpid(), "warm_up_seconds": warm_up()}
 

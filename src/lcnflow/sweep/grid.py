@@ -63,7 +63,7 @@ from typing import Any
 
 import numpy as np
 
-from ..experiments import ConfigError, ExperimentConfig, config_from_dict
+from lcnflow.experiments import ConfigError, ExperimentConfig, config_from_dict
 
 __all__ = [
     "GRID_FORMS",

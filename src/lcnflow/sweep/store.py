@@ -37,9 +37,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .. import __version__
-from ..flow.result import SCALAR_FIELDS
-from .grid import SweepError, SweepPlan, column_value
+from lcnflow import __version__
+from lcnflow.dynamics.result import SCALAR_FIELDS
+from lcnflow.sweep.grid import SweepError, SweepPlan, column_value
 
 __all__ = [
     "FORMAT",
@@ -62,7 +62,7 @@ KIND_TYPES = {"bool": pa.bool_(), "int": pa.int64(), "float": pa.float64(), "str
 
 _ARROW_TYPES = {bool: pa.bool_(), int: pa.int64(), float: pa.float64(), str: pa.string()}
 
-#: The sweep's own columns after a run's :data:`~lcnflow.flow.result.SCALAR_FIELDS`.
+#: The sweep's own columns after a run's :data:`~lcnflow.dynamics.result.SCALAR_FIELDS`.
 SWEEP_FIELDS: tuple[pa.Field, ...] = (
     pa.field("optimum_loss", pa.float64()),  # ℒ* = min over all final filters (function-space optimum)
     pa.field("best_loss", pa.float64()),  # ℒ*_M = min over the function space M (the best the architecture can do)
@@ -197,7 +197,7 @@ def read_results(out: str | Path, columns: Sequence[str] | None = None) -> pa.Ta
     tables = [pq.read_table(p, columns=schema.names, schema=schema) for p in parts]
     table = _dedupe(pa.concat_tables(tables)).sort_by("run_index")
     if columns is None:
-        from .summary import outcomes
+        from lcnflow.sweep.summary import outcomes
 
         table = table.append_column("outcome", outcomes(table))
     return table

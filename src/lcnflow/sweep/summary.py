@@ -31,10 +31,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from .. import __version__
-from ..experiments.compare import wilson_interval
-from .grid import canonical_json
-from .store import KIND_TYPES, read_results, read_sweep_info
+from lcnflow import __version__
+from lcnflow.experiments.compare import wilson_interval
+from lcnflow.sweep.grid import canonical_json
+from lcnflow.sweep.store import KIND_TYPES, read_results, read_sweep_info
 
 __all__ = ["OUTCOMES", "SweepSummary", "category_order", "distinct_limits", "limit_cells", "outcomes", "summarize"]
 

@@ -37,12 +37,12 @@ from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
-from ..conv import as_filters, flatten
-from ..risk import EmpiricalRisk
-from .certify import reference_size
-from .driver import settle_endpoint
-from .options import StopOptions, _positive, _positive_int
-from .result import Callback, FlowResult, Recorder
+from lcnflow.analysis.certify import reference_size
+from lcnflow.dynamics.driver import settle_endpoint
+from lcnflow.dynamics.options import StopOptions, _positive, _positive_int
+from lcnflow.dynamics.result import Callback, FlowResult, Recorder
+from lcnflow.model.conv import as_filters, flatten
+from lcnflow.model.risk import EmpiricalRisk
 
 __all__ = ["SAMPLINGS", "SCHEDULES", "minibatches", "step_sizes", "stochastic_gradient_descent"]
 
@@ -303,7 +303,7 @@ def _check_save(save_at_steps, budget: int) -> np.ndarray:
 def _finish(risk: EmpiricalRisk, w0: np.ndarray, rec: Recorder, *, ended_by: str, message: str, integrator: str,
             nfev: int, nsteps: int, start: float, stop: StopOptions, saved_times: np.ndarray,
             saved_states: np.ndarray, options: dict) -> FlowResult:
-    """Polish and certify the endpoint with the driver's :func:`~lcnflow.flow.driver.settle_endpoint`: a certified
+    """Polish and certify the endpoint with the driver's :func:`~lcnflow.dynamics.driver.settle_endpoint`: a certified
     minimum is the result's limit (``converged``); otherwise the endpoint is uncertified, with the nearest critical
     point found.  The record is noise around a point, so no Łojasiewicz exponent is claimed."""
     res = settle_endpoint(risk, w0, rec, stop, ended_by=ended_by, message=message, counts=(nfev, 0, nsteps, integrator),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .architecture import Architecture, _fmt
+from lcnflow.model.architecture import Architecture, _fmt
 
 __all__ = ["DATA_SCALE_RANGE", "Dataset"]
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..condition import DataCondition
-from ..risk import EmpiricalRisk
+from lcnflow.model.condition import DataCondition
+from lcnflow.model.risk import EmpiricalRisk
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ mathematics in docs/theory.md).
 At ``w*`` with ``v* = π(w*)``:
 
 * **global or local** — ``w*`` is a *global minimum* of ``L`` iff ``L(w*) = ℒ*_M = min_{v ∈ M} ℒ(v)``, the best
-  the architecture can do (:func:`~lcnflow.flow.optimum.best_on_function_space`), whether or not ``∇ℒ(v*) = 0``:
+  the architecture can do (:func:`~lcnflow.analysis.optimum.best_on_function_space`), whether or not ``∇ℒ(v*) = 0``:
   for a non-filling architecture ``ℒ*_M`` is usually attained on the boundary of ``M``, where ``∇ℒ ≠ 0``.
   *The unconstrained optimum was reached* (``ℒ(v*) = min_{R^{k_v}} ℒ``, i.e. ``∇ℒ(v*) = 0``) is a separate fact.
 * **second order** — the Hessian of ``L`` vanishes along the ``N − 1`` rescaling directions; on their complement it
@@ -25,7 +25,7 @@ is rescaled (``w^{(i)} → c_i w^{(i)}``, ``Π c_i = 1``) or the data are multip
   ``‖w^{(i)}‖`` (``D ∇²L D`` and ``dπ D``: both invariant under the rescaling symmetry), relative to the size of the
   terms they are made of;
 * values are compared within ``τ = τ_round + τ_cert``: the rounding level of ℒ at ``v*``
-  (:func:`~lcnflow.flow.optimum.risk_rounding`) plus ``τ_cert = Σ_i ‖∇_{w^{(i)}}L‖·‖w^{(i)}‖``, the first-order
+  (:func:`~lcnflow.analysis.optimum.risk_rounding`) plus ``τ_cert = Σ_i ‖∇_{w^{(i)}}L‖·‖w^{(i)}‖``, the first-order
   change of ``L`` when each layer moves by its own size — what the residual gradient of a certified point can
   account for — capped at ``10⁻⁶ (ℒ(0) − min ℒ)`` when that range is not zero (so that a point far from critical is
   not let off; when the zero network is already optimal ℒ offers no other scale).  All are in units of ℒ;
@@ -44,11 +44,11 @@ from typing import Any, Literal
 import numpy as np
 from numpy.polynomial import polynomial as P
 
-from ..architecture import Architecture
-from ..conv import as_filters, final_filter_jacobian, final_filter_unchecked, flatten
-from ..risk import EmpiricalRisk
-from .optimum import FunctionSpaceBest, best_on_function_space, risk_rounding, unconstrained_optimum
-from .symmetry import complement_basis, layer_slices, symmetry_basis
+from lcnflow.analysis.optimum import FunctionSpaceBest, best_on_function_space, risk_rounding, unconstrained_optimum
+from lcnflow.analysis.symmetry import complement_basis, layer_slices, symmetry_basis
+from lcnflow.model.architecture import Architecture
+from lcnflow.model.conv import as_filters, final_filter_jacobian, final_filter_unchecked, flatten
+from lcnflow.model.risk import EmpiricalRisk
 
 Kind = Literal["global_minimum", "local_minimum", "strict_saddle", "degenerate"]
 Origin = Literal["global", "pure", "rank_deficient"]
@@ -424,7 +424,7 @@ def classify_critical_point(
         A fibre point ``w'`` shows that ``v*`` is not critical on ``M`` when the cosine
         ``‖(dπ(w')D')ᵀ∇ℒ(v*)‖ / (‖dπ(w')D'‖‖∇ℒ(v*)‖)`` exceeds ``max(spurious_rtol, 10³ × the same at w*)``.
     best : FunctionSpaceBest, optional
-        ``ℒ*_M`` if already known (default :func:`~lcnflow.flow.optimum.best_on_function_space`, cached per risk;
+        ``ℒ*_M`` if already known (default :func:`~lcnflow.analysis.optimum.best_on_function_space`, cached per risk;
         computed only when the unconstrained optimum was not reached).
     compare_with_best : bool
         ``False`` skips ``ℒ*_M`` (for quick checks on the way, e.g. on plateaus): then a point that did not reach the
@@ -548,7 +548,7 @@ def classify_critical_point(
 
 
 def settle_on_m(risk: EmpiricalRisk, cp: CriticalPoint, best: FunctionSpaceBest | None = None) -> CriticalPoint:
-    r"""``cp`` compared with ``ℒ*_M`` (:func:`~lcnflow.flow.optimum.best_on_function_space`): global or local on M.
+    r"""``cp`` compared with ``ℒ*_M`` (:func:`~lcnflow.analysis.optimum.best_on_function_space`): global or local on M.
 
     For a point classified without that comparison (``compare_with_best=False``) this gives what the full
     classification gives, without repeating it: ``L(w*) − ℒ*_M`` beyond ``τ`` plus the bound's own error means local

@@ -9,13 +9,13 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..conv import Filters
-from ..risk import compiled_kernels
-from .certify import layer_offsets
-from .critical import CriticalPoint
-from .itinerary import Plateau
-from .symmetry import invariants
-from .theorem import TheoremCheck
+from lcnflow.analysis.certify import layer_offsets
+from lcnflow.analysis.critical import CriticalPoint
+from lcnflow.analysis.itinerary import Plateau
+from lcnflow.analysis.symmetry import invariants
+from lcnflow.analysis.theorem import TheoremCheck
+from lcnflow.model.conv import Filters
+from lcnflow.model.risk import compiled_kernels
 
 #: What produced a result, named as the config's ``flow.method``.
 Method = Literal["gradient_flow", "gradient_descent", "sgd"]
@@ -102,7 +102,7 @@ class FlowResult:
         ``Σ ‖w_{n+1} − w_n‖`` over accepted steps.
     lojasiewicz_exponent : float or None
     lojasiewicz_fit : dict
-        How the exponent was fitted (see :func:`~lcnflow.flow.certify.lojasiewicz_fit`).
+        How the exponent was fitted (see :func:`~lcnflow.analysis.certify.lojasiewicz_fit`).
     num_gradient_evaluations, num_hessian_evaluations, num_steps : int
     wall_time : float
         Seconds, including polishing and classification.
@@ -133,7 +133,7 @@ class FlowResult:
     num_candidates : int
         States at which the run tried to stop (polished and classified).
     itinerary : list of Plateau
-        The plateaus the run crossed, each with its nearby critical point (:mod:`lcnflow.flow.itinerary`).
+        The plateaus the run crossed, each with its nearby critical point (:mod:`lcnflow.analysis.itinerary`).
     limit_verified : bool or None
         With ``verify=True``: whether a re-integration at 100× tighter tolerances reached the same limit.
     verification : dict or None

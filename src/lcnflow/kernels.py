@@ -23,8 +23,8 @@ Everything here works on plain float64 arrays; a layer set is described by the t
 Block boundaries do not depend on the number of threads, so results are bitwise reproducible for any thread count.
 
 The compiled path is used when Numba imports and ``LCNFLOW_NO_NUMBA`` is not set to a non-empty value other than
-``0``; :data:`ENABLED` can also be switched at run time (the NumPy code in :mod:`lcnflow.conv` and
-:mod:`lcnflow.risk` is the reference).  Kernels are compiled on first use and cached on disk (``cache=True``); if
+``0``; :data:`ENABLED` can also be switched at run time (the NumPy code in :mod:`lcnflow.model.conv` and
+:mod:`lcnflow.model.risk` is the reference).  Kernels are compiled on first use and cached on disk (``cache=True``); if
 Numba cannot write its cache (a read-only install), they are compiled in memory on each start instead.
 """
 
@@ -106,7 +106,7 @@ def _abs_pow(a: float, e: float) -> float:
 
 
 def _loss_value(r: float, lid: int, p1: float, p2: float) -> float:
-    """``ℓ(r)`` of the built-in loss ``lid`` (same rearranged formulas as :mod:`lcnflow.losses`)."""
+    """``ℓ(r)`` of the built-in loss ``lid`` (same rearranged formulas as :mod:`lcnflow.model.losses`)."""
     if lid == 0:
         return 0.5 * (r * r)
     a = abs(r)

@@ -1,7 +1,7 @@
 r"""Steppers: one accepted step of an integrator (or of gradient descent) at a time, behind one interface.
 
 A stepper owns its state ``(t, w)``, its step-size control and its counters; the driver
-(:mod:`lcnflow.flow.driver`) owns everything else — when to stop, certification, recording, ``save_at``, callbacks
+(:mod:`lcnflow.dynamics.driver`) owns everything else — when to stop, certification, recording, ``save_at``, callbacks
 and the itinerary.  The interface follows scipy's ``OdeSolver``:
 
 * :meth:`Stepper.step` advances by one accepted step, never past ``t_limit``, and returns ``None`` or a failure
@@ -10,13 +10,13 @@ and the itinerary.  The interface follows scipy's ``OdeSolver``:
 * :meth:`Stepper.exact` gives ``(L, ∇L)`` at the current state (cached), :meth:`Stepper.speed` a cheap estimate of
   ``‖∇L‖`` there;
 * counters ``nfev``, ``nhev``, ``nsteps`` (attempted steps, rejected ones included);
-* steppers that run in compiled code (:mod:`lcnflow.flow.compiled`) have ``advance`` instead of ``step``: many
+* steppers that run in compiled code (:mod:`lcnflow.dynamics.compiled`) have ``advance`` instead of ``step``: many
   steps per call, with the driver's per-step tests inside.
 
 Integrators (float64, the structured gradient and exact Hessian of :class:`~lcnflow.EmpiricalRisk`):
 
-* ``auto`` (the default, :func:`lcnflow.flow.solvers.auto_integrator`): ``rodas4`` below, run in compiled
-  segments of many steps (:mod:`lcnflow.flow.compiled`) for the square loss and every built-in loss whose data
+* ``auto`` (the default, :func:`lcnflow.dynamics.solvers.auto_integrator`): ``rodas4`` below, run in compiled
+  segments of many steps (:mod:`lcnflow.dynamics.compiled`) for the square loss and every built-in loss whose data
   passes the kernels run, in NumPy for custom losses; LSODA for built-in losses on long 2D filters, where a
   Hessian costs about fifty gradients.  LSODA is not the default elsewhere: its corrector iterations stop at the
   local error tolerance, so near a limit its trajectory wanders at that distance and ``‖∇L‖`` can stay above the
@@ -45,8 +45,8 @@ import math
 import numpy as np
 import scipy.linalg
 
-from ..conv import final_filter_parts, unflatten
-from ..risk import EmpiricalRisk
+from lcnflow.model.conv import final_filter_parts, unflatten
+from lcnflow.model.risk import EmpiricalRisk
 
 _D = 1.0 / (2.0 + math.sqrt(2.0))
 _E32 = 6.0 + math.sqrt(2.0)
@@ -216,8 +216,8 @@ class ExponentialStepper(Stepper):
 
 def exchange_pairs(risk: EmpiricalRisk, w0: np.ndarray) -> np.ndarray:
     """Rows ``(start_i, start_j, size, σ)``: layers that start equal up to the sign ``σ`` and that the flow keeps equal
-    (:func:`~lcnflow.flow.symmetry.symmetric_layers`); empty ``(0, 4)`` when there are none."""
-    from .symmetry import layer_starts, symmetric_layers
+    (:func:`~lcnflow.analysis.symmetry.symmetric_layers`); empty ``(0, 4)`` when there are none."""
+    from lcnflow.analysis.symmetry import layer_starts, symmetric_layers
 
     starts = layer_starts(risk.arch)
     sizes = risk.arch.layer_num_params
@@ -242,7 +242,7 @@ class Rodas4Stepper(Stepper):
     ``w_{n+1} = w_n + Σ_j m_j K_j``; the error estimate is ``K_6`` (order 4 against the embedded order 3, so steps
     change by ``err^{−1/4}``).  Steps end exactly on ``t_limit``.  Layers that start equal up to sign and that the
     flow keeps equal are kept exactly equal (:func:`keep_exchanged_layers_equal`).  This is the NumPy reference of
-    the compiled segments (:mod:`lcnflow.flow.compiled`) the square loss runs by default.
+    the compiled segments (:mod:`lcnflow.dynamics.compiled`) the square loss runs by default.
     """
 
     description = "Rosenbrock Rodas4 (order 4, L-stable, exact Hessian)"

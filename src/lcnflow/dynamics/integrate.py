@@ -1,7 +1,7 @@
 r"""Gradient flow ``ẇ = −∇L(w)`` integrated with error control until it provably stops moving.
 
-The integrators are in :mod:`lcnflow.flow.steppers`; the loop that decides when a run may stop, certifies and
-classifies its limit and records its itinerary is :func:`lcnflow.flow.driver.drive`.
+The integrators are in :mod:`lcnflow.dynamics.steppers`; the loop that decides when a run may stop, certifies and
+classifies its limit and records its itinerary is :func:`lcnflow.dynamics.driver.drive`.
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ from dataclasses import replace
 
 import numpy as np
 
-from ..conv import as_filters, flatten
-from ..risk import EmpiricalRisk
-from .certify import reference_size
-from .driver import drive
-from .options import INTEGRATORS, FlowOptions, check_callback, check_save_at
-from .result import Callback, FlowResult
-from .solvers import make_flow_stepper
+from lcnflow.analysis.certify import reference_size
+from lcnflow.dynamics.driver import drive
+from lcnflow.dynamics.options import INTEGRATORS, FlowOptions, check_callback, check_save_at
+from lcnflow.dynamics.result import Callback, FlowResult
+from lcnflow.dynamics.solvers import make_flow_stepper
+from lcnflow.model.conv import as_filters, flatten
+from lcnflow.model.risk import EmpiricalRisk
 
 #: Kept for backwards compatibility: the integrators' names.
 METHODS = INTEGRATORS
@@ -56,8 +56,8 @@ def gradient_flow(
     r"""Integrate the gradient flow ``ẇ = −∇L(w)`` from ``init`` to its limit, certify and classify the limit.
 
     The run ends only where a certificate says the flow stops (a minimum, or a saddle whose stable set the start
-    lies on); a small gradient alone is a *candidate*.  See :mod:`lcnflow.flow.driver` for the rule and
-    :class:`~lcnflow.flow.options.FlowOptions` for every option; all tolerances are relative, so rescaling the data
+    lies on); a small gradient alone is a *candidate*.  See :mod:`lcnflow.dynamics.driver` for the rule and
+    :class:`~lcnflow.dynamics.options.FlowOptions` for every option; all tolerances are relative, so rescaling the data
     or the initialization changes no verdict.
 
     Parameters
@@ -68,13 +68,13 @@ def gradient_flow(
     integrator : str
         ``"auto"`` (the Rosenbrock method Rodas4 with the exact Hessian, compiled for every built-in loss whose data
         passes the kernels run; LSODA for built-in losses on long 2D filters, where a Hessian costs about fifty
-        gradients: :func:`~lcnflow.flow.solvers.auto_integrator`), ``"rodas4"``, ``"exponential"``,
+        gradients: :func:`~lcnflow.dynamics.solvers.auto_integrator`), ``"rodas4"``, ``"exponential"``,
         ``"rosenbrock"``, or scipy's ``RK45``, ``DOP853``, ``Radau``, ``BDF``, ``LSODA``
-        (:mod:`lcnflow.flow.steppers`).
+        (:mod:`lcnflow.dynamics.steppers`).
     t_max : float
         Largest flow time (reaching it means "not converged"); infinite by default.
     gtol : float
-        Candidate tolerance: ``‖∇L(w)‖ ≤ gtol · S(w)`` with ``S`` of :func:`~lcnflow.flow.certify.gradient_scale`.
+        Candidate tolerance: ``‖∇L(w)‖ ≤ gtol · S(w)`` with ``S`` of :func:`~lcnflow.analysis.certify.gradient_scale`.
     rtol, atol : float
         Local error tolerances; ``atol`` relative to the size of one coefficient of ``w(0)``.
     save_at : sequence of float, optional
@@ -116,7 +116,7 @@ def gradient_flow(
 
 def run_flow(risk: EmpiricalRisk, init, opts: FlowOptions, *, save_at=None, callback=None,
              start: float | None = None) -> FlowResult:
-    """:func:`gradient_flow` with its options as one :class:`~lcnflow.flow.options.FlowOptions`."""
+    """:func:`gradient_flow` with its options as one :class:`~lcnflow.dynamics.options.FlowOptions`."""
     start = time.perf_counter() if start is None else start
     save = check_save_at(save_at, opts.t_max)
     check_callback(callback)
@@ -154,9 +154,9 @@ def compare_limits(a: FlowResult, b: FlowResult, rtol: float = 1e-5) -> tuple[bo
 def warm_up() -> float:
     """Compile (or load from Numba's cache) the kernels and the compiled Rodas4 segment, on a tiny problem; returns
     seconds.  Sweep workers call it before their first run, so no run's time includes it."""
-    from .. import _kernels
-    from ..architecture import Architecture
-    from ..data import Dataset
+    from lcnflow import kernels as _kernels
+    from lcnflow.model.architecture import Architecture
+    from lcnflow.model.data import Dataset
 
     start = time.perf_counter()
     x = np.linspace(-1.0, 1.0, 12).reshape(2, 6)

@@ -4,7 +4,7 @@ r"""Options of a run: the single home of their defaults and their validation.
 arguments; the config layer (``[flow]`` of a TOML file) and sweeps validate through the same classes, so a value is
 refused with the same message wherever it comes from.
 
-Every tolerance is *relative* (see :func:`~lcnflow.flow.certify.gradient_scale`): rescaling the data or the
+Every tolerance is *relative* (see :func:`~lcnflow.analysis.certify.gradient_scale`): rescaling the data or the
 initialization by a constant changes no verdict.
 """
 
@@ -50,7 +50,7 @@ class StopOptions:
     ----------
     gtol : float
         A state with ``‖∇L(w)‖ ≤ gtol · S(w)`` is a *candidate* limit (``S`` the gradient scale of
-        :func:`~lcnflow.flow.certify.gradient_scale`).  A candidate is polished and classified; the run ends there
+        :func:`~lcnflow.analysis.certify.gradient_scale`).  A candidate is polished and classified; the run ends there
         only if the polished point is a minimum, else it goes on with a 100× tighter candidate tolerance.
     certify_tol : float
         A polished point is certified when ``‖∇L‖ ≤ certify_tol · S``.
@@ -109,7 +109,7 @@ class FlowOptions(StopOptions):
     integrator : str
         One of :data:`INTEGRATORS`; ``"auto"`` is the Rosenbrock method Rodas4 (many steps per compiled call for
         every built-in loss whose data passes the kernels run), LSODA for built-in losses on long 2D filters
-        (:func:`~lcnflow.flow.solvers.auto_integrator`).
+        (:func:`~lcnflow.dynamics.solvers.auto_integrator`).
     t_max : float
         Largest flow time (``inf`` by default: escaping a plateau from a tiny initialization can take flow time
         ``~ scale^{-(N-2)}``, which the integrators cross in a few steps).

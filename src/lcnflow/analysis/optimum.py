@@ -39,9 +39,9 @@ import numpy as np
 import scipy.optimize
 from numpy.polynomial import polynomial as P
 
-from ..architecture import Architecture
-from ..conv import final_filter
-from ..risk import EmpiricalRisk
+from lcnflow.model.architecture import Architecture
+from lcnflow.model.conv import final_filter
+from lcnflow.model.risk import EmpiricalRisk
 
 __all__ = ["FunctionSpaceBest", "best_on_function_space", "real_root_count", "risk_rounding", "unconstrained_optimum"]
 

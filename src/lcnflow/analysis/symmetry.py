@@ -16,7 +16,7 @@ import itertools
 
 import numpy as np
 
-from ..architecture import Architecture
+from lcnflow.model.architecture import Architecture
 
 
 @functools.lru_cache(maxsize=128)

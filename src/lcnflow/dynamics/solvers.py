@@ -1,19 +1,19 @@
 r"""The solver registry: the stepper an integrator's name stands for, and what ``integrator="auto"`` picks.
 
-Steppers are in :mod:`lcnflow.flow.steppers` (NumPy and scipy) and :mod:`lcnflow.flow.compiled` (Rodas4 in compiled
-segments); this module is the one place that chooses among them.
+Steppers are in :mod:`lcnflow.dynamics.steppers` (NumPy and scipy) and :mod:`lcnflow.dynamics.compiled` (Rodas4
+in compiled segments); this module is the one place that chooses among them.
 """
 
 from __future__ import annotations
 
-from ..risk import EmpiricalRisk
-from . import compiled
-from .steppers import ExponentialStepper, Rodas4Stepper, RosenbrockStepper, ScipyStepper, Stepper
+from lcnflow.dynamics import compiled
+from lcnflow.dynamics.steppers import ExponentialStepper, Rodas4Stepper, RosenbrockStepper, ScipyStepper, Stepper
+from lcnflow.model.risk import EmpiricalRisk
 
 
 def auto_integrator(risk: EmpiricalRisk) -> str:
     """What ``integrator="auto"`` runs for ``risk``: ``"rodas4"`` (compiled where the kernels run the risk,
-    :func:`lcnflow.flow.compiled.available`), except ``"LSODA"`` where a Hessian costs a great many gradients — a
+    :func:`lcnflow.dynamics.compiled.available`), except ``"LSODA"`` where a Hessian costs a great many gradients — a
     built-in loss other than the square loss whose data passes use the FFT correlations of long 2D filters: there
     ``∇²ℒ(v) = (1/m) Hᵀdiag(ℓ'')H`` is a weighted pass over every patch (about a second for 64 images of 128 × 128 and
     an 11 × 11 final filter, against 20 ms for a gradient), which Rodas4 needs at every step and LSODA reuses."""
@@ -26,7 +26,7 @@ def auto_integrator(risk: EmpiricalRisk) -> str:
 def make_flow_stepper(risk: EmpiricalRisk, w0, loss0, g0, integrator: str, rtol: float, atol: float,
                       t_max: float) -> Stepper:
     """The stepper of ``integrator`` started at ``w0`` (``auto``: :func:`auto_integrator`); Rodas4 runs in compiled
-    segments where the kernels run the risk (:func:`lcnflow.flow.compiled.available`), else in NumPy."""
+    segments where the kernels run the risk (:func:`lcnflow.dynamics.compiled.available`), else in NumPy."""
     if integrator == "auto":
         integrator = auto_integrator(risk)
     if integrator == "exponential":

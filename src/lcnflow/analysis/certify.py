@@ -20,10 +20,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..architecture import Architecture
-from ..conv import final_filter
-from ..risk import EmpiricalRisk, compiled_kernels
-from .symmetry import complement_basis, layer_norms, layer_starts, symmetry_basis
+from lcnflow.analysis.symmetry import complement_basis, layer_norms, layer_starts, symmetry_basis
+from lcnflow.model.architecture import Architecture
+from lcnflow.model.conv import final_filter
+from lcnflow.model.risk import EmpiricalRisk, compiled_kernels
 
 _SCALES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 

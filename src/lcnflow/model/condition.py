@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .architecture import Architecture, _fmt
-from .conv import patch_rows
-from .data import Dataset
+from lcnflow.model.architecture import Architecture, _fmt
+from lcnflow.model.conv import patch_rows
+from lcnflow.model.data import Dataset
 
 #: Condition numbers above this are reported as numerically fragile even when the rank is full.
 ILL_CONDITIONED = 1e10

@@ -1,12 +1,12 @@
 r"""The one driver loop behind :func:`~lcnflow.gradient_flow` and :func:`~lcnflow.gradient_descent`.
 
-A stepper (:mod:`lcnflow.flow.steppers`) makes steps; the driver decides everything else: when a state is a
+A stepper (:mod:`lcnflow.dynamics.steppers`) makes steps; the driver decides everything else: when a state is a
 *candidate* limit, whether the run may stop there, recording, ``save_at``, the callback, and the itinerary.
 
 **When a run stops.**  A small gradient is not a limit — near the origin from a small initialization, on a saddle
 plateau, or on a slow approach to a degenerate minimum, ``‖∇L‖`` is tiny long before the flow settles.  So:
 
-1. A state with ``‖∇L(w)‖ ≤ gtol · S(w)`` (``S`` of :func:`~lcnflow.flow.certify.gradient_scale`) is a candidate.
+1. A state with ``‖∇L(w)‖ ≤ gtol · S(w)`` (``S`` of :func:`~lcnflow.analysis.certify.gradient_scale`) is a candidate.
 2. The candidate is Newton-polished on the complement of the rescaling directions; the polish counts only if it
    stays within ``polish_radius · max(‖w‖, w_ref)``.  The polished point (or the state itself, when polishing could
    not help) is *certified* when ``‖∇L‖ ≤ certify_tol · S``.
@@ -21,7 +21,7 @@ A state within ``ORIGIN_SIZE · w_ref`` of the origin has collapsed onto it (nea
 order one, so no candidate would come before ``‖w‖²`` underflows); the origin itself is then the candidate.
 
 Steppers that run in compiled code take many steps per call (``advance``) with the tests of this loop inside, and
-return to it only when one of them needs it (:mod:`lcnflow.flow.compiled`).
+return to it only when one of them needs it (:mod:`lcnflow.dynamics.compiled`).
 
 A run ends *unconverged* only at ``t_max``, ``max_steps``, ``max_time``, on blow-up, on a non-finite value, when
 the callback asks, or at the floating-point floor (a candidate tolerance below ``1e-14``, or no progress over a
@@ -38,17 +38,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..conv import final_filter, final_filter_unchecked, unflatten
-from ..risk import EmpiricalRisk
-from .certify import PolishResult, gradient_scale, lojasiewicz_fit, polish, reference_size
-from .compiled import UNDERFLOW
-from .critical import CriticalPoint, classify_critical_point, settle_on_m
-from .itinerary import find_plateaus
-from .options import StopOptions
-from .result import Callback, FlowResult, Recorder
-from .steppers import Stepper
-from .symmetry import symmetric_layers
-from .theorem import theorem_hypotheses
+from lcnflow.analysis.certify import PolishResult, gradient_scale, lojasiewicz_fit, polish, reference_size
+from lcnflow.analysis.critical import CriticalPoint, classify_critical_point, settle_on_m
+from lcnflow.analysis.itinerary import find_plateaus
+from lcnflow.analysis.symmetry import symmetric_layers
+from lcnflow.analysis.theorem import theorem_hypotheses
+from lcnflow.dynamics.compiled import UNDERFLOW
+from lcnflow.dynamics.options import StopOptions
+from lcnflow.dynamics.result import Callback, FlowResult, Recorder
+from lcnflow.dynamics.steppers import Stepper
+from lcnflow.model.conv import final_filter, final_filter_unchecked, unflatten
+from lcnflow.model.risk import EmpiricalRisk
 
 #: A candidate tolerance below this (relative to ``S``) is beyond what float64 gradients resolve.
 FLOOR = 1e-14
@@ -79,8 +79,9 @@ class Candidate:
 
 
 def _run_scales(risk: EmpiricalRisk, w0: np.ndarray) -> tuple[Callable[..., float], float]:
-    """The gradient scale ``S`` of this run (:func:`~lcnflow.flow.certify.gradient_scale`, with ``‖π(w_0)‖`` as the
-    reference filter size) and the natural parameter size ``w_ref`` (:func:`~lcnflow.flow.certify.reference_size`)."""
+    """The gradient scale ``S`` of this run (:func:`~lcnflow.analysis.certify.gradient_scale`, with ``‖π(w_0)‖`` as
+    the reference filter size) and the natural parameter size ``w_ref``
+    (:func:`~lcnflow.analysis.certify.reference_size`)."""
     scale = functools.partial(gradient_scale, risk,
                               reference_filter_norm=float(np.linalg.norm(final_filter(risk.arch, w0))))
     return scale, reference_size(risk, w0)
@@ -221,7 +222,7 @@ def drive(
         if reason:
             break
         t_limit = min(save[isave] if isave < save.size else t_max, t_max)
-        if segments:  # many steps in one compiled call, with the tests above inside (lcnflow.flow.compiled)
+        if segments:  # many steps in one compiled call, with the tests above inside (lcnflow.dynamics.compiled)
             budget = 1 if callback is not None else min(SEGMENT_STEPS, opts.max_steps - stepper.nsteps)
             event = stepper.advance(min(t_limit, t_stall), budget,
                                     check_candidate=isave >= save.size, tol_rel=tol_rel, gtol=opts.gtol,

@@ -8,7 +8,7 @@ a **plateau** is a stretch on which
 * for at least a decade of time (``t_leave ≥ 10 t_enter``),
 * above the final level by more than ``1e-2 Δ`` (the approach to the limit is not a plateau),
 * while the flow is slow for the reason that makes it a plateau: near a critical point
-  (``‖∇L‖ ≤ 1e-2 · S(w)``, :func:`~lcnflow.flow.certify.gradient_scale`) or near the origin, where ``dπ`` is
+  (``‖∇L‖ ≤ 1e-2 · S(w)``, :func:`~lcnflow.analysis.certify.gradient_scale`) or near the origin, where ``dπ`` is
   small (``D(w) ≤ 1e-2 D_ref``, the cofactor size of parameters of the problem's natural size).
 
 A plateau at the level ``ℒ(0)`` is attributed to the origin ``w = 0`` (a critical point whenever the network has
@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from ..risk import EmpiricalRisk
-from .certify import _cofactor_size, gradient_scale, polish, reference_size
-from .critical import CriticalPoint, classify_critical_point
-from .symmetry import layer_norms
+from lcnflow.analysis.certify import _cofactor_size, gradient_scale, polish, reference_size
+from lcnflow.analysis.critical import CriticalPoint, classify_critical_point
+from lcnflow.analysis.symmetry import layer_norms
+from lcnflow.model.risk import EmpiricalRisk
 
 #: Loss tolerance of a plateau, relative to the run's whole descent.
 LEVEL_RTOL = 1e-3
@@ -109,8 +109,8 @@ def find_plateaus(risk: EmpiricalRisk, times: np.ndarray, losses: np.ndarray, gr
                   w_ref: float | None = None) -> list[Plateau]:
     """The plateaus of a recorded run, each with its nearby critical point (see the module docstring).
 
-    ``scale(w)`` is the gradient scale ``S`` (default :func:`~lcnflow.flow.certify.gradient_scale`), ``w_ref`` the
-    natural size of the parameters (default :func:`~lcnflow.flow.certify.reference_size` at the first state)."""
+    ``scale(w)`` is the gradient scale ``S`` (default :func:`~lcnflow.analysis.certify.gradient_scale`), ``w_ref`` the
+    natural size of the parameters (default :func:`~lcnflow.analysis.certify.reference_size` at the first state)."""
     scale = scale or functools.partial(gradient_scale, risk)
     w_ref = w_ref if w_ref is not None else reference_size(risk, np.asarray(states[0]))
     times, losses, grads = (np.asarray(a, dtype=float) for a in (times, losses, grads))

@@ -2,19 +2,19 @@ r"""The compiled integrator: many steps of the flow per call, with the driver's 
 
 For the square loss a gradient from the statistics ``(G, v̂)`` costs well under a microsecond of arithmetic, so a
 run's time is spent in the Python around it: the integrator's step logic, the driver's tests and the recorder.
-:class:`CompiledRodas4Stepper` runs the scheme of :class:`~lcnflow.flow.steppers.Rodas4Stepper` (Rodas4: order
+:class:`CompiledRodas4Stepper` runs the scheme of :class:`~lcnflow.dynamics.steppers.Rodas4Stepper` (Rodas4: order
 4, L-stable, exact Hessian — a third of the steps ``ode23s`` takes on the same runs, each with one Hessian and one
 LU factorization) in one Numba function, :func:`rodas4_square_segment`, with the gradients and the Hessian
 evaluated into one workspace (no allocation per evaluation); it takes steps until something needs the driver:
 
 * a possible candidate limit — the driver's cheap pre-test ``‖∇L(w)‖ ≤ 100 · tol · S_ub(w)``, where
-  ``S_ub = D(w)(f_0 + κ Π_i ‖w^{(i)}‖_1) ≥ S(w)`` (:func:`~lcnflow.flow.certify.gradient_scale`);
+  ``S_ub = D(w)(f_0 + κ Π_i ‖w^{(i)}‖_1) ≥ S(w)`` (:func:`~lcnflow.analysis.certify.gradient_scale`);
 * the flow leaving the last rejected candidate (``‖∇L‖ > gtol · S_ub`` while the tolerance is tightened);
 * ``‖w‖`` above the blow-up bound or collapsed onto the origin, a non-finite state, a step size that underflows;
 * the time limit (the next save time, ``t_max`` or the stall time), a step budget, a full record buffer, or
   steps that became small against the clock (it restarts).
 
-Each accepted step's arc length and invariant drift are accumulated as :class:`~lcnflow.flow.result.Recorder`
+Each accepted step's arc length and invariant drift are accumulated as :class:`~lcnflow.dynamics.result.Recorder`
 does, and the steps the recorder would keep (log-spaced in time) are written to a buffer the driver hands to it.
 The driver then applies exactly the tests it applies after a Python step, so a run takes the same decisions on
 either path; the compiled and Python steppers agree to rounding (``tests/test_compiled_flow.py``).
@@ -26,10 +26,10 @@ import math
 
 import numpy as np
 
-from .. import _kernels as K
-from ..risk import EmpiricalRisk
-from .certify import problem_scales
-from .steppers import RODAS4_A, RODAS4_C, RODAS4_GAMMA, RODAS4_M, Rodas4Stepper, _initial_step
+from lcnflow import kernels as K
+from lcnflow.analysis.certify import problem_scales
+from lcnflow.dynamics.steppers import RODAS4_A, RODAS4_C, RODAS4_GAMMA, RODAS4_M, Rodas4Stepper, _initial_step
+from lcnflow.model.risk import EmpiricalRisk
 
 # what ended a segment
 STEP_BUDGET, T_LIMIT, CANDIDATE, REARM, BLOWUP, NONFINITE, UNDERFLOW, RECORD_FULL, CLOCK = range(9)
@@ -46,7 +46,7 @@ RECORD_ROWS = 64
 # A workspace holds, for the current w, the prefix products pre[i] = w⁽¹⁾ ∗ ⋯ ∗ w⁽ⁱ⁾ and the suffix products
 # suf[i] = w⁽ⁱ⁺¹⁾ ∗ ⋯ ∗ w⁽ᴺ⁾ (dilated filters, as 2D arrays with their shapes), from which π = pre[N], the cofactor
 # c_i = pre[i−1] ∗ suf[i] of layer i (dπᵀg and the Jacobian) and the Hessian's e_il follow.  Every step of a segment
-# evaluates into the same buffers; the kernels of lcnflow._kernels (which allocate) are the reference.
+# evaluates into the same buffers; the kernels of lcnflow.kernels (which allocate) are the reference.
 
 
 @K._jit()
@@ -119,7 +119,7 @@ def _eval(w, kh, kw, dh, dw, off, fs, ws, grad, need_value):
 
     ``fs`` is the function-space risk (:func:`function_space_args`): the square loss from its statistics
     (``ℒ = ½ eᵀGe + ℒ(v̂)``, ``∇ℒ = Ge``, ``e = v − v̂``), or a built-in loss through one pass over the data
-    (``ℒ = (1/m) Σ ℓ(r)``, ``∇ℒ = (1/m) Hᵀℓ'(r)``, ``r = Hv − y``: :func:`lcnflow._kernels.data_pass_serial`).
+    (``ℒ = (1/m) Σ ℓ(r)``, ``∇ℒ = (1/m) Hᵀℓ'(r)``, ``r = Hv − y``: :func:`lcnflow.kernels.data_pass_serial`).
     """
     pre, pre_shape, suf, suf_shape, tmp, ge, e = ws
     stats, v_hat, G, minimum, x3, y3, sh, sw, lid, p1, p2, inv_m, fused, block, part, vals, _, _ = fs
@@ -142,7 +142,7 @@ def _eval(w, kh, kw, dh, dw, off, fs, ws, grad, need_value):
 @K._jit()
 def _fs_hessian(ws, n, fs):
     r"""``∇²ℒ(v)`` at the point the workspace holds, ``v = π(w)``: the statistics' ``G``, or ``(1/m) Hᵀdiag(ℓ'')H``
-    (one pass over the data, :func:`lcnflow._kernels.weighted_gram_serial`).
+    (one pass over the data, :func:`lcnflow.kernels.weighted_gram_serial`).
 
     Evaluated anew at every step: Rodas4's order conditions assume the exact Jacobian, and an older ``∇²ℒ`` (kept
     while ``π(w)`` moves less than 25 %, or 1 %) multiplied the steps by 2 to 40 on planted 1D problems."""
@@ -276,7 +276,7 @@ def _rodas4_steps(w, g, state, offset, t_limit, max_steps, rtol, atol,
                   kh, kw, dh, dw, off, fs, A, C, M, gamma, pairs,
                   check_candidate, tol_rel, gtol, f0, kappa, reference_norm, origin_size, bound,
                   delta0, norm0, rec_factor, rec_t, rec_w, rec_loss, rec_g, w_prev):
-    r"""Steps of Rodas4 (:class:`~lcnflow.flow.steppers.Rodas4Stepper`: tableau ``A``, ``C``, ``M``, ``γ``) on
+    r"""Steps of Rodas4 (:class:`~lcnflow.dynamics.steppers.Rodas4Stepper`: tableau ``A``, ``C``, ``M``, ``γ``) on
     ``ẇ = −∇L(w)`` for the risk ``fs`` (:func:`function_space_args`), from ``(w, g = ∇L(w))`` at ``state[_T]``.
 
     Times are on the stepper's local clock ``τ = t − offset`` (``t_limit`` too; recorded times are absolute): the
@@ -447,7 +447,7 @@ def function_space_args(risk: EmpiricalRisk) -> tuple:
 
 
 class CompiledRodas4Stepper(Rodas4Stepper):
-    """:class:`~lcnflow.flow.steppers.Rodas4Stepper` (same scheme, same step-size control) whose :meth:`advance`
+    """:class:`~lcnflow.dynamics.steppers.Rodas4Stepper` (same scheme, same step-size control) whose :meth:`advance`
     runs many steps in one compiled call (see the module docstring); with a callback the driver asks for one step
     per call."""
 
@@ -501,4 +501,4 @@ class CompiledRodas4Stepper(Rodas4Stepper):
 
     def step(self, t_limit: float) -> str | None:
         """Not used: the driver calls :meth:`advance` (one step per call when it must see every step)."""
-        raise NotImplementedError("the driver calls advance(); see lcnflow.flow.compiled")
+        raise NotImplementedError("the driver calls advance(); see lcnflow.dynamics.compiled")

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from .architecture import Architecture, Size
-from .conv import Filters, as_filters
+from lcnflow.model.architecture import Architecture, Size
+from lcnflow.model.conv import Filters, as_filters
 
 
 def _torch() -> Any:

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .architecture import Architecture, Size, SizeRuleWarning
+from lcnflow.model.architecture import Architecture, Size, SizeRuleWarning
 
 Filters = list[np.ndarray]
 

@@ -12,13 +12,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..conv import as_filters, flatten
-from ..risk import EmpiricalRisk
-from .driver import drive
-from .integrate import _check_risk
-from .options import DescentOptions, check_callback
-from .result import Callback, FlowResult
-from .steppers import DescentStepper
+from lcnflow.dynamics.driver import drive
+from lcnflow.dynamics.integrate import _check_risk
+from lcnflow.dynamics.options import DescentOptions, check_callback
+from lcnflow.dynamics.result import Callback, FlowResult
+from lcnflow.dynamics.steppers import DescentStepper
+from lcnflow.model.conv import as_filters, flatten
+from lcnflow.model.risk import EmpiricalRisk
 
 
 def gradient_descent(
@@ -39,7 +39,7 @@ def gradient_descent(
 ) -> FlowResult:
     r"""Run gradient descent from ``init`` until it provably stops moving, then certify like the flow.
 
-    The stopping rule is the flow's (:mod:`lcnflow.flow.driver`): a small gradient is a candidate, the run ends only
+    The stopping rule is the flow's (:mod:`lcnflow.dynamics.driver`): a small gradient is a candidate, the run ends only
     at a certified minimum (or a saddle whose stable set the start lies on).
 
     Parameters
@@ -48,11 +48,11 @@ def gradient_descent(
     init : list of ndarray or flat ndarray
     step_size : float
         ``η`` (> 0).  With ``adaptive=True`` the initial step of Armijo-safeguarded steps
-        (:class:`~lcnflow.flow.steppers.DescentStepper`).
+        (:class:`~lcnflow.dynamics.steppers.DescentStepper`).
     adaptive : bool
         Plain fixed-step descent by default.
     max_steps, max_time, gtol, callback, certify_tol, polish_radius, classify, max_record, blowup_factor
-        As for :func:`~lcnflow.gradient_flow` (:class:`~lcnflow.flow.options.DescentOptions`).
+        As for :func:`~lcnflow.gradient_flow` (:class:`~lcnflow.dynamics.options.DescentOptions`).
 
     Returns
     -------
@@ -68,7 +68,7 @@ def gradient_descent(
 
 def run_descent(risk: EmpiricalRisk, init, opts: DescentOptions, *, callback=None,
                 start: float | None = None) -> FlowResult:
-    """:func:`gradient_descent` with its options as one :class:`~lcnflow.flow.options.DescentOptions`."""
+    """:func:`gradient_descent` with its options as one :class:`~lcnflow.dynamics.options.DescentOptions`."""
     start = time.perf_counter() if start is None else start
     check_callback(callback)
     w0 = flatten(as_filters(risk.arch, init, "init"))

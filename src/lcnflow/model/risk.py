@@ -1,6 +1,6 @@
 r"""The empirical risk of an LCN and its exact derivatives, computed through the final filter.
 
-With the patch operator ``H`` (:func:`~lcnflow.conv.patch_matrix`) and residual ``r = H v − y``:
+With the patch operator ``H`` (:func:`~lcnflow.model.conv.patch_matrix`) and residual ``r = H v − y``:
 
 .. math::
 
@@ -24,9 +24,9 @@ from functools import cached_property
 
 import numpy as np
 
-from .architecture import Architecture
-from .condition import DataCondition, check_data_condition
-from .conv import (
+from lcnflow.model.architecture import Architecture
+from lcnflow.model.condition import DataCondition, check_data_condition
+from lcnflow.model.conv import (
     Filters,
     as_filters,
     final_filter,
@@ -36,8 +36,8 @@ from .conv import (
     patch_rows,
     unflatten,
 )
-from .data import Dataset
-from .losses import Loss, get_loss
+from lcnflow.model.data import Dataset
+from lcnflow.model.losses import Loss, get_loss
 
 #: Default memory budget for a dense patch matrix ``H``; larger data sets are streamed in chunks of samples.
 DEFAULT_MAX_PATCH_BYTES = 256 * 2**20
@@ -59,10 +59,10 @@ _KERNELS_MODULE = None
 
 
 def compiled_kernels():
-    """The compiled kernels (:mod:`lcnflow._kernels`, imported on first use) when enabled, else ``None``."""
+    """The compiled kernels (:mod:`lcnflow.kernels`, imported on first use) when enabled, else ``None``."""
     global _KERNELS_MODULE
     if _KERNELS_MODULE is None:
-        from . import _kernels as k
+        from lcnflow import kernels as k
 
         _KERNELS_MODULE = k
     return _KERNELS_MODULE if _KERNELS_MODULE.ENABLED else None
@@ -82,7 +82,7 @@ class KernelView:
         sv = arch.cumulative_strides[-1]
         self.sh, self.sw = (1, sv[0]) if arch.ndim == 1 else sv
         loss = risk.loss
-        from .losses import _BuiltinFn
+        from lcnflow.model.losses import _BuiltinFn
 
         self.loss_id = -1
         if isinstance(loss.value, _BuiltinFn) and loss.name in k.LOSS_IDS:
@@ -145,9 +145,9 @@ class EmpiricalRisk:
     order) and return derivatives in the same form.  For the square loss, ``value``/``gradient``/``hessian`` use the
     precomputed statistics ``G, b, c``.
 
-    Evaluations run through compiled kernels (:mod:`lcnflow._kernels`, Numba) for the built-in losses: one call
+    Evaluations run through compiled kernels (:mod:`lcnflow.kernels`, Numba) for the built-in losses: one call
     for a square-loss gradient, one fused pass over the data otherwise (FFT correlations for stride-1 final filters
-    with ``k_v ≥ 49``).  ``LCNFLOW_NO_NUMBA=1`` (or ``lcnflow._kernels.ENABLED = False``) selects the NumPy
+    with ``k_v ≥ 49``).  ``LCNFLOW_NO_NUMBA=1`` (or ``lcnflow.kernels.ENABLED = False``) selects the NumPy
     reference path; the two agree to rounding.
     """
 
