@@ -44,7 +44,7 @@ from lcnflow.analysis.itinerary import find_plateaus
 from lcnflow.analysis.symmetry import symmetric_layers
 from lcnflow.analysis.theorem import theorem_hypotheses
 from lcnflow.dynamics.compiled import UNDERFLOW
-from lcnflow.dynamics.options import StopOptions
+from lcnflow.dynamics.options import StopOptions, StopReason
 from lcnflow.dynamics.result import Callback, FlowResult, Recorder
 from lcnflow.dynamics.steppers import Stepper
 from lcnflow.model.conv import final_filter, final_filter_unchecked, unflatten
@@ -155,13 +155,14 @@ def drive(
     extra = [1, 0]  # the driver's own gradient and Hessian evaluations (w0, polishing)
     user_stop = False
     pending: Candidate | None = None  # a certified degenerate minimum the run is still closing in on
-    reason = message = ""
+    reason: StopReason | None = None
+    message = ""
     while True:
         t, w = stepper.t, stepper.w
         est = stepper.speed()
         size = float(np.linalg.norm(w))
         if not (math.isfinite(est) and math.isfinite(size)):
-            reason, message = "nonfinite", f"the gradient or the state became non-finite at t = {t:.4g}"
+            reason, message = StopReason.NONFINITE, f"the gradient or the state became non-finite at t = {t:.4g}"
             break
         s_ub = scale(w, upper_bound=True)  # S ≤ s_ub, so est/s_ub ≤ ‖∇L‖/S (est exact or the chord speed)
         if tol_rel < opts.gtol and est > opts.gtol * s_ub:  # the flow has left the last candidate: re-arm
@@ -190,7 +191,7 @@ def drive(
                 extra[1] += cand.polish.num_hessian_evaluations
                 degenerate = cand.outcome == "minimum" and cand.critical_point.kind == "degenerate"
                 if cand.outcome in ("minimum", "stable_saddle") and not (degenerate and tol_rel > DEGENERATE_GTOL):
-                    reason = cand.outcome
+                    reason = StopReason(cand.outcome)
                     break
                 # a degenerate minimum is approached slowly and its structure (shared roots, rank of dπ) shows only
                 # close to it: go on towards it, down to DEGENERATE_GTOL, keeping this certified candidate
@@ -198,28 +199,30 @@ def drive(
                 tol_rel = min(tol_rel, rel) * 1e-2
                 t_stall = max(t, 1e-300) * STALL_FACTOR
                 if collapsed:
-                    reason, message = "floor", (f"the trajectory collapsed onto the origin (‖w‖ = {size:.2e}) at "
-                                                f"t = {t:.4g}, a saddle not known to hold the start on its stable set")
+                    reason = StopReason.FLOOR
+                    message = (f"the trajectory collapsed onto the origin (‖w‖ = {size:.2e}) at t = {t:.4g}, a saddle "
+                               "not known to hold the start on its stable set")
                     break
                 if tol_rel < FLOOR:
-                    reason, message = "floor", (f"reached the floating-point floor at t = {t:.4g}: ‖∇L‖/S = {rel:.1e} "
-                                                "and no certified minimum nearby")
+                    reason = StopReason.FLOOR
+                    message = (f"reached the floating-point floor at t = {t:.4g}: ‖∇L‖/S = {rel:.1e} and no certified "
+                               "minimum nearby")
                     break
         if size > bound:
-            reason, message = "blowup", f"the trajectory grows without bound (‖w‖ = {size:.3g} at t = {t:.4g})"
+            reason, message = StopReason.BLOWUP, f"the trajectory grows without bound (‖w‖ = {size:.3g} at t = {t:.4g})"
         elif user_stop:
-            reason, message = "callback", f"stopped by the callback at t = {t:.4g}"
+            reason, message = StopReason.CALLBACK, f"stopped by the callback at t = {t:.4g}"
         elif t >= t_max:
-            reason, message = "t_max", f"reached t_max = {t_max:.4g}"
+            reason, message = StopReason.T_MAX, f"reached t_max = {t_max:.4g}"
         elif stepper.nsteps >= opts.max_steps:
-            reason, message = "max_steps", f"reached max_steps = {opts.max_steps} at t = {t:.4g}"
+            reason, message = StopReason.MAX_STEPS, f"reached max_steps = {opts.max_steps} at t = {t:.4g}"
         elif clock() > deadline:
-            reason, message = "max_time", f"reached max_time = {opts.max_time:g} s at t = {t:.4g}"
+            reason, message = StopReason.MAX_TIME, f"reached max_time = {opts.max_time:g} s at t = {t:.4g}"
         elif t >= t_stall:
-            reason, message = "floor", (f"no progress towards a certified limit between t = "
+            reason, message = StopReason.FLOOR, (f"no progress towards a certified limit between t = "
                                         f"{t_stall / STALL_FACTOR:.3g} and t = {t:.3g} (the floating-point floor of "
                                         "‖∇L‖)")
-        if reason:
+        if reason is not None:
             break
         t_limit = min(save[isave] if isave < save.size else t_max, t_max)
         if segments:  # many steps in one compiled call, with the tests above inside (lcnflow.dynamics.compiled)
@@ -232,7 +235,7 @@ def drive(
         else:
             failure = stepper.step(t_limit)
         if failure:
-            reason, message = "failed", failure
+            reason, message = StopReason.FAILED, failure
             break
         t, w = stepper.t, stepper.w
         while isave < save.size and save[isave] <= t:
@@ -247,9 +250,10 @@ def drive(
         if callback is not None:
             loss = stepper.exact()[0] if stepper.has_exact() else math.nan
             user_stop = bool(callback(t, w, loss, stepper.speed()))
-    if pending is not None and reason not in ("minimum", "stable_saddle", "blowup", "nonfinite", "callback"):
+    if pending is not None and reason not in (StopReason.MINIMUM, StopReason.STABLE_SADDLE, StopReason.BLOWUP,
+                                              StopReason.NONFINITE, StopReason.CALLBACK):
         candidates.append(pending)  # the run ran out of resolution (or budget) closing in: its certified candidate
-        reason = "minimum"
+        reason = StopReason.MINIMUM
     # the last state's exact values (the record may hold estimates there)
     loss_end, g_end = stepper.exact()
     rec.set_last_values(loss_end, float(np.linalg.norm(g_end)))
@@ -258,7 +262,7 @@ def drive(
                     start, clock, scale, w_ref)
 
 
-def settle_endpoint(risk: EmpiricalRisk, w0: np.ndarray, rec: Recorder, opts: StopOptions, *, ended_by: str,
+def settle_endpoint(risk: EmpiricalRisk, w0: np.ndarray, rec: Recorder, opts: StopOptions, *, ended_by: StopReason,
                     message: str, counts: tuple[int, int, int, str], saved_times: np.ndarray, saved: np.ndarray,
                     options: dict, start: float) -> FlowResult:
     """Certify and package the endpoint of a run that ends on its own budget (stochastic gradient descent).
@@ -273,12 +277,12 @@ def settle_endpoint(risk: EmpiricalRisk, w0: np.ndarray, rec: Recorder, opts: St
     candidates: list[Candidate] = []
     extra = [0, 0]
     reason = ended_by
-    if ended_by not in ("blowup", "nonfinite") and np.all(np.isfinite(w_end)):
+    if ended_by not in (StopReason.BLOWUP, StopReason.NONFINITE) and np.all(np.isfinite(w_end)):
         cand = _try_stop(risk, t_end, w_end, scale(w_end), opts, None, w0, scale, w_ref)
         candidates.append(cand)
         extra = [cand.polish.num_gradient_evaluations, cand.polish.num_hessian_evaluations]
         if cand.outcome == "minimum":
-            reason = "minimum"
+            reason = StopReason.MINIMUM
     counts = (counts[0] + extra[0], counts[1] + extra[1], counts[2], counts[3])
     return _package(risk, rec, counts, opts, reason, message, candidates, None, saved_times, saved, options,
                     [0, 0], start, time.perf_counter, scale, w_ref)
@@ -288,7 +292,7 @@ def _package(risk, rec, counts, opts, reason, message, candidates, stable, save,
              start, clock, scale, w_ref) -> FlowResult:
     rec.close()
     t_end, w_end, loss_end, g_end = rec.last
-    converged = reason in ("minimum", "stable_saddle")
+    converged = StopReason(reason).certified
     nearest, nearest_distance = None, math.nan
     # the polish of the limit, or of the endpoint itself when the run tried to stop there
     pol = candidates[-1].polish if candidates and (converged or candidates[-1].t == t_end) else None
@@ -299,7 +303,7 @@ def _package(risk, rec, counts, opts, reason, message, candidates, stable, save,
         cp = settle_on_m(risk, cand.critical_point) if opts.classify else cand.critical_point
         loss = risk.value(limit)
         S = scale(limit)
-        if reason == "minimum":
+        if reason == StopReason.MINIMUM:
             closing = "" if not message else (f"; closing in further, the run went on to t = {t_end:.4g} ({message})"
                                               if cand.t < t_end else f" — {message}")
             message = (f"certified {cp.kind.replace('_', ' ')} at t = {cand.t:.4g}: ‖∇L‖ = {gnorm:.2e} = "
@@ -355,8 +359,8 @@ def _package(risk, rec, counts, opts, reason, message, candidates, stable, save,
         critical_point=cp if opts.classify else None,
         hypotheses=hyp,
         options=options,
-        stop_reason=reason,
-        stable_set=stable[0] if reason == "stable_saddle" else None,
+        stop_reason=StopReason(reason),
+        stable_set=stable[0] if reason == StopReason.STABLE_SADDLE else None,
         nearest_critical_point=nearest,
         nearest_distance=nearest_distance,
         num_candidates=len(candidates),

@@ -14,6 +14,7 @@ from dataclasses import replace
 import numpy as np
 
 from lcnflow.analysis.certify import reference_size
+from lcnflow.analysis.limits import SAME_LIMIT_RTOL, limit_distance
 from lcnflow.dynamics.driver import drive
 from lcnflow.dynamics.options import INTEGRATORS, FlowOptions, check_callback, check_save_at
 from lcnflow.dynamics.result import Callback, FlowResult
@@ -137,16 +138,13 @@ def run_flow(risk: EmpiricalRisk, init, opts: FlowOptions, *, save_at=None, call
     return result
 
 
-def compare_limits(a: FlowResult, b: FlowResult, rtol: float = 1e-5) -> tuple[bool, dict]:
-    r"""Whether two runs reached the same limit: both certified with the same kind, and final filters equal to
-    ``rtol`` relative (``‖v_a − v_b‖ ≤ rtol · max(‖v_a‖, ‖v_b‖)``).
-
-    The final filter is compared, not ``w``: limits on one rescaling orbit are the same limit."""
-    va, vb = np.asarray(a.final_filter), np.asarray(b.final_filter)
-    size = max(float(np.linalg.norm(va)), float(np.linalg.norm(vb)), 1e-300)
-    dist = float(np.linalg.norm(va - vb)) / size
-    same = bool(a.certified and b.certified and a.kind == b.kind and dist <= rtol)
-    return same, {"final_filter_distance": dist, "rtol": rtol, "kind": a.kind, "reference_kind": b.kind,
+def compare_limits(a: FlowResult, b: FlowResult) -> tuple[bool, dict]:
+    r"""Whether two runs reached the same limit: both certified with the same kind, and final filters the same limit
+    (:func:`~lcnflow.analysis.limits.same_limit`: relative distance at most
+    :data:`~lcnflow.analysis.limits.SAME_LIMIT_RTOL`)."""
+    dist = limit_distance(a.final_filter, b.final_filter)
+    same = bool(a.certified and b.certified and a.kind == b.kind and dist <= SAME_LIMIT_RTOL)
+    return same, {"final_filter_distance": dist, "rtol": SAME_LIMIT_RTOL, "kind": a.kind, "reference_kind": b.kind,
                   "loss": a.loss, "reference_loss": b.loss, "reference_message": b.message,
                   "reference_options": b.options}
 

@@ -13,9 +13,33 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
+
+
+class StopReason(StrEnum):
+    """Why a run ended (``FlowResult.stop_reason``; ``str()`` of a member is its value).  Only ``MINIMUM`` and
+    ``STABLE_SADDLE`` end at a certified limit; every other reason leaves an uncertified endpoint."""
+
+    MINIMUM = "minimum"  #: a certified minimum (local or global, degenerate included)
+    STABLE_SADDLE = "stable_saddle"  #: a certified saddle whose stable set the start lies on
+    T_MAX = "t_max"
+    MAX_STEPS = "max_steps"
+    MAX_TIME = "max_time"
+    BLOWUP = "blowup"  #: ‖w‖ above the blow-up bound
+    NONFINITE = "nonfinite"
+    FLOOR = "floor"  #: the floating-point floor of ‖∇L‖, or a collapse onto the origin off its stable set
+    CALLBACK = "callback"
+    FAILED = "failed"  #: the integrator failed (step size underflow)
+    BUDGET = "budget"  #: stochastic gradient descent ran its epochs or steps
+
+    @property
+    def certified(self) -> bool:
+        """Whether the run ended at a certified limit."""
+        return self in (StopReason.MINIMUM, StopReason.STABLE_SADDLE)
+
 
 #: Integrators of :func:`~lcnflow.gradient_flow`.
 INTEGRATORS = ("auto", "rodas4", "exponential", "rosenbrock", "RK45", "DOP853", "Radau", "BDF", "LSODA")

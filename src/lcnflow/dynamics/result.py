@@ -14,6 +14,7 @@ from lcnflow.analysis.critical import CriticalPoint
 from lcnflow.analysis.itinerary import Plateau
 from lcnflow.analysis.symmetry import invariants
 from lcnflow.analysis.theorem import TheoremCheck
+from lcnflow.dynamics.options import StopReason
 from lcnflow.model.conv import Filters
 from lcnflow.model.risk import compiled_kernels
 
@@ -121,9 +122,10 @@ class FlowResult:
         The convergence theorem's hypotheses for this risk.
     options : dict
         The options the run used.
-    stop_reason : str
+    stop_reason : StopReason
         ``minimum`` or ``stable_saddle`` (converged); else ``t_max``, ``max_steps``, ``max_time``, ``blowup``,
-        ``nonfinite``, ``floor`` (the floating-point floor of ``‖∇L‖``), ``callback`` or ``failed``.
+        ``nonfinite``, ``floor`` (the floating-point floor of ``‖∇L‖``), ``callback``, ``failed`` or (SGD) ``budget``
+        (a :class:`~lcnflow.dynamics.options.StopReason`: a string).
     stable_set : str or None
         For ``stable_saddle``: why the start lies on the saddle's stable set.
     nearest_critical_point : CriticalPoint or None
@@ -172,7 +174,7 @@ class FlowResult:
     critical_point: CriticalPoint | None = None
     hypotheses: TheoremCheck | None = None
     options: dict = field(default_factory=dict)
-    stop_reason: str = ""
+    stop_reason: StopReason | str = ""
     stable_set: str | None = None
     nearest_critical_point: CriticalPoint | None = None
     nearest_distance: float = math.nan
@@ -255,7 +257,7 @@ class FlowResult:
             "converged": bool(self.converged),
             "certified": bool(self.certified),
             "kind": self.kind,
-            "stop_reason": self.stop_reason,
+            "stop_reason": str(self.stop_reason),
             "stable_set": self.stable_set,
             "origin": cp.origin if cp is not None else None,
             "spurious": bool(cp.spurious) if cp is not None and cp.spurious is not None else None,

@@ -39,7 +39,7 @@ import numpy as np
 
 from lcnflow.analysis.certify import reference_size
 from lcnflow.dynamics.driver import settle_endpoint
-from lcnflow.dynamics.options import StopOptions, _positive, _positive_int
+from lcnflow.dynamics.options import StopOptions, StopReason, _positive, _positive_int
 from lcnflow.dynamics.result import Callback, FlowResult, Recorder
 from lcnflow.model.conv import as_filters, flatten
 from lcnflow.model.risk import EmpiricalRisk
@@ -133,6 +133,11 @@ def _check_batch(m: int, batch_size: int, sampling: str) -> None:
         raise ValueError(f"flow.sampling: unknown sampling {sampling!r}; valid: {', '.join(SAMPLINGS)}")
 
 
+#: Epochs of :func:`stochastic_gradient_descent` when neither ``epochs`` nor ``max_steps`` is given (and of a config's
+#: ``flow.epochs``).
+DEFAULT_EPOCHS = 300
+
+
 def stochastic_gradient_descent(
     risk: EmpiricalRisk,
     init: Sequence[np.ndarray] | np.ndarray,
@@ -167,7 +172,8 @@ def stochastic_gradient_descent(
     batch_size : int
         ``B`` samples per step, ``1 ≤ B ≤ m``.  ``B = m`` without replacement is full-batch gradient descent.
     epochs : int, optional
-        Run ``epochs·⌈m/B⌉`` steps.  Default: 100 epochs when ``max_steps`` is not given either.
+        Run ``epochs·⌈m/B⌉`` steps.  Default: :data:`DEFAULT_EPOCHS` when ``max_steps`` is not given either
+        (the config's ``flow.epochs`` has the same default).
     max_steps : int, optional
         Steps at most (the smaller budget wins when both are given).
     schedule : str or callable
@@ -214,7 +220,7 @@ def stochastic_gradient_descent(
         raise ValueError(f"flow.max_time: must be a number > 0 (seconds), got {max_time!r}")
     per_epoch = -(-m // batch_size)
     if epochs is None and max_steps is None:
-        epochs = 100
+        epochs = DEFAULT_EPOCHS
     budget = min(epochs * per_epoch if epochs is not None else math.inf, max_steps or math.inf)
     budget = int(budget)
     eta_of = _schedule(float(step_size), schedule, decay_steps, decay_factor)
@@ -236,7 +242,7 @@ def stochastic_gradient_descent(
     velocity = np.zeros_like(w)
     time_scale = 1.0 / (1.0 - momentum)
     t, nfev, k = 0.0, 1, 0
-    ended_by, message = "budget", ""
+    ended_by, message = StopReason.BUDGET, ""
     while True:
         while isave < save.size and save[isave] == k:
             saved[isave], saved_times[isave] = w, t
@@ -257,7 +263,7 @@ def stochastic_gradient_descent(
         k += 1
         wn = float(np.linalg.norm(w))
         if not (math.isfinite(wn) and wn <= bound):
-            ended_by = "blowup" if math.isfinite(wn) else "nonfinite"
+            ended_by = StopReason.BLOWUP if math.isfinite(wn) else StopReason.NONFINITE
             message = f"the iterates grow without bound (‖w‖ = {wn:.3g} after {k} steps, t = {t:.4g})"
             break
         if rec.wants(t):
@@ -267,12 +273,12 @@ def stochastic_gradient_descent(
         else:
             rec.step(t, w, math.nan, math.nan)
         if callback is not None and callback(t, w, batch_loss, float(np.linalg.norm(g))):
-            ended_by, message = "callback", f"stopped by the callback after {k} steps (t = {t:.4g})"
+            ended_by, message = StopReason.CALLBACK, f"stopped by the callback after {k} steps (t = {t:.4g})"
             break
         if max_time is not None and clock() - start > max_time:
-            ended_by, message = "max_time", f"reached max_time = {max_time:g} s after {k} steps (t = {t:.4g})"
+            ended_by, message = StopReason.MAX_TIME, f"reached max_time = {max_time:g} s after {k} steps (t = {t:.4g})"
             break
-    if ended_by not in ("blowup", "nonfinite"):
+    if ended_by not in (StopReason.BLOWUP, StopReason.NONFINITE):
         loss, g_full = risk.flat_value_and_gradient(w)
         nfev += 1
         rec.set_last_values(loss, float(np.linalg.norm(g_full)))
@@ -300,7 +306,7 @@ def _check_save(save_at_steps, budget: int) -> np.ndarray:
     return s.astype(int)
 
 
-def _finish(risk: EmpiricalRisk, w0: np.ndarray, rec: Recorder, *, ended_by: str, message: str, integrator: str,
+def _finish(risk: EmpiricalRisk, w0: np.ndarray, rec: Recorder, *, ended_by: StopReason, message: str, integrator: str,
             nfev: int, nsteps: int, start: float, stop: StopOptions, saved_times: np.ndarray,
             saved_states: np.ndarray, options: dict) -> FlowResult:
     """Polish and certify the endpoint with the driver's :func:`~lcnflow.dynamics.driver.settle_endpoint`: a certified

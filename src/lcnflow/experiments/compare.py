@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from lcnflow.analysis.limits import same_limit as same_final_filter
 from lcnflow.flow import FlowResult, gradient_descent, gradient_flow, stochastic_gradient_descent
 from lcnflow.model.conv import as_filters, flatten
 from lcnflow.model.risk import EmpiricalRisk
@@ -66,17 +67,10 @@ def outcome(result: FlowResult) -> str:
     return cp.kind if cp.kind in ("strict_saddle", "degenerate") else "local_minimum"
 
 
-def same_limit(a: FlowResult, b: FlowResult, rtol: float = 1e-6) -> bool:
-    r"""Whether two certified runs reached the same limit in function space: ``‖v_a − v_b‖ ≤ rtol·max(‖v_a‖, ‖v_b‖)``.
-
-    Final filters ``v = π(w)`` are compared, not parameters: points of one fibre (rescaled layers, roots
-    distributed differently over the layers) are the same network.  Certified limits have ``‖∇L‖ ≤ 10⁻¹⁰·scale``,
-    so distinct limits differ far more than ``rtol = 10⁻⁶``.  ``False`` unless both are certified.
-    """
-    if not (a.certified and b.certified):
-        return False
-    va, vb = a.final_filter.ravel(), b.final_filter.ravel()
-    return bool(np.linalg.norm(va - vb) <= rtol * max(float(np.linalg.norm(va)), float(np.linalg.norm(vb)), 1e-300))
+def same_limit(a: FlowResult, b: FlowResult) -> bool:
+    r"""Whether two certified runs reached the same limit in function space
+    (:func:`lcnflow.analysis.limits.same_limit` of their final filters).  ``False`` unless both are certified."""
+    return bool(a.certified and b.certified and same_final_filter(a.final_filter, b.final_filter))
 
 
 def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:

@@ -32,7 +32,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lcnflow.dynamics.options import INTEGRATORS, DescentOptions, FlowOptions, StopOptions
-from lcnflow.dynamics.sgd import SAMPLINGS, SCHEDULES
+from lcnflow.dynamics.sgd import DEFAULT_EPOCHS, SAMPLINGS, SCHEDULES
 from lcnflow.model.architecture import Architecture, SizeRuleWarning
 from lcnflow.model.conv import as_filters
 from lcnflow.model.losses import LOSS_NAMES, LOSS_PARAMETERS, Loss, get_loss
@@ -368,7 +368,7 @@ class StochasticGradientDescentConfig(_Section):
     method: Literal["sgd"] = Field("sgd", description=_METHOD_HELP)
     step_size: float = Field(0.003, gt=0, description="η: the (initial) step size")
     batch_size: int = Field(8, ge=1, description="B: samples per step (at most m; B = m is gradient descent)")
-    epochs: int = Field(300, ge=1, description="passes over the data: epochs · ⌈m/B⌉ steps")
+    epochs: int = Field(DEFAULT_EPOCHS, ge=1, description="passes over the data: epochs · ⌈m/B⌉ steps")
     max_steps: int | None = Field(None, ge=1, description="steps at most (the smaller budget wins)")
     schedule: Literal[SCHEDULES] = Field("constant", description="step sizes: constant, step or inverse_time")
     decay_steps: int = Field(1000, ge=1, description="K: step schedule η·γ^⌊k/K⌋, inverse_time η/(1 + k/K)")

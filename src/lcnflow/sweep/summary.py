@@ -32,6 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from lcnflow import __version__
+from lcnflow.analysis.limits import same_limit
 from lcnflow.experiments.compare import wilson_interval
 from lcnflow.sweep.grid import canonical_json
 from lcnflow.sweep.store import KIND_TYPES, read_results, read_sweep_info
@@ -56,8 +57,6 @@ _STYLE: dict[str, Any] = {
 QUANTILES = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
 #: Gaps ``L(w*) − ℒ*`` below this (relative to ``max(1, |ℒ*|)``) are drawn at this floor on the log axis.
 GAP_FLOOR = 1e-16
-#: Final filters closer than this (relative to ``max(1, ‖v‖)``) count as the same limit.
-LIMIT_TOL = 1e-3
 #: Cells and limits per cell shown in the distinct-limits figure.
 MAX_LIMIT_CELLS, MAX_LIMITS = 6, 6
 
@@ -81,9 +80,8 @@ def outcomes(table: pa.Table) -> pa.Array:
     return pc.fill_null(out, "error").combine_chunks() if isinstance(out, pa.ChunkedArray) else out
 
 
-def distinct_limits(filters: Sequence[Sequence[float]], labels: Sequence[str] | None = None,
-                    tol: float = LIMIT_TOL) -> list[dict[str, Any]]:
-    """Group final filters that agree within ``tol · max(1, ‖v‖)`` (greedy, most frequent first).
+def distinct_limits(filters: Sequence[Sequence[float]], labels: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """Group final filters that are the same limit (:func:`lcnflow.analysis.limits.same_limit`; greedy, in order).
 
     Parameters
     ----------
@@ -91,7 +89,6 @@ def distinct_limits(filters: Sequence[Sequence[float]], labels: Sequence[str] | 
         Final filters ``v* = π(w*)`` (flattened), e.g. of one cell.
     labels : sequence of str, optional
         An outcome per filter; each group reports the most common one.
-    tol : float
 
     Returns
     -------
@@ -103,7 +100,7 @@ def distinct_limits(filters: Sequence[Sequence[float]], labels: Sequence[str] | 
         v = np.asarray(f, dtype=np.float64)
         for g in groups:
             rep = g["_rep"]
-            if rep.shape == v.shape and np.linalg.norm(v - rep) <= tol * max(1.0, float(np.linalg.norm(rep))):
+            if same_limit(v, rep):
                 g["count"] += 1
                 if labels is not None:
                     g["_labels"].append(labels[i])
