@@ -62,7 +62,7 @@ def test_missing_sections_and_keys_take_defaults():
     assert cfg.data.source == "mnist1d" and cfg.data.num_samples == 30
     assert cfg.loss.name == "square"
     assert cfg.flow.method == "gradient_flow" and cfg.flow.rtol == 1e-7
-    assert cfg.flow.atol == lf.flow.options.FlowOptions().atol
+    assert cfg.flow.atol == lf.dynamics.options.FlowOptions().atol
     assert cfg.name == "experiment"
 
 

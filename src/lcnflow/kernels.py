@@ -673,6 +673,21 @@ def square_value_grad(w, kh, kw, dh, dw, off, v_hat, G, minimum: float, need_val
     return value, vjp(w, kh, kw, dh, dw, off, ge), ge
 
 
+# ---------------------------------------------------------------------------------------------- step-size control
+@_jit()
+def step_factor(err: float, exponent: float, accepted: bool) -> float:
+    r"""The one step-size controller of the integrators: the factor on the step size after a step with error
+    estimate ``err`` (in units of the tolerance; ``exponent = 1/(q + 1)`` for an error estimate of order ``q``).
+
+    Accepted: ``min(5, 0.9 err^{−exponent})`` (5 when ``err = 0``); rejected: ``max(0.2, 0.9 err^{−exponent})``;
+    a non-finite estimate: ``0.25``."""
+    if not math.isfinite(err):
+        return 0.25
+    if accepted:
+        return 5.0 if err == 0.0 else min(5.0, 0.9 * err**-exponent)
+    return max(0.2, 0.9 * err**-exponent)
+
+
 # ---------------------------------------------------------------------------------------------- per-step bookkeeping
 @_jit()
 def scale_terms(w, off) -> tuple[float, float]:

@@ -352,7 +352,7 @@ def _rodas4_steps(w, g, state, offset, t_limit, max_steps, rtol, atol,
             finite = math.isfinite(err) and math.isfinite(np.sum(g_n * g_n)) and (loss_n == loss_n or not fs[0])
             if finite and err <= 1.0:
                 break
-            h = hs * (max(0.2, 0.9 * err ** -0.25) if finite else 0.25)
+            h = hs * K.step_factor(err if finite else math.inf, 0.25, False)
             if h < 1e-14 * max(abs(t), 1e-300):
                 state[_T], state[_H] = t, h
                 return UNDERFLOW
@@ -365,7 +365,7 @@ def _rodas4_steps(w, g, state, offset, t_limit, max_steps, rtol, atol,
             w[i] = wn[i]
             g[i] = g_n[i]
         t = t_new
-        h = hs * (5.0 if err == 0 else min(5.0, 0.9 * err ** -0.25))
+        h = hs * K.step_factor(err, 0.25, True)
         state[_T], state[_H], state[_LOSS] = t, h, loss_n
         # ---- the recorder's per-step quantities (arc length, invariant drift) and the sizes of the tests below
         arc, change, total = K.step_terms(w, w_prev, off, delta0)

@@ -45,6 +45,7 @@ import math
 import numpy as np
 import scipy.linalg
 
+from lcnflow.kernels import step_factor
 from lcnflow.model.conv import final_filter_parts, unflatten
 from lcnflow.model.risk import EmpiricalRisk
 
@@ -203,13 +204,13 @@ class ExponentialStepper(Stepper):
                 self.nhev += 1
                 if math.isfinite(loss_n):
                     break
-            self.h = h_try * (0.25 if not math.isfinite(err) or err <= 1.0 else max(0.2, 0.9 * err ** (-1 / 3)))
+            self.h = h_try * (0.25 if err <= 1.0 else step_factor(err, 1 / 3, False))  # (≤ 1: L(w_n) was not finite)
             if self.h < 1e-14 * max(abs(self.t), 1e-300):
                 return "the step size underflowed"
         t_new = t_limit if h_try == t_limit - self.t else self.t + h_try
         self._accept(t_new, wn, loss_n, g_n)
         self._hess, self._eig = hess_n, None
-        grow = 5.0 if err == 0 else min(5.0, 0.9 * err ** (-1.0 / 3.0))
+        grow = step_factor(err, 1 / 3, True)
         self.h = max(self.h, h_try * grow) if h_try < self.h else h_try * grow
         return None
 
@@ -284,12 +285,12 @@ class Rodas4Stepper(Stepper):
             finite = math.isfinite(err) and math.isfinite(loss_n)
             if finite and err <= 1.0:
                 break
-            self.h = h * (max(0.2, 0.9 * err ** -0.25) if finite else 0.25)
+            self.h = h * step_factor(err if finite else math.inf, 0.25, False)
             if self.h < 1e-14 * max(abs(self.t), 1e-300):
                 return "the step size underflowed"
         t_new = t_limit if h == t_limit - self.t else self.t + h
         self._accept(t_new, wn, loss_n, g_n)
-        self.h = h * (5.0 if err == 0 else min(5.0, 0.9 * err ** -0.25))
+        self.h = h * step_factor(err, 0.25, True)
         return None
 
 
@@ -334,12 +335,12 @@ class RosenbrockStepper(Stepper):
             if math.isfinite(err) and math.isfinite(loss_n) and err <= 1.0:
                 break
             finite = math.isfinite(err) and math.isfinite(loss_n)
-            self.h = h * (max(0.2, 0.8 * err ** (-1 / 3)) if finite else 0.25)
+            self.h = h * step_factor(err if finite else math.inf, 1 / 3, False)
             if self.h < 1e-14 * max(abs(self.t), 1e-300):
                 return "the step size underflowed"
         self._k = (k1, k2, h)
         self._accept(self.t + h, wn, loss_n, g2)
-        self.h = h * (5.0 if err == 0 else min(5.0, 0.8 * err ** (-1.0 / 3.0)))
+        self.h = h * step_factor(err, 1 / 3, True)
         return None
 
     def dense(self, t: float) -> np.ndarray:
