@@ -295,7 +295,9 @@ class Rodas4Stepper(Stepper):
 
 
 class RosenbrockStepper(Stepper):
-    """Linearly implicit Rosenbrock method of order 2 (``ode23s`` scheme), exact Hessian, own dense output."""
+    """Linearly implicit Rosenbrock method of order 2 (``ode23s`` scheme), exact Hessian, own dense output; layers
+    that start equal up to sign and that the flow keeps equal are kept exactly equal
+    (:func:`keep_exchanged_layers_equal`)."""
 
     description = "linearly implicit Rosenbrock ode23s (exact Hessian)"
 
@@ -305,6 +307,7 @@ class RosenbrockStepper(Stepper):
         self._eye = np.eye(w0.size)
         self._k = None
         self.h = None
+        self.pairs = exchange_pairs(risk, w0)
 
     def step(self, t_limit: float) -> str | None:
         risk, w = self.risk, self.w
@@ -327,6 +330,7 @@ class RosenbrockStepper(Stepper):
             F1 = -g1
             k2 = Winv @ (F1 - k1) + k1
             wn = w + h * k2
+            keep_exchanged_layers_equal(wn, self.pairs)
             loss_n, g2 = self._evaluate(wn)
             F2 = -g2
             k3 = Winv @ (F2 - _E32 * (k2 - F1) - 2.0 * (k1 - F0))
