@@ -108,13 +108,15 @@ def _show_plan(console: Console, plan: Any, out: Path) -> None:
 def summarize_command(
     directory: Annotated[str, typer.Argument(metavar="DIR", help="A sweep directory (lcnflow sweep --out DIR).")],
     no_html: Annotated[bool, typer.Option("--no-html", help="Print the table only; write no files.")] = False,
-    json_output: Annotated[bool, typer.Option("--json", help="Print the per-cell table as JSON and nothing else.")
-                           ] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the per-cell table as JSON and nothing else; "
+                                                "write no files.")] = False,
 ) -> None:
-    """Summarize a sweep: outcomes per grid cell, loss quantiles, time; writes DIR/summary.html and summary.csv."""
+    """Summarize a sweep: outcomes per grid cell, loss quantiles, time; writes DIR/summary.html and summary.csv
+    (not with --no-html or --json)."""
     from .summary import summarize, summary_json
 
-    summary = summarize(directory, html_file=not no_html, csv_file=not no_html, figures=not no_html)
+    files = not (no_html or json_output)
+    summary = summarize(directory, html_file=files, csv_file=files, figures=files)
     if json_output:
         sys.stdout.write(json.dumps(summary_json(summary), indent=2, ensure_ascii=False) + "\n")
         return
