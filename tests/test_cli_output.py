@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from lcnflow.cli_support import TrailingSpaceStripper
@@ -50,3 +51,46 @@ def test_piped_output_has_no_trailing_spaces(command):
     assert len(lines) >= 3
     padded = [line for line in lines if line != line.rstrip()]
     assert not padded, padded
+
+
+# ------------------------------------------------------------------------------------------------ Łojasiewicz θ < ½
+def test_lojasiewicz_caveat_only_below_one_half():
+    from lcnflow.flow.result import lojasiewicz_caveat
+
+    for theta in (None, float("nan"), 0.5, 0.4951, 0.62, 0.99):
+        assert lojasiewicz_caveat(theta) is None, theta
+    for theta in (0.49, 0.31, 0.0, -0.2):  # printed as 0.49 or less: the words say what it means
+        words = lojasiewicz_caveat(theta)
+        assert "below ½" in words and "[½, 1)" in words and "unreliable" in words and "degenerate" in words
+
+
+def test_theta_below_one_half_is_explained_wherever_it_is_printed(tmp_path):
+    """The run's summary, the command line's verdict and the HTML report all add the caveat to a fitted θ < ½ (a
+    record whose fit is set to 0.31) and none to θ = 0.5."""
+    import dataclasses
+    import json
+
+    import lcnflow as lf
+    from lcnflow.cli import _summary
+    from lcnflow.cli_support import console
+    from lcnflow.report.html import _page
+
+    arch = lf.Architecture(12, [2, 2])
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((20, 12))
+    risk = lf.EmpiricalRisk(arch, lf.get_loss("square"), lf.Dataset(X, rng.standard_normal((20, 10))))
+    res = lf.gradient_flow(risk, lf.random_init(arch, scale=0.5, seed=1))
+    for theta, shown in ((0.31, True), (0.5, False)):
+        changed = dataclasses.replace(res, lojasiewicz_exponent=theta)
+        assert ("below ½" in changed.summary()) == shown
+    proc = lcnflow("run", *TINY, "--json")
+    assert proc.returncode == 0, proc.stderr
+    rec = json.loads(proc.stdout)
+    for theta, shown in ((0.31, True), (0.5, False)):
+        rec["result"]["lojasiewicz_exponent"] = theta
+        buf = io.StringIO()
+        con = console()
+        con.file = buf
+        _summary(con, rec, None, None)
+        assert ("θ ≈ 0.31 (below ½" in buf.getvalue()) == shown, buf.getvalue()
+        assert ("below ½, outside the range [½, 1)" in _page(rec, [], "")) == shown

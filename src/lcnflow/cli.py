@@ -314,6 +314,8 @@ def _size(k: Any) -> str:
 
 
 def _summary(console: Console, rec: dict[str, Any], config: str | None, out: Path | None) -> None:
+    from .flow.result import lojasiewicz_caveat
+
     arch, loss, data, res, verdict = rec["architecture"], rec["loss"], rec["data"], rec["result"], rec["verdict"]
     cond, hyp = data["condition"], rec["hypotheses"]
     cp = res.get("critical_point") or {}
@@ -350,6 +352,8 @@ def _summary(console: Console, rec: dict[str, Any], config: str | None, out: Pat
     theta = res["lojasiewicz_exponent"]
     if theta is not None:
         certificate += f"; Łojasiewicz θ ≈ {_num(theta, '.2f')}"
+        if caveat := lojasiewicz_caveat(theta):
+            certificate += f" ({caveat})"
     if res["converged"]:
         t.add_row("converged", f"{_yes(True)}, certified: {_yes(res['certified'])} — {certificate}")
     else:

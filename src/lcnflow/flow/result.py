@@ -16,6 +16,23 @@ from .itinerary import Plateau
 from .symmetry import invariants
 from .theorem import TheoremCheck
 
+#: A fitted Łojasiewicz exponent below this is reported with :func:`lojasiewicz_caveat` (it prints as 0.49 or less).
+LOJASIEWICZ_BELOW_HALF = 0.495
+
+
+def lojasiewicz_caveat(theta: float | None) -> str | None:
+    """What a fitted Łojasiewicz exponent below ½ means, or ``None`` for ``θ ≥ ½`` (and for no fit).
+
+    The Łojasiewicz inequality ``|L(w) − L(w*)|^θ ≤ C ‖∇L(w)‖`` of an analytic ``L`` holds with ``θ ∈ [½, 1)``
+    (``θ = ½`` at a non-degenerate minimum, docs/theory.md): a fitted ``θ < ½`` is outside that range, so the fit
+    does not measure the exponent — the recorded tail is too short or not yet in its asymptotic regime, or the limit
+    is degenerate and approached too slowly for the record to show it.
+    """
+    if theta is None or not math.isfinite(theta) or theta >= LOJASIEWICZ_BELOW_HALF:
+        return None
+    return ("below ½, outside the range [½, 1) of the Łojasiewicz inequality (½ at a non-degenerate minimum): "
+            "the fit is unreliable or the limit degenerate")
+
 #: What produced a result, named as the config's ``flow.method``.
 Method = Literal["gradient_flow", "gradient_descent", "sgd"]
 #: What a run ended at: a certified limit's kind, a certified limit left unclassified, or no certificate.
@@ -224,7 +241,8 @@ class FlowResult:
             f"{self.num_gradient_evaluations} gradients, {self.num_hessian_evaluations} Hessians, "
             f"{self.wall_time:.3g} s",
             f"  invariant drift {self.invariant_drift:.2g}, arc length {self.arc_length:.4g}, Łojasiewicz θ ≈ "
-            + (f"{self.lojasiewicz_exponent:.3f}" if self.lojasiewicz_exponent is not None else "n/a"),
+            + (f"{self.lojasiewicz_exponent:.3f}" if self.lojasiewicz_exponent is not None else "n/a")
+            + (f" ({caveat})" if (caveat := lojasiewicz_caveat(self.lojasiewicz_exponent)) else ""),
         ]
         if self.critical_point is not None:
             lines.append(f"  limit: {self.critical_point.summary()}")
