@@ -94,3 +94,25 @@ def test_theta_below_one_half_is_explained_wherever_it_is_printed(tmp_path):
         _summary(con, rec, None, None)
         assert ("θ ≈ 0.31 (below ½" in buf.getvalue()) == shown, buf.getvalue()
         assert ("below ½, outside the range [½, 1)" in _page(rec, [], "")) == shown
+
+
+# ------------------------------------------------------------------------------------------------ SGD's endpoint
+def test_sgd_endpoint_is_not_called_converged():
+    """An SGD run with a constant step ends with a large gradient at its last iterate; the command line calls it
+    an endpoint polished to a certified critical point (or not certified), never "converged yes", and shows that
+    gradient norm beside it."""
+    import json
+    import re
+
+    sgd = [*TINY, "--set", "flow.method=sgd", "--set", "flow.epochs=20", "--set", "flow.batch_size=4"]
+    proc = lcnflow("run", *sgd)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert not re.search(r"^converged", out, re.M), out
+    rec = json.loads(lcnflow("run", *sgd, "--json").stdout)["result"]
+    (row,) = [line for line in out.splitlines() if line.startswith("endpoint")]
+    if rec["certified"]:
+        assert "polished to a certified critical point" in row and "not a limit" in row
+    else:
+        assert "not certified" in row
+    assert f"{rec['flow_gradient_norm']:.2e}" in row

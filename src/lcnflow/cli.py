@@ -354,7 +354,13 @@ def _summary(console: Console, rec: dict[str, Any], config: str | None, out: Pat
         certificate += f"; Łojasiewicz θ ≈ {_num(theta, '.2f')}"
         if caveat := lojasiewicz_caveat(theta):
             certificate += f" ({caveat})"
-    if res["converged"]:
+    if res["method"] == "sgd":  # SGD with a constant step keeps moving: its endpoint is polished, not a limit
+        t.add_row("endpoint", (f"polished to a certified critical point — SGD's last iterate is not a limit: "
+                               f"{certificate}") if res["certified"] else
+                  (f"{_yes(False, no='not certified')} — no certified critical point next to SGD's last iterate "
+                   f"(‖∇L‖ = {_num(res['flow_gradient_norm'], '.2e')}); invariant drift "
+                   f"{_num(res['invariant_drift'], '.2g')}, arc length {_num(res['arc_length'], '.4g')}"))
+    elif res["converged"]:
         t.add_row("converged", f"{_yes(True)}, certified: {_yes(res['certified'])} — {certificate}")
     else:
         t.add_row("converged", f"{_yes(False)} — invariant drift {_num(res['invariant_drift'], '.2g')}, "

@@ -233,7 +233,11 @@ class FlowResult:
 
     def summary(self) -> str:
         """A few lines a person can read."""
-        status = "converged, certified" if self.certified else "NOT converged (uncertified endpoint)"
+        if self.method == "sgd":  # SGD keeps moving: the endpoint is polished onto a critical point or is not
+            status = ("SGD endpoint polished to a certified critical point" if self.certified else
+                      "SGD endpoint NOT certified (no certified critical point next to it)")
+        else:
+            status = "converged, certified" if self.certified else "NOT converged (uncertified endpoint)"
         lines = [
             f"{status} ({self.method.replace('_', ' ')}: {self.integrator}): {self.message}",
             f"  L = {self.loss:.12g}, ‖∇L‖ = {self.gradient_norm:.3g} (flow stopped at {self.flow_gradient_norm:.3g}, "
