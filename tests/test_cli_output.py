@@ -116,3 +116,45 @@ def test_sgd_endpoint_is_not_called_converged():
     else:
         assert "not certified" in row
     assert f"{rec['flow_gradient_norm']:.2e}" in row
+
+
+# ------------------------------------------------------------------------------------------------ phases
+def test_run_announces_its_phases_in_order():
+    """Between steps a run names what it does: polishing a candidate, classifying it, ℒ*_M (for a non-filling
+    architecture, where M is not all filters) and the experiment's ℒ*, last."""
+    from lcnflow.experiments import execute, load_config
+    from lcnflow.flow import phases
+
+    seen: list[str] = []
+    cfg = load_config(None, ["data.source=planted", "data.num_samples=20", "architecture.input_size=15",
+                             "architecture.filter_sizes=[3,3]", "architecture.strides=[2,1]", "init.scale=0.5"])
+    steps = [0]
+    with phases.listening(seen.append):
+        run = execute(cfg, callback=lambda *a: steps.__setitem__(0, steps[0] + 1))
+    assert run.result.certified and steps[0] > 0
+    for phase in (phases.POLISHING, phases.CLASSIFYING, phases.SEARCHING_M, phases.FUNCTION_SPACE_OPTIMUM):
+        assert phase in seen, (phase, seen)
+    assert seen.index(phases.POLISHING) < seen.index(phases.CLASSIFYING)
+    assert seen[-1] == phases.FUNCTION_SPACE_OPTIMUM
+    phases.announce(phases.POLISHING)  # outside the block nobody listens
+    assert seen[-1] == phases.FUNCTION_SPACE_OPTIMUM
+
+
+def test_progress_line_names_the_phase():
+    from rich.console import Console
+
+    from lcnflow.cli import _progress
+    from lcnflow.experiments import load_config, prepare
+    from lcnflow.flow import phases
+
+    exp = prepare(load_config(None, TINY[1::2]))
+    buf = io.StringIO()
+    con = Console(file=buf, force_terminal=True, width=200)
+    with _progress(con, exp) as callback:
+        callback(1.5, np.zeros(3), 0.25, 1e-3)
+        phases.announce(phases.SEARCHING_M)
+        import time
+
+        time.sleep(0.3)  # the display refreshes 10 times a second
+    text = buf.getvalue()
+    assert "gradient flow · searching M for ℒ*_M …" in text and "t = 1.5" in text

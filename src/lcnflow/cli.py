@@ -274,10 +274,13 @@ def _replace_dir(staging: Path, out: Path) -> None:
 
 @contextmanager
 def _progress(console: Console, exp: Any) -> Iterator[Callable[[float, np.ndarray, float, float], None]]:
-    """A transient progress display of the flow time, the risk and the gradient norm.
+    """A transient progress display of the flow time, the risk and the gradient norm, and of the phase a run is in
+    between steps (Newton polishing, classification, the search for ℒ*_M, ℒ*: :mod:`lcnflow.flow.phases`).
 
     No percentage: a run ends where its limit is certified, and a plateau can last any number of decades of time,
     so there is nothing honest to divide by."""
+    from .flow.phases import listening
+
     columns = (SpinnerColumn(), TextColumn("[bold]{task.description}"), TextColumn("{task.fields[info]}"),
                TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
@@ -293,9 +296,16 @@ def _progress(console: Console, exp: Any) -> Iterator[Callable[[float, np.ndarra
                 return
             last[0] = now
             shown = f"L = {loss:.6g}  " if math.isfinite(loss) else ""
-            progress.update(task, info=f"t = {t:.3g}  {shown}‖∇L‖ ≈ {gnorm:.2e}")
+            state[0] = f"t = {t:.3g}  {shown}‖∇L‖ ≈ {gnorm:.2e}"
+            progress.update(task, description=label, info=state[0])
 
-        yield callback
+        def phase(name: str) -> None:
+            """Name the phase at once (it may last long, with no step to show); the last flow state stays."""
+            progress.update(task, description=f"{label} · {name} …", info=state[0])
+
+        state = [""]
+        with listening(phase):
+            yield callback
 
 
 def _yes(flag: Any, yes: str = "yes", no: str = "no") -> str:

@@ -35,6 +35,7 @@ from ..flow import FlowResult, invariants, theorem_hypotheses
 from ..flow.descent import run_descent
 from ..flow.integrate import run_flow
 from ..flow.optimum import unconstrained_optimum
+from ..flow.phases import FUNCTION_SPACE_OPTIMUM, announce
 from ..flow.sgd import stochastic_gradient_descent
 from ..losses import Loss, get_loss
 from ..risk import EmpiricalRisk, population_square_risk
@@ -624,6 +625,7 @@ def execute(what: ExperimentConfig | Experiment | Problem, spec: RunSpec | Exper
     for w in caught:
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     start = time.perf_counter()
+    announce(FUNCTION_SPACE_OPTIMUM)
     opt = function_space_optimum(exp.risk)
     timings = {"build_seconds": exp.build_seconds, "flow_seconds": flow_seconds,
                "optimum_seconds": time.perf_counter() - start}

@@ -23,6 +23,7 @@ import numpy as np
 from ..architecture import Architecture
 from ..conv import final_filter
 from ..risk import EmpiricalRisk
+from .phases import POLISHING, announce
 from .symmetry import complement_basis, layer_norms, layer_starts, symmetry_basis
 
 _SCALES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -194,6 +195,7 @@ def polish(
     max_iter : int
         Newton iterations at most.
     """
+    announce(POLISHING)
     w0 = np.asarray(w, dtype=np.float64)
     _, g = risk.flat_value_and_gradient(w0)
     g0 = float(np.linalg.norm(g))

@@ -48,6 +48,7 @@ from ..architecture import Architecture
 from ..conv import _final_filter, as_filters, final_filter_jacobian, flatten
 from ..risk import EmpiricalRisk
 from .optimum import FunctionSpaceBest, best_on_function_space, risk_rounding, unconstrained_optimum
+from .phases import CLASSIFYING, announce
 from .symmetry import complement_basis, layer_slices, symmetry_basis
 
 Kind = Literal["global_minimum", "local_minimum", "strict_saddle", "degenerate"]
@@ -442,6 +443,7 @@ def classify_critical_point(
     if function_space_tol is not None and not (isinstance(function_space_tol, int | float)
                                                and function_space_tol >= 0 and math.isfinite(function_space_tol)):
         raise ValueError(f"function_space_tol: must be a finite number ≥ 0, got {function_space_tol!r}")
+    announce(CLASSIFYING)
     arch = risk.arch
     ws = as_filters(arch, filters)
     w = flatten(ws)

@@ -42,6 +42,7 @@ from numpy.polynomial import polynomial as P
 from ..architecture import Architecture
 from ..conv import final_filter
 from ..risk import EmpiricalRisk
+from .phases import SEARCHING_M, announce
 
 __all__ = ["FunctionSpaceBest", "best_on_function_space", "real_root_count", "risk_rounding", "unconstrained_optimum"]
 
@@ -385,6 +386,7 @@ def best_on_function_space(risk: EmpiricalRisk, *, grid: tuple[int, ...] | None 
     default = grid is None and num_starts == NUM_STARTS and seed == 0
     if default and risk in _CACHE:
         return _CACHE[risk]
+    announce(SEARCHING_M)
     out = _compute(risk, grid, num_starts, seed)
     if default:
         _CACHE[risk] = out
