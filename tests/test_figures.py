@@ -221,6 +221,40 @@ def test_2d_examples_have_a_colour_bar_per_sample(run_2d):
     assert len(bars) == n
 
 
+@pytest.mark.parametrize("case", ["flat target", "all flat", "flat zero"])
+def test_flat_2d_patches_are_not_drawn_black(run_2d, case):
+    """A constant patch has no range of values of its own: a constant target is drawn on the range of the sample's
+    other panels, and when every panel is constant (a zero patch included) it is drawn mid-grey, never at the bottom
+    of the colour map as a zero-width range would draw it."""
+    _, data = run_2d
+    data = copy.deepcopy(data)
+    a = data.arrays
+    names = ["example_inputs", "example_outputs_limit", "example_outputs_optimum", "example_targets"]
+    c = 0.0 if case == "flat zero" else 0.7
+    for name in names if case != "flat target" else ["example_targets"]:
+        a[name] = np.full_like(a[name], c)
+    fig = F.examples(data)
+    images = [im for ax in fig.axes for im in ax.get_images()]
+    assert len(images) == 4 * min(a["example_inputs"].shape[0], 2)
+    for im in images:
+        lo, hi = im.norm.vmin, im.norm.vmax
+        assert hi > lo
+        values = np.asarray(im.get_array())
+        if np.ptp(values) == 0:  # a constant panel
+            shade = float(im.norm(values.flat[0]))
+            if case == "flat target":
+                assert lo <= c <= hi  # its true value on the other panels' range
+            else:
+                assert shade == pytest.approx(0.5, abs=1e-12)
+
+
+def test_grey_range_is_the_target_range_when_it_has_one():
+    y = np.array([[0.0, 2.0], [1.0, 1.5]])
+    assert F.grey_range(y, [y, 10 * y]) == (0.0, 2.0)
+    assert F.grey_range(np.full((2, 2), 3.0), [np.full((2, 2), 3.0)]) == (0.0, 6.0)
+    assert F.grey_range(np.ones((2, 2)), [np.ones((2, 2)), np.array([[-1.0, 4.0]])]) == (-1.0, 4.0)
+
+
 def test_plot_result_1d_draws_the_run_and_the_roots(rng):
     arch = lf.Architecture(20, [3, 3, 2])
     X = rng.standard_normal((40, 20))

@@ -518,7 +518,7 @@ def examples(run: RunData) -> Figure:
     fig = _new_figure(2.3 * len(cols) + 0.8, 2.3 * n + 0.3)
     axes = fig.subplots(n, len(cols), squeeze=False)
     for i in range(n):
-        lo, hi = float(np.min(y[i])), float(np.max(y[i]))
+        lo, hi = grey_range(y[i], [arr[i] for _, arr in cols])
         for j, (title, arr) in enumerate(cols):
             ax = axes[i, j]
             _bare(ax)
@@ -531,9 +531,31 @@ def examples(run: RunData) -> Figure:
             im = ax.imshow(img, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest", extent=extent)
             ax.set(xlim=(-0.5, w - 0.5), ylim=(h - 0.5, -0.5))
             ax.set_title(title if i == 0 else "")
-        # one grey scale per sample (the target's range; brighter or darker pixels saturate)
+        # one grey scale per sample (the target's range, see grey_range; brighter or darker pixels saturate)
         fig.colorbar(im, ax=axes[i, :].tolist(), shrink=0.85, pad=0.02, label=f"sample {i + 1}: value")
     return _finish(fig)
+
+
+def grey_range(target: np.ndarray, panels: list[np.ndarray]) -> tuple[float, float]:
+    """The grey scale ``(lo, hi)`` of one sample's image panels: the target's range of values.
+
+    A flat target (a constant patch, range at most ``1e-12`` of its size) has no range of its own: then the range of
+    all the sample's ``panels``, and if those are flat as well, ``c ± max(|c|, 1)`` around the constant ``c``, so a
+    constant image is drawn mid-grey (never black, as a zero-width range would draw it).
+    """
+    lo, hi = float(np.min(target)), float(np.max(target))
+
+    def flat(a: float, b: float) -> bool:
+        return not b - a > 1e-12 * max(abs(a), abs(b), 1e-300)
+
+    if flat(lo, hi):
+        lo = min(float(np.min(p)) for p in panels)
+        hi = max(float(np.max(p)) for p in panels)
+    if flat(lo, hi):
+        c = 0.5 * (lo + hi)
+        d = max(abs(c), 1.0)
+        lo, hi = c - d, c + d
+    return lo, hi
 
 
 def _bare(ax) -> None:
