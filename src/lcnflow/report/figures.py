@@ -161,14 +161,59 @@ def _shade_plateaus(axes, itinerary: list[dict], t: np.ndarray) -> None:
             ax.axvspan(lo, hi, color=PLATEAU, alpha=0.18, lw=0, label=what if j == 0 else None)
 
 
+#: :func:`log_time_hides_descent` is true when the log time axis leaves less than this fraction of its width to the
+#: time after the escape from the start.
+AFTER_ESCAPE_WIDTH = 0.2
+
+
+def log_time_hides_descent(times: np.ndarray, losses: np.ndarray) -> bool:
+    """Whether a log time axis squeezes what follows the escape from the start into a sliver at its right end.
+
+    The escape is the first recorded time at which the risk has fallen by a tenth of its whole descent
+    ``L(0) − L(end)``.  A log axis from the first positive time ``t₁`` to the last ``t_end`` gives the part after
+    the escape ``t_e`` the fraction ``log(t_end/t_e) / log(t_end/t₁)`` of its width; below
+    :data:`AFTER_ESCAPE_WIDTH` the descent and the approach to the limit are not readable on it.
+    """
+    t = np.asarray(times, dtype=float)
+    loss = np.asarray(losses, dtype=float)
+    ok = np.isfinite(loss) & np.isfinite(t)
+    t, loss = t[ok], loss[ok]
+    positive = t > 0
+    if positive.sum() < 3:
+        return False
+    drop = loss[0] - loss[-1]
+    if not drop > 0:
+        return False
+    escaped = np.nonzero((loss[0] - loss >= 0.1 * drop) & positive)[0]
+    if escaped.size == 0:
+        return False
+    t1, te, tend = t[positive][0], t[escaped[0]], t[-1]
+    if not tend > t1:
+        return False
+    return bool(np.log(tend / max(te, t1)) < AFTER_ESCAPE_WIDTH * np.log(tend / t1))
+
+
+def recorded_arc_length(trajectory: np.ndarray) -> np.ndarray:
+    """``s_n = Σ_{m<n} ‖w_{m+1} − w_m‖`` over the recorded points: the arc length of the polygon through them (a
+    lower bound of the trajectory's arc length to each point), ``s_0 = 0``."""
+    traj = np.asarray(trajectory, dtype=float)
+    if traj.shape[0] == 0:
+        return np.zeros(0)
+    steps = np.linalg.norm(np.diff(traj.reshape(traj.shape[0], -1), axis=0), axis=1)
+    return np.concatenate([[0.0], np.cumsum(np.where(np.isfinite(steps), steps, 0.0))])
+
+
 def convergence(run: RunData) -> Figure:
-    """Loss, loss above the limit, and gradient norm against time (log–log), stopping point marked."""
+    """Loss, loss above the limit, and gradient norm against time (log–log), stopping point marked; when the log
+    time axis hides what follows the escape (:func:`log_time_hides_descent`), a second row against arc length."""
     a, res = run.arrays, run.record["result"]
     ok, logt = _time_axis(a["times"])
     t, loss, gn = a["times"][ok], a["losses"][ok], a["gradient_norms"][ok]
     t_stop = res["t_final"]
-    fig = _new_figure(10.5, 4.3)
-    axes = fig.subplots(1, 3)
+    by_arc = logt and "trajectory" in a and log_time_hides_descent(a["times"], a["losses"])
+    fig = _new_figure(10.5, 7.6 if by_arc else 4.3)
+    grid = fig.subplots(2 if by_arc else 1, 3, squeeze=False)
+    axes = grid[0]
     opt = run.record["function_space_optimum"]["value"]
     limit = res["loss"]
     marker = None if logt else "o"
@@ -214,7 +259,30 @@ def convergence(run: RunData) -> Figure:
     axes[0].set_yscale("log" if _loggable(loss) and (limit is None or limit > 0) else "linear")
     for ax in (axes[0], axes[2]):  # below the panel, never on the curves
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=1)
+    if by_arc:
+        _against_arc_length(grid[1], a, res, limit)
     return _finish(fig)
+
+
+def _against_arc_length(axes, a: dict, res: dict, limit: float | None) -> None:
+    """Risk, risk above the limit and gradient norm against the recorded arc length (linear), every point drawn."""
+    s = recorded_arc_length(a["trajectory"])
+    loss, gn = a["losses"], a["gradient_norms"]
+    label = "arc length along the recorded points Σ‖Δw‖"
+    axes[0].plot(s, loss, color=LIMIT, marker=".", ms=3)
+    if _loggable(loss) and (limit is None or limit > 0):
+        axes[0].set_yscale("log")
+    axes[0].set(xlabel=label, ylabel="risk L", title="Risk against arc length")
+    gap = loss - (limit if limit is not None else np.inf)
+    good = gap > 1e-15 * max(1.0, abs(limit if limit is not None else 0.0))
+    if good.any() and res["converged"]:
+        axes[1].plot(s[good], gap[good], color=LIMIT, marker=".", ms=3)
+        axes[1].set_yscale("log")
+    axes[1].set(xlabel=label, ylabel=r"$L(w(t)) - L(w^*)$", title="Risk above the limit")
+    axes[2].plot(s, np.maximum(gn, 1e-300), color=LIMIT, marker=".", ms=3)
+    if _loggable(gn):
+        axes[2].set_yscale("log")
+    axes[2].set(xlabel=label, ylabel=r"gradient norm $\|\nabla L\|$", title="Gradient norm")
 
 
 # ---------------------------------------------------------------------------------------------------- invariants
@@ -619,7 +687,9 @@ FIGURES: list[tuple[str, Callable[[RunData], Figure | None], str]] = [
      "Risk and gradient norm against time on log–log axes. The dash-dotted line marks where the run stopped; the "
      "star is the certified gradient norm after Newton polishing. The dotted orange line is the function-space "
      "optimum ℒ* (the best any final filter can do; the global minimum of L when the architecture is filling). "
-     "A run that stopped at t = 0 shows its single point on a linear time axis."),
+     "A run that stopped at t = 0 shows its single point on a linear time axis. When the log time axis leaves less "
+     "than a fifth of its width to what follows the escape from the start (a late escape), a second row draws the "
+     "same curves against the arc length along the recorded points, which spreads the descent out."),
     ("roots", roots,
      "Roots of each layer polynomial and of the final filter p_v in the complex plane, at the start (hollow) and at "
      "the limit (filled), on one scale for all panels. Red rings mark roots shared by two layers — the "
