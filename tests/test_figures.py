@@ -260,6 +260,11 @@ def test_late_escape_gets_an_arc_length_row(run_1d, tmp_path):
     assert x[drop] - x[0] > 0.05 * (x[-1] - x[0])
     _, early = run_1d
     assert not [ax for ax in F.convergence(early).axes if ax.get_xlabel().startswith("arc length")]
+    # the coefficient paths follow: every recorded point against arc length, on a linear axis
+    panels = [ax for ax in F.filters(data).axes if ax.get_visible()]
+    assert all(ax.get_xlabel().startswith("arc length") and ax.get_xscale() == "linear" for ax in panels)
+    np.testing.assert_allclose(panels[0].get_lines()[0].get_xdata(), x)
+    assert all(ax.get_xscale() == "log" for ax in F.filters(early).axes if ax.get_visible())
 
 
 @pytest.mark.parametrize("case", ["flat target", "all flat", "flat zero"])

@@ -330,10 +330,16 @@ def _coefficient_labels(symbol: str, shape: tuple[int, ...]) -> list[str]:
 
 
 def filters(run: RunData) -> Figure:
-    """Every coefficient of every layer, and of the final filter ``v = π(w)``, against time."""
+    """Every coefficient of every layer, and of the final filter ``v = π(w)``, against time (against the recorded arc
+    length when the log time axis hides what follows the escape, :func:`log_time_hides_descent`)."""
     a = run.arrays
     ok, logt = _time_axis(a["times"])
-    t = a["times"][ok]
+    by_arc = logt and log_time_hides_descent(a["times"], a["losses"])
+    if by_arc:
+        ok = np.ones(a["times"].shape, bool)
+        t = recorded_arc_length(a["trajectory"])
+    else:
+        t = a["times"][ok]
     traj = a["trajectory"][ok]
     shapes = [tuple(sh) for sh in run.arch["filter_shapes"]]
     kv = run.arch["final_filter_size"]
@@ -351,10 +357,11 @@ def filters(run: RunData) -> Figure:
         for j in range(coeffs.shape[1]):
             ax.plot(t, coeffs[:, j], lw=1.1, label=labels[j], marker=None if logt else "o")
         ax.axhline(0, color="black", lw=0.5)
-        ax.set_xscale("log" if logt else "linear")
+        ax.set_xscale("log" if logt and not by_arc else "linear")
         if not logt:
             _stopped_at_zero(ax)
-        ax.set(title=title, xlabel=_time_label(run).split(" (")[0], ylabel="coefficient value")
+        xlabel = "arc length Σ‖Δw‖ (recorded points)" if by_arc else _time_label(run).split(" (")[0]
+        ax.set(title=title, xlabel=xlabel, ylabel="coefficient value")
         if coeffs.shape[1] <= MAX_LEGEND_COEFFICIENTS:
             ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=min(coeffs.shape[1], 4),
                       handlelength=1.2, columnspacing=0.8)
@@ -703,7 +710,8 @@ FIGURES: list[tuple[str, Callable[[RunData], Figure | None], str]] = [
      "Example inputs, the network's output at the limit, the output of the optimal final filter, and the target "
      "(images: one grey scale per sample, set by the target's range)."),
     ("filters", filters, "Every coefficient of every layer, and of the final filter, along the trajectory "
-     "(legend: coefficient index; row-major in 2D)."),
+     "(legend: coefficient index; row-major in 2D): against time on a log axis, or against the arc length along the "
+     "recorded points when that axis would squeeze everything after a late escape into its right end."),
     ("invariants", invariants,
      "Drift of the conserved quantities δᵢ = ‖w⁽ⁱ⁺¹⁾‖² − ‖w⁽ⁱ⁾‖², divided by max(‖w(0)‖², ‖w(t)‖²) — the "
      "normalisation of the “invariant drift” in the summary and in result.json, whose value is the largest drift "
