@@ -265,6 +265,11 @@ def test_late_escape_gets_an_arc_length_row(run_1d, tmp_path):
     assert all(ax.get_xlabel().startswith("arc length") and ax.get_xscale() == "linear" for ax in panels)
     np.testing.assert_allclose(panels[0].get_lines()[0].get_xdata(), x)
     assert all(ax.get_xscale() == "log" for ax in F.filters(early).axes if ax.get_visible())
+    # and the in-memory figure of the result
+    fig = plot_result(late.result, late.experiment.risk)
+    (risk_ax,) = [ax for ax in fig.axes if ax.get_title() == "Risk"]
+    assert risk_ax.get_xlabel().startswith("arc length") and risk_ax.get_xscale() == "linear"
+    np.testing.assert_allclose(risk_ax.get_lines()[0].get_xdata(), x)
 
 
 @pytest.mark.parametrize("case", ["flat target", "all flat", "flat zero"])

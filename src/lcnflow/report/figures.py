@@ -739,16 +739,27 @@ def plot_result(result: Any, risk: Any) -> Figure:
     Returns
     -------
     matplotlib.figure.Figure
-        Panels: ``L(w(t))`` with the limit's value; ``‖∇L(w(t))‖`` with ``gtol`` and the certified norm; in 1D the
-        roots of every layer polynomial ``p_{w^(i)}(t^{S_{i−1}})`` at the start (hollow) and at the limit (filled),
-        roots shared by two layers ringed.  Save it with ``fig.savefig("run.png")``.
+        Panels: ``L(w(t))`` with the limit's value; ``‖∇L(w(t))‖`` with ``gtol`` and the certified norm (against
+        time on a log axis, or against the arc length along the recorded points when that axis would hide what
+        follows a late escape, :func:`log_time_hides_descent`); in 1D the roots of every layer polynomial
+        ``p_{w^(i)}(t^{S_{i−1}})`` at the start (hollow) and at the limit (filled), roots shared by two layers
+        ringed.  Save it with ``fig.savefig("run.png")``.
     """
     import matplotlib
 
     arch = risk.arch
     times = np.asarray(result.times, dtype=np.float64)
     ok, logt = _time_axis(times)
-    t = times[ok]
+    by_arc = logt and log_time_hides_descent(times, np.asarray(result.losses, dtype=np.float64))
+    itinerary = [p.to_dict() for p in getattr(result, "itinerary", [])]
+    xlabel = "flow time t"
+    if by_arc:  # every recorded point, against arc length; the plateaus' times mapped onto it
+        ok = np.ones(times.shape, bool)
+        arc = recorded_arc_length(np.asarray(result.trajectory, dtype=np.float64))
+        itinerary = [{**p, "t_enter": float(np.interp(p["t_enter"], times, arc)),
+                      "t_leave": float(np.interp(p["t_leave"], times, arc))} for p in itinerary]
+        xlabel = "arc length Σ‖Δw‖ (recorded points)"
+    t = arc if by_arc else times[ok]
     marker = None if logt else "o"
     one_d = arch.ndim == 1
     with matplotlib.rc_context(STYLE):
@@ -763,23 +774,23 @@ def plot_result(result: Any, risk: Any) -> Figure:
             ax.axhline(result.loss, color=LIMIT, ls="--", lw=0.9, label=f"{end} = {result.loss:.4g}")
         if _loggable(np.asarray(result.losses)):
             ax.set_yscale("log")
-        ax.set(xlabel="flow time t", ylabel="risk L", title="Risk")
+        ax.set(xlabel=xlabel, ylabel="risk L", title="Risk")
 
         ax = axes[1]
         gn = np.asarray(result.gradient_norms)[ok]
         ax.plot(t, gn, color=LIMIT, marker=marker, label=r"$\|\nabla L(w(t))\|$")
         if result.converged and result.gradient_norm is not None and result.gradient_norm > 0:
             word = "certified" if result.certified else "polished (not certified)"
-            ax.plot([result.t_final], [result.gradient_norm], marker="*", ms=11, ls="none",
+            ax.plot([t[-1] if by_arc else result.t_final], [result.gradient_norm], marker="*", ms=11, ls="none",
                     color=TRUTH if result.certified else ALERT,
                     label=rf"{word} $\|\nabla L(w^*)\|$ = {result.gradient_norm:.2g}")
         if _loggable(gn):
             ax.set_yscale("log")
-        ax.set(xlabel="flow time t", ylabel=r"$\|\nabla L\|$", title="Gradient norm")
-        _shade_plateaus(axes[:2], [p.to_dict() for p in getattr(result, "itinerary", [])], t)
+        ax.set(xlabel=xlabel, ylabel=r"$\|\nabla L\|$", title="Gradient norm")
+        _shade_plateaus(axes[:2], itinerary, t)
         for ax in axes[:2]:
-            ax.set_xscale("log" if logt else "linear")
-            if logt and result.t_final > 0:
+            ax.set_xscale("log" if logt and not by_arc else "linear")
+            if logt and result.t_final > 0 and not by_arc:
                 ax.axvline(result.t_final, color=stop_color, lw=0.9, ls="-.")
             if not logt:
                 _stopped_at_zero(ax)
