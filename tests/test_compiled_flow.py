@@ -83,9 +83,12 @@ def test_compiled_segments_take_the_python_steppers_steps(arch, scale, monkeypat
     assert fast.t_final == pytest.approx(slow.t_final, rel=1e-6)
     np.testing.assert_allclose(fast.final_filter, slow.final_filter, rtol=0,
                                atol=1e-12 * np.max(np.abs(slow.final_filter)))
-    # the record: the same log-spaced times and states, the same arc length and invariant drift
-    np.testing.assert_allclose(fast.times, slow.times, rtol=1e-6)
-    np.testing.assert_allclose(fast.trajectory, slow.trajectory, rtol=0,
+    # the record: the compiled segments keep the log-spaced times, the Python recorder those and the points where
+    # the run moves (flow/result.py, Recorder): the same states at the shared times; the same arc length and drift
+    match = np.searchsorted(slow.times, fast.times * (1 - 1e-6))
+    assert np.all(match < slow.times.size)
+    np.testing.assert_allclose(fast.times, slow.times[match], rtol=1e-6)
+    np.testing.assert_allclose(fast.trajectory, slow.trajectory[match], rtol=0,
                                atol=1e-9 * np.max(np.abs(slow.trajectory)))
     assert fast.arc_length == pytest.approx(slow.arc_length, rel=1e-9)
     assert fast.invariant_drift == pytest.approx(slow.invariant_drift, rel=1e-6, abs=1e-15)

@@ -320,3 +320,17 @@ def test_readme_documents_every_config_key():
     assert not missing, missing
     data_keys = {k for model in DATA_SOURCES.values() for k in model.model_fields}
     assert not [k for k in data_keys if f"`{k}`" not in readme and f"`data.{k}`" not in readme]
+
+
+@pytest.mark.parametrize(("overrides", "name"), [
+    ({"loss.name": "log_cosh"}, "mnist1d-deblur (modified)"),
+    (["init.seed=3"], "mnist1d-deblur (modified)"),
+    ({"data.source": "mnist1d", "data.num_samples": 100}, "mnist1d-deblur (modified)"),
+    ({"data.source": "planted"}, "default-planted (modified)"),
+    (["data.source=population"], "default-population (modified)"),
+])
+def test_modified_default_is_named_after_its_data(overrides, name):
+    """The built-in default's name says MNIST-1D only while the data are MNIST-1D."""
+    cfg = load_config(None, overrides)
+    assert cfg.name == name
+    assert ("mnist1d" in cfg.name) == (cfg.data.source == "mnist1d")

@@ -221,6 +221,91 @@ def test_2d_examples_have_a_colour_bar_per_sample(run_2d):
     assert len(bars) == n
 
 
+def test_log_time_hides_descent_by_the_width_left_after_the_escape():
+    t = np.array([0.0, 1.0, 10.0, 100.0, 1000.0, 1100.0, 1200.0])
+    late = np.array([2.0, 2.0, 2.0, 2.0, 2.0, 0.5, 0.4])  # escape at 1100: log(1200/1100)/log(1200) ≈ 1 %
+    early = np.array([2.0, 1.0, 0.6, 0.45, 0.41, 0.4, 0.4])  # escape at t = 1: the whole axis follows it
+    assert F.log_time_hides_descent(t, late) and not F.log_time_hides_descent(t, early)
+    assert not F.log_time_hides_descent(t, np.full(t.size, 2.0))  # no descent, nothing hidden
+    assert not F.log_time_hides_descent(np.zeros(1), np.ones(1))
+    # the threshold: the escape at t_e leaves log(t_end/t_e)/log(t_end/t_1) of the width
+    te = 1200.0 ** (1 - F.AFTER_ESCAPE_WIDTH)
+    for factor, hidden in ((1.05, True), (0.95, False)):
+        tt = np.array([0.0, 1.0, te * factor, 1200.0])
+        assert F.log_time_hides_descent(tt, np.array([2.0, 2.0, 1.0, 0.4])) == hidden
+
+
+def test_recorded_arc_length_is_the_polygon_through_the_points():
+    traj = np.array([[0.0, 0.0], [3.0, 4.0], [3.0, 4.0], [3.0, 5.0]])
+    np.testing.assert_allclose(F.recorded_arc_length(traj), [0.0, 5.0, 5.0, 6.0], rtol=0, atol=0)
+
+
+def test_late_escape_gets_an_arc_length_row(run_1d, tmp_path):
+    """A run from a small initialization leaves the origin's plateau late: on the log time axis its whole descent
+    is a cliff at the right end, so the figure adds the same curves against arc length (every recorded point,
+    spread by how far w moved); a run that escapes at once keeps the single row."""
+    late = execute(config_from_dict({"name": "late"}, {**TINY_1D, "init.scale": 1e-3}))
+    late.save(tmp_path, report=False)
+    data = load_run(tmp_path)
+    assert F.log_time_hides_descent(data.arrays["times"], data.arrays["losses"])
+    fig = F.convergence(data)
+    arc = [ax for ax in fig.axes if ax.get_xlabel().startswith("arc length")]
+    assert len(arc) == 3
+    (risk,) = [ax for ax in arc if ax.get_ylabel() == "risk L"]
+    x, y = risk.get_lines()[0].get_data()
+    np.testing.assert_allclose(x, F.recorded_arc_length(data.arrays["trajectory"]))
+    np.testing.assert_allclose(y, data.arrays["losses"])
+    # the descent takes a visible part of the arc-length axis (on the log time axis, under a fifth)
+    drop = np.nonzero(y <= y[0] - 0.5 * (y[0] - y[-1]))[0][0]
+    assert x[drop] - x[0] > 0.05 * (x[-1] - x[0])
+    _, early = run_1d
+    assert not [ax for ax in F.convergence(early).axes if ax.get_xlabel().startswith("arc length")]
+    # the coefficient paths follow: every recorded point against arc length, on a linear axis
+    panels = [ax for ax in F.filters(data).axes if ax.get_visible()]
+    assert all(ax.get_xlabel().startswith("arc length") and ax.get_xscale() == "linear" for ax in panels)
+    np.testing.assert_allclose(panels[0].get_lines()[0].get_xdata(), x)
+    assert all(ax.get_xscale() == "log" for ax in F.filters(early).axes if ax.get_visible())
+    # and the in-memory figure of the result
+    fig = plot_result(late.result, late.experiment.risk)
+    (risk_ax,) = [ax for ax in fig.axes if ax.get_title() == "Risk"]
+    assert risk_ax.get_xlabel().startswith("arc length") and risk_ax.get_xscale() == "linear"
+    np.testing.assert_allclose(risk_ax.get_lines()[0].get_xdata(), x)
+
+
+@pytest.mark.parametrize("case", ["flat target", "all flat", "flat zero"])
+def test_flat_2d_patches_are_not_drawn_black(run_2d, case):
+    """A constant patch has no range of values of its own: a constant target is drawn on the range of the sample's
+    other panels, and when every panel is constant (a zero patch included) it is drawn mid-grey, never at the bottom
+    of the colour map as a zero-width range would draw it."""
+    _, data = run_2d
+    data = copy.deepcopy(data)
+    a = data.arrays
+    names = ["example_inputs", "example_outputs_limit", "example_outputs_optimum", "example_targets"]
+    c = 0.0 if case == "flat zero" else 0.7
+    for name in names if case != "flat target" else ["example_targets"]:
+        a[name] = np.full_like(a[name], c)
+    fig = F.examples(data)
+    images = [im for ax in fig.axes for im in ax.get_images()]
+    assert len(images) == 4 * min(a["example_inputs"].shape[0], 2)
+    for im in images:
+        lo, hi = im.norm.vmin, im.norm.vmax
+        assert hi > lo
+        values = np.asarray(im.get_array())
+        if np.ptp(values) == 0:  # a constant panel
+            shade = float(im.norm(values.flat[0]))
+            if case == "flat target":
+                assert lo <= c <= hi  # its true value on the other panels' range
+            else:
+                assert shade == pytest.approx(0.5, abs=1e-12)
+
+
+def test_grey_range_is_the_target_range_when_it_has_one():
+    y = np.array([[0.0, 2.0], [1.0, 1.5]])
+    assert F.grey_range(y, [y, 10 * y]) == (0.0, 2.0)
+    assert F.grey_range(np.full((2, 2), 3.0), [np.full((2, 2), 3.0)]) == (0.0, 6.0)
+    assert F.grey_range(np.ones((2, 2)), [np.ones((2, 2)), np.array([[-1.0, 4.0]])]) == (-1.0, 4.0)
+
+
 def test_plot_result_1d_draws_the_run_and_the_roots(rng):
     arch = lf.Architecture(20, [3, 3, 2])
     X = rng.standard_normal((40, 20))

@@ -392,6 +392,28 @@ def test_compare_methods_distances_against_the_radau_reference():
     assert "same limit as the flow" in cmp.summary()
 
 
+def test_compare_methods_maximum_is_over_every_step():
+    """``max_distance_to_flow`` is ``max_k ‖w_k − w_ref(kη)‖`` over every step of SGD (iterates from the callback,
+    the flow from the independent Radau reference), not over the log-spaced matched steps it keeps; the step of the
+    maximum is among them."""
+    prob = shared_problem("1d-square")
+    eta = 0.01
+    cmp = compare_methods(prob.risk, prob.w0, eta, 2, max_steps=100, seed=1, num_matched=5, gd=False)
+    ref = shared_reference("1d-square", 1.0)
+    _, states = _record(prob.risk, prob.w0, eta, 2, max_steps=100, seed=1)
+    times = eta * np.arange(len(states))
+    every = np.linalg.norm(np.array([w for _, w in states]) - ref(times), axis=1)
+    run = cmp.runs["sgd"]
+    # the flow inside compare_methods runs at rtol 1e-9: its states agree with Radau to ~1e-8
+    assert run.max_distance_to_flow == pytest.approx(np.max(every), abs=1e-7)
+    assert run.time_of_max == pytest.approx(times[np.argmax(every)], rel=1e-9)
+    assert run.time_of_max in run.times and len(run.steps) <= 5 + 2
+    sampled = np.linalg.norm(run.states - ref(run.times), axis=1)
+    assert np.max(sampled) == pytest.approx(run.max_distance_to_flow, abs=1e-7)  # the maximum's step is kept
+    assert cmp.table()[1]["max_distance_to_flow"] == run.max_distance_to_flow
+    assert f"{run.max_distance_to_flow:.3g}" in cmp.summary()
+
+
 def test_compare_methods_same_limit_and_outcomes():
     prob = _wide()
     cmp = compare_methods(prob.risk, prob.w0, 0.01, 3, epochs=400, seed=2, sgd_options={"polish_radius": 0.1})

@@ -376,9 +376,19 @@ def test_summary_table_and_html(tmp_path):
     csv = summary.csv_path.read_text()
     assert csv.startswith('"cell","architecture.filter_sizes"') and '\n0,"[2,2]",' in csv  # lists as JSON text
     assert "<td class=\"key\">[3,2]</td>" in html
+    # --json prints and leaves the files as they are (byte for byte, and not rewritten)
+    html_before, csv_before = summary.html_path.read_bytes(), summary.csv_path.read_bytes()
+    mtimes = (summary.html_path.stat().st_mtime_ns, summary.csv_path.stat().st_mtime_ns)
+    summary.html_path.write_bytes(html_before + b"<!-- kept -->")
     result = CliRunner().invoke(app, ["summarize", str(out), "--json"])
     assert result.exit_code == 0
     assert json.loads(result.output)["num_finished"] == 12
+    assert summary.html_path.read_bytes() == html_before + b"<!-- kept -->"
+    assert summary.csv_path.read_bytes() == csv_before and summary.csv_path.stat().st_mtime_ns == mtimes[1]
+    summary.html_path.unlink()
+    summary.csv_path.unlink()
+    assert CliRunner().invoke(app, ["summarize", str(out), "--json"]).exit_code == 0
+    assert not summary.html_path.exists() and not summary.csv_path.exists()
     result = CliRunner().invoke(app, ["summarize", str(tmp_path / "nope")])
     assert result.exit_code == 2 and "not a sweep directory" in result.output
 

@@ -274,10 +274,13 @@ def _replace_dir(staging: Path, out: Path) -> None:
 
 @contextmanager
 def _progress(console: Console, exp: Any) -> Iterator[Callable[[float, np.ndarray, float, float], None]]:
-    """A transient progress display of the flow time, the risk and the gradient norm.
+    """A transient progress display of the flow time, the risk and the gradient norm, and of the phase a run is in
+    between steps (Newton polishing, classification, the search for ℒ*_M, ℒ*: :mod:`lcnflow.analysis.phases`).
 
     No percentage: a run ends where its limit is certified, and a plateau can last any number of decades of time,
     so there is nothing honest to divide by."""
+    from lcnflow.analysis.phases import listening
+
     columns = (SpinnerColumn(), TextColumn("[bold]{task.description}"), TextColumn("{task.fields[info]}"),
                TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
@@ -293,9 +296,16 @@ def _progress(console: Console, exp: Any) -> Iterator[Callable[[float, np.ndarra
                 return
             last[0] = now
             shown = f"L = {loss:.6g}  " if math.isfinite(loss) else ""
-            progress.update(task, info=f"t = {t:.3g}  {shown}‖∇L‖ ≈ {gnorm:.2e}")
+            state[0] = f"t = {t:.3g}  {shown}‖∇L‖ ≈ {gnorm:.2e}"
+            progress.update(task, description=label, info=state[0])
 
-        yield callback
+        def phase(name: str) -> None:
+            """Name the phase at once (it may last long, with no step to show); the last flow state stays."""
+            progress.update(task, description=f"{label} · {name} …", info=state[0])
+
+        state = [""]
+        with listening(phase):
+            yield callback
 
 
 def _yes(flag: Any, yes: str = "yes", no: str = "no") -> str:
@@ -314,6 +324,8 @@ def _size(k: Any) -> str:
 
 
 def _summary(console: Console, rec: dict[str, Any], config: str | None, out: Path | None) -> None:
+    from lcnflow.dynamics.result import lojasiewicz_caveat
+
     arch, loss, data, res, verdict = rec["architecture"], rec["loss"], rec["data"], rec["result"], rec["verdict"]
     cond, hyp = data["condition"], rec["hypotheses"]
     cp = res.get("critical_point") or {}
@@ -350,7 +362,15 @@ def _summary(console: Console, rec: dict[str, Any], config: str | None, out: Pat
     theta = res["lojasiewicz_exponent"]
     if theta is not None:
         certificate += f"; Łojasiewicz θ ≈ {_num(theta, '.2f')}"
-    if res["converged"]:
+        if caveat := lojasiewicz_caveat(theta):
+            certificate += f" ({caveat})"
+    if res["method"] == "sgd":  # SGD with a constant step keeps moving: its endpoint is polished, not a limit
+        t.add_row("endpoint", (f"polished to a certified critical point — SGD's last iterate is not a limit: "
+                               f"{certificate}") if res["certified"] else
+                  (f"{_yes(False, no='not certified')} — no certified critical point next to SGD's last iterate "
+                   f"(‖∇L‖ = {_num(res['flow_gradient_norm'], '.2e')}); invariant drift "
+                   f"{_num(res['invariant_drift'], '.2g')}, arc length {_num(res['arc_length'], '.4g')}"))
+    elif res["converged"]:
         t.add_row("converged", f"{_yes(True)}, certified: {_yes(res['certified'])} — {certificate}")
     else:
         t.add_row("converged", f"{_yes(False)} — invariant drift {_num(res['invariant_drift'], '.2g')}, "

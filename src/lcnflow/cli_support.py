@@ -10,7 +10,7 @@ lcnflow.sweep``) use this one copy, so they fail the same way:
 * error lines are written as plain text, never wrapped, whatever the terminal width and whether or not stderr is a
   terminal (a pipe, a file, a test): a message's own line breaks are joined into one line;
 * tables and summaries printed through :func:`console` are laid out at the terminal's width on a terminal and are
-  never wrapped or truncated otherwise.
+  never wrapped or truncated otherwise; then no line ends in spaces (Rich pads table cells to the column width).
 """
 
 from __future__ import annotations
@@ -65,12 +65,49 @@ def error_line(message: str, prefix: str = "error") -> None:
     typer.echo(f"{prefix}: {one_line(message)}", err=True)
 
 
+class TrailingSpaceStripper:
+    """A text stream that writes to ``sys.stdout`` (or ``sys.stderr``) with the spaces at the end of every line
+    removed.
+
+    Spaces at the end of what was written so far are held back until the next write shows whether a line break
+    (then they are dropped) or more text (then they are written) follows; spaces still held at exit are dropped.
+    """
+
+    def __init__(self, stderr: bool = False) -> None:
+        self._stderr = stderr
+        self._held = ""
+
+    @property
+    def stream(self):
+        """The stream written to (looked up at each write, so a replaced ``sys.stdout`` is honoured)."""
+        return sys.stderr if self._stderr else sys.stdout
+
+    def write(self, text: str) -> int:
+        lines = (self._held + text).split("\n")
+        last = lines.pop()
+        kept = last.rstrip(" ")
+        self._held = last[len(kept):]
+        self.stream.write("".join(line.rstrip(" ") + "\n" for line in lines) + kept)
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+    def __getattr__(self, name: str) -> Any:  # encoding, fileno, … of the stream
+        return getattr(self.stream, name)
+
+
 def console(stderr: bool = False) -> Console:
-    """A Rich console: the terminal's width on a terminal; otherwise so wide that nothing is wrapped or cut."""
+    """A Rich console: the terminal's width on a terminal; otherwise so wide that nothing is wrapped or cut, and
+    without spaces at the ends of lines (see :class:`TrailingSpaceStripper`)."""
     probe = Console(stderr=stderr)
     if probe.is_terminal:
         return Console(stderr=stderr, highlight=False)
-    return Console(stderr=stderr, highlight=False, width=UNWRAPPED_WIDTH, soft_wrap=True)
+    return Console(file=TrailingSpaceStripper(stderr), highlight=False, width=UNWRAPPED_WIDTH, soft_wrap=True,
+                   force_terminal=False)
 
 
 def guard(

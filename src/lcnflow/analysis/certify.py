@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lcnflow.analysis.phases import POLISHING, announce
 from lcnflow.analysis.symmetry import complement_basis, layer_norms, layer_starts, symmetry_basis
 from lcnflow.model.architecture import Architecture
 from lcnflow.model.conv import final_filter
@@ -187,6 +188,7 @@ def polish(
     max_iter : int
         Newton iterations at most.
     """
+    announce(POLISHING)
     w0 = np.asarray(w, dtype=np.float64)
     _, g = risk.flat_value_and_gradient(w0)
     g0 = float(np.linalg.norm(g))

@@ -45,6 +45,7 @@ import numpy as np
 from numpy.polynomial import polynomial as P
 
 from lcnflow.analysis.optimum import FunctionSpaceBest, best_on_function_space, risk_rounding, unconstrained_optimum
+from lcnflow.analysis.phases import CLASSIFYING, announce
 from lcnflow.analysis.symmetry import complement_basis, layer_slices, symmetry_basis
 from lcnflow.model.architecture import Architecture
 from lcnflow.model.conv import as_filters, final_filter_jacobian, final_filter_unchecked, flatten
@@ -442,6 +443,7 @@ def classify_critical_point(
     if function_space_tol is not None and not (isinstance(function_space_tol, int | float)
                                                and function_space_tol >= 0 and math.isfinite(function_space_tol)):
         raise ValueError(f"function_space_tol: must be a finite number ≥ 0, got {function_space_tol!r}")
+    announce(CLASSIFYING)
     arch = risk.arch
     ws = as_filters(arch, filters)
     w = flatten(ws)

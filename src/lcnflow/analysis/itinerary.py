@@ -1,12 +1,17 @@
 r"""The itinerary of a run: the plateaus it crossed and the critical points it passed on the way.
 
 From a small initialization a deep LCN's flow first lingers near the origin (a degenerate saddle), then may linger
-near further saddles before it settles — *saddle-to-saddle* dynamics.  On the record of a run (log-spaced in time)
-a **plateau** is a stretch on which
+near further saddles before it settles — *saddle-to-saddle* dynamics.  On the record of a run (dense wherever the
+run moves, and log-spaced in the time since each move: :class:`~lcnflow.dynamics.result.Recorder`) a **plateau** is a
+stretch on which
 
 * the loss stays within ``1e-3 Δ`` of one level (``Δ = L(w_0) − L(limit)``, the run's whole descent),
-* for at least a decade of time (``t_leave ≥ 10 t_enter``),
-* above the final level by more than ``1e-2 Δ`` (the approach to the limit is not a plateau),
+* while the time grows by a factor of at least ten: for the start's plateau the flow time itself
+  (``t_leave ≥ 10 t₁``, ``t₁`` the first recorded time after 0), for any later one the time since the escape from
+  the start (``t_leave − t_e ≥ 10 (t_enter − t_e)``, ``t_e`` the last recorded time on the start's level; a
+  plateau reached an instant after a late escape is measured on its own time scale, not on ``log t`` from 0),
+* above the final level by more than ``2e-3 Δ`` (the approach to the limit is not a plateau) and, after the escape,
+  below the start's level by as much (nor is the departure from the start),
 * while the flow is slow for the reason that makes it a plateau: near a critical point
   (``‖∇L‖ ≤ 1e-2 · S(w)``, :func:`~lcnflow.analysis.certify.gradient_scale`) or near the origin, where ``dπ`` is
   small (``D(w) ≤ 1e-2 D_ref``, the cofactor size of parameters of the problem's natural size).
@@ -32,8 +37,10 @@ from lcnflow.model.risk import EmpiricalRisk
 
 #: Loss tolerance of a plateau, relative to the run's whole descent.
 LEVEL_RTOL = 1e-3
-#: A plateau lasts at least this factor in time.
+#: A plateau lasts at least this factor in time (in the time since the escape from the start, after it).
 MIN_TIME_FACTOR = 10.0
+#: A plateau lies above the final level by more than this many level tolerances.
+ABOVE_FINAL = 2.0
 
 
 @dataclass(frozen=True)
@@ -132,17 +139,27 @@ def find_plateaus(risk: EmpiricalRisk, times: np.ndarray, losses: np.ndarray, gr
                 rel[i] = grads[i] / size if size > 0 else 0.0
                 slow[i] = rel[i] <= 1e-2 or _cofactor_size(layer_norms(arch, states[i])) <= 1e-2 * d_ref
 
+    n = times.size
+    start = 0  # the start's level: the last recorded time on it is the escape
+    while start + 1 < n and np.isfinite(losses[start + 1]) and abs(losses[start + 1] - losses[0]) <= tol:
+        start += 1
+    t_escape = float(times[start])
     out: list[Plateau] = []
-    j, n = 0, times.size
+    j = 0
     while j < n - 1:
         k = j
         lo = hi = losses[j]
         while k + 1 < n and np.isfinite(losses[k + 1]) and max(hi, losses[k + 1]) - min(lo, losses[k + 1]) <= tol:
             k += 1
             lo, hi = min(lo, losses[k]), max(hi, losses[k])
-        t_a = times[j] if times[j] > 0 else times[min(j + 1, n - 1)]
-        long_flat = (k > j and k < n - 1 and times[k] >= MIN_TIME_FACTOR * t_a
-                     and np.median(losses[j:k + 1]) - final_loss > 10 * tol)
+        if j == 0:  # the start's plateau, in flow time
+            t_a = times[0] if times[0] > 0 else times[min(1, n - 1)]
+            grows = times[k] >= MIN_TIME_FACTOR * t_a
+        else:  # in the time since the escape
+            grows = times[j] > t_escape and times[k] - t_escape >= MIN_TIME_FACTOR * (times[j] - t_escape)
+        level = np.median(losses[j:k + 1])
+        long_flat = (k > j and k < n - 1 and grows and level - final_loss > ABOVE_FINAL * tol
+                     and (j == 0 or losses[0] - level > ABOVE_FINAL * tol))
         if long_flat:
             assess(range(j, k + 1))
         if long_flat and slow[j:k + 1].any():

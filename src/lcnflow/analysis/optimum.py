@@ -39,6 +39,7 @@ import numpy as np
 import scipy.optimize
 from numpy.polynomial import polynomial as P
 
+from lcnflow.analysis.phases import SEARCHING_M, announce
 from lcnflow.model.architecture import Architecture
 from lcnflow.model.conv import final_filter
 from lcnflow.model.risk import EmpiricalRisk
@@ -385,6 +386,7 @@ def best_on_function_space(risk: EmpiricalRisk, *, grid: tuple[int, ...] | None 
     default = grid is None and num_starts == NUM_STARTS and seed == 0
     if default and risk in _CACHE:
         return _CACHE[risk]
+    announce(SEARCHING_M)
     out = _compute(risk, grid, num_starts, seed)
     if default:
         _CACHE[risk] = out

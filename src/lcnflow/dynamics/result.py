@@ -18,6 +18,23 @@ from lcnflow.dynamics.options import StopReason
 from lcnflow.model.conv import Filters
 from lcnflow.model.risk import compiled_kernels
 
+#: A fitted Łojasiewicz exponent below this is reported with :func:`lojasiewicz_caveat` (it prints as 0.49 or less).
+LOJASIEWICZ_BELOW_HALF = 0.495
+
+
+def lojasiewicz_caveat(theta: float | None) -> str | None:
+    """What a fitted Łojasiewicz exponent below ½ means, or ``None`` for ``θ ≥ ½`` (and for no fit).
+
+    The Łojasiewicz inequality ``|L(w) − L(w*)|^θ ≤ C ‖∇L(w)‖`` of an analytic ``L`` holds with ``θ ∈ [½, 1)``
+    (``θ = ½`` at a non-degenerate minimum, docs/theory.md): a fitted ``θ < ½`` is outside that range, so the fit
+    does not measure the exponent — the recorded tail is too short or not yet in its asymptotic regime, or the limit
+    is degenerate and approached too slowly for the record to show it.
+    """
+    if theta is None or not math.isfinite(theta) or theta >= LOJASIEWICZ_BELOW_HALF:
+        return None
+    return ("below ½, outside the range [½, 1) of the Łojasiewicz inequality (½ at a non-degenerate minimum): "
+            "the fit is unreliable or the limit degenerate")
+
 #: What produced a result, named as the config's ``flow.method``.
 Method = Literal["gradient_flow", "gradient_descent", "sgd"]
 #: What a run ended at: a certified limit's kind, a certified limit left unclassified, or no certificate.
@@ -219,7 +236,11 @@ class FlowResult:
 
     def summary(self) -> str:
         """A few lines a person can read."""
-        status = "converged, certified" if self.certified else "NOT converged (uncertified endpoint)"
+        if self.method == "sgd":  # SGD keeps moving: the endpoint is polished onto a critical point or is not
+            status = ("SGD endpoint polished to a certified critical point" if self.certified else
+                      "SGD endpoint NOT certified (no certified critical point next to it)")
+        else:
+            status = "converged, certified" if self.certified else "NOT converged (uncertified endpoint)"
         lines = [
             f"{status} ({self.method.replace('_', ' ')}: {self.integrator}): {self.message}",
             f"  L = {self.loss:.12g}, ‖∇L‖ = {self.gradient_norm:.3g} (flow stopped at {self.flow_gradient_norm:.3g}, "
@@ -227,7 +248,8 @@ class FlowResult:
             f"{self.num_gradient_evaluations} gradients, {self.num_hessian_evaluations} Hessians, "
             f"{self.wall_time:.3g} s",
             f"  invariant drift {self.invariant_drift:.2g}, arc length {self.arc_length:.4g}, Łojasiewicz θ ≈ "
-            + (f"{self.lojasiewicz_exponent:.3f}" if self.lojasiewicz_exponent is not None else "n/a"),
+            + (f"{self.lojasiewicz_exponent:.3f}" if self.lojasiewicz_exponent is not None else "n/a")
+            + (f" ({caveat})" if (caveat := lojasiewicz_caveat(self.lojasiewicz_exponent)) else ""),
         ]
         if self.critical_point is not None:
             lines.append(f"  limit: {self.critical_point.summary()}")
@@ -315,12 +337,50 @@ class FlowResult:
         return out
 
 
-class Recorder:
-    """Keeps a bounded, log-spaced record of a run and the running certificate quantities."""
+#: A step is recorded once the arc length since the last recorded point reaches this fraction of that point's size
+#: ``‖w‖`` (:class:`Recorder`).
+ARC_STEP = 0.05
+#: … or once the loss has fallen by about this fraction of the descent so far (at least ``1e-2·L(0)``) since then.
+LOSS_STEP = 0.05
 
-    def __init__(self, arch, w0: np.ndarray, loss: float, gnorm: float, max_points: int = 400):
+
+class Recorder:
+    """Keeps a bounded record of a run, dense wherever the run moves, and the running certificate quantities.
+
+    A step is recorded (the loss and gradient norm are evaluated for it) when one of these holds:
+
+    * **arc length**: the path since the last recorded point is at least ``arc_step·‖w‖`` of that point (every
+      escape, descent and turn is recorded, on a scale relative to where the run is: near the origin as well);
+    * **loss change**: the loss has fallen since the last recorded point by about ``LOSS_STEP`` of the descent so far
+      ``L(0) − min L`` (at least ``1e-2·|L(0)|``), estimated without evaluating it from ``ΔL = ∫‖∇L‖ ds ≈ Σ |Δw|²/h``
+      over the steps (exact for the flow in the limit of small steps); a record by either rule is an *event*;
+    * **time since the last event**: ``t − t_e ≥ r·(t_last − t_e)`` for the last event at ``t_e`` and the last
+      record at ``t_last`` (the first record after an event at ``t_e + r·h``, ``h`` the step that ended at the
+      event), with ``r = 10^(32/max_points)`` (about ``max_points/32`` points per decade of the time since the
+      event): a plateau entered after a late escape is resolved on the scale of the time since that escape, not
+      squeezed into one point per decade of absolute time;
+    * **absolute time**: ``t ≥ r·t_a`` for the last record ``t_a`` made by this rule (log-spaced from ``t = 0``: the
+      start's plateau; these records are exactly those of a compiled segment on the same steps).
+
+    The arc-length test needs the step's state, the others only its time; :meth:`wants` answers before the step's
+    loss is known, so a step that passes only the arc-length test makes the *next* step recorded.  Above
+    ``max_points`` points every second one of the middle is dropped (the first and last are kept).  Steps taken
+    in compiled code arrive through :meth:`absorb`, recorded by the absolute-time rule there.
+    """
+
+    def __init__(self, arch, w0: np.ndarray, loss: float, gnorm: float, max_points: int = 400,
+                 arc_step: float | None = ARC_STEP):
         self.arch = arch
         self.max_points = max_points
+        self.arc_step = arc_step
+        self._factor = 10 ** (32 / max_points)
+        self._arc_since = 0.0  # arc length since the last recorded point
+        self._fall_since = 0.0  # estimated fall of the loss since the last recorded point
+        self._loss0 = float(loss)
+        self._pending = False  # the arc-length test passed at a step that was not evaluated: record the next one
+        self._event_t = 0.0  # time of the last arc-length event
+        self._next_rel = math.inf  # next time by the time-since-the-event rule
+        self._t_step = 0.0  # time of the last registered step
         self.times = [0.0]
         self.losses = [loss]
         self.gnorms = [gnorm]
@@ -340,7 +400,7 @@ class Recorder:
 
     def wants(self, t: float) -> bool:
         """Whether a step ending at ``t`` will be recorded (so its loss and gradient norm are needed)."""
-        return t >= self._next_t
+        return self._pending or t >= self._next_t or t >= self._next_rel
 
     def step(self, t: float, w: np.ndarray, loss: float, gnorm: float) -> None:
         """Register an accepted step (``loss``/``gnorm`` may be NaN when :meth:`wants` is False)."""
@@ -351,20 +411,39 @@ class Recorder:
             self._prev = w
             self.drift = max(self.drift, change / max(self.norm0, sq, 1e-300))
         else:
-            self._step_reference(w)
+            arc = self._step_reference(w)
+        self._arc_since += arc
+        h, self._t_step = t - self._t_step, t
+        if h > 0:
+            self._fall_since += arc * arc / h
         self._last = (t, w, loss, gnorm)
-        if t >= self._next_t:
+        moved = self.arc_step is not None and (
+            self._arc_since >= self.arc_step * float(np.linalg.norm(self.states[-1]))
+            or self._fall_since >= LOSS_STEP * max(self._loss0 - min(self.losses), 1e-2 * abs(self._loss0)))
+        if self.wants(t) and math.isfinite(loss):
+            event = moved or self._pending
             self._append(t, w, loss, gnorm)
-            # log-spaced: about max_points/2 points per 16 decades of time, plus the first steps
-            self._next_t = t * 10 ** (32 / self.max_points) if t > 0 else 0.0
+            self._arc_since, self._fall_since, self._pending = 0.0, 0.0, False
+            if t >= self._next_t:  # log-spaced in absolute time (its own clock: the compiled segments' rule)
+                self._next_t = t * self._factor if t > 0 else 0.0
+            if event:  # log-spaced in the time since this event, from the step that ended at it
+                self._event_t = t
+                self._next_rel = t + max(h, 0.0) * self._factor
+            elif self._event_t > 0 or self._next_rel < math.inf:
+                self._next_rel = self._event_t + (t - self._event_t) * self._factor
+        elif moved:
+            self._pending = True
 
-    def _step_reference(self, w: np.ndarray) -> None:
-        """Arc length and invariant drift of a step with NumPy (the reference for the compiled ``step_terms``)."""
-        self.arc += float(np.linalg.norm(w - self._prev))
+    def _step_reference(self, w: np.ndarray) -> float:
+        """Arc length and invariant drift of a step with NumPy (the reference for the compiled ``step_terms``);
+        returns the step's length."""
+        arc = float(np.linalg.norm(w - self._prev))
+        self.arc += arc
         self._prev = w
         if self.delta0.size:
             change = float(np.max(np.abs(invariants(self.arch, w) - self.delta0)))
             self.drift = max(self.drift, change / max(self.norm0, float(w @ w), 1e-300))
+        return arc
 
     def absorb(self, n: int, times: np.ndarray, states: np.ndarray, losses: np.ndarray, gnorms: np.ndarray,
                arc: float, drift: float, next_t: float, last: tuple[float, np.ndarray, float, float]) -> None:
@@ -378,6 +457,9 @@ class Recorder:
         self._next_t = next_t
         self._prev = last[1]
         self._last = last
+        self._t_step = last[0]
+        self._arc_since = 0.0 if n else self._arc_since + arc
+        self._fall_since = 0.0
 
     def set_last_values(self, loss: float, gnorm: float) -> None:
         """Fill in the exact loss and gradient norm of the last step (when it was registered with estimates)."""

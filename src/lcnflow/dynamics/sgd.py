@@ -234,7 +234,7 @@ def stochastic_gradient_descent(
     loss, g_full = risk.flat_value_and_gradient(w)
     gn = float(np.linalg.norm(g_full))
     bound = blowup_factor * max(float(np.linalg.norm(w)), reference_size(risk, w))
-    rec = Recorder(risk.arch, w, loss, gn, max_record)
+    rec = Recorder(risk.arch, w, loss, gn, max_record, arc_step=None)  # log-spaced times: the iterates are noisy
     saved = np.full((save.size, w.size), np.nan)
     saved_times = np.full(save.size, np.nan)
     isave = 0

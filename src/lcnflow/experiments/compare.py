@@ -163,6 +163,12 @@ class MethodRun:
     distance_to_flow : ndarray
         ``‖w_k − w(t_k)‖``.
     outcome : str
+    max_distance_to_flow : float
+        ``max_k ‖w_k − w(t_k)‖`` over every step of the run (every ``s``-th step when the run is longer than
+        :data:`DENSE_STEPS`), not only the matched steps above: a maximum at an escape from a plateau lasts a few
+        dozen steps and falls between log-spaced samples.
+    time_of_max : float
+        ``t_k`` where that maximum is reached (its step is among ``steps``).
     """
 
     label: str
@@ -172,12 +178,14 @@ class MethodRun:
     states: np.ndarray
     distance_to_flow: np.ndarray
     outcome: str
+    max_distance_to_flow: float = 0.0
+    time_of_max: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (the result without its trajectory)."""
         return {"label": self.label, "outcome": self.outcome, "steps": self.steps.tolist(),
                 "times": self.times.tolist(), "distance_to_flow": self.distance_to_flow.tolist(),
-                "max_distance_to_flow": float(np.max(self.distance_to_flow)) if self.distance_to_flow.size else 0.0,
+                "max_distance_to_flow": self.max_distance_to_flow, "time_of_max": self.time_of_max,
                 "result": self.result.to_dict()}
 
 
@@ -212,7 +220,7 @@ class Comparison:
         for name, run in self.runs.items():
             rows.append({"method": run.label, "outcome": run.outcome, "certified": run.result.certified,
                          "loss": run.result.loss, "same_limit_as_flow": self.same_limit_as_flow(name),
-                         "max_distance_to_flow": float(np.max(run.distance_to_flow)),
+                         "max_distance_to_flow": run.max_distance_to_flow,
                          "polish_distance": run.result.polish_distance})
         return rows
 
@@ -265,6 +273,19 @@ class Comparison:
         return fig
 
 
+#: Steps at which :func:`compare_methods` measures the distance to the flow, at most: every step of a run up to
+#: this length, every ``s``-th step (``s = ⌈budget / DENSE_STEPS⌉``) beyond.
+DENSE_STEPS = 50_000
+
+
+def _dense_steps(budget: int, size: int) -> np.ndarray:
+    """Every step index up to ``budget`` (every ``s``-th one when that would exceed :data:`DENSE_STEPS` steps or
+    64 MiB of saved states of ``size`` numbers), and ``budget`` itself."""
+    cap = max(1_000, min(DENSE_STEPS, (64 << 20) // (8 * max(size, 1))))
+    stride = max(1, -(-budget // cap))
+    return np.unique(np.concatenate([np.arange(0, budget + 1, stride), [max(budget, 0)]]))
+
+
 def _matched_steps(budget: int, num: int) -> np.ndarray:
     """``0`` and about ``num`` log-spaced step indices up to ``budget``."""
     if budget <= 0:
@@ -300,9 +321,11 @@ def compare_methods(
     r"""Run gradient flow, gradient descent (fixed step ``η``) and SGD (step ``η``, batch ``B``) from ``init``.
 
     SGD runs its budget (``epochs``/``max_steps``, as in :func:`~lcnflow.stochastic_gradient_descent`); GD runs until
-    ``‖∇L‖ ≤ gtol`` (or ``gd_max_steps``).  At about ``num_matched`` log-spaced steps ``k`` each
-    iterate is compared with the flow at the same time: ``d_k = ‖w_k − w(t_k)‖``, the flow's state coming from its
-    dense output (after the flow stopped at its limit, the limit).
+    ``‖∇L‖ ≤ gtol`` (or ``gd_max_steps``).  Each iterate ``w_k`` up to SGD's budget (every step, or every ``s``-th
+    beyond :data:`DENSE_STEPS`) is compared with the flow at the same time: ``d_k = ‖w_k − w(t_k)‖``, the flow's
+    state coming from its dense output (after the flow stopped at its limit, the limit).  The largest ``d_k`` is
+    ``max_distance_to_flow`` of each run; the run keeps ``d_k`` at about ``num_matched`` log-spaced steps and at
+    the step of the maximum (the curve of :meth:`Comparison.plot`).
 
     Parameters
     ----------
@@ -323,6 +346,7 @@ def compare_methods(
         Keywords of :func:`~lcnflow.gradient_flow` (default ``rtol = 1e-9``, ``atol = 1e-12``, so the flow's own
         error is far below the distances measured).
     num_matched : int
+        Log-spaced steps kept in each :class:`MethodRun` (the maximum is taken over every step regardless).
 
     Returns
     -------
@@ -334,7 +358,8 @@ def compare_methods(
     if epochs is None and max_steps is None:
         epochs = 100
     budget = int(min(epochs * per_epoch if epochs is not None else math.inf, max_steps or math.inf))
-    steps = _matched_steps(budget, num_matched)
+    shown = _matched_steps(budget, num_matched)
+    steps = np.union1d(shown, _dense_steps(budget, w0.size))
     sgd_res = stochastic_gradient_descent(risk, w0, step_size, batch_size, epochs=epochs, max_steps=max_steps,
                                           seed=seed, save_at_steps=steps, **dict(sgd_options or {}))
     sgd_times = sgd_res.saved_times
@@ -359,18 +384,30 @@ def compare_methods(
     runs_spec.append(("sgd", f"SGD, B = {batch_size}, η = {step_size:g}", sgd_res, steps[reached],
                       sgd_times[reached], sgd_res.saved_states[reached]))
     all_times = np.concatenate([spec[4] for spec in runs_spec])
-    order = np.argsort(all_times, kind="stable")
+    # GD's kη and SGD's Σ η_i agree up to rounding: the flow is saved once per time (times within 1e-9 relative
+    # merged, far below any distance measured here), since save points 1e-14 apart would make it crawl
+    grid = np.unique(all_times)
+    if grid.size:
+        grid = grid[np.concatenate([[True], np.diff(grid) > 1e-9 * np.maximum(1.0, np.abs(grid[1:]))])]
     fopts = {"rtol": 1e-9, "atol": 1e-12, **dict(flow_options or {})}
-    flow = gradient_flow(risk, w0, save_at=all_times[order], **fopts)
-    flow_states = _flow_at(flow, all_times, order)
+    flow = gradient_flow(risk, w0, save_at=grid, **fopts)
+    grid_states = _flow_at(flow, grid, np.arange(grid.size))
+    flow_states = grid_states[np.clip(np.searchsorted(grid, all_times * (1 + 1e-9), side="right") - 1, 0, None)]
     scale = max(float(np.linalg.norm(w0)), float(np.linalg.norm(flatten(flow.limit))), 1e-300)
     cmp = Comparison(flow=flow, flow_outcome=outcome(flow), scale=scale)
     start = 0
     for name, label, res, k, t, states in runs_spec:
         ref = flow_states[start : start + t.size]
         start += t.size
-        cmp.runs[name] = MethodRun(label, res, np.asarray(k), t, states,
-                                   np.linalg.norm(states - ref, axis=1), outcome(res))
+        k = np.asarray(k)
+        d = np.linalg.norm(states - ref, axis=1)
+        top = int(np.argmax(d)) if d.size else 0
+        keep = np.isin(k, shown)
+        if d.size:
+            keep[top] = True
+        cmp.runs[name] = MethodRun(label, res, k[keep], t[keep], states[keep], d[keep], outcome(res),
+                                   max_distance_to_flow=float(d[top]) if d.size else 0.0,
+                                   time_of_max=float(t[top]) if d.size else 0.0)
     return cmp
 
 

@@ -537,6 +537,18 @@ BUILTIN_DEFAULT: dict[str, Any] = {
 }
 
 
+def _modified_default_name(overrides: Mapping[str, Any]) -> str:
+    """The name of the built-in default run with ``overrides``: ``mnist1d-deblur (modified)`` while the data are
+    still MNIST-1D, ``default-SOURCE (modified)`` once ``data.source`` names another source."""
+    source = overrides.get("data.source")
+    data = overrides.get("data")
+    if source is None and isinstance(data, Mapping):
+        source = data.get("source")
+    if isinstance(source, str) and source != "mnist1d":
+        return f"default-{source} (modified)"
+    return f"{BUILTIN_DEFAULT['name']} (modified)"
+
+
 def default_config() -> ExperimentConfig:
     """The built-in default experiment (what ``lcnflow run`` runs without a config)."""
     return ExperimentConfig.model_validate(BUILTIN_DEFAULT)
@@ -621,7 +633,7 @@ def load_config(
             if isinstance(image, str) and image not in IMAGE_NAMES and not Path(image).expanduser().is_absolute():
                 data["image"] = str((p.parent / image).resolve())
     if base is None and overrides:  # the built-in default, modified: keep its sections, not its description
-        base = {"name": f"{BUILTIN_DEFAULT['name']} (modified)"}
+        base = {"name": _modified_default_name(overrides)}
     return config_from_dict(base, overrides)
 
 

@@ -30,6 +30,7 @@ import numpy as np
 
 from lcnflow import __version__
 from lcnflow.analysis.optimum import unconstrained_optimum
+from lcnflow.analysis.phases import FUNCTION_SPACE_OPTIMUM, announce
 from lcnflow.dynamics.descent import run_descent
 from lcnflow.dynamics.integrate import run_flow
 from lcnflow.dynamics.sgd import stochastic_gradient_descent
@@ -630,6 +631,7 @@ def execute(what: ExperimentConfig | Experiment | Problem, spec: RunSpec | Exper
     for w in caught:
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     start = time.perf_counter()
+    announce(FUNCTION_SPACE_OPTIMUM)
     opt = function_space_optimum(exp.risk)
     timings = {"build_seconds": exp.build_seconds, "flow_seconds": flow_seconds,
                "optimum_seconds": time.perf_counter() - start}

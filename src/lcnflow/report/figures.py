@@ -161,14 +161,59 @@ def _shade_plateaus(axes, itinerary: list[dict], t: np.ndarray) -> None:
             ax.axvspan(lo, hi, color=PLATEAU, alpha=0.18, lw=0, label=what if j == 0 else None)
 
 
+#: :func:`log_time_hides_descent` is true when the log time axis leaves less than this fraction of its width to the
+#: time after the escape from the start.
+AFTER_ESCAPE_WIDTH = 0.2
+
+
+def log_time_hides_descent(times: np.ndarray, losses: np.ndarray) -> bool:
+    """Whether a log time axis squeezes what follows the escape from the start into a sliver at its right end.
+
+    The escape is the first recorded time at which the risk has fallen by a tenth of its whole descent
+    ``L(0) − L(end)``.  A log axis from the first positive time ``t₁`` to the last ``t_end`` gives the part after
+    the escape ``t_e`` the fraction ``log(t_end/t_e) / log(t_end/t₁)`` of its width; below
+    :data:`AFTER_ESCAPE_WIDTH` the descent and the approach to the limit are not readable on it.
+    """
+    t = np.asarray(times, dtype=float)
+    loss = np.asarray(losses, dtype=float)
+    ok = np.isfinite(loss) & np.isfinite(t)
+    t, loss = t[ok], loss[ok]
+    positive = t > 0
+    if positive.sum() < 3:
+        return False
+    drop = loss[0] - loss[-1]
+    if not drop > 0:
+        return False
+    escaped = np.nonzero((loss[0] - loss >= 0.1 * drop) & positive)[0]
+    if escaped.size == 0:
+        return False
+    t1, te, tend = t[positive][0], t[escaped[0]], t[-1]
+    if not tend > t1:
+        return False
+    return bool(np.log(tend / max(te, t1)) < AFTER_ESCAPE_WIDTH * np.log(tend / t1))
+
+
+def recorded_arc_length(trajectory: np.ndarray) -> np.ndarray:
+    """``s_n = Σ_{m<n} ‖w_{m+1} − w_m‖`` over the recorded points: the arc length of the polygon through them (a
+    lower bound of the trajectory's arc length to each point), ``s_0 = 0``."""
+    traj = np.asarray(trajectory, dtype=float)
+    if traj.shape[0] == 0:
+        return np.zeros(0)
+    steps = np.linalg.norm(np.diff(traj.reshape(traj.shape[0], -1), axis=0), axis=1)
+    return np.concatenate([[0.0], np.cumsum(np.where(np.isfinite(steps), steps, 0.0))])
+
+
 def convergence(run: RunData) -> Figure:
-    """Loss, loss above the limit, and gradient norm against time (log–log), stopping point marked."""
+    """Loss, loss above the limit, and gradient norm against time (log–log), stopping point marked; when the log
+    time axis hides what follows the escape (:func:`log_time_hides_descent`), a second row against arc length."""
     a, res = run.arrays, run.record["result"]
     ok, logt = _time_axis(a["times"])
     t, loss, gn = a["times"][ok], a["losses"][ok], a["gradient_norms"][ok]
     t_stop = res["t_final"]
-    fig = _new_figure(10.5, 4.3)
-    axes = fig.subplots(1, 3)
+    by_arc = logt and "trajectory" in a and log_time_hides_descent(a["times"], a["losses"])
+    fig = _new_figure(10.5, 7.6 if by_arc else 4.3)
+    grid = fig.subplots(2 if by_arc else 1, 3, squeeze=False)
+    axes = grid[0]
     opt = run.record["function_space_optimum"]["value"]
     limit = res["loss"]
     marker = None if logt else "o"
@@ -214,7 +259,30 @@ def convergence(run: RunData) -> Figure:
     axes[0].set_yscale("log" if _loggable(loss) and (limit is None or limit > 0) else "linear")
     for ax in (axes[0], axes[2]):  # below the panel, never on the curves
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=1)
+    if by_arc:
+        _against_arc_length(grid[1], a, res, limit)
     return _finish(fig)
+
+
+def _against_arc_length(axes, a: dict, res: dict, limit: float | None) -> None:
+    """Risk, risk above the limit and gradient norm against the recorded arc length (linear), every point drawn."""
+    s = recorded_arc_length(a["trajectory"])
+    loss, gn = a["losses"], a["gradient_norms"]
+    label = "arc length along the recorded points Σ‖Δw‖"
+    axes[0].plot(s, loss, color=LIMIT, marker=".", ms=3)
+    if _loggable(loss) and (limit is None or limit > 0):
+        axes[0].set_yscale("log")
+    axes[0].set(xlabel=label, ylabel="risk L", title="Risk against arc length")
+    gap = loss - (limit if limit is not None else np.inf)
+    good = gap > 1e-15 * max(1.0, abs(limit if limit is not None else 0.0))
+    if good.any() and res["converged"]:
+        axes[1].plot(s[good], gap[good], color=LIMIT, marker=".", ms=3)
+        axes[1].set_yscale("log")
+    axes[1].set(xlabel=label, ylabel=r"$L(w(t)) - L(w^*)$", title="Risk above the limit")
+    axes[2].plot(s, np.maximum(gn, 1e-300), color=LIMIT, marker=".", ms=3)
+    if _loggable(gn):
+        axes[2].set_yscale("log")
+    axes[2].set(xlabel=label, ylabel=r"gradient norm $\|\nabla L\|$", title="Gradient norm")
 
 
 # ---------------------------------------------------------------------------------------------------- invariants
@@ -262,10 +330,16 @@ def _coefficient_labels(symbol: str, shape: tuple[int, ...]) -> list[str]:
 
 
 def filters(run: RunData) -> Figure:
-    """Every coefficient of every layer, and of the final filter ``v = π(w)``, against time."""
+    """Every coefficient of every layer, and of the final filter ``v = π(w)``, against time (against the recorded arc
+    length when the log time axis hides what follows the escape, :func:`log_time_hides_descent`)."""
     a = run.arrays
     ok, logt = _time_axis(a["times"])
-    t = a["times"][ok]
+    by_arc = logt and log_time_hides_descent(a["times"], a["losses"])
+    if by_arc:
+        ok = np.ones(a["times"].shape, bool)
+        t = recorded_arc_length(a["trajectory"])
+    else:
+        t = a["times"][ok]
     traj = a["trajectory"][ok]
     shapes = [tuple(sh) for sh in run.arch["filter_shapes"]]
     kv = run.arch["final_filter_size"]
@@ -283,10 +357,11 @@ def filters(run: RunData) -> Figure:
         for j in range(coeffs.shape[1]):
             ax.plot(t, coeffs[:, j], lw=1.1, label=labels[j], marker=None if logt else "o")
         ax.axhline(0, color="black", lw=0.5)
-        ax.set_xscale("log" if logt else "linear")
+        ax.set_xscale("log" if logt and not by_arc else "linear")
         if not logt:
             _stopped_at_zero(ax)
-        ax.set(title=title, xlabel=_time_label(run).split(" (")[0], ylabel="coefficient value")
+        xlabel = "arc length Σ‖Δw‖ (recorded points)" if by_arc else _time_label(run).split(" (")[0]
+        ax.set(title=title, xlabel=xlabel, ylabel="coefficient value")
         if coeffs.shape[1] <= MAX_LEGEND_COEFFICIENTS:
             ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=min(coeffs.shape[1], 4),
                       handlelength=1.2, columnspacing=0.8)
@@ -518,7 +593,7 @@ def examples(run: RunData) -> Figure:
     fig = _new_figure(2.3 * len(cols) + 0.8, 2.3 * n + 0.3)
     axes = fig.subplots(n, len(cols), squeeze=False)
     for i in range(n):
-        lo, hi = float(np.min(y[i])), float(np.max(y[i]))
+        lo, hi = grey_range(y[i], [arr[i] for _, arr in cols])
         for j, (title, arr) in enumerate(cols):
             ax = axes[i, j]
             _bare(ax)
@@ -531,9 +606,31 @@ def examples(run: RunData) -> Figure:
             im = ax.imshow(img, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest", extent=extent)
             ax.set(xlim=(-0.5, w - 0.5), ylim=(h - 0.5, -0.5))
             ax.set_title(title if i == 0 else "")
-        # one grey scale per sample (the target's range; brighter or darker pixels saturate)
+        # one grey scale per sample (the target's range, see grey_range; brighter or darker pixels saturate)
         fig.colorbar(im, ax=axes[i, :].tolist(), shrink=0.85, pad=0.02, label=f"sample {i + 1}: value")
     return _finish(fig)
+
+
+def grey_range(target: np.ndarray, panels: list[np.ndarray]) -> tuple[float, float]:
+    """The grey scale ``(lo, hi)`` of one sample's image panels: the target's range of values.
+
+    A flat target (a constant patch, range at most ``1e-12`` of its size) has no range of its own: then the range of
+    all the sample's ``panels``, and if those are flat as well, ``c ± max(|c|, 1)`` around the constant ``c``, so a
+    constant image is drawn mid-grey (never black, as a zero-width range would draw it).
+    """
+    lo, hi = float(np.min(target)), float(np.max(target))
+
+    def flat(a: float, b: float) -> bool:
+        return not b - a > 1e-12 * max(abs(a), abs(b), 1e-300)
+
+    if flat(lo, hi):
+        lo = min(float(np.min(p)) for p in panels)
+        hi = max(float(np.max(p)) for p in panels)
+    if flat(lo, hi):
+        c = 0.5 * (lo + hi)
+        d = max(abs(c), 1.0)
+        lo, hi = c - d, c + d
+    return lo, hi
 
 
 def _bare(ax) -> None:
@@ -597,7 +694,9 @@ FIGURES: list[tuple[str, Callable[[RunData], Figure | None], str]] = [
      "Risk and gradient norm against time on log–log axes. The dash-dotted line marks where the run stopped; the "
      "star is the certified gradient norm after Newton polishing. The dotted orange line is the function-space "
      "optimum ℒ* (the best any final filter can do; the global minimum of L when the architecture is filling). "
-     "A run that stopped at t = 0 shows its single point on a linear time axis."),
+     "A run that stopped at t = 0 shows its single point on a linear time axis. When the log time axis leaves less "
+     "than a fifth of its width to what follows the escape from the start (a late escape), a second row draws the "
+     "same curves against the arc length along the recorded points, which spreads the descent out."),
     ("roots", roots,
      "Roots of each layer polynomial and of the final filter p_v in the complex plane, at the start (hollow) and at "
      "the limit (filled), on one scale for all panels. Red rings mark roots shared by two layers — the "
@@ -611,7 +710,8 @@ FIGURES: list[tuple[str, Callable[[RunData], Figure | None], str]] = [
      "Example inputs, the network's output at the limit, the output of the optimal final filter, and the target "
      "(images: one grey scale per sample, set by the target's range)."),
     ("filters", filters, "Every coefficient of every layer, and of the final filter, along the trajectory "
-     "(legend: coefficient index; row-major in 2D)."),
+     "(legend: coefficient index; row-major in 2D): against time on a log axis, or against the arc length along the "
+     "recorded points when that axis would squeeze everything after a late escape into its right end."),
     ("invariants", invariants,
      "Drift of the conserved quantities δᵢ = ‖w⁽ⁱ⁺¹⁾‖² − ‖w⁽ⁱ⁾‖², divided by max(‖w(0)‖², ‖w(t)‖²) — the "
      "normalisation of the “invariant drift” in the summary and in result.json, whose value is the largest drift "
@@ -639,16 +739,27 @@ def plot_result(result: Any, risk: Any) -> Figure:
     Returns
     -------
     matplotlib.figure.Figure
-        Panels: ``L(w(t))`` with the limit's value; ``‖∇L(w(t))‖`` with ``gtol`` and the certified norm; in 1D the
-        roots of every layer polynomial ``p_{w^(i)}(t^{S_{i−1}})`` at the start (hollow) and at the limit (filled),
-        roots shared by two layers ringed.  Save it with ``fig.savefig("run.png")``.
+        Panels: ``L(w(t))`` with the limit's value; ``‖∇L(w(t))‖`` with ``gtol`` and the certified norm (against
+        time on a log axis, or against the arc length along the recorded points when that axis would hide what
+        follows a late escape, :func:`log_time_hides_descent`); in 1D the roots of every layer polynomial
+        ``p_{w^(i)}(t^{S_{i−1}})`` at the start (hollow) and at the limit (filled), roots shared by two layers
+        ringed.  Save it with ``fig.savefig("run.png")``.
     """
     import matplotlib
 
     arch = risk.arch
     times = np.asarray(result.times, dtype=np.float64)
     ok, logt = _time_axis(times)
-    t = times[ok]
+    by_arc = logt and log_time_hides_descent(times, np.asarray(result.losses, dtype=np.float64))
+    itinerary = [p.to_dict() for p in getattr(result, "itinerary", [])]
+    xlabel = "flow time t"
+    if by_arc:  # every recorded point, against arc length; the plateaus' times mapped onto it
+        ok = np.ones(times.shape, bool)
+        arc = recorded_arc_length(np.asarray(result.trajectory, dtype=np.float64))
+        itinerary = [{**p, "t_enter": float(np.interp(p["t_enter"], times, arc)),
+                      "t_leave": float(np.interp(p["t_leave"], times, arc))} for p in itinerary]
+        xlabel = "arc length Σ‖Δw‖ (recorded points)"
+    t = arc if by_arc else times[ok]
     marker = None if logt else "o"
     one_d = arch.ndim == 1
     with matplotlib.rc_context(STYLE):
@@ -663,23 +774,23 @@ def plot_result(result: Any, risk: Any) -> Figure:
             ax.axhline(result.loss, color=LIMIT, ls="--", lw=0.9, label=f"{end} = {result.loss:.4g}")
         if _loggable(np.asarray(result.losses)):
             ax.set_yscale("log")
-        ax.set(xlabel="flow time t", ylabel="risk L", title="Risk")
+        ax.set(xlabel=xlabel, ylabel="risk L", title="Risk")
 
         ax = axes[1]
         gn = np.asarray(result.gradient_norms)[ok]
         ax.plot(t, gn, color=LIMIT, marker=marker, label=r"$\|\nabla L(w(t))\|$")
         if result.converged and result.gradient_norm is not None and result.gradient_norm > 0:
             word = "certified" if result.certified else "polished (not certified)"
-            ax.plot([result.t_final], [result.gradient_norm], marker="*", ms=11, ls="none",
+            ax.plot([t[-1] if by_arc else result.t_final], [result.gradient_norm], marker="*", ms=11, ls="none",
                     color=TRUTH if result.certified else ALERT,
                     label=rf"{word} $\|\nabla L(w^*)\|$ = {result.gradient_norm:.2g}")
         if _loggable(gn):
             ax.set_yscale("log")
-        ax.set(xlabel="flow time t", ylabel=r"$\|\nabla L\|$", title="Gradient norm")
-        _shade_plateaus(axes[:2], [p.to_dict() for p in getattr(result, "itinerary", [])], t)
+        ax.set(xlabel=xlabel, ylabel=r"$\|\nabla L\|$", title="Gradient norm")
+        _shade_plateaus(axes[:2], itinerary, t)
         for ax in axes[:2]:
-            ax.set_xscale("log" if logt else "linear")
-            if logt and result.t_final > 0:
+            ax.set_xscale("log" if logt and not by_arc else "linear")
+            if logt and result.t_final > 0 and not by_arc:
                 ax.axvline(result.t_final, color=stop_color, lw=0.9, ls="-.")
             if not logt:
                 _stopped_at_zero(ax)

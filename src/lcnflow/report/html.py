@@ -239,6 +239,8 @@ def _yes(flag: Any) -> str:
 
 
 def _page(rec: dict[str, Any], figures: list[str], config_text: str) -> str:
+    from lcnflow.dynamics.result import lojasiewicz_caveat
+
     arch, loss, data, res = rec["architecture"], rec["loss"], rec["data"], rec["result"]
     verdict, opt, hyp = rec["verdict"], rec["function_space_optimum"], rec["hypotheses"]
     cond = data["condition"]
@@ -302,7 +304,8 @@ def _page(rec: dict[str, Any], figures: list[str], config_text: str) -> str:
          f"{_num(res['gradient_norm'], '.3g')} (moved {_num(res['polish_distance'], '.3g')})"),
         ("invariant drift", _num(res["invariant_drift"], ".3g")),
         ("arc length", _num(res["arc_length"], ".5g")),
-        ("Łojasiewicz exponent θ (fit)", _num(res["lojasiewicz_exponent"], ".3f")),
+        ("Łojasiewicz exponent θ (fit)", _num(res["lojasiewicz_exponent"], ".3f") + (
+            f" ({_e(caveat)})" if (caveat := lojasiewicz_caveat(res["lojasiewicz_exponent"])) else "")),
         ("gradients / Hessians", f"{res['num_gradient_evaluations']} / {res['num_hessian_evaluations']}"),
         ("wall time", f"{_num(res['wall_time'], '.3g')} s (data {_num(rec['timings'].get('build_seconds'), '.2g')} s)"),
     ]

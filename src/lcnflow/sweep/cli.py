@@ -108,13 +108,15 @@ def _show_plan(console: Console, plan: Any, out: Path) -> None:
 def summarize_command(
     directory: Annotated[str, typer.Argument(metavar="DIR", help="A sweep directory (lcnflow sweep --out DIR).")],
     no_html: Annotated[bool, typer.Option("--no-html", help="Print the table only; write no files.")] = False,
-    json_output: Annotated[bool, typer.Option("--json", help="Print the per-cell table as JSON and nothing else.")
-                           ] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the per-cell table as JSON and nothing else; "
+                                                "write no files.")] = False,
 ) -> None:
-    """Summarize a sweep: outcomes per grid cell, loss quantiles, time; writes DIR/summary.html and summary.csv."""
+    """Summarize a sweep: outcomes per grid cell, loss quantiles, time; writes DIR/summary.html and summary.csv
+    (not with --no-html or --json)."""
     from lcnflow.sweep.summary import summarize, summary_json
 
-    summary = summarize(directory, html_file=not no_html, csv_file=not no_html, figures=not no_html)
+    files = not (no_html or json_output)
+    summary = summarize(directory, html_file=files, csv_file=files, figures=files)
     if json_output:
         sys.stdout.write(json.dumps(summary_json(summary), indent=2, ensure_ascii=False) + "\n")
         return
@@ -131,15 +133,19 @@ _SHORT = {"runs": "runs", "pct_converged": "conv %", "pct_certified": "cert %", 
           "pct_strict_saddle": "saddle %", "pct_local_minimum": "local %", "pct_uncertified_endpoint": "uncertified %",
           "pct_spurious": "spurious %", "pct_degenerate": "degen %", "pct_unclassified": "unclass %",
           "pct_error": "error %",
-          "loss_q50": "L median", "gap_median": "L − ℒ* med", "wall_time_median": "time med (s)"}
+          "loss_q50": "L median", "gap_best_median": "L − ℒ*_M med", "pct_best_bound": "ℒ*_M bound %",
+          "wall_time_median": "time med (s)"}
 
 
 def _print_table(console: Console, summary: Any) -> None:
     t = summary.table
     cell_keys = summary.info["cell_keys"]
     cols = [*cell_keys, "runs", "pct_converged", "pct_certified", *[f"pct_{o}" for o in summary.shown_outcomes],
-            "loss_q50", "gap_median", "wall_time_median"]
-    cols = [c for c in cols if c in t.column_names]
+            "loss_q50", "gap_best_median", "pct_best_bound", "wall_time_median"]
+    # the gap to ℒ*_M, the best the architecture can do (ℒ* itself for a filling one); whether ℒ*_M is only a
+    # best-found bound where some runs' is
+    cols = [c for c in cols if c in t.column_names
+            and (c != "pct_best_bound" or any(v for v in t.column(c).to_pylist() if v == v))]
     table = Table(show_edge=False, header_style="bold", pad_edge=False)
     for c in cols:
         name = c.split(".")[-1] if c in cell_keys else _SHORT.get(c, c)

@@ -278,6 +278,32 @@ def _cell_table(info: Mapping[str, Any], table: pa.Table, outcome: pa.Array) -> 
     return pa.table(cols, schema=pa.schema(fields))
 
 
+def histogram_values(table: pa.Table) -> tuple[np.ndarray, str]:
+    """What the final-loss histogram shows per run, and its axis label.
+
+    ``log₁₀(L(w*) − ℒ*_M)``, the gap to the best the architecture can do, when every run with a finite loss has
+    ``best_loss``; else ``log₁₀(L(w*) − ℒ*)`` when every one has the function-space optimum (equal for a filling
+    architecture, where ``M`` is every filter; a lower value that no network reaches otherwise); else ``L(w*)``.
+    Gaps below ``GAP_FLOOR·max(1, |reference|)`` are drawn at that floor.
+    """
+    loss = pc.fill_null(table.column("loss"), math.nan).to_numpy(zero_copy_only=False).astype(np.float64)
+    ok = np.isfinite(loss)
+
+    def column(name: str) -> np.ndarray:
+        if name not in table.column_names:
+            return np.full(loss.shape, math.nan)
+        return pc.fill_null(table.column(name), math.nan).to_numpy(zero_copy_only=False).astype(np.float64)
+
+    for name, symbol, what in (("best_loss", "ℒ*_M", "gap to the best point of M"),
+                               ("optimum_loss", "ℒ*", "gap to the function-space optimum")):
+        ref = column(name)
+        if ok.any() and np.all(np.isfinite(ref[ok])):
+            floor = GAP_FLOOR * np.maximum(1.0, np.abs(ref))
+            return (np.log10(np.maximum(loss - ref, floor)),
+                    f"log₁₀(L(w*) − {symbol})  ({what}; floor {GAP_FLOOR:g}·max(1, {symbol}))")
+    return loss, "final loss L(w*)"
+
+
 def limit_cells(cells: Sequence[int], final_filters: Sequence[Sequence[float]], labels: Sequence[str],
                 max_cells: int | None = None) -> tuple[list[tuple[int, int, list[dict[str, Any]], float]], int]:
     """The cells worth a look in the distinct-limits figure, and how many cells had limits at all.
@@ -353,19 +379,11 @@ def _figures(info: Mapping[str, Any], table: pa.Table, outcome: pa.Array, summar
             ax.set_title(title)
             ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
             figs[name] = _png(fig)
-        # histogram of final losses (gap to the function-space optimum when known)
+        # histogram of final losses (gap to the best point of M, else to the function-space optimum, when known)
         loss = pc.fill_null(table.column("loss"), math.nan).to_numpy(zero_copy_only=False).astype(np.float64)
-        opt = pc.fill_null(table.column("optimum_loss"), math.nan).to_numpy(zero_copy_only=False).astype(np.float64)
         ok = np.isfinite(loss)
         if ok.any():
-            use_gap = bool(np.all(np.isfinite(opt[ok])))
-            value = loss - opt if use_gap else loss
-            if use_gap:
-                floor = GAP_FLOOR * np.maximum(1.0, np.abs(opt))
-                value = np.log10(np.maximum(value, floor))
-                xlabel = f"log₁₀(L(w*) − ℒ*)  (gap to the function-space optimum; floor {GAP_FLOOR:g}·max(1, ℒ*))"
-            else:
-                xlabel = "final loss L(w*)"
+            value, xlabel = histogram_values(table)
             fig = Figure(figsize=(6.0, 3.2))
             FigureCanvasAgg(fig)
             ax = fig.add_subplot()
@@ -431,7 +449,7 @@ def _fmt_cell(name: str, value: Any) -> str:
 
 _HEADERS = {
     "runs": "runs", "errors": "errors", "pct_converged": "converged %", "pct_certified": "certified %",
-    "gap_median": "gap median", "gap_max": "gap max", "pct_global_on_m": "global on M %",
+    "gap_median": "L − ℒ* median", "gap_max": "L − ℒ* max", "pct_global_on_m": "global on M %",
     "gap_best_median": "L − ℒ*_M median", "gap_best_max": "L − ℒ*_M max", "pct_best_bound": "ℒ*_M best found %",
     "wall_time_median": "time median (s)",
     "wall_time_total": "time total (s)",
@@ -483,7 +501,7 @@ def _html(summary: SweepSummary) -> str:
         f"<h3>{title}</h3>"
         + "".join(_table_html(t, keys + cols[i:i + width], keys) for i in range(0, len(cols), width))
         for title, cols in (("Outcomes (% of the cell's runs)", outcome_cols),
-                            ("Final losses, gaps to ℒ* and times", other_cols)) if cols)
+                            ("Final losses, gaps to ℒ*_M and ℒ*, and times", other_cols)) if cols)
     imgs = "".join(
         f'<figure><img alt="{esc(name)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
         f"<figcaption>{esc(name.replace('_', ' '))}</figcaption></figure>"
