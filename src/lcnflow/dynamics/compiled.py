@@ -15,7 +15,8 @@ evaluated into one workspace (no allocation per evaluation); it takes steps unti
   steps that became small against the clock (it restarts).
 
 Each accepted step's arc length and invariant drift are accumulated as :class:`~lcnflow.dynamics.result.Recorder`
-does, and the steps the recorder would keep (log-spaced in time) are written to a buffer the driver hands to it.
+does, and the steps the recorder keeps (by its rules: arc length, estimated loss fall, time since the last event,
+absolute time) are written to a buffer the driver hands to it.
 The driver then applies exactly the tests it applies after a Python step, so a run takes the same decisions on
 either path; the compiled and Python steppers agree to rounding (``tests/test_compiled_flow.py``).
 """
@@ -28,6 +29,7 @@ import numpy as np
 
 from lcnflow import kernels as K
 from lcnflow.analysis.certify import problem_scales
+from lcnflow.dynamics.result import LOSS_STEP
 from lcnflow.dynamics.steppers import RODAS4_A, RODAS4_C, RODAS4_GAMMA, RODAS4_M, Rodas4Stepper, _initial_step
 from lcnflow.model.risk import EmpiricalRisk
 
@@ -36,7 +38,12 @@ STEP_BUDGET, T_LIMIT, CANDIDATE, REARM, BLOWUP, NONFINITE, UNDERFLOW, RECORD_FUL
 
 # the scalar state a segment reads and writes (one float64 array)
 _T, _H, _ARC, _DRIFT, _NEXT_T, _NFEV, _NHEV, _NSTEPS, _NREC, _LOSS, _TPREV = range(11)
-_STATE_SIZE = 11
+# the recorder's rule (lcnflow.dynamics.result.Recorder): arc length and estimated loss fall since the last record,
+# ‖w‖ and the smallest loss recorded, L(0), the last event's time, the next time by the time-since-the-event rule,
+# whether the next step is recorded (an event at a step that was not), the arc-length step and the loss step (inf: off)
+_ARC_SINCE, _FALL_SINCE, _NORM_REC, _MIN_LOSS, _LOSS0, _EVENT_T, _NEXT_REL, _PENDING, _ARC_STEP, _LOSS_STEP = (
+    range(11, 21))
+_STATE_SIZE = 21
 
 #: Rows of the record buffer (a segment returns when it is full).
 RECORD_ROWS = 64
@@ -376,11 +383,18 @@ def _rodas4_steps(w, g, state, offset, t_limit, max_steps, rtol, atol,
             state[_DRIFT] = drift
         gn = math.sqrt(np.sum(g * g))
         t_abs = offset + t
-        if t_abs >= state[_NEXT_T]:
+        state[_ARC_SINCE] += arc
+        if hs > 0:
+            state[_FALL_SINCE] += arc * arc / hs
+        moved = (state[_ARC_SINCE] >= state[_ARC_STEP] * state[_NORM_REC]
+                 or state[_FALL_SINCE] >= state[_LOSS_STEP] * max(state[_LOSS0] - state[_MIN_LOSS],
+                                                                   1e-2 * abs(state[_LOSS0])))
+        if state[_PENDING] != 0.0 or t_abs >= state[_NEXT_T] or t_abs >= state[_NEXT_REL]:
             if loss_n != loss_n:
                 loss_n = _eval(w, kh, kw, dh, dw, off, fs, ws, gs, True)
                 state[_LOSS] = loss_n
                 state[_NFEV] += 1
+            event = moved or state[_PENDING] != 0.0
             r = int(state[_NREC])
             rec_t[r] = t_abs
             rec_loss[r] = loss_n
@@ -388,7 +402,19 @@ def _rodas4_steps(w, g, state, offset, t_limit, max_steps, rtol, atol,
             for i in range(P):
                 rec_w[r, i] = w[i]
             state[_NREC] = r + 1
-            state[_NEXT_T] = t_abs * rec_factor if t_abs > 0 else 0.0
+            state[_ARC_SINCE], state[_FALL_SINCE], state[_PENDING] = 0.0, 0.0, 0.0
+            state[_NORM_REC] = math.sqrt(total)
+            if loss_n < state[_MIN_LOSS]:
+                state[_MIN_LOSS] = loss_n
+            if t_abs >= state[_NEXT_T]:  # log-spaced in absolute time
+                state[_NEXT_T] = t_abs * rec_factor if t_abs > 0 else 0.0
+            if event:  # log-spaced in the time since this event, from the step that ended at it
+                state[_EVENT_T] = t_abs
+                state[_NEXT_REL] = t_abs + hs * rec_factor
+            elif state[_EVENT_T] > 0 or state[_NEXT_REL] < math.inf:
+                state[_NEXT_REL] = state[_EVENT_T] + (t_abs - state[_EVENT_T]) * rec_factor
+        elif moved:  # (as the recorder does: the next step is recorded)
+            state[_PENDING] = 1.0
         # ---- the driver's tests
         size = math.sqrt(total)
         if not (math.isfinite(gn) and math.isfinite(size)):
@@ -478,6 +504,10 @@ class CompiledRodas4Stepper(Rodas4Stepper):
         st[:] = 0.0
         st[_T], st[_H], st[_LOSS] = self._tau, self.h, loss
         st[_NEXT_T] = recorder._next_t
+        (st[_ARC_SINCE], st[_FALL_SINCE], st[_NORM_REC], st[_MIN_LOSS], st[_LOSS0], st[_EVENT_T], st[_NEXT_REL],
+         st[_PENDING]) = recorder.rule_state()
+        st[_ARC_STEP] = math.inf if recorder.arc_step is None else recorder.arc_step
+        st[_LOSS_STEP] = math.inf if recorder.arc_step is None else LOSS_STEP
         w, g = self.w.copy(), g.copy()
         rec_t, rec_w, rec_loss, rec_g = self._rec
         event = rodas4_segment(
@@ -494,7 +524,8 @@ class CompiledRodas4Stepper(Rodas4Stepper):
             self.t, self.w = self.offset + self._tau, w
             self._cache = (w, st[_LOSS], g)
         recorder.absorb(int(st[_NREC]), rec_t, rec_w, rec_loss, rec_g, st[_ARC], st[_DRIFT], st[_NEXT_T],
-                        (self.t, self.w, st[_LOSS], float(np.linalg.norm(g))))
+                        (self.t, self.w, st[_LOSS], float(np.linalg.norm(g))),
+                        rule=(st[_ARC_SINCE], st[_FALL_SINCE], st[_EVENT_T], st[_NEXT_REL], st[_PENDING]))
         if event == CLOCK:  # restart the local clock at the current time
             self.offset, self._tau = self.t, 0.0
         return event

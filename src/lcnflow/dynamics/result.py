@@ -365,7 +365,8 @@ class Recorder:
     The arc-length test needs the step's state, the others only its time; :meth:`wants` answers before the step's
     loss is known, so a step that passes only the arc-length test makes the *next* step recorded.  Above
     ``max_points`` points every second one of the middle is dropped (the first and last are kept).  Steps taken
-    in compiled code arrive through :meth:`absorb`, recorded by the absolute-time rule there.
+    in compiled code arrive through :meth:`absorb`, recorded by the same rules there (:meth:`rule_state` hands them
+    the rules' state); a step that passes the arc-length or loss test is recorded itself, its loss evaluated then.
     """
 
     def __init__(self, arch, w0: np.ndarray, loss: float, gnorm: float, max_points: int = 400,
@@ -445,11 +446,21 @@ class Recorder:
             self.drift = max(self.drift, change / max(self.norm0, float(w @ w), 1e-300))
         return arc
 
+    def rule_state(self) -> tuple[float, ...]:
+        """``(arc since the last record, estimated loss fall since it, ‖w‖ there, smallest recorded loss, L(0), time of
+        the last event, next time by the time-since-the-event rule, 1.0 if the next step is to be recorded else 0.0)``:
+        what compiled steps need to apply the rules."""
+        losses = [x for x in self.losses if math.isfinite(x)]
+        return (self._arc_since, self._fall_since, float(np.linalg.norm(self.states[-1])),
+                min(losses) if losses else math.inf, self._loss0, self._event_t, self._next_rel, float(self._pending))
+
     def absorb(self, n: int, times: np.ndarray, states: np.ndarray, losses: np.ndarray, gnorms: np.ndarray,
-               arc: float, drift: float, next_t: float, last: tuple[float, np.ndarray, float, float]) -> None:
+               arc: float, drift: float, next_t: float, last: tuple[float, np.ndarray, float, float],
+               rule: tuple[float, ...] | None = None) -> None:
         """Register a block of steps taken in compiled code: the first ``n`` rows are the steps to keep (chosen with
-        this recorder's own spacing), ``arc``/``drift`` the block's arc length and largest drift, ``last`` its final
-        step ``(t, w, loss, gradient_norm)``."""
+        this recorder's rules), ``arc``/``drift`` the block's arc length and largest drift, ``last`` its final step
+        ``(t, w, loss, gradient_norm)``, ``rule`` the rules' state after it (arc and loss fall since the last record,
+        last event time, next time by the time-since-the-event rule, whether the next step is to be recorded)."""
         self.arc += arc
         self.drift = max(self.drift, drift)
         for i in range(n):
@@ -458,8 +469,12 @@ class Recorder:
         self._prev = last[1]
         self._last = last
         self._t_step = last[0]
-        self._arc_since = 0.0 if n else self._arc_since + arc
-        self._fall_since = 0.0
+        if rule is None:
+            self._arc_since = 0.0 if n else self._arc_since + arc
+            self._fall_since = 0.0
+        else:
+            self._arc_since, self._fall_since, self._event_t, self._next_rel = (float(x) for x in rule[:4])
+            self._pending = bool(rule[4])
 
     def set_last_values(self, loss: float, gnorm: float) -> None:
         """Fill in the exact loss and gradient norm of the last step (when it was registered with estimates)."""
