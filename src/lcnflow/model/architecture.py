@@ -143,16 +143,16 @@ class Architecture:
             d_in = sizes[-1]
             if any(kk > dd for kk, dd in zip(k, d_in, strict=True)):
                 raise ValueError(
-                    f"architecture: layer {i + 1} has filter size {_fmt(k)} larger than its input size {_fmt(d_in)} "
-                    f"(sizes so far: {' → '.join(_fmt(d) for d in sizes)}); use a smaller filter or a longer input"
+                    f"architecture: layer {i + 1} has filter size {fmt(k)} larger than its input size {fmt(d_in)} "
+                    f"(sizes so far: {' → '.join(fmt(d) for d in sizes)}); use a smaller filter or a longer input"
                 )
             d_out = tuple((dd - kk) // sv + 1 for dd, kk, sv in zip(d_in, k, s, strict=True))
             used = tuple(sv * (do - 1) + kk for sv, do, kk in zip(s, d_out, k, strict=True))
             if used != d_in:
                 dropped = tuple(dd - u for dd, u in zip(d_in, used, strict=True))
                 warnings.warn(
-                    f"architecture: layer {i + 1} (filter {_fmt(k)}, stride {_fmt(s)}) uses {_fmt(used)} of its "
-                    f"{_fmt(d_in)} inputs; the last {_fmt(dropped)} are dropped (exact fit needs "
+                    f"architecture: layer {i + 1} (filter {fmt(k)}, stride {fmt(s)}) uses {fmt(used)} of its "
+                    f"{fmt(d_in)} inputs; the last {fmt(dropped)} are dropped (exact fit needs "
                     f"d_in = s·(d_out − 1) + k)",
                     SizeRuleWarning,
                     stacklevel=3,
@@ -319,7 +319,7 @@ class Architecture:
         """Rows ``(layer, filter, stride, input size, output size)`` for tables."""
         rows = []
         for i, (k, s) in enumerate(zip(self.filter_sizes, self.strides, strict=True)):
-            rows.append((str(i + 1), _fmt(k), _fmt(s), _fmt(self.layer_sizes[i]), _fmt(self.layer_sizes[i + 1])))
+            rows.append((str(i + 1), fmt(k), fmt(s), fmt(self.layer_sizes[i]), fmt(self.layer_sizes[i + 1])))
         return rows
 
     def __repr__(self) -> str:
@@ -329,18 +329,18 @@ class Architecture:
         )
 
     def __str__(self) -> str:
-        head = f"{self.ndim}D linear convolutional network, {self.depth} layer(s), input size {_fmt(self.input_size)}"
+        head = f"{self.ndim}D linear convolutional network, {self.depth} layer(s), input size {fmt(self.input_size)}"
         lines = [head]
         lines.append(f"  {'layer':>5}  {'filter':>8}  {'stride':>8}  {'d_in':>10}  {'d_out':>10}")
         for row in self.summary_rows():
             lines.append(f"  {row[0]:>5}  {row[1]:>8}  {row[2]:>8}  {row[3]:>10}  {row[4]:>10}")
         filling = {True: "yes", False: "no", None: "undecided"}[self.is_filling]
         lines.append(
-            f"  final filter k_v = {_fmt(self.final_filter_size)}, stride s_v = {_fmt(self.final_stride)}; "
+            f"  final filter k_v = {fmt(self.final_filter_size)}, stride s_v = {fmt(self.final_stride)}; "
             f"P = {self.num_params} parameters; dim M = {self.function_space_dim}; filling: {filling}"
         )
         for layer, count in self.dropped_inputs():
-            lines.append(f"  note: layer {layer} drops its last {_fmt(count)} input(s)")
+            lines.append(f"  note: layer {layer} drops its last {fmt(count)} input(s)")
         return "\n".join(lines)
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -357,7 +357,8 @@ class Architecture:
         return self._hash  # type: ignore[attr-defined]
 
 
-def _fmt(t: Any) -> str:
+def fmt(t: Any) -> str:
+    """A size or a tuple of sizes as users write it in messages: ``7``, ``5×5``."""
     if isinstance(t, tuple):
         return "×".join(str(x) for x in t) if len(t) > 1 else str(t[0])
     return str(t)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lcnflow.model.architecture import Architecture, _fmt
+from lcnflow.model.architecture import Architecture, fmt
 from lcnflow.model.conv import patch_rows
 from lcnflow.model.data import Dataset
 
@@ -171,7 +171,7 @@ def _explain(arch, data, satisfied, rank, kv, n_eq, cond, x_rank, d0) -> str:
         return f"{text} {classical}"
     if n_eq < kv:
         cause = (
-            f"There are only m·d_N = {data.num_samples}·{_fmt(arch.output_size)} = {n_eq} equations for "
+            f"There are only m·d_N = {data.num_samples}·{fmt(arch.output_size)} = {n_eq} equations for "
             f"{kv} final-filter coefficients. Add samples (at least {math.ceil(kv / max(1, n_eq // data.num_samples))}"
             " in total) or use longer signals."
         )

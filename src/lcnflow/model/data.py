@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lcnflow.model.architecture import Architecture, _fmt
+from lcnflow.model.architecture import Architecture, fmt
 
 __all__ = ["DATA_SCALE_RANGE", "Dataset"]
 
@@ -111,12 +111,12 @@ class Dataset:
         d0, dN = arch.axes_layer_sizes[0], arch.axes_layer_sizes[-1]
         if self.inputs.shape[1:] != d0:
             raise ValueError(
-                f"data.inputs: expected shape {(m, *d0)} (m samples of size {_fmt(d0)} = architecture.input_size), "
+                f"data.inputs: expected shape {(m, *d0)} (m samples of size {fmt(d0)} = architecture.input_size), "
                 f"got {self.inputs.shape}"
             )
         if self.targets.shape[1:] != dN:
             raise ValueError(
-                f"data.targets: expected shape {(m, *dN)} (m targets of the network's output size {_fmt(dN)}), "
+                f"data.targets: expected shape {(m, *dN)} (m targets of the network's output size {fmt(dN)}), "
                 f"got {self.targets.shape}"
             )
 
