@@ -49,8 +49,9 @@ def main() -> None:
         "",
         f"## Time to a certified critical point (B1–B5), baselines capped at {cap:g} s",
         "",
-        "lcnflow: risk construction + `gradient_flow` defaults (the square loss: Rodas4 in compiled segments; the "
-        "other losses: LSODA; exact Hessians, Newton polish, classification), certified at ‖∇L‖ ≤ 1e-10. "
+        "lcnflow: risk construction + `gradient_flow` defaults (Rodas4 in compiled segments for every built-in loss, "
+        "LSODA for built-in losses on long 2D filters; exact Hessians, Newton polish, classification), certified at "
+        "‖∇L‖ ≤ 1e-10. "
         "PyTorch GD: largest stable step from a grid (selection not "
         "timed). solve_ivp: the gradient computed layer by layer through every sample (rtol 1e-8, atol 1e-12). "
         "'same limit?' is max |v − v_lcnflow| / max |v_lcnflow| for the final filters.",
