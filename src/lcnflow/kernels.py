@@ -987,7 +987,7 @@ def weighted_gram_serial(x, y, v, sh: int, sw: int, lid: int, p1: float, p2: flo
 
     Output row by output row: the residuals ``r`` and ``ℓ''(r)`` of the row (``row``, scratch of ``d_N`` entries),
     then for each tap ``p`` the row ``ℓ''(r_a) x_{a s + p}`` (``dx``, scratch) and its dot products with the taps
-    ``q ≥ p``; the upper triangle is mirrored at the end.
+    ``q ≥ p`` (for stride 1 four taps per sweep, :func:`_correlate_dot`); the upper triangle is mirrored at the end.
     """
     m, DH, DW = y.shape
     KH, KW = v.shape
@@ -1009,26 +1009,24 @@ def weighted_gram_serial(x, y, v, sh: int, sw: int, lid: int, p1: float, p2: flo
                         row[a2] += c * xr[a2 * sw + t2]
             row_d2(row, DW, lid, p1, p2)
             for p in range(K):
-                xp = x[j, a1 * sh + p // KW]
-                op = p % KW
-                if sw == 1:
-                    xs = xp[op : op + DW]
+                t1, t2 = p // KW, p % KW
+                xp = x[j, a1 * sh + t1]
+                if sw == 1:  # Σ_a dx_a x_{a+q}, four taps q per sweep (_correlate_dot); upper triangle only
+                    xs = xp[t2 : t2 + DW]
                     for a2 in range(DW):
                         dx[a2] = row[a2] * xs[a2]
-                else:
-                    for a2 in range(DW):
-                        dx[a2] = row[a2] * xp[a2 * sw + op]
+                    _correlate_dot(dx, xp[t2:], out[p], p, DW, KW - t2)
+                    for u1 in range(t1 + 1, KH):
+                        _correlate_dot(dx, x[j, a1 * sh + u1], out[p], u1 * KW, DW, KW)
+                    continue
+                for a2 in range(DW):
+                    dx[a2] = row[a2] * xp[a2 * sw + t2]
                 for q in range(p, K):
                     xq = x[j, a1 * sh + q // KW]
                     oq = q % KW
                     acc = 0.0
-                    if sw == 1:
-                        xs = xq[oq : oq + DW]
-                        for a2 in range(DW):
-                            acc += dx[a2] * xs[a2]
-                    else:
-                        for a2 in range(DW):
-                            acc += dx[a2] * xq[a2 * sw + oq]
+                    for a2 in range(DW):
+                        acc += dx[a2] * xq[a2 * sw + oq]
                     out[p, q] += acc
     for p in range(K):
         for q in range(p + 1, K):
