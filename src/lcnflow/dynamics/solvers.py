@@ -15,8 +15,8 @@ def auto_integrator(risk: EmpiricalRisk) -> str:
     """What ``integrator="auto"`` runs for ``risk``: ``"rodas4"`` (compiled where the kernels run the risk,
     :func:`lcnflow.dynamics.compiled.available`), except ``"LSODA"`` where a Hessian costs a great many gradients — a
     built-in loss other than the square loss whose data passes use the FFT correlations of long 2D filters: there
-    ``∇²ℒ(v) = (1/m) Hᵀdiag(ℓ'')H`` is a weighted pass over every patch (about a second for 64 images of 128 × 128 and
-    an 11 × 11 final filter, against 20 ms for a gradient), which Rodas4 needs at every step and LSODA reuses."""
+    ``∇²ℒ(v) = (1/m) Hᵀdiag(ℓ'')H`` is a weighted pass over every patch (0.57 s for 64 images of 128 × 128 and an
+    11 × 11 final filter, against 21 ms for a gradient), which Rodas4 needs at every step and LSODA reuses."""
     view = risk.kernel_view()
     if view is not None and not risk.is_quadratic and view.loss_id >= 0 and view.spectral_ok:
         return "LSODA"

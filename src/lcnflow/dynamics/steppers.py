@@ -18,7 +18,7 @@ Integrators (float64, the structured gradient and exact Hessian of :class:`~lcnf
 * ``auto`` (the default, :func:`lcnflow.dynamics.solvers.auto_integrator`): ``rodas4`` below, run in compiled
   segments of many steps (:mod:`lcnflow.dynamics.compiled`) for the square loss and every built-in loss whose data
   passes the kernels run, in NumPy for custom losses; LSODA for built-in losses on long 2D filters, where a
-  Hessian costs about fifty gradients.  LSODA is not the default elsewhere: its corrector iterations stop at the
+  Hessian costs about thirty gradients.  LSODA is not the default elsewhere: its corrector iterations stop at the
   local error tolerance, so near a limit its trajectory wanders at that distance and ``‖∇L‖`` can stay above the
   candidate tolerance for ever (seen on a planted pseudo-Huber problem: 46 000 steps, ``‖∇L‖ ≈ 10⁻⁵``, 7·10⁻⁸
   from the minimum); a Rosenbrock step solves one linear system exactly, every limit is a fixed point of it, and
