@@ -128,10 +128,15 @@ def run_flow(risk: EmpiricalRisk, init, opts: FlowOptions, *, save_at=None, call
     result = drive(risk, w0, make, opts, save=save, t_max=opts.t_max, callback=callback,
                    options=opts.to_dict(), start=start)
     result.method = "gradient_flow"
-    if opts.verify:
-        tight = replace(opts, rtol=max(opts.rtol / 100, 1e-13), atol=opts.atol / 100, verify=False)
-        check = run_flow(risk, init, tight)
-        result.limit_verified, result.verification = compare_limits(result, check)
+    if opts.verify:  # within what is left of max_time
+        left = start + opts.max_time - time.perf_counter()
+        if left > 0:
+            tight = replace(opts, rtol=max(opts.rtol / 100, 1e-13), atol=opts.atol / 100, verify=False,
+                            max_time=left)
+            check = run_flow(risk, init, tight)
+            result.limit_verified, result.verification = compare_limits(result, check)
+        else:
+            result.message += f"; not verified: max_time = {opts.max_time:g} s ran out before the verification run"
     return result
 
 
