@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -96,7 +97,11 @@ def _show_plan(console: Console, plan: Any, out: Path) -> None:
     console.print(t)
     if (out / "sweep.json").is_file():
         try:
-            done = read_results(out, columns=["run_id"]).num_rows
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                done = read_results(out, columns=["run_id"]).num_rows
+            for w in caught:
+                console.print(f"[yellow]warning: {escape(str(w.message))}[/]")
             console.print(f"{out}: {done} run(s) already finished there")
         except ValueError as exc:
             console.print(f"[yellow]{escape(str(exc))}[/]")
@@ -114,7 +119,11 @@ def summarize_command(
     """Summarize a sweep: outcomes per grid cell, loss quantiles, time; writes DIR/summary.html and summary.csv."""
     from .summary import summarize, summary_json
 
-    summary = summarize(directory, html_file=not no_html, csv_file=not no_html, figures=not no_html)
+    with warnings.catch_warnings():  # (problems with the parts are printed below, one line each)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        summary = summarize(directory, html_file=not no_html, csv_file=not no_html, figures=not no_html)
+    for problem in summary.problems:
+        sys.stderr.write(f"warning: {' '.join(problem.split())}\n")
     if json_output:
         sys.stdout.write(json.dumps(summary_json(summary), indent=2, ensure_ascii=False) + "\n")
         return

@@ -5,11 +5,22 @@ Layout of a sweep directory ``DIR``::
     DIR/sweep.json          what the sweep is (base config, grid, fingerprint, result columns); written first
     DIR/sweep.toml          the sweep file as given (when the sweep came from a file)
     DIR/runs/part-*.parquet one file per finished batch of runs, one row per run
+    DIR/index.jsonl         the parts this sweep wrote, in write order: one JSON line per part with its file name
+                            (relative to DIR/runs), its number of rows, size and SHA-256
     DIR/.lock               held (``flock``) by the process writing to DIR
 
 A part is written to a hidden temporary name in ``DIR/runs`` (``.part-….tmp``), flushed to disk, and renamed to its
 final name with :func:`os.replace` — an atomic step on POSIX file systems — so a reader, or a sweep killed at any
 moment, sees each part either whole or not at all.  Readers (pyarrow, pandas, polars, DuckDB) skip hidden files.
+Only then is its line appended to ``index.jsonl`` (flushed to disk).
+
+lcnflow reads only the parts listed in the index, and each only if its size, SHA-256 and row count are those
+recorded: a ``.parquet`` file that the sweep did not write (a copy, a file from elsewhere) is ignored with a
+warning, and a damaged part is named in a warning (:func:`read_results`, ``lcnflow summarize``) while the other
+parts are still read; resuming sets a damaged part aside (``.corrupt-…``) and runs its runs again.  The index holds
+no absolute path, so a sweep directory copied or moved elsewhere reads the same.  A directory written before the
+index existed (no ``index.jsonl``) is read as it was then: every ``part-*.parquet``, unverified; resuming such a
+sweep records the parts found in a new index.
 Resuming reads the ``run_id`` column of the parts and runs only what is missing.
 
 Read the results without lcnflow::
@@ -25,6 +36,7 @@ from __future__ import annotations
 import datetime
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import uuid
@@ -165,6 +177,89 @@ def _part_files(runs_dir: Path) -> list[Path]:
     return sorted(p for p in runs_dir.glob("part-*.parquet") if p.is_file())
 
 
+#: The index of the parts a sweep wrote (see the module docstring).
+INDEX_NAME = "index.jsonl"
+
+
+def _read_index(out: Path) -> list[dict[str, Any]] | None:
+    """The entries of ``DIR/index.jsonl`` in write order (the first entry of a part name wins); ``None`` when the
+    directory has no index (written before the index existed).  A line that is not a complete entry (a write cut
+    short) is skipped: its part counts as not written."""
+    path = out / INDEX_NAME
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise SweepError(f"{path}: cannot read it: {exc.strerror or exc}") from None
+    entries, names = [], set()
+    for line in text.splitlines():
+        try:
+            e = json.loads(line)
+        except ValueError:
+            continue
+        if not (isinstance(e, dict) and isinstance(e.get("part"), str) and isinstance(e.get("rows"), int)
+                and isinstance(e.get("bytes"), int) and isinstance(e.get("sha256"), str)):
+            continue
+        name = e["part"]
+        if "/" in name or "\\" in name or name.startswith(".") or name in names:
+            continue
+        names.add(name)
+        entries.append(e)
+    return entries
+
+
+def _verify_part(path: Path, entry: Mapping[str, Any]) -> str:
+    """Why the part at ``path`` is not the one recorded in ``entry`` (``""`` when it is)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return "listed in the index but missing"
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    if len(data) != entry["bytes"]:
+        return f"{len(data)} bytes, {entry['bytes']} written"
+    if hashlib.sha256(data).hexdigest() != entry["sha256"]:
+        return "its SHA-256 differs from the one recorded when it was written"
+    try:
+        rows = pq.ParquetFile(pa.BufferReader(data)).metadata.num_rows
+    except (OSError, pa.ArrowException) as exc:
+        return f"not a readable Parquet file ({exc})"
+    if rows != entry["rows"]:
+        return f"{rows} rows, {entry['rows']} written"
+    return ""
+
+
+def _scan_parts(out: Path) -> tuple[list[Path], list[tuple[Path, str]], list[Path], bool]:
+    """``(good parts in write order, [(damaged part, why)], foreign files, indexed)`` of the sweep in ``out``."""
+    runs_dir = out / "runs"
+    entries = _read_index(out)
+    if entries is None:  # written before the index existed: every part, unverified
+        return _part_files(runs_dir), [], [], False
+    good, bad = [], []
+    for e in entries:
+        path = runs_dir / e["part"]
+        why = _verify_part(path, e)
+        if why:
+            bad.append((path, why))
+        else:
+            good.append(path)
+    listed = {e["part"] for e in entries}
+    foreign = [p for p in sorted(runs_dir.glob("*.parquet"))  # (hidden files — set aside, temporaries — are not)
+               if p.is_file() and not p.name.startswith(".") and p.name not in listed] if runs_dir.is_dir() else []
+    return good, bad, foreign, True
+
+
+def _foreign_warning(path: Path) -> str:
+    return (f"{path}: not written by this sweep (not in its {INDEX_NAME}); ignored — move it out of runs/ to "
+            "silence this warning")
+
+
+def _damaged_warning(path: Path, why: str, resume: bool = False) -> str:
+    then = "its runs will be run again" if resume else "its runs are left out; resume the sweep to run them again"
+    return f"{path}: damaged or unreadable part ({why}); {then}"
+
+
 def read_results(out: str | Path, columns: Sequence[str] | None = None) -> pa.Table:
     """All result rows of the sweep in ``DIR``, one per run (the first written, should a run appear twice).
 
@@ -181,6 +276,12 @@ def read_results(out: str | Path, columns: Sequence[str] | None = None) -> pa.Ta
         Sorted by ``run_index``; empty (with the sweep's schema) when no run has finished.  When all columns are
         read, a last column ``outcome`` gives each run's outcome (:func:`~lcnflow.sweep.summary.outcomes`: ``error``,
         ``uncertified_endpoint``, ``global_minimum``, ``spurious``, …).
+
+    Warns
+    -----
+    RuntimeWarning
+        Once per part that is damaged (left out; the other parts are read) and per ``.parquet`` file in ``runs/``
+        that the sweep did not write (ignored).  See the module docstring.
     """
     info = read_sweep_info(out)
     schema = results_schema(info["columns"])
@@ -190,11 +291,20 @@ def read_results(out: str | Path, columns: Sequence[str] | None = None) -> pa.Ta
         if unknown:
             raise SweepError(f"columns: unknown column(s) {unknown}; valid: {', '.join(schema.names)}")
         schema = pa.schema([schema.field(c) for c in names])
-    parts = _part_files(Path(out) / "runs")
-    if not parts:
+    parts, damaged, foreign, _ = _scan_parts(Path(out))
+    for path in foreign:
+        warnings.warn(_foreign_warning(path), RuntimeWarning, stacklevel=2)
+    tables = []
+    for path in parts:
+        try:
+            tables.append(pq.read_table(path, columns=schema.names, schema=schema))
+        except (OSError, pa.ArrowException) as exc:
+            damaged.append((path, str(exc)))
+    for path, why in damaged:
+        warnings.warn(_damaged_warning(path, why), RuntimeWarning, stacklevel=2)
+    if not tables:
         empty = schema.empty_table()
         return empty.append_column("outcome", pa.array([], pa.string())) if columns is None else empty
-    tables = [pq.read_table(p, columns=schema.names, schema=schema) for p in parts]
     table = _dedupe(pa.concat_tables(tables)).sort_by("run_index")
     if columns is None:
         from .summary import outcomes
@@ -216,6 +326,22 @@ def _dedupe(table: pa.Table) -> pa.Table:
     # ``first`` holds, for each distinct run, the row number of its first occurrence: take those rows (in the
     # order they were written), not the positions that would sort ``first``.
     return table.take(pc.take(first, pc.sort_indices(first)))
+
+
+def _entry(name: str, data: bytes, rows: int) -> dict[str, Any]:
+    return {"part": name, "rows": int(rows), "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def _readable_parts(runs_dir: Path) -> list[Path]:
+    """The ``part-*.parquet`` files of a directory written before the index existed that Parquet can read."""
+    out = []
+    for p in _part_files(runs_dir):
+        try:
+            pq.ParquetFile(p).metadata  # noqa: B018 (reads the footer)
+            out.append(p)
+        except (OSError, pa.ArrowException):
+            pass
+    return out
 
 
 class SweepStore:
@@ -242,6 +368,7 @@ class SweepStore:
         self.schema = results_schema(plan.columns)
         self._lock_fd: int | None = None
         self._session = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S") + f"-{uuid.uuid4().hex[:6]}"
+        self.index_path = self.out / INDEX_NAME
         self._count = 0
         self._open()
 
@@ -282,6 +409,9 @@ class SweepStore:
             else:
                 self._write_info()
             self.runs_dir.mkdir(exist_ok=True)
+            if _read_index(out) is None:  # a new sweep, or one written before the index: record what is there
+                self._write_index([_entry(p.name, p.read_bytes(), pq.ParquetFile(p).metadata.num_rows)
+                                   for p in _readable_parts(self.runs_dir)])
         except BaseException:
             self.close()
             raise
@@ -355,23 +485,43 @@ class SweepStore:
 
     # ------------------------------------------------------------------ reading
     def finished_ids(self) -> set[str]:
-        """``run_id`` of every run with a row on disk.
+        """``run_id`` of every run with a row in a part this sweep wrote.
 
-        A part that cannot be read (it can only be damaged from outside: parts are renamed into place whole) is
-        moved aside to a hidden ``.corrupt-…`` name with a warning, and its runs count as not finished.
+        A part that is damaged (it can only be damaged from outside: parts are renamed into place whole and
+        verified against the index) is moved aside to a hidden ``.corrupt-…`` name and dropped from the index with a
+        warning, and its runs count as not finished; ``.parquet`` files the sweep did not write are ignored with a
+        warning.
         """
         done: set[str] = set()
-        for part in _part_files(self.runs_dir):
+        parts, damaged, foreign, _ = _scan_parts(self.out)
+        for path in foreign:
+            warnings.warn(_foreign_warning(path), RuntimeWarning, stacklevel=2)
+        for part in parts:
             try:
                 ids = pq.read_table(part, columns=["run_id"]).column("run_id").to_pylist()
             except (OSError, pa.ArrowException) as exc:
-                aside = part.with_name(f".corrupt-{part.name}")
-                os.replace(part, aside)
-                warnings.warn(f"{part}: unreadable ({exc}); moved to {aside.name}, its runs will be redone",
-                              RuntimeWarning, stacklevel=2)
+                damaged.append((part, str(exc)))
                 continue
             done.update(ids)
+        if damaged:
+            for part, why in damaged:
+                if part.exists():
+                    aside = part.with_name(f".corrupt-{part.name}")
+                    os.replace(part, aside)
+                    why += f"; moved to {aside.name}"
+                warnings.warn(_damaged_warning(part, why, resume=True), RuntimeWarning, stacklevel=2)
+            names = {p.name for p, _ in damaged}
+            self._write_index([e for e in (_read_index(self.out) or []) if e["part"] not in names])
         return done
+
+    def _write_index(self, entries: Sequence[Mapping[str, Any]]) -> None:
+        _atomic_write_text(self.index_path, "".join(json.dumps(e) + "\n" for e in entries))
+
+    def _append_index(self, entry: Mapping[str, Any]) -> None:
+        with open(self.index_path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(entry) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
 
     # ------------------------------------------------------------------ writing
     def write(self, rows: Iterable[Mapping[str, Any]]) -> Path:
@@ -389,20 +539,26 @@ class SweepStore:
         final = self.runs_dir / name
         tmp = self.runs_dir / f".{name}.tmp"
         try:
+            sink = pa.BufferOutputStream()
+            pq.write_table(table, sink, compression="zstd")
+            data = sink.getvalue().to_pybytes()
             with open(tmp, "wb") as fh:
-                pq.write_table(table, fh, compression="zstd")
+                fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, final)
+            _fsync_dir(self.runs_dir)
+            self._append_index(_entry(name, data, table.num_rows))
         except OSError as exc:
             tmp.unlink(missing_ok=True)
+            if final.exists() and not any(e["part"] == name for e in _read_index(self.out) or []):
+                final.unlink(missing_ok=True)  # renamed into place but not recorded in the index: not a part
             kept = len(_part_files(self.runs_dir))
             raise SweepError(
                 f"--out: cannot write results into {self.runs_dir} ({exc.strerror or exc}); the {kept} part file(s) "
                 f"written before are kept whole and this batch of {len(rows)} run(s) is not recorded; free space "
                 "and rerun the same command to resume"
             ) from None
-        _fsync_dir(self.runs_dir)
         return final
 
     def cleanup_temporaries(self) -> int:

@@ -21,6 +21,7 @@ import html
 import io
 import json
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,6 +137,9 @@ class SweepSummary:
         Figure name → PNG bytes.
     html_path, csv_path : Path or None
         Where ``summary.html`` and ``summary.csv`` were written.
+    problems : list of str
+        What reading the parts found wrong (a damaged part, a file the sweep did not write), one line each; the
+        summary covers the other parts.
     """
 
     out: Path
@@ -145,6 +149,7 @@ class SweepSummary:
     figures: dict[str, bytes] = field(default_factory=dict)
     html_path: Path | None = None
     csv_path: Path | None = None
+    problems: list[str] = field(default_factory=list)
 
     @property
     def shown_outcomes(self) -> list[str]:
@@ -551,10 +556,15 @@ def summarize(out: str | Path, *, html_file: bool = True, csv_file: bool = True,
     """
     out = Path(out)
     info = read_sweep_info(out)
-    table = read_results(out)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        table = read_results(out)
+    for w in caught:  # (passed on to the caller: damaged parts, files the sweep did not write)
+        warnings.warn(str(w.message), w.category, stacklevel=2)
     outcome = outcomes(table)
     cell_table = _cell_table(info, table, outcome)
-    summary = SweepSummary(out, info, cell_table, table.num_rows)
+    summary = SweepSummary(out, info, cell_table, table.num_rows,
+                           problems=[str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)])
     if figures and table.num_rows:
         summary.figures = _figures(info, table, outcome, cell_table)
     if csv_file:
@@ -584,4 +594,4 @@ def summary_json(summary: SweepSummary) -> dict[str, Any]:
 
     rows = [{k: clean(v) for k, v in row.items()} for row in summary.table.to_pylist()]
     return {"out": str(summary.out), "num_runs": summary.info["num_runs"], "num_finished": summary.num_finished,
-            "cells": rows}
+            "problems": list(summary.problems), "cells": rows}
