@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
+from .._files import fsync_dir, stage_file
 from ..architecture import Architecture
 from ..conv import as_filters, final_filter, flatten, random_init, unflatten
 from ..flow import FlowResult, invariants, theorem_hypotheses
@@ -555,23 +556,18 @@ class ExperimentRun:
         # are renamed together at the end, so a failure (a full disk) leaves the earlier files as they were
         staged: list[tuple[Path, Path]] = []
         try:
-            for name, write in (
+            for name, content in (
                 ("trajectory.npz", lambda fh: np.savez_compressed(fh, **self.arrays())),
-                ("config.toml", lambda fh: fh.write(self.experiment.config.to_toml().encode("utf-8"))),
-                ("result.json", lambda fh: fh.write(text.encode("utf-8"))),
+                ("config.toml", self.experiment.config.to_toml()),
+                ("result.json", text),
             ):
-                tmp = out / f".{name}.{os.getpid()}.tmp"
-                staged.append((tmp, paths[name]))
-                with open(tmp, "wb") as fh:
-                    write(fh)
-                    fh.flush()
-                    os.fsync(fh.fileno())
+                staged.append((stage_file(paths[name], content), paths[name]))
             for tmp, final in staged:
                 os.replace(tmp, final)
+            fsync_dir(out)
         finally:
             for tmp, _ in staged:
-                if tmp.exists():
-                    tmp.unlink()
+                tmp.unlink(missing_ok=True)
         if report:
             # The report layer sits above experiments; it is imported here only, on request, so the layering holds
             # for everything that does not ask for a report.

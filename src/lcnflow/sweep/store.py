@@ -50,6 +50,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .. import __version__
+from .._files import atomic_write
 from ..flow.result import SCALAR_FIELDS
 from .grid import SweepError, SweepPlan, column_value
 
@@ -108,29 +109,6 @@ def results_schema(columns: Mapping[str, str]) -> pa.Schema:
     fields = [pa.field("run_id", pa.string()), pa.field("run_index", pa.int64()), pa.field("cell", pa.int64())]
     fields += [pa.field(name, KIND_TYPES[kind]) for name, kind in columns.items()]
     return pa.schema(fields + list(RESULT_FIELDS))
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
 
 
 #: Fields of ``sweep.json`` that readers rely on, with their JSON types.
@@ -405,7 +383,7 @@ class SweepStore:
                     self.plan.columns.update(info["columns"])
                     self.schema = results_schema(self.plan.columns)
                 if self.plan.spec.source_text is not None and not (out / "sweep.toml").exists():
-                    _atomic_write_text(out / "sweep.toml", self.plan.spec.source_text)
+                    atomic_write(out / "sweep.toml", self.plan.spec.source_text)
             else:
                 self._write_info()
             self.runs_dir.mkdir(exist_ok=True)
@@ -479,9 +457,9 @@ class SweepStore:
             "sweep": {"batch_size": spec.batch_size},
             "data_files": plan.data_files,
         }
-        _atomic_write_text(self.out / "sweep.json", json.dumps(info, indent=1, ensure_ascii=False) + "\n")
+        atomic_write(self.out / "sweep.json", json.dumps(info, indent=1, ensure_ascii=False) + "\n")
         if spec.source_text is not None:
-            _atomic_write_text(self.out / "sweep.toml", spec.source_text)
+            atomic_write(self.out / "sweep.toml", spec.source_text)
 
     # ------------------------------------------------------------------ reading
     def finished_ids(self) -> set[str]:
@@ -515,7 +493,7 @@ class SweepStore:
         return done
 
     def _write_index(self, entries: Sequence[Mapping[str, Any]]) -> None:
-        _atomic_write_text(self.index_path, "".join(json.dumps(e) + "\n" for e in entries))
+        atomic_write(self.index_path, "".join(json.dumps(e) + "\n" for e in entries))
 
     def _append_index(self, entry: Mapping[str, Any]) -> None:
         with open(self.index_path, "a", encoding="utf-8") as fh:
@@ -537,20 +515,13 @@ class SweepStore:
         self._count += 1
         name = f"part-{self._session}-{self._count:06d}.parquet"
         final = self.runs_dir / name
-        tmp = self.runs_dir / f".{name}.tmp"
         try:
             sink = pa.BufferOutputStream()
             pq.write_table(table, sink, compression="zstd")
             data = sink.getvalue().to_pybytes()
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, final)
-            _fsync_dir(self.runs_dir)
+            atomic_write(final, data)  # (its temporary, .part-….tmp, is what cleanup_temporaries removes)
             self._append_index(_entry(name, data, table.num_rows))
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
             if final.exists() and not any(e["part"] == name for e in _read_index(self.out) or []):
                 final.unlink(missing_ok=True)  # renamed into place but not recorded in the index: not a part
             kept = len(_part_files(self.runs_dir))

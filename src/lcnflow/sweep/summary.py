@@ -33,6 +33,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from .. import __version__
+from .._files import atomic_write
 from ..experiments.compare import wilson_interval
 from .grid import canonical_json
 from .store import KIND_TYPES, read_results, read_sweep_info
@@ -569,10 +570,12 @@ def summarize(out: str | Path, *, html_file: bool = True, csv_file: bool = True,
         summary.figures = _figures(info, table, outcome, cell_table)
     if csv_file:
         summary.csv_path = out / "summary.csv"
-        pacsv.write_csv(_csv_ready(cell_table), summary.csv_path)
+        sink = pa.BufferOutputStream()
+        pacsv.write_csv(_csv_ready(cell_table), sink)
+        atomic_write(summary.csv_path, sink.getvalue().to_pybytes())
     if html_file:
         summary.html_path = out / "summary.html"
-        summary.html_path.write_text(_html(summary), encoding="utf-8")
+        atomic_write(summary.html_path, _html(summary))
     return summary
 
 
