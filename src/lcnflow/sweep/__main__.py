@@ -2,7 +2,11 @@
 
 import sys
 
-from .cli import main
+try:
+    from .._main import sweep_main
+except KeyboardInterrupt:  # Ctrl-C before lcnflow's own handling is in place
+    sys.stderr.write("interrupted\n")
+    sys.exit(130)
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(sweep_main())

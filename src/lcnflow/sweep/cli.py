@@ -27,7 +27,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ..cli_support import EXIT_INTERRUPTED, BadInput, LcnflowGroup, console, guard, run_app
+from .._signals import interrupt_exit_code
+from ..cli_support import BadInput, LcnflowGroup, console, guard, run_app
 
 __all__ = ["app", "main", "register", "summarize_command", "sweep_command"]
 
@@ -77,7 +78,7 @@ def sweep_command(
             console.print("nothing to do: every run is already in the directory")
         console.print(f"summarize with: lcnflow summarize {escape(str(out))}")
     if outcome.interrupted:
-        raise typer.Exit(EXIT_INTERRUPTED)
+        raise typer.Exit(interrupt_exit_code())
 
 
 def _show_plan(console: Console, plan: Any, out: Path) -> None:
