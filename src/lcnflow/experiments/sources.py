@@ -208,7 +208,7 @@ def _read_arrays(cfg: FileData) -> tuple[np.ndarray, np.ndarray, str]:
     path = Path(cfg.path).expanduser()
     wanted = "an .npz with inputs and targets, or an .npy of inputs with data.targets_path"
     _check_file(path, "data.path", wanted)
-    if path.suffix == ".npz":
+    if path.suffix.lower() == ".npz":
         _check_magic(path, "data.path", ".npz")
         try:
             archive = np.load(path, allow_pickle=False)
@@ -233,7 +233,7 @@ def _read_arrays(cfg: FileData) -> tuple[np.ndarray, np.ndarray, str]:
                         f"data.{what}: cannot read the array {key!r} of {path}: {_why_unreadable(exc)}"
                     ) from None
         return arrays[0], arrays[1], f"{path.name}"
-    if path.suffix == ".npy":
+    if path.suffix.lower() == ".npy":
         if not cfg.targets_path:
             raise ConfigError(
                 f"data.targets_path: required when data.path is an .npy file ({path}); give the .npy of targets"

@@ -48,10 +48,11 @@ from numpy.polynomial import polynomial as P
 from ..architecture import Architecture
 from ..conv import _final_filter, as_filters, final_filter_jacobian, flatten
 from ..risk import EmpiricalRisk
+from .certify import gradient_scale
 from .optimum import FunctionSpaceBest, OutOfTime, best_on_function_space, risk_rounding, unconstrained_optimum
 from .symmetry import complement_basis, layer_slices, symmetry_basis
 
-Kind = Literal["global_minimum", "local_minimum", "strict_saddle", "degenerate"]
+Kind = Literal["global_minimum", "local_minimum", "strict_saddle", "degenerate", "not_critical"]
 Origin = Literal["global", "pure", "rank_deficient"]
 
 #: Roots closer than this (relative to ``1 + |ρ|``) are treated as equal.
@@ -62,6 +63,8 @@ MAX_FIBRE_POINTS = 2000
 MAX_FIBRE_VISITS = 100_000
 #: The residual-gradient part of the value tolerance is at most this fraction of ``ℒ(0) − min ℒ`` (when positive).
 CERT_RTOL = 1e-6
+#: A point with ``‖∇L‖ > CRITICAL_RTOL · S`` (the gradient scale) is not a critical point.
+CRITICAL_RTOL = 1e-6
 
 
 @dataclass(frozen=True)
@@ -72,7 +75,8 @@ class CriticalPoint:
     ----------
     kind : str
         ``global_minimum`` (``L(w*) = ℒ*_M``), ``local_minimum``, ``strict_saddle`` or ``degenerate``.  Global and
-        local minima pass the second-order test.
+        local minima pass the second-order test.  ``not_critical`` when the point is not a critical point at all
+        (``‖∇L‖ > critical_rtol · S``); the other fields then describe the Hessian there, not a critical point.
     origin : str
         ``global`` (the unconstrained optimum of ℒ was reached), ``pure`` or ``rank_deficient``.
     spurious : bool or None
@@ -154,6 +158,9 @@ class CriticalPoint:
 
     def summary(self) -> str:
         """One line a person can read."""
+        if self.kind == "not_critical":
+            return (f"not a critical point: ‖∇L‖ = {self.gradient_norm:.3g} is not small against the size of the "
+                    "terms it is made of (polish the point first, e.g. lcnflow.flow.polish)")
         parts = [f"{self.kind.replace('_', ' ')} (origin: {self.origin}"]
         if self.spurious is not None:
             parts.append(", spurious" if self.spurious else ", not spurious")
@@ -438,6 +445,7 @@ def classify_critical_point(
     compare_with_best: bool = True,
     check_spurious: bool = True,
     max_time: float = math.inf,
+    critical_rtol: float | None = CRITICAL_RTOL,
 ) -> CriticalPoint:
     r"""Classify a critical point ``w*`` of ``L`` (see the module docstring for the definitions and tolerances).
 
@@ -467,6 +475,10 @@ def classify_critical_point(
     check_spurious : bool
         ``False`` skips the walk over the fibre (``spurious = None`` at rank-deficient points; the second-order
         verdict does not depend on it).  :func:`settle_spurious` completes it later.
+    critical_rtol : float or None
+        The point must have ``‖∇L(w)‖ ≤ critical_rtol · S(w)`` (``S`` of
+        :func:`~lcnflow.flow.certify.gradient_scale`, so the test is scale-free), else ``kind = "not_critical"``;
+        ``None`` skips the test (for points the caller certified itself).
     max_time : float
         Seconds the comparison with ``ℒ*_M`` and the walk over the fibre may take together (``inf``: no limit).
         What is left when it runs out stays undecided (``global_on_m = None``, ``spurious = None``) and
@@ -485,6 +497,9 @@ def classify_critical_point(
                                                and function_space_tol >= 0 and math.isfinite(function_space_tol)):
         raise ValueError(f"function_space_tol: must be a finite number ≥ 0, got {function_space_tol!r}")
     _check_max_time(max_time)
+    if critical_rtol is not None and not (isinstance(critical_rtol, int | float) and not isinstance(critical_rtol, bool)
+                                          and 0 < critical_rtol < 1):
+        raise ValueError(f"critical_rtol: must be a number in (0, 1) or None, got {critical_rtol!r}")
     deadline = time.perf_counter() + max_time
     arch = risk.arch
     ws = as_filters(arch, filters)
@@ -534,8 +549,11 @@ def classify_critical_point(
     eig = np.linalg.eigvalsh(comp.T @ hess @ comp)
 
     not_a_minimum = None
-    if index > 0:
-        kind: Kind = "strict_saddle"
+    critical = critical_rtol is None or float(np.linalg.norm(grad)) <= critical_rtol * gradient_scale(risk, w)
+    if not critical:
+        kind: Kind = "not_critical"
+    elif index > 0:
+        kind = "strict_saddle"
     elif global_on_m:
         kind = "global_minimum"
     elif eig_b.size and np.any(np.abs(eig_b) <= tol_eig):
@@ -659,7 +677,7 @@ def settle_on_m(risk: EmpiricalRisk, cp: CriticalPoint, best: FunctionSpaceBest 
     tol = cp.value_tolerance + best.value_error
     global_on_m = False if gap > tol else (True if best.exact and gap >= -tol else None)
     changes: dict[str, Any] = {"global_on_m": global_on_m, "gap_to_best": float(gap), "best": best}
-    if global_on_m and cp.index == 0:
+    if global_on_m and cp.index == 0 and cp.kind != "not_critical":
         changes.update(kind="global_minimum", not_a_minimum=None)
         if cp.origin == "rank_deficient":
             changes.update(spurious=False, spurious_witness=None,

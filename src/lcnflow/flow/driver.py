@@ -117,7 +117,7 @@ def _try_stop(risk, t, w, S, opts: StopOptions, stable, w0, scale, w_ref) -> Can
     if not certified:
         return Candidate(t, w, pol, point, gnorm, None, "not_certified")
     # minimum or not: neither ℒ*_M nor the walk over the fibre is needed (the limit's are completed at the end)
-    cp = classify_critical_point(risk, point, compare_with_best=False, check_spurious=False)
+    cp = classify_critical_point(risk, point, compare_with_best=False, check_spurious=False, critical_rtol=None)
     if _is_stop_point(cp):
         outcome = "minimum"
     elif stable is not None and (
@@ -397,8 +397,9 @@ def _nearest(risk, w_end, candidates, opts, extra, scale, w_ref, left) -> tuple[
     extra[1] += pol.num_hessian_evaluations
     if pol.accepted and pol.gradient_norm <= opts.certify_tol * scale(pol.point):
         if opts.classify:
-            return classify_critical_point(risk, pol.point, max_time=left), pol.distance
-        return classify_critical_point(risk, pol.point, compare_with_best=False, check_spurious=False), pol.distance
+            return classify_critical_point(risk, pol.point, max_time=left, critical_rtol=None), pol.distance
+        return (classify_critical_point(risk, pol.point, compare_with_best=False, check_spurious=False,
+                                        critical_rtol=None), pol.distance)
     for cand in reversed(candidates):
         if cand.critical_point is not None:
             return cand.critical_point, float(np.linalg.norm(cand.point - w_end))

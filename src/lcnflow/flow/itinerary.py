@@ -182,6 +182,6 @@ def _identify(risk, times, losses, states, rel, slow, j, k, certify_tol, scale, 
                            f"polishing did not find a critical point ({pol.message})")
         point, note, gnorm = pol.point, f"Newton-polished from the state at t = {times[pick]:.3g}", pol.gradient_norm
     cp = classify_critical_point(risk, point, compare_with_best=False, check_spurious=check_spurious,
-                                 max_time=max(deadline - time.perf_counter(), 0.0))
+                                 max_time=max(deadline - time.perf_counter(), 0.0), critical_rtol=None)
     return Plateau(float(times[j]), float(times[k]), float(risk.value(point)), cp, point,
                    float(np.linalg.norm(point - w)), float(gnorm), note)

@@ -346,6 +346,13 @@ def _check_cluster_options(workers: int | None, scheduler: str | None, client: C
         )
     if scheduler is not None and not (isinstance(scheduler, str) and scheduler.strip()):
         raise SweepError(f"--scheduler: expected an address such as tcp://host:8786, got {scheduler!r}")
+    if scheduler is not None:
+        scheme, _, rest = scheduler.strip().rpartition("://")
+        if scheme.lower() in ("", "tcp", "tls", "ws", "wss"):
+            host, colon, port = rest.rpartition(":")
+            if not (colon and host.strip("[]") and port.isdigit() and 0 < int(port) < 65536):
+                raise SweepError(f"--scheduler: {scheduler!r} names no host and port; give the address `dask "
+                                 "scheduler` prints, such as tcp://localhost:8786")
     if workers is not None and not (isinstance(workers, int) and not isinstance(workers, bool) and workers >= 1):
         raise SweepError(f"--workers: must be an integer ≥ 1, got {workers!r}")
 

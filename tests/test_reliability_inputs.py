@@ -1,0 +1,185 @@
+"""Inputs a user can get wrong end in a ValueError/TypeError naming the parameter (API) or exit 2 with one line
+naming the field (command line) — never an internal error, never a silent misreading.
+
+Oracles: the same input written correctly (a config without its BOM, a file named .npz instead of .NPZ) gives the
+same result; counts of recorded points against the limit asked for; the gradient at a point against its scale.
+"""
+
+from __future__ import annotations
+
+import math
+import textwrap
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import lcnflow
+from lcnflow import Architecture, Dataset, EmpiricalRisk
+from lcnflow.cli import app
+from lcnflow.experiments import load_config
+from lcnflow.sweep import SweepError, expand, load_sweep
+
+runner = CliRunner()
+
+SWEEP = """\
+    name = "tiny"
+    [architecture]
+    input_size = 12
+    filter_sizes = [2, 2]
+    [data]
+    source = "planted"
+    num_samples = 30
+    [grid]
+    {grid}
+"""
+
+
+def _risk(arch: Architecture, seed: int = 0) -> EmpiricalRisk:
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((40, arch.input_size))
+    return EmpiricalRisk(arch, "square", Dataset(X, rng.standard_normal((40, arch.output_size))))
+
+
+def test_random_init_names_a_wrong_arch():
+    with pytest.raises(TypeError, match=r"^arch: expected an lcnflow\.Architecture, got str"):
+        lcnflow.random_init("arch")
+    with pytest.raises(TypeError, match=r"^arch:"):
+        lcnflow.random_init([2, 2], 0.5, 1)
+
+
+def test_boolean_or_complex_filters_are_refused_naming_the_layer():
+    arch = Architecture(10, [2, 2])
+    with pytest.raises(ValueError, match=r"^filters\[1\] \(layer 2\): boolean coefficients"):
+        lcnflow.as_filters(arch, [np.array([0.5, 1.0]), np.array([True, False])])
+    with pytest.raises(ValueError, match=r"^filters: boolean coefficients"):
+        lcnflow.as_filters(arch, np.array([True, False, True, True]))
+    with pytest.raises(ValueError, match=r"^filters\[0\] \(layer 1\): complex coefficients"):
+        lcnflow.as_filters(arch, [np.array([0.5 + 1j, 1.0]), np.array([1.0, 2.0])])
+    with pytest.raises(ValueError, match=r"^init\[0\] \(layer 1\): boolean"):
+        lcnflow.gradient_flow(_risk(arch), [[True, False], [1.0, 2.0]])
+    # integers are numbers: accepted, as floats
+    out = lcnflow.as_filters(arch, [np.array([1, 2]), [3, 4]])
+    assert all(w.dtype == np.float64 for w in out) and out[1].tolist() == [3.0, 4.0]
+
+
+def test_filters_as_torch_tensors_that_require_grad_are_read():
+    torch = pytest.importorskip("torch")
+    arch = Architecture(10, [2, 3])
+    ws = [torch.tensor([0.5, -1.0], dtype=torch.float64, requires_grad=True),
+          torch.tensor([1.0, 2.0, 0.25], dtype=torch.float64, requires_grad=True)]
+    out = lcnflow.as_filters(arch, ws)
+    assert [w.tolist() for w in out] == [[0.5, -1.0], [1.0, 2.0, 0.25]]
+
+
+def test_from_torch_refuses_non_finite_weights_naming_the_layer():
+    torch = pytest.importorskip("torch")
+    arch = Architecture(10, [2, 3])
+    net = lcnflow.to_torch(arch, lcnflow.random_init(arch, 0.5, 1))
+    with torch.no_grad():
+        net[1].weight[0, 0, 2] = float("nan")
+    with pytest.raises(ValueError, match=r"^module\[1\] \(Conv1d\): 1 non-finite weight\(s\), first at index \(2,\)"):
+        lcnflow.from_torch(net, 10)
+
+
+def test_negative_seeds_are_refused_everywhere(tmp_path):
+    arch = Architecture(10, [2, 2])
+    with pytest.raises(ValueError, match=r"^seed:"):
+        lcnflow.random_init(arch, 0.5, -1)
+    with pytest.raises(ValueError, match=r"init\.seed"):
+        load_config(None, {"init.seed": -1})
+    path = tmp_path / "s.toml"
+    path.write_text(textwrap.dedent(SWEEP.format(grid="init.seed = [-1, 2]")), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"init\.seed"):
+        expand(load_sweep(path))
+
+
+@pytest.mark.parametrize("grid, key", [
+    ("init.scale = [0.5, nan]", "grid.init.scale"),
+    ("data.noise_std = [inf]", "grid.data.noise_std"),
+    ("init.scale = {values = [-inf, 1.0]}", "grid.init.scale"),
+    ("[[grid.cases]]\n    init.scale = nan", "grid.cases[0].init.scale"),
+])
+def test_nan_or_inf_in_a_grid_is_named(tmp_path, grid, key):
+    path = tmp_path / "s.toml"
+    path.write_text(textwrap.dedent(SWEEP.format(grid=grid)), encoding="utf-8")
+    with pytest.raises(SweepError, match=rf"^{key.replace('.', chr(92) + '.').replace('[', chr(92) + '[')}"):
+        load_sweep(path)
+    res = runner.invoke(app, ["sweep", str(path), "--out", str(tmp_path / "out"), "--dry-run"])
+    assert res.exit_code == 2
+    lines = res.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {key}") and "finite" in lines[0]
+
+
+@pytest.mark.parametrize("address", ["localhost", "tcp://localhost", ":8786", "host:99999"])
+def test_a_scheduler_address_without_a_port_is_refused_before_anything_starts(tmp_path, address):
+    path = tmp_path / "s.toml"
+    path.write_text(textwrap.dedent(SWEEP.format(grid="init.seed = [1, 2]")), encoding="utf-8")
+    res = runner.invoke(app, ["sweep", str(path), "--out", str(tmp_path / "out"), "--scheduler", address])
+    assert res.exit_code == 2
+    lines = res.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --scheduler:") and "8786" in lines[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_config_or_sweep_file_with_a_utf8_bom_reads_as_without(tmp_path):
+    text = textwrap.dedent("""\
+        name = "bom"
+        [architecture]
+        input_size = 14
+        filter_sizes = [3, 2]
+        [init]
+        seed = 4
+    """)
+    plain, bom = tmp_path / "plain.toml", tmp_path / "bom.toml"
+    plain.write_text(text, encoding="utf-8")
+    bom.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
+    a, b = load_config(plain), load_config(bom)
+    assert a.model_dump() == {**b.model_dump(), "name": a.name} and b.init.seed == 4
+    sweep_text = textwrap.dedent(SWEEP.format(grid="init.seed = [1, 2]"))
+    (tmp_path / "s1.toml").write_text(sweep_text, encoding="utf-8")
+    (tmp_path / "s2.toml").write_bytes(b"\xef\xbb\xbf" + sweep_text.encode("utf-8"))
+    p1, p2 = expand(load_sweep(tmp_path / "s1.toml")), expand(load_sweep(tmp_path / "s2.toml"))
+    assert p1.fingerprint == p2.fingerprint and len(p2.runs) == 2
+
+
+def test_data_file_suffixes_are_case_insensitive(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((20, 12))
+    np.savez(tmp_path / "lower.npz", inputs=x, targets=x[:, :10] - 0.5 * x[:, 1:11] + 0.25 * x[:, 2:12])
+    (tmp_path / "UPPER.NPZ").write_bytes((tmp_path / "lower.npz").read_bytes())
+    from lcnflow.experiments import prepare
+
+    def data(name):
+        cfg = load_config(None, {"architecture.input_size": 12, "architecture.filter_sizes": [2, 2],
+                                 "data.source": "file", "data.path": str(tmp_path / name)})
+        return prepare(cfg).risk.data
+
+    a, b = data("lower.npz"), data("UPPER.NPZ")
+    assert np.array_equal(a.inputs, b.inputs) and np.array_equal(a.targets, b.targets)
+
+
+@pytest.mark.parametrize("max_record", [2, 3, 4, 7])
+def test_max_record_bounds_the_recorded_points_and_keeps_the_ends(max_record):
+    arch = Architecture(10, [2, 2])
+    res = lcnflow.gradient_flow(_risk(arch), lcnflow.random_init(arch, 0.5, 1), max_record=max_record)
+    assert 2 <= len(res.times) <= max_record
+    assert res.times[0] == 0.0 and res.times[-1] == res.t_final
+    assert len(res.losses) == len(res.gradient_norms) == len(res.trajectory) == len(res.times)
+
+
+def test_a_point_that_is_not_critical_is_called_so():
+    arch = Architecture(10, [2, 2])
+    risk = _risk(arch)
+    w = lcnflow.random_init(arch, 0.5, 1)
+    g = float(np.linalg.norm(risk.gradient(lcnflow.flatten(w))))
+    assert g > 1e-3  # far from critical
+    cp = lcnflow.classify_critical_point(risk, w)
+    assert cp.kind == "not_critical" and not cp.is_minimum
+    assert cp.summary().startswith("not a critical point") and math.isclose(cp.gradient_norm, g, rel_tol=1e-12)
+    # a certified limit is classified as before
+    res = lcnflow.gradient_flow(risk, w)
+    again = lcnflow.classify_critical_point(risk, res.limit)
+    assert res.converged and again.kind == res.critical_point.kind != "not_critical"
+    with pytest.raises(ValueError, match=r"^critical_rtol"):
+        lcnflow.classify_critical_point(risk, w, critical_rtol=2.0)
