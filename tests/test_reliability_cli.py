@@ -365,3 +365,41 @@ def test_atomic_write_replaces_whole_or_not_at_all(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         atomic_write(path, failing)
     assert path.read_bytes() == b'{"v": 2}' and hidden_leftovers(tmp_path) == []
+
+
+def test_out_through_a_symlink_writes_into_its_target_and_keeps_the_link(tmp_path, quick_report):
+    real = tmp_path / "real"
+    assert invoke("run", *TINY, "--quiet", "--out", str(real)).exit_code == 0
+    link = tmp_path / "link"
+    link.symlink_to(real, target_is_directory=True)
+    res = invoke("run", *TINY, "--set", "init.seed=5", "--quiet", "--out", str(link))
+    assert res.exit_code == 0, res.stderr
+    assert link.is_symlink() and link.resolve() == real.resolve()
+    assert json.loads((real / "result.json").read_text())["config"]["init"]["seed"] == 5
+    assert hidden_leftovers(tmp_path) == []
+
+
+def test_report_writes_nothing_when_it_fails_and_names_a_write_error(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    assert invoke("run", *TINY, "--quiet", "--out", str(out)).exit_code == 0
+    before = snapshot(out)
+    import lcnflow.report.html as html
+
+    def broken_page(*args, **kwargs):
+        raise KeyError("headline")
+
+    monkeypatch.setattr(html, "_page", broken_page)
+    res = invoke("report", str(out))
+    assert res.exit_code == 2 and "cannot lay out the report" in one_error_line(res)
+    assert snapshot(out) == before  # no figure rewritten before the failure
+    monkeypatch.undo()
+
+    def full(path, content):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(html, "atomic_write", full)
+    res = invoke("report", str(out))
+    assert res.exit_code == 2
+    line = one_error_line(res, "error: report: cannot write")
+    assert "No space left on device" in line and str(out) in line
+    assert snapshot(out) == before

@@ -153,6 +153,8 @@ def run(
     cfg = _load(config, [*(set_ or []), "flow.verify=true"] if verify else set_)
     if out is not None:
         out = Path(os.path.abspath(out))  # "." and "a/.." name a directory that can be replaced as a whole
+        if out.is_symlink():  # a link to the run's folder: the run goes into that folder, the link stays
+            out = out.resolve()
     staging = _stage_out(out, overwrite) if out is not None else None
     try:
         _run(cfg, config, out, staging, json_output, quiet, svg, execute, prepare)
@@ -579,6 +581,9 @@ def report(
         path = build_report(directory, ("png", "svg") if svg else ("png",))
     except ReportError as exc:
         raise BadInput(str(exc)) from None
+    except OSError as exc:
+        raise BadInput(f"report: cannot write report.html and figures/ into {directory} "
+                       f"({exc.strerror or exc}); the files there are unchanged or complete") from None
     _console().print(f"wrote {escape(str(path))}")
 
 

@@ -173,7 +173,7 @@ def build_report(
     run = load_run(run_dir)
     out = Path(run_dir)
     fig_dir = out / "figures"
-    fig_dir.mkdir(exist_ok=True)
+    files: list[tuple[Path, bytes]] = []  # written only once every figure and the page are built
     blocks = []
     with matplotlib.rc_context(STYLE):
         for stem, make, caption in FIGURES:
@@ -188,7 +188,7 @@ def build_report(
             png = _fig_bytes(fig, "png")
             fig.set_layout_engine("none")  # keep the layout computed for the PNG (constrained layout is slow)
             for fmt in formats:
-                atomic_write(fig_dir / f"{stem}.{fmt}", png if fmt == "png" else _fig_bytes(fig, fmt))
+                files.append((fig_dir / f"{stem}.{fmt}", png if fmt == "png" else _fig_bytes(fig, fmt)))
             fig.clear()
             data = base64.b64encode(png).decode("ascii")
             width = min(100.0, 100.0 * float(fig.get_figwidth()) / _FULL_WIDTH_INCHES)  # same scale for all
@@ -207,6 +207,9 @@ def build_report(
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
         raise ReportError(f"report: {out / 'result.json'}: cannot lay out the report ({type(exc).__name__}: {exc}); "
                           "the file is damaged or from another lcnflow version") from None
+    fig_dir.mkdir(exist_ok=True)
+    for file, data in files:
+        atomic_write(file, data)
     atomic_write(path, page)
     return path
 
