@@ -183,3 +183,26 @@ def test_a_point_that_is_not_critical_is_called_so():
     assert res.converged and again.kind == res.critical_point.kind != "not_critical"
     with pytest.raises(ValueError, match=r"^critical_rtol"):
         lcnflow.classify_critical_point(risk, w, critical_rtol=2.0)
+
+
+def test_a_start_float64_cannot_tell_from_the_origin_is_refused_naming_init():
+    arch = Architecture(20, [3, 3, 2])
+    risk = _risk(arch)
+    for scale in (1e-160, 1e-170, 1e-300):
+        with pytest.raises(ValueError, match=r"^init: ‖w\(0\)‖ = .* cannot be told from the origin"):
+            lcnflow.gradient_flow(risk, lcnflow.random_init(arch, scale, 3))
+        with pytest.raises(ValueError, match=r"^init:"):
+            lcnflow.gradient_descent(risk, lcnflow.random_init(arch, scale, 3), step_size=1e-3, max_steps=10)
+    res = runner.invoke(app, ["run", "--set", "init.scale=1e-160", "--quiet"])
+    assert res.exit_code == 2
+    lines = res.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: init.scale: ‖w(0)‖")
+    # deep: the gradient underflows to 0 long before the layers do; that is not a critical start
+    deep = Architecture(20, [2] * 6)
+    with pytest.raises(ValueError, match="underflows to 0"):
+        lcnflow.gradient_flow(_risk(deep), lcnflow.random_init(deep, 1e-70, 3))
+    # the origin itself is a valid start: a critical point, and said to be one
+    at_zero = lcnflow.gradient_flow(risk, [np.zeros(3), np.zeros(3), np.zeros(2)])
+    assert at_zero.stop_reason == "stable_saddle" and "∇L(w(0)) = 0 exactly" in at_zero.message
+    # and a small start that float64 represents runs as before
+    assert lcnflow.gradient_flow(risk, lcnflow.random_init(arch, 1e-40, 3)).converged

@@ -33,6 +33,7 @@ from .._files import fsync_dir, stage_file
 from ..architecture import Architecture
 from ..conv import as_filters, final_filter, flatten, random_init, unflatten
 from ..flow import FlowResult, invariants, theorem_hypotheses
+from ..flow.certify import check_start
 from ..flow.descent import run_descent
 from ..flow.integrate import run_flow
 from ..flow.optimum import unconstrained_optimum
@@ -172,6 +173,10 @@ class RunSpec:
             raise ConfigError(f"flow.batch_size: must be at most the number of samples m = {m}, "
                               f"got {cfg.flow.batch_size}")
         init = initial_filters(cfg.init, problem.architecture)
+        try:
+            check_start(problem.risk, flatten(init), "init.scale" if cfg.init.filters is None else "init.filters")
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         for w in init:
             w.setflags(write=False)
         return cls(cfg, tuple(init))

@@ -699,6 +699,9 @@ def _spurious(arch, ws, v, g_v, JD, origin, global_on_m, rtol, deadline: float =
     if isinstance(fibre, str):
         return None, fibre, None
     fibre, incomplete = fibre
+    if any(not np.all(np.isfinite(w)) for point in fibre for w in point):
+        return None, ("the fibre could not be rebuilt from the layers' roots in float64 (its points under- or "
+                      "overflow)"), None
     g_norm = float(np.linalg.norm(g_v))
     if g_norm == 0.0:
         return False, "∇ℒ(v*) = 0", None

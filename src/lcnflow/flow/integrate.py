@@ -15,7 +15,7 @@ import numpy as np
 
 from ..conv import as_filters, flatten
 from ..risk import EmpiricalRisk
-from .certify import reference_size
+from .certify import check_start, reference_size
 from .driver import drive
 from .options import INTEGRATORS, FlowOptions, check_callback, check_save_at
 from .result import Callback, FlowResult
@@ -119,6 +119,7 @@ def run_flow(risk: EmpiricalRisk, init, opts: FlowOptions, *, save_at=None, call
     save = check_save_at(save_at, opts.t_max)
     check_callback(callback)
     w0 = flatten(as_filters(risk.arch, init, "init"))
+    check_start(risk, w0)
     size = float(np.linalg.norm(w0))
     atol = opts.atol * (size if size > 0 else reference_size(risk, w0)) / math.sqrt(w0.size)
 

@@ -39,7 +39,7 @@ import numpy as np
 
 from ..conv import as_filters, flatten
 from ..risk import EmpiricalRisk
-from .certify import reference_size
+from .certify import check_start, reference_size
 from .driver import settle_endpoint
 from .options import StopOptions, _positive, _positive_int
 from .result import Callback, FlowResult, Recorder
@@ -225,6 +225,7 @@ def stochastic_gradient_descent(
     clock = time.perf_counter
     start = clock()
     w = w0 = flatten(as_filters(risk.arch, init, "init"))
+    check_start(risk, w0)
     loss, g_full = risk.flat_value_and_gradient(w)
     gn = float(np.linalg.norm(g_full))
     bound = blowup_factor * max(float(np.linalg.norm(w)), reference_size(risk, w))
