@@ -206,3 +206,45 @@ def test_a_start_float64_cannot_tell_from_the_origin_is_refused_naming_init():
     assert at_zero.stop_reason == "stable_saddle" and "∇L(w(0)) = 0 exactly" in at_zero.message
     # and a small start that float64 represents runs as before
     assert lcnflow.gradient_flow(risk, lcnflow.random_init(arch, 1e-40, 3)).converged
+
+
+def test_an_npy_header_that_claims_more_than_the_file_holds_is_refused_before_allocating(tmp_path):
+    import io
+
+    from numpy.lib import format as npformat
+
+    buf = io.BytesIO()
+    npformat.write_array_header_1_0(buf, {"descr": "<f8", "fortran_order": False, "shape": (10**10, 12)})
+    buf.write(np.zeros(240).tobytes())
+    forged = tmp_path / "x.npy"
+    forged.write_bytes(buf.getvalue())
+    good = tmp_path / "y.npy"
+    np.save(good, np.zeros((20, 10)))
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(textwrap.dedent(f"""\
+        [architecture]
+        input_size = 12
+        filter_sizes = [2, 2]
+        [data]
+        source = "file"
+        path = "{forged}"
+        targets_path = "{good}"
+    """), encoding="utf-8")
+    res = runner.invoke(app, ["run", str(cfg), "--quiet"])
+    assert res.exit_code == 2
+    lines = res.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: data.path:") and "truncated or damaged" in lines[0]
+    assert "(10000000000, 12)" in lines[0]
+
+
+def test_a_memory_error_is_one_line_and_exit_2(monkeypatch):
+    import lcnflow.experiments as experiments
+
+    def no_memory(cfg):
+        raise MemoryError("Unable to allocate 894. GiB for an array with shape (120000000000,)")
+
+    monkeypatch.setattr(experiments, "prepare", no_memory)
+    res = runner.invoke(app, ["run", "--quiet"])
+    assert res.exit_code == 2
+    lines = res.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: out of memory: Unable to allocate 894. GiB")

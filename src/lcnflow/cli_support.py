@@ -3,7 +3,8 @@
 The main command line (:mod:`lcnflow.cli`) and the sweep commands (:mod:`lcnflow.sweep.cli`, ``python -m
 lcnflow.sweep``) use this one copy, so they fail the same way:
 
-* exit **0** on success (a run that did not converge is a verdict, not an error); **2** on bad input, with *one* line
+* exit **0** on success (a run that did not converge is a verdict, not an error); **2** on bad input (a
+  ``MemoryError`` included: an input that needs more memory than the process may use), with *one* line
   on stderr ``error: <field>: <what was wrong> …`` — also for usage errors (an unknown option, a missing argument),
   which Click would otherwise print as several lines; **1** on an internal error (``LCNFLOW_DEBUG=1`` re-raises it
   with its traceback); **130** when interrupted (SIGINT, Ctrl-C) and **143** when terminated (SIGTERM), with one
@@ -146,6 +147,10 @@ def guard(
                 raise
             except KeyboardInterrupt:
                 _interrupted_exit(interrupted)
+            except MemoryError as exc:  # the input asked for more memory than the process may use
+                error_line(f"out of memory: {exc or 'an allocation failed'}; the data or the run need more memory "
+                           "than this process may use — reduce data.num_samples or the sizes, or free memory")
+                raise typer.Exit(EXIT_BAD_INPUT) from None
             except Exception as exc:
                 if _interrupted_by_signal(exc):
                     _interrupted_exit(interrupted)

@@ -196,8 +196,29 @@ def _check_file(path: Path, field: str, wanted: str) -> None:
         raise ConfigError(f"{field}: {path} is empty (0 bytes); give {wanted}")
 
 
+def _check_npy_header(path: Path, field: str) -> None:
+    """Refuse an .npy whose header promises more data than the file holds (a damaged or forged header would make
+    NumPy try to allocate all of it first)."""
+    try:
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read(fh)
+            offset = fh.tell()
+    except _READ_ERRORS as exc:
+        raise ConfigError(f"{field}: cannot read {path} as a NumPy .npy array: {_why_unreadable(exc)}") from None
+    if dtype.hasobject:
+        return  # (refused with its own message when loaded)
+    claimed = math.prod(shape) * dtype.itemsize
+    held = path.stat().st_size - offset
+    if claimed > held:
+        raise ConfigError(f"{field}: {path} is truncated or damaged: its header describes an array of shape "
+                          f"{tuple(shape)} ({claimed:,} bytes of {dtype}), the file holds {max(held, 0):,}")
+
+
 def _load_npy(path: Path, field: str) -> np.ndarray:
     _check_magic(path, field, ".npy")
+    _check_npy_header(path, field)
     try:
         return np.load(path, allow_pickle=False)
     except _READ_ERRORS as exc:
