@@ -248,3 +248,22 @@ def test_a_memory_error_is_one_line_and_exit_2(monkeypatch):
     assert res.exit_code == 2
     lines = res.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: out of memory: Unable to allocate 894. GiB")
+
+
+@pytest.mark.parametrize("index", [False, True])
+def test_a_csv_written_by_pandas_reads_back_its_numbers(tmp_path, index):
+    """pandas writes unnamed columns under a header 0,1,…,n−1 (and, with its index, a first column 0,1,…)."""
+    from lcnflow.experiments.readers import read_csv
+
+    x = np.random.default_rng(0).standard_normal((6, 16))
+    path = tmp_path / "signals.csv"
+    # what pandas.DataFrame(x).to_csv(path, index=index) writes (pandas is not a dependency of lcnflow)
+    header = ("," if index else "") + ",".join(str(j) for j in range(16))
+    rows = [(f"{i}," if index else "") + ",".join(repr(float(v)) for v in row) for i, row in enumerate(x)]
+    path.write_text("\n".join([header, *rows]) + "\n")
+    out = read_csv(path, "data.path")
+    np.testing.assert_allclose(out, x, rtol=1e-15)
+    # a file of data whose first column happens to be numbered is kept whole when there is no such header
+    plain = tmp_path / "plain.csv"
+    np.savetxt(plain, np.column_stack([np.arange(6), x]), delimiter=",")
+    assert read_csv(plain, "data.path").shape == (6, 17)

@@ -123,6 +123,10 @@ def read_images(path: str | Path) -> tuple[list[np.ndarray], list[str]]:
 def read_csv(path: str | Path, what: str) -> np.ndarray:
     """Rows of comma-separated numbers as a float64 array ``(rows, columns)``; a non-numeric first line is skipped.
 
+    So is a first line of column numbers ``0,1,…,n−1`` — the header pandas writes for unnamed columns
+    (``DataFrame.to_csv``) — and, when that header starts with an empty field (``,0,1,…``, pandas' index column),
+    the first column of every row (the row numbers ``0,1,…``).
+
     Raises
     ------
     ConfigError
@@ -136,7 +140,14 @@ def read_csv(path: str | Path, what: str) -> np.ndarray:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{what}: cannot read {p}: {exc}") from None
     rows = []
-    for number, line in enumerate(lines, start=1):
+    index_column, first = False, 1
+    if lines:
+        fields = [f.strip() for f in lines[0].split(",")]
+        index_column = len(fields) > 1 and fields[0] == ""
+        names = fields[1:] if index_column else fields
+        if names == [str(i) for i in range(len(names))]:  # pandas' header of unnamed columns
+            lines, first = lines[1:], 2
+    for number, line in enumerate(lines, start=first):
         try:
             rows.append([float(x) for x in line.split(",")])
         except ValueError:
@@ -150,7 +161,10 @@ def read_csv(path: str | Path, what: str) -> np.ndarray:
     if len(lengths) > 1:
         raise ConfigError(f"{what}: {p} has rows of different lengths {sorted(lengths)}; every signal (row) needs "
                           "the same number of values")
-    return np.asarray(rows, dtype=np.float64)
+    out = np.asarray(rows, dtype=np.float64)
+    if index_column and out.shape[1] > 1 and np.array_equal(out[:, 0], np.arange(out.shape[0])):
+        out = out[:, 1:]  # pandas' index column: the row numbers, not data
+    return out
 
 
 def read_wav(path: str | Path, what: str) -> tuple[np.ndarray, int]:
