@@ -267,3 +267,25 @@ def test_a_csv_written_by_pandas_reads_back_its_numbers(tmp_path, index):
     plain = tmp_path / "plain.csv"
     np.savetxt(plain, np.column_stack([np.arange(6), x]), delimiter=",")
     assert read_csv(plain, "data.path").shape == (6, 17)
+
+
+def test_inputs_of_the_wrong_kind_are_blamed_on_the_inputs(tmp_path):
+    """Images (m, h, w) given to a 1D architecture: the inputs are wrong, not the targets."""
+    x = np.random.default_rng(0).standard_normal((20, 4, 12))
+    np.savez(tmp_path / "d.npz", inputs=x, targets=x[:, 0, :10])
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(textwrap.dedent(f"""\
+        [architecture]
+        input_size = 12
+        filter_sizes = [2, 2]
+        [data]
+        source = "file"
+        path = "{tmp_path / 'd.npz'}"
+    """), encoding="utf-8")
+    res = runner.invoke(app, ["run", str(cfg), "--quiet"])
+    assert res.exit_code == 2
+    lines = res.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: data.inputs: shape (20, 4, 12)") and "1D" in lines[0]
+    # the API, where no architecture is known yet, names both and what they are
+    with pytest.raises(ValueError, match=r"^data\.targets / data\.inputs: the inputs have shape \(20, 4, 12\)"):
+        Dataset(x, x[:, 0, :10])

@@ -78,9 +78,11 @@ class Dataset:
                 f"data.inputs: expected shape (m, d_0) for signals or (m, h, w) for images, got shape {x.shape}"
             )
         if y.ndim != x.ndim:
+            kind = {2: "signals (m, d_0)", 3: "images (m, h, w)"}
             raise ValueError(
-                f"data.targets: expected {x.ndim} axes like the inputs ((m, d_N) or (m, h_N, w_N)), "
-                f"got shape {y.shape}"
+                f"data.targets / data.inputs: the inputs have shape {x.shape} ({kind[x.ndim]}) and the targets "
+                f"{y.shape} ({kind.get(y.ndim, f'{y.ndim} axes')}); both must be signals (m, d_0) and (m, d_N), or "
+                "both images (m, h, w) and (m, h_N, w_N)"
             )
         if x.shape[0] != y.shape[0]:
             raise ValueError(

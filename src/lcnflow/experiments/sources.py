@@ -273,6 +273,11 @@ def _file(cfg: FileData, arch: Architecture) -> DataBundle:
     for arr, what in ((X, "data.inputs"), (Y, "data.targets")):
         if arr.dtype.kind not in "biuf":
             raise ConfigError(f"{what}: must be a real numeric array, got dtype {arr.dtype} in {cfg.path}")
+    if X.ndim in (2, 3) and X.ndim - 1 != arch.ndim:  # the inputs decide what the samples are: name them
+        wanted = f"(m, {arch.input_size})" if arch.ndim == 1 else "(m, h, w)"
+        raise ConfigError(f"data.inputs: shape {X.shape} in {names} holds {'signals' if X.ndim == 2 else 'images'}, "
+                          f"but the architecture is {arch.ndim}D; give inputs of shape {wanted} (the targets follow "
+                          "the inputs)")
     try:  # finiteness, scale, ranks and sample counts, with messages naming data.inputs/data.targets
         data = Dataset(X, Y)
     except ValueError as exc:
