@@ -289,3 +289,20 @@ def test_inputs_of_the_wrong_kind_are_blamed_on_the_inputs(tmp_path):
     # the API, where no architecture is known yet, names both and what they are
     with pytest.raises(ValueError, match=r"^data\.targets / data\.inputs: the inputs have shape \(20, 4, 12\)"):
         Dataset(x, x[:, 0, :10])
+
+
+def test_a_grey_and_alpha_png_is_read_as_its_grey_channel(tmp_path):
+    pytest.importorskip("skimage")
+    from PIL import Image
+
+    from lcnflow.experiments.readers import read_images
+
+    rng = np.random.default_rng(0)
+    grey = rng.integers(0, 256, size=(24, 32), dtype=np.uint8)
+    alpha = rng.integers(0, 256, size=(24, 32), dtype=np.uint8)
+    Image.fromarray(np.stack([grey, alpha], axis=-1), mode="LA").save(tmp_path / "la.png")
+    Image.fromarray(grey, mode="L").save(tmp_path / "l.png")
+    (la,), _ = read_images(tmp_path / "la.png")
+    (l_only,), _ = read_images(tmp_path / "l.png")
+    np.testing.assert_array_equal(la, grey / 255.0)
+    np.testing.assert_array_equal(la, l_only)

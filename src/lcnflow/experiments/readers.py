@@ -2,8 +2,8 @@ r"""Readers for the user's own data: photographs for the ``image`` source, CSV a
 
 **Photographs** (:func:`read_images`): one PNG, JPEG or TIFF file, or a folder of them (not its subfolders), read
 with scikit-image's ``io.imread``.  Each becomes a grayscale float64 image in ``[0, 1]``: integer pixels are divided
-by their type's largest value, colour is reduced to luminance ``0.2125 R + 0.7154 G + 0.0721 B`` (an alpha channel
-is dropped), and floating-point images are divided by their maximum when it exceeds 1.
+by their type's largest value, colour is reduced to luminance ``0.2125 R + 0.7154 G + 0.0721 B`` (an alpha channel, also
+of a grey image, is dropped), and floating-point images are divided by their maximum when it exceeds 1.
 
 **Signals** (:func:`read_signals`), 1D only:
 
@@ -49,9 +49,12 @@ def to_gray(img: np.ndarray, what: str = "image") -> np.ndarray:
     Raises
     ------
     ConfigError
-        Not a 2D image (or a 2D image with 3 or 4 colour channels), or non-finite pixels.
+        Not a 2D image (or a 2D image with 1 or 2 channels: grey, grey + alpha; or 3 or 4: RGB, RGBA), or
+        non-finite pixels.
     """
     a = np.asarray(img)
+    if a.ndim == 3 and a.shape[-1] in (1, 2):  # grey, grey + alpha: the grey channel
+        a = a[..., 0]
     if a.ndim == 3 and a.shape[-1] in (3, 4):
         scale = float(np.iinfo(a.dtype).max) if a.dtype.kind in "ui" else 1.0
         rgb = a[..., :3].astype(np.float64) / scale
@@ -60,7 +63,8 @@ def to_gray(img: np.ndarray, what: str = "image") -> np.ndarray:
         scale = float(np.iinfo(a.dtype).max) if a.dtype.kind in "ui" else 1.0
         gray = a.astype(np.float64) / scale
     else:
-        raise ConfigError(f"{what}: expected a grayscale or RGB(A) image, got pixel array of shape {a.shape}")
+        raise ConfigError(f"{what}: expected a grayscale (with or without alpha) or RGB(A) image, got pixel array of "
+                          f"shape {a.shape}")
     if not np.all(np.isfinite(gray)):
         raise ConfigError(f"{what}: contains NaN or infinite pixels")
     top = float(gray.max()) if gray.size else 0.0
