@@ -306,3 +306,29 @@ def test_a_grey_and_alpha_png_is_read_as_its_grey_channel(tmp_path):
     (l_only,), _ = read_images(tmp_path / "l.png")
     np.testing.assert_array_equal(la, grey / 255.0)
     np.testing.assert_array_equal(la, l_only)
+
+
+def test_a_photograph_too_large_to_decode_is_refused_from_its_header(tmp_path, monkeypatch):
+    pytest.importorskip("skimage")
+    import skimage.io
+    from PIL import Image
+
+    from lcnflow.experiments import readers, sources
+
+    Image.fromarray(np.zeros((600, 800), dtype=np.uint8)).save(tmp_path / "big.png")
+    monkeypatch.setattr(sources, "available_memory", lambda: 2 * 2**20)  # 2 MiB left
+    monkeypatch.setattr(skimage.io, "imread", lambda *a, **k: pytest.fail("decoded before the size was checked"))
+    with pytest.raises(sources.ConfigError, match=r"^data\.image: .*big\.png is 800×600 pixels .* more than the 2 MiB"):
+        readers.read_images(tmp_path / "big.png")
+
+
+def test_available_memory_respects_the_address_space_limit(monkeypatch):
+    import resource
+
+    from lcnflow.experiments import sources
+
+    monkeypatch.setattr(resource, "getrlimit", lambda what: (3 * 2**30, resource.RLIM_INFINITY))
+    have = sources.available_memory()
+    assert have is not None and have <= 3 * 2**30
+    monkeypatch.setattr(resource, "getrlimit", lambda what: (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    assert sources._address_space_left() is None

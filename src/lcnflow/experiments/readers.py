@@ -73,6 +73,29 @@ def to_gray(img: np.ndarray, what: str = "image") -> np.ndarray:
     return gray
 
 
+#: Float64 arrays of a photograph's size held at once while it is decoded and reduced to grey (the decoded
+#: channels counted separately): the factor in :func:`_check_decoded_size`.
+DECODE_COPIES = 3
+
+
+def _check_decoded_size(f: Path) -> None:
+    """Refuse a photograph whose decoded pixels would not fit in the memory available, from its header alone."""
+    from .sources import _bytes, available_memory
+
+    try:
+        from PIL import Image
+
+        with Image.open(f) as im:  # reads the header only
+            width, height, bands = im.width, im.height, len(im.getbands())
+    except Exception:  # (not readable by PIL: scikit-image's reader says why below)
+        return
+    need = 8 * width * height * (bands + DECODE_COPIES)
+    have = available_memory()
+    if have is not None and need > have:
+        raise ConfigError(f"data.image: {f} is {width}×{height} pixels ({bands} channel(s)); decoding it needs about "
+                          f"{_bytes(need)} of memory, more than the {_bytes(have)} available; use a smaller image")
+
+
 def read_images(path: str | Path) -> tuple[list[np.ndarray], list[str]]:
     """Read one photograph or every photograph of a folder as grayscale images in ``[0, 1]``.
 
@@ -115,6 +138,7 @@ def read_images(path: str | Path) -> tuple[list[np.ndarray], list[str]]:
         raise ConfigError(f"data.image: file or folder not found: {p}")
     images = []
     for f in files:
+        _check_decoded_size(f)
         try:
             pixels = skimage.io.imread(f)
         except Exception as exc:  # imageio, PIL and tifffile raise many types on a bad file

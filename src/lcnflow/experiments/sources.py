@@ -448,18 +448,48 @@ MNIST1D_WORKING_COPIES = 8
 
 
 def available_memory() -> int | None:
-    """Bytes of memory available to a new allocation (``MemAvailable`` on Linux, else physical memory), or ``None``."""
+    """Bytes of memory available to a new allocation, or ``None``: ``MemAvailable`` on Linux (else physical
+    memory), and at most what the process's address-space limit (``RLIMIT_AS``, where set) leaves."""
+    have: int | None = None
     try:
         with open("/proc/meminfo", encoding="ascii") as fh:
             for line in fh:
                 if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+                    have = int(line.split()[1]) * 1024
+                    break
     except (OSError, ValueError, IndexError):
         pass
+    if have is None:
+        try:
+            have = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, AttributeError):
+            have = None
+    left = _address_space_left()
+    if left is not None:
+        have = left if have is None else min(have, left)
+    return have
+
+
+def _address_space_left() -> int | None:
+    """Bytes the address-space limit ``RLIMIT_AS`` still allows this process (``None`` when there is none)."""
     try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, AttributeError):
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    except (ImportError, OSError, ValueError, AttributeError):
         return None
+    if soft == resource.RLIM_INFINITY or soft < 0:
+        return None
+    used = 0
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmSize:"):
+                    used = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    return max(int(soft) - used, 0)
 
 
 def data_memory_estimate(cfg: PlantedData | FileData | Mnist1dData | ImageData, arch: Architecture) -> int | None:
