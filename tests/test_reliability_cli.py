@@ -403,3 +403,17 @@ def test_report_writes_nothing_when_it_fails_and_names_a_write_error(tmp_path, m
     line = one_error_line(res, "error: report: cannot write")
     assert "No space left on device" in line and str(out) in line
     assert snapshot(out) == before
+
+
+def test_long_out_names(tmp_path, quick_report, monkeypatch):
+    """255 bytes is a valid name (the hidden staging folder beside it must not be longer); 300 is refused."""
+    monkeypatch.chdir(tmp_path)
+    ok = "r" * 250
+    assert invoke("run", *TINY, "--quiet", "--out", ok).exit_code == 0
+    assert (tmp_path / ok / "result.json").is_file()
+    assert invoke("run", *TINY, "--quiet", "--out", ok).exit_code == 0  # replacing it too
+    assert hidden_leftovers(tmp_path) == []
+    for command in (["run", *TINY, "--quiet"], COMPARE):
+        res = invoke(*command, "--out", "r" * 300)
+        assert res.exit_code == 2
+        assert "300 bytes long" in one_error_line(res, "error: --out: the name ")

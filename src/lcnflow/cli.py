@@ -153,6 +153,7 @@ def run(
     cfg = _load(config, [*(set_ or []), "flow.verify=true"] if verify else set_)
     if out is not None:
         out = Path(os.path.abspath(out))  # "." and "a/.." name a directory that can be replaced as a whole
+        _check_out_name(out)
         if out.is_symlink():  # a link to the run's folder: the run goes into that folder, the link stays
             out = out.resolve()
     staging = _stage_out(out, overwrite) if out is not None else None
@@ -213,6 +214,18 @@ def _is_run_dir(directory: Path) -> bool:
     return isinstance(record, dict) and record.get("format") == "lcnflow-run/1"
 
 
+def _check_out_name(out: Path) -> None:
+    """Refuse an ``--out`` with a name longer than the file system allows (exit 2, naming it)."""
+    try:
+        name_max = os.pathconf("/", "PC_NAME_MAX")
+    except (OSError, ValueError):
+        name_max = 255
+    for part in out.parts:
+        if len(os.fsencode(part)) > name_max:
+            raise BadInput(f"--out: the name {part[:40]}… is {len(os.fsencode(part))} bytes long, more than the "
+                           f"{name_max} the file system allows for one name; choose a shorter one")
+
+
 def _stage_out(out: Path, overwrite: bool) -> Path:
     """Check ``--out`` before anything runs and create the temporary directory the run is written into.
 
@@ -235,7 +248,7 @@ def _stage_out(out: Path, overwrite: bool) -> Path:
     parent = out.absolute().parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=parent))
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name[:64]}.", suffix=".tmp", dir=parent))
     except OSError as exc:
         raise BadInput(f"--out: cannot write in {parent} ({exc.strerror or exc}); choose a writable "
                        "directory") from None
@@ -275,7 +288,7 @@ def _replace_dir(staging: Path, out: Path) -> None:
         staging.rmdir()
         return
     carried: list[str] = []
-    old = out.absolute().parent / f".{out.name}.old-{os.getpid()}-{time.monotonic_ns()}"
+    old = out.absolute().parent / f".{out.name[:64]}.old-{os.getpid()}-{time.monotonic_ns()}"
     try:
         if keep:  # the user's files go along into the new directory, unchanged (a rename, not a copy)
             for entry in sorted(out.iterdir()):
@@ -452,6 +465,7 @@ COMPARE_FORMAT = "lcnflow-compare/1"
 
 def _check_compare_out(out: Path) -> None:
     """Refuse (exit 2, before anything runs) an ``--out`` whose compare.json / compare.png lcnflow did not write."""
+    _check_out_name(out)
     if out.exists() and not out.is_dir():
         raise BadInput(f"--out: {out} exists and is not a directory; give a directory for compare.json and "
                        "compare.png")
