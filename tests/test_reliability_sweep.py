@@ -321,3 +321,27 @@ def test_a_sweep_written_before_the_index_still_reads_and_resumes(tmp_path):
     with SweepStore(out, plan) as store:  # resuming records the parts found
         assert len(store.finished_ids()) == 4
     assert len((out / "index.jsonl").read_text().splitlines()) == 2
+
+
+def test_summarize_on_a_full_disk_prints_the_table_and_keeps_the_earlier_files(tmp_path, monkeypatch):
+    import errno
+
+    import lcnflow.sweep.summary as summary_module
+
+    plan = expand(load_sweep(_write(tmp_path, SWEEP_TOML)))
+    out = tmp_path / "out"
+    _run_and_store(out, plan, plan.runs)
+    assert runner.invoke(main_app, ["summarize", str(out)]).exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+
+    def full(path, content):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(summary_module, "atomic_write", full)
+    res = runner.invoke(main_app, ["summarize", str(out)])
+    assert res.exit_code == 2
+    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "No space left on device" in errors[0] and "summarize: cannot write" in errors[0]
+    assert "6 of 6 runs finished" in res.stdout  # the table still printed
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]

@@ -120,19 +120,30 @@ def summarize_command(
     """Summarize a sweep: outcomes per grid cell, loss quantiles, time; writes DIR/summary.html and summary.csv."""
     from .summary import summarize, summary_json
 
+    failure = None
     with warnings.catch_warnings():  # (problems with the parts are printed below, one line each)
         warnings.simplefilter("ignore", RuntimeWarning)
-        summary = summarize(directory, html_file=not no_html, csv_file=not no_html, figures=not no_html)
+        try:
+            summary = summarize(directory, html_file=not no_html, csv_file=not no_html, figures=not no_html)
+        except OSError as exc:  # writing summary.html / summary.csv (a full disk): the table is still printed
+            failure = (f"summarize: cannot write summary.html and summary.csv into {directory} "
+                       f"({exc.strerror or exc}); the files there are unchanged or complete, the table is printed "
+                       "above")
+            summary = summarize(directory, html_file=False, csv_file=False, figures=False)
     for problem in summary.problems:
         sys.stderr.write(f"warning: {' '.join(problem.split())}\n")
     if json_output:
         sys.stdout.write(json.dumps(summary_json(summary), indent=2, ensure_ascii=False) + "\n")
+        if failure is not None:
+            raise BadInput(failure)
         return
     console = _console()
     info = summary.info
     console.print(f"[bold]lcnflow summarize[/] · {escape(str(directory))}: {summary.num_finished} of "
                   f"{info['num_runs']} runs finished, {info['num_cells']} cell(s)")
     _print_table(console, summary)
+    if failure is not None:
+        raise BadInput(failure)
     if summary.html_path is not None:
         console.print(f"wrote {escape(str(summary.html_path))} and {escape(str(summary.csv_path))}")
 
