@@ -514,7 +514,9 @@ def compare(
         try:
             out.mkdir(parents=True, exist_ok=True)
             png = io.BytesIO()
-            result.plot(png)
+            import matplotlib.pyplot as plt
+
+            plt.close(result.plot(png))  # (an open figure would outlive the command)
             # the figure first, the record last: a compare.json of this format always comes with its figure
             atomic_write(out / "compare.png", png.getvalue())
             atomic_write(out / "compare.json", json.dumps(record, indent=1, allow_nan=False))
