@@ -332,3 +332,14 @@ def test_available_memory_respects_the_address_space_limit(monkeypatch):
     assert have is not None and have <= 3 * 2**30
     monkeypatch.setattr(resource, "getrlimit", lambda what: (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
     assert sources._address_space_left() is None
+
+
+@pytest.mark.parametrize("integrator", ["RK45", "DOP853"])
+def test_an_explicit_integrator_out_of_steps_says_what_solves_it(integrator):
+    arch = Architecture(10, [2, 2])
+    risk = _risk(arch)
+    res = lcnflow.gradient_flow(risk, lcnflow.random_init(arch, 0.5, 1), integrator=integrator, max_steps=20)
+    assert res.stop_reason == "max_steps" and not res.converged
+    assert f"{integrator} is an explicit method" in res.message and '"auto"' in res.message
+    auto = lcnflow.gradient_flow(risk, lcnflow.random_init(arch, 0.5, 1))
+    assert auto.converged and "explicit" not in auto.message

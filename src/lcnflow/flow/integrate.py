@@ -129,6 +129,12 @@ def run_flow(risk: EmpiricalRisk, init, opts: FlowOptions, *, save_at=None, call
     result = drive(risk, w0, make, opts, save=save, t_max=opts.t_max, callback=callback,
                    options=opts.to_dict(), start=start)
     result.method = "gradient_flow"
+    if result.stop_reason == "max_steps" and opts.integrator in ("RK45", "DOP853"):
+        # the flow is stiff (a plateau next to fast directions): explicit methods need steps below the fastest
+        # time scale for the whole run
+        result.message += (f"; {opts.integrator} is an explicit method, whose steps stay below the fastest time "
+                           "scale of this stiff flow: integrator = \"auto\" (or \"LSODA\", \"Radau\", \"BDF\") "
+                           "takes steps as long as the flow allows")
     if opts.verify:  # within what is left of max_time
         left = start + opts.max_time - time.perf_counter()
         if left > 0:
