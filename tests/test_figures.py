@@ -65,7 +65,7 @@ def texts(fig) -> list[str]:
 
 
 def test_one_copy_of_root_finding():
-    assert F._roots is critical._roots and F.ROOT_TOL == critical.ROOT_TOL
+    assert F.finite_roots is critical.finite_roots and F.ROOT_TOL == critical.ROOT_TOL
     coeffs = 2.5 * npoly.polyfromroots([0.3, -1.7, 4.0])
     np.testing.assert_allclose(np.sort(F.polynomial_roots(coeffs).real), np.sort(np.roots(coeffs[::-1]).real),
                                rtol=1e-10)

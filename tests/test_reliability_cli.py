@@ -84,10 +84,13 @@ def test_out_replaces_an_earlier_run_as_a_whole(tmp_path, quick_report):
     out = tmp_path / "run"
     assert invoke("run", *TINY, "--quiet", "--svg", "--out", str(out)).exit_code == 0
     assert list((out / "figures").glob("*.svg"))
-    (out / "stale.txt").write_text("from the earlier run")
+    (out / "notes.txt").write_text("the user's")  # not lcnflow's: kept, unchanged
+    (out / "mine").mkdir()
+    (out / "mine" / "a.csv").write_text("1,2")
     res = invoke("run", *TINY, "--set", "init.seed=7", "--quiet", "--out", str(out))
     assert res.exit_code == 0, res.stderr
-    assert not list((out / "figures").glob("*.svg")) and not (out / "stale.txt").exists()
+    assert not list((out / "figures").glob("*.svg"))  # the earlier run's own files are replaced as a whole
+    assert (out / "notes.txt").read_text() == "the user's" and (out / "mine" / "a.csv").read_text() == "1,2"
     record = json.loads((out / "result.json").read_text())
     assert record["config"]["init"]["seed"] == 7
     assert "seed = 7" in (out / "config.toml").read_text()
@@ -104,10 +107,12 @@ def test_out_dot_replaces_the_contents_of_the_working_directory_not_the_director
     monkeypatch.chdir(here)
     assert invoke("run", *TINY, "--quiet", "--svg", "--out", ".").exit_code == 0
     inode = here.stat().st_ino
+    (here / "notes.txt").write_text("the user's")
     res = invoke("run", *TINY, "--quiet", "--out", ".")
     assert res.exit_code == 0, res.stderr
     assert here.stat().st_ino == inode and os.getcwd() == str(here)  # the shell's directory still exists
     assert not list((here / "figures").glob("*.svg")) and (here / "result.json").is_file()
+    assert (here / "notes.txt").read_text() == "the user's"
     assert hidden_leftovers(here) == [] and hidden_leftovers(tmp_path) == []
 
 
@@ -291,3 +296,124 @@ def test_report_refuses_damaged_run_files_naming_file_and_field(finished_run, tm
     line = one_error_line(res, "error: report: ")
     assert str(run_dir / file) in line and words in line, line
     assert not (run_dir / "report.html").exists()
+
+
+# ---------------------------------------------------------------------------------------------------- no overwrite
+COMPARE = ["compare", *TINY, "--step-size", "0.01", "--batch-size", "20", "--epochs", "20"]
+
+
+def test_compare_out_never_overwrites_a_file_it_did_not_write(tmp_path):
+    out = tmp_path / "cmp"
+    out.mkdir()
+    (out / "compare.json").write_text('{"mine": 1}')
+    before = snapshot(out)
+    res = invoke(*COMPARE, "--out", str(out))
+    assert res.exit_code == 2
+    line = one_error_line(res, "error: --out: ")
+    assert "compare.json exists and was not written by lcnflow compare" in line
+    assert snapshot(out) == before
+    # a compare.png alone (someone's figure) is not replaced either
+    other = tmp_path / "fig"
+    other.mkdir()
+    (other / "compare.png").write_bytes(b"my figure")
+    res = invoke(*COMPARE, "--out", str(other))
+    assert res.exit_code == 2 and "compare.png exists" in one_error_line(res)
+    assert (other / "compare.png").read_bytes() == b"my figure"
+    # its own output is replaced, whole
+    fresh = tmp_path / "fresh"
+    assert invoke(*COMPARE, "--out", str(fresh)).exit_code == 0
+    first = json.loads((fresh / "compare.json").read_text())
+    assert first["format"] == "lcnflow-compare/1"
+    assert invoke(*COMPARE, "--seed", "3", "--out", str(fresh)).exit_code == 0
+    assert json.loads((fresh / "compare.json").read_text())["format"] == "lcnflow-compare/1"
+    assert hidden_leftovers(fresh) == []
+
+
+def test_compare_out_on_a_full_disk_leaves_the_earlier_files_whole(tmp_path, monkeypatch):
+    out = tmp_path / "cmp"
+    assert invoke(*COMPARE, "--out", str(out)).exit_code == 0
+    before = snapshot(out)
+    import lcnflow._files as files
+
+    real = files.os.fsync
+
+    def full(fd):
+        real(fd)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(files.os, "fsync", full)
+    res = invoke(*COMPARE, "--seed", "3", "--out", str(out))
+    monkeypatch.undo()
+    assert res.exit_code == 2 and "No space left on device" in one_error_line(res)
+    assert snapshot(out) == before and hidden_leftovers(out) == []
+    json.loads((out / "compare.json").read_text())  # whole
+
+
+def test_atomic_write_replaces_whole_or_not_at_all(tmp_path, monkeypatch):
+    from lcnflow._files import atomic_write
+
+    path = tmp_path / "a.json"
+    atomic_write(path, '{"v": 1}')
+    assert path.read_text() == '{"v": 1}'
+    atomic_write(path, b'{"v": 2}')
+    assert path.read_bytes() == b'{"v": 2}'
+
+    def failing(fh):
+        fh.write(b'{"v": 3, "half')
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError):
+        atomic_write(path, failing)
+    assert path.read_bytes() == b'{"v": 2}' and hidden_leftovers(tmp_path) == []
+
+
+def test_out_through_a_symlink_writes_into_its_target_and_keeps_the_link(tmp_path, quick_report):
+    real = tmp_path / "real"
+    assert invoke("run", *TINY, "--quiet", "--out", str(real)).exit_code == 0
+    link = tmp_path / "link"
+    link.symlink_to(real, target_is_directory=True)
+    res = invoke("run", *TINY, "--set", "init.seed=5", "--quiet", "--out", str(link))
+    assert res.exit_code == 0, res.stderr
+    assert link.is_symlink() and link.resolve() == real.resolve()
+    assert json.loads((real / "result.json").read_text())["config"]["init"]["seed"] == 5
+    assert hidden_leftovers(tmp_path) == []
+
+
+def test_report_writes_nothing_when_it_fails_and_names_a_write_error(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    assert invoke("run", *TINY, "--quiet", "--out", str(out)).exit_code == 0
+    before = snapshot(out)
+    import lcnflow.report.html as html
+
+    def broken_page(*args, **kwargs):
+        raise KeyError("headline")
+
+    monkeypatch.setattr(html, "_page", broken_page)
+    res = invoke("report", str(out))
+    assert res.exit_code == 2 and "cannot lay out the report" in one_error_line(res)
+    assert snapshot(out) == before  # no figure rewritten before the failure
+    monkeypatch.undo()
+
+    def full(path, content):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(html, "atomic_write", full)
+    res = invoke("report", str(out))
+    assert res.exit_code == 2
+    line = one_error_line(res, "error: report: cannot write")
+    assert "No space left on device" in line and str(out) in line
+    assert snapshot(out) == before
+
+
+def test_long_out_names(tmp_path, quick_report, monkeypatch):
+    """255 bytes is a valid name (the hidden staging folder beside it must not be longer); 300 is refused."""
+    monkeypatch.chdir(tmp_path)
+    ok = "r" * 250
+    assert invoke("run", *TINY, "--quiet", "--out", ok).exit_code == 0
+    assert (tmp_path / ok / "result.json").is_file()
+    assert invoke("run", *TINY, "--quiet", "--out", ok).exit_code == 0  # replacing it too
+    assert hidden_leftovers(tmp_path) == []
+    for command in (["run", *TINY, "--quiet"], COMPARE):
+        res = invoke(*command, "--out", "r" * 300)
+        assert res.exit_code == 2
+        assert "300 bytes long" in one_error_line(res, "error: --out: the name ")

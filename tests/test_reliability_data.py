@@ -136,10 +136,11 @@ def test_targets_alone_out_of_range_are_named(good):
 
 
 def test_data_at_the_edges_of_the_range_give_the_verdict_of_unit_data(good):
-    """Rescaling by a constant changes no verdict: the data condition is the same at 1e±90 as at 1."""
+    """Rescaling by a constant changes no verdict: the data condition is the same at 1e±50 as at 1."""
     x, y = _planted(np.random.default_rng(4))
     reports = []
-    for scale in (1.0, 1e90, 1e-90):
+    top = max(np.max(np.abs(x)), np.max(np.abs(y)))
+    for scale in (1.0, DATA_SCALE_RANGE[1] / top, DATA_SCALE_RANGE[0] / min(np.max(np.abs(x)), np.max(np.abs(y)))):
         path = good / f"s{scale:g}.npz"
         np.savez(path, inputs=x * scale, targets=y * scale)
         res = invoke("check-data", _config(good, f'path = "{path}"'), "--json")
@@ -213,3 +214,37 @@ def test_generated_data_out_of_range_point_at_the_generator_settings():
     res = invoke("run", "--set", "data.source=planted", "--set", "data.noise_std=1e300")
     line = one_error_line(res)
     assert line.startswith("error: data.targets: largest magnitude") and "noise_std" in line and "divide" not in line
+
+
+@pytest.mark.parametrize("ks, loss", [([3, 3, 2], "square"), ([2, 2, 2, 2, 2], "square"), ([3, 3], "pseudo_huber")])
+def test_flow_verdicts_are_those_of_unit_data_at_the_edges_of_the_range(ks, loss):
+    """X → cX, Y → cY (and δ → cδ) maps the flow onto itself, time-rescaled: the same limit filter, the same kind,
+    and the loss times c², for c at both ends of DATA_SCALE_RANGE."""
+    rng = np.random.default_rng(1)
+    arch = lf.Architecture(20, ks)
+    x, y = rng.standard_normal((60, 20)), rng.standard_normal((60, arch.output_size))
+    w0 = lf.random_init(arch, 0.5, 3)
+    results = {}
+    top, low = max(np.max(np.abs(x)), np.max(np.abs(y))), min(np.max(np.abs(x)), np.max(np.abs(y)))
+    edges = (DATA_SCALE_RANGE[0] / low, DATA_SCALE_RANGE[1] / top)  # the largest magnitudes at the ends
+    for c in (1.0, *edges):
+        risk_loss = lf.get_loss("pseudo_huber", delta=0.5 * c) if loss == "pseudo_huber" else loss
+        risk = lf.EmpiricalRisk(arch, risk_loss, lf.Dataset(x * c, y * c))
+        results[c] = lf.gradient_flow(risk, w0)
+    ref = results[1.0]
+    assert ref.converged
+    v_ref = np.ravel(ref.final_filter)
+    for c in edges:
+        r = results[c]
+        assert r.converged and r.critical_point.kind == ref.critical_point.kind
+        assert np.linalg.norm(np.ravel(r.final_filter) - v_ref) <= 1e-8 * np.linalg.norm(v_ref)
+        assert r.loss / c**2 == pytest.approx(ref.loss, rel=1e-8)
+
+
+def test_data_just_outside_the_range_is_refused_naming_the_array():
+    x = np.random.default_rng(0).standard_normal((20, 12))
+    for c in (1e60, 1e-60):
+        with pytest.raises(ValueError, match=r"^data\.inputs:"):
+            lf.Dataset(x * c, x[:, :10])
+        with pytest.raises(ValueError, match=r"^data\.targets:"):
+            lf.Dataset(x, x[:, :10] * c)

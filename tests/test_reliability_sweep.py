@@ -84,7 +84,8 @@ def test_a_duplicated_part_file_loses_no_run_and_counts_each_once(tmp_path):
     # duplicate the first part under a name that sorts between the originals: the run ids then repeat in the
     # middle of the concatenated rows, where taking "the first k rows" duplicates some runs and drops others
     shutil.copy(parts[0], out / "runs" / f"{parts[0].stem}-copy.parquet")
-    table = read_results(out)
+    with pytest.warns(RuntimeWarning, match=r"-copy\.parquet: not written by this sweep"):
+        table = read_results(out)
     ids = table.column("run_id").to_pylist()
     assert sorted(ids) == sorted(r.run_id for r in plan.runs)  # every run, each exactly once
     assert table.column("run_index").to_pylist() == list(range(len(plan.runs)))
@@ -96,7 +97,8 @@ def test_a_duplicated_part_file_loses_no_run_and_counts_each_once(tmp_path):
     for row in table.to_pylist():
         assert row["run_index"] == written[row["run_id"]]["run_index"]
         assert row["loss"] == written[row["run_id"]]["loss"]
-    summary = summarize(out, html_file=False, csv_file=False, figures=False)
+    with pytest.warns(RuntimeWarning, match="not written by this sweep"):
+        summary = summarize(out, html_file=False, csv_file=False, figures=False)
     assert summary.num_finished == len(plan.runs)
 
 
@@ -229,3 +231,117 @@ def test_damaged_sweep_json_is_refused_naming_the_field(tmp_path, damage, words)
     assert res.exit_code == 2, res.output
     lines = res.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {out / 'sweep.json'}: ") and words in lines[0]
+
+
+# ---------------------------------------------------------------------------------------------------- integrity
+def _damage_inside(path: Path) -> None:
+    """Change one byte in the middle of the file: the Parquet footer (its last bytes) stays intact."""
+    data = bytearray(path.read_bytes())
+    data[len(data) // 3] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_a_part_damaged_inside_is_named_and_the_rest_still_read(tmp_path):
+    plan = expand(load_sweep(_write(tmp_path, SWEEP_TOML)))
+    out = tmp_path / "out"
+    _run_and_store(out, plan, plan.runs)  # 6 runs in 3 parts of 2
+    parts = sorted((out / "runs").glob("part-*.parquet"))
+    expected = {r["run_id"]: r for p in parts[1:] for r in pq.read_table(p).to_pylist()}  # the parts left whole
+    _damage_inside(parts[0])
+    assert pq.ParquetFile(parts[0]).metadata.num_rows == 2  # the footer still reads: only a checksum sees it
+    with pytest.warns(RuntimeWarning, match=rf"{parts[0].name}: damaged or unreadable part") as caught:
+        table = read_results(out)
+    assert len(caught) == 1
+    assert sorted(table.column("run_id").to_pylist()) == sorted(expected)
+    for row in table.to_pylist():
+        assert row["loss"] == expected[row["run_id"]]["loss"]
+    # summarize: the same table, and the damaged part named in one line
+    with pytest.warns(RuntimeWarning):
+        summary = summarize(out, html_file=False, csv_file=False, figures=False)
+    assert summary.num_finished == 4 and len(summary.problems) == 1 and parts[0].name in summary.problems[0]
+    res = runner.invoke(main_app, ["summarize", str(out), "--no-html"])
+    assert res.exit_code == 0
+    lines = [ln for ln in res.output.splitlines() if parts[0].name in ln]
+    assert len(lines) == 1 and lines[0].startswith("warning: ") and "damaged" in lines[0]
+    # resume: the damaged part is set aside and its runs (and only they) are run again
+    lost = {r.run_id for r in plan.runs} - set(expected)
+    with SweepStore(out, plan) as store, pytest.warns(RuntimeWarning, match="its runs will be run again"):
+        done = store.finished_ids()
+    assert done == set(expected)
+    assert (out / "runs" / f".corrupt-{parts[0].name}").exists()
+    _run_and_store(out, plan, [r for r in plan.runs if r.run_id in lost])
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        table = read_results(out)
+    assert sorted(table.column("run_id").to_pylist()) == sorted(r.run_id for r in plan.runs)
+
+
+def test_only_parts_the_sweep_wrote_are_read(tmp_path):
+    """A Parquet file with the right schema dropped into runs/ (1 003 rows for a 1 000-run sweep, once) is ignored."""
+    plan = expand(load_sweep(_write(tmp_path, SWEEP_TOML)))
+    out = tmp_path / "out"
+    _run_and_store(out, plan, plan.runs)
+    rows = read_results(out).drop_columns(["outcome"])
+    foreign = rows.slice(0, 3).set_column(0, "run_id", [["x-1", "x-2", "x-3"]])
+    pq.write_table(foreign, out / "runs" / "part-zzz-foreign.parquet")
+    pq.write_table(foreign, out / "runs" / "extra.parquet")
+    with pytest.warns(RuntimeWarning, match="not written by this sweep") as caught:
+        table = read_results(out)
+    assert len(caught) == 2
+    assert table.num_rows == len(plan.runs) and not {"x-1", "x-2", "x-3"} & set(table.column("run_id").to_pylist())
+    with SweepStore(out, plan) as store, pytest.warns(RuntimeWarning, match="not written by this sweep"):
+        assert store.finished_ids() == {r.run_id for r in plan.runs}
+    assert (out / "runs" / "extra.parquet").exists()  # not ours: left where it is
+
+
+def test_a_sweep_directory_copied_elsewhere_reads_the_same(tmp_path):
+    plan = expand(load_sweep(_write(tmp_path, SWEEP_TOML)))
+    out = tmp_path / "out"
+    _run_and_store(out, plan, plan.runs)
+    moved = tmp_path / "elsewhere" / "copy"
+    shutil.copytree(out, moved)
+    shutil.rmtree(out)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        table = read_results(moved)
+    assert table.num_rows == len(plan.runs)
+    assert "/" not in (moved / "index.jsonl").read_text() .replace("\\/", "")  # names only, no paths
+
+
+def test_a_sweep_written_before_the_index_still_reads_and_resumes(tmp_path):
+    plan = expand(load_sweep(_write(tmp_path, SWEEP_TOML)))
+    out = tmp_path / "out"
+    _run_and_store(out, plan, plan.runs[:4])
+    (out / "index.jsonl").unlink()
+    assert read_results(out).num_rows == 4  # every part, as before the index existed
+    with SweepStore(out, plan) as store:  # resuming records the parts found
+        assert len(store.finished_ids()) == 4
+    assert len((out / "index.jsonl").read_text().splitlines()) == 2
+
+
+def test_summarize_on_a_full_disk_prints_the_table_and_keeps_the_earlier_files(tmp_path, monkeypatch):
+    import errno
+
+    import lcnflow.sweep.summary as summary_module
+
+    plan = expand(load_sweep(_write(tmp_path, SWEEP_TOML)))
+    out = tmp_path / "out"
+    _run_and_store(out, plan, plan.runs)
+    assert runner.invoke(main_app, ["summarize", str(out)]).exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+
+    def full(path, content):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(summary_module, "atomic_write", full)
+    res = runner.invoke(main_app, ["summarize", str(out)])
+    assert res.exit_code == 2
+    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "No space left on device" in errors[0] and "summarize: cannot write" in errors[0]
+    assert "6 of 6 runs finished" in res.stdout  # the table still printed
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]

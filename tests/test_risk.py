@@ -423,7 +423,7 @@ def test_dataset_mismatched_sample_counts():
 def test_dataset_wrong_rank():
     with pytest.raises(ValueError, match=r"data\.inputs: expected shape \(m, d_0\).*got shape \(10,\)"):
         Dataset(np.zeros(10), np.zeros(8))
-    with pytest.raises(ValueError, match=r"data\.targets: expected 2 axes"):
+    with pytest.raises(ValueError, match=r"data\.targets / data\.inputs: the inputs have shape \(3, 10\) \(signals"):
         Dataset(np.zeros((3, 10)), np.zeros((3, 2, 4)))
 
 

@@ -16,6 +16,7 @@ converged: the verdict is data, not an error), 2 bad input (the message names th
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -37,6 +38,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from lcnflow import __version__
+from lcnflow._files import atomic_write
 from lcnflow.cli_support import (
     EXIT_BAD_INPUT,
     EXIT_INTERNAL,
@@ -134,7 +136,7 @@ def run(
     config: ConfigArg = None,
     out: Annotated[Path | None, typer.Option(
         "--out", "-o", metavar="DIR", help="Write result.json, trajectory.npz, config.toml, report.html and "
-        "figures/ into DIR (replacing an earlier run there as a whole).")] = None,
+        "figures/ into DIR (replacing those of an earlier run there; other files in DIR are kept).")] = None,
     json_output: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no summary (errors only).")] = False,
     set_: SetOpt = None,
@@ -151,6 +153,9 @@ def run(
     cfg = _load(config, [*(set_ or []), "flow.verify=true"] if verify else set_)
     if out is not None:
         out = Path(os.path.abspath(out))  # "." and "a/.." name a directory that can be replaced as a whole
+        _check_out_name(out)
+        if out.is_symlink():  # a link to the run's folder: the run goes into that folder, the link stays
+            out = out.resolve()
     staging = _stage_out(out, overwrite) if out is not None else None
     try:
         _run(cfg, config, out, staging, json_output, quiet, svg, execute, prepare)
@@ -209,6 +214,18 @@ def _is_run_dir(directory: Path) -> bool:
     return isinstance(record, dict) and record.get("format") == "lcnflow-run/1"
 
 
+def _check_out_name(out: Path) -> None:
+    """Refuse an ``--out`` with a name longer than the file system allows (exit 2, naming it)."""
+    try:
+        name_max = os.pathconf("/", "PC_NAME_MAX")
+    except (OSError, ValueError):
+        name_max = 255
+    for part in out.parts:
+        if len(os.fsencode(part)) > name_max:
+            raise BadInput(f"--out: the name {part[:40]}… is {len(os.fsencode(part))} bytes long, more than the "
+                           f"{name_max} the file system allows for one name; choose a shorter one")
+
+
 def _stage_out(out: Path, overwrite: bool) -> Path:
     """Check ``--out`` before anything runs and create the temporary directory the run is written into.
 
@@ -231,7 +248,7 @@ def _stage_out(out: Path, overwrite: bool) -> Path:
     parent = out.absolute().parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=parent))
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name[:64]}.", suffix=".tmp", dir=parent))
     except OSError as exc:
         raise BadInput(f"--out: cannot write in {parent} ({exc.strerror or exc}); choose a writable "
                        "directory") from None
@@ -241,11 +258,19 @@ def _stage_out(out: Path, overwrite: bool) -> Path:
     return staging
 
 
+#: What ``lcnflow run --out DIR`` writes into DIR; every other entry of an earlier run's DIR is the user's.
+RUN_OUTPUTS = frozenset({"result.json", "trajectory.npz", "config.toml", "report.html", "figures"})
+
+
 def _replace_dir(staging: Path, out: Path) -> None:
-    """Move the complete run in ``staging`` to ``out``, replacing an earlier ``out`` as a whole."""
+    """Move the complete run in ``staging`` to ``out``, replacing what an earlier lcnflow run wrote there
+    (:data:`RUN_OUTPUTS`) as a whole.  Other entries of an earlier run's directory (files the user put there) are
+    kept, moved unchanged into the new one; only a directory that is not an lcnflow run, replaced with
+    ``--overwrite``, loses them (the user asked for it)."""
     if not out.exists():
         os.rename(staging, out)
         return
+    keep = _is_run_dir(out)
     try:
         cwd = Path.cwd()
     except OSError:
@@ -255,19 +280,29 @@ def _replace_dir(staging: Path, out: Path) -> None:
         old = out / f".lcnflow-old-{os.getpid()}-{time.monotonic_ns()}"
         old.mkdir()
         for entry in list(out.iterdir()):
-            if entry != old:
+            if entry != old and (not keep or entry.name in RUN_OUTPUTS):
                 os.rename(entry, old / entry.name)
         for entry in list(staging.iterdir()):
             os.rename(entry, out / entry.name)
         shutil.rmtree(old, ignore_errors=True)
         staging.rmdir()
         return
-    old = out.absolute().parent / f".{out.name}.old-{os.getpid()}-{time.monotonic_ns()}"
-    os.rename(out, old)
+    carried: list[str] = []
+    old = out.absolute().parent / f".{out.name[:64]}.old-{os.getpid()}-{time.monotonic_ns()}"
     try:
+        if keep:  # the user's files go along into the new directory, unchanged (a rename, not a copy)
+            for entry in sorted(out.iterdir()):
+                if entry.name not in RUN_OUTPUTS:
+                    os.rename(entry, staging / entry.name)
+                    carried.append(entry.name)
+        os.rename(out, old)
         os.rename(staging, out)
     except OSError:
-        os.rename(old, out)
+        if old.exists() and not out.exists():
+            os.rename(old, out)
+        for name in carried:  # back where they were
+            if (staging / name).exists() or (staging / name).is_symlink():
+                os.rename(staging / name, out / name)
         raise
     shutil.rmtree(old, ignore_errors=True)
 
@@ -444,6 +479,31 @@ def check_data_command(config: ConfigArg = None, set_: SetOpt = None, json_outpu
 
 
 # ---------------------------------------------------------------------------------------------------- compare
+#: ``format`` of the compare.json that ``lcnflow compare --out`` writes.
+COMPARE_FORMAT = "lcnflow-compare/1"
+
+
+def _check_compare_out(out: Path) -> None:
+    """Refuse (exit 2, before anything runs) an ``--out`` whose compare.json / compare.png lcnflow did not write."""
+    _check_out_name(out)
+    if out.exists() and not out.is_dir():
+        raise BadInput(f"--out: {out} exists and is not a directory; give a directory for compare.json and "
+                       "compare.png")
+    record_path, figure = out / "compare.json", out / "compare.png"
+    ours = False
+    if record_path.exists():
+        try:
+            ours = json.loads(record_path.read_text(encoding="utf-8")).get("format") == COMPARE_FORMAT
+        except (OSError, ValueError, AttributeError):
+            ours = False
+        if not ours:
+            raise BadInput(f"--out: {record_path} exists and was not written by lcnflow compare; it is left as it "
+                           "is: choose another directory, or move the file away")
+    if figure.exists() and not ours:
+        raise BadInput(f"--out: {figure} exists and was not written by lcnflow compare (no compare.json of "
+                       "lcnflow beside it); it is left as it is: choose another directory, or move the file away")
+
+
 @app.command()
 @_guard
 def compare(
@@ -455,7 +515,7 @@ def compare(
     seed: Annotated[int, typer.Option("--seed", help="Seed of SGD's minibatches.")] = 0,
     out: Annotated[Path | None, typer.Option(
         "--out", "-o", metavar="DIR", help="Write compare.json and compare.png (loss curves of the three methods, "
-        "distance of the iterates to the flow) into DIR.")] = None,
+        "distance of the iterates to the flow) into DIR (replacing those of an earlier lcnflow compare).")] = None,
     json_output: JsonOpt = False,
 ) -> None:
     """Gradient flow, gradient descent and SGD from the same initialization: where does each end?"""
@@ -464,17 +524,25 @@ def compare(
     from lcnflow.experiments.runner import jsonable
 
     cfg = _load(config, set_)
+    if out is not None:
+        _check_compare_out(out)
     with _input_phase():
         exp = prepare(cfg)
         result = compare_methods(exp.risk, exp.init, step_size, batch_size, epochs=epochs, seed=seed)
-    record = jsonable(result.to_dict())
+    record = {"format": COMPARE_FORMAT, **jsonable(result.to_dict())}
     if out is not None:
         try:
             out.mkdir(parents=True, exist_ok=True)
-            (out / "compare.json").write_text(json.dumps(record, indent=1, allow_nan=False), encoding="utf-8")
-            result.plot(str(out / "compare.png"))
+            png = io.BytesIO()
+            import matplotlib.pyplot as plt
+
+            plt.close(result.plot(png))  # (an open figure would outlive the command)
+            # the figure first, the record last: a compare.json of this format always comes with its figure
+            atomic_write(out / "compare.png", png.getvalue())
+            atomic_write(out / "compare.json", json.dumps(record, indent=1, allow_nan=False))
         except OSError as exc:
-            raise BadInput(f"--out: cannot write into {out} ({exc.strerror or exc})") from None
+            raise BadInput(f"--out: cannot write into {out} ({exc.strerror or exc}); the files there are "
+                           "unchanged or complete") from None
     if json_output:
         _print_json(record)
         return
@@ -549,6 +617,9 @@ def report(
         path = build_report(directory, ("png", "svg") if svg else ("png",))
     except ReportError as exc:
         raise BadInput(str(exc)) from None
+    except OSError as exc:
+        raise BadInput(f"report: cannot write report.html and figures/ into {directory} "
+                       f"({exc.strerror or exc}); the files there are unchanged or complete") from None
     _console().print(f"wrote {escape(str(path))}")
 
 

@@ -3,10 +3,13 @@
 The main command line (:mod:`lcnflow.cli`) and the sweep commands (:mod:`lcnflow.sweep.cli`, ``python -m
 lcnflow.sweep``) use this one copy, so they fail the same way:
 
-* exit **0** on success (a run that did not converge is a verdict, not an error); **2** on bad input, with *one* line
+* exit **0** on success (a run that did not converge is a verdict, not an error); **2** on bad input (a
+  ``MemoryError`` included: an input that needs more memory than the process may use), with *one* line
   on stderr ``error: <field>: <what was wrong> …`` — also for usage errors (an unknown option, a missing argument),
   which Click would otherwise print as several lines; **1** on an internal error (``LCNFLOW_DEBUG=1`` re-raises it
-  with its traceback); **130** when interrupted;
+  with its traceback); **130** when interrupted (SIGINT, Ctrl-C) and **143** when terminated (SIGTERM), with one
+  line and never a traceback — also when the interrupt surfaces as another exception (Numba's dispatcher turns a
+  ``KeyboardInterrupt`` raised inside it into a ``SystemError``), since the signal itself is recorded;
 * error lines are written as plain text, never wrapped, whatever the terminal width and whether or not stderr is a
   terminal (a pipe, a file, a test): a message's own line breaks are joined into one line;
 * tables and summaries printed through :func:`console` are laid out at the terminal's width on a terminal and are
@@ -17,7 +20,9 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -26,21 +31,49 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
+from lcnflow._signals import (
+    _REPORTED,
+    _SIGNAL_SEEN,
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    Terminated,
+    _install_signal_handlers,
+    _restore_signal_handlers,
+    interrupt_exit_code,
+)
+
 __all__ = [
     "EXIT_BAD_INPUT",
     "EXIT_INTERNAL",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
+    "EXIT_TERMINATED",
     "BadInput",
     "LcnflowGroup",
+    "Terminated",
     "console",
     "error_line",
     "guard",
+    "interrupt_exit_code",
     "one_line",
     "run_app",
 ]
 
-EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def _interrupted_by_signal(exc: BaseException) -> bool:
+    """Whether ``exc`` is, or came from, an interrupt: a signal was recorded, or a ``KeyboardInterrupt`` is in its
+    chain of causes (as in the ``SystemError`` Numba's dispatcher raises when one reaches it)."""
+    if _SIGNAL_SEEN[0] is not None:
+        return True
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 # Typer ships its own copy of Click; its exception classes are reached through the public ``typer.BadParameter``.
 _UsageError: type[Exception] = typer.BadParameter.__mro__[1]
@@ -134,28 +167,73 @@ def guard(
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             """The command, with errors turned into exit codes and one-line messages."""
+            saved = _install_signal_handlers()
             try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    return func(*args, **kwargs)
+                try:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        return func(*args, **kwargs)
+                except (typer.Exit, typer.Abort, _ClickException):
+                    raise
+                except bad_input as exc:
+                    if _interrupted_by_signal(exc):
+                        raise KeyboardInterrupt from None
+                    error_line(str(exc))
+                    raise typer.Exit(EXIT_BAD_INPUT) from None
             except (typer.Exit, typer.Abort, _ClickException):
                 raise
-            except bad_input as exc:
-                error_line(str(exc))
-                raise typer.Exit(EXIT_BAD_INPUT) from None
             except KeyboardInterrupt:
-                typer.echo(one_line(interrupted), err=True)
-                raise typer.Exit(EXIT_INTERRUPTED) from None
+                _interrupted_exit(interrupted)
+            except MemoryError as exc:  # the input asked for more memory than the process may use
+                error_line(f"out of memory: {exc or 'an allocation failed'}; the data or the run need more memory "
+                           "than this process may use — reduce data.num_samples or the sizes, or free memory")
+                raise typer.Exit(EXIT_BAD_INPUT) from None
             except Exception as exc:
+                if _interrupted_by_signal(exc):
+                    _interrupted_exit(interrupted)
                 if os.environ.get("LCNFLOW_DEBUG"):
                     raise
                 error_line(f"{type(exc).__name__}: {exc} — this is a bug in lcnflow; rerun with LCNFLOW_DEBUG=1 "
                            "for the traceback and report it", prefix="internal error")
                 raise typer.Exit(EXIT_INTERNAL) from None
+            finally:
+                _restore_signal_handlers(saved)
 
         return wrapper
 
     return decorate(fn) if fn is not None else decorate
+
+
+def _interrupted_exit(interrupted: str, system_exit: bool = False) -> None:
+    """One line, then exit 130 (SIGINT) or 143 (SIGTERM) (``typer.Exit`` inside a command, else ``SystemExit``); a
+    second signal meanwhile changes nothing."""
+    code = interrupt_exit_code()
+    _REPORTED[0] = True
+    with _signals_ignored():
+        what = one_line(interrupted)
+        if code == EXIT_TERMINATED:
+            what = what.replace("interrupted", "terminated", 1)
+        try:
+            typer.echo(what, err=True)
+        except (OSError, ValueError):
+            pass
+    if system_exit:
+        sys.exit(code)
+    raise typer.Exit(code) from None
+
+
+class _signals_ignored:
+    """SIGINT and SIGTERM ignored inside (main thread only); the previous handlers restored after."""
+
+    def __enter__(self) -> None:
+        self.saved = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.saved[sig] = signal.signal(sig, signal.SIG_IGN)
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.saved.items():
+            signal.signal(sig, handler)
 
 
 class LcnflowGroup(TyperGroup):
@@ -182,11 +260,15 @@ class LcnflowGroup(TyperGroup):
                 message += f" (see '{ctx.command_path} --help')"
             error_line(message)
             sys.exit(exc.exit_code)  # type: ignore[attr-defined]
-        except typer.Abort:
+        except typer.Abort as exc:
             if not standalone_mode:
                 raise
+            if _interrupted_by_signal(exc):  # Click turns Ctrl-C while it parses into Abort
+                _interrupted_exit("interrupted", system_exit=True)
             typer.echo("aborted", err=True)
             sys.exit(EXIT_INTERNAL)
+        if _SIGNAL_SEEN[0] is not None and not _REPORTED[0]:  # Typer turns an interrupt outside the command's
+            _interrupted_exit("interrupted", system_exit=standalone_mode)  # guard into exit 130, silently
         if not standalone_mode:
             return rv
         sys.exit(rv if isinstance(rv, int) else EXIT_OK)
@@ -195,7 +277,10 @@ class LcnflowGroup(TyperGroup):
 def run_app(app: typer.Typer, argv: list[str] | None = None, prog_name: str = "lcnflow") -> int:
     """Run ``app`` with ``argv`` (default ``sys.argv[1:]``) and return its exit code instead of exiting."""
     try:
-        app(args=argv, prog_name=prog_name, standalone_mode=True)
+        try:
+            app(args=argv, prog_name=prog_name, standalone_mode=True)
+        except KeyboardInterrupt:  # between the command's guard and the exit
+            _interrupted_exit("interrupted", system_exit=True)
     except SystemExit as exc:
         code = exc.code
         return code if isinstance(code, int) else (EXIT_OK if code is None else EXIT_INTERNAL)

@@ -74,6 +74,50 @@ def reference_size(risk: EmpiricalRisk, w0: np.ndarray) -> float:
     return size if size > 0 else 1.0
 
 
+#: A non-zero start smaller than this fraction of the natural parameter size ``w_ref`` cannot be told from the
+#: origin in float64 (the products the flow forms underflow); see :func:`check_start`.
+MIN_START_FRACTION = 1e-100
+
+
+def check_start(risk: EmpiricalRisk, w0: np.ndarray, what: str = "init") -> None:
+    r"""Refuse a start ``w(0) ≠ 0`` with ``‖w(0)‖ < MIN_START_FRACTION · w_ref`` (:func:`reference_size`).
+
+    The gradient of ``L`` at such a point is a product of ``N − 1`` layers of that size and underflows; the flow
+    could only report the origin's verdict, which is not where it starts.  The origin itself (all zeros) is a valid
+    start (a critical point).  A larger start whose gradient still underflows to exactly 0 (deep networks: the
+    product of ``N − 1`` small layers, ``Π_i ‖w^{(i)}‖/w_ref < 10⁻¹⁰⁰``) is refused too when the same layers, each
+    scaled to unit norm, have a non-zero gradient: ``∇L(w(0)) = 0`` would then be an artefact of float64, not a
+    critical start.
+
+    Raises
+    ------
+    ValueError
+        Naming ``what`` (``init``, or ``init.scale`` from a config), the size and the smallest valid one.
+    """
+    top = float(np.max(np.abs(w0))) if w0.size else 0.0
+    if top == 0.0 or not math.isfinite(top):
+        return
+    size = top * float(np.linalg.norm(w0 / top))  # (‖w‖² itself may underflow)
+    w_ref = reference_size(risk, w0)
+    if size < MIN_START_FRACTION * w_ref:
+        raise ValueError(
+            f"{what}: ‖w(0)‖ = {size:.3g} is below {MIN_START_FRACTION:g} × the natural size of the parameters "
+            f"(w_ref = {w_ref:.3g}): in float64 such a start cannot be told from the origin; give a larger scale "
+            f"(≥ {MIN_START_FRACTION * w_ref:.3g} in norm), or 0 to start at the origin"
+        )
+    if not np.any(risk.gradient(w0)):
+        norms = layer_norms(risk.arch, w0)
+        # (only tiny starts: elsewhere an exact zero is a critical start, e.g. one placed at a critical point)
+        if np.all(norms > 0) and float(np.sum(np.log10(norms / w_ref))) < -100:
+            unit = w0 / np.repeat(norms, risk.arch.layer_num_params)
+            if np.any(risk.gradient(unit)):
+                raise ValueError(
+                    f"{what}: the gradient at w(0) underflows to 0 in float64 (layer norms down to "
+                    f"{float(norms.min()):.3g}, {risk.arch.depth} layers: ∇L is a product of {risk.arch.depth - 1} "
+                    "of them), though w(0) is not a critical point; give a larger scale, or 0 to start at the origin"
+                )
+
+
 def problem_scales(risk: EmpiricalRisk) -> ProblemScales:
     """The :class:`ProblemScales` of ``risk`` (cached per risk object)."""
     cached = _SCALES.get(risk)

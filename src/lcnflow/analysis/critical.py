@@ -38,28 +38,40 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 from numpy.polynomial import polynomial as P
 
-from lcnflow.analysis.optimum import FunctionSpaceBest, best_on_function_space, risk_rounding, unconstrained_optimum
+from lcnflow.analysis.certify import gradient_scale
+from lcnflow.analysis.optimum import (
+    FunctionSpaceBest,
+    OutOfTime,
+    best_on_function_space,
+    risk_rounding,
+    unconstrained_optimum,
+)
 from lcnflow.analysis.phases import CLASSIFYING, announce
 from lcnflow.analysis.symmetry import complement_basis, layer_slices, symmetry_basis
 from lcnflow.model.architecture import Architecture
 from lcnflow.model.conv import as_filters, final_filter_jacobian, final_filter_unchecked, flatten
 from lcnflow.model.risk import EmpiricalRisk
 
-Kind = Literal["global_minimum", "local_minimum", "strict_saddle", "degenerate"]
+Kind = Literal["global_minimum", "local_minimum", "strict_saddle", "degenerate", "not_critical"]
 Origin = Literal["global", "pure", "rank_deficient"]
 
 #: Roots closer than this (relative to ``1 + |ρ|``) are treated as equal.
 ROOT_TOL = 1e-5
-#: Largest number of fibre points enumerated for the spurious test.
+#: Largest number of fibre points (classes) examined by the spurious test.
 MAX_FIBRE_POINTS = 2000
+#: Largest number of partial assignments of roots to layers the walk over the fibre visits.
+MAX_FIBRE_VISITS = 100_000
 #: The residual-gradient part of the value tolerance is at most this fraction of ``ℒ(0) − min ℒ`` (when positive).
 CERT_RTOL = 1e-6
+#: A point with ``‖∇L‖ > CRITICAL_RTOL · S`` (the gradient scale) is not a critical point.
+CRITICAL_RTOL = 1e-6
 
 
 @dataclass(frozen=True)
@@ -70,7 +82,8 @@ class CriticalPoint:
     ----------
     kind : str
         ``global_minimum`` (``L(w*) = ℒ*_M``), ``local_minimum``, ``strict_saddle`` or ``degenerate``.  Global and
-        local minima pass the second-order test.
+        local minima pass the second-order test.  ``not_critical`` when the point is not a critical point at all
+        (``‖∇L‖ > critical_rtol · S``); the other fields then describe the Hessian there, not a critical point.
     origin : str
         ``global`` (the unconstrained optimum of ℒ was reached), ``pure`` or ``rank_deficient``.
     spurious : bool or None
@@ -110,6 +123,8 @@ class CriticalPoint:
         ``τ``: values within it count as equal (see the module docstring).
     index : int
         Number of negative Hessian eigenvalues on the complement (balanced coordinates).
+    undecided : str
+        What was left undecided because the time given ran out (``""`` when nothing was).
     """
 
     kind: Kind
@@ -136,6 +151,7 @@ class CriticalPoint:
     value: float = float("nan")
     value_tolerance: float = 0.0
     index: int = 0
+    undecided: str = ""
 
     @property
     def is_minimum(self) -> bool:
@@ -149,6 +165,9 @@ class CriticalPoint:
 
     def summary(self) -> str:
         """One line a person can read."""
+        if self.kind == "not_critical":
+            return (f"not a critical point: ‖∇L‖ = {self.gradient_norm:.3g} is not small against the size of the "
+                    "terms it is made of (polish the point first, e.g. lcnflow.flow.polish)")
         parts = [f"{self.kind.replace('_', ' ')} (origin: {self.origin}"]
         if self.spurious is not None:
             parts.append(", spurious" if self.spurious else ", not spurious")
@@ -167,6 +186,8 @@ class CriticalPoint:
             text += "; " + "; ".join(self.degeneracies)
         if self.kind == "degenerate" and self.not_a_minimum:
             text += "; L decreases along a null direction (higher-order saddle)"
+        if self.undecided:
+            text += f"; {self.undecided}"
         return text
 
     def to_dict(self) -> dict[str, Any]:
@@ -200,10 +221,11 @@ class CriticalPoint:
             "best_statement": self.best.statement if self.best is not None else None,
             "value_tolerance": float(self.value_tolerance),
             "index": self.index,
+            "undecided": self.undecided,
         }
 
 
-def _roots(coeffs: np.ndarray) -> np.ndarray:
+def finite_roots(coeffs: np.ndarray) -> np.ndarray:
     """Finite roots of ``Σ c_j t^j`` (trailing zero coefficients are roots at infinity and are not returned)."""
     c = np.asarray(coeffs, dtype=float)
     scale = np.max(np.abs(c)) if c.size else 0.0
@@ -220,7 +242,8 @@ def _close(a: complex, b: complex) -> bool:
     return abs(a - b) <= ROOT_TOL * (1 + max(abs(a), abs(b)))
 
 
-def _dilate1(w: np.ndarray, s: int) -> np.ndarray:
+def dilate_1d(w: np.ndarray, s: int) -> np.ndarray:
+    """``↑_s w``: ``s − 1`` zeros between the entries of a 1D filter (its polynomial in ``t^s``)."""
     out = np.zeros((w.size - 1) * s + 1)
     out[::s] = w
     return out
@@ -229,8 +252,8 @@ def _dilate1(w: np.ndarray, s: int) -> np.ndarray:
 def _root_structure(arch: Architecture, ws: list[np.ndarray], v: np.ndarray):
     """1D roots of each (dilated) layer polynomial and of ``p_v``, shared/repeated roots, named degeneracies."""
     S = [s[0] for s in arch.cumulative_strides]
-    layer_roots = [_roots(_dilate1(w, S[i])) for i, w in enumerate(ws)]
-    v_roots = _roots(v)
+    layer_roots = [finite_roots(dilate_1d(w, S[i])) for i, w in enumerate(ws)]
+    v_roots = finite_roots(v)
     shared = []
     for i, j in itertools.combinations(range(len(ws)), 2):
         for a in layer_roots[i]:
@@ -299,9 +322,19 @@ def _layer_units(ws: list[np.ndarray]) -> list[tuple[complex, ...]] | str:
     return units
 
 
-def _fibre_classes(arch: Architecture, ws: list[np.ndarray], v: np.ndarray) -> list[list[np.ndarray]] | str:
+def _fibre_classes(arch: Architecture, ws: list[np.ndarray], v: np.ndarray,
+                   deadline: float = math.inf) -> tuple[list[list[np.ndarray]], str] | str:
     """One point (balanced) of each class of the fibre ``π^{-1}(v*)`` up to rescaling and exchanges of layers of equal
-    size; a reason string if the fibre cannot be enumerated."""
+    size, and ``""`` when they are all there — else why the list stops short (a reason string alone when the fibre
+    cannot be enumerated at all).
+
+    The roots are distributed over the layers as *unordered* groups for layers of the same size: a unit goes into
+    a layer already holding roots, or into the *first* empty layer of each size, never into a later empty one (they
+    are exchangeable).  So every class is built once when the roots are distinct — one walk of ``N`` steps for ``N``
+    layers of size 2, instead of ``N!`` — and the walk never visits more than :data:`MAX_FIBRE_VISITS` partial
+    assignments nor keeps more than :data:`MAX_FIBRE_POINTS` classes, nor goes on past ``deadline``
+    (``time.perf_counter``): then the classes found so far are returned with the reason.
+    """
     ks = [k[0] for k in arch.axes_filter_sizes]
     S = [s[0] for s in arch.cumulative_strides]
     if any(k > 1 and S[i] != 1 for i, k in enumerate(ks)):
@@ -310,8 +343,12 @@ def _fibre_classes(arch: Architecture, ws: list[np.ndarray], v: np.ndarray) -> l
     if isinstance(units, str):
         return units
     caps = [k - 1 for k in ks]
+    # the first layer of each size: empty layers of one size are tried in this order only
+    same_size_before = [[j for j in range(i) if ks[j] == ks[i]] for i in range(len(ks))]
     results: list[list[np.ndarray]] = []
     seen: set = set()
+    visits = [0]
+    stop = [""]
 
     def key(assign):
         per_layer = [tuple(sorted((round(z.real, 6), round(z.imag, 6)) for u in group for z in u))
@@ -319,7 +356,15 @@ def _fibre_classes(arch: Architecture, ws: list[np.ndarray], v: np.ndarray) -> l
         return tuple(sorted(zip(ks, per_layer, strict=True)))
 
     def rec(j: int, assign: list[list[tuple[complex, ...]]], free: list[int]) -> bool:
-        if len(seen) > MAX_FIBRE_POINTS:
+        visits[0] += 1
+        if len(results) >= MAX_FIBRE_POINTS:
+            stop[0] = f"the fibre has more than {MAX_FIBRE_POINTS} classes"
+            return False
+        if visits[0] > MAX_FIBRE_VISITS:
+            stop[0] = f"the walk over the fibre stopped after {MAX_FIBRE_VISITS} partial assignments"
+            return False
+        if visits[0] % 64 == 0 and time.perf_counter() > deadline:
+            stop[0] = "max_time ran out during the walk over the fibre"
             return False
         if j == len(units):
             k = key(assign)
@@ -329,19 +374,21 @@ def _fibre_classes(arch: Architecture, ws: list[np.ndarray], v: np.ndarray) -> l
             return True
         u = units[j]
         for i in range(len(ks)):
-            if free[i] >= len(u):
-                free[i] -= len(u)
-                assign[i].append(u)
-                ok = rec(j + 1, assign, free)
-                assign[i].pop()
-                free[i] += len(u)
-                if not ok:
-                    return False
+            if free[i] < len(u):
+                continue
+            if not assign[i] and any(not assign[q] for q in same_size_before[i]):
+                continue  # an earlier empty layer of the same size is the same choice
+            free[i] -= len(u)
+            assign[i].append(u)
+            ok = rec(j + 1, assign, free)
+            assign[i].pop()
+            free[i] += len(u)
+            if not ok:
+                return False
         return True
 
-    if not rec(0, [[] for _ in ks], caps):
-        return f"the fibre has more than {MAX_FIBRE_POINTS} classes"
-    return results
+    rec(0, [[] for _ in ks], caps)
+    return results, stop[0]
 
 
 def _factor(u: tuple[complex, ...]) -> np.ndarray:
@@ -404,6 +451,9 @@ def classify_critical_point(
     spurious_rtol: float = 1e-6,
     best: FunctionSpaceBest | None = None,
     compare_with_best: bool = True,
+    check_spurious: bool = True,
+    max_time: float = math.inf,
+    critical_rtol: float | None = CRITICAL_RTOL,
 ) -> CriticalPoint:
     r"""Classify a critical point ``w*`` of ``L`` (see the module docstring for the definitions and tolerances).
 
@@ -430,6 +480,17 @@ def classify_critical_point(
     compare_with_best : bool
         ``False`` skips ``ℒ*_M`` (for quick checks on the way, e.g. on plateaus): then a point that did not reach the
         unconstrained optimum gets ``global_on_m = None`` and, if a minimum, ``kind = "local_minimum"``.
+    check_spurious : bool
+        ``False`` skips the walk over the fibre (``spurious = None`` at rank-deficient points; the second-order
+        verdict does not depend on it).  :func:`settle_spurious` completes it later.
+    critical_rtol : float or None
+        The point must have ``‖∇L(w)‖ ≤ critical_rtol · S(w)`` (``S`` of
+        :func:`~lcnflow.analysis.certify.gradient_scale`, so the test is scale-free), else ``kind = "not_critical"``;
+        ``None`` skips the test (for points the caller certified itself).
+    max_time : float
+        Seconds the comparison with ``ℒ*_M`` and the walk over the fibre may take together (``inf``: no limit).
+        What is left when it runs out stays undecided (``global_on_m = None``, ``spurious = None``) and
+        ``undecided`` says so.  Every other step costs a fixed number of Hessians and eigen-decompositions.
 
     Returns
     -------
@@ -443,6 +504,11 @@ def classify_critical_point(
     if function_space_tol is not None and not (isinstance(function_space_tol, int | float)
                                                and function_space_tol >= 0 and math.isfinite(function_space_tol)):
         raise ValueError(f"function_space_tol: must be a finite number ≥ 0, got {function_space_tol!r}")
+    _check_max_time(max_time)
+    if critical_rtol is not None and not (isinstance(critical_rtol, int | float) and not isinstance(critical_rtol, bool)
+                                          and 0 < critical_rtol < 1):
+        raise ValueError(f"critical_rtol: must be a number in (0, 1) or None, got {critical_rtol!r}")
+    deadline = time.perf_counter() + max_time
     announce(CLASSIFYING)
     arch = risk.arch
     ws = as_filters(arch, filters)
@@ -492,8 +558,11 @@ def classify_critical_point(
     eig = np.linalg.eigvalsh(comp.T @ hess @ comp)
 
     not_a_minimum = None
-    if index > 0:
-        kind: Kind = "strict_saddle"
+    critical = critical_rtol is None or float(np.linalg.norm(grad)) <= critical_rtol * gradient_scale(risk, w)
+    if not critical:
+        kind: Kind = "not_critical"
+    elif index > 0:
+        kind = "strict_saddle"
     elif global_on_m:
         kind = "global_minimum"
     elif eig_b.size and np.any(np.abs(eig_b) <= tol_eig):
@@ -517,7 +586,13 @@ def classify_critical_point(
         layer_roots, v_roots, shared, repeated = _root_structure(arch, ws, v)
     degeneracies = _name_degeneracies(arch, ws, shared, repeated) if origin == "rank_deficient" else []
 
-    spurious, reason, witness = _spurious(arch, ws, v, g_v, JD, origin, global_on_m, spurious_rtol)
+    if check_spurious:
+        spurious, reason, witness = _spurious(arch, ws, v, g_v, JD, origin, global_on_m, spurious_rtol, deadline)
+    elif origin != "rank_deficient" or global_on_m:
+        spurious, reason, witness = _spurious(arch, ws, v, g_v, JD, origin, global_on_m, spurious_rtol)
+    else:
+        spurious, reason, witness = None, NOT_EXAMINED, None
+    undecided = "spurious: undecided, max_time ran out" if reason.startswith("undecided: max_time") else ""
 
     cp = CriticalPoint(
         kind=kind,
@@ -543,29 +618,75 @@ def classify_critical_point(
         value=float(value),
         value_tolerance=float(tau),
         index=index,
+        undecided=undecided,
     )
     if reached or (best is None and not compare_with_best):
         return cp
-    return settle_on_m(risk, cp, best)
+    return settle_on_m(risk, cp, best, max_time=max(deadline - time.perf_counter(), 0.0))
 
 
-def settle_on_m(risk: EmpiricalRisk, cp: CriticalPoint, best: FunctionSpaceBest | None = None) -> CriticalPoint:
+#: ``spurious_reason`` of a point classified with ``check_spurious=False``.
+NOT_EXAMINED = "not examined (the fibre was not walked)"
+
+
+def _check_max_time(max_time) -> None:
+    if not (isinstance(max_time, int | float) and not isinstance(max_time, bool) and max_time >= 0
+            and not math.isnan(max_time)):
+        raise ValueError(f"max_time: must be a number ≥ 0 (seconds; inf for no limit), got {max_time!r}")
+
+
+def _add_undecided(cp: CriticalPoint, what: str) -> CriticalPoint:
+    return dataclasses.replace(cp, undecided="; ".join(x for x in (cp.undecided, what) if x))
+
+
+def settle_spurious(risk: EmpiricalRisk, cp: CriticalPoint, filters, *, spurious_rtol: float = 1e-6,
+                    max_time: float = math.inf) -> CriticalPoint:
+    """``cp`` (classified at ``filters`` with ``check_spurious=False``) with the spurious test done, within
+    ``max_time`` seconds (else left undecided, and ``undecided`` says so).  Other points are returned as they are."""
+    _check_max_time(max_time)
+    if cp.spurious_reason != NOT_EXAMINED:
+        return cp
+    if max_time <= 0:
+        cp = dataclasses.replace(cp, spurious_reason="undecided: max_time ran out before the walk over the fibre")
+        return _add_undecided(cp, "spurious: undecided, max_time ran out before the walk over the fibre")
+    deadline = time.perf_counter() + max_time
+    arch = risk.arch
+    ws = as_filters(arch, filters)
+    v = final_filter_unchecked(arch, ws).ravel()
+    g_v = risk.function_space_gradient(v).reshape(-1)
+    wbs, weights = _balanced(arch, ws, unconstrained_optimum(risk)[0])
+    JD = final_filter_jacobian(arch, wbs) * weights
+    spurious, reason, witness = _spurious(arch, ws, v, g_v, JD, cp.origin, cp.global_on_m, spurious_rtol, deadline)
+    out = dataclasses.replace(cp, spurious=spurious, spurious_reason=reason, spurious_witness=witness)
+    if reason.startswith("undecided: max_time"):
+        out = _add_undecided(out, "spurious: undecided, max_time ran out")
+    return out
+
+
+def settle_on_m(risk: EmpiricalRisk, cp: CriticalPoint, best: FunctionSpaceBest | None = None, *,
+                max_time: float = math.inf) -> CriticalPoint:
     r"""``cp`` compared with ``ℒ*_M`` (:func:`~lcnflow.analysis.optimum.best_on_function_space`): global or local on M.
 
     For a point classified without that comparison (``compare_with_best=False``) this gives what the full
     classification gives, without repeating it: ``L(w*) − ℒ*_M`` beyond ``τ`` plus the bound's own error means local
     on M, within it global when ``ℒ*_M`` is exact (else undecided); a minimum (or degenerate point) that is global
     on M is a ``global_minimum``, and a rank-deficient one is then not spurious.  Points already settled (the
-    unconstrained optimum reached, or compared before) are returned as they are.
+    unconstrained optimum reached, or compared before) are returned as they are.  When ``ℒ*_M`` is not found
+    within ``max_time`` seconds the point stays undecided on M and ``undecided`` says so.
     """
+    _check_max_time(max_time)
     if cp.unconstrained_optimum_reached or cp.best is not None:
         return cp
-    best = best if best is not None else best_on_function_space(risk)
+    if best is None:
+        try:
+            best = best_on_function_space(risk, max_time=max_time)
+        except OutOfTime:
+            return _add_undecided(cp, "global or local on M: undecided, max_time ran out before ℒ*_M was found")
     gap = cp.value - best.value
     tol = cp.value_tolerance + best.value_error
     global_on_m = False if gap > tol else (True if best.exact and gap >= -tol else None)
     changes: dict[str, Any] = {"global_on_m": global_on_m, "gap_to_best": float(gap), "best": best}
-    if global_on_m and cp.index == 0:
+    if global_on_m and cp.index == 0 and cp.kind != "not_critical":
         changes.update(kind="global_minimum", not_a_minimum=None)
         if cp.origin == "rank_deficient":
             changes.update(spurious=False, spurious_witness=None,
@@ -573,17 +694,23 @@ def settle_on_m(risk: EmpiricalRisk, cp: CriticalPoint, best: FunctionSpaceBest 
     return dataclasses.replace(cp, **changes)
 
 
-def _spurious(arch, ws, v, g_v, JD, origin, global_on_m, rtol):
-    """``(spurious, reason, witness)`` (see the module docstring)."""
+def _spurious(arch, ws, v, g_v, JD, origin, global_on_m, rtol, deadline: float = math.inf):
+    """``(spurious, reason, witness)`` (see the module docstring).  A witness among the fibre points examined proves
+    spuriousness; their absence proves nothing unless every class of the fibre was examined (else ``None``:
+    undecided, with how many were examined and why the walk stopped)."""
     if origin != "rank_deficient":
         return False, f"origin is {origin}: v* is critical for ℒ on M", None
     if global_on_m:
         return False, "L(w*) = ℒ*_M: v* minimizes ℒ on M, so it is critical for ℒ on M", None
     if arch.ndim != 1:
         return None, "the fibre of π is enumerated for 1D architectures only", None
-    fibre = _fibre_classes(arch, ws, v)
+    fibre = _fibre_classes(arch, ws, v, deadline)
     if isinstance(fibre, str):
         return None, fibre, None
+    fibre, incomplete = fibre
+    if any(not np.all(np.isfinite(w)) for point in fibre for w in point):
+        return None, ("the fibre could not be rebuilt from the layers' roots in float64 (its points under- or "
+                      "overflow)"), None
     g_norm = float(np.linalg.norm(g_v))
     if g_norm == 0.0:
         return False, "∇ℒ(v*) = 0", None
@@ -592,7 +719,12 @@ def _spurious(arch, ws, v, g_v, JD, origin, global_on_m, rtol):
         return None, "the fibre could not be rebuilt from the layers' roots to 1e-6", None
     own = float(np.linalg.norm(JD.T @ g_v)) / max(float(np.linalg.norm(JD, 2)) * g_norm, 1e-300)
     threshold = max(rtol, 1e3 * own)
+    examined = 0
     for point in fibre:
+        if examined and time.perf_counter() > deadline:
+            incomplete = incomplete or "max_time ran out while testing the fibre points"
+            break
+        examined += 1
         Jp = final_filter_jacobian(arch, point)
         cosine = float(np.linalg.norm(Jp.T @ g_v)) / max(float(np.linalg.norm(Jp, 2)) * g_norm, 1e-300)
         if cosine > threshold:
@@ -601,6 +733,12 @@ def _spurious(arch, ws, v, g_v, JD, origin, global_on_m, rtol):
                 f"|cos(∇ℒ(v*), range dπ)| = {cosine:.3g} > {threshold:.3g} (at w* itself: {own:.2g}), so v* is "
                 "not critical for ℒ on M"
             ), point
+    if incomplete:
+        return None, (
+            f"undecided: {incomplete}; ∇L(w') = 0 at the {examined} class(es) of the fibre examined (up to rescaling "
+            f"and exchanges of equal-size layers; largest |cos(∇ℒ(v*), range dπ(w'))| ≤ {threshold:.3g}), which "
+            "does not show that v* is critical for ℒ on M"
+        ), None
     return False, (
         f"∇L(w') = 0 at all {len(fibre)} class(es) of the fibre up to rescaling and exchanges of equal-size layers "
         f"(largest |cos(∇ℒ(v*), range dπ(w'))| ≤ {threshold:.3g})"

@@ -24,6 +24,8 @@ two or more layers).  On any other plateau the state of least relative gradient 
 from __future__ import annotations
 
 import functools
+import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +43,8 @@ LEVEL_RTOL = 1e-3
 MIN_TIME_FACTOR = 10.0
 #: A plateau lies above the final level by more than this many level tolerances.
 ABOVE_FINAL = 2.0
+#: Note of a plateau left unidentified because ``max_time`` ran out.
+PLATEAU_OUT_OF_TIME = "not identified: max_time ran out"
 
 
 @dataclass(frozen=True)
@@ -113,11 +117,15 @@ class Plateau:
 def find_plateaus(risk: EmpiricalRisk, times: np.ndarray, losses: np.ndarray, grads: np.ndarray,
                   states: np.ndarray, final_loss: float, certify_tol: float,
                   scale: Callable[[np.ndarray], float] | None = None,
-                  w_ref: float | None = None) -> list[Plateau]:
+                  w_ref: float | None = None, *, deadline: float = math.inf,
+                  check_spurious: bool = True) -> list[Plateau]:
     """The plateaus of a recorded run, each with its nearby critical point (see the module docstring).
 
     ``scale(w)`` is the gradient scale ``S`` (default :func:`~lcnflow.analysis.certify.gradient_scale`), ``w_ref`` the
-    natural size of the parameters (default :func:`~lcnflow.analysis.certify.reference_size` at the first state)."""
+    natural size of the parameters (default :func:`~lcnflow.analysis.certify.reference_size` at the first state).
+    Plateaus found after ``deadline`` (``time.perf_counter``) are listed without their critical point (note
+    :data:`PLATEAU_OUT_OF_TIME`); ``check_spurious`` is passed to
+    :func:`~lcnflow.analysis.critical.classify_critical_point`, whose walk over the fibre also stops at ``deadline``."""
     scale = scale or functools.partial(gradient_scale, risk)
     w_ref = w_ref if w_ref is not None else reference_size(risk, np.asarray(states[0]))
     times, losses, grads = (np.asarray(a, dtype=float) for a in (times, losses, grads))
@@ -163,14 +171,19 @@ def find_plateaus(risk: EmpiricalRisk, times: np.ndarray, losses: np.ndarray, gr
         if long_flat:
             assess(range(j, k + 1))
         if long_flat and slow[j:k + 1].any():
-            out.append(_identify(risk, times, losses, states, rel, slow, j, k, certify_tol, scale))
+            if time.perf_counter() > deadline:
+                out.append(Plateau(float(times[j]), float(times[k]), float(np.median(losses[j:k + 1])), None, None,
+                                   math.nan, math.nan, PLATEAU_OUT_OF_TIME))
+            else:
+                out.append(_identify(risk, times, losses, states, rel, slow, j, k, certify_tol, scale, deadline,
+                                     check_spurious))
             j = k + 1
         else:
             j += 1
     return out
 
 
-def _identify(risk, times, losses, states, rel, slow, j, k, certify_tol, scale) -> Plateau:
+def _identify(risk, times, losses, states, rel, slow, j, k, certify_tol, scale, deadline, check_spurious) -> Plateau:
     seg = np.arange(j, k + 1)
     pick = seg[np.argmin(np.where(slow[seg], rel[seg], np.inf))]
     w = states[pick]
@@ -185,6 +198,7 @@ def _identify(risk, times, losses, states, rel, slow, j, k, certify_tol, scale) 
             return Plateau(float(times[j]), float(times[k]), level, None, None, pol.distance, pol.start_gradient_norm,
                            f"polishing did not find a critical point ({pol.message})")
         point, note, gnorm = pol.point, f"Newton-polished from the state at t = {times[pick]:.3g}", pol.gradient_norm
-    cp = classify_critical_point(risk, point, compare_with_best=False)
+    cp = classify_critical_point(risk, point, compare_with_best=False, check_spurious=check_spurious,
+                                 max_time=max(deadline - time.perf_counter(), 0.0), critical_rtol=None)
     return Plateau(float(times[j]), float(times[k]), float(risk.value(point)), cp, point,
                    float(np.linalg.norm(point - w)), float(gnorm), note)

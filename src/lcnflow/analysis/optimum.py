@@ -19,7 +19,13 @@ a recursion with a one-dimensional global search over ``θ`` at each level that 
 ``M(D, r) = R^{D+1}`` and the inner problem is unconstrained: a linear solve for the square loss).  The search over
 ``θ`` evaluates a grid of angles at every level; the best few grid configurations are then refined jointly in all
 their angles (Nelder–Mead).  The result is exact up to the grids' resolution (a better basin narrower than the grid
-spacing would be missed) and up to rounding.
+spacing would be missed) and up to rounding.  The nested grids cost the product of their sizes, which grows
+exponentially with the number of levels; beyond :data:`MAX_GRID_PRODUCT` (:data:`MAX_GRID_PRODUCT_GENERAL` for other
+losses) evaluations the angles are instead chosen one level at a time (the best angle of each level's grid with the
+cofactor unconstrained, then the next level), then refined jointly: ``O(levels × grid)`` evaluations, and the value
+found — attained on ``M`` — is reported as an upper bound (``exact = False``).
+
+**Time.**  ``max_time`` bounds the search; when it runs out, :class:`OutOfTime` is raised and nothing is cached.
 
 **Other architectures** (strides before a layer, 2D) without an exact description of ``M``: the best value found by
 local minimizations of ``L`` from several starts — an upper bound on ``ℒ*_M`` (every value found is attained by a
@@ -31,6 +37,7 @@ See docs/classification.md for how the classification of critical points uses ``
 from __future__ import annotations
 
 import math
+import time
 import weakref
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -44,7 +51,8 @@ from lcnflow.model.architecture import Architecture
 from lcnflow.model.conv import final_filter
 from lcnflow.model.risk import EmpiricalRisk
 
-__all__ = ["FunctionSpaceBest", "best_on_function_space", "real_root_count", "risk_rounding", "unconstrained_optimum"]
+__all__ = ["FunctionSpaceBest", "OutOfTime", "best_on_function_space", "real_root_count", "risk_rounding",
+           "unconstrained_optimum"]
 
 Method = Literal["unconstrained", "real_root_recursion", "multistart"]
 
@@ -56,6 +64,14 @@ GRID_SQUARE = {1: (256,), 2: (128, 64), 3: (64, 32, 32)}
 GRID_GENERAL = {1: (96,), 2: (32, 24), 3: (16, 12, 12)}
 #: Local minimizations of ``L`` when ``M`` has no exact description implemented.
 NUM_STARTS = 4
+#: Most evaluations of the nested angle grids (square loss); beyond it the levels are searched one at a time.
+MAX_GRID_PRODUCT = 65_536
+#: The same for non-quadratic losses.
+MAX_GRID_PRODUCT_GENERAL = 2_304
+
+
+class OutOfTime(Exception):
+    """The time given to :func:`best_on_function_space` ran out before ``ℒ*_M`` was found."""
 
 _CACHE: weakref.WeakKeyDictionary[EmpiricalRisk, FunctionSpaceBest] = weakref.WeakKeyDictionary()
 _UNCONSTRAINED: weakref.WeakKeyDictionary[EmpiricalRisk, tuple[np.ndarray, float]] = weakref.WeakKeyDictionary()
@@ -284,8 +300,14 @@ class _RealRootSearch:
     refinement is one inner convex minimization, and a refined configuration is kept only if its cofactor still
     satisfies the real-root condition)."""
 
-    def __init__(self, obj: _Objective, grids: tuple[int, ...], D: int, r: int):
+    def __init__(self, obj: _Objective, grids: tuple[int, ...], D: int, r: int, *, greedy: bool = False,
+                 deadline: float = math.inf):
         self.obj, self.grids, self.D, self.r = obj, grids, D, r
+        self.greedy, self.deadline = greedy, deadline
+
+    def _check_time(self) -> None:
+        if time.perf_counter() > self.deadline:
+            raise OutOfTime("max_time ran out while searching for ℒ*_M")
 
     def _transform(self, thetas) -> np.ndarray:
         T, p = np.eye(self.D + 1), self.D + 1
@@ -296,6 +318,7 @@ class _RealRootSearch:
 
     def evaluate(self, thetas) -> tuple[float, np.ndarray, bool]:
         """``(min_q ℒ(T_θ q), T_θ q, q satisfies the real-root condition)`` for fixed angles."""
+        self._check_time()
         T = self._transform(thetas)
         q, val = self.obj.batch(T[None])
         rest = self.r - 2 * len(thetas)
@@ -303,7 +326,11 @@ class _RealRootSearch:
         return float(val[0]), T @ q[0], ok
 
     def _grid(self, T: np.ndarray, D: int, r: int, level: int, keep: int) -> list[tuple[float, list[float]]]:
-        """The best ``keep`` local minima over the grid at this level: ``(value, angles from this level on)``."""
+        """The best ``keep`` local minima over the grid at this level: ``(value, angles from this level on)``.
+
+        Greedy (:attr:`greedy`): the deeper levels are searched only below the best angle of this level, chosen with
+        the cofactor unconstrained (one path down, not the product of the grids)."""
+        self._check_time()
         q, val = self.obj.batch(T[None])
         if r <= 1 or real_root_count(q[0], D) >= r:
             return [(float(val[0]), [])]
@@ -313,6 +340,14 @@ class _RealRootSearch:
         if r - 2 <= 1:
             vals = self.obj.batch(Ts)[1]
             inner: list[list[float]] = [[] for _ in range(n)]
+        elif self.greedy:
+            relaxed = self.obj.batch(Ts)[1]  # this level's angle with the cofactor unconstrained (a lower bound)
+            local = [j for j in range(n) if relaxed[j] <= relaxed[j - 1] and relaxed[j] <= relaxed[(j + 1) % n]]
+            out = []
+            for j in sorted(local, key=lambda j: relaxed[j])[:keep]:
+                f, rest = self._grid(Ts[j], D - 2, r - 2, level + 1, 1)[0]
+                out.append((f, [float(thetas[j]), *rest]))
+            return sorted(out, key=lambda x: x[0])
         else:
             vals, inner = np.empty(n), []
             for j in range(n):
@@ -339,25 +374,44 @@ class _RealRootSearch:
         return best_val, best_v
 
 
-def _multistart(risk: EmpiricalRisk, num_starts: int, seed: int) -> tuple[float, np.ndarray, int]:
-    """Best ``L(w)`` over L-BFGS minimizations from random starts whose final filters have the size of ``v̂``."""
+def _multistart(risk: EmpiricalRisk, num_starts: int, seed: int,
+                deadline: float = math.inf) -> tuple[float, np.ndarray, int, bool]:
+    """Best ``L(w)`` over L-BFGS minimizations from random starts whose final filters have the size of ``v̂``
+    (the starts made before ``deadline``: at least one, else :class:`OutOfTime`; a minimization still running at
+    the deadline stops there, and its value, attained by a network, still counts).  Returns the value, its final
+    filter, the number of starts made and whether the deadline cut the search short."""
     arch = risk.arch
     v_hat, _ = unconstrained_optimum(risk)
     per_layer = max(float(np.linalg.norm(v_hat)), 1e-300) ** (1.0 / arch.depth)
     rng = np.random.default_rng(seed)
     best_val, best_v = math.inf, np.zeros(arch.final_filter_num_params)
+
+    def out_of_time(_):
+        if time.perf_counter() > deadline:
+            raise StopIteration
+
+    done, cut = 0, False
     for _ in range(num_starts):
+        if time.perf_counter() > deadline:
+            cut = True
+            break
         w0 = np.concatenate([rng.standard_normal(n) * per_layer / math.sqrt(n) for n in arch.layer_num_params])
         res = scipy.optimize.minimize(risk.flat_value_and_gradient, w0, jac=True, method="L-BFGS-B",
+                                      callback=out_of_time if math.isfinite(deadline) else None,
                                       options={"maxiter": 5000, "ftol": 0.0, "gtol": 0.0, "maxcor": 30})
+        done += 1
+        cut = cut or time.perf_counter() > deadline
         val = risk.value(res.x)
         if val < best_val:
             best_val, best_v = val, final_filter(arch, res.x).ravel()
-    return best_val, best_v, num_starts
+    if done == 0:
+        raise OutOfTime("max_time ran out before the search for ℒ*_M started")
+    return best_val, best_v, done, cut
 
 
 def best_on_function_space(risk: EmpiricalRisk, *, grid: tuple[int, ...] | None = None,
-                           num_starts: int = NUM_STARTS, seed: int = 0) -> FunctionSpaceBest:
+                           num_starts: int = NUM_STARTS, seed: int = 0,
+                           max_time: float = math.inf) -> FunctionSpaceBest:
     r"""``ℒ*_M = min_{v ∈ M} ℒ(v)``, the global minimum of ``L``, and a best final filter ``v*_M``.
 
     Cached per risk for the default arguments.  See the module docstring for the method.
@@ -372,10 +426,17 @@ def best_on_function_space(risk: EmpiricalRisk, *, grid: tuple[int, ...] | None 
         Local minimizations of ``L`` where ``M`` has no exact description.
     seed : int
         Seed of those starts.
+    max_time : float
+        Seconds the search may take (``inf``: no limit; a cached result is returned at once).
 
     Returns
     -------
     FunctionSpaceBest
+
+    Raises
+    ------
+    OutOfTime
+        When ``max_time`` runs out first (nothing is cached then).
     """
     if not isinstance(risk, EmpiricalRisk):
         raise ValueError(f"risk: expected an lcnflow.EmpiricalRisk, got {type(risk).__name__}")
@@ -383,17 +444,20 @@ def best_on_function_space(risk: EmpiricalRisk, *, grid: tuple[int, ...] | None 
         raise ValueError(f"grid: expected a non-empty tuple of integers ≥ 4, got {grid!r}")
     if not (isinstance(num_starts, int) and num_starts >= 1):
         raise ValueError(f"num_starts: must be an integer ≥ 1, got {num_starts!r}")
+    if not (isinstance(max_time, int | float) and not isinstance(max_time, bool) and max_time >= 0
+            and not math.isnan(max_time)):
+        raise ValueError(f"max_time: must be a number ≥ 0 (seconds; inf for no limit), got {max_time!r}")
     default = grid is None and num_starts == NUM_STARTS and seed == 0
     if default and risk in _CACHE:
         return _CACHE[risk]
     announce(SEARCHING_M)
-    out = _compute(risk, grid, num_starts, seed)
-    if default:
+    out = _compute(risk, grid, num_starts, seed, time.perf_counter() + max_time)
+    if default and not out.details.get("cut_short"):
         _CACHE[risk] = out
     return out
 
 
-def _compute(risk: EmpiricalRisk, grid, num_starts: int, seed: int) -> FunctionSpaceBest:
+def _compute(risk: EmpiricalRisk, grid, num_starts: int, seed: int, deadline: float) -> FunctionSpaceBest:
     arch = risk.arch
     shape = arch.final_filter_shape
     v_hat, f_hat = unconstrained_optimum(risk)
@@ -414,31 +478,43 @@ def _compute(risk: EmpiricalRisk, grid, num_starts: int, seed: int) -> FunctionS
         table = GRID_SQUARE if risk.is_quadratic else GRID_GENERAL
         grids = grid or table[min(depth, max(table))]
         obj = _Objective(risk)
-        value, v = _RealRootSearch(obj, grids, D, r).best()
         used = [grids[min(i, len(grids) - 1)] for i in range(depth)]
-        statement = (f"M = final filters with ≥ {r} real roots (degree {D}); the unconstrained minimizer is outside "
-                     f"M, so the minimum is on its boundary: searched every placement of {depth} real double "
-                     f"root(s) (angles on grids of {used} per level, the best local minima then refined jointly in all "
-                     "angles by Nelder–Mead), the cofactor by exact convex minimization; exact up to the grid "
-                     "resolution and rounding")
+        greedy = math.prod(used) > (MAX_GRID_PRODUCT if risk.is_quadratic else MAX_GRID_PRODUCT_GENERAL)
+        value, v = _RealRootSearch(obj, grids, D, r, greedy=greedy, deadline=deadline).best()
+        if greedy:
+            statement = (f"M = final filters with ≥ {r} real roots (degree {D}); the unconstrained minimizer is "
+                         f"outside M, so the minimum is on its boundary: {depth} real double root(s) placed one level "
+                         f"at a time (angles on grids of {used} per level, each chosen with the cofactor "
+                         "unconstrained; the nested search over every combination would take "
+                         f"{math.prod(used):.3g} evaluations), then refined jointly in all angles by Nelder–Mead: "
+                         "a value attained on M, an upper bound on ℒ*_M, not proven optimal")
+        else:
+            statement = (f"M = final filters with ≥ {r} real roots (degree {D}); the unconstrained minimizer is "
+                         f"outside M, so the minimum is on its boundary: searched every placement of {depth} real "
+                         f"double root(s) (angles on grids of {used} per level, the best local minima then refined "
+                         "jointly in all angles by Nelder–Mead), the cofactor by exact convex minimization; exact up "
+                         "to the grid resolution and rounding")
         v = np.asarray(v, float)
         value = float(risk.function_space_value(v))
-        exact = bool(risk.data_condition.satisfied)
-        if not exact:  # ℒ is not strictly convex: its minimizers form an affine set, which may meet M off ∂M
+        exact = bool(risk.data_condition.satisfied) and not greedy
+        if not risk.data_condition.satisfied:  # ℒ not strictly convex: its minimizers (an affine set) may meet M off ∂M
             statement += ("; NOT exact: the data condition fails (rank H < k_v), so ℒ has many minimizers and one of "
                           "them may lie inside M where this search does not look — an upper bound on ℒ*_M")
         return FunctionSpaceBest(value, v.reshape(shape), exact, "real_root_recursion", statement,
                                  unconstrained_in_m=False, value_error=risk_rounding(risk, v),
                                  evaluations=obj.evaluations, details={"grid": used, "real_roots": r, "degree": D},
                                  **common)
-    value, v, n = _multistart(risk, num_starts, seed)
+    value, v, n, cut = _multistart(risk, num_starts, seed, deadline)
     err = max(risk_rounding(risk, v), risk_rounding(risk, v_hat))
     if value <= f_hat + max(1e3 * err, 1e-9 * abs(f_hat)):
         return FunctionSpaceBest(f_hat, v_hat.reshape(shape), True, "multistart",
                                  f"a local minimization of L (of {n} starts) reached the unconstrained minimum of ℒ, "
-                                 "so it is ℒ*_M", unconstrained_in_m=True, value_error=err, evaluations=n, **common)
+                                 "so it is ℒ*_M", unconstrained_in_m=True, value_error=err, evaluations=n,
+                                 details={"cut_short": cut}, **common)
     why = arch.filling_reason if arch.ndim == 2 else "strides before a layer make M more than a root condition"
     return FunctionSpaceBest(value, v.reshape(shape), False, "multistart",
-                             f"best found over {n} local minimizations of L from random starts (no exact description "
-                             f"of M implemented: {why}): an upper bound on ℒ*_M, not proven optimal",
-                             unconstrained_in_m=None, value_error=err, evaluations=n, **common)
+                             f"best found over {n} local minimization(s) of L from random starts (no exact description "
+                             f"of M implemented: {why}): an upper bound on ℒ*_M, not proven optimal"
+                             + ("; max_time cut the search short" if cut else ""),
+                             unconstrained_in_m=None, value_error=err, evaluations=n, details={"cut_short": cut},
+                             **common)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from lcnflow.analysis.certify import check_start
 from lcnflow.dynamics.driver import drive
 from lcnflow.dynamics.integrate import _check_risk
 from lcnflow.dynamics.options import DescentOptions, check_callback
@@ -72,6 +73,7 @@ def run_descent(risk: EmpiricalRisk, init, opts: DescentOptions, *, callback=Non
     start = time.perf_counter() if start is None else start
     check_callback(callback)
     w0 = flatten(as_filters(risk.arch, init, "init"))
+    check_start(risk, w0)
 
     def make(w, loss, g):
         return DescentStepper(risk, w, loss, g, opts.step_size, opts.adaptive)

@@ -26,6 +26,12 @@ return to it only when one of them needs it (:mod:`lcnflow.dynamics.compiled`).
 A run ends *unconverged* only at ``t_max``, ``max_steps``, ``max_time``, on blow-up, on a non-finite value, when
 the callback asks, or at the floating-point floor (a candidate tolerance below ``1e-14``, or no progress over a
 factor ``1e8`` in time); it then reports the nearest critical point it found.
+
+**Time.**  ``max_time`` covers the whole run: after the integration, the comparison of the limit with ``ℒ*_M``,
+the spurious test, the nearest critical point and the plateaus of the itinerary get what is left; a part that finds
+no time left is left undecided, and the message says so.  The classification made to decide whether a candidate is
+a minimum costs a fixed number of Hessians (no search over ``M`` or the fibre), so the stopping rule is never
+exponential in the depth; ``classify=False`` skips the rest.
 """
 
 from __future__ import annotations
@@ -39,8 +45,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from lcnflow.analysis.certify import PolishResult, gradient_scale, lojasiewicz_fit, polish, reference_size
-from lcnflow.analysis.critical import CriticalPoint, classify_critical_point, settle_on_m
-from lcnflow.analysis.itinerary import find_plateaus
+from lcnflow.analysis.critical import CriticalPoint, classify_critical_point, settle_on_m, settle_spurious
+from lcnflow.analysis.itinerary import PLATEAU_OUT_OF_TIME, find_plateaus
 from lcnflow.analysis.symmetry import symmetric_layers
 from lcnflow.analysis.theorem import theorem_hypotheses
 from lcnflow.dynamics.compiled import UNDERFLOW
@@ -111,7 +117,8 @@ def _try_stop(risk, t, w, S, opts: StopOptions, stable, w0, scale, w_ref) -> Can
     certified = gnorm <= opts.certify_tol * scale(point)
     if not certified:
         return Candidate(t, w, pol, point, gnorm, None, "not_certified")
-    cp = classify_critical_point(risk, point, compare_with_best=False)  # minimum or not: ℒ*_M is not needed
+    # minimum or not: neither ℒ*_M nor the walk over the fibre is needed (the limit's are completed at the end)
+    cp = classify_critical_point(risk, point, compare_with_best=False, check_spurious=False, critical_rtol=None)
     if _is_stop_point(cp):
         outcome = "minimum"
     elif stable is not None and (
@@ -262,6 +269,11 @@ def drive(
                     start, clock, scale, w_ref)
 
 
+def _left(opts, start: float, clock) -> float:
+    """Seconds left of ``max_time`` (``inf`` without one; 0 when it has run out)."""
+    return max(start + opts.max_time - clock(), 0.0)
+
+
 def settle_endpoint(risk: EmpiricalRisk, w0: np.ndarray, rec: Recorder, opts: StopOptions, *, ended_by: StopReason,
                     message: str, counts: tuple[int, int, int, str], saved_times: np.ndarray, saved: np.ndarray,
                     options: dict, start: float) -> FlowResult:
@@ -299,8 +311,12 @@ def _package(risk, rec, counts, opts, reason, message, candidates, stable, save,
     if converged:
         cand = candidates[-1]
         limit, gnorm = cand.point, cand.gradient_norm
-        # the limit's full classification: global or local against the best the architecture can do (ℒ*_M)
-        cp = settle_on_m(risk, cand.critical_point) if opts.classify else cand.critical_point
+        # the limit's full classification: global or local against the best the architecture can do (ℒ*_M), and
+        # the spurious test, within the time left
+        cp = cand.critical_point
+        if opts.classify:
+            cp = settle_on_m(risk, cp, max_time=_left(opts, start, clock))
+            cp = settle_spurious(risk, cp, cand.point, max_time=_left(opts, start, clock))
         loss = risk.value(limit)
         S = scale(limit)
         if reason == StopReason.MINIMUM:
@@ -314,7 +330,8 @@ def _package(risk, rec, counts, opts, reason, message, candidates, stable, save,
                        f"set ({stable[0]})")
     else:
         limit, cp, loss, gnorm = w_end, None, loss_end, g_end
-        nearest, nearest_distance = _nearest(risk, w_end, candidates, opts, extra, scale, w_ref)
+        nearest, nearest_distance = _nearest(risk, w_end, candidates, opts, extra, scale, w_ref,
+                                             _left(opts, start, clock))
         if nearest is not None:
             message += (f"; nearest critical point found: {nearest.kind.replace('_', ' ')} at distance "
                         f"{nearest_distance:.3g}")
@@ -325,7 +342,12 @@ def _package(risk, rec, counts, opts, reason, message, candidates, stable, save,
     theta, fit = lojasiewicz_fit(np.array(rec.losses), np.array(rec.gnorms), loss)
     itinerary = [] if not math.isfinite(loss) else find_plateaus(
         risk, np.array(rec.times), np.array(rec.losses), np.array(rec.gnorms), np.array(rec.states), float(loss),
-        opts.certify_tol, scale, w_ref)
+        opts.certify_tol, scale, w_ref, deadline=start + opts.max_time, check_spurious=opts.classify)
+    if converged and opts.classify and cp.undecided:
+        message += f"; max_time = {opts.max_time:g} s ran out after the integration: {cp.undecided}"
+    skipped = sum(p.critical_point is None and p.note == PLATEAU_OUT_OF_TIME for p in itinerary)
+    if skipped:
+        message += f"; max_time ran out before {skipped} plateau(s) of the itinerary were identified"
     filters = unflatten(risk.arch, limit)
     return FlowResult(
         converged=converged,
@@ -368,9 +390,10 @@ def _package(risk, rec, counts, opts, reason, message, candidates, stable, save,
     )
 
 
-def _nearest(risk, w_end, candidates, opts, extra, scale, w_ref) -> tuple[CriticalPoint | None, float]:
+def _nearest(risk, w_end, candidates, opts, extra, scale, w_ref, left) -> tuple[CriticalPoint | None, float]:
     """The classified critical point nearest to an uncertified endpoint: polish it (within ``‖w‖``), else the
-    last certified candidate."""
+    last certified candidate.  Its classification gets ``left`` seconds (and no ℒ*_M or fibre without
+    ``classify``)."""
     if not (np.all(np.isfinite(w_end)) and math.isfinite(risk.value(w_end))):
         return None, math.nan
     S = scale(w_end)
@@ -378,7 +401,10 @@ def _nearest(risk, w_end, candidates, opts, extra, scale, w_ref) -> tuple[Critic
     extra[0] += pol.num_gradient_evaluations
     extra[1] += pol.num_hessian_evaluations
     if pol.accepted and pol.gradient_norm <= opts.certify_tol * scale(pol.point):
-        return classify_critical_point(risk, pol.point), pol.distance
+        if opts.classify:
+            return classify_critical_point(risk, pol.point, max_time=left, critical_rtol=None), pol.distance
+        return (classify_critical_point(risk, pol.point, compare_with_best=False, check_spurious=False,
+                                        critical_rtol=None), pol.distance)
     for cand in reversed(candidates):
         if cand.critical_point is not None:
             return cand.critical_point, float(np.linalg.norm(cand.point - w_end))

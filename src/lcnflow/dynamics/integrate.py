@@ -13,7 +13,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from lcnflow.analysis.certify import reference_size
+from lcnflow.analysis.certify import check_start, reference_size
 from lcnflow.analysis.limits import SAME_LIMIT_RTOL, limit_distance
 from lcnflow.dynamics.driver import drive
 from lcnflow.dynamics.options import INTEGRATORS, FlowOptions, check_callback, check_save_at
@@ -122,6 +122,7 @@ def run_flow(risk: EmpiricalRisk, init, opts: FlowOptions, *, save_at=None, call
     save = check_save_at(save_at, opts.t_max)
     check_callback(callback)
     w0 = flatten(as_filters(risk.arch, init, "init"))
+    check_start(risk, w0)
     size = float(np.linalg.norm(w0))
     atol = opts.atol * (size if size > 0 else reference_size(risk, w0)) / math.sqrt(w0.size)
 
@@ -131,10 +132,21 @@ def run_flow(risk: EmpiricalRisk, init, opts: FlowOptions, *, save_at=None, call
     result = drive(risk, w0, make, opts, save=save, t_max=opts.t_max, callback=callback,
                    options=opts.to_dict(), start=start)
     result.method = "gradient_flow"
-    if opts.verify:
-        tight = replace(opts, rtol=max(opts.rtol / 100, 1e-13), atol=opts.atol / 100, verify=False)
-        check = run_flow(risk, init, tight)
-        result.limit_verified, result.verification = compare_limits(result, check)
+    if result.stop_reason == "max_steps" and opts.integrator in ("RK45", "DOP853"):
+        # the flow is stiff (a plateau next to fast directions): explicit methods need steps below the fastest
+        # time scale for the whole run
+        result.message += (f"; {opts.integrator} is an explicit method, whose steps stay below the fastest time "
+                           "scale of this stiff flow: integrator = \"auto\" (or \"LSODA\", \"Radau\", \"BDF\") "
+                           "takes steps as long as the flow allows")
+    if opts.verify:  # within what is left of max_time
+        left = start + opts.max_time - time.perf_counter()
+        if left > 0:
+            tight = replace(opts, rtol=max(opts.rtol / 100, 1e-13), atol=opts.atol / 100, verify=False,
+                            max_time=left)
+            check = run_flow(risk, init, tight)
+            result.limit_verified, result.verification = compare_limits(result, check)
+        else:
+            result.message += f"; not verified: max_time = {opts.max_time:g} s ran out before the verification run"
     return result
 
 

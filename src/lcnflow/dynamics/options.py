@@ -118,6 +118,12 @@ class StopOptions:
         for name in ("classify", "verify"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"flow.{name}: must be true or false, got {getattr(self, name)!r}")
+        self._as_floats("gtol", "certify_tol", "polish_radius", "max_time", "blowup_factor")
+
+    def _as_floats(self, *names: str) -> None:
+        """Store validated numbers as floats (an integer such as ``10**30`` must not reach compiled code)."""
+        for name in names:
+            object.__setattr__(self, name, float(getattr(self, name)))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (``inf`` as ``None``)."""
@@ -157,6 +163,7 @@ class FlowOptions(StopOptions):
         _positive("atol", self.atol)
         if self.rtol < 1e-13:
             raise ValueError(f"flow.rtol: must be ≥ 1e-13 (float64 cannot do better), got {self.rtol!r}")
+        self._as_floats("t_max", "rtol", "atol")
 
 
 @dataclass(frozen=True)
@@ -182,6 +189,7 @@ class DescentOptions(StopOptions):
         _positive("step_size", self.step_size)
         if not isinstance(self.adaptive, bool):
             raise ValueError(f"flow.adaptive: must be true or false, got {self.adaptive!r}")
+        self._as_floats("step_size")
 
 
 def check_save_at(save_at: Any, t_max: float) -> np.ndarray:

@@ -487,7 +487,10 @@ class Recorder:
         self.gnorms.append(gnorm)
         self.states.append(w.copy())
         if len(self.times) > self.max_points:  # thin the middle, keep the ends
-            keep = [0, *range(1, len(self.times) - 1, 2), len(self.times) - 1]
+            n = len(self.times)
+            keep = [0, *range(1, n - 1, 2), n - 1]
+            if len(keep) > self.max_points:  # (max_points = 2: the ends alone)
+                keep = [0, n - 1]
             for name in ("times", "losses", "gnorms", "states"):
                 seq = getattr(self, name)
                 setattr(self, name, [seq[k] for k in keep])

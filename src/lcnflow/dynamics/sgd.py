@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
-from lcnflow.analysis.certify import reference_size
+from lcnflow.analysis.certify import check_start, reference_size
 from lcnflow.dynamics.driver import settle_endpoint
 from lcnflow.dynamics.options import StopOptions, StopReason, _positive, _positive_int
 from lcnflow.dynamics.result import Callback, FlowResult, Recorder
@@ -231,6 +231,7 @@ def stochastic_gradient_descent(
     clock = time.perf_counter
     start = clock()
     w = w0 = flatten(as_filters(risk.arch, init, "init"))
+    check_start(risk, w0)
     loss, g_full = risk.flat_value_and_gradient(w)
     gn = float(np.linalg.norm(g_full))
     bound = blowup_factor * max(float(np.linalg.norm(w)), reference_size(risk, w))

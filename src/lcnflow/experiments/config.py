@@ -618,7 +618,7 @@ def load_config(
         if not p.is_file():
             raise ConfigError(f"config: {p} is not a file (give a .toml config file)")
         try:
-            base = tomllib.loads(p.read_text(encoding="utf-8"))
+            base = tomllib.loads(p.read_text(encoding="utf-8-sig"))
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config: {p} is not valid TOML: {exc}") from None
         except (OSError, UnicodeDecodeError) as exc:

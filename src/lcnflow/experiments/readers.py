@@ -2,8 +2,8 @@ r"""Readers for the user's own data: photographs for the ``image`` source, CSV a
 
 **Photographs** (:func:`read_images`): one PNG, JPEG or TIFF file, or a folder of them (not its subfolders), read
 with scikit-image's ``io.imread``.  Each becomes a grayscale float64 image in ``[0, 1]``: integer pixels are divided
-by their type's largest value, colour is reduced to luminance ``0.2125 R + 0.7154 G + 0.0721 B`` (an alpha channel
-is dropped), and floating-point images are divided by their maximum when it exceeds 1.
+by their type's largest value, colour is reduced to luminance ``0.2125 R + 0.7154 G + 0.0721 B`` (an alpha channel, also
+of a grey image, is dropped), and floating-point images are divided by their maximum when it exceeds 1.
 
 **Signals** (:func:`read_signals`), 1D only:
 
@@ -24,6 +24,7 @@ Targets of a signal come in one of two forms:
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -49,9 +50,12 @@ def to_gray(img: np.ndarray, what: str = "image") -> np.ndarray:
     Raises
     ------
     ConfigError
-        Not a 2D image (or a 2D image with 3 or 4 colour channels), or non-finite pixels.
+        Not a 2D image (or a 2D image with 1 or 2 channels: grey, grey + alpha; or 3 or 4: RGB, RGBA), or
+        non-finite pixels.
     """
     a = np.asarray(img)
+    if a.ndim == 3 and a.shape[-1] in (1, 2):  # grey, grey + alpha: the grey channel
+        a = a[..., 0]
     if a.ndim == 3 and a.shape[-1] in (3, 4):
         scale = float(np.iinfo(a.dtype).max) if a.dtype.kind in "ui" else 1.0
         rgb = a[..., :3].astype(np.float64) / scale
@@ -60,13 +64,37 @@ def to_gray(img: np.ndarray, what: str = "image") -> np.ndarray:
         scale = float(np.iinfo(a.dtype).max) if a.dtype.kind in "ui" else 1.0
         gray = a.astype(np.float64) / scale
     else:
-        raise ConfigError(f"{what}: expected a grayscale or RGB(A) image, got pixel array of shape {a.shape}")
+        raise ConfigError(f"{what}: expected a grayscale (with or without alpha) or RGB(A) image, got pixel array of "
+                          f"shape {a.shape}")
     if not np.all(np.isfinite(gray)):
         raise ConfigError(f"{what}: contains NaN or infinite pixels")
     top = float(gray.max()) if gray.size else 0.0
     if a.dtype.kind == "f" and top > 1.0:
         gray = gray / top
     return gray
+
+
+#: Float64 arrays of a photograph's size held at once while it is decoded and reduced to grey (the decoded
+#: channels counted separately): the factor in :func:`_check_decoded_size`.
+DECODE_COPIES = 3
+
+
+def _check_decoded_size(f: Path) -> None:
+    """Refuse a photograph whose decoded pixels would not fit in the memory available, from its header alone."""
+
+    try:
+        from PIL import Image
+
+        with Image.open(f) as im:  # reads the header only
+            width, height, bands = im.width, im.height, len(im.getbands())
+    except Exception:  # (not readable by PIL: scikit-image's reader says why below)
+        return
+    need = 8 * width * height * (bands + DECODE_COPIES)
+    have = available_memory()
+    if have is not None and need > have:
+        raise ConfigError(f"data.image: {f} is {width}×{height} pixels ({bands} channel(s)); decoding it needs about "
+                          f"{format_bytes(need)} of memory, more than the {format_bytes(have)} available; use a "
+                          "smaller image")
 
 
 def read_images(path: str | Path) -> tuple[list[np.ndarray], list[str]]:
@@ -111,6 +139,7 @@ def read_images(path: str | Path) -> tuple[list[np.ndarray], list[str]]:
         raise ConfigError(f"data.image: file or folder not found: {p}")
     images = []
     for f in files:
+        _check_decoded_size(f)
         try:
             pixels = skimage.io.imread(f)
         except Exception as exc:  # imageio, PIL and tifffile raise many types on a bad file
@@ -122,6 +151,10 @@ def read_images(path: str | Path) -> tuple[list[np.ndarray], list[str]]:
 # ---------------------------------------------------------------------------------------------------- signals
 def read_csv(path: str | Path, what: str) -> np.ndarray:
     """Rows of comma-separated numbers as a float64 array ``(rows, columns)``; a non-numeric first line is skipped.
+
+    So is a first line of column numbers ``0,1,…,n−1`` — the header pandas writes for unnamed columns
+    (``DataFrame.to_csv``) — and, when that header starts with an empty field (``,0,1,…``, pandas' index column),
+    the first column of every row (the row numbers ``0,1,…``).
 
     Raises
     ------
@@ -136,7 +169,14 @@ def read_csv(path: str | Path, what: str) -> np.ndarray:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{what}: cannot read {p}: {exc}") from None
     rows = []
-    for number, line in enumerate(lines, start=1):
+    index_column, first = False, 1
+    if lines:
+        fields = [f.strip() for f in lines[0].split(",")]
+        index_column = len(fields) > 1 and fields[0] == ""
+        names = fields[1:] if index_column else fields
+        if names == [str(i) for i in range(len(names))]:  # pandas' header of unnamed columns
+            lines, first = lines[1:], 2
+    for number, line in enumerate(lines, start=first):
         try:
             rows.append([float(x) for x in line.split(",")])
         except ValueError:
@@ -150,7 +190,10 @@ def read_csv(path: str | Path, what: str) -> np.ndarray:
     if len(lengths) > 1:
         raise ConfigError(f"{what}: {p} has rows of different lengths {sorted(lengths)}; every signal (row) needs "
                           "the same number of values")
-    return np.asarray(rows, dtype=np.float64)
+    out = np.asarray(rows, dtype=np.float64)
+    if index_column and out.shape[1] > 1 and np.array_equal(out[:, 0], np.arange(out.shape[0])):
+        out = out[:, 1:]  # pandas' index column: the row numbers, not data
+    return out
 
 
 def read_wav(path: str | Path, what: str) -> tuple[np.ndarray, int]:
@@ -277,3 +320,57 @@ def read_signals(path: str | Path, targets_path: str | Path, arch: Architecture)
                           f"(the targets) or d_0 = {d0} (a target signal per input)")
     details["targets"] = how
     return X, Y, f"{what}; {how}", details
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation, or ``None``: ``MemAvailable`` on Linux (else physical
+    memory), and at most what the process's address-space limit (``RLIMIT_AS``, where set) leaves."""
+    have: int | None = None
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    have = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    if have is None:
+        try:
+            have = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, AttributeError):
+            have = None
+    left = _address_space_left()
+    if left is not None:
+        have = left if have is None else min(have, left)
+    return have
+
+
+def _address_space_left() -> int | None:
+    """Bytes the address-space limit ``RLIMIT_AS`` still allows this process (``None`` when there is none)."""
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    except (ImportError, OSError, ValueError, AttributeError):
+        return None
+    if soft == resource.RLIM_INFINITY or soft < 0:
+        return None
+    used = 0
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmSize:"):
+                    used = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    return max(int(soft) - used, 0)
+
+
+def format_bytes(n: float) -> str:
+    """A byte count as people read it: ``512 bytes``, ``3.2 MiB``."""
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.3g} {unit}" if unit != "bytes" else f"{int(n)} bytes"
+        n /= 1024
+    return f"{n:.3g} EiB"  # pragma: no cover

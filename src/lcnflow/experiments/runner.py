@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 
 from lcnflow import __version__
+from lcnflow._files import fsync_dir, stage_file
+from lcnflow.analysis.certify import check_start
 from lcnflow.analysis.optimum import unconstrained_optimum
 from lcnflow.analysis.phases import FUNCTION_SPACE_OPTIMUM, announce
 from lcnflow.dynamics.descent import run_descent
@@ -178,6 +180,10 @@ class RunSpec:
             raise ConfigError(f"flow.batch_size: must be at most the number of samples m = {m}, "
                               f"got {cfg.flow.batch_size}")
         init = initial_filters(cfg.init, problem.architecture)
+        try:
+            check_start(problem.risk, flatten(init), "init.scale" if cfg.init.filters is None else "init.filters")
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         for w in init:
             w.setflags(write=False)
         return cls(cfg, tuple(init))
@@ -562,23 +568,18 @@ class ExperimentRun:
         # are renamed together at the end, so a failure (a full disk) leaves the earlier files as they were
         staged: list[tuple[Path, Path]] = []
         try:
-            for name, write in (
+            for name, content in (
                 ("trajectory.npz", lambda fh: np.savez_compressed(fh, **self.arrays())),
-                ("config.toml", lambda fh: fh.write(self.experiment.config.to_toml().encode("utf-8"))),
-                ("result.json", lambda fh: fh.write(text.encode("utf-8"))),
+                ("config.toml", self.experiment.config.to_toml()),
+                ("result.json", text),
             ):
-                tmp = out / f".{name}.{os.getpid()}.tmp"
-                staged.append((tmp, paths[name]))
-                with open(tmp, "wb") as fh:
-                    write(fh)
-                    fh.flush()
-                    os.fsync(fh.fileno())
+                staged.append((stage_file(paths[name], content), paths[name]))
             for tmp, final in staged:
                 os.replace(tmp, final)
+            fsync_dir(out)
         finally:
             for tmp, _ in staged:
-                if tmp.exists():
-                    tmp.unlink()
+                tmp.unlink(missing_ok=True)
         if report:
             # The report layer sits above experiments; it is imported here only, on request, so the layering holds
             # for everything that does not ask for a report.

@@ -15,7 +15,6 @@ filter of size ``k_v``.
 from __future__ import annotations
 
 import math
-import os
 import random
 import zipfile
 import zlib
@@ -37,6 +36,7 @@ from lcnflow.experiments.config import (
     PlantedData,
     PopulationData,
 )
+from lcnflow.experiments.readers import available_memory, format_bytes
 from lcnflow.model.architecture import Architecture, fmt
 from lcnflow.model.conv import final_filter, patch_rows
 from lcnflow.model.data import Dataset
@@ -204,8 +204,29 @@ def _check_file(path: Path, field: str, wanted: str) -> None:
         raise ConfigError(f"{field}: {path} is empty (0 bytes); give {wanted}")
 
 
+def _check_npy_header(path: Path, field: str) -> None:
+    """Refuse an .npy whose header promises more data than the file holds (a damaged or forged header would make
+    NumPy try to allocate all of it first)."""
+    try:
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read(fh)
+            offset = fh.tell()
+    except _READ_ERRORS as exc:
+        raise ConfigError(f"{field}: cannot read {path} as a NumPy .npy array: {_why_unreadable(exc)}") from None
+    if dtype.hasobject:
+        return  # (refused with its own message when loaded)
+    claimed = math.prod(shape) * dtype.itemsize
+    held = path.stat().st_size - offset
+    if claimed > held:
+        raise ConfigError(f"{field}: {path} is truncated or damaged: its header describes an array of shape "
+                          f"{tuple(shape)} ({claimed:,} bytes of {dtype}), the file holds {max(held, 0):,}")
+
+
 def _load_npy(path: Path, field: str) -> np.ndarray:
     _check_magic(path, field, ".npy")
+    _check_npy_header(path, field)
     try:
         return np.load(path, allow_pickle=False)
     except _READ_ERRORS as exc:
@@ -216,7 +237,7 @@ def _read_arrays(cfg: FileData) -> tuple[np.ndarray, np.ndarray, str]:
     path = Path(cfg.path).expanduser()
     wanted = "an .npz with inputs and targets, or an .npy of inputs with data.targets_path"
     _check_file(path, "data.path", wanted)
-    if path.suffix == ".npz":
+    if path.suffix.lower() == ".npz":
         _check_magic(path, "data.path", ".npz")
         try:
             archive = np.load(path, allow_pickle=False)
@@ -241,7 +262,7 @@ def _read_arrays(cfg: FileData) -> tuple[np.ndarray, np.ndarray, str]:
                         f"data.{what}: cannot read the array {key!r} of {path}: {_why_unreadable(exc)}"
                     ) from None
         return arrays[0], arrays[1], f"{path.name}"
-    if path.suffix == ".npy":
+    if path.suffix.lower() == ".npy":
         if not cfg.targets_path:
             raise ConfigError(
                 f"data.targets_path: required when data.path is an .npy file ({path}); give the .npy of targets"
@@ -260,6 +281,11 @@ def _file(cfg: FileData, arch: Architecture) -> DataBundle:
     for arr, what in ((X, "data.inputs"), (Y, "data.targets")):
         if arr.dtype.kind not in "biuf":
             raise ConfigError(f"{what}: must be a real numeric array, got dtype {arr.dtype} in {cfg.path}")
+    if X.ndim in (2, 3) and X.ndim - 1 != arch.ndim:  # the inputs decide what the samples are: name them
+        wanted = f"(m, {arch.input_size})" if arch.ndim == 1 else "(m, h, w)"
+        raise ConfigError(f"data.inputs: shape {X.shape} in {names} holds {'signals' if X.ndim == 2 else 'images'}, "
+                          f"but the architecture is {arch.ndim}D; give inputs of shape {wanted} (the targets follow "
+                          "the inputs)")
     try:  # finiteness, scale, ranks and sample counts, with messages naming data.inputs/data.targets
         data = Dataset(X, Y)
     except ValueError as exc:
@@ -429,21 +455,6 @@ WORKING_COPIES = 4
 MNIST1D_WORKING_COPIES = 8
 
 
-def available_memory() -> int | None:
-    """Bytes of memory available to a new allocation (``MemAvailable`` on Linux, else physical memory), or ``None``."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
 def data_memory_estimate(cfg: PlantedData | FileData | Mnist1dData | ImageData, arch: Architecture) -> int | None:
     """Bytes a source needs to build its data for ``arch``, before it allocates anything; ``None`` for files.
 
@@ -470,17 +481,9 @@ def _check_memory(cfg: Any, arch: Architecture) -> None:
     m = getattr(cfg, m_key)
     raise ConfigError(
         f"data.{m_key}: {m} samples of size {fmt(arch.input_size)} (architecture.input_size) would need about "
-        f"{_bytes(need)} of memory to build, more than the {_bytes(have)} available; use fewer samples or a smaller "
-        "input size"
+        f"{format_bytes(need)} of memory to build, more than the {format_bytes(have)} available; use fewer samples or "
+        "a smaller input size"
     )
-
-
-def _bytes(n: float) -> str:
-    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if n < 1024 or unit == "PiB":
-            return f"{n:.3g} {unit}" if unit != "bytes" else f"{int(n)} bytes"
-        n /= 1024
-    return f"{n:.3g} EiB"  # pragma: no cover
 
 
 def make_data(cfg: PlantedData | FileData | Mnist1dData | ImageData, arch: Architecture) -> DataBundle:

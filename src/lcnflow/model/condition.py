@@ -115,7 +115,18 @@ def check_data_condition(
     Returns
     -------
     DataCondition
+
+    Raises
+    ------
+    TypeError
+        ``arch`` or ``data`` of the wrong type.
+    ValueError
+        ``data`` that does not fit ``arch``.
     """
+    if not isinstance(arch, Architecture):
+        raise TypeError(f"arch: expected an lcnflow.Architecture, got {type(arch).__name__}")
+    if not isinstance(data, Dataset):
+        raise TypeError(f"data: expected an lcnflow.Dataset, got {type(data).__name__}")
     data.check_architecture(arch)
     kv = arch.final_filter_num_params
     n_eq = data.num_samples * math.prod(arch.axes_layer_sizes[-1])

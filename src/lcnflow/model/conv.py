@@ -73,15 +73,32 @@ def unflatten(arch: Architecture, vector: np.ndarray) -> Filters:
     return [vector[a:b].reshape(shape) for a, b, shape in zip(starts[:-1], starts[1:], arch.filter_shapes, strict=True)]
 
 
+def _check_real(w: object, what: str) -> None:
+    """Refuse booleans and complex numbers (NumPy would turn them into 0/1 or drop the imaginary part)."""
+    kind = getattr(getattr(w, "dtype", None), "kind", None)
+    if kind is None and not isinstance(w, str | bytes):
+        try:
+            kind = np.asarray(w).dtype.kind
+        except (TypeError, ValueError):
+            return  # (the conversion to float64 says what is wrong)
+    if kind == "b" or isinstance(w, bool):
+        raise ValueError(f"{what}: boolean coefficients; filters are real numbers (give 0.0/1.0 if that is meant)")
+    if kind == "c":
+        raise ValueError(f"{what}: complex coefficients; filters are real numbers")
+
+
 def as_filters(arch: Architecture, filters: Sequence[np.ndarray] | np.ndarray, what: str = "filters") -> Filters:
     """Validate filters (a list of arrays, or a flat vector) against ``arch``; return float64 arrays.
 
     Raises
     ------
     ValueError
-        Wrong number of layers, a wrong filter shape, or a non-finite coefficient; the message names the layer.
+        Wrong number of layers, a wrong filter shape, a non-finite coefficient, or coefficients that are not real
+        numbers (booleans, complex numbers, strings: converting them would silently change their meaning); the
+        message names the layer.
     """
     if isinstance(filters, np.ndarray) and filters.ndim == 1 and filters.dtype != object:
+        _check_real(filters, what)
         out = unflatten(arch, filters)
     else:
         if isinstance(filters, np.ndarray | str) or not isinstance(filters, Sequence):
@@ -90,6 +107,9 @@ def as_filters(arch: Architecture, filters: Sequence[np.ndarray] | np.ndarray, w
             raise ValueError(f"{what}: expected {arch.depth} filters (one per layer), got {len(filters)}")
         out = []
         for i, (w, shape) in enumerate(zip(filters, arch.filter_shapes, strict=True)):
+            if callable(getattr(w, "detach", None)) and callable(getattr(w, "cpu", None)):  # a torch tensor
+                w = w.detach().cpu().numpy()
+            _check_real(w, f"{what}[{i}] (layer {i + 1})")
             try:
                 a = np.asarray(w, dtype=np.float64)
             except (TypeError, ValueError):
@@ -427,9 +447,13 @@ def random_init(arch: Architecture, scale: float = 0.1, seed: int | None = None)
 
     Raises
     ------
+    TypeError
+        ``arch`` is not an :class:`~lcnflow.Architecture`.
     ValueError
         ``scale`` negative or not finite, or ``seed`` negative.
     """
+    if not isinstance(arch, Architecture):
+        raise TypeError(f"arch: expected an lcnflow.Architecture, got {type(arch).__name__} {arch!r:.60}")
     try:
         sc = float(scale)
     except (TypeError, ValueError):

@@ -9,11 +9,13 @@ from lcnflow.model.architecture import Architecture, fmt
 __all__ = ["DATA_SCALE_RANGE", "Dataset"]
 
 
-#: ``(lo, hi)``: the largest magnitude of the inputs, and of the targets, must lie in this range (or be 0).  The
-#: risk forms squares and sums of products of the data; outside the range they overflow to ``inf`` or underflow to
-#: 0 in float64 (a risk that underflows to 0 would make any point look like a global minimum).  Rescaling the inputs
-#: or the targets by a constant changes no verdict of lcnflow, so data outside it can always be brought inside.
-DATA_SCALE_RANGE: tuple[float, float] = (1e-100, 1e100)
+#: ``(lo, hi)``: the largest magnitude of the inputs, and of the targets, must lie in this range (or be 0).  A run
+#: forms squares of the data (the risk), and its certificate and classification products of those (Hessians, Newton
+#: steps, their rounding levels): beyond about 1e±70 these overflow or underflow in float64 and verdicts change
+#: (measured: a certified global minimum at 1e±70 became an uncertified endpoint at 1e75 and 1e-80).  Within the
+#: range, rescaling the inputs and the targets by a constant changes no verdict, so data outside it can always be
+#: brought inside.
+DATA_SCALE_RANGE: tuple[float, float] = (1e-50, 1e50)
 
 
 def _check_array(a: object, what: str) -> np.ndarray:
@@ -44,9 +46,9 @@ def _check_array(a: object, what: str) -> np.ndarray:
     lo, hi = DATA_SCALE_RANGE
     if top != 0.0 and not lo <= top <= hi:
         raise ValueError(
-            f"{what}: largest magnitude {top:.3g} is outside [{lo:g}, {hi:g}], where squares and sums of products "
-            f"of the data stay finite and normal in float64; divide the array by a constant (e.g. {top:.3g}) — "
-            "rescaling inputs or targets changes no verdict"
+            f"{what}: largest magnitude {top:.3g} is outside [{lo:g}, {hi:g}], where the products of the data a run "
+            f"forms (risk, Hessians, Newton steps) stay finite and normal in float64; divide the array by a constant "
+            f"(e.g. {top:.3g}) — rescaling inputs or targets changes no verdict"
         )
     return arr
 
@@ -76,9 +78,11 @@ class Dataset:
                 f"data.inputs: expected shape (m, d_0) for signals or (m, h, w) for images, got shape {x.shape}"
             )
         if y.ndim != x.ndim:
+            kind = {2: "signals (m, d_0)", 3: "images (m, h, w)"}
             raise ValueError(
-                f"data.targets: expected {x.ndim} axes like the inputs ((m, d_N) or (m, h_N, w_N)), "
-                f"got shape {y.shape}"
+                f"data.targets / data.inputs: the inputs have shape {x.shape} ({kind[x.ndim]}) and the targets "
+                f"{y.shape} ({kind.get(y.ndim, f'{y.ndim} axes')}); both must be signals (m, d_0) and (m, d_N), or "
+                "both images (m, h, w) and (m, h_N, w_N)"
             )
         if x.shape[0] != y.shape[0]:
             raise ValueError(

@@ -58,7 +58,8 @@ def from_torch(module: Any, input_size: Size) -> tuple[Architecture, Filters]:
     Raises
     ------
     ValueError
-        For any layer that is not such a convolution (the message names the layer and the offending setting).
+        For any layer that is not such a convolution (the message names the layer and the offending setting), or
+        whose weights are not all finite.
     """
     torch = _torch()
     layers = list(module) if isinstance(module, torch.nn.Sequential) else [module]
@@ -83,6 +84,10 @@ def from_torch(module: Any, input_size: Size) -> tuple[Architecture, Filters]:
         if problems:
             raise ValueError(f"module[{i}] ({type(layer).__name__}): " + "; ".join(problems))
         w = layer.weight.detach().to(torch.float64).cpu().numpy()[0, 0]
+        bad = ~np.isfinite(w)
+        if bad.any():
+            raise ValueError(f"module[{i}] ({type(layer).__name__}): {int(bad.sum())} non-finite weight(s), first at "
+                             f"index {tuple(int(t) for t in np.argwhere(bad)[0])}")
         filters.append(np.array(w))
         one_d = isinstance(layer, torch.nn.Conv1d)
         sizes.append(int(w.shape[0]) if one_d else tuple(int(k) for k in w.shape))

@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
-from lcnflow.analysis.critical import ROOT_TOL, _dilate1, _roots
+from lcnflow.analysis.critical import ROOT_TOL, dilate_1d, finite_roots
 
 __all__ = ["FIGURES", "STYLE", "RunData", "plot_result", "polynomial_roots", "shared_roots"]
 
@@ -406,7 +406,7 @@ def polynomial_roots(coeffs: np.ndarray) -> np.ndarray:
     c = np.asarray(coeffs, dtype=np.float64).ravel()
     if not np.all(np.isfinite(c)):  # a diverged run: its polynomial has no roots to draw
         return np.zeros(0, complex)
-    return _roots(c)
+    return finite_roots(c)
 
 
 def shared_roots(layer_roots: list[np.ndarray], tol: float = ROOT_TOL) -> list[tuple[int, int, complex]]:
@@ -464,8 +464,8 @@ def roots(run: RunData) -> Figure | None:
         return None
     a = run.arrays
     S = [s[0] for s in run.arch["cumulative_strides"]]
-    start = [polynomial_roots(_dilate1(w, S[i])) for i, w in enumerate(run.layer_filters(a["init"]))]
-    limit = [polynomial_roots(_dilate1(w, S[i])) for i, w in enumerate(run.layer_filters(a["limit"]))]
+    start = [polynomial_roots(dilate_1d(w, S[i])) for i, w in enumerate(run.layer_filters(a["init"]))]
+    limit = [polynomial_roots(dilate_1d(w, S[i])) for i, w in enumerate(run.layer_filters(a["limit"]))]
     shared = shared_roots(limit)
     shared_pts = [z for _, _, z in shared]
     panels = [(f"layer {i + 1}" + (f": $p(t^{{{S[i]}}})$" if S[i] > 1 else ""), start[i], limit[i], None)
@@ -803,8 +803,8 @@ def plot_result(result: Any, risk: Any) -> Figure:
             starts, limits, sl = [], [], 0
             for i, w in enumerate(result.limit):
                 n = w.size
-                starts.append(polynomial_roots(_dilate1(np.asarray(init[sl : sl + n]), S[i])))
-                limits.append(polynomial_roots(_dilate1(np.asarray(w).ravel(), S[i])))
+                starts.append(polynomial_roots(dilate_1d(np.asarray(init[sl : sl + n]), S[i])))
+                limits.append(polynomial_roots(dilate_1d(np.asarray(w).ravel(), S[i])))
                 sl += n
             shared_pts = [z for _, _, z in shared_roots(limits)]
             every = np.concatenate([*starts, *limits]) if starts else np.zeros(0, complex)

@@ -14,6 +14,7 @@ from typing import Any
 import matplotlib
 import numpy as np
 
+from lcnflow._files import atomic_write
 from lcnflow.report.figures import FIGURES, STYLE, RunData
 
 __all__ = ["RECORD_FIELDS", "REQUIRED_ARRAYS", "ReportError", "build_report", "load_run"]
@@ -172,7 +173,7 @@ def build_report(
     run = load_run(run_dir)
     out = Path(run_dir)
     fig_dir = out / "figures"
-    fig_dir.mkdir(exist_ok=True)
+    files: list[tuple[Path, bytes]] = []  # written only once every figure and the page are built
     blocks = []
     with matplotlib.rc_context(STYLE):
         for stem, make, caption in FIGURES:
@@ -187,7 +188,7 @@ def build_report(
             png = _fig_bytes(fig, "png")
             fig.set_layout_engine("none")  # keep the layout computed for the PNG (constrained layout is slow)
             for fmt in formats:
-                (fig_dir / f"{stem}.{fmt}").write_bytes(png if fmt == "png" else _fig_bytes(fig, fmt))
+                files.append((fig_dir / f"{stem}.{fmt}", png if fmt == "png" else _fig_bytes(fig, fmt)))
             fig.clear()
             data = base64.b64encode(png).decode("ascii")
             width = min(100.0, 100.0 * float(fig.get_figwidth()) / _FULL_WIDTH_INCHES)  # same scale for all
@@ -206,7 +207,10 @@ def build_report(
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
         raise ReportError(f"report: {out / 'result.json'}: cannot lay out the report ({type(exc).__name__}: {exc}); "
                           "the file is damaged or from another lcnflow version") from None
-    path.write_text(page, encoding="utf-8")
+    fig_dir.mkdir(exist_ok=True)
+    for file, data in files:
+        atomic_write(file, data)
+    atomic_write(path, page)
     return path
 
 

@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -26,7 +27,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from lcnflow.cli_support import EXIT_INTERRUPTED, BadInput, LcnflowGroup, console, guard, run_app
+from lcnflow._signals import interrupt_exit_code
+from lcnflow.cli_support import BadInput, LcnflowGroup, console, guard, run_app
 
 __all__ = ["app", "main", "register", "summarize_command", "sweep_command"]
 
@@ -76,7 +78,7 @@ def sweep_command(
             console.print("nothing to do: every run is already in the directory")
         console.print(f"summarize with: lcnflow summarize {escape(str(out))}")
     if outcome.interrupted:
-        raise typer.Exit(EXIT_INTERRUPTED)
+        raise typer.Exit(interrupt_exit_code())
 
 
 def _show_plan(console: Console, plan: Any, out: Path) -> None:
@@ -96,7 +98,11 @@ def _show_plan(console: Console, plan: Any, out: Path) -> None:
     console.print(t)
     if (out / "sweep.json").is_file():
         try:
-            done = read_results(out, columns=["run_id"]).num_rows
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                done = read_results(out, columns=["run_id"]).num_rows
+            for w in caught:
+                console.print(f"[yellow]warning: {escape(str(w.message))}[/]")
             console.print(f"{out}: {done} run(s) already finished there")
         except ValueError as exc:
             console.print(f"[yellow]{escape(str(exc))}[/]")
@@ -116,15 +122,30 @@ def summarize_command(
     from lcnflow.sweep.summary import summarize, summary_json
 
     files = not (no_html or json_output)
-    summary = summarize(directory, html_file=files, csv_file=files, figures=files)
+    failure = None
+    with warnings.catch_warnings():  # (problems with the parts are printed below, one line each)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        try:
+            summary = summarize(directory, html_file=files, csv_file=files, figures=files)
+        except OSError as exc:  # writing summary.html / summary.csv (a full disk): the table is still printed
+            failure = (f"summarize: cannot write summary.html and summary.csv into {directory} "
+                       f"({exc.strerror or exc}); the files there are unchanged or complete, the table is printed "
+                       "above")
+            summary = summarize(directory, html_file=False, csv_file=False, figures=False)
+    for problem in summary.problems:
+        sys.stderr.write(f"warning: {' '.join(problem.split())}\n")
     if json_output:
         sys.stdout.write(json.dumps(summary_json(summary), indent=2, ensure_ascii=False) + "\n")
+        if failure is not None:
+            raise BadInput(failure)
         return
     console = _console()
     info = summary.info
     console.print(f"[bold]lcnflow summarize[/] · {escape(str(directory))}: {summary.num_finished} of "
                   f"{info['num_runs']} runs finished, {info['num_cells']} cell(s)")
     _print_table(console, summary)
+    if failure is not None:
+        raise BadInput(failure)
     if summary.html_path is not None:
         console.print(f"wrote {escape(str(summary.html_path))} and {escape(str(summary.csv_path))}")
 

@@ -22,7 +22,9 @@ from __future__ import annotations
 import logging
 import math
 import os
+import signal
 import sys
+import threading
 import time
 import traceback
 import warnings
@@ -327,8 +329,10 @@ def local_cluster(workers: int | None = None) -> LocalCluster:
 
     n = default_workers() if workers is None else workers
     with dask.config.set({"distributed.worker.profile.enabled": False}):
+        # (the workers' own log lines would only repeat, as tracebacks, what the sweep records and reports;
+        # LCNFLOW_DEBUG=1 shows their errors)
         return LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
-                            silence_logs=logging.ERROR)
+                            silence_logs=logging.ERROR if os.environ.get("LCNFLOW_DEBUG") else logging.CRITICAL)
 
 
 def _check_cluster_options(workers: int | None, scheduler: str | None, client: Client | None) -> None:
@@ -341,6 +345,13 @@ def _check_cluster_options(workers: int | None, scheduler: str | None, client: C
         )
     if scheduler is not None and not (isinstance(scheduler, str) and scheduler.strip()):
         raise SweepError(f"--scheduler: expected an address such as tcp://host:8786, got {scheduler!r}")
+    if scheduler is not None:
+        scheme, _, rest = scheduler.strip().rpartition("://")
+        if scheme.lower() in ("", "tcp", "tls", "ws", "wss"):
+            host, colon, port = rest.rpartition(":")
+            if not (colon and host.strip("[]") and port.isdigit() and 0 < int(port) < 65536):
+                raise SweepError(f"--scheduler: {scheduler!r} names no host and port; give the address `dask "
+                                 "scheduler` prints, such as tcp://localhost:8786")
     if workers is not None and not (isinstance(workers, int) and not isinstance(workers, bool) and workers >= 1):
         raise SweepError(f"--workers: must be an integer ≥ 1, got {workers!r}")
 
@@ -367,13 +378,35 @@ def _cluster(workers: int | None, scheduler: str | None, client: Client | None) 
         finally:
             c.close()
         return
-    cluster = local_cluster(workers)
-    c = Client(cluster)
+    # the worker processes inherit an ignored SIGINT (it is not reset when a process starts), so Ctrl-C in the
+    # terminal — sent to every process of the foreground group — reaches only this process, which stops the sweep
+    # and closes the cluster, instead of each worker printing a traceback.  A Ctrl-C while the cluster starts (a
+    # second or two) is therefore not seen; the next one is.
+    with _sigint_ignored():
+        cluster = local_cluster(workers)
+    try:
+        c = Client(cluster)
+    except BaseException:
+        cluster.close()
+        raise
     try:
         yield c
     finally:
         c.close()
         cluster.close()
+
+
+@contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """SIGINT ignored inside (main thread only; elsewhere nothing changes), the previous handler restored after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
 
 
 def _probe_workers(client: Client) -> int:

@@ -275,6 +275,11 @@ def _grid_values(key: str, value: Any) -> list[Any]:
         )
     if not values:
         raise SweepError(f"{where}: gives no values (an empty grid dimension would give no runs)")
+    for i, v in enumerate(values):  # NaN and inf name no run (and have no place in the sweep's JSON records)
+        at = _non_finite(v)
+        if at is not None:
+            raise SweepError(f"{where}{at}: value {i + 1} of {len(values)} is not a finite number ({v!r}); grid "
+                             "values must be finite")
     seen: dict[str, int] = {}
     for i, v in enumerate(values):
         text = canonical_json(v)
@@ -378,6 +383,16 @@ def sweep_from_dict(data: Mapping[str, Any], folder: str | Path | None = None) -
         options = data.get("sweep", {})
     if not dims:
         raise SweepError("grid: is empty; give at least one key to vary, e.g. init.seed = {range = [0, 100]}")
+    for d in dims:  # (the SweepSpec.to_dict() form; the file form is checked as it is read)
+        for i, v in enumerate(d.values):
+            where = _non_finite(v)
+            if where is not None:
+                raise SweepError(f"grid.{d.name}{where}: value {i + 1} of {len(d.values)} is not a finite number "
+                                 f"({v!r}); grid values must be finite")
+    where = _non_finite(base)
+    if where is not None:
+        raise SweepError(f"{where.lstrip('.')}: is not a finite number; a sweep's base config holds finite values "
+                         "only")
     total = math.prod(len(d.values) for d in dims)
     if total > MAX_RUNS:
         sizes = " × ".join(str(len(d.values)) for d in dims)
@@ -396,6 +411,23 @@ def sweep_from_dict(data: Mapping[str, Any], folder: str | Path | None = None) -
     return SweepSpec(base=base, dimensions=dims, batch_size=batch_size, verify_fraction=verify_fraction)
 
 
+def _non_finite(value: Any, where: str = "") -> str | None:
+    """Where (``""``, ``".key"``, ``"[i]"``, …) in ``value`` a float is NaN or infinite, or ``None``."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return where
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            found = _non_finite(v, f"{where}.{k}")
+            if found is not None:
+                return found
+    elif isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            found = _non_finite(v, f"{where}[{i}]")
+            if found is not None:
+                return found
+    return None
+
+
 def _cases_dimension(value: Any, folder: Path | None) -> Dimension:
     if not (isinstance(value, list) and value and all(isinstance(c, Mapping) for c in value)):
         raise SweepError(
@@ -406,6 +438,9 @@ def _cases_dimension(value: Any, folder: Path | None) -> Dimension:
         flat = _resolve_paths(_flatten_case(case), folder)
         if not flat:
             raise SweepError(f"grid.cases[{i}]: is empty; each case sets at least one key")
+        at = _non_finite(flat)
+        if at is not None:
+            raise SweepError(f"grid.cases[{i}]{at}: is not a finite number; grid values must be finite")
         cases.append(flat)
     seen: dict[str, int] = {}
     for i, case in enumerate(cases):
@@ -454,7 +489,7 @@ def load_sweep(path: str | Path) -> SweepSpec:
     if not p.is_file():
         raise SweepError(f"sweep file: {p} is not a file (give a .toml sweep file)")
     try:
-        text = p.read_text(encoding="utf-8")
+        text = p.read_text(encoding="utf-8-sig")
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SweepError(f"sweep file: {p} is not valid TOML: {exc}") from None

@@ -5,11 +5,22 @@ Layout of a sweep directory ``DIR``::
     DIR/sweep.json          what the sweep is (base config, grid, fingerprint, result columns); written first
     DIR/sweep.toml          the sweep file as given (when the sweep came from a file)
     DIR/runs/part-*.parquet one file per finished batch of runs, one row per run
+    DIR/index.jsonl         the parts this sweep wrote, in write order: one JSON line per part with its file name
+                            (relative to DIR/runs), its number of rows, size and SHA-256
     DIR/.lock               held (``flock``) by the process writing to DIR
 
 A part is written to a hidden temporary name in ``DIR/runs`` (``.part-….tmp``), flushed to disk, and renamed to its
 final name with :func:`os.replace` — an atomic step on POSIX file systems — so a reader, or a sweep killed at any
 moment, sees each part either whole or not at all.  Readers (pyarrow, pandas, polars, DuckDB) skip hidden files.
+Only then is its line appended to ``index.jsonl`` (flushed to disk).
+
+lcnflow reads only the parts listed in the index, and each only if its size, SHA-256 and row count are those
+recorded: a ``.parquet`` file that the sweep did not write (a copy, a file from elsewhere) is ignored with a
+warning, and a damaged part is named in a warning (:func:`read_results`, ``lcnflow summarize``) while the other
+parts are still read; resuming sets a damaged part aside (``.corrupt-…``) and runs its runs again.  The index holds
+no absolute path, so a sweep directory copied or moved elsewhere reads the same.  A directory written before the
+index existed (no ``index.jsonl``) is read as it was then: every ``part-*.parquet``, unverified; resuming such a
+sweep records the parts found in a new index.
 Resuming reads the ``run_id`` column of the parts and runs only what is missing.
 
 Read the results without lcnflow::
@@ -25,6 +36,7 @@ from __future__ import annotations
 import datetime
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import uuid
@@ -38,6 +50,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lcnflow import __version__
+from lcnflow._files import atomic_write
 from lcnflow.dynamics.result import SCALAR_FIELDS
 from lcnflow.sweep.grid import SweepError, SweepPlan, column_value
 
@@ -98,29 +111,6 @@ def results_schema(columns: Mapping[str, str]) -> pa.Schema:
     return pa.schema(fields + list(RESULT_FIELDS))
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
 #: Fields of ``sweep.json`` that readers rely on, with their JSON types.
 INFO_FIELDS: dict[str, type] = {"fingerprint": str, "num_runs": int, "num_cells": int, "varied_keys": list,
                                 "cell_keys": list, "seed_keys": list, "columns": dict, "cells": list, "base": dict,
@@ -165,6 +155,89 @@ def _part_files(runs_dir: Path) -> list[Path]:
     return sorted(p for p in runs_dir.glob("part-*.parquet") if p.is_file())
 
 
+#: The index of the parts a sweep wrote (see the module docstring).
+INDEX_NAME = "index.jsonl"
+
+
+def _read_index(out: Path) -> list[dict[str, Any]] | None:
+    """The entries of ``DIR/index.jsonl`` in write order (the first entry of a part name wins); ``None`` when the
+    directory has no index (written before the index existed).  A line that is not a complete entry (a write cut
+    short) is skipped: its part counts as not written."""
+    path = out / INDEX_NAME
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise SweepError(f"{path}: cannot read it: {exc.strerror or exc}") from None
+    entries, names = [], set()
+    for line in text.splitlines():
+        try:
+            e = json.loads(line)
+        except ValueError:
+            continue
+        if not (isinstance(e, dict) and isinstance(e.get("part"), str) and isinstance(e.get("rows"), int)
+                and isinstance(e.get("bytes"), int) and isinstance(e.get("sha256"), str)):
+            continue
+        name = e["part"]
+        if "/" in name or "\\" in name or name.startswith(".") or name in names:
+            continue
+        names.add(name)
+        entries.append(e)
+    return entries
+
+
+def _verify_part(path: Path, entry: Mapping[str, Any]) -> str:
+    """Why the part at ``path`` is not the one recorded in ``entry`` (``""`` when it is)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return "listed in the index but missing"
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    if len(data) != entry["bytes"]:
+        return f"{len(data)} bytes, {entry['bytes']} written"
+    if hashlib.sha256(data).hexdigest() != entry["sha256"]:
+        return "its SHA-256 differs from the one recorded when it was written"
+    try:
+        rows = pq.ParquetFile(pa.BufferReader(data)).metadata.num_rows
+    except (OSError, pa.ArrowException) as exc:
+        return f"not a readable Parquet file ({exc})"
+    if rows != entry["rows"]:
+        return f"{rows} rows, {entry['rows']} written"
+    return ""
+
+
+def _scan_parts(out: Path) -> tuple[list[Path], list[tuple[Path, str]], list[Path], bool]:
+    """``(good parts in write order, [(damaged part, why)], foreign files, indexed)`` of the sweep in ``out``."""
+    runs_dir = out / "runs"
+    entries = _read_index(out)
+    if entries is None:  # written before the index existed: every part, unverified
+        return _part_files(runs_dir), [], [], False
+    good, bad = [], []
+    for e in entries:
+        path = runs_dir / e["part"]
+        why = _verify_part(path, e)
+        if why:
+            bad.append((path, why))
+        else:
+            good.append(path)
+    listed = {e["part"] for e in entries}
+    foreign = [p for p in sorted(runs_dir.glob("*.parquet"))  # (hidden files — set aside, temporaries — are not)
+               if p.is_file() and not p.name.startswith(".") and p.name not in listed] if runs_dir.is_dir() else []
+    return good, bad, foreign, True
+
+
+def _foreign_warning(path: Path) -> str:
+    return (f"{path}: not written by this sweep (not in its {INDEX_NAME}); ignored — move it out of runs/ to "
+            "silence this warning")
+
+
+def _damaged_warning(path: Path, why: str, resume: bool = False) -> str:
+    then = "its runs will be run again" if resume else "its runs are left out; resume the sweep to run them again"
+    return f"{path}: damaged or unreadable part ({why}); {then}"
+
+
 def read_results(out: str | Path, columns: Sequence[str] | None = None) -> pa.Table:
     """All result rows of the sweep in ``DIR``, one per run (the first written, should a run appear twice).
 
@@ -179,8 +252,14 @@ def read_results(out: str | Path, columns: Sequence[str] | None = None) -> pa.Ta
     -------
     pyarrow.Table
         Sorted by ``run_index``; empty (with the sweep's schema) when no run has finished.  When all columns are
-        read, a last column ``outcome`` gives each run's outcome (:func:`~lcnflow.sweep.summary.outcomes`: ``error``,
+        read, a last column ``outcome`` gives each run's outcome (:func:`outcomes`: ``error``,
         ``uncertified_endpoint``, ``global_minimum``, ``spurious``, …).
+
+    Warns
+    -----
+    RuntimeWarning
+        Once per part that is damaged (left out; the other parts are read) and per ``.parquet`` file in ``runs/``
+        that the sweep did not write (ignored).  See the module docstring.
     """
     info = read_sweep_info(out)
     schema = results_schema(info["columns"])
@@ -190,17 +269,44 @@ def read_results(out: str | Path, columns: Sequence[str] | None = None) -> pa.Ta
         if unknown:
             raise SweepError(f"columns: unknown column(s) {unknown}; valid: {', '.join(schema.names)}")
         schema = pa.schema([schema.field(c) for c in names])
-    parts = _part_files(Path(out) / "runs")
-    if not parts:
+    parts, damaged, foreign, _ = _scan_parts(Path(out))
+    for path in foreign:
+        warnings.warn(_foreign_warning(path), RuntimeWarning, stacklevel=2)
+    tables = []
+    for path in parts:
+        try:
+            tables.append(pq.read_table(path, columns=schema.names, schema=schema))
+        except (OSError, pa.ArrowException) as exc:
+            damaged.append((path, str(exc)))
+    for path, why in damaged:
+        warnings.warn(_damaged_warning(path, why), RuntimeWarning, stacklevel=2)
+    if not tables:
         empty = schema.empty_table()
         return empty.append_column("outcome", pa.array([], pa.string())) if columns is None else empty
-    tables = [pq.read_table(p, columns=schema.names, schema=schema) for p in parts]
     table = _dedupe(pa.concat_tables(tables)).sort_by("run_index")
     if columns is None:
-        from lcnflow.sweep.summary import outcomes
-
         table = table.append_column("outcome", outcomes(table))
     return table
+
+
+def outcomes(table: pa.Table) -> pa.Array:
+    """The outcome of each row of a results table, as a string array: ``error``, ``uncertified_endpoint``,
+    ``unclassified``, or the limit's kind (``spurious`` for a spurious local minimum)."""
+    n = table.num_rows
+    if n == 0:
+        return pa.array([], pa.string())
+    status = table.column("status")
+    converged = pc.fill_null(table.column("converged"), False)
+    kind = table.column("kind")
+    spurious = pc.fill_null(table.column("spurious"), False)
+    out = pc.if_else(pc.equal(kind, "global_minimum"), "global_minimum",
+                     pc.if_else(spurious, "spurious",
+                                pc.if_else(pc.equal(kind, "strict_saddle"), "strict_saddle",
+                                           pc.if_else(pc.equal(kind, "degenerate"), "degenerate", "local_minimum"))))
+    out = pc.if_else(pc.is_null(kind), "unclassified", pc.fill_null(out, "unclassified"))
+    out = pc.if_else(converged, out, "uncertified_endpoint")
+    out = pc.if_else(pc.equal(status, "error"), "error", out)
+    return pc.fill_null(out, "error").combine_chunks() if isinstance(out, pa.ChunkedArray) else out
 
 
 def _dedupe(table: pa.Table) -> pa.Table:
@@ -216,6 +322,22 @@ def _dedupe(table: pa.Table) -> pa.Table:
     # ``first`` holds, for each distinct run, the row number of its first occurrence: take those rows (in the
     # order they were written), not the positions that would sort ``first``.
     return table.take(pc.take(first, pc.sort_indices(first)))
+
+
+def _entry(name: str, data: bytes, rows: int) -> dict[str, Any]:
+    return {"part": name, "rows": int(rows), "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def _readable_parts(runs_dir: Path) -> list[Path]:
+    """The ``part-*.parquet`` files of a directory written before the index existed that Parquet can read."""
+    out = []
+    for p in _part_files(runs_dir):
+        try:
+            pq.ParquetFile(p).metadata  # noqa: B018 (reads the footer)
+            out.append(p)
+        except (OSError, pa.ArrowException):
+            pass
+    return out
 
 
 class SweepStore:
@@ -242,6 +364,7 @@ class SweepStore:
         self.schema = results_schema(plan.columns)
         self._lock_fd: int | None = None
         self._session = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S") + f"-{uuid.uuid4().hex[:6]}"
+        self.index_path = self.out / INDEX_NAME
         self._count = 0
         self._open()
 
@@ -278,10 +401,13 @@ class SweepStore:
                     self.plan.columns.update(info["columns"])
                     self.schema = results_schema(self.plan.columns)
                 if self.plan.spec.source_text is not None and not (out / "sweep.toml").exists():
-                    _atomic_write_text(out / "sweep.toml", self.plan.spec.source_text)
+                    atomic_write(out / "sweep.toml", self.plan.spec.source_text)
             else:
                 self._write_info()
             self.runs_dir.mkdir(exist_ok=True)
+            if _read_index(out) is None:  # a new sweep, or one written before the index: record what is there
+                self._write_index([_entry(p.name, p.read_bytes(), pq.ParquetFile(p).metadata.num_rows)
+                                   for p in _readable_parts(self.runs_dir)])
         except BaseException:
             self.close()
             raise
@@ -349,29 +475,49 @@ class SweepStore:
             "sweep": {"batch_size": spec.batch_size},
             "data_files": plan.data_files,
         }
-        _atomic_write_text(self.out / "sweep.json", json.dumps(info, indent=1, ensure_ascii=False) + "\n")
+        atomic_write(self.out / "sweep.json", json.dumps(info, indent=1, ensure_ascii=False) + "\n")
         if spec.source_text is not None:
-            _atomic_write_text(self.out / "sweep.toml", spec.source_text)
+            atomic_write(self.out / "sweep.toml", spec.source_text)
 
     # ------------------------------------------------------------------ reading
     def finished_ids(self) -> set[str]:
-        """``run_id`` of every run with a row on disk.
+        """``run_id`` of every run with a row in a part this sweep wrote.
 
-        A part that cannot be read (it can only be damaged from outside: parts are renamed into place whole) is
-        moved aside to a hidden ``.corrupt-…`` name with a warning, and its runs count as not finished.
+        A part that is damaged (it can only be damaged from outside: parts are renamed into place whole and
+        verified against the index) is moved aside to a hidden ``.corrupt-…`` name and dropped from the index with a
+        warning, and its runs count as not finished; ``.parquet`` files the sweep did not write are ignored with a
+        warning.
         """
         done: set[str] = set()
-        for part in _part_files(self.runs_dir):
+        parts, damaged, foreign, _ = _scan_parts(self.out)
+        for path in foreign:
+            warnings.warn(_foreign_warning(path), RuntimeWarning, stacklevel=2)
+        for part in parts:
             try:
                 ids = pq.read_table(part, columns=["run_id"]).column("run_id").to_pylist()
             except (OSError, pa.ArrowException) as exc:
-                aside = part.with_name(f".corrupt-{part.name}")
-                os.replace(part, aside)
-                warnings.warn(f"{part}: unreadable ({exc}); moved to {aside.name}, its runs will be redone",
-                              RuntimeWarning, stacklevel=2)
+                damaged.append((part, str(exc)))
                 continue
             done.update(ids)
+        if damaged:
+            for part, why in damaged:
+                if part.exists():
+                    aside = part.with_name(f".corrupt-{part.name}")
+                    os.replace(part, aside)
+                    why += f"; moved to {aside.name}"
+                warnings.warn(_damaged_warning(part, why, resume=True), RuntimeWarning, stacklevel=2)
+            names = {p.name for p, _ in damaged}
+            self._write_index([e for e in (_read_index(self.out) or []) if e["part"] not in names])
         return done
+
+    def _write_index(self, entries: Sequence[Mapping[str, Any]]) -> None:
+        atomic_write(self.index_path, "".join(json.dumps(e) + "\n" for e in entries))
+
+    def _append_index(self, entry: Mapping[str, Any]) -> None:
+        with open(self.index_path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(entry) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
 
     # ------------------------------------------------------------------ writing
     def write(self, rows: Iterable[Mapping[str, Any]]) -> Path:
@@ -387,22 +533,21 @@ class SweepStore:
         self._count += 1
         name = f"part-{self._session}-{self._count:06d}.parquet"
         final = self.runs_dir / name
-        tmp = self.runs_dir / f".{name}.tmp"
         try:
-            with open(tmp, "wb") as fh:
-                pq.write_table(table, fh, compression="zstd")
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, final)
+            sink = pa.BufferOutputStream()
+            pq.write_table(table, sink, compression="zstd")
+            data = sink.getvalue().to_pybytes()
+            atomic_write(final, data)  # (its temporary, .part-….tmp, is what cleanup_temporaries removes)
+            self._append_index(_entry(name, data, table.num_rows))
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
+            if final.exists() and not any(e["part"] == name for e in _read_index(self.out) or []):
+                final.unlink(missing_ok=True)  # renamed into place but not recorded in the index: not a part
             kept = len(_part_files(self.runs_dir))
             raise SweepError(
                 f"--out: cannot write results into {self.runs_dir} ({exc.strerror or exc}); the {kept} part file(s) "
                 f"written before are kept whole and this batch of {len(rows)} run(s) is not recorded; free space "
                 "and rerun the same command to resume"
             ) from None
-        _fsync_dir(self.runs_dir)
         return final
 
     def cleanup_temporaries(self) -> int:

@@ -21,6 +21,7 @@ import html
 import io
 import json
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,10 +33,11 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from lcnflow import __version__
+from lcnflow._files import atomic_write
 from lcnflow.analysis.limits import same_limit
 from lcnflow.experiments.compare import wilson_interval
 from lcnflow.sweep.grid import canonical_json
-from lcnflow.sweep.store import KIND_TYPES, read_results, read_sweep_info
+from lcnflow.sweep.store import KIND_TYPES, outcomes, read_results, read_sweep_info
 
 __all__ = ["OUTCOMES", "SweepSummary", "category_order", "distinct_limits", "limit_cells", "outcomes", "summarize"]
 
@@ -59,25 +61,6 @@ QUANTILES = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
 GAP_FLOOR = 1e-16
 #: Cells and limits per cell shown in the distinct-limits figure.
 MAX_LIMIT_CELLS, MAX_LIMITS = 6, 6
-
-
-def outcomes(table: pa.Table) -> pa.Array:
-    """The outcome of each row of a results table (see the module docstring), as a string array."""
-    n = table.num_rows
-    if n == 0:
-        return pa.array([], pa.string())
-    status = table.column("status")
-    converged = pc.fill_null(table.column("converged"), False)
-    kind = table.column("kind")
-    spurious = pc.fill_null(table.column("spurious"), False)
-    out = pc.if_else(pc.equal(kind, "global_minimum"), "global_minimum",
-                     pc.if_else(spurious, "spurious",
-                                pc.if_else(pc.equal(kind, "strict_saddle"), "strict_saddle",
-                                           pc.if_else(pc.equal(kind, "degenerate"), "degenerate", "local_minimum"))))
-    out = pc.if_else(pc.is_null(kind), "unclassified", pc.fill_null(out, "unclassified"))
-    out = pc.if_else(converged, out, "uncertified_endpoint")
-    out = pc.if_else(pc.equal(status, "error"), "error", out)
-    return pc.fill_null(out, "error").combine_chunks() if isinstance(out, pa.ChunkedArray) else out
 
 
 def distinct_limits(filters: Sequence[Sequence[float]], labels: Sequence[str] | None = None) -> list[dict[str, Any]]:
@@ -133,6 +116,9 @@ class SweepSummary:
         Figure name → PNG bytes.
     html_path, csv_path : Path or None
         Where ``summary.html`` and ``summary.csv`` were written.
+    problems : list of str
+        What reading the parts found wrong (a damaged part, a file the sweep did not write), one line each; the
+        summary covers the other parts.
     """
 
     out: Path
@@ -142,6 +128,7 @@ class SweepSummary:
     figures: dict[str, bytes] = field(default_factory=dict)
     html_path: Path | None = None
     csv_path: Path | None = None
+    problems: list[str] = field(default_factory=list)
 
     @property
     def shown_outcomes(self) -> list[str]:
@@ -566,18 +553,25 @@ def summarize(out: str | Path, *, html_file: bool = True, csv_file: bool = True,
     """
     out = Path(out)
     info = read_sweep_info(out)
-    table = read_results(out)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        table = read_results(out)
+    for w in caught:  # (passed on to the caller: damaged parts, files the sweep did not write)
+        warnings.warn(str(w.message), w.category, stacklevel=2)
     outcome = outcomes(table)
     cell_table = _cell_table(info, table, outcome)
-    summary = SweepSummary(out, info, cell_table, table.num_rows)
+    summary = SweepSummary(out, info, cell_table, table.num_rows,
+                           problems=[str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)])
     if figures and table.num_rows:
         summary.figures = _figures(info, table, outcome, cell_table)
     if csv_file:
         summary.csv_path = out / "summary.csv"
-        pacsv.write_csv(_csv_ready(cell_table), summary.csv_path)
+        sink = pa.BufferOutputStream()
+        pacsv.write_csv(_csv_ready(cell_table), sink)
+        atomic_write(summary.csv_path, sink.getvalue().to_pybytes())
     if html_file:
         summary.html_path = out / "summary.html"
-        summary.html_path.write_text(_html(summary), encoding="utf-8")
+        atomic_write(summary.html_path, _html(summary))
     return summary
 
 
@@ -599,4 +593,4 @@ def summary_json(summary: SweepSummary) -> dict[str, Any]:
 
     rows = [{k: clean(v) for k, v in row.items()} for row in summary.table.to_pylist()]
     return {"out": str(summary.out), "num_runs": summary.info["num_runs"], "num_finished": summary.num_finished,
-            "cells": rows}
+            "problems": list(summary.problems), "cells": rows}
