@@ -316,7 +316,7 @@ def test_a_photograph_too_large_to_decode_is_refused_from_its_header(tmp_path, m
     from lcnflow.experiments import readers, sources
 
     Image.fromarray(np.zeros((600, 800), dtype=np.uint8)).save(tmp_path / "big.png")
-    monkeypatch.setattr(sources, "available_memory", lambda: 2 * 2**20)  # 2 MiB left
+    monkeypatch.setattr(readers, "available_memory", lambda: 2 * 2**20)  # 2 MiB left
     monkeypatch.setattr(skimage.io, "imread", lambda *a, **k: pytest.fail("decoded before the size was checked"))
     with pytest.raises(sources.ConfigError, match=r"^data\.image: .*big\.png is 800×600 pixels .* more than the 2 MiB"):
         readers.read_images(tmp_path / "big.png")
@@ -325,13 +325,13 @@ def test_a_photograph_too_large_to_decode_is_refused_from_its_header(tmp_path, m
 def test_available_memory_respects_the_address_space_limit(monkeypatch):
     import resource
 
-    from lcnflow.experiments import sources
+    from lcnflow.experiments import readers
 
     monkeypatch.setattr(resource, "getrlimit", lambda what: (3 * 2**30, resource.RLIM_INFINITY))
-    have = sources.available_memory()
+    have = readers.available_memory()
     assert have is not None and have <= 3 * 2**30
     monkeypatch.setattr(resource, "getrlimit", lambda what: (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
-    assert sources._address_space_left() is None
+    assert readers._address_space_left() is None
 
 
 @pytest.mark.parametrize("integrator", ["RK45", "DOP853"])
