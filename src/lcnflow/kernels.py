@@ -95,6 +95,21 @@ def _jit(parallel: bool = False, inline: str = "never", nogil: bool = False, str
     return wrap
 
 
+def runtime(x):
+    """``x`` as a run-time value in compiled code: a constant ``True`` or ``-1`` passed to a compiled function compiles
+    a specialization of it (and of everything it calls) for that constant; through this, one compilation serves
+    every value (one per type)."""
+    return x
+
+
+if HAVE_NUMBA:
+    from numba.extending import overload as _overload
+
+    @_overload(runtime)
+    def _ol_runtime(x):  # (the overload is typed with the non-literal type of x first)
+        return lambda x: x
+
+
 # ---------------------------------------------------------------------------------------------- losses (scalars)
 def _abs_pow(a: float, e: float) -> float:
     """``a^e`` for ``a ≥ 0``: by repeated squaring when ``e`` is a whole number up to 64 (``ℓ_p`` with an integer
@@ -580,7 +595,7 @@ def vjp(w, kh, kw, dh, dw, off, g: np.ndarray) -> np.ndarray:
     r"""``dπ(w)ᵀ g`` (flat, :func:`vjp_layer` for every layer) for a 2D ``g`` of π's shape."""
     out = np.empty(off[-1])
     for i in range(kh.size):
-        c = product_except(w, kh, kw, dh, dw, off, i, -1)
+        c = product_except(w, kh, kw, dh, dw, off, i, runtime(-1))
         vjp_layer(g, c, c.shape[0], c.shape[1], kh, kw, dh, dw, off, i, out)
     return out
 
@@ -588,11 +603,11 @@ def vjp(w, kh, kw, dh, dw, off, g: np.ndarray) -> np.ndarray:
 @_jit()
 def jacobian(w, kh, kw, dh, dw, off) -> np.ndarray:
     """``dπ(w)``, a ``k_v × P`` matrix: column ``j`` of layer ``i`` is ``c_i`` shifted by ``j·S_{i−1}``."""
-    v = product_except(w, kh, kw, dh, dw, off, -1, -1)
+    v = product_except(w, kh, kw, dh, dw, off, runtime(-1), runtime(-1))
     KH, KW = v.shape
     J = np.zeros((KH * KW, off[-1]))
     for i in range(kh.size):
-        c = product_except(w, kh, kw, dh, dw, off, i, -1)
+        c = product_except(w, kh, kw, dh, dw, off, i, runtime(-1))
         jacobian_layer(c, c.shape[0], c.shape[1], KW, kh, kw, dh, dw, off, i, J)
     return J
 
@@ -666,7 +681,7 @@ def square_value_grad(w, kh, kw, dh, dw, off, v_hat, G, minimum: float, need_val
 
     ``e = π(w) − v̂``, ``∇ℒ = G e``, ``ℒ = ½ eᵀGe + ℒ(v̂)`` (NaN unless ``need_value``), ``∇L = dπᵀ∇ℒ``.
     """
-    v = product_except(w, kh, kw, dh, dw, off, -1, -1)
+    v = product_except(w, kh, kw, dh, dw, off, runtime(-1), runtime(-1))
     ge = np.zeros(v.shape)
     val = square_terms(v, v_hat, G, np.empty(v.size), ge)
     value = 0.5 * val + minimum if need_value else np.nan
