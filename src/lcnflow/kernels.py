@@ -141,9 +141,10 @@ def _jit(parallel: bool = False, inline: str = "never", nogil: bool = False, str
         if not HAVE_NUMBA:
             return fn
         # reassociation lets the compiler vectorize the dot products of the data passes; no other fast-math flag
-        # (NaN and infinities must propagate exactly as in the reference path)
+        # (NaN and infinities must propagate exactly as in the reference path).  No C-callable wrapper: nothing takes
+        # these functions' addresses, and a wrapper per function is compiled code a first run waits for.
         opts = dict(parallel=parallel, error_model="numpy", inline=inline, nogil=nogil,
-                    fastmath=False if strict else {"reassoc", "contract"})
+                    fastmath=False if strict else {"reassoc", "contract"}, no_cfunc_wrapper=True)
         try:
             return _nb.njit(cache=True, **opts)(fn)
         except RuntimeError:  # "cannot cache function …: no locator available" (read-only install)

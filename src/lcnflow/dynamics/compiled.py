@@ -52,6 +52,8 @@ RECORD_ROWS = 64
 
 
 # ------------------------------------------------------------------ square-loss evaluations without allocations
+# (Functions called from one place only are inlined into their caller, inline="always": each compiled function
+# costs a compilation of its own, and every compiled caller optimizes its code again — the first run waits for it.)
 # A workspace holds, for the current w, the prefix products pre[i] = w⁽¹⁾ ∗ ⋯ ∗ w⁽ⁱ⁾ and the suffix products
 # suf[i] = w⁽ⁱ⁺¹⁾ ∗ ⋯ ∗ w⁽ᴺ⁾ (dilated filters, as 2D arrays with their shapes), from which π = pre[N], the cofactor
 # c_i = pre[i−1] ∗ suf[i] of layer i (dπᵀg and the Jacobian) and the Hessian's e_il follow.  Every step of a segment
@@ -97,7 +99,15 @@ def _workspace(kh, kw, dh, dw):
             np.zeros((n + 1, 2), np.int64), np.zeros((3, KH, KW)), np.zeros((KH, KW)), np.zeros(KH * KW))
 
 
-@K._jit()
+def _scratch(P: int, kv: int) -> tuple:
+    """The buffers of :func:`rodas4_segment`'s steps for ``P`` parameters and ``k_v`` final-filter coefficients:
+    ``J``, ``GJ`` (``k_v × P``), the Hessian and the matrix ``I + γh∇²L`` (``P × P``), the six stages, the stage point,
+    the right-hand side, two gradients, the new point (``P``) and the LU pivots (allocated once per stepper)."""
+    return (np.empty((kv, P)), np.empty((kv, P)), np.empty((P, P)), np.empty((P, P)), np.empty((6, P)), np.empty(P),
+            np.empty(P), np.empty(P), np.empty(P), np.empty(P), np.empty(P, np.int64))
+
+
+@K._jit(inline="always")
 def _products(w, kh, kw, dh, dw, off, pre, pre_shape, suf, suf_shape):
     """Fill the prefix and suffix products of the layers at ``w``."""
     n = kh.size
@@ -180,13 +190,13 @@ def _fs_curvature(fs, v):
 if K.HAVE_NUMBA:
     from numba.extending import overload
 
-    @overload(_fs_value_grad)
+    @overload(_fs_value_grad, inline="always")
     def _ol_fs_value_grad(fs, v, e, ge, need_value):
         if len(fs) == _STATS_LEN:
             return lambda fs, v, e, ge, need_value: _stats_value_grad(fs, v, e, ge, need_value)
         return lambda fs, v, e, ge, need_value: _data_value_grad(fs, v, e, ge, need_value)
 
-    @overload(_fs_curvature)
+    @overload(_fs_curvature, inline="always")
     def _ol_fs_curvature(fs, v):
         if len(fs) == _STATS_LEN:
             return lambda fs, v: _stats_curvature(fs, v)
@@ -212,7 +222,7 @@ def _eval(w, kh, kw, dh, dw, off, fs, ws, grad, need_value):
     return val
 
 
-@K._jit()
+@K._jit(inline="always")
 def _fs_hessian(ws, n, fs):
     r"""``∇²ℒ(v)`` at the point the workspace holds, ``v = π(w)``: the statistics' ``G``, or ``(1/m) Hᵀdiag(ℓ'')H``
     (one pass over the data, :func:`lcnflow.kernels.weighted_gram_serial`).
@@ -222,7 +232,7 @@ def _fs_hessian(ws, n, fs):
     return _fs_curvature(fs, ws[0][n])
 
 
-@K._jit()
+@K._jit(inline="always")
 def _hessian_ws(w, kh, kw, dh, dw, off, G, ws, J, GJ, hess):
     r"""``∇²L = Jᵀ G J + Σ_t ∇ℒ_t ∇²π_t`` into ``hess`` (``G = ∇²ℒ``), from the workspace filled by :func:`_eval` at
     ``w`` (``J``, ``GJ``: ``k_v × P`` scratch)."""
@@ -264,12 +274,11 @@ def _hessian_ws(w, kh, kw, dh, dw, off, G, ws, J, GJ, hess):
             hess[q, p] = hess[p, q]
 
 
-@K._jit()
-def _lu(A):
-    """In-place LU factorization with partial pivoting of the small matrix ``A``; returns the pivots (a singular
+@K._jit(inline="always")
+def _lu(A, piv):
+    """In-place LU factorization with partial pivoting of the small matrix ``A``, the pivots into ``piv`` (a singular
     pivot leaves a zero on the diagonal: the solves then give non-finite values, and the step is rejected)."""
     n = A.shape[0]
-    piv = np.empty(n, np.int64)
     for k in range(n):
         p = k
         big = abs(A[k, k])
@@ -287,10 +296,9 @@ def _lu(A):
             if f != 0.0:
                 for j in range(k + 1, n):
                     A[i, j] -= f * A[k, j]
-    return piv
 
 
-@K._jit()
+@K._jit(inline="always")
 def _lu_solve(LU, piv, b, x):
     """``x ← A⁻¹ b`` from :func:`_lu`."""
     n = b.size
@@ -312,7 +320,17 @@ def _lu_solve(LU, piv, b, x):
         x[i] = s / LU[i, i]
 
 
-@K._jit()
+@K._jit(strict=True)
+def _sum_squares(x) -> float:
+    """``Σ x_i²`` summed in index order, without fast-math: the numbers of ``np.sum(x * x)`` without its temporary
+    array (nor the compiled array expression and reduction it costs)."""
+    s = 0.0
+    for i in range(x.size):
+        s += x[i] * x[i]
+    return s
+
+
+@K._jit(inline="always")
 def _rms(x, w, wn, rtol, atol):
     s = 0.0
     for i in range(x.size):
@@ -323,12 +341,12 @@ def _rms(x, w, wn, rtol, atol):
 
 @K._jit()
 def rodas4_segment(w, g, state, offset, t_limit, max_steps, rtol, atol,
-                   kh, kw, dh, dw, off, fs, ws, A, C, M, gamma, pairs,
+                   kh, kw, dh, dw, off, fs, ws, scratch, A, C, M, gamma, pairs,
                    check_candidate, tol_rel, gtol, f0, kappa, reference_norm, origin_size, bound,
                    delta0, norm0, rec_factor, rec_t, rec_w, rec_loss, rec_g, w_prev):
     r"""Steps of Rodas4 (:class:`~lcnflow.dynamics.steppers.Rodas4Stepper`: tableau ``A``, ``C``, ``M``, ``γ``) on
-    ``ẇ = −∇L(w)`` for the risk ``fs`` (:func:`function_space_args`; ``ws``: its workspace, :func:`_workspace`), from
-    ``(w, g = ∇L(w))`` at ``state[_T]``.
+    ``ẇ = −∇L(w)`` for the risk ``fs`` (:func:`function_space_args`; ``ws``, ``scratch``: buffers, :func:`_workspace`,
+    :func:`_scratch`), from ``(w, g = ∇L(w))`` at ``state[_T]``.
 
     Times are on the stepper's local clock ``τ = t − offset`` (``t_limit`` too; recorded times are absolute): the
     flow is autonomous, and when the steps become small against ``τ`` (``h < 10⁻⁸ τ``, e.g. an escape at
@@ -345,12 +363,7 @@ def rodas4_segment(w, g, state, offset, t_limit, max_steps, rtol, atol,
     t = state[_T]
     h = state[_H]
     nsteps = 0
-    kv = ws[6].size  # (k_v)
-    J, GJ = np.empty((kv, P)), np.empty((kv, P))
-    hess, W = np.empty((P, P)), np.empty((P, P))
-    ks = np.empty((6, P))
-    y, rhs, gs, g_n = np.empty(P), np.empty(P), np.empty(P), np.empty(P)
-    wn = np.empty(P)
+    J, GJ, hess, W, ks, y, rhs, gs, g_n, wn, piv = scratch
     _eval(w, kh, kw, dh, dw, off, fs, ws, gs, K.runtime(True))  # the workspace at w
     ended = -1
     while True:
@@ -372,7 +385,7 @@ def rodas4_segment(w, g, state, offset, t_limit, max_steps, rtol, atol,
                 for j in range(P):
                     W[i, j] = gh * hess[i, j]
                 W[i, i] += 1.0
-            piv = _lu(W)
+            _lu(W, piv)
             for i in range(6):
                 # stage point y = w + Σ_j a_ij K_j and right-hand side γh F(y) + Σ_j γ c_ij K_j
                 for p in range(P):
@@ -407,7 +420,7 @@ def rodas4_segment(w, g, state, offset, t_limit, max_steps, rtol, atol,
             state[_NFEV] += 6
             err = _rms(ks[5], w, wn, rtol, atol)
             # (the statistics always give the value; a data pass only where asked)
-            finite = (math.isfinite(err) and math.isfinite(np.sum(g_n * g_n))
+            finite = (math.isfinite(err) and math.isfinite(_sum_squares(g_n))
                       and (loss_n == loss_n or len(fs) != _STATS_LEN))
             if finite and err <= 1.0:
                 break
@@ -436,7 +449,7 @@ def rodas4_segment(w, g, state, offset, t_limit, max_steps, rtol, atol,
         drift = change / max(norm0, total, 1e-300)
         if drift > state[_DRIFT] or drift != drift:
             state[_DRIFT] = drift
-        gn = math.sqrt(np.sum(g * g))
+        gn = math.sqrt(_sum_squares(g))
         t_abs = offset + t
         state[_ARC_SINCE] += arc
         if hs > 0:
@@ -544,6 +557,7 @@ class CompiledRodas4Stepper(Rodas4Stepper):
         lay = K.layout(arch.filter_shapes, arch.cumulative_strides[:-1])
         self._args = (lay.kh, lay.kw, lay.dh, lay.dw, lay.off, function_space_args(risk),
                       _workspace(lay.kh, lay.kw, lay.dh, lay.dw),
+                      _scratch(w0.size, arch.final_filter_num_params),
                       RODAS4_A, RODAS4_C, RODAS4_M, RODAS4_GAMMA, self.pairs)
         sc = problem_scales(risk)
         self._f0, self._kappa = sc.gradient_at_zero, sc.curvature
