@@ -81,6 +81,24 @@ def test_json_prints_only_the_result_record():
     assert res.stderr == ""
 
 
+def test_time_line_states_the_compile_time_apart_from_the_flow():
+    """The summary's time line: flow, data, and Numba's compiling (the first run in an environment) or loading the
+    compiled kernels from its cache, each apart; the record carries the compile seconds too."""
+    res = invoke("run", *TINY)
+    assert res.exit_code == 0
+    line = " ".join(res.stdout[res.stdout.index("\ntime "):].split())  # (the table may wrap the line)
+    assert re.search(r"[\d.]+ s flow \+ [\d.]+ s data \+ [\d.]+ s (compile \(cached for later runs\)|loading "
+                     r"compiled code)", line), line
+    record = json.loads(invoke("run", "--json", *TINY).stdout)
+    assert record["timings"]["compile_seconds"] >= 0 and record["timings"]["compilations"] >= 0
+    from lcnflow.cli import _compile_part
+
+    assert _compile_part({"compile_seconds": 12.345, "compilations": 40}) == (
+        " + 12.35 s compile (cached for later runs)")
+    assert _compile_part({"compile_seconds": 0.21, "compilations": 0}) == " + 0.21 s loading compiled code"
+    assert _compile_part({}) == ""  # (a record written before the compile time was kept)
+
+
 def test_quiet_prints_nothing():
     res = invoke("run", "--quiet", *TINY)
     assert res.exit_code == 0 and res.stdout == "" and res.stderr == ""

@@ -481,3 +481,22 @@ def test_works_without_a_writable_cache(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().endswith("ok")
+
+
+def test_compile_clock_measures_compiling_apart_from_cached_calls():
+    """:class:`~lcnflow.kernels.CompileClock`: a fresh function's compilation is counted and timed; calling it again
+    compiles nothing and takes no compiler time."""
+    numba = pytest.importorskip("numba")
+    if not K.HAVE_NUMBA:
+        pytest.skip("no Numba")
+
+    def add_one(x):
+        return x + 1
+
+    f = numba.njit(add_one)  # (not cached on disk: compiled here)
+    with K.CompileClock() as clock:
+        assert f(1) == 2
+    assert clock.compilations >= 1 and clock.seconds > 0
+    with K.CompileClock() as again:
+        assert f(2) == 3
+    assert again.compilations == 0 and again.seconds == 0.0

@@ -354,6 +354,17 @@ def _num(x: Any, spec: str) -> str:
     return format(x, spec)
 
 
+def _compile_part(timings: dict[str, Any]) -> str:
+    """The time line's compile part: Numba compiling the kernels (the first run in an environment; cached for the
+    next ones) or loading them from its cache; nothing for a record without it."""
+    seconds = timings.get("compile_seconds")
+    if seconds is None:
+        return ""
+    if timings.get("compilations"):
+        return f" + {_num(seconds, '.2f')} s compile (cached for later runs)"
+    return f" + {_num(seconds, '.2f')} s loading compiled code"
+
+
 def _size(k: Any) -> str:
     return "×".join(str(v) for v in k) if isinstance(k, list) else str(k)
 
@@ -430,7 +441,7 @@ def _summary(console: Console, rec: dict[str, Any], config: str | None, out: Pat
     t.add_row("time", f"t = {_num(res['t_final'], '.4g')} (flow time), {res['num_steps']} steps, "
                       f"{res['num_gradient_evaluations']} gradients, {res['num_hessian_evaluations']} Hessians; "
                       f"{_num(timings['flow_seconds'], '.2f')} s flow + "
-                      f"{_num(timings['build_seconds'], '.2f')} s data")
+                      f"{_num(timings['build_seconds'], '.2f')} s data{_compile_part(timings)}")
     if out is not None:
         t.add_row("files", f"{escape(str(out))}/: result.json, trajectory.npz, config.toml, report.html, figures/")
     console.print(t)

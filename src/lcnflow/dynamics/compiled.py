@@ -52,6 +52,8 @@ RECORD_ROWS = 64
 
 
 # ------------------------------------------------------------------ square-loss evaluations without allocations
+# (Functions called from one place only are inlined into their caller, inline="always": each compiled function
+# costs a compilation of its own, and every compiled caller optimizes its code again — the first run waits for it.)
 # A workspace holds, for the current w, the prefix products pre[i] = w⁽¹⁾ ∗ ⋯ ∗ w⁽ⁱ⁾ and the suffix products
 # suf[i] = w⁽ⁱ⁺¹⁾ ∗ ⋯ ∗ w⁽ᴺ⁾ (dilated filters, as 2D arrays with their shapes), from which π = pre[N], the cofactor
 # c_i = pre[i−1] ∗ suf[i] of layer i (dπᵀg and the Jacobian) and the Hessian's e_il follow.  Every step of a segment
@@ -88,16 +90,24 @@ def _full_conv(a, ah, aw, b, bh, bw, out):
     return oh, ow
 
 
-@K._jit()
 def _workspace(kh, kw, dh, dw):
+    """The buffers of :func:`_eval` for the layers ``(kh, kw, dh, dw)`` (allocated once per stepper, in Python)."""
     n = kh.size
-    KH = 1 + np.sum((kh - 1) * dh)
-    KW = 1 + np.sum((kw - 1) * dw)
+    KH = 1 + int(np.sum((kh - 1) * dh))
+    KW = 1 + int(np.sum((kw - 1) * dw))
     return (np.zeros((n + 1, KH, KW)), np.zeros((n + 1, 2), np.int64), np.zeros((n + 1, KH, KW)),
             np.zeros((n + 1, 2), np.int64), np.zeros((3, KH, KW)), np.zeros((KH, KW)), np.zeros(KH * KW))
 
 
-@K._jit()
+def _scratch(P: int, kv: int) -> tuple:
+    """The buffers of :func:`rodas4_segment`'s steps for ``P`` parameters and ``k_v`` final-filter coefficients:
+    ``J``, ``GJ`` (``k_v × P``), the Hessian and the matrix ``I + γh∇²L`` (``P × P``), the six stages, the stage point,
+    the right-hand side, two gradients, the new point (``P``) and the LU pivots (allocated once per stepper)."""
+    return (np.empty((kv, P)), np.empty((kv, P)), np.empty((P, P)), np.empty((P, P)), np.empty((6, P)), np.empty(P),
+            np.empty(P), np.empty(P), np.empty(P), np.empty(P), np.empty(P, np.int64))
+
+
+@K._jit(inline="always")
 def _products(w, kh, kw, dh, dw, off, pre, pre_shape, suf, suf_shape):
     """Fill the prefix and suffix products of the layers at ``w``."""
     n = kh.size
@@ -121,6 +131,78 @@ def _cofactor(ws, i: int) -> tuple[int, int]:
                       tmp[0])
 
 
+#: Length of the function-space tuple of the square loss (its statistics); the data passes' tuple is longer.
+_STATS_LEN = 3
+
+
+@K._jit()
+def _stats_value_grad(fs, v, e, ge, need_value):
+    """The square loss from its statistics ``fs = (v̂, G, ℒ(v̂))``: ``ℒ = ½ eᵀGe + ℒ(v̂)``, ``∇ℒ = Ge`` into ``ge``."""
+    v_hat, G, minimum = fs
+    return 0.5 * K.square_terms(v, v_hat, G, e, ge) + minimum
+
+
+@K._jit()
+def _data_value_grad(fs, v, e, ge, need_value):
+    """A built-in loss through one pass over the data: ``ℒ = (1/m) Σ ℓ(r)`` (NaN unless ``need_value``),
+    ``∇ℒ = (1/m) Hᵀℓ'(r)`` into ``ge`` (``e``: scratch)."""
+    x3, y3, sh, sw, lid, p1, p2, inv_m, fused, block, part, vals, _, _ = fs
+    # (the passes are compiled once per need_value: a constant in each call, so LLVM drops the unused sums)
+    if need_value:
+        val = K.data_pass_serial(x3, y3, v, sh, sw, lid, p1, p2, True, fused, block, part, vals, e) * inv_m
+    else:
+        val = K.data_pass_serial(x3, y3, v, sh, sw, lid, p1, p2, False, fused, block, part, vals, e) * inv_m
+    KW = ge.shape[1]
+    for t in range(e.size):
+        ge[t // KW, t % KW] = e[t] * inv_m
+    return val
+
+
+@K._jit()
+def _stats_curvature(fs, v):
+    """``∇²ℒ`` of the square loss: the statistics' ``G``."""
+    return fs[1]
+
+
+@K._jit()
+def _data_curvature(fs, v):
+    """``∇²ℒ(v) = (1/m) Hᵀdiag(ℓ'')H`` (one pass over the data, :func:`lcnflow.kernels.weighted_gram_serial`)."""
+    x3, y3, sh, sw, lid, p1, p2, inv_m, _, _, _, _, rows, Gv = fs
+    K.weighted_gram_serial(x3, y3, v, sh, sw, lid, p1, p2, rows[0], rows[1], Gv)
+    for a in range(Gv.shape[0]):
+        for b in range(Gv.shape[1]):
+            Gv[a, b] *= inv_m
+    return Gv
+
+
+def _fs_value_grad(fs, v, e, ge, need_value):
+    """:func:`_stats_value_grad` or :func:`_data_value_grad`, by the kind of ``fs``; in compiled code the choice is
+    made when the caller is compiled (the overload below), so a square-loss segment compiles no data pass."""
+    impl = _stats_value_grad if len(fs) == _STATS_LEN else _data_value_grad
+    return impl(fs, v, e, ge, need_value)
+
+
+def _fs_curvature(fs, v):
+    """:func:`_stats_curvature` or :func:`_data_curvature`, by the kind of ``fs`` (chosen at compile time too)."""
+    return (_stats_curvature if len(fs) == _STATS_LEN else _data_curvature)(fs, v)
+
+
+if K.HAVE_NUMBA:
+    from numba.extending import overload
+
+    @overload(_fs_value_grad, inline="always")
+    def _ol_fs_value_grad(fs, v, e, ge, need_value):
+        if len(fs) == _STATS_LEN:
+            return lambda fs, v, e, ge, need_value: _stats_value_grad(fs, v, e, ge, need_value)
+        return lambda fs, v, e, ge, need_value: _data_value_grad(fs, v, e, ge, need_value)
+
+    @overload(_fs_curvature, inline="always")
+    def _ol_fs_curvature(fs, v):
+        if len(fs) == _STATS_LEN:
+            return lambda fs, v: _stats_curvature(fs, v)
+        return lambda fs, v: _data_curvature(fs, v)
+
+
 @K._jit()
 def _eval(w, kh, kw, dh, dw, off, fs, ws, grad, need_value):
     r"""``L(w)`` (NaN unless ``need_value``; always for the statistics), ``∇L = dπᵀ∇ℒ(π(w))`` into ``grad``, and
@@ -131,41 +213,26 @@ def _eval(w, kh, kw, dh, dw, off, fs, ws, grad, need_value):
     (``ℒ = (1/m) Σ ℓ(r)``, ``∇ℒ = (1/m) Hᵀℓ'(r)``, ``r = Hv − y``: :func:`lcnflow.kernels.data_pass_serial`).
     """
     pre, pre_shape, suf, suf_shape, tmp, ge, e = ws
-    stats, v_hat, G, minimum, x3, y3, sh, sw, lid, p1, p2, inv_m, fused, block, part, vals, _, _ = fs
     _products(w, kh, kw, dh, dw, off, pre, pre_shape, suf, suf_shape)
     n = kh.size
-    if stats:
-        val = 0.5 * K.square_terms(pre[n], v_hat, G, e, ge) + minimum  # (pre[n] = π(w))
-    else:
-        val = K.data_pass_serial(x3, y3, pre[n], sh, sw, lid, p1, p2, need_value, fused, block, part, vals,
-                                 e) * inv_m
-        KW = ge.shape[1]
-        for t in range(e.size):
-            ge[t // KW, t % KW] = e[t] * inv_m
+    val = _fs_value_grad(fs, pre[n], e, ge, need_value)  # (pre[n] = π(w))
     for i in range(n):
         ch, cw = _cofactor(ws, i)
         K.vjp_layer(ge, tmp[0], ch, cw, kh, kw, dh, dw, off, i, grad)
     return val
 
 
-@K._jit()
+@K._jit(inline="always")
 def _fs_hessian(ws, n, fs):
     r"""``∇²ℒ(v)`` at the point the workspace holds, ``v = π(w)``: the statistics' ``G``, or ``(1/m) Hᵀdiag(ℓ'')H``
     (one pass over the data, :func:`lcnflow.kernels.weighted_gram_serial`).
 
     Evaluated anew at every step: Rodas4's order conditions assume the exact Jacobian, and an older ``∇²ℒ`` (kept
     while ``π(w)`` moves less than 25 %, or 1 %) multiplied the steps by 2 to 40 on planted 1D problems."""
-    stats, _, G, _, x3, y3, sh, sw, lid, p1, p2, inv_m, _, _, _, _, rows, Gv = fs
-    if stats:
-        return G
-    K.weighted_gram_serial(x3, y3, ws[0][n], sh, sw, lid, p1, p2, rows[0], rows[1], Gv)
-    for a in range(Gv.shape[0]):
-        for b in range(Gv.shape[1]):
-            Gv[a, b] *= inv_m
-    return Gv
+    return _fs_curvature(fs, ws[0][n])
 
 
-@K._jit()
+@K._jit(inline="always")
 def _hessian_ws(w, kh, kw, dh, dw, off, G, ws, J, GJ, hess):
     r"""``∇²L = Jᵀ G J + Σ_t ∇ℒ_t ∇²π_t`` into ``hess`` (``G = ∇²ℒ``), from the workspace filled by :func:`_eval` at
     ``w`` (``J``, ``GJ``: ``k_v × P`` scratch)."""
@@ -207,12 +274,11 @@ def _hessian_ws(w, kh, kw, dh, dw, off, G, ws, J, GJ, hess):
             hess[q, p] = hess[p, q]
 
 
-@K._jit()
-def _lu(A):
-    """In-place LU factorization with partial pivoting of the small matrix ``A``; returns the pivots (a singular
+@K._jit(inline="always")
+def _lu(A, piv):
+    """In-place LU factorization with partial pivoting of the small matrix ``A``, the pivots into ``piv`` (a singular
     pivot leaves a zero on the diagonal: the solves then give non-finite values, and the step is rejected)."""
     n = A.shape[0]
-    piv = np.empty(n, np.int64)
     for k in range(n):
         p = k
         big = abs(A[k, k])
@@ -230,14 +296,14 @@ def _lu(A):
             if f != 0.0:
                 for j in range(k + 1, n):
                     A[i, j] -= f * A[k, j]
-    return piv
 
 
-@K._jit()
-def _lu_solve(LU, piv, b):
-    """``A⁻¹ b`` from :func:`_lu`."""
+@K._jit(inline="always")
+def _lu_solve(LU, piv, b, x):
+    """``x ← A⁻¹ b`` from :func:`_lu`."""
     n = b.size
-    x = b.copy()
+    for k in range(n):
+        x[k] = b[k]
     for k in range(n):
         p = piv[k]
         if p != k:
@@ -252,10 +318,19 @@ def _lu_solve(LU, piv, b):
         for j in range(i + 1, n):
             s -= LU[i, j] * x[j]
         x[i] = s / LU[i, i]
-    return x
 
 
-@K._jit()
+@K._jit(strict=True)
+def _sum_squares(x) -> float:
+    """``Σ x_i²`` summed in index order, without fast-math: the numbers of ``np.sum(x * x)`` without its temporary
+    array (nor the compiled array expression and reduction it costs)."""
+    s = 0.0
+    for i in range(x.size):
+        s += x[i] * x[i]
+    return s
+
+
+@K._jit(inline="always")
 def _rms(x, w, wn, rtol, atol):
     s = 0.0
     for i in range(x.size):
@@ -266,27 +341,12 @@ def _rms(x, w, wn, rtol, atol):
 
 @K._jit()
 def rodas4_segment(w, g, state, offset, t_limit, max_steps, rtol, atol,
-                   kh, kw, dh, dw, off, fs, A, C, M, gamma, pairs,
+                   kh, kw, dh, dw, off, fs, ws, scratch, A, C, M, gamma, pairs,
                    check_candidate, tol_rel, gtol, f0, kappa, reference_norm, origin_size, bound,
                    delta0, norm0, rec_factor, rec_t, rec_w, rec_loss, rec_g, w_prev):
-    r""":func:`_rodas4_steps`, then ``L`` at the state reached where the steps did not evaluate it (a data pass
-    gives ``∇L`` without ``L`` at a lower cost: the steps ask for the value only where they record it)."""
-    event = _rodas4_steps(w, g, state, offset, t_limit, max_steps, rtol, atol, kh, kw, dh, dw, off, fs, A, C, M,
-                          gamma, pairs, check_candidate, tol_rel, gtol, f0, kappa, reference_norm, origin_size, bound,
-                          delta0, norm0, rec_factor, rec_t, rec_w, rec_loss, rec_g, w_prev)
-    if state[_LOSS] != state[_LOSS]:
-        state[_LOSS] = _eval(w, kh, kw, dh, dw, off, fs, _workspace(kh, kw, dh, dw), np.empty(w.size), True)
-        state[_NFEV] += 1
-    return event
-
-
-@K._jit()
-def _rodas4_steps(w, g, state, offset, t_limit, max_steps, rtol, atol,
-                  kh, kw, dh, dw, off, fs, A, C, M, gamma, pairs,
-                  check_candidate, tol_rel, gtol, f0, kappa, reference_norm, origin_size, bound,
-                  delta0, norm0, rec_factor, rec_t, rec_w, rec_loss, rec_g, w_prev):
     r"""Steps of Rodas4 (:class:`~lcnflow.dynamics.steppers.Rodas4Stepper`: tableau ``A``, ``C``, ``M``, ``γ``) on
-    ``ẇ = −∇L(w)`` for the risk ``fs`` (:func:`function_space_args`), from ``(w, g = ∇L(w))`` at ``state[_T]``.
+    ``ẇ = −∇L(w)`` for the risk ``fs`` (:func:`function_space_args`; ``ws``, ``scratch``: buffers, :func:`_workspace`,
+    :func:`_scratch`), from ``(w, g = ∇L(w))`` at ``state[_T]``.
 
     Times are on the stepper's local clock ``τ = t − offset`` (``t_limit`` too; recorded times are absolute): the
     flow is autonomous, and when the steps become small against ``τ`` (``h < 10⁻⁸ τ``, e.g. an escape at
@@ -294,24 +354,25 @@ def _rodas4_steps(w, g, state, offset, t_limit, max_steps, rtol, atol,
     restarts the clock.  ``w``, ``g`` are overwritten with the state reached and its gradient, ``w_prev`` with the
     last step's start, ``state`` with the scalars (time, step size, arc length, drift, next record time, counters,
     record rows, loss, previous time).  Returns the reason the segment ended (the module's constants).
+
+    ``L`` is evaluated at the state reached where the steps did not evaluate it (a data pass gives ``∇L`` without
+    ``L`` at a lower cost: the steps ask for the value only where they record it).  One compiled function, not a
+    loop called by a wrapper: each compiled caller re-optimizes its callees' code, which doubled the compile time.
     """
     P = w.size
     t = state[_T]
     h = state[_H]
     nsteps = 0
-    ws = _workspace(kh, kw, dh, dw)
-    kv = fs[17].shape[0]  # (∇²ℒ's scratch: k_v × k_v)
-    J, GJ = np.empty((kv, P)), np.empty((kv, P))
-    hess, W = np.empty((P, P)), np.empty((P, P))
-    ks = np.empty((6, P))
-    y, rhs, gs, g_n = np.empty(P), np.empty(P), np.empty(P), np.empty(P)
-    wn = np.empty(P)
-    _eval(w, kh, kw, dh, dw, off, fs, ws, gs, True)  # the workspace at w
+    J, GJ, hess, W, ks, y, rhs, gs, g_n, wn, piv = scratch
+    _eval(w, kh, kw, dh, dw, off, fs, ws, gs, K.runtime(True))  # the workspace at w
+    ended = -1
     while True:
         if nsteps >= max_steps:
-            return STEP_BUDGET
+            ended = STEP_BUDGET
+            break
         if t >= t_limit:
-            return T_LIMIT
+            ended = T_LIMIT
+            break
         # ---- one accepted step (rejections retried inside)
         _hessian_ws(w, kh, kw, dh, dw, off, _fs_hessian(ws, kh.size, fs), ws, J, GJ, hess)  # (ws holds w)
         state[_NHEV] += 1
@@ -324,7 +385,7 @@ def _rodas4_steps(w, g, state, offset, t_limit, max_steps, rtol, atol,
                 for j in range(P):
                     W[i, j] = gh * hess[i, j]
                 W[i, i] += 1.0
-            piv = _lu(W)
+            _lu(W, piv)
             for i in range(6):
                 # stage point y = w + Σ_j a_ij K_j and right-hand side γh F(y) + Σ_j γ c_ij K_j
                 for p in range(P):
@@ -338,14 +399,14 @@ def _rodas4_steps(w, g, state, offset, t_limit, max_steps, rtol, atol,
                     for p in range(P):
                         rhs[p] = -gh * g[p]
                 else:
-                    _eval(y, kh, kw, dh, dw, off, fs, ws, gs, False)
+                    _eval(y, kh, kw, dh, dw, off, fs, ws, gs, K.runtime(False))
                     for p in range(P):
                         rhs[p] = -gh * gs[p]
                 for j in range(i):
                     c = gamma * C[i, j]
                     for p in range(P):
                         rhs[p] += c * ks[j, p]
-                ks[i] = _lu_solve(W, piv, rhs)
+                _lu_solve(W, piv, rhs, ks[i])
             for p in range(P):
                 wn[p] = y[p] + ks[5, p]  # (stiffly accurate: w + Σ m_j K_j is the last stage point plus K_6)
             for r in range(pairs.shape[0]):  # layers the flow keeps equal stay equal (keep_exchanged_layers_equal)
@@ -355,16 +416,21 @@ def _rodas4_steps(w, g, state, offset, t_limit, max_steps, rtol, atol,
                     wn[a + p] = mean
                     wn[b + p] = sgn * mean
             # (the value only where a data pass gives it for free: it is needed at recorded steps and at the end)
-            loss_n = _eval(wn, kh, kw, dh, dw, off, fs, ws, g_n, False)  # (the workspace: wn)
+            loss_n = _eval(wn, kh, kw, dh, dw, off, fs, ws, g_n, K.runtime(False))  # (the workspace: wn)
             state[_NFEV] += 6
             err = _rms(ks[5], w, wn, rtol, atol)
-            finite = math.isfinite(err) and math.isfinite(np.sum(g_n * g_n)) and (loss_n == loss_n or not fs[0])
+            # (the statistics always give the value; a data pass only where asked)
+            finite = (math.isfinite(err) and math.isfinite(_sum_squares(g_n))
+                      and (loss_n == loss_n or len(fs) != _STATS_LEN))
             if finite and err <= 1.0:
                 break
-            h = hs * K.step_factor(err if finite else math.inf, 0.25, False)
+            h = hs * K.step_factor(err if finite else math.inf, 0.25, K.runtime(False))
             if h < 1e-14 * max(abs(t), 1e-300):
                 state[_T], state[_H] = t, h
-                return UNDERFLOW
+                ended = UNDERFLOW
+                break
+        if ended == UNDERFLOW:
+            break
         # ---- accept
         state[_TPREV] = offset + t
         clipped = hs == t_limit - t
@@ -374,7 +440,7 @@ def _rodas4_steps(w, g, state, offset, t_limit, max_steps, rtol, atol,
             w[i] = wn[i]
             g[i] = g_n[i]
         t = t_new
-        h = hs * K.step_factor(err, 0.25, True)
+        h = hs * K.step_factor(err, 0.25, K.runtime(True))
         state[_T], state[_H], state[_LOSS] = t, h, loss_n
         # ---- the recorder's per-step quantities (arc length, invariant drift) and the sizes of the tests below
         arc, change, total = K.step_terms(w, w_prev, off, delta0)
@@ -383,7 +449,7 @@ def _rodas4_steps(w, g, state, offset, t_limit, max_steps, rtol, atol,
         drift = change / max(norm0, total, 1e-300)
         if drift > state[_DRIFT] or drift != drift:
             state[_DRIFT] = drift
-        gn = math.sqrt(np.sum(g * g))
+        gn = math.sqrt(_sum_squares(g))
         t_abs = offset + t
         state[_ARC_SINCE] += arc
         if hs > 0:
@@ -393,7 +459,7 @@ def _rodas4_steps(w, g, state, offset, t_limit, max_steps, rtol, atol,
                                                                    1e-2 * abs(state[_LOSS0])))
         if state[_PENDING] != 0.0 or t_abs >= state[_NEXT_T] or t_abs >= state[_NEXT_REL]:
             if loss_n != loss_n:
-                loss_n = _eval(w, kh, kw, dh, dw, off, fs, ws, gs, True)
+                loss_n = _eval(w, kh, kw, dh, dw, off, fs, ws, gs, K.runtime(True))
                 state[_LOSS] = loss_n
                 state[_NFEV] += 1
             event = moved or state[_PENDING] != 0.0
@@ -419,19 +485,25 @@ def _rodas4_steps(w, g, state, offset, t_limit, max_steps, rtol, atol,
             state[_PENDING] = 1.0
         # ---- the driver's tests
         size = math.sqrt(total)
-        if not (math.isfinite(gn) and math.isfinite(size)):
-            return NONFINITE
         s_ub = cof * (f0 + kappa * l1) if f0 != 0 else cof * kappa * max(l1, reference_norm)
-        if tol_rel < gtol and gn > gtol * s_ub:
-            return REARM
-        if check_candidate and (gn <= 100.0 * tol_rel * s_ub or size <= origin_size):
-            return CANDIDATE
-        if size > bound:
-            return BLOWUP
-        if int(state[_NREC]) >= rec_t.size:
-            return RECORD_FULL
-        if not clipped and hs < 1e-8 * t:
-            return CLOCK
+        if not (math.isfinite(gn) and math.isfinite(size)):
+            ended = NONFINITE
+        elif tol_rel < gtol and gn > gtol * s_ub:
+            ended = REARM
+        elif check_candidate and (gn <= 100.0 * tol_rel * s_ub or size <= origin_size):
+            ended = CANDIDATE
+        elif size > bound:
+            ended = BLOWUP
+        elif int(state[_NREC]) >= rec_t.size:
+            ended = RECORD_FULL
+        elif not clipped and hs < 1e-8 * t:
+            ended = CLOCK
+        if ended >= 0:
+            break
+    if state[_LOSS] != state[_LOSS]:
+        state[_LOSS] = _eval(w, kh, kw, dh, dw, off, fs, ws, gs, K.runtime(True))
+        state[_NFEV] += 1
+    return ended
 
 
 
@@ -454,24 +526,22 @@ def _read_only(a: np.ndarray) -> np.ndarray:
 def function_space_args(risk: EmpiricalRisk) -> tuple:
     r"""The function-space risk as the compiled segment reads it (see :func:`_eval`).
 
-    ``(stats, v̂, G, ℒ(v̂), x, y, s_h, s_w, loss id, p_1, p_2, 1/m, fused, block, part, vals, two rows of scratch,
-    ∇²ℒ)``: the statistics for the square loss; the data (3D, 1D signals as images of height 1) and the loss for the
-    other built-in losses, with the scratch of their data passes."""
+    The square loss: its statistics ``(v̂, G, ℒ(v̂))``; the other built-in losses: ``(x, y, s_h, s_w, loss id, p_1,
+    p_2, 1/m, fused, block, part, vals, two rows of scratch, ∇²ℒ)``, the data (3D, 1D signals as images of height 1)
+    and the loss, with the scratch of their data passes.  The two have different types, so a segment compiled for
+    the square loss contains no data pass (and the data passes' segment no statistics)."""
     view = risk.kernel_view()
     kv = risk.arch.final_filter_num_params
-    rows = np.zeros((2, view.y3.shape[2]))
-    scratch = (rows, np.zeros((kv, kv)))
     if risk.is_quadratic:
-        none3 = _read_only(np.zeros((1, 1, 1)))
-        return (True, np.ascontiguousarray(risk.least_squares_filter.reshape(-1), dtype=np.float64),
-                np.ascontiguousarray(risk.gram, dtype=np.float64), float(risk.minimum_value), none3, none3, 1, 1, 0,
-                0.0, 0.0, 1.0, False, 1, np.zeros((1, kv)), np.zeros(1), *scratch)
+        return (np.ascontiguousarray(risk.least_squares_filter.reshape(-1), dtype=np.float64),
+                np.ascontiguousarray(risk.gram, dtype=np.float64), float(risk.minimum_value))
+    rows = np.zeros((2, view.y3.shape[2]))
     x3, y3 = _read_only(view.x3), _read_only(view.y3)
     block = K.block_size(y3)
     nb = -(-y3.shape[0] // block)
-    return (False, np.zeros(kv), np.zeros((kv, kv)), 0.0, x3, y3, int(view.sh), int(view.sw), int(view.loss_id),
+    return (x3, y3, int(view.sh), int(view.sw), int(view.loss_id),
             float(view.p1), float(view.p2), 1.0 / risk.num_samples, K.fused_pass(y3, view.kv2, view.sw, view.loss_id),
-            block, np.zeros((nb, kv)), np.zeros(nb), *scratch)
+            block, np.zeros((nb, kv)), np.zeros(nb), rows, np.zeros((kv, kv)))
 
 
 class CompiledRodas4Stepper(Rodas4Stepper):
@@ -486,6 +556,8 @@ class CompiledRodas4Stepper(Rodas4Stepper):
         arch = risk.arch
         lay = K.layout(arch.filter_shapes, arch.cumulative_strides[:-1])
         self._args = (lay.kh, lay.kw, lay.dh, lay.dw, lay.off, function_space_args(risk),
+                      _workspace(lay.kh, lay.kw, lay.dh, lay.dw),
+                      _scratch(w0.size, arch.final_filter_num_params),
                       RODAS4_A, RODAS4_C, RODAS4_M, RODAS4_GAMMA, self.pairs)
         sc = problem_scales(risk)
         self._f0, self._kappa = sc.gradient_at_zero, sc.curvature

@@ -45,6 +45,7 @@ from lcnflow.experiments.config import (
 )
 from lcnflow.experiments.sources import DataBundle, apply_final_filter, make_data
 from lcnflow.flow import FlowResult, invariants, theorem_hypotheses
+from lcnflow.kernels import CompileClock
 from lcnflow.model.architecture import Architecture
 from lcnflow.model.conv import as_filters, final_filter, flatten, random_init, unflatten
 from lcnflow.model.losses import Loss, get_loss
@@ -468,7 +469,9 @@ class ExperimentRun:
     result : FlowResult
     optimum : FunctionSpaceOptimum
     timings : dict
-        ``build_seconds`` (the problem's), ``flow_seconds``, ``optimum_seconds``.
+        ``build_seconds`` (the problem's), ``flow_seconds``, ``optimum_seconds`` (both without compiling),
+        ``compile_seconds``: Numba compiling the kernels, or loading them from its cache, during the run and the
+        optimum (:class:`~lcnflow.kernels.CompileClock`), and ``compilations``, how many functions it compiled.
     notes : list of str
         Warnings raised while building the problem and during the run, as text.
     """
@@ -623,17 +626,21 @@ def execute(what: ExperimentConfig | Experiment | Problem, spec: RunSpec | Exper
     if not exp.problem.describes(exp.config):
         raise ValueError("spec: its config describes another architecture, loss or data than the problem's")
     start = time.perf_counter()
-    with warnings.catch_warnings(record=True) as caught:
+    clock = CompileClock()  # (compiling is reported apart: the first run in an environment compiles the kernels)
+    with warnings.catch_warnings(record=True) as caught, clock:
         warnings.simplefilter("always")
         result = exp.run(callback)
-    flow_seconds = time.perf_counter() - start
+    flow_compile = clock.seconds
+    flow_seconds = time.perf_counter() - start - flow_compile
     notes = list(exp.problem.notes)
     notes.extend(n for n in dict.fromkeys(str(w.message) for w in caught) if n not in notes)
     for w in caught:
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     start = time.perf_counter()
     announce(FUNCTION_SPACE_OPTIMUM)
-    opt = function_space_optimum(exp.risk)
+    with clock:
+        opt = function_space_optimum(exp.risk)
     timings = {"build_seconds": exp.build_seconds, "flow_seconds": flow_seconds,
-               "optimum_seconds": time.perf_counter() - start}
+               "optimum_seconds": time.perf_counter() - start - (clock.seconds - flow_compile),
+               "compile_seconds": clock.seconds, "compilations": clock.compilations}
     return ExperimentRun(exp, result, opt, timings, notes)
