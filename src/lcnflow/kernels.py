@@ -956,6 +956,25 @@ def _fused8_blocks(x, y, v, delta: float, need_value: bool, block: int, b0: int,
         vals[b] = acc
 
 
+@_jit(inline="always")
+def _residual_row(row: np.ndarray, x, yr: np.ndarray, v, j: int, a1: int, sh: int, sw: int) -> None:
+    r"""``row ← r`` for output row ``a1`` of sample ``j``: ``r_{a2} = Σ_t v_t x_{j, a1 s_h + t_1, a2 s_w + t_2} − y``
+    (for stride 1, four taps per sweep: :func:`_correlate_add`)."""
+    KH, KW = v.shape
+    DW = yr.size
+    for a2 in range(DW):
+        row[a2] = -yr[a2]
+    for t1 in range(KH):
+        xr = x[j, a1 * sh + t1]
+        if sw == 1:
+            _correlate_add(row, xr, v[t1], DW, KW)
+            continue
+        for t2 in range(KW):
+            c = v[t1, t2]
+            for a2 in range(DW):
+                row[a2] += c * xr[a2 * sw + t2]
+
+
 @_jit(nogil=True)
 def data_pass_blocks(x, y, v, sh: int, sw: int, lid: int, p1: float, p2: float, need_value: bool, block: int,
                      b0: int, b1: int, part: np.ndarray, vals: np.ndarray) -> None:
@@ -973,18 +992,7 @@ def data_pass_blocks(x, y, v, sh: int, sw: int, lid: int, p1: float, p2: float, 
         pb = part[b]
         for j in range(b * block, min(m, (b + 1) * block)):
             for a1 in range(DH):
-                yr = y[j, a1]
-                for a2 in range(DW):
-                    row[a2] = -yr[a2]
-                for t1 in range(KH):
-                    xr = x[j, a1 * sh + t1]
-                    if sw == 1:
-                        _correlate_add(row, xr, v[t1], DW, KW)
-                        continue
-                    for t2 in range(KW):
-                        c = v[t1, t2]
-                        for a2 in range(DW):
-                            row[a2] += c * xr[a2 * sw + t2]
+                _residual_row(row, x, y[j, a1], v, j, a1, sh, sw)
                 acc += row_loss(row, DW, lid, p1, p2, need_value)
                 for t1 in range(KH):
                     xr = x[j, a1 * sh + t1]
@@ -1068,18 +1076,7 @@ def weighted_gram_serial(x, y, v, sh: int, sw: int, lid: int, p1: float, p2: flo
     out[:, :] = 0.0
     for j in range(m):
         for a1 in range(DH):
-            yr = y[j, a1]
-            for a2 in range(DW):
-                row[a2] = -yr[a2]
-            for t1 in range(KH):
-                xr = x[j, a1 * sh + t1]
-                if sw == 1:
-                    _correlate_add(row, xr, v[t1], DW, KW)
-                    continue
-                for t2 in range(KW):
-                    c = v[t1, t2]
-                    for a2 in range(DW):
-                        row[a2] += c * xr[a2 * sw + t2]
+            _residual_row(row, x, y[j, a1], v, j, a1, sh, sw)
             row_d2(row, DW, lid, p1, p2)
             for p in range(K):
                 t1, t2 = p // KW, p % KW
