@@ -483,3 +483,34 @@ def test_quick_classification_without_the_best_on_m():
     assert quick.global_on_m is None and quick.best is None and quick.kind == "local_minimum"
     assert full.global_on_m is True and full.kind == "global_minimum"
     assert (quick.origin, quick.dpi_rank, quick.index) == (full.origin, full.dpi_rank, full.index)
+
+
+def test_a_bound_on_the_best_of_m_is_never_worse_than_the_limit_classified():
+    """A multistart bound on ℒ*_M above the value of a certified point of M is lowered to it (the point is then
+    undecided on M, never "local on M" against a worse bound); an exact ℒ*_M is left as it is."""
+    import dataclasses
+
+    from lcnflow.analysis.critical import settle_on_m
+    from lcnflow.analysis.optimum import best_on_function_space
+
+    arch = lcnflow.Architecture(21, [3, 2], strides=[2, 1])
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((40, 21))
+    Y = rng.standard_normal((40, arch.layer_sizes[-1]))
+    risk = lcnflow.EmpiricalRisk(arch, "square", lcnflow.Dataset(X, Y))
+    res = lcnflow.gradient_flow(risk, lcnflow.random_init(arch, 0.5, seed=1))
+    assert res.certified
+    cp = lcnflow.classify_critical_point(risk, res.limit, compare_with_best=False)
+    found = best_on_function_space(risk)
+    worse = dataclasses.replace(found, value=cp.value + 0.5 * abs(cp.value) + 1e-3, exact=False)
+    settled = settle_on_m(risk, cp, worse, point=res.limit)
+    assert settled.best.value == pytest.approx(cp.value, rel=1e-12)
+    assert settled.best.value <= cp.value + settled.value_tolerance
+    assert settled.global_on_m is None and "lowered" in settled.best.statement
+    np.testing.assert_allclose(settled.best.filter.ravel(), res.final_filter.ravel(), rtol=1e-12, atol=1e-15)
+    # without the point the bound cannot be lowered: the gap is negative and nothing is claimed
+    plain = settle_on_m(risk, cp, worse)
+    assert plain.gap_to_best < 0 and plain.global_on_m is None
+    # an exact value stays as it is
+    exact = dataclasses.replace(found, exact=True)
+    assert settle_on_m(risk, cp, exact, point=res.limit).best.value == exact.value

@@ -622,7 +622,7 @@ def classify_critical_point(
     )
     if reached or (best is None and not compare_with_best):
         return cp
-    return settle_on_m(risk, cp, best, max_time=max(deadline - time.perf_counter(), 0.0))
+    return settle_on_m(risk, cp, best, max_time=max(deadline - time.perf_counter(), 0.0), point=ws)
 
 
 #: ``spurious_reason`` of a point classified with ``check_spurious=False``.
@@ -664,7 +664,7 @@ def settle_spurious(risk: EmpiricalRisk, cp: CriticalPoint, filters, *, spurious
 
 
 def settle_on_m(risk: EmpiricalRisk, cp: CriticalPoint, best: FunctionSpaceBest | None = None, *,
-                max_time: float = math.inf) -> CriticalPoint:
+                max_time: float = math.inf, point=None) -> CriticalPoint:
     r"""``cp`` compared with ``ℒ*_M`` (:func:`~lcnflow.analysis.optimum.best_on_function_space`): global or local on M.
 
     For a point classified without that comparison (``compare_with_best=False``) this gives what the full
@@ -672,7 +672,9 @@ def settle_on_m(risk: EmpiricalRisk, cp: CriticalPoint, best: FunctionSpaceBest 
     on M, within it global when ``ℒ*_M`` is exact (else undecided); a minimum (or degenerate point) that is global
     on M is a ``global_minimum``, and a rank-deficient one is then not spurious.  Points already settled (the
     unconstrained optimum reached, or compared before) are returned as they are.  When ``ℒ*_M`` is not found
-    within ``max_time`` seconds the point stays undecided on M and ``undecided`` says so.
+    within ``max_time`` seconds the point stays undecided on M and ``undecided`` says so.  With ``point`` (the
+    classified ``w*``), a bound from local searches worse than ``L(w*)`` is lowered to it: a bound is never worse than
+    a point of M that was seen, and the point is then undecided on M, not "local".
     """
     _check_max_time(max_time)
     if cp.unconstrained_optimum_reached or cp.best is not None:
@@ -682,6 +684,8 @@ def settle_on_m(risk: EmpiricalRisk, cp: CriticalPoint, best: FunctionSpaceBest 
             best = best_on_function_space(risk, max_time=max_time)
         except OutOfTime:
             return _add_undecided(cp, "global or local on M: undecided, max_time ran out before ℒ*_M was found")
+    if point is not None:
+        best = _at_least_as_good_as(risk, best, cp, point)
     gap = cp.value - best.value
     tol = cp.value_tolerance + best.value_error
     global_on_m = False if gap > tol else (True if best.exact and gap >= -tol else None)
@@ -692,6 +696,20 @@ def settle_on_m(risk: EmpiricalRisk, cp: CriticalPoint, best: FunctionSpaceBest 
             changes.update(spurious=False, spurious_witness=None,
                            spurious_reason="L(w*) = ℒ*_M: v* minimizes ℒ on M, so it is critical for ℒ on M")
     return dataclasses.replace(cp, **changes)
+
+
+def _at_least_as_good_as(risk: EmpiricalRisk, best: FunctionSpaceBest, cp: CriticalPoint, point) -> FunctionSpaceBest:
+    """``best`` (a bound on ``ℒ*_M`` from local searches) lowered to ``L(w*)`` where the point ``w*`` classified as
+    ``cp`` is better — a bound is never worse than a point of M that lcnflow has seen.  Exact values are returned as
+    they are."""
+    if best.exact or not cp.value < best.value:
+        return best
+    v = final_filter_unchecked(risk.arch, as_filters(risk.arch, point)).reshape(best.filter.shape)
+    return dataclasses.replace(
+        best, value=float(cp.value), filter=v, value_error=max(best.value_error, cp.value_tolerance),
+        statement=(f"{best.statement}; lowered to L(w*) = {cp.value:.6g}, a certified point of M that the search "
+                   "did not reach (an upper bound still)"),
+        details={**best.details, "lowered_by_limit": float(best.value - cp.value)})
 
 
 def _spurious(arch, ws, v, g_v, JD, origin, global_on_m, rtol, deadline: float = math.inf):

@@ -315,7 +315,7 @@ def _package(risk, rec, counts, opts, reason, message, candidates, stable, save,
         # the spurious test, within the time left
         cp = cand.critical_point
         if opts.classify:
-            cp = settle_on_m(risk, cp, max_time=_left(opts, start, clock))
+            cp = settle_on_m(risk, cp, max_time=_left(opts, start, clock), point=cand.point)
             cp = settle_spurious(risk, cp, cand.point, max_time=_left(opts, start, clock))
         loss = risk.value(limit)
         S = scale(limit)
