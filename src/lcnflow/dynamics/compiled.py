@@ -486,13 +486,14 @@ def rodas4_segment(w, g, state, offset, t_limit, max_steps, rtol, atol,
         # ---- the driver's tests
         size = math.sqrt(total)
         s_ub = cof * (f0 + kappa * l1) if f0 != 0 else cof * kappa * max(l1, reference_norm)
-        if not (math.isfinite(gn) and math.isfinite(size)):
+        tests = K.step_tests(gn, size, s_ub, tol_rel, gtol, origin_size, bound)
+        if tests & K.TEST_NONFINITE:
             ended = NONFINITE
-        elif tol_rel < gtol and gn > gtol * s_ub:
+        elif tests & K.TEST_REARM:
             ended = REARM
-        elif check_candidate and (gn <= 100.0 * tol_rel * s_ub or size <= origin_size):
+        elif check_candidate and tests & (K.TEST_CANDIDATE | K.TEST_COLLAPSED):
             ended = CANDIDATE
-        elif size > bound:
+        elif tests & K.TEST_BLOWUP:
             ended = BLOWUP
         elif int(state[_NREC]) >= rec_t.size:
             ended = RECORD_FULL

@@ -53,6 +53,7 @@ from lcnflow.dynamics.compiled import UNDERFLOW
 from lcnflow.dynamics.options import StopOptions, StopReason
 from lcnflow.dynamics.result import Callback, FlowResult, Recorder
 from lcnflow.dynamics.steppers import Stepper
+from lcnflow.kernels import TEST_BLOWUP, TEST_CANDIDATE, TEST_COLLAPSED, TEST_NONFINITE, TEST_REARM, step_tests
 from lcnflow.model.conv import final_filter, final_filter_unchecked, unflatten
 from lcnflow.model.risk import EmpiricalRisk
 
@@ -168,18 +169,21 @@ def drive(
         t, w = stepper.t, stepper.w
         est = stepper.speed()
         size = float(np.linalg.norm(w))
-        if not (math.isfinite(est) and math.isfinite(size)):
+        # S ≤ s_ub, so est/s_ub ≤ ‖∇L‖/S (est exact or the chord speed); the tests are those of the compiled segments
+        s_ub = scale(w, upper_bound=True) if math.isfinite(size) else math.nan
+        tests = step_tests(est, size, s_ub, tol_rel, opts.gtol, ORIGIN_SIZE * w_ref, bound)
+        if tests & TEST_NONFINITE:
             reason, message = StopReason.NONFINITE, f"the gradient or the state became non-finite at t = {t:.4g}"
             break
-        s_ub = scale(w, upper_bound=True)  # S ≤ s_ub, so est/s_ub ≤ ‖∇L‖/S (est exact or the chord speed)
-        if tol_rel < opts.gtol and est > opts.gtol * s_ub:  # the flow has left the last candidate: re-arm
+        if tests & TEST_REARM:  # the flow has left the last candidate: re-arm
             tol_rel, t_stall, pending, check_below = opts.gtol, math.inf, None, math.inf
+            tests = step_tests(est, size, s_ub, tol_rel, opts.gtol, ORIGIN_SIZE * w_ref, bound)
         # a state ORIGIN_SIZE·w_ref from the origin has collapsed onto it (only the stable set of the saddle at 0
         # leads there; ‖∇L‖ and S would soon underflow): the origin itself is the candidate
-        collapsed = size <= ORIGIN_SIZE * w_ref
+        collapsed = bool(tests & TEST_COLLAPSED)
         # (an exact check costs a gradient evaluation unless the stepper has it: then it is throttled, below)
         due = est <= check_below or stepper.has_exact()
-        if isave >= save.size and ((est <= 100 * tol_rel * s_ub and due) or collapsed):
+        if isave >= save.size and ((tests & TEST_CANDIDATE and due) or collapsed):
             # (the run goes on at least to the last save time)
             if collapsed:
                 S, rel = 0.0, 0.0
@@ -215,7 +219,7 @@ def drive(
                     message = (f"reached the floating-point floor at t = {t:.4g}: ‖∇L‖/S = {rel:.1e} and no certified "
                                "minimum nearby")
                     break
-        if size > bound:
+        if tests & TEST_BLOWUP:
             reason, message = StopReason.BLOWUP, f"the trajectory grows without bound (‖w‖ = {size:.3g} at t = {t:.4g})"
         elif user_stop:
             reason, message = StopReason.CALLBACK, f"stopped by the callback at t = {t:.4g}"
