@@ -39,6 +39,20 @@ def _python_path(monkeypatch):
     monkeypatch.setattr(compiled, "available", lambda risk: False)
 
 
+def _compiled_and_python_runs(risk, w0, monkeypatch):
+    """The default run of ``risk`` from ``w0`` (compiled Rodas4) and the NumPy Rodas4 stepper's; both certified at
+    the same kind after the same number of steps."""
+    fast = lf.gradient_flow(risk, w0)
+    assert "compiled" in fast.integrator
+    _python_path(monkeypatch)
+    slow = lf.gradient_flow(risk, w0, integrator="rodas4")
+    assert "compiled" not in slow.integrator
+    assert fast.certified and slow.certified
+    assert fast.kind == slow.kind
+    assert fast.num_steps == slow.num_steps
+    return fast, slow
+
+
 def test_the_rodas4_tableau_has_order_four():
     """Fixed steps of the scheme on L = ½(w₁w₂ − y)² from w₁ = w₂: u = w₁w₂ = w₁² solves u̇ = 2u(y − u) in closed
     form; halving h must divide the error at t = 1 by about 2⁴ (a wrong coefficient drops the order)."""
@@ -67,16 +81,7 @@ ARCHS = [
 @pytest.mark.parametrize("arch", ARCHS, ids=["1d", "strided", "2d"])
 @pytest.mark.parametrize("scale", [0.5, 1e-3])
 def test_compiled_segments_take_the_python_steppers_steps(arch, scale, monkeypatch):
-    risk = _risk(arch, 1)
-    w0 = lf.flatten(lf.random_init(arch, scale, 2))
-    fast = lf.gradient_flow(risk, w0, integrator="rodas4")
-    assert "compiled" in fast.integrator
-    _python_path(monkeypatch)
-    slow = lf.gradient_flow(risk, w0, integrator="rodas4")
-    assert "compiled" not in slow.integrator
-    assert fast.certified and slow.certified
-    assert fast.kind == slow.kind
-    assert fast.num_steps == slow.num_steps
+    fast, slow = _compiled_and_python_runs(_risk(arch, 1), lf.flatten(lf.random_init(arch, scale, 2)), monkeypatch)
     assert fast.num_gradient_evaluations == slow.num_gradient_evaluations
     # (rounding differs — LU by hand against LAPACK, reassociated sums — and the plateau of a small start amplifies
     # it along its unstable direction: times and records agree to 1e-6, the limits to 1e-12)
@@ -279,16 +284,8 @@ def test_the_compiled_function_space_hessian_matches_finite_differences_of_the_g
 def test_every_built_in_loss_runs_the_compiled_segments_step_for_step(arch, loss, monkeypatch):
     """Every built-in loss on the compiled path takes the NumPy Rodas4 stepper's steps, to the same limit.  (The
     compiled steps evaluate ``L`` only where they record a point or return: those passes are counted too.)"""
-    risk = _risk(arch, 1, noise=0.5, loss=loss)
-    w0 = lf.flatten(lf.random_init(arch, 0.5, 2))
-    fast = lf.gradient_flow(risk, w0)
-    assert "compiled" in fast.integrator
-    _python_path(monkeypatch)
-    slow = lf.gradient_flow(risk, w0, integrator="rodas4")
-    assert "compiled" not in slow.integrator
-    assert fast.certified and slow.certified
-    assert fast.kind == slow.kind
-    assert fast.num_steps == slow.num_steps
+    fast, slow = _compiled_and_python_runs(_risk(arch, 1, noise=0.5, loss=loss),
+                                           lf.flatten(lf.random_init(arch, 0.5, 2)), monkeypatch)
     assert fast.num_hessian_evaluations == slow.num_hessian_evaluations
     assert 0 <= fast.num_gradient_evaluations - slow.num_gradient_evaluations <= fast.times.size + 10
     np.testing.assert_allclose(fast.times, slow.times, rtol=1e-6)
