@@ -212,3 +212,13 @@ def random_filters(rng: np.random.Generator, filter_sizes) -> list[np.ndarray]:
         shape = as_tuple(k)
         out.append(rng.standard_normal(shape) / math.sqrt(math.prod(shape)))
     return out
+
+
+def pytest_sessionstart(session):
+    """Build lcnflow's compiled code into Numba's cache once (the state of an environment after its first command-line
+    run), so the command-line runs in the tests take the compiled path a user's later runs take;
+    test_first_run.py covers the first run itself."""
+    from lcnflow.dynamics.compile_cache import build, compiled_code_ready
+
+    if not compiled_code_ready():
+        build()

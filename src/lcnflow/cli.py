@@ -158,14 +158,34 @@ def run(
             out = out.resolve()
     staging = _stage_out(out, overwrite) if out is not None else None
     try:
-        _run(cfg, config, out, staging, json_output, quiet, svg, execute, prepare)
+        with _first_run_on_numpy() as background:
+            _run(cfg, config, out, staging, json_output, quiet, svg, execute, prepare, background)
     finally:
         if staging is not None and staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
 
 
+@contextmanager
+def _first_run_on_numpy() -> Iterator[bool]:
+    """The first run in an environment: where Numba's cache does not yet hold lcnflow's compiled code, start its
+    build in a background process and run on the NumPy reference path meanwhile (yields ``True``); otherwise yield
+    ``False`` and change nothing (see :mod:`lcnflow.dynamics.compile_cache`)."""
+    from lcnflow import kernels
+    from lcnflow.dynamics.compile_cache import compiled_code_ready, start_background_build
+
+    background = kernels.ENABLED and not compiled_code_ready() and start_background_build()
+    if not background:
+        yield False
+        return
+    kernels.ENABLED = False
+    try:
+        yield True
+    finally:
+        kernels.ENABLED = True
+
+
 def _run(cfg: Any, config: str | None, out: Path | None, staging: Path | None, json_output: bool, quiet: bool,
-         svg: bool, execute: Callable[..., Any], prepare: Callable[..., Any]) -> None:
+         svg: bool, execute: Callable[..., Any], prepare: Callable[..., Any], background: bool = False) -> None:
     err = _stderr()
     with _input_phase():
         exp = prepare(cfg)
@@ -181,6 +201,8 @@ def _run(cfg: Any, config: str | None, out: Path | None, staging: Path | None, j
     if show:
         _notes(err, result.notes[n_notes:])
     record = result.to_dict()
+    if background:
+        record["timings"]["compiled_in_background"] = True
     failure = None
     if out is not None and staging is not None:
         try:
@@ -358,6 +380,8 @@ def _compile_part(timings: dict[str, Any]) -> str:
     """The time line's compile part: Numba compiling the kernels (the first run in an environment; cached for the
     next ones) or loading them from its cache; nothing for a record without it."""
     seconds = timings.get("compile_seconds")
+    if timings.get("compiled_in_background"):
+        return " (NumPy path; compiled code being built in the background for later runs)"
     if seconds is None:
         return ""
     if timings.get("compilations"):
