@@ -483,3 +483,22 @@ def test_a_sweep_begun_with_json_text_columns_resumes_with_them(tmp_path):
     table = read_results(out)
     assert table.column("architecture.filter_sizes").to_pylist() == ["[2,2]", "[2,2]"]
     assert summarize(out, figures=False).table.num_rows == 1
+
+
+def test_relative_data_file_names_resolve_the_same_in_a_sweep_file_and_a_config_file(tmp_path):
+    """``data.path``, ``data.targets_path`` and ``data.image`` (a photograph, not a bundled name) given relative to
+    the file that names them: a sweep file's base, its grid values and a config file resolve them alike; bundled image
+    names stay names."""
+    from lcnflow.experiments.config import resolve_data_paths
+    from lcnflow.sweep.grid import sweep_from_dict
+
+    sub = tmp_path / "study"
+    sub.mkdir()
+    table = {"source": "image", "image": "photos/leaf.png", "input_size": [16, 16]}
+    spec = sweep_from_dict({"data": dict(table), "grid": {"data.image": ["photos/a.png", "camera"]}}, folder=sub)
+    assert spec.base["data"]["image"] == str((sub / "photos" / "leaf.png").resolve())
+    (dim,) = spec.dimensions
+    assert dim.values == [str((sub / "photos" / "a.png").resolve()), "camera"]
+    assert resolve_data_paths(table, sub)["image"] == spec.base["data"]["image"]
+    files = resolve_data_paths({"source": "file", "path": "x.npz", "targets_path": "/abs/y.npz"}, sub)
+    assert files["path"] == str((sub / "x.npz").resolve()) and files["targets_path"] == "/abs/y.npz"

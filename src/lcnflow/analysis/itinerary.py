@@ -165,9 +165,10 @@ def find_plateaus(risk: EmpiricalRisk, times: np.ndarray, losses: np.ndarray, gr
             grows = times[k] >= MIN_TIME_FACTOR * t_a
         else:  # in the time since the escape
             grows = times[j] > t_escape and times[k] - t_escape >= MIN_TIME_FACTOR * (times[j] - t_escape)
-        level = np.median(losses[j:k + 1])
-        long_flat = (k > j and k < n - 1 and grows and level - final_loss > ABOVE_FINAL * tol
-                     and (j == 0 or losses[0] - level > ABOVE_FINAL * tol))
+        long_flat = k > j and k < n - 1 and grows
+        if long_flat:  # (the level only of stretches that can be plateaus: most records have none)
+            level = np.median(losses[j:k + 1])
+            long_flat = level - final_loss > ABOVE_FINAL * tol and (j == 0 or losses[0] - level > ABOVE_FINAL * tol)
         if long_flat:
             assess(range(j, k + 1))
         if long_flat and slow[j:k + 1].any():

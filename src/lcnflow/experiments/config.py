@@ -585,6 +585,24 @@ def config_from_dict(
         raise ConfigError(str(exc)) from None
 
 
+#: The data fields that name files: ``path`` and ``targets_path`` (``source = "file"``) and ``image`` (the user's
+#: photographs; a bundled image's name stays a name).
+DATA_PATH_FIELDS = ("path", "targets_path", "image")
+
+
+def resolve_data_paths(data: Mapping[str, Any], folder: Path) -> dict[str, Any]:
+    """``data`` (a ``[data]`` table) with each relative file name of :data:`DATA_PATH_FIELDS` made absolute,
+    relative to ``folder`` (the folder of the config or sweep file that gives it); the one rule for both."""
+    out = dict(data)
+    for key in DATA_PATH_FIELDS:
+        value = out.get(key)
+        if not isinstance(value, str) or not value or (key == "image" and value in IMAGE_NAMES):
+            continue
+        if not Path(value).expanduser().is_absolute():
+            out[key] = str((folder / value).resolve())
+    return out
+
+
 def load_config(
     path: str | Path | None = None, overrides: Mapping[str, Any] | Sequence[str] | None = None
 ) -> ExperimentConfig:
@@ -626,12 +644,7 @@ def load_config(
         base.setdefault("name", p.stem)
         data = base.get("data")
         if isinstance(data, dict):
-            for key in ("path", "targets_path"):
-                if isinstance(data.get(key), str) and data[key] and not Path(data[key]).is_absolute():
-                    data[key] = str((p.parent / data[key]).resolve())
-            image = data.get("image")  # the user's photographs, like data.path; bundled names stay names
-            if isinstance(image, str) and image not in IMAGE_NAMES and not Path(image).expanduser().is_absolute():
-                data["image"] = str((p.parent / image).resolve())
+            base["data"] = resolve_data_paths(data, p.parent)
     if base is None and overrides:  # the built-in default, modified: keep its sections, not its description
         base = {"name": _modified_default_name(overrides)}
     return config_from_dict(base, overrides)

@@ -64,6 +64,7 @@ from typing import Any
 import numpy as np
 
 from lcnflow.experiments import ConfigError, ExperimentConfig, config_from_dict
+from lcnflow.experiments.config import DATA_PATH_FIELDS, resolve_data_paths
 
 __all__ = [
     "GRID_FORMS",
@@ -317,15 +318,12 @@ def _flatten_case(case: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _resolve_paths(overrides: dict[str, Any], folder: Path | None) -> dict[str, Any]:
-    """Make relative ``data.path`` / ``data.targets_path`` values absolute (relative to the sweep file's folder)."""
+    """``overrides`` (dotted keys) with relative data file names made absolute, relative to the sweep file's folder
+    (:func:`~lcnflow.experiments.config.resolve_data_paths`, the rule of a config file)."""
     if folder is None:
         return overrides
-    out = dict(overrides)
-    for key in ("data.path", "data.targets_path"):
-        value = out.get(key)
-        if isinstance(value, str) and value and not Path(value).is_absolute():
-            out[key] = str((folder / value).resolve())
-    return out
+    data = {k.removeprefix("data."): v for k, v in overrides.items() if k.startswith("data.")}
+    return {**overrides, **{f"data.{k}": v for k, v in resolve_data_paths(data, folder).items()}}
 
 
 def sweep_from_dict(data: Mapping[str, Any], folder: str | Path | None = None) -> SweepSpec:
@@ -377,7 +375,7 @@ def sweep_from_dict(data: Mapping[str, Any], folder: str | Path | None = None) -
                 if dotted.split(".")[0] in SWEEP_TABLES:
                     raise SweepError(f"grid.{dotted}: [{dotted.split('.')[0]}] cannot be varied")
                 values = _grid_values(dotted, entry)
-                if dotted in ("data.path", "data.targets_path") and base_dir is not None:
+                if dotted.removeprefix("data.") in DATA_PATH_FIELDS and base_dir is not None:
                     values = [_resolve_paths({dotted: v}, base_dir)[dotted] for v in values]
                 dims.append(Dimension(dotted, values))
         options = data.get("sweep", {})
@@ -404,9 +402,7 @@ def sweep_from_dict(data: Mapping[str, Any], folder: str | Path | None = None) -
             raise SweepError(f"grid.{k}: set by two grid dimensions ({', '.join(names)}); vary each key once")
     data_section = base.get("data")
     if isinstance(data_section, dict) and base_dir is not None:
-        for key in ("path", "targets_path"):
-            if isinstance(data_section.get(key), str):
-                data_section[key] = _resolve_paths({f"data.{key}": data_section[key]}, base_dir)[f"data.{key}"]
+        base["data"] = resolve_data_paths(data_section, base_dir)
     batch_size, verify_fraction = _sweep_options(options)
     return SweepSpec(base=base, dimensions=dims, batch_size=batch_size, verify_fraction=verify_fraction)
 
