@@ -46,6 +46,8 @@ def main() -> None:
         rows.append(dict(seed=seed, lcnflow=statistics.median(times), certified=res.certified, kind=res.kind,
                          gradient_norm=res.gradient_norm, torch=gd["wall_time"], eta=gd["eta"], steps=gd["steps"],
                          reached=gd["reached"]))
+        print(f"init {seed}: lcnflow {fmt_time(rows[-1]['lcnflow'])}, PyTorch GD {fmt_time(gd['wall_time'])}",
+              flush=True)
     print(machine_info())
     print("\n| init seed | lcnflow limit | ‖∇L‖ | lcnflow | PyTorch GD (η, steps) | ratio |")
     print("|---:|---|---:|---:|---:|---:|")

@@ -170,7 +170,7 @@ BAD = [
     (["run", "--set", "architecture.filter_sizes=[50,3]"], "architecture: layer 1 has filter size 50"),
     (["run", "--set", "architecture.filter_sizes=abc"], "architecture.filter_sizes: must be a non-empty list"),
     (["run", "--set", "foo.bar=1"], "foo: unknown key at the top level"),
-    (["run", "--set", "flow.rtol=-1"], "flow.rtol: must be > 0, got -1"),
+    (["run", "--set", "flow.rtol=-1"], "flow.rtol: must be a finite number > 0, got -1.0"),
     (["run", "--set", "init.scale=abc"], "init.scale: must be a number, got 'abc'"),
     (["run", "--set", "novalue"], "--set 'novalue': expected KEY=VALUE"),
     (["run", "missing.toml"], "config: file not found: missing.toml"),

@@ -499,9 +499,9 @@ def test_config_sgd_round_trips_and_runs_sgd(tmp_path):
 @pytest.mark.parametrize(
     ("key", "value", "message"),
     [("flow.batch_size", 21, "flow.batch_size: must be at most the number of samples m = 20, got 21"),
-     ("flow.batch_size", 0, "flow.batch_size: must be ≥ 1"),
+     ("flow.batch_size", 0, "flow.batch_size: must be an integer ≥ 1, got 0"),
      ("flow.sampling", "bootstrap", "flow.sampling: must be one of"),
-     ("flow.momentum", 1.0, "flow.momentum: must be < 1"),
+     ("flow.momentum", 1.0, "flow.momentum: must be in [0, 1), got 1.0"),
      ("flow.gtol", 1e-3, "flow.gtol: unknown key in [flow] with method = 'sgd'")],
 )
 def test_config_bad_sgd_options_exit_2_naming_the_field(key, value, message):

@@ -192,6 +192,98 @@ class DescentOptions(StopOptions):
         self._as_floats("step_size")
 
 
+#: Minibatch sequences of :func:`~lcnflow.stochastic_gradient_descent`.
+SAMPLINGS = ("without_replacement", "with_replacement")
+#: Named step-size schedules of :func:`~lcnflow.stochastic_gradient_descent`.
+SCHEDULES = ("constant", "step", "inverse_time")
+#: Epochs of :func:`~lcnflow.stochastic_gradient_descent` when neither ``epochs`` nor ``max_steps`` is given (and of
+#: a config's ``flow.epochs``).
+DEFAULT_EPOCHS = 300
+
+
+@dataclass(frozen=True)
+class SGDOptions:
+    r"""Options of :func:`~lcnflow.stochastic_gradient_descent` (the config's ``[flow]`` with ``method = "sgd"``):
+    their defaults and their validation, in one place.  What depends on the run is checked when it starts
+    (``batch_size ≤ m``, the values a callable schedule gives).
+
+    Attributes
+    ----------
+    step_size : float
+        ``η > 0``, the initial step of the schedule (the API requires it; the config's default is 0.003).
+    batch_size : int
+        ``B ≥ 1`` samples per step (the API requires it; the config's default is 8).
+    epochs, max_steps : int or None
+        The budget: ``epochs·⌈m/B⌉`` steps, ``max_steps`` steps, the smaller when both are given;
+        :data:`DEFAULT_EPOCHS` epochs when neither is.
+    schedule : str or callable
+        One of :data:`SCHEDULES` or ``k ↦ η_k``.
+    decay_steps, decay_factor : int, float
+        ``K ≥ 1`` and ``γ ∈ (0, 1]`` of the named schedules (``η·γ^⌊k/K⌋``, ``η/(1 + k/K)``).
+    momentum : float
+        Heavy-ball ``μ ∈ [0, 1)``.
+    sampling : str
+        One of :data:`SAMPLINGS`.
+    seed : int
+        Seed of the minibatch sequence, ``≥ 0``.
+    max_time : float or None
+        Wall-clock cap in seconds.
+    certify_tol, polish_radius, classify, max_record, blowup_factor
+        As in :class:`StopOptions` (same defaults, same constraints).
+    """
+
+    step_size: float = 0.003
+    batch_size: int = 8
+    epochs: int | None = None
+    max_steps: int | None = None
+    schedule: str | Callable[[int], float] = "constant"
+    decay_steps: int = 1000
+    decay_factor: float = 0.5
+    momentum: float = 0.0
+    sampling: str = "without_replacement"
+    seed: int = 0
+    max_time: float | None = None
+    certify_tol: float = StopOptions.certify_tol
+    polish_radius: float = StopOptions.polish_radius
+    classify: bool = StopOptions.classify
+    max_record: int = StopOptions.max_record
+    blowup_factor: float = StopOptions.blowup_factor
+
+    def __post_init__(self) -> None:
+        _positive("step_size", self.step_size)
+        _positive_int("batch_size", self.batch_size)
+        for name in ("epochs", "max_steps"):
+            if getattr(self, name) is not None:
+                _positive_int(name, getattr(self, name))
+        if not callable(self.schedule) and self.schedule not in SCHEDULES:
+            raise ValueError(f"flow.schedule: unknown schedule {self.schedule!r}; valid: {', '.join(SCHEDULES)} or "
+                             "a callable")
+        _positive_int("decay_steps", self.decay_steps)
+        if not (isinstance(self.decay_factor, int | float) and not isinstance(self.decay_factor, bool)
+                and 0 < self.decay_factor <= 1):
+            raise ValueError(f"flow.decay_factor: must be in (0, 1], got {self.decay_factor!r}")
+        if not (isinstance(self.momentum, int | float) and not isinstance(self.momentum, bool)
+                and 0 <= self.momentum < 1):
+            raise ValueError(f"flow.momentum: must be in [0, 1), got {self.momentum!r}")
+        if self.sampling not in SAMPLINGS:
+            raise ValueError(f"flow.sampling: unknown sampling {self.sampling!r}; valid: {', '.join(SAMPLINGS)}")
+        _positive_int("seed", self.seed, minimum=0)
+        if self.max_time is not None:
+            _positive("max_time", self.max_time, allow_inf=True)
+        self.stop_options()  # certify_tol … blowup_factor, checked as for every method
+
+    def stop_options(self) -> StopOptions:
+        """The :class:`StopOptions` of the endpoint's polish, certificate and classification."""
+        return StopOptions(certify_tol=self.certify_tol, polish_radius=self.polish_radius, classify=self.classify,
+                           max_record=self.max_record, blowup_factor=self.blowup_factor)
+
+    def budget(self, num_samples: int) -> int:
+        """Steps of a run on ``num_samples`` samples: ``epochs·⌈m/B⌉`` and ``max_steps``, the smaller."""
+        epochs = DEFAULT_EPOCHS if self.epochs is None and self.max_steps is None else self.epochs
+        per_epoch = -(-num_samples // self.batch_size)
+        return int(min(epochs * per_epoch if epochs is not None else math.inf, self.max_steps or math.inf))
+
+
 def check_save_at(save_at: Any, t_max: float) -> np.ndarray:
     """``save_at`` as an increasing array of times in ``[0, t_max]`` (empty when ``None``)."""
     if save_at is None:

@@ -39,17 +39,14 @@ import numpy as np
 
 from lcnflow.analysis.certify import check_start, reference_size
 from lcnflow.dynamics.driver import settle_endpoint
-from lcnflow.dynamics.options import StopOptions, StopReason, _positive, _positive_int
+from lcnflow.dynamics.options import DEFAULT_EPOCHS, SAMPLINGS, SCHEDULES, SGDOptions, StopOptions, StopReason
 from lcnflow.dynamics.result import Callback, FlowResult, Recorder
 from lcnflow.model.conv import as_filters, flatten
 from lcnflow.model.risk import EmpiricalRisk
 
-__all__ = ["SAMPLINGS", "SCHEDULES", "minibatches", "step_sizes", "stochastic_gradient_descent"]
+__all__ = ["DEFAULT_EPOCHS", "SAMPLINGS", "SCHEDULES", "minibatches", "step_sizes", "stochastic_gradient_descent"]
 
-#: Ways of drawing minibatches.
-SAMPLINGS = ("without_replacement", "with_replacement")
-#: Named step-size schedules (a callable ``k ↦ η_k`` is also accepted).
-SCHEDULES = ("constant", "step", "inverse_time")
+_SGD = SGDOptions()  # (the defaults of the keyword arguments below: one home, lcnflow.dynamics.options)
 
 
 def minibatches(num_samples: int, batch_size: int, sampling: str = "without_replacement",
@@ -85,8 +82,8 @@ def minibatches(num_samples: int, batch_size: int, sampling: str = "without_repl
                 yield perm[start : start + batch_size]
 
 
-def step_sizes(step_size: float, num_steps: int, schedule: str | Callable[[int], float] = "constant", *,
-               decay_steps: int = 1000, decay_factor: float = 0.5) -> np.ndarray:
+def step_sizes(step_size: float, num_steps: int, schedule: str | Callable[[int], float] = _SGD.schedule, *,
+               decay_steps: int = _SGD.decay_steps, decay_factor: float = _SGD.decay_factor) -> np.ndarray:
     r"""``η_0 … η_{n−1}`` of a schedule.
 
     ``"constant"``: ``η_k = η``; ``"step"``: ``η_k = η·γ^{⌊k/K⌋}``; ``"inverse_time"``: ``η_k = η/(1 + k/K)``
@@ -97,13 +94,15 @@ def step_sizes(step_size: float, num_steps: int, schedule: str | Callable[[int],
     ValueError
         For an unknown schedule, bad parameters, or a callable returning something that is not a finite ``η > 0``.
     """
+    SGDOptions(step_size=step_size, schedule=schedule, decay_steps=decay_steps, decay_factor=decay_factor)
     eta = _schedule(float(step_size), schedule, decay_steps, decay_factor)
     return np.array([eta(k) for k in range(num_steps)], dtype=float)
 
 
 def _schedule(step_size: float, schedule: str | Callable[[int], float], decay_steps: int,
               decay_factor: float) -> Callable[[int], float]:
-    """The schedule as a checked function ``k ↦ η_k`` (evaluated step by step: no array of the whole budget)."""
+    """The schedule (validated by :class:`~lcnflow.dynamics.options.SGDOptions`) as a function ``k ↦ η_k`` that checks
+    what a callable gives (evaluated step by step: no array of the whole budget)."""
     if callable(schedule):
         def user(k: int) -> float:
             value = schedule(k)
@@ -113,12 +112,6 @@ def _schedule(step_size: float, schedule: str | Callable[[int], float], decay_st
             return float(value)
 
         return user
-    if schedule not in SCHEDULES:
-        raise ValueError(f"flow.schedule: unknown schedule {schedule!r}; valid: {', '.join(SCHEDULES)} or a callable")
-    if not (isinstance(decay_steps, int) and decay_steps > 0):
-        raise ValueError(f"flow.decay_steps: must be a positive integer, got {decay_steps!r}")
-    if not (isinstance(decay_factor, int | float) and 0 < decay_factor <= 1):
-        raise ValueError(f"flow.decay_factor: must be in (0, 1], got {decay_factor!r}")
     if schedule == "constant":
         return lambda k: step_size
     if schedule == "step":
@@ -133,11 +126,6 @@ def _check_batch(m: int, batch_size: int, sampling: str) -> None:
         raise ValueError(f"flow.sampling: unknown sampling {sampling!r}; valid: {', '.join(SAMPLINGS)}")
 
 
-#: Epochs of :func:`stochastic_gradient_descent` when neither ``epochs`` nor ``max_steps`` is given (and of a config's
-#: ``flow.epochs``).
-DEFAULT_EPOCHS = 300
-
-
 def stochastic_gradient_descent(
     risk: EmpiricalRisk,
     init: Sequence[np.ndarray] | np.ndarray,
@@ -146,20 +134,20 @@ def stochastic_gradient_descent(
     *,
     epochs: int | None = None,
     max_steps: int | None = None,
-    schedule: str | Callable[[int], float] = "constant",
-    decay_steps: int = 1000,
-    decay_factor: float = 0.5,
-    momentum: float = 0.0,
-    sampling: str = "without_replacement",
-    seed: int = 0,
+    schedule: str | Callable[[int], float] = _SGD.schedule,
+    decay_steps: int = _SGD.decay_steps,
+    decay_factor: float = _SGD.decay_factor,
+    momentum: float = _SGD.momentum,
+    sampling: str = _SGD.sampling,
+    seed: int = _SGD.seed,
     save_at_steps: Sequence[int] | np.ndarray | None = None,
     max_time: float | None = None,
     callback: Callback | None = None,
-    certify_tol: float = 1e-10,
-    polish_radius: float = 1e-2,
-    classify: bool = True,
-    max_record: int = 400,
-    blowup_factor: float = 1e6,
+    certify_tol: float = _SGD.certify_tol,
+    polish_radius: float = _SGD.polish_radius,
+    classify: bool = _SGD.classify,
+    max_record: int = _SGD.max_record,
+    blowup_factor: float = _SGD.blowup_factor,
 ) -> FlowResult:
     r"""Minibatch SGD from ``init`` for a fixed budget, then polish, certify and classify the endpoint.
 
@@ -209,25 +197,21 @@ def stochastic_gradient_descent(
     ValueError
         For a bad step size, batch size, budget, schedule, momentum, sampling or ``save_at_steps``, naming the field.
     """
-    _positive("step_size", step_size)
+    opts = SGDOptions(step_size=step_size, batch_size=batch_size, epochs=epochs, max_steps=max_steps,
+                      schedule=schedule, decay_steps=decay_steps, decay_factor=decay_factor, momentum=momentum,
+                      sampling=sampling, seed=seed, max_time=max_time, certify_tol=certify_tol,
+                      polish_radius=polish_radius, classify=classify, max_record=max_record,
+                      blowup_factor=blowup_factor)
     m = risk.num_samples
     _check_batch(m, batch_size, sampling)
-    epochs = None if epochs is None else _positive_int("epochs", epochs)
-    max_steps = None if max_steps is None else _positive_int("max_steps", max_steps)
-    if not (isinstance(momentum, int | float) and 0 <= momentum < 1):
-        raise ValueError(f"flow.momentum: must be in [0, 1), got {momentum!r}")
-    if max_time is not None and not (isinstance(max_time, int | float) and max_time > 0):
-        raise ValueError(f"flow.max_time: must be a number > 0 (seconds), got {max_time!r}")
+    budget = opts.budget(m)
     per_epoch = -(-m // batch_size)
     if epochs is None and max_steps is None:
-        epochs = DEFAULT_EPOCHS
-    budget = min(epochs * per_epoch if epochs is not None else math.inf, max_steps or math.inf)
-    budget = int(budget)
+        epochs = DEFAULT_EPOCHS  # (as the budget counts it; the record says so)
     eta_of = _schedule(float(step_size), schedule, decay_steps, decay_factor)
     save = _check_save(save_at_steps, budget)
 
-    stop = StopOptions(certify_tol=certify_tol, polish_radius=polish_radius, classify=classify, max_record=max_record,
-                       blowup_factor=blowup_factor)
+    stop = opts.stop_options()
     clock = time.perf_counter
     start = clock()
     w = w0 = flatten(as_filters(risk.arch, init, "init"))

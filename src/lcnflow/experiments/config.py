@@ -31,8 +31,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from lcnflow.dynamics.options import INTEGRATORS, DescentOptions, FlowOptions, StopOptions
-from lcnflow.dynamics.sgd import DEFAULT_EPOCHS, SAMPLINGS, SCHEDULES
+from lcnflow.dynamics.options import (
+    DEFAULT_EPOCHS,
+    INTEGRATORS,
+    SAMPLINGS,
+    SCHEDULES,
+    DescentOptions,
+    FlowOptions,
+    SGDOptions,
+    StopOptions,
+)
 from lcnflow.model.architecture import Architecture, SizeRuleWarning
 from lcnflow.model.conv import as_filters
 from lcnflow.model.losses import LOSS_NAMES, LOSS_PARAMETERS, Loss, get_loss
@@ -296,19 +304,29 @@ class InitConfig(_Section):
 _STOP = StopOptions()
 _FLOW = FlowOptions()
 _DESCENT = DescentOptions()
+_SGD = SGDOptions()
+
+
+def _or_inf(value: float | None) -> float:
+    """``inf`` for a key left out (``None``: no limit); any given value as it is, for the options to check."""
+    return math.inf if value is None else value
 
 
 class _FlowBase(_Section):
-    gtol: float = Field(_STOP.gtol, gt=0, lt=1, description="candidate limit when ‖∇L‖ ≤ gtol · S(w), S the gradient "
+    """The keys every deterministic method shares.  Defaults and constraints live in the option classes of
+    :mod:`lcnflow.dynamics.options` (one home for the API and the config): a section is validated by building its
+    options (:meth:`options`)."""
+
+    gtol: float = Field(_STOP.gtol, description="candidate limit when ‖∇L‖ ≤ gtol · S(w), S the gradient "
                         "scale (relative: no units); a candidate is polished and the run stops only at a minimum")
-    certify_tol: float = Field(_STOP.certify_tol, gt=0, lt=1,
+    certify_tol: float = Field(_STOP.certify_tol,
                                description="a polished point is certified when ‖∇L‖ ≤ certify_tol · S")
-    polish_radius: float = Field(_STOP.polish_radius, gt=0, description="polishing may move at most this · ‖w‖")
+    polish_radius: float = Field(_STOP.polish_radius, description="polishing may move at most this · ‖w‖")
     classify: bool = Field(_STOP.classify, description="classify the limit (Hessian, function-space origin)")
-    max_record: int = Field(_STOP.max_record, ge=2, description="recorded trajectory points at most (log-spaced)")
-    blowup_factor: float = Field(_STOP.blowup_factor, gt=1,
+    max_record: int = Field(_STOP.max_record, description="recorded trajectory points at most (log-spaced)")
+    blowup_factor: float = Field(_STOP.blowup_factor,
                                  description="stop as unbounded when ‖w‖ > this · the problem's natural size")
-    max_time: float | None = Field(None, gt=0, description="wall-clock budget in seconds (default: none)")
+    max_time: float | None = Field(None, description="wall-clock budget in seconds (default: none)")
 
     @model_validator(mode="after")
     def _check_with_the_options(self):
@@ -321,22 +339,22 @@ class GradientFlowConfig(_FlowBase):
 
     method: Literal["gradient_flow"] = Field("gradient_flow", description=_METHOD_HELP)
     integrator: Literal[INTEGRATORS] = Field(_FLOW.integrator, description=f"integrator: {', '.join(INTEGRATORS)}")
-    t_max: float | None = Field(None, gt=0, description="largest flow time (default: none); reaching it means "
+    t_max: float | None = Field(None, description="largest flow time (default: none); reaching it means "
                                 "not converged")
-    rtol: float = Field(_FLOW.rtol, gt=0, description="relative local error tolerance")
-    atol: float = Field(_FLOW.atol, gt=0, description="absolute local error tolerance, relative to the size of one "
+    rtol: float = Field(_FLOW.rtol, description="relative local error tolerance")
+    atol: float = Field(_FLOW.atol, description="absolute local error tolerance, relative to the size of one "
                         "initial coefficient")
-    max_steps: int = Field(_FLOW.max_steps, ge=1, description="accepted + rejected steps at most")
+    max_steps: int = Field(_FLOW.max_steps, description="accepted + rejected steps at most")
     verify: bool = Field(_FLOW.verify, description="re-integrate at 100× tighter tolerances and report whether the "
                          "limit is the same")
 
     def options(self) -> FlowOptions:
         """The :class:`~lcnflow.dynamics.options.FlowOptions` of this section."""
         return FlowOptions(
-            integrator=self.integrator, t_max=self.t_max or math.inf, rtol=self.rtol, atol=self.atol,
+            integrator=self.integrator, t_max=_or_inf(self.t_max), rtol=self.rtol, atol=self.atol,
             gtol=self.gtol, certify_tol=self.certify_tol, polish_radius=self.polish_radius, classify=self.classify,
             max_record=self.max_record, blowup_factor=self.blowup_factor, max_steps=self.max_steps,
-            max_time=self.max_time or math.inf, verify=self.verify,
+            max_time=_or_inf(self.max_time), verify=self.verify,
         )
 
 
@@ -344,19 +362,19 @@ class GradientDescentConfig(_FlowBase):
     """``method = "gradient_descent"``: ``w ← w − η∇L(w)`` (:func:`~lcnflow.gradient_descent`)."""
 
     method: Literal["gradient_descent"] = Field("gradient_descent", description=_METHOD_HELP)
-    step_size: float = Field(_DESCENT.step_size, gt=0, description="η (initial η if adaptive)")
+    step_size: float = Field(_DESCENT.step_size, description="η (initial η if adaptive)")
     adaptive: bool = Field(
         _DESCENT.adaptive, description="Armijo-safeguarded step size (false: plain fixed step η, the iteration "
         "users run; it diverges when η is too large)"
     )
-    max_steps: int = Field(_DESCENT.max_steps, ge=1, description="iterations at most")
+    max_steps: int = Field(_DESCENT.max_steps, description="iterations at most")
 
     def options(self) -> DescentOptions:
         """The :class:`~lcnflow.dynamics.options.DescentOptions` of this section."""
         return DescentOptions(
             step_size=self.step_size, adaptive=self.adaptive, gtol=self.gtol, certify_tol=self.certify_tol,
             polish_radius=self.polish_radius, classify=self.classify, max_record=self.max_record,
-            blowup_factor=self.blowup_factor, max_steps=self.max_steps, max_time=self.max_time or math.inf,
+            blowup_factor=self.blowup_factor, max_steps=self.max_steps, max_time=_or_inf(self.max_time),
         )
 
 
@@ -366,31 +384,36 @@ class StochasticGradientDescentConfig(_Section):
     ``‖∇L‖`` (with a constant step it does not converge)."""
 
     method: Literal["sgd"] = Field("sgd", description=_METHOD_HELP)
-    step_size: float = Field(0.003, gt=0, description="η: the (initial) step size")
-    batch_size: int = Field(8, ge=1, description="B: samples per step (at most m; B = m is gradient descent)")
-    epochs: int = Field(DEFAULT_EPOCHS, ge=1, description="passes over the data: epochs · ⌈m/B⌉ steps")
-    max_steps: int | None = Field(None, ge=1, description="steps at most (the smaller budget wins)")
-    schedule: Literal[SCHEDULES] = Field("constant", description="step sizes: constant, step or inverse_time")
-    decay_steps: int = Field(1000, ge=1, description="K: step schedule η·γ^⌊k/K⌋, inverse_time η/(1 + k/K)")
-    decay_factor: float = Field(0.5, gt=0, le=1, description="γ of the step schedule")
-    momentum: float = Field(0.0, ge=0, lt=1, description="heavy-ball momentum μ (0: plain SGD)")
+    step_size: float = Field(_SGD.step_size, description="η: the (initial) step size")
+    batch_size: int = Field(_SGD.batch_size, description="B: samples per step (at most m; B = m is gradient descent)")
+    epochs: int = Field(DEFAULT_EPOCHS, description="passes over the data: epochs · ⌈m/B⌉ steps")
+    max_steps: int | None = Field(None, description="steps at most (the smaller budget wins)")
+    schedule: Literal[SCHEDULES] = Field(_SGD.schedule, description="step sizes: constant, step or inverse_time")
+    decay_steps: int = Field(_SGD.decay_steps, description="K: step schedule η·γ^⌊k/K⌋, inverse_time η/(1 + k/K)")
+    decay_factor: float = Field(_SGD.decay_factor, description="γ of the step schedule")
+    momentum: float = Field(_SGD.momentum, description="heavy-ball momentum μ (0: plain SGD)")
     sampling: Literal[SAMPLINGS] = Field(
-        "without_replacement", description="minibatches: without_replacement (reshuffled epochs) or with_replacement"
+        _SGD.sampling, description="minibatches: without_replacement (reshuffled epochs) or with_replacement"
     )
-    seed: int = Field(0, ge=0, description="seed of the minibatch sequence")
-    max_time: float | None = Field(None, gt=0, description="wall-clock cap in seconds")
-    certify_tol: float = Field(_STOP.certify_tol, gt=0, lt=1,
+    seed: int = Field(_SGD.seed, description="seed of the minibatch sequence")
+    max_time: float | None = Field(None, description="wall-clock cap in seconds")
+    certify_tol: float = Field(_SGD.certify_tol,
                                description="a polished endpoint is certified when ‖∇L‖ ≤ certify_tol · S")
-    polish_radius: float = Field(_STOP.polish_radius, gt=0, description="polishing may move at most this · ‖w‖")
-    classify: bool = Field(True, description="classify the polished endpoint when it is certified")
-    max_record: int = Field(400, ge=2, description="recorded trajectory points at most (log-spaced in time)")
-    blowup_factor: float = Field(_STOP.blowup_factor, gt=1,
+    polish_radius: float = Field(_STOP.polish_radius, description="polishing may move at most this · ‖w‖")
+    classify: bool = Field(_SGD.classify, description="classify the polished endpoint when it is certified")
+    max_record: int = Field(_SGD.max_record, description="recorded trajectory points at most (log-spaced in time)")
+    blowup_factor: float = Field(_STOP.blowup_factor,
                                  description="stop as unbounded when ‖w‖ > this · the problem's natural size")
 
     @property
     def gtol(self) -> None:
         """``None``: not a key of this method (for code that reads ``flow.gtol`` of any method)."""
         return None
+
+    @model_validator(mode="after")
+    def _check_with_the_options(self):
+        SGDOptions(**self.options())  # one validation for config and API
+        return self
 
     def options(self) -> dict[str, Any]:
         """Keyword arguments of :func:`~lcnflow.stochastic_gradient_descent` (all but ``risk`` and ``init``)."""
