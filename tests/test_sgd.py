@@ -566,3 +566,21 @@ def test_sweep_grid_over_flow_method_runs_gradient_flow_and_sgd():
         assert row["t_final"] == direct.t_final and row["loss"] == direct.loss
         assert row["certified"] == direct.certified and row["converged"] == direct.converged
     assert sorted(methods) == ["gradient_flow", "gradient_flow", "sgd", "sgd"]
+
+
+def test_the_config_and_the_api_give_sgd_the_same_defaults():
+    """Every SGD keyword the config's [flow] section (method = "sgd") and stochastic_gradient_descent share has one
+    default; the budget keys differ on purpose only in form (the config writes the default epochs out)."""
+    import inspect
+
+    from lcnflow.dynamics.options import DEFAULT_EPOCHS
+    from lcnflow.experiments.config import StochasticGradientDescentConfig
+
+    config = StochasticGradientDescentConfig().options()
+    api = {k: p.default for k, p in inspect.signature(lcnflow.stochastic_gradient_descent).parameters.items()
+           if p.default is not inspect.Parameter.empty}
+    shared = set(config) & set(api) - {"epochs"}
+    assert shared >= {"schedule", "decay_steps", "decay_factor", "momentum", "sampling", "seed", "certify_tol",
+                      "polish_radius", "classify", "max_record", "blowup_factor", "max_steps", "max_time"}
+    assert {k: config[k] for k in shared} == {k: api[k] for k in shared}
+    assert config["epochs"] == DEFAULT_EPOCHS and api["epochs"] is None  # (None: DEFAULT_EPOCHS without max_steps)
