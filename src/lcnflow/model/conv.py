@@ -126,9 +126,9 @@ def as_filters(arch: Architecture, filters: Sequence[np.ndarray] | np.ndarray, w
                                                                                                   arch.ndim):
                     a = a.reshape(shape)
                 else:
-                    extra = (f" = (c_out, c_in, *k) for architecture.channels {list(arch.channels)}"
-                             if arch.is_multichannel or a.ndim > arch.ndim else "")
-                    raise ValueError(f"{what}[{i}] (layer {i + 1}): expected shape {shape}{extra}, got shape {a.shape}")
+                    extra = (f" (a layer is (c_out, c_in, *k) with architecture.channels {list(arch.channels)})"
+                             if arch.is_multichannel or a.ndim == arch.ndim + 2 else "")
+                    raise ValueError(f"{what}[{i}] (layer {i + 1}): expected shape {shape}, got shape {a.shape}{extra}")
             out.append(a)
     for i, a in enumerate(out):
         bad = ~np.isfinite(a)

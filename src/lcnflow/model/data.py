@@ -123,9 +123,10 @@ class Dataset:
         nd = arch.ndim
         cs = arch.channels
         new = []
-        for a, c, what in ((x, cs[0], "data.inputs"), (y, cs[-1], "data.targets")):
+        sizes = (arch.axes_layer_sizes[0], arch.axes_layer_sizes[-1])
+        for a, c, what, d in ((x, cs[0], "data.inputs", sizes[0]), (y, cs[-1], "data.targets", sizes[1])):
             if not arch.is_multichannel:
-                if a.ndim == nd + 2:
+                if a.ndim == nd + 2 and (a.shape[1] == 1 or a.shape[2:] == d):
                     if a.shape[1] != 1:
                         raise ValueError(
                             f"{what}: shape {a.shape} has {a.shape[1]} channels (axis 1), but the architecture has "
