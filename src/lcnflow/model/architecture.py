@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from lcnflow.model.channels import ChannelParts
+
 Size = int | tuple[int, ...]
 
 
@@ -89,13 +91,11 @@ def _as_channels(value: Any, depth: int) -> tuple[int, ...]:
 @functools.lru_cache(maxsize=64)
 def _generic_rank(arch: Architecture) -> int:
     """Rank of ``dπ`` at a random (generic) point, the dimension of the function space (largest of two draws)."""
-    from lcnflow.model.conv import final_filter_jacobian
-
     best = 0
     for seed in (0, 1):
         rng = np.random.default_rng(seed)
         ws = [rng.standard_normal(s) for s in arch.filter_shapes]
-        sv = np.linalg.svd(final_filter_jacobian(arch, ws), compute_uv=False)
+        sv = np.linalg.svd(ChannelParts(ws, arch.cumulative_strides[:-1]).jacobian(), compute_uv=False)
         best = max(best, int(np.sum(sv > sv[0] * max(sv.size, arch.num_params) * 1e-12)) if sv.size else 0)
     return best
 

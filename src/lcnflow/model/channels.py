@@ -20,6 +20,7 @@ architectures with channels.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -75,6 +76,30 @@ def _corr_right(r: np.ndarray, p: np.ndarray | None, nd: int) -> np.ndarray:
     return np.einsum(f"zac{S}{U},bc{U}->zab{S}", _windows(r, p.shape[2:]), p, optimize=True)
 
 
+def _spread(K: np.ndarray, k: tuple[int, ...]) -> np.ndarray:
+    """``K[o, a, b, c, *s]`` repeated over the filter taps ``j``: axes ``(o, a, b, c, *j, *s)``."""
+    nd = len(k)
+    view = K.reshape(K.shape[:4] + (1,) * nd + K.shape[4:])
+    return np.broadcast_to(view, K.shape[:4] + tuple(k) + K.shape[4:])
+
+
+@functools.lru_cache(maxsize=256)
+def _jacobian_index(final: tuple[int, ...], shape: tuple[int, ...], kk: tuple[int, ...],
+                    dil: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column of ``dπ`` for every entry of :func:`_spread` ``(K)``: row ``(o, c, j·S + s)`` of the final
+    filter, column ``(a, b, j)`` of the layer (both flattened row-major)."""
+    nd = len(dil)
+    cN, c0, kv = final[0], final[1], final[2:]
+    ci, cp, k = shape[0], shape[1], shape[2:]
+    grid = np.indices((cN, ci, cp, c0, *k, *kk))
+    o, a, b, c = grid[0], grid[1], grid[2], grid[3]
+    j = grid[4 : 4 + nd]
+    t = [j[ax] * dil[ax] + grid[4 + nd + ax] for ax in range(nd)]
+    rows = np.ravel_multi_index((o, c, *t), (cN, c0, *kv))
+    cols = np.ravel_multi_index((a, b, *j), (ci, cp, *k))
+    return rows, cols
+
+
 class ChannelParts:
     r"""π at multi-channel filters kept as prefix and suffix products, for π, ``dπᵀ``, ``dπ`` and ``Σ_t g_t ∇²π_t``.
 
@@ -122,11 +147,34 @@ class ChannelParts:
         return [x[0] for x in self._vjp_batch(np.asarray(g, dtype=np.float64)[None])]
 
     def jacobian(self) -> np.ndarray:
-        """``dπ(W)``, a ``(c_N c_0 k_v) × P`` matrix (both sides flattened row-major): ``dπᵀ`` of every unit vector."""
-        shape = self.final_filter.shape
-        f = int(np.prod(shape))
-        blocks = self._vjp_batch(np.eye(f).reshape(f, *shape))
-        return np.concatenate([b.reshape(f, -1) for b in blocks], axis=1)
+        r"""``dπ(W)``, a ``(c_N c_0 k_v) × P`` matrix (both sides flattened row-major).
+
+        Block ``i``: ``∂v[o, c, j S_{i−1} + s] / ∂W_i[a, b, j] = K_i[o, a, b, c, s]`` with the cofactor
+        ``K_i[o, a, b, c, s] = Σ_{u + τ = s} B_i[o, a, u] A_i[b, c, τ]`` (``B_i``, ``A_i``: suffix and prefix
+        products, the identity when empty).
+        """
+        final = self.final_filter.shape
+        nd = self.nd
+        cN, c0 = final[0], final[1]
+        blocks = []
+        for i, w in enumerate(self.filters):
+            b = self.suffix[i + 1]
+            a = self.prefix[i]
+            if b is None:
+                b = np.eye(cN).reshape(cN, cN, *(1,) * nd)
+            if a is None:
+                a = np.eye(c0).reshape(c0, c0, *(1,) * nd)
+            kb, ka = b.shape[2:], a.shape[2:]
+            kk = tuple(x + y - 1 for x, y in zip(kb, ka, strict=True))
+            K = np.zeros((cN, b.shape[1], a.shape[0], c0, *kk))
+            for ta in np.ndindex(*ka):
+                K[(Ellipsis, *(slice(t, t + n) for t, n in zip(ta, kb, strict=True)))] += np.einsum(
+                    "oa...,bc->oabc...", b, a[(slice(None), slice(None), *ta)])
+            rows, cols = _jacobian_index(final, w.shape, kk, self.dilations[i])
+            block = np.zeros((int(np.prod(final)), w.size))
+            block[rows, cols] = _spread(K, w.shape[2:])
+            blocks.append(block)
+        return np.concatenate(blocks, axis=1)
 
     def hessian_contraction(self, g: np.ndarray) -> np.ndarray:
         r"""``Σ_t g_t ∇²π_t(W)`` (``P × P``): zero diagonal blocks (π is multilinear) and for layers ``i < l``, with
