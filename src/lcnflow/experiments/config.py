@@ -108,7 +108,10 @@ class ArchitectureConfig(_Section):
                 strides if strides else None,
                 channels=channels if channels else None,
             )
-        return arch.to_dict()
+        out = arch.to_dict()
+        if channels:  # kept as given, also all ones (a sweep over widths shows [1, 1, 1] for width 1)
+            out["channels"] = list(arch.channels)
+        return out
 
     def build(self) -> Architecture:
         """The :class:`~lcnflow.Architecture` (emits :class:`~lcnflow.SizeRuleWarning` if inputs are dropped)."""

@@ -582,10 +582,13 @@ def predict(arch: Architecture, filters: Sequence[np.ndarray] | np.ndarray, inpu
 
 
 def _predict_channels(arch: Architecture, ws: Filters, x: np.ndarray) -> np.ndarray:
-    """:func:`predict` for inputs with a channel axis, ``(m, c_0, *d_0)`` or one sample ``(c_0, *d_0)`` (also
-    ``(m, *d_0)`` when ``c_0 = 1``): outputs ``(m, c_N, *d_N)`` (``(c_N, *d_N)`` for one sample)."""
+    """:func:`predict` for inputs with a channel axis, ``(m, c_0, *d_0)`` or one sample ``(c_0, *d_0)`` (when
+    ``c_0 = 1`` also ``(m, *d_0)`` and one sample ``d_0``; ``(1, *d_0)`` is then a batch of one, as for one-channel
+    networks): outputs ``(m, c_N, *d_N)`` (``(c_N, *d_N)`` for one sample)."""
     d0, c0 = arch.axes_layer_sizes[0], arch.channels[0]
-    if c0 == 1 and x.shape[1:] == d0 and x.ndim == arch.ndim + 1:
+    if c0 == 1 and x.shape == d0:  # one sample without its channel axis
+        x = x[None]
+    elif c0 == 1 and x.shape[1:] == d0 and x.ndim == arch.ndim + 1:  # a batch without the channel axis
         x = x[:, None]
     single = x.shape == (c0, *d0)
     if single:
