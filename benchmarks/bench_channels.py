@@ -12,8 +12,14 @@ Run ``python benchmarks/bench_channels.py`` (``--quick`` for smaller sizes).  Pr
 
 from __future__ import annotations
 
+import os
 import sys
 import time
+
+# one BLAS thread unless the caller says otherwise (as bench_compiled.py): the flow's linear algebra is on P × P
+# matrices (P = 432 for the RGB problem) that one thread handles in milliseconds, and on a shared machine several
+# BLAS threads spin against each other (measured under load: one 432 × 432 LU 3.7 ms on one thread, 310 ms on two)
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np
 
@@ -91,7 +97,7 @@ def rgb_run(num_patches: int = 64, repeats: int = 3) -> list[str]:
 def main() -> None:
     quick = "--quick" in sys.argv
     print("# Channels benchmark\n")
-    print(f"Machine: {machine_info()}\n")
+    print(f"Machine: {machine_info()}; BLAS threads {os.environ.get('OPENBLAS_NUM_THREADS')}\n")
     print("## Gradient, 1D k=(3,3,3), d_0=256, channels 2→4→4→2\n")
     print("\n".join(gradient_table([200, 2000] if quick else [200, 2000, 20000])))
     print("\n## Certified 2D RGB run\n")

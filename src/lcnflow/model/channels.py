@@ -40,18 +40,21 @@ def dilate(w: np.ndarray, stride: tuple[int, ...]) -> np.ndarray:
 
 
 def mat_poly_mul(a: np.ndarray | None, b: np.ndarray | None, nd: int) -> np.ndarray | None:
-    """Product of polynomial matrices ``a (p, q, *k_a)`` and ``b (q, r, *k_b)``: ``(p, r, *(k_a + k_b − 1))``,
-    matrix product over channels, full convolution over taps.  ``None`` stands for the identity."""
+    r"""Product of polynomial matrices ``a (p, q, *k_a)`` and ``b (q, r, *k_b)``: ``(p, r, *(k_a + k_b − 1))``,
+    matrix product over channels, full convolution over taps.  ``None`` stands for the identity.
+
+    One tensor contraction: ``out[p, r, t] = Σ_{q, u} a[p, q, u] b̃[q, r, t, u]`` with
+    ``b̃[q, r, t, u] = b[q, r, t − u]`` (zero outside), a reversed sliding window of ``b`` padded by ``k_a − 1``.
+    """
     if a is None:
         return b
     if b is None:
         return a
-    ka, kb = a.shape[2:], b.shape[2:]
-    out = np.zeros((a.shape[0], b.shape[1], *(x + y - 1 for x, y in zip(ka, kb, strict=True))))
-    for ta in np.ndindex(*ka):
-        block = np.tensordot(a[(slice(None), slice(None), *ta)], b, axes=(1, 0))
-        out[(slice(None), slice(None), *(slice(t, t + n) for t, n in zip(ta, kb, strict=True)))] += block
-    return out
+    ka = a.shape[2:]
+    pad = ((0, 0), (0, 0), *((k - 1, k - 1) for k in ka))
+    win = np.lib.stride_tricks.sliding_window_view(np.pad(b, pad), ka, axis=tuple(range(2, 2 + nd)))
+    win = win[(Ellipsis, *(slice(None, None, -1),) * nd)]  # [q, r, *t, *u] = b[q, r, t − u]
+    return np.tensordot(a, win, axes=([1, *range(2, 2 + nd)], [0, *range(2 + nd, 2 + 2 * nd)]))
 
 
 def _windows(x: np.ndarray, k: tuple[int, ...]) -> np.ndarray:
@@ -64,16 +67,18 @@ def _corr_left(g: np.ndarray, q: np.ndarray | None, nd: int) -> np.ndarray:
     """``R[z, a, c, s] = Σ_{o,u} q[o, a, u] g[z, o, c, s + u]`` (``q = None``: the identity, ``R = g``)."""
     if q is None:
         return g
-    S, U = _TAPS[:nd], _TAPS[nd : 2 * nd]
-    return np.einsum(f"zoc{S}{U},oa{U}->zac{S}", _windows(g, q.shape[2:]), q, optimize=True)
+    win = _windows(g, q.shape[2:])  # [z, o, c, *s, *u]
+    out = np.tensordot(win, q, axes=([1, *range(3 + nd, 3 + 2 * nd)], [0, *range(2, 2 + nd)]))  # [z, c, *s, a]
+    return np.moveaxis(out, -1, 1)
 
 
 def _corr_right(r: np.ndarray, p: np.ndarray | None, nd: int) -> np.ndarray:
     """``R'[z, a, b, s] = Σ_{c,τ} r[z, a, c, s + τ] p[b, c, τ]`` (``p = None``: the identity)."""
     if p is None:
         return r
-    S, U = _TAPS[:nd], _TAPS[nd : 2 * nd]
-    return np.einsum(f"zac{S}{U},bc{U}->zab{S}", _windows(r, p.shape[2:]), p, optimize=True)
+    win = _windows(r, p.shape[2:])  # [z, a, c, *s, *τ]
+    out = np.tensordot(win, p, axes=([2, *range(3 + nd, 3 + 2 * nd)], [1, *range(2, 2 + nd)]))  # [z, a, *s, b]
+    return np.moveaxis(out, -1, 2)
 
 
 def _spread(K: np.ndarray, k: tuple[int, ...]) -> np.ndarray:

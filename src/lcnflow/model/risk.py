@@ -757,18 +757,42 @@ class ChannelRisk(EmpiricalRisk):
         m = self.num_samples
         return (val / m if need_value else math.nan), grad.reshape(-1) / m
 
-    def _fs_hessian(self, v: np.ndarray) -> np.ndarray:
-        if self.is_quadratic:
-            return self.gram
-        V = v.reshape(self._cout, self._cols)
+    def _fs_hessian_blocks(self, v: np.ndarray) -> np.ndarray:
+        """The diagonal blocks of ``∇²ℒ(v)``, one ``c_0 k_v × c_0 k_v`` block per output channel (``Γ`` for all of
+        them for the square loss)."""
         n = self._cols
-        hess = np.zeros((self._kv, self._kv))
+        if self.is_quadratic:
+            return np.broadcast_to(self.patch_gram, (self._cout, n, n))
+        V = v.reshape(self._cout, n)
+        blocks = np.zeros((self._cout, n, n))
         for H, Y in self._blocks():
             d2 = self.loss.second_derivative(H @ V.T - Y)
             for o in range(self._cout):
-                hess[o * n : (o + 1) * n, o * n : (o + 1) * n] += H.T @ (d2[:, o, None] * H)
-        hess /= self.num_samples
-        return (hess + hess.T) / 2
+                blocks[o] += H.T @ (d2[:, o, None] * H)
+        blocks /= self.num_samples
+        return (blocks + blocks.transpose(0, 2, 1)) / 2
+
+    def _fs_hessian(self, v: np.ndarray) -> np.ndarray:
+        if self.is_quadratic:
+            return self.gram
+        n = self._cols
+        hess = np.zeros((self._kv, self._kv))
+        for o, block in enumerate(self._fs_hessian_blocks(v)):
+            hess[o * n : (o + 1) * n, o * n : (o + 1) * n] = block
+        return hess
+
+    def flat_value_gradient_hessian(self, w: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        r"""``(L(w), ∇L(w), ∇²L(w))`` as in the base class, with the Gauss–Newton term ``dπᵀ ∇²ℒ dπ`` taken block by
+        block over the output channels (``∇²ℒ`` is block diagonal: ``I_{c_N} ⊗ Γ`` for the square loss)."""
+        w = self._flat(w)
+        parts = final_filter_parts(self.arch, unflatten(self.arch, w))
+        v = parts.final_filter.reshape(-1)
+        J = parts.jacobian()
+        val, g = self._fs_gradient(v)
+        Jr = J.reshape(self._cout, self._cols, -1)
+        hess = J.T @ np.matmul(self._fs_hessian_blocks(v), Jr).reshape(J.shape)
+        hess += parts.hessian_contraction(g.reshape(self._kv_shape))
+        return val, J.T @ g, (hess + hess.T) / 2
 
     # ------------------------------------------------------------------ minibatches
     @property
