@@ -290,3 +290,26 @@ def test_torch_round_trip(name):
     arch2, ws2 = from_torch(module, arch.input_size)
     assert arch2 == arch
     assert all(np.max(np.abs(a - b)) <= 1e-12 * np.max(np.abs(b)) for a, b in zip(ws2, ws, strict=True))
+
+
+def test_bottleneck_limit_is_reduced_rank_regression_and_on_m_is_an_honest_bound():
+    # channels 3 → 1 → 3 with k = 1: M = rank ≤ 1 matrices (not filling), the unconstrained optimum is outside M; the
+    # best point of M is the reduced-rank regression (closed form: project the least-squares fit onto its top right
+    # singular vector), which lcnflow can only bound by local searches: "undecided on M", never "global" unproven
+    arch = Architecture(4, [1, 1], channels=[3, 1, 3])
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((40, 3, 4))
+    Y = np.einsum("oc,jca->joa", rng.standard_normal((3, 3)), X) + 0.1 * rng.standard_normal((40, 3, 4))
+    risk = EmpiricalRisk(arch, "square", Dataset(X, Y))
+    H = np.moveaxis(X, 1, -1).reshape(-1, 3)
+    Ym = np.moveaxis(Y, 1, -1).reshape(-1, 3)
+    B = np.linalg.lstsq(H, Ym, rcond=None)[0]
+    sv = np.linalg.svd(H @ B, compute_uv=False)
+    best = 0.5 * float(np.sum((H @ B - Ym) ** 2)) / 40 + 0.5 * float(np.sum(sv[1:] ** 2)) / 40
+    assert not arch.is_filling and arch.function_space_dim == 5  # rank-1 3 × 3 matrices: 1·(3 + 3 − 1)
+    res = gradient_flow(risk, random_init(arch, 0.5, seed=0))
+    cp = res.critical_point
+    assert res.stop_reason.value == "minimum"
+    assert abs(cp.value - best) <= 1e-10 * best
+    assert not cp.unconstrained_optimum_reached and cp.kind == "local_minimum" and cp.global_on_m is None
+    assert "undecided on M" in cp.summary()
