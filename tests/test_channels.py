@@ -313,3 +313,19 @@ def test_bottleneck_limit_is_reduced_rank_regression_and_on_m_is_an_honest_bound
     assert abs(cp.value - best) <= 1e-10 * best
     assert not cp.unconstrained_optimum_reached and cp.kind == "local_minimum" and cp.global_on_m is None
     assert "undecided on M" in cp.summary()
+
+
+@pytest.mark.parametrize("loss", ["square", "pseudo_huber"])
+def test_minibatch_risk_is_the_risk_of_the_batch(loss):
+    arch = ARCHS["1d"]()
+    X, Y = _data(arch, 12, seed=3)
+    risk = EmpiricalRisk(arch, loss, Dataset(X, Y))
+    w = flatten(random_init(arch, 0.5, seed=2))
+    batch = np.array([3, 7, 7, 0, 11])  # repeats count
+    sub = EmpiricalRisk(arch, loss, Dataset(X[batch], Y[batch]))
+    val, g = risk.flat_minibatch_value_and_gradient(w, batch)
+    val_s, g_s = sub.flat_value_and_gradient(w)
+    assert abs(val - val_s) <= 1e-13 * abs(val_s) and _rel(g, g_s) < 1e-13
+    if loss == "square":
+        G, b, c = risk.minibatch_statistics(batch)
+        assert _rel(G, sub.gram) < 1e-13 and _rel(b, sub.moment) < 1e-13 and abs(c - sub.constant) <= 1e-13 * c
