@@ -89,7 +89,7 @@ def from_torch(module: Any, input_size: Size) -> tuple[Architecture, Filters]:
         if problems:
             raise ValueError(f"module[{i}] ({type(layer).__name__}): " + "; ".join(problems))
         w = layer.weight.detach().to(torch.float64).cpu().numpy()
-        bad = ~np.isfinite(w)
+        bad = ~np.isfinite(w[0, 0] if w.shape[:2] == (1, 1) else w)  # a one-channel layer: index in its filter
         if bad.any():
             raise ValueError(f"module[{i}] ({type(layer).__name__}): {int(bad.sum())} non-finite weight(s), first at "
                              f"index {tuple(int(t) for t in np.argwhere(bad)[0])}")
