@@ -329,3 +329,26 @@ def test_minibatch_risk_is_the_risk_of_the_batch(loss):
     if loss == "square":
         G, b, c = risk.minibatch_statistics(batch)
         assert _rel(G, sub.gram) < 1e-13 and _rel(b, sub.moment) < 1e-13 and abs(c - sub.constant) <= 1e-13 * c
+
+
+def test_a_torch_model_trained_in_torch_is_imported_and_its_flow_continued():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv1d(2, 3, 3, bias=False, dtype=torch.float64),
+                                torch.nn.Conv1d(3, 1, 2, stride=2, bias=False, dtype=torch.float64))
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((50, 2, 22))
+    Y = rng.standard_normal((50, 1, 10))
+    Xt, Yt = torch.from_numpy(X), torch.from_numpy(Y)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    for _ in range(50):
+        opt.zero_grad()
+        loss = ((model(Xt) - Yt) ** 2 / 2).sum() / 50
+        loss.backward()
+        opt.step()
+    arch, layers = from_torch(model, 22)
+    assert arch.channels == (2, 3, 1) and arch.axes_strides == ((1,), (2,))
+    risk = EmpiricalRisk(arch, "square", Dataset(X, Y[:, 0]))  # c_N = 1: targets (m, d_N) read alike
+    with torch.no_grad():
+        assert abs(risk.value(layers) - float(((model(Xt) - Yt) ** 2 / 2).sum() / 50)) <= 1e-12 * risk.value(layers)
+    res = gradient_flow(risk, layers)
+    assert res.certified and res.loss < risk.value(layers)
