@@ -191,7 +191,25 @@ def _sweeps_slurm(code: str, cwd: Path):
 
 
 #: (page, index of the Python block on the page) → the function that runs and checks it.
+# ----------------------------------------------------------------------------------------------------- channels.md
+def _channels_example(code: str, cwd: Path):
+    """"The summary says that the run ended certified (a global minimum …), that the run is outside the proved
+    setting, and how far the invariants drifted"; the torch round trip gives the same architecture and layers."""
+    out, res = run_block(code, cwd, f"""
+        import json
+        print({MARK!r} + json.dumps({{"certified": result.certified, "kind": result.critical_point.kind,
+              "drift": result.invariant_drift, "covered": result.hypotheses.covered}}))
+        """)
+    assert res["certified"] and res["kind"] == "global_minimum" and not res["covered"]
+    assert res["drift"] < 1e-6
+    assert "outside the proved setting" in out and "invariant drift" in out
+    assert "GL(3), dimension Σ c_i² = 9" in out
+    assert out.strip().splitlines()[-1].startswith("True ")
+    assert float(out.strip().splitlines()[-1].split()[1]) <= 1e-12
+
+
 CHECKS: dict[tuple[str, int], Callable[[str, Path], None]] = {
+    ("channels.md", 0): _channels_example,
     ("own-data.md", 0): _own_data_python,
     ("sgd.md", 0): _sgd_python,
     ("sgd.md", 1): _sgd_compare_python,

@@ -112,8 +112,9 @@ def test_from_torch_accepts_valid_padding_string():
     [
         (torch.nn.Sequential(torch.nn.Conv1d(1, 1, 3, bias=False), torch.nn.Conv1d(1, 1, 2, bias=True)),
          r"module\[1\] \(Conv1d\): has a bias"),
-        (torch.nn.Conv1d(1, 2, 3, bias=False), r"module\[0\] \(Conv1d\): channels 1→2"),
-        (torch.nn.Conv2d(3, 1, 3, bias=False), r"channels 3→1"),
+        # any channels are read (architecture.channels); consecutive layers must agree on them
+        (torch.nn.Sequential(torch.nn.Conv1d(1, 2, 3, bias=False), torch.nn.Conv1d(3, 1, 2, bias=False)),
+         r"module\[1\] \(Conv1d\): channels: in_channels 3 but the previous layer has out_channels 2"),
         (torch.nn.Sequential(torch.nn.Conv1d(1, 1, 3, bias=False, padding=1)),
          r"module\[0\].*padding \(1,\)"),
         (torch.nn.Conv2d(1, 1, 3, bias=False, padding=(0, 2)), r"padding \(0, 2\)"),

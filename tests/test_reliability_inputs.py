@@ -286,9 +286,10 @@ def test_inputs_of_the_wrong_kind_are_blamed_on_the_inputs(tmp_path):
     assert res.exit_code == 2
     lines = res.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: data.inputs: shape (20, 4, 12)") and "1D" in lines[0]
-    # the API, where no architecture is known yet, names both and what they are
-    with pytest.raises(ValueError, match=r"^data\.targets / data\.inputs: the inputs have shape \(20, 4, 12\)"):
-        Dataset(x, x[:, 0, :10])
+    # the API: (20, 4, 12) inputs with (20, 10) targets may be 4-channel signals, so the architecture decides; a
+    # one-channel architecture refuses them, naming the channels
+    with pytest.raises(ValueError, match=r"^data\.inputs: shape \(20, 4, 12\) has 4 channels.*architecture\.channels"):
+        EmpiricalRisk(Architecture(12, [2, 2]), "square", Dataset(x, x[:, 0, :10]))
 
 
 def test_a_grey_and_alpha_png_is_read_as_its_grey_channel(tmp_path):

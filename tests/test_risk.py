@@ -424,7 +424,11 @@ def test_dataset_wrong_rank():
     with pytest.raises(ValueError, match=r"data\.inputs: expected shape \(m, d_0\).*got shape \(10,\)"):
         Dataset(np.zeros(10), np.zeros(8))
     with pytest.raises(ValueError, match=r"data\.targets / data\.inputs: the inputs have shape \(3, 10\) \(signals"):
-        Dataset(np.zeros((3, 10)), np.zeros((3, 2, 4)))
+        Dataset(np.zeros((3, 10)), np.zeros((3, 2, 4, 4)))
+    # (m, d_0) inputs with (m, c_N, d_N) targets are channel data (c_0 = 1): the architecture decides, and a
+    # one-channel one refuses targets with two channels, naming channels
+    with pytest.raises(ValueError, match=r"data\.targets: shape \(3, 2, 5\) has 2 channels.*architecture\.channels"):
+        EmpiricalRisk(Architecture(10, [4, 3]), "square", Dataset(np.zeros((3, 10)), np.zeros((3, 2, 5))))
 
 
 def test_dataset_shapes_checked_against_architecture():

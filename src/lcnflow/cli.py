@@ -389,6 +389,12 @@ def _compile_part(timings: dict[str, Any]) -> str:
     return f" + {_num(seconds, '.2f')} s loading compiled code"
 
 
+def _channels_text(arch: dict) -> str:
+    """``, c = 2 → 4 → 1`` for an architecture with channels, else nothing."""
+    cs = arch.get("channels", [])
+    return f", c = {' → '.join(str(c) for c in cs)}" if any(c != 1 for c in cs) else ""
+
+
 def _size(k: Any) -> str:
     return "×".join(str(v) for v in k) if isinstance(k, list) else str(k)
 
@@ -411,7 +417,7 @@ def _summary(console: Console, rec: dict[str, Any], config: str | None, out: Pat
     t.add_row("architecture",
               f"{arch['ndim']}D, {arch['depth']} layers: k = ({', '.join(_size(k) for k in arch['filter_sizes'])}), "
               f"s = ({', '.join(_size(s) for s in arch['strides'])}), d = "
-              f"{' → '.join(_size(d) for d in arch['layer_sizes'])}")
+              f"{' → '.join(_size(d) for d in arch['layer_sizes'])}{_channels_text(arch)}")
     t.add_row("", f"final filter k_v = {_size(arch['final_filter_size'])}, s_v = {_size(arch['final_stride'])}; "
                   f"P = {arch['num_params']}, dim M = {arch['function_space_dim']}; filling: "
                   f"{_yes(arch['filling'])}")
@@ -615,19 +621,29 @@ def describe(config: ConfigArg = None, set_: SetOpt = None, json_output: JsonOpt
     console.print(f"[bold]lcnflow describe[/] · {escape(cfg.name)}: {info['ndim']}D linear convolutional network, "
                   f"{info['depth']} layer(s)")
     table = Table(show_edge=False, header_style="bold")
-    for name in ("layer", "filter k", "stride s", "d_in", "d_out", "parameters"):
+    cs = info.get("channels", [])
+    wide = any(c != 1 for c in cs)
+    for name in ("layer", *(("c_in → c_out",) if wide else ()), "filter k", "stride s", "d_in", "d_out", "parameters"):
         table.add_column(name, justify="right")
-    for row in info["layers"]:
-        table.add_row(str(row["layer"]), _size(row["filter_size"]), _size(row["stride"]), _size(row["input_size"]),
-                      _size(row["output_size"]), str(row["num_params"]))
+    for i, row in enumerate(info["layers"]):
+        table.add_row(str(row["layer"]), *((f"{cs[i]} → {cs[i + 1]}",) if wide else ()), _size(row["filter_size"]),
+                      _size(row["stride"]), _size(row["input_size"]), _size(row["output_size"]), str(row["num_params"]))
     console.print(table)
     t = Table.grid(padding=(0, 2))
     t.add_column(style="bold", no_wrap=True)
     t.add_column()
-    t.add_row("final filter", f"k_v = {_size(info['final_filter_size'])}, stride s_v = {_size(info['final_stride'])}")
+    shape = (f" (shape c_N × c_0 × k_v = {cs[-1]} × {cs[0]} × {_size(info['final_filter_size'])})" if wide else "")
+    t.add_row("final filter", f"k_v = {_size(info['final_filter_size'])}, stride s_v = {_size(info['final_stride'])}"
+                              f"{shape}")
     t.add_row("parameters", f"P = {info['num_params']}")
-    t.add_row("function space", f"dim M = P − (N − 1) = {info['function_space_dim']} "
-                                f"(final filter has {info['final_filter_num_params']} coefficients)")
+    if any(c != 1 for c in info.get("channels", [1])):
+        t.add_row("channels", f"{' → '.join(str(c) for c in info['channels'])}; symmetry group of π: "
+                              f"∏ GL(c_i) over the hidden signals, dimension Σ c_i² = {info['symmetry_dim']}")
+        t.add_row("function space", f"dim M = {info['function_space_dim']} (rank of dπ at a generic point; the final "
+                                    f"filter has {info['final_filter_num_params']} coefficients)")
+    else:
+        t.add_row("function space", f"dim M = P − (N − 1) = {info['function_space_dim']} "
+                                    f"(final filter has {info['final_filter_num_params']} coefficients)")
     t.add_row("filling", f"{_yes(info['filling'], 'yes', 'no')}: {escape(info['filling_reason'])}")
     if info["dropped_inputs"]:
         for d in info["dropped_inputs"]:

@@ -54,7 +54,7 @@ from lcnflow.analysis.optimum import (
     unconstrained_optimum,
 )
 from lcnflow.analysis.phases import CLASSIFYING, announce
-from lcnflow.analysis.symmetry import complement_basis, layer_slices, symmetry_basis
+from lcnflow.analysis.symmetry import complement_basis, fibre_basis, layer_slices, symmetry_basis
 from lcnflow.model.architecture import Architecture
 from lcnflow.model.conv import as_filters, final_filter_jacobian, final_filter_unchecked, flatten
 from lcnflow.model.risk import EmpiricalRisk
@@ -281,7 +281,7 @@ def _name_degeneracies(arch, ws, shared, repeated) -> list[str]:
     for i, n in enumerate(norms):
         if n <= 1e-10 * top:
             names.append(f"layer {i + 1} has a zero filter")
-    if arch.ndim == 1:
+    if arch.ndim == 1 and not arch.is_multichannel:
         lead_zero = [i + 1 for i, w in enumerate(ws) if w.size > 1 and abs(w[-1]) <= 1e-10 * max(norms[i], 1e-300)]
         if len(lead_zero) > 1:
             names.append(f"layers {lead_zero} share a root at infinity (vanishing leading coefficients)")
@@ -546,14 +546,16 @@ def classify_critical_point(
     gn_part = JD.T @ A @ JD
     curv_part = weights[:, None] * (hess_at_b - J.T @ A @ J) * weights[None, :]
     hess_b = weights[:, None] * hess_at_b * weights[None, :]
-    sym_b = symmetry_basis(arch, wb / weights)
+    # with channels the flat directions removed are the whole generic fibre of π (it contains the symmetry orbit)
+    sym_b = symmetry_basis(arch, wb / weights) if not arch.is_multichannel else _flat_directions(
+        J * weights, arch.num_params - arch.function_space_dim)
     comp_b = complement_basis(sym_b, w.size)
     eig_b, vec_b = np.linalg.eigh(comp_b.T @ hess_b @ comp_b)
     tol_eig = eig_rtol * max(float(np.linalg.norm(gn_part, 2)) + float(np.linalg.norm(curv_part, 2)), 1e-300)
     index = int(np.sum(eig_b < -tol_eig))
     # reported spectrum: plain coordinates at the given point, complement of the rescaling directions
     hess = risk.hessian(w)
-    sym = symmetry_basis(arch, w)
+    sym = symmetry_basis(arch, w) if not arch.is_multichannel else fibre_basis(arch, w)
     comp = complement_basis(sym, w.size)
     eig = np.linalg.eigvalsh(comp.T @ hess @ comp)
 
@@ -582,7 +584,7 @@ def classify_critical_point(
     v_roots = np.zeros(0, complex)
     shared: list = []
     repeated: list = []
-    if arch.ndim == 1:
+    if arch.ndim == 1 and not arch.is_multichannel:
         layer_roots, v_roots, shared, repeated = _root_structure(arch, ws, v)
     degeneracies = _name_degeneracies(arch, ws, shared, repeated) if origin == "rank_deficient" else []
 
@@ -720,6 +722,9 @@ def _spurious(arch, ws, v, g_v, JD, origin, global_on_m, rtol, deadline: float =
         return False, f"origin is {origin}: v* is critical for ℒ on M", None
     if global_on_m:
         return False, "L(w*) = ℒ*_M: v* minimizes ℒ on M, so it is critical for ℒ on M", None
+    if arch.is_multichannel:
+        return None, ("undecided: the fibre of π is enumerated for single-channel networks only (with channels it "
+                      "is not a finite set of root distributions)"), None
     if arch.ndim != 1:
         return None, "the fibre of π is enumerated for 1D architectures only", None
     fibre = _fibre_classes(arch, ws, v, deadline)
@@ -761,6 +766,16 @@ def _spurious(arch, ws, v, g_v, JD, origin, global_on_m, rtol, deadline: float =
         f"∇L(w') = 0 at all {len(fibre)} class(es) of the fibre up to rescaling and exchanges of equal-size layers "
         f"(largest |cos(∇ℒ(v*), range dπ(w'))| ≤ {threshold:.3g})"
     ), None
+
+
+def _flat_directions(JD: np.ndarray, count: int) -> np.ndarray:
+    """Orthonormal columns spanning the tangent of the generic fibre of π in balanced coordinates: the right singular
+    vectors of the balanced ``dπ D`` for its ``count = P − dim M`` smallest singular values (its kernel where ``dπ``
+    has full rank ``dim M``; where it is rank-deficient, only that many directions are removed)."""
+    if count <= 0:
+        return np.zeros((JD.shape[1], 0))
+    _, _, vt = np.linalg.svd(JD, full_matrices=True)
+    return vt[-count:].T
 
 
 def _descent_probe(risk: EmpiricalRisk, w: np.ndarray, weights: np.ndarray, null: np.ndarray, base: float,

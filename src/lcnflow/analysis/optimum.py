@@ -241,8 +241,8 @@ def unconstrained_optimum(risk: EmpiricalRisk, max_iter: int = 100) -> tuple[np.
 
 def _product_structure(arch: Architecture) -> tuple[int, int] | None:
     """``(D, r)`` when π is a product of (undilated) 1D polynomials: degree of ``p_v`` and number of odd-degree
-    layers; ``None`` otherwise."""
-    if arch.ndim != 1:
+    layers; ``None`` otherwise (also with channels: π then multiplies polynomial matrices)."""
+    if arch.ndim != 1 or arch.is_multichannel:
         return None
     ks = [k[0] for k in arch.axes_filter_sizes]
     S = [s[0] for s in arch.cumulative_strides]
@@ -511,7 +511,8 @@ def _compute(risk: EmpiricalRisk, grid, num_starts: int, seed: int, deadline: fl
                                  f"a local minimization of L (of {n} starts) reached the unconstrained minimum of ℒ, "
                                  "so it is ℒ*_M", unconstrained_in_m=True, value_error=err, evaluations=n,
                                  details={"cut_short": cut}, **common)
-    why = arch.filling_reason if arch.ndim == 2 else "strides before a layer make M more than a root condition"
+    why = (arch.filling_reason if arch.ndim == 2 or arch.is_multichannel
+           else "strides before a layer make M more than a root condition")
     return FunctionSpaceBest(value, v.reshape(shape), False, "multistart",
                              f"best found over {n} local minimization(s) of L from random starts (no exact description "
                              f"of M implemented: {why}): an upper bound on ℒ*_M, not proven optimal"

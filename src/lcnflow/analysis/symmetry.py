@@ -7,6 +7,16 @@ r"""The rescaling symmetry of π and the conserved quantities of gradient flow.
 so ``∇L(w) ⟂ u_i`` everywhere (equivalently ``⟨w^{(i)}, ∇_{w^{(i)}}L⟩`` is the same for all ``i``), the Hessian of
 ``L`` vanishes along ``u_i`` at critical points, and gradient flow conserves
 ``δ_i = ‖w^{(i+1)}‖² − ‖w^{(i)}‖²``.
+
+**Channels.**  With weights ``W_i`` of shape ``(c_i, c_{i−1}, *k_i)``, π is invariant under
+``W_i → A W_i, W_{i+1} → W_{i+1} A^{-1}`` for every ``A ∈ GL(c_i)`` acting on the channels of hidden signal ``i``:
+the symmetry group is ``∏_{i=1}^{N−1} GL(c_i)``, of dimension ``Σ c_i²``, with tangent directions
+``(E W_i, −W_{i+1} E)`` for ``E ∈ R^{c_i × c_i}``.  Gradient flow conserves the ``c_i × c_i`` matrices
+
+.. math:: Δ_i = \sum_j W_{i+1}[j]^\top W_{i+1}[j] − \sum_j W_i[j] W_i[j]^\top
+
+(``W_i[j] = W_i[:, :, j]``, sums over taps), which are ``δ_i`` for one channel.  Wide layers make the fibre
+``π^{-1}(v)`` larger than the orbit: its tangent is the kernel of ``dπ`` (:func:`fibre_basis`).
 """
 
 from __future__ import annotations
@@ -17,6 +27,7 @@ import itertools
 import numpy as np
 
 from lcnflow.model.architecture import Architecture
+from lcnflow.model.conv import final_filter_jacobian, unflatten
 
 
 @functools.lru_cache(maxsize=128)
@@ -32,8 +43,27 @@ def layer_norms(arch: Architecture, w: np.ndarray) -> np.ndarray:
 
 
 def invariants(arch: Architecture, w: np.ndarray) -> np.ndarray:
-    """``δ_i = ‖w^{(i+1)}‖² − ‖w^{(i)}‖²`` for ``i = 1 … N−1`` (flat ``w``)."""
+    """``δ_i = ‖w^{(i+1)}‖² − ‖w^{(i)}‖²`` for ``i = 1 … N−1`` (flat ``w``).
+
+    With channels: the matrices ``Δ_i`` (``c_i × c_i``, see the module docstring) flattened row-major and
+    concatenated, ``Σ c_i²`` numbers.
+    """
+    if arch.is_multichannel:
+        return channel_invariants(arch, w)
     return np.diff(np.add.reduceat(w * w, layer_starts(arch)))
+
+
+def channel_invariants(arch: Architecture, w: np.ndarray) -> np.ndarray:
+    r"""``Δ_i = Σ_j W_{i+1}[j]ᵀW_{i+1}[j] − Σ_j W_i[j]W_i[j]ᵀ`` for ``i = 1 … N−1``, flattened and concatenated
+    (an architecture with channels)."""
+    sl, shapes, c = layer_slices(arch), arch.filter_shapes, arch.channels
+    out = []
+    for i in range(arch.depth - 1):
+        a = w[sl[i]].reshape(c[i + 1], -1)  # W_i as c_i × (c_{i−1}·k)
+        b = np.moveaxis(w[sl[i + 1]].reshape(shapes[i + 1]), 1, -1)
+        b = b.reshape(-1, c[i + 1])  # W_{i+1} as (c_{i+1}·k) × c_i
+        out.append((b.T @ b - a @ a.T).ravel())
+    return np.concatenate(out) if out else np.zeros(0)
 
 
 @functools.lru_cache(maxsize=128)
@@ -48,6 +78,12 @@ def symmetry_basis(arch: Architecture, w: np.ndarray, rtol: float = 1e-10) -> np
     Its dimension is ``N − 1`` unless filters vanish (then the orbit degenerates); directions with norm below
     ``rtol·‖w‖`` are dropped.
     """
+    if arch.is_multichannel:
+        U = _channel_symmetry_directions(arch, w)
+        if U.shape[1] == 0:
+            return U
+        Q, s, _ = np.linalg.svd(U, full_matrices=False)
+        return Q[:, s > rtol * float(np.linalg.norm(w))]
     sl = layer_slices(arch)
     U = np.zeros((w.size, arch.depth - 1))
     for i in range(arch.depth - 1):
@@ -60,13 +96,46 @@ def symmetry_basis(arch: Architecture, w: np.ndarray, rtol: float = 1e-10) -> np
     return Q[:, keep]
 
 
+def _channel_symmetry_directions(arch: Architecture, w: np.ndarray) -> np.ndarray:
+    """The ``Σ c_i²`` tangent directions ``(E W_i, −W_{i+1} E)`` of the ``GL(c_i)`` actions, ``E = e_a e_bᵀ``."""
+    sl, shapes, c = layer_slices(arch), arch.filter_shapes, arch.channels
+    cols = []
+    for i in range(arch.depth - 1):
+        wi, wn = w[sl[i]].reshape(shapes[i]), w[sl[i + 1]].reshape(shapes[i + 1])
+        for a in range(c[i + 1]):
+            for b in range(c[i + 1]):
+                u = np.zeros(w.size)
+                di = np.zeros(shapes[i])
+                di[a] = wi[b]  # (E W_i)[a] = W_i[b]
+                dn = np.zeros(shapes[i + 1])
+                dn[:, b] = -wn[:, a]  # (−W_{i+1} E)[:, b] = −W_{i+1}[:, a]
+                u[sl[i]], u[sl[i + 1]] = di.ravel(), dn.ravel()
+                cols.append(u)
+    return np.array(cols).T if cols else np.zeros((w.size, 0))
+
+
+def fibre_basis(arch: Architecture, w: np.ndarray) -> np.ndarray:
+    """Orthonormal basis (columns) of the tangent of the generic fibre of π at ``w``: the right singular vectors of
+    ``dπ(w)`` for its ``P − dim M`` smallest singular values (the kernel of ``dπ`` where ``dπ`` has full rank
+    ``dim M``; it contains the symmetry directions)."""
+    n = arch.num_params - arch.function_space_dim
+    if n <= 0:
+        return np.zeros((w.size, 0))
+    J = final_filter_jacobian(arch, unflatten(arch, w))
+    _, _, vt = np.linalg.svd(J, full_matrices=True)
+    return vt[-n:].T
+
+
 def swappable_pairs(arch: Architecture) -> list[tuple[int, int]]:
     r"""Pairs ``(i, j)`` (0-based, ``i < j``) of layers whose exchange leaves π unchanged.
 
     ``p_v(t) = Π_l p_{w^{(l)}}(t^{S_{l−1}})`` is a product, so exchanging two layers with the same filter size and
     the same dilation ``S_{i−1} = S_{j−1}`` (no stride > 1 between them) changes nothing; so does flipping the sign
-    of both.  These are orthogonal symmetries of ``L``: gradient flow maps their fixed sets to themselves.
+    of both.  These are orthogonal symmetries of ``L``: gradient flow maps their fixed sets to themselves.  With
+    channels π multiplies polynomial *matrices*, which do not commute: no pairs.
     """
+    if arch.is_multichannel:
+        return []
     sizes, dil = arch.axes_filter_sizes, arch.cumulative_strides  # dil[i] = S_i, the dilation of layer i + 1
     return [(i, j) for i, j in itertools.combinations(range(arch.depth), 2)
             if sizes[i] == sizes[j] and dil[i] == dil[j]]

@@ -88,6 +88,12 @@ def theorem_hypotheses(risk: EmpiricalRisk, data_condition: DataCondition | None
             f"the data condition fails (rank H = {cond.rank} < k_v = {cond.final_filter_size}): the risk is flat "
             "along some final-filter directions"
         )
+    if risk.arch.is_multichannel:
+        failures.append(
+            f"the network has channels (architecture.channels {list(risk.arch.channels)}): outside the proved "
+            "setting — the convergence theorem is proved for single-channel networks only; the run still "
+            "integrates, detects unbounded trajectories (blow-up) and certifies what it reaches"
+        )
     covered = not failures
     if covered:
         consequence = (

@@ -406,7 +406,8 @@ class Recorder:
     def step(self, t: float, w: np.ndarray, loss: float, gnorm: float) -> None:
         """Register an accepted step (``loss``/``gnorm`` may be NaN when :meth:`wants` is False)."""
         k = compiled_kernels()
-        if k is not None and self.delta0.size and w.dtype == np.float64 and w.flags.c_contiguous:
+        if (k is not None and self.delta0.size and w.dtype == np.float64 and w.flags.c_contiguous
+                and not self.arch.is_multichannel):  # the compiled terms know the single-channel δ_i only
             arc, change, sq = k.step_terms(w, self._prev, layer_offsets(self.arch), self.delta0)
             self.arc += arc
             self._prev = w

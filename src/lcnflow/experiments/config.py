@@ -2,7 +2,7 @@
 
 A configuration has five sections, each with defaults for every field::
 
-    [architecture]  input_size, filter_sizes, strides
+    [architecture]  input_size, filter_sizes, strides, channels
     [loss]          name and the loss's parameters (e.g. delta for pseudo_huber)
     [data]          source (planted, file, mnist1d, image), its parameters, seed
     [init]          scale, seed, optional explicit filters
@@ -95,6 +95,10 @@ class ArchitectureConfig(_Section):
     strides: list[int | list[int]] = Field(
         default_factory=list, description="s_1 … s_N: one stride per layer (default all 1)"
     )
+    channels: list[int] = Field(
+        default_factory=list,
+        description="c_0 … c_N: channels of the input, of each hidden signal and of the output (default all 1)",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -103,18 +107,23 @@ class ArchitectureConfig(_Section):
             return data  # let pydantic report the unknown key or the non-table
         defaults = {"input_size": 40, "filter_sizes": [3, 3, 3]}
         strides = data.get("strides")
+        channels = data.get("channels")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", SizeRuleWarning)
             arch = Architecture(
                 data.get("input_size", defaults["input_size"]),
                 data.get("filter_sizes", defaults["filter_sizes"]),
                 strides if strides else None,
+                channels=channels if channels else None,
             )
-        return arch.to_dict()
+        out = arch.to_dict()
+        if channels:  # kept as given, also all ones (a sweep over widths shows [1, 1, 1] for width 1)
+            out["channels"] = list(arch.channels)
+        return out
 
     def build(self) -> Architecture:
         """The :class:`~lcnflow.Architecture` (emits :class:`~lcnflow.SizeRuleWarning` if inputs are dropped)."""
-        return Architecture(self.input_size, self.filter_sizes, self.strides)
+        return Architecture(self.input_size, self.filter_sizes, self.strides, channels=self.channels or None)
 
 
 # ---------------------------------------------------------------------------------------------------- loss

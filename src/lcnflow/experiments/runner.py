@@ -372,6 +372,8 @@ def architecture_summary(arch: Architecture) -> dict[str, Any]:
         "filling": arch.is_filling,
         "filling_reason": arch.filling_reason,
         "dropped_inputs": [{"layer": layer, "count": count} for layer, count in arch.dropped_inputs()],
+        "channels": list(arch.channels),
+        "symmetry_dim": arch.symmetry_dim,
     })
 
 

@@ -80,6 +80,12 @@ def apply_final_filter(arch: Architecture, inputs: np.ndarray, v: np.ndarray) ->
     """Network output ``Π_{k_v, s_v}(v) x`` for each input, shape ``(m, *d_N)``: ``y_a = Σ_t v_t x_{a·s_v + t}``."""
     x = np.asarray(inputs, dtype=np.float64)
     v = np.asarray(v, dtype=np.float64).reshape(arch.final_filter_shape)
+    if arch.is_multichannel:  # inputs (m, c_0, *d_0) (or (m, *d_0) when c_0 = 1), outputs (m, c_N, *d_N)
+        if x.ndim == arch.ndim + 1:
+            x = x[:, None]
+        out = np.tensordot(patch_rows(arch, x), v, axes=(list(range(arch.ndim + 1, 2 * arch.ndim + 2)),
+                                                         list(range(1, arch.ndim + 2))))
+        return np.moveaxis(out, -1, 1)
     return np.tensordot(patch_rows(arch, x), v, axes=arch.ndim)
 
 
@@ -102,7 +108,8 @@ def _blur(clean: np.ndarray, b: np.ndarray, ndim: int) -> np.ndarray:
 def _centred_targets(arch: Architecture, clean: np.ndarray, blur_size: int) -> np.ndarray:
     """``y_a = c[a·s_v + (k_v − 1)//2 + (blur_size − 1)//2]`` per axis."""
     index = []
-    for kv, sv, dn in zip(arch.final_filter_shape, arch.cumulative_strides[-1], arch.axes_layer_sizes[-1],
+    sizes = arch.axes_final_filter_size
+    for kv, sv, dn in zip(sizes, arch.cumulative_strides[-1], arch.axes_layer_sizes[-1],
                           strict=True):
         index.append(np.arange(dn) * sv + (kv - 1) // 2 + (blur_size - 1) // 2)
     if arch.ndim == 1:
@@ -114,6 +121,8 @@ def _centred_targets(arch: Architecture, clean: np.ndarray, blur_size: int) -> n
 def _planted(cfg: PlantedData, arch: Architecture) -> DataBundle:
     rng = np.random.default_rng(cfg.seed)
     shape = (cfg.num_samples, *arch.axes_layer_sizes[0])
+    if arch.channels[0] > 1:  # c_0 input channels, each drawn like a one-channel input
+        shape = (cfg.num_samples, arch.channels[0], *arch.axes_layer_sizes[0])
     if cfg.inputs == "gaussian":
         X = rng.standard_normal(shape)
         input_text = "standard Gaussian"
@@ -281,7 +290,8 @@ def _file(cfg: FileData, arch: Architecture) -> DataBundle:
     for arr, what in ((X, "data.inputs"), (Y, "data.targets")):
         if arr.dtype.kind not in "biuf":
             raise ConfigError(f"{what}: must be a real numeric array, got dtype {arr.dtype} in {cfg.path}")
-    if X.ndim in (2, 3) and X.ndim - 1 != arch.ndim:  # the inputs decide what the samples are: name them
+    # the inputs decide what the samples are: name them (with channels the architecture reads them)
+    if not arch.is_multichannel and X.ndim in (2, 3) and X.ndim - 1 != arch.ndim:
         wanted = f"(m, {arch.input_size})" if arch.ndim == 1 else "(m, h, w)"
         raise ConfigError(f"data.inputs: shape {X.shape} in {names} holds {'signals' if X.ndim == 2 else 'images'}, "
                           f"but the architecture is {arch.ndim}D; give inputs of shape {wanted} (the targets follow "
@@ -486,6 +496,11 @@ def _check_memory(cfg: Any, arch: Architecture) -> None:
     )
 
 
+#: Sources that give data with several input or output channels (``planted``: ``c_0`` Gaussian or Student-t input
+#: channels and a planted multichannel target; ``file``: arrays ``(m, c_0, *d_0)`` and ``(m, c_N, *d_N)``).
+CHANNEL_SOURCES = ("planted", "file")
+
+
 def make_data(cfg: PlantedData | FileData | Mnist1dData | ImageData, arch: Architecture) -> DataBundle:
     """Build the data set a ``[data]`` section describes, for ``arch``.
 
@@ -504,6 +519,11 @@ def make_data(cfg: PlantedData | FileData | Mnist1dData | ImageData, arch: Archi
         A missing file or package, arrays that do not fit ``arch``, non-finite values; the message names the field.
     """
     _check_memory(cfg, arch)
+    if (arch.channels[0] > 1 or arch.channels[-1] > 1) and cfg.source not in CHANNEL_SOURCES:
+        raise ConfigError(
+            f"data.source: {cfg.source!r} gives one-channel data, but architecture.channels {list(arch.channels)} has "
+            f"{arch.channels[0]} input and {arch.channels[-1]} output channel(s); use one of {list(CHANNEL_SOURCES)} "
+            "(or c_0 = c_N = 1 to vary only the hidden channels)")
     try:
         bundle = SOURCES[cfg.source](cfg, arch)
     except ConfigError:
@@ -515,7 +535,7 @@ def make_data(cfg: PlantedData | FileData | Mnist1dData | ImageData, arch: Archi
             f"{str(exc).split('; divide')[0]}; these data are generated from the [data] section (source "
             f"{cfg.source!r}): bring its scales (noise_std, outlier_scale, …) back into range"
         ) from None
-    bundle.dataset.check_architecture(arch)
+    bundle.dataset.for_architecture(arch).check_architecture(arch)
     return bundle
 
 

@@ -15,6 +15,7 @@ properties are returned as plain integers.
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import warnings
@@ -22,6 +23,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+from lcnflow.model.channels import ChannelParts
 
 Size = int | tuple[int, ...]
 
@@ -69,6 +72,34 @@ def _as_axes(value: Any, ndim: int | None, what: str) -> tuple[int, ...]:
     return axes
 
 
+def _as_channels(value: Any, depth: int) -> tuple[int, ...]:
+    """``architecture.channels`` as a tuple of ``N + 1`` positive ints (default all 1)."""
+    if value is None:
+        return (1,) * (depth + 1)
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise ValueError(f"architecture.channels: must be a list (c_0, …, c_N) of {depth + 1} positive integers "
+                         f"(input, each hidden signal, output), got {value!r}")
+    cs = tuple(_as_int(c, "architecture.channels", value) for c in value)
+    if len(cs) != depth + 1:
+        raise ValueError(f"architecture.channels: has {len(cs)} entries but {depth} layer(s) need {depth + 1} "
+                         f"(c_0 input channels, one per hidden signal, c_N output channels), got {value!r}")
+    if any(c <= 0 for c in cs):
+        raise ValueError(f"architecture.channels: channel counts must be ≥ 1, got {value!r}")
+    return cs
+
+
+@functools.lru_cache(maxsize=64)
+def _generic_rank(arch: Architecture) -> int:
+    """Rank of ``dπ`` at a random (generic) point, the dimension of the function space (largest of two draws)."""
+    best = 0
+    for seed in (0, 1):
+        rng = np.random.default_rng(seed)
+        ws = [rng.standard_normal(s) for s in arch.filter_shapes]
+        sv = np.linalg.svd(ChannelParts(ws, arch.cumulative_strides[:-1]).jacobian(), compute_uv=False)
+        best = max(best, int(np.sum(sv > sv[0] * max(sv.size, arch.num_params) * 1e-12)) if sv.size else 0)
+    return best
+
+
 class Architecture:
     """A deep linear convolutional network: input size, one filter size and one stride per layer.
 
@@ -80,6 +111,11 @@ class Architecture:
         ``k_1 … k_N``; 2D filters are ``(k_h, k_w)``.
     strides : sequence, optional
         ``s_1 … s_N`` (default all 1).
+    channels : sequence of int, optional
+        ``(c_0, …, c_N)``: channels of the input, of each hidden signal and of the output (default all 1, the
+        single-channel network).  Layer ``i`` then has a weight of shape ``(c_i, c_{i−1}, k_i)`` (2D:
+        ``(c_i, c_{i−1}, k_h, k_w)``), the layout of ``torch.nn.Conv1d/Conv2d``, and the network is one convolution
+        with the final filter of shape ``(c_N, c_0, k_v)``.
 
     Examples
     --------
@@ -98,7 +134,8 @@ class Architecture:
     filter_sizes: tuple[Size, ...]
     strides: tuple[Size, ...]
 
-    def __init__(self, input_size: Size, filter_sizes: Sequence[Size], strides: Sequence[Size] | None = None):
+    def __init__(self, input_size: Size, filter_sizes: Sequence[Size], strides: Sequence[Size] | None = None,
+                 channels: Sequence[int] | None = None):
         if isinstance(filter_sizes, int | str) or not isinstance(filter_sizes, Sequence) or not filter_sizes:
             raise ValueError(
                 f"architecture.filter_sizes: must be a non-empty list with one filter size per layer, "
@@ -133,8 +170,11 @@ class Architecture:
         object.__setattr__(
             self, "_kv", tuple(1 + sum((k[a] - 1) * S[i][a] for i, k in enumerate(ks)) for a in range(ndim))
         )
-        object.__setattr__(self, "_layer_num_params", tuple(math.prod(k) for k in ks))
-        object.__setattr__(self, "_hash", hash((ks, ss, d0)))
+        cs = _as_channels(channels, len(ks))
+        object.__setattr__(self, "_channels", cs)
+        object.__setattr__(self, "_multichannel", any(c != 1 for c in cs))
+        object.__setattr__(self, "_layer_num_params", tuple(math.prod(k) * cs[i] * cs[i + 1] for i, k in enumerate(ks)))
+        object.__setattr__(self, "_hash", hash((ks, ss, d0)) if not self._multichannel else hash((ks, ss, d0, cs)))
 
     @staticmethod
     def _compute_sizes(d0, ks, ss) -> tuple[tuple[int, ...], ...]:
@@ -218,14 +258,30 @@ class Architecture:
         return self._unwrap(self.cumulative_strides[-1])
 
     @property
+    def channels(self) -> tuple[int, ...]:
+        """``(c_0, …, c_N)``: channels of the input, of each hidden signal and of the output (all 1 by default)."""
+        return self._channels  # type: ignore[attr-defined]
+
+    @property
+    def is_multichannel(self) -> bool:
+        """Whether some ``c_i > 1`` (then filters carry channel axes, see :attr:`filter_shapes`)."""
+        return self._multichannel  # type: ignore[attr-defined]
+
+    @property
     def filter_shapes(self) -> tuple[tuple[int, ...], ...]:
-        """NumPy shapes of the filters: ``(k,)`` in 1D, ``(k_h, k_w)`` in 2D."""
-        return self.axes_filter_sizes
+        """NumPy shapes of the filters: ``(k,)`` in 1D, ``(k_h, k_w)`` in 2D; with channels ``(c_i, c_{i−1}, k)`` /
+        ``(c_i, c_{i−1}, k_h, k_w)`` (torch's weight layout)."""
+        if not self.is_multichannel:
+            return self.axes_filter_sizes
+        c = self.channels
+        return tuple((c[i + 1], c[i], *k) for i, k in enumerate(self.axes_filter_sizes))
 
     @property
     def final_filter_shape(self) -> tuple[int, ...]:
-        """NumPy shape of the final filter ``v``."""
-        return self.axes_final_filter_size
+        """NumPy shape of the final filter ``v``: ``k_v`` per axis; with channels ``(c_N, c_0, *k_v)``."""
+        if not self.is_multichannel:
+            return self.axes_final_filter_size
+        return (self.channels[-1], self.channels[0], *self.axes_final_filter_size)
 
     @property
     def layer_num_params(self) -> tuple[int, ...]:
@@ -239,13 +295,24 @@ class Architecture:
 
     @property
     def final_filter_num_params(self) -> int:
-        """Number of coefficients of the final filter (``k_v``, or ``k_h · k_w`` in 2D)."""
-        return math.prod(self.axes_final_filter_size)
+        """Number of coefficients of the final filter (``k_v``, or ``k_h · k_w`` in 2D; times ``c_N c_0`` with
+        channels)."""
+        return math.prod(self.final_filter_shape)
 
     @property
     def function_space_dim(self) -> int:
-        """``dim M = P − (N − 1)``: the rescaling symmetry removes one dimension per pair of adjacent layers."""
-        return self.num_params - (self.depth - 1)
+        """``dim M``: ``P − (N − 1)`` for one channel (the rescaling symmetry removes one dimension per pair of
+        adjacent layers); with channels the rank of ``dπ`` at generic points, computed numerically (the symmetry
+        ``∏ GL(c_i)`` removes at most ``Σ c_i²`` dimensions, and wide layers can remove more)."""
+        if not self.is_multichannel:
+            return self.num_params - (self.depth - 1)
+        return _generic_rank(self)
+
+    @property
+    def symmetry_dim(self) -> int:
+        """Dimension of the symmetry group of π: ``Σ_{i=1}^{N−1} c_i²`` (``∏ GL(c_i)`` over the hidden signals;
+        ``N − 1`` rescalings for one channel)."""
+        return sum(c * c for c in self.channels[1:-1])
 
     @property
     def is_filling(self) -> bool | None:
@@ -270,6 +337,11 @@ class Architecture:
 
     def _filling(self) -> tuple[bool | None, str]:
         dim, kv = self.function_space_dim, self.final_filter_num_params
+        if self.is_multichannel:
+            if dim < kv:
+                return False, f"dim M = {dim} < {kv} final-filter coefficients, so π cannot be onto"
+            return None, ("undecided: dim M equals the number of final-filter coefficients, but no exact filling "
+                          "criterion is implemented for channels (the image of π may still miss an open set)")
         if dim < kv:
             return False, f"dim M = {dim} < {kv} final-filter coefficients, so π cannot be onto"
         if self.ndim == 1:
@@ -299,11 +371,14 @@ class Architecture:
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (lists), suitable for TOML/JSON; ``Architecture(**d)`` rebuilds it."""
         lst = (lambda t: t) if self.ndim == 1 else list
-        return {
+        out: dict[str, Any] = {
             "input_size": lst(self.input_size),
             "filter_sizes": [lst(k) for k in self.filter_sizes],
             "strides": [lst(s) for s in self.strides],
         }
+        if self.is_multichannel:
+            out["channels"] = list(self.channels)
+        return out
 
     def dropped_inputs(self) -> list[tuple[int, Size]]:
         """``(layer, count)`` for every layer whose size rule drops trailing inputs."""
@@ -323,9 +398,10 @@ class Architecture:
         return rows
 
     def __repr__(self) -> str:
+        tail = f", channels={list(self.channels)!r}" if self.is_multichannel else ""
         return (
             f"Architecture(input_size={self.input_size!r}, filter_sizes={list(self.filter_sizes)!r}, "
-            f"strides={list(self.strides)!r})"
+            f"strides={list(self.strides)!r}{tail})"
         )
 
     def __str__(self) -> str:
@@ -335,10 +411,31 @@ class Architecture:
         for row in self.summary_rows():
             lines.append(f"  {row[0]:>5}  {row[1]:>8}  {row[2]:>8}  {row[3]:>10}  {row[4]:>10}")
         filling = {True: "yes", False: "no", None: "undecided"}[self.is_filling]
+        if self.is_multichannel:
+            return self._describe_channels(head, filling)
         lines.append(
             f"  final filter k_v = {fmt(self.final_filter_size)}, stride s_v = {fmt(self.final_stride)}; "
             f"P = {self.num_params} parameters; dim M = {self.function_space_dim}; filling: {filling}"
         )
+        for layer, count in self.dropped_inputs():
+            lines.append(f"  note: layer {layer} drops its last {fmt(count)} input(s)")
+        return "\n".join(lines)
+
+    def _describe_channels(self, head: str, filling: str) -> str:
+        c = self.channels
+        lines = [f"{head}, channels {' → '.join(str(x) for x in c)}"]
+        lines.append(f"  {'layer':>5}  {'c_in→c_out':>10}  {'filter':>8}  {'stride':>8}  {'d_in':>10}  {'d_out':>10}")
+        for i, row in enumerate(self.summary_rows()):
+            ch = f"{c[i]}→{c[i + 1]}"
+            lines.append(f"  {row[0]:>5}  {ch:>10}  {row[1]:>8}  {row[2]:>8}  {row[3]:>10}  {row[4]:>10}")
+        hidden = c[1:-1]
+        group = " × ".join(f"GL({x})" for x in hidden) if hidden else "trivial (one layer)"
+        lines.append(
+            f"  final filter {c[-1]} × {c[0]} × {fmt(self.final_filter_size)} (c_N × c_0 × k_v), stride s_v = "
+            f"{fmt(self.final_stride)}; P = {self.num_params} parameters; dim M = {self.function_space_dim} "
+            f"(rank of dπ at a generic point); filling: {filling}"
+        )
+        lines.append(f"  symmetry group of π: {group}, dimension Σ c_i² = {self.symmetry_dim}")
         for layer, count in self.dropped_inputs():
             lines.append(f"  note: layer {layer} drops its last {fmt(count)} input(s)")
         return "\n".join(lines)
@@ -349,8 +446,8 @@ class Architecture:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Architecture):
             return NotImplemented
-        return (self._ks, self._ss, self.axes_layer_sizes[0]) == (  # type: ignore[attr-defined]
-            other._ks, other._ss, other.axes_layer_sizes[0]  # type: ignore[attr-defined]
+        return (self._ks, self._ss, self.axes_layer_sizes[0], self.channels) == (  # type: ignore[attr-defined]
+            other._ks, other._ss, other.axes_layer_sizes[0], other.channels  # type: ignore[attr-defined]
         )
 
     def __hash__(self) -> int:

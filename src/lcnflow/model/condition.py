@@ -32,7 +32,8 @@ class DataCondition:
     rank : int
         Numerical rank of ``H``.
     final_filter_size : int
-        Number of final-filter coefficients ``k_v`` (``k_h · k_w`` in 2D), the rank needed.
+        Number of final-filter coefficients ``k_v`` (``k_h · k_w`` in 2D), the rank needed; with channels the
+        columns of the multichannel patch matrix, ``c_0 · k_v``.
     smallest_singular_value, largest_singular_value : float
         ``σ_min(H)`` and ``σ_max(H)`` (``H`` unnormalized, rows ``m · d_N``).
     condition_number : float
@@ -73,7 +74,7 @@ class DataCondition:
 
 def _singular_values(arch: Architecture, data: Dataset, max_bytes: int) -> np.ndarray:
     """Singular values of ``H``, from ``H`` itself or, for large data, from a streamed QR factor ``R`` of ``H``."""
-    kv = arch.final_filter_num_params
+    kv = _columns(arch)
     per_sample = math.prod(arch.axes_layer_sizes[-1]) * kv * 8
     chunk = max(1, max_bytes // per_sample)
     R = np.zeros((0, kv))
@@ -81,6 +82,11 @@ def _singular_values(arch: Architecture, data: Dataset, max_bytes: int) -> np.nd
         rows = patch_rows(arch, data.inputs[start : start + chunk]).reshape(-1, kv)
         R = np.linalg.qr(np.vstack([R, rows]), mode="r")
     return np.linalg.svd(R, compute_uv=False)
+
+
+def _columns(arch: Architecture) -> int:
+    """Columns of the patch matrix: ``k_v`` (per axis multiplied), times ``c_0`` input channels."""
+    return arch.channels[0] * math.prod(arch.axes_final_filter_size)
 
 
 def _rank(X: np.ndarray) -> int:
@@ -127,8 +133,9 @@ def check_data_condition(
         raise TypeError(f"arch: expected an lcnflow.Architecture, got {type(arch).__name__}")
     if not isinstance(data, Dataset):
         raise TypeError(f"data: expected an lcnflow.Dataset, got {type(data).__name__}")
+    data = data.for_architecture(arch)
     data.check_architecture(arch)
-    kv = arch.final_filter_num_params
+    kv = _columns(arch)
     n_eq = data.num_samples * math.prod(arch.axes_layer_sizes[-1])
     sv = None
     if gram is not None:
@@ -168,6 +175,14 @@ def _explain(arch, data, satisfied, rank, kv, n_eq, cond, x_rank, d0) -> str:
         if x_rank == d0
         else f"The stronger classical condition rank X = d_0 does not hold ({x_rank} < {d0}); it is not needed."
     )
+    if satisfied and arch.is_multichannel:
+        return (
+            f"The multichannel patches of the inputs span all of R^{kv} (c_0·k_v, σ_min/σ_max = {1 / cond:.3g}), so "
+            "the function-space risk is coercive for every coercive loss. With channels (architecture.channels "
+            f"{list(arch.channels)}) that is outside the proved setting: the convergence theorem is proved for "
+            "single-channel networks only, and whether trajectories stay bounded and converge is not known. "
+            f"{classical}"
+        )
     if satisfied:
         text = (
             f"The patches of the inputs span all of R^{kv} (σ_min/σ_max = {1 / cond:.3g}), so the function-space "
@@ -192,8 +207,9 @@ def _explain(arch, data, satisfied, rank, kv, n_eq, cond, x_rank, d0) -> str:
             "band-limited signals, or inputs that are multiples of one another). Use more varied inputs, more "
             "samples, longer signals, or an architecture with a shorter final filter."
         )
+    name = "k_v" if arch.channels[0] == 1 else "c_0·k_v"
     return (
-        f"rank H = {rank} < k_v = {kv}: the risk is flat along {kv - rank} direction(s) of the final filter, so it is "
-        "not coercive and the convergence theorem does not apply — the trajectory may still converge, but nothing "
+        f"rank H = {rank} < {name} = {kv}: the risk is flat along {kv - rank} direction(s) of the final filter, so it "
+        "is not coercive and the convergence theorem does not apply — the trajectory may still converge, but nothing "
         f"guarantees it stays bounded. {cause} {classical}"
     )

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from lcnflow.model.architecture import Architecture, Size, SizeRuleWarning
+from lcnflow.model.channels import ChannelParts
 
 Filters = list[np.ndarray]
 
@@ -69,8 +70,14 @@ def unflatten(arch: Architecture, vector: np.ndarray) -> Filters:
             f"parameter vector: expected a flat vector of {arch.num_params} entries for {arch!r}, "
             f"got shape {vector.shape}"
         )
-    starts = _plan(arch)["starts"]
+    starts = _plan(arch)["starts"] if not arch.is_multichannel else _channel_starts(arch)
     return [vector[a:b].reshape(shape) for a, b, shape in zip(starts[:-1], starts[1:], arch.filter_shapes, strict=True)]
+
+
+@functools.lru_cache(maxsize=128)
+def _channel_starts(arch: Architecture) -> list[int]:
+    """Index of each layer's first coefficient in a flat vector, and ``P`` (architectures with channels)."""
+    return [int(x) for x in np.concatenate([[0], np.cumsum(arch.layer_num_params)])]
 
 
 def _check_real(w: object, what: str) -> None:
@@ -115,10 +122,13 @@ def as_filters(arch: Architecture, filters: Sequence[np.ndarray] | np.ndarray, w
             except (TypeError, ValueError):
                 raise ValueError(f"{what}[{i}] (layer {i + 1}): not a numeric array") from None
             if a.shape != shape:
-                if a.size == math.prod(shape) and a.ndim <= 1 and len(shape) == 1:
+                if (a.size == math.prod(shape) and a.ndim <= 1 and len(shape) == 1) or _same_taps(a.shape, shape,
+                                                                                                  arch.ndim):
                     a = a.reshape(shape)
                 else:
-                    raise ValueError(f"{what}[{i}] (layer {i + 1}): expected shape {shape}, got shape {a.shape}")
+                    extra = (f" (a layer is (c_out, c_in, *k) with architecture.channels {list(arch.channels)})"
+                             if arch.is_multichannel or a.ndim == arch.ndim + 2 else "")
+                    raise ValueError(f"{what}[{i}] (layer {i + 1}): expected shape {shape}, got shape {a.shape}{extra}")
             out.append(a)
     for i, a in enumerate(out):
         bad = ~np.isfinite(a)
@@ -128,6 +138,15 @@ def as_filters(arch: Architecture, filters: Sequence[np.ndarray] | np.ndarray, w
                 f"{tuple(int(t) for t in np.argwhere(bad)[0])}"
             )
     return out
+
+
+def _same_taps(given: tuple[int, ...], shape: tuple[int, ...], ndim: int) -> bool:
+    """Whether a filter of shape ``given`` is the one of ``shape`` up to leading ``(1, 1)`` channel axes (a
+    single-channel layer given as ``(k,)`` or as torch's ``(1, 1, k)``)."""
+    def strip(t):
+        return t[2:] if len(t) == ndim + 2 and t[:2] == (1, 1) else t
+
+    return strip(given) == strip(shape) and len(strip(given)) == ndim
 
 
 # ---------------------------------------------------------------------------------------------- small kernels
@@ -261,8 +280,11 @@ def final_filter_parts(arch: Architecture, filters: Filters) -> FinalFilterParts
     """Factor π at ``filters`` (see :class:`FinalFilterParts`) for derivatives that share the products.
 
     ``filters`` must already be validated float64 arrays (:func:`as_filters`, :func:`unflatten`): this is the
-    evaluators' hot path and checks nothing.
+    evaluators' hot path and checks nothing.  With channels the parts are a
+    :class:`~lcnflow.model.channels.ChannelParts` (products of polynomial matrices, the same methods).
     """
+    if arch.is_multichannel:
+        return ChannelParts(filters, arch.cumulative_strides[:-1])
     return FinalFilterParts(arch, filters)
 
 
@@ -321,6 +343,8 @@ def final_filter(arch: Architecture, filters: Sequence[np.ndarray] | np.ndarray)
 
 def final_filter_unchecked(arch: Architecture, filters: Filters) -> np.ndarray:
     """π for already validated float64 filters (the integrators' hot path)."""
+    if arch.is_multichannel:
+        return ChannelParts(filters, arch.cumulative_strides[:-1]).final_filter
     v = None
     for d in _dilated(arch, filters):
         v = _mul(v, d)
@@ -336,7 +360,7 @@ def final_filter_vjp(arch: Architecture, filters: Filters, g: np.ndarray) -> Fil
     ``filters`` must already be validated float64 arrays; ``g`` has the final filter's shape.  A caller that also
     needs π or other derivatives at the same point shares the work through :func:`final_filter_parts`.
     """
-    return FinalFilterParts(arch, filters).vjp(g)
+    return final_filter_parts(arch, filters).vjp(g)
 
 
 def final_filter_jacobian(arch: Architecture, filters: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
@@ -344,7 +368,7 @@ def final_filter_jacobian(arch: Architecture, filters: Sequence[np.ndarray] | np
 
     Column ``j`` of block ``i`` is ``c_i`` shifted by ``j·S_{i−1}``: ``∂v_{jS_{i−1}+t}/∂w^{(i)}_j = c_{i,t}``.
     """
-    return FinalFilterParts(arch, as_filters(arch, filters)).jacobian()
+    return final_filter_parts(arch, as_filters(arch, filters)).jacobian()
 
 
 def final_filter_hessian_contraction(
@@ -358,7 +382,7 @@ def final_filter_hessian_contraction(
               \qquad e_{il} = \mathop{∗}_{n \ne i, l} ↑_{S_{n-1}} w^{(n)}.
     """
     g = np.asarray(g, dtype=np.float64).reshape(arch.final_filter_shape)
-    return FinalFilterParts(arch, as_filters(arch, filters)).hessian_contraction(g)
+    return final_filter_parts(arch, as_filters(arch, filters)).hessian_contraction(g)
 
 
 # ---------------------------------------------------------------------------------------------- dense matrices
@@ -386,9 +410,35 @@ def layer_matrix(filter: np.ndarray, input_size: Size, stride: Size = 1) -> np.n
     return mat.reshape(math.prod(d_out), math.prod(d_in))
 
 
+def channel_layer_matrix(weight: np.ndarray, input_size: Size, stride: Size = 1) -> np.ndarray:
+    r"""Dense matrix of one multi-channel layer, ``(Π(W) x)[o, a] = Σ_{c, j} W[o, c, j] x[c, a·s + j]``.
+
+    Signals are flattened channel-major, then positions row-major (torch's ``(c, *d)`` layout).
+
+    Parameters
+    ----------
+    weight : ndarray, shape ``(c_out, c_in, k)`` or ``(c_out, c_in, k_h, k_w)``
+
+    Returns
+    -------
+    ndarray, shape ``(c_out · prod(d_out), c_in · prod(d_in))``
+    """
+    W = np.asarray(weight, dtype=np.float64)
+    blocks = [[layer_matrix(W[o, c], input_size, stride) for c in range(W.shape[1])] for o in range(W.shape[0])]
+    return np.block(blocks)
+
+
 def network_matrix(arch: Architecture, filters: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
-    """Dense ``V = Π(w^{(N)}) ⋯ Π(w^{(1)})``, shape ``(prod(d_N), prod(d_0))``; for inspection and tests."""
+    """Dense ``V = Π(w^{(N)}) ⋯ Π(w^{(1)})``, shape ``(prod(d_N), prod(d_0))`` (with channels
+    ``(c_N·prod(d_N), c_0·prod(d_0))``, channel-major); for inspection and tests."""
     filters = as_filters(arch, filters)
+    if arch.is_multichannel:
+        V = np.eye(arch.channels[0] * math.prod(arch.axes_layer_sizes[0]))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SizeRuleWarning)
+            for i, w in enumerate(filters):
+                V = channel_layer_matrix(w, arch.layer_sizes[i], arch.strides[i]) @ V
+        return V
     V = np.eye(math.prod(arch.axes_layer_sizes[0]))
     with warnings.catch_warnings():  # the architecture itself already warned about dropped inputs
         warnings.simplefilter("ignore", SizeRuleWarning)
@@ -403,22 +453,38 @@ def patch_rows(arch: Architecture, inputs: np.ndarray) -> np.ndarray:
 
     No copy is made; reshape to ``(m·d_N, k_v)`` for the dense :func:`patch_matrix`.
     """
+    if arch.is_multichannel:
+        return _channel_patch_rows(arch, inputs)
     kv, sv, dN = arch.final_filter_shape, arch.cumulative_strides[-1], arch.axes_layer_sizes[-1]
     axes = tuple(range(1, arch.ndim + 1))
     win = np.lib.stride_tricks.sliding_window_view(inputs, kv, axis=axes)
     return win[(slice(None), *(slice(None, s * (d - 1) + 1, s) for s, d in zip(sv, dN, strict=True)))]
 
 
+def _channel_patch_rows(arch: Architecture, inputs: np.ndarray) -> np.ndarray:
+    """Multichannel patches of inputs ``(m, c_0, *d_0)`` as a view ``(m, *d_N, c_0, *k_v)``:
+    ``[j, a, c, t] = x_j[c, a·s_v + t]`` (for any ``c_0``, also 1)."""
+    kv, sv, dN = arch.axes_final_filter_size, arch.cumulative_strides[-1], arch.axes_layer_sizes[-1]
+    nd = arch.ndim
+    win = np.lib.stride_tricks.sliding_window_view(inputs, kv, axis=tuple(range(2, nd + 2)))
+    win = win[(slice(None), slice(None), *(slice(None, s * (d - 1) + 1, s) for s, d in zip(sv, dN, strict=True)))]
+    return win.transpose(0, *range(2, nd + 2), 1, *range(nd + 2, 2 * nd + 2))
+
+
 def patch_matrix(arch: Architecture, inputs: np.ndarray) -> np.ndarray:
     r"""The patch (Hankel) operator ``H``: ``(Π_{k_v,s_v}(v) x_j)_a = (H v)_{(j,a)}``, ``H_{(j,a),t} = x_{j,a s_v+t}``.
 
     Rows are sample-major, then output positions row-major; columns are the final filter's coefficients row-major.
+    With channels (inputs ``(m, c_0, *d_0)``) this is the *multichannel* patch matrix, columns ``(c, t)``
+    row-major: output channel ``o`` of the network is ``H v[o].ravel()``, so the full operator is ``I_{c_N} ⊗ H``.
 
     Returns
     -------
-    ndarray, shape ``(m · prod(d_N), prod(k_v))``
+    ndarray, shape ``(m · prod(d_N), prod(k_v))`` (with channels ``(m · prod(d_N), c_0 · prod(k_v))``)
     """
     inputs = np.asarray(inputs, dtype=np.float64)
+    if arch.is_multichannel:
+        return patch_rows(arch, inputs).reshape(-1, arch.channels[0] * math.prod(arch.axes_final_filter_size))
     return patch_rows(arch, inputs).reshape(-1, arch.final_filter_num_params)
 
 
@@ -498,6 +564,8 @@ def predict(arch: Architecture, filters: Sequence[np.ndarray] | np.ndarray, inpu
         x = np.asarray(inputs, dtype=np.float64)
     except (TypeError, ValueError):
         raise ValueError(f"inputs: not a numeric array ({type(inputs).__name__})") from None
+    if arch.is_multichannel or x.ndim == arch.ndim + 2:
+        return _predict_channels(arch, ws, x)
     d0 = arch.axes_layer_sizes[0]
     single = x.shape == d0
     if single:
@@ -510,4 +578,29 @@ def predict(arch: Architecture, filters: Sequence[np.ndarray] | np.ndarray, inpu
         raise ValueError("inputs: contain NaN or infinite values")
     v = final_filter_unchecked(arch, ws).reshape(arch.final_filter_shape)
     out = np.tensordot(patch_rows(arch, x), v, axes=arch.ndim)
+    return out[0] if single else out
+
+
+def _predict_channels(arch: Architecture, ws: Filters, x: np.ndarray) -> np.ndarray:
+    """:func:`predict` for inputs with a channel axis, ``(m, c_0, *d_0)`` or one sample ``(c_0, *d_0)`` (when
+    ``c_0 = 1`` also ``(m, *d_0)`` and one sample ``d_0``; ``(1, *d_0)`` is then a batch of one, as for one-channel
+    networks): outputs ``(m, c_N, *d_N)`` (``(c_N, *d_N)`` for one sample)."""
+    d0, c0 = arch.axes_layer_sizes[0], arch.channels[0]
+    if c0 == 1 and x.shape == d0:  # one sample without its channel axis
+        x = x[None]
+    elif c0 == 1 and x.shape[1:] == d0 and x.ndim == arch.ndim + 1:  # a batch without the channel axis
+        x = x[:, None]
+    single = x.shape == (c0, *d0)
+    if single:
+        x = x[None]
+    if x.shape[1:] != (c0, *d0):
+        raise ValueError(f"inputs: expected shape (m, {c0}, {', '.join(map(str, d0))}) (m samples of c_0 = {c0} "
+                         f"channel(s), architecture.channels {list(arch.channels)}, input size "
+                         f"{arch.layer_sizes[0]}), got shape {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("inputs: contain NaN or infinite values")
+    v = final_filter_unchecked(arch, ws).reshape(arch.channels[-1], -1)
+    rows = _channel_patch_rows(arch, x)
+    out = np.tensordot(rows.reshape(*rows.shape[: arch.ndim + 1], -1), v, axes=([arch.ndim + 1], [1]))
+    out = np.moveaxis(out, -1, 1)
     return out[0] if single else out

@@ -58,8 +58,11 @@ class Dataset:
 
     Parameters
     ----------
-    inputs : array_like, shape ``(m, d_0)`` or ``(m, h, w)``
-    targets : array_like, shape ``(m, d_N)`` or ``(m, h_N, w_N)``
+    inputs : array_like, shape ``(m, d_0)`` or ``(m, h, w)``; with channels ``(m, c_0, d_0)`` or ``(m, c_0, h, w)``
+    targets : array_like, shape ``(m, d_N)`` or ``(m, h_N, w_N)``; with channels ``(m, c_N, d_N)`` or
+        ``(m, c_N, h_N, w_N)``
+
+    The architecture decides how the arrays are read (:meth:`for_architecture`).
 
     Arrays are copied to float64 and made read-only.  Shapes are checked against an architecture by
     :meth:`check_architecture` (done by :class:`~lcnflow.EmpiricalRisk`).
@@ -73,12 +76,13 @@ class Dataset:
     def __init__(self, inputs: np.ndarray, targets: np.ndarray):
         x = _check_array(inputs, "data.inputs")
         y = _check_array(targets, "data.targets")
-        if x.ndim not in (2, 3):
+        if x.ndim not in (2, 3, 4):
             raise ValueError(
-                f"data.inputs: expected shape (m, d_0) for signals or (m, h, w) for images, got shape {x.shape}"
+                f"data.inputs: expected shape (m, d_0) for signals or (m, h, w) for images (with channels "
+                f"(m, c_0, d_0) or (m, c_0, h, w)), got shape {x.shape}"
             )
-        if y.ndim != x.ndim:
-            kind = {2: "signals (m, d_0)", 3: "images (m, h, w)"}
+        if y.ndim not in (2, 3, 4) or abs(y.ndim - x.ndim) > 1:
+            kind = {2: "signals (m, d_0)", 3: "images (m, h, w) or signals (m, c, d)", 4: "images (m, c, h, w)"}
             raise ValueError(
                 f"data.targets / data.inputs: the inputs have shape {x.shape} ({kind[x.ndim]}) and the targets "
                 f"{y.shape} ({kind.get(y.ndim, f'{y.ndim} axes')}); both must be signals (m, d_0) and (m, d_N), or "
@@ -102,12 +106,65 @@ class Dataset:
 
     @property
     def ndim(self) -> int:
-        """1 for signals, 2 for images."""
+        """1 for signals, 2 for images (without a channel axis; an architecture decides how data are read)."""
         return self.inputs.ndim - 1
 
+    def for_architecture(self, arch: Architecture) -> Dataset:
+        """These samples in the layout ``arch`` reads: ``(m, *d_0)`` / ``(m, *d_N)`` for one channel, else
+        ``(m, c_0, *d_0)`` / ``(m, c_N, *d_N)``.  A channel axis of size 1 is dropped (one-channel architecture) or
+        added (``c_0 = 1`` or ``c_N = 1``), so both layouts give the same results; ``self`` when nothing changes.
+
+        Raises
+        ------
+        ValueError
+            When the data's channel count differs from ``architecture.channels``.
+        """
+        x, y = self.inputs, self.targets
+        nd = arch.ndim
+        cs = arch.channels
+        new = []
+        sizes = (arch.axes_layer_sizes[0], arch.axes_layer_sizes[-1])
+        for a, c, what, d in ((x, cs[0], "data.inputs", sizes[0]), (y, cs[-1], "data.targets", sizes[1])):
+            if not arch.is_multichannel:
+                if a.ndim == nd + 2 and (a.shape[1] == 1 or a.shape[2:] == d):
+                    if a.shape[1] != 1:
+                        raise ValueError(
+                            f"{what}: shape {a.shape} has {a.shape[1]} channels (axis 1), but the architecture has "
+                            f"one channel (architecture.channels {list(cs)}); set architecture.channels to match")
+                    a = a[:, 0]
+            elif a.ndim == nd + 1 and c == 1:
+                a = a[:, None]
+            elif a.ndim == nd + 2 and a.shape[1] != c:
+                raise ValueError(
+                    f"{what}: shape {a.shape} has {a.shape[1]} channels (axis 1), but architecture.channels "
+                    f"{list(cs)} needs {c}; give {what} of shape (m, {c}, …) or change architecture.channels")
+            elif a.ndim != nd + 2:
+                raise ValueError(
+                    f"{what}: shape {a.shape} has no channel axis, but architecture.channels {list(cs)} needs "
+                    f"{c} channels: give shape (m, {c}, …)")
+            new.append(a)
+        if new[0] is x and new[1] is y:
+            return self
+        out = object.__new__(Dataset)
+        out.inputs, out.targets = new
+        return out
+
     def check_architecture(self, arch: Architecture) -> None:
-        """Raise ``ValueError`` unless inputs are ``(m, *d_0)`` and targets ``(m, *d_N)`` for ``arch``."""
+        """Raise ``ValueError`` unless inputs are ``(m, *d_0)`` and targets ``(m, *d_N)`` for ``arch`` (with channels
+        ``(m, c_0, *d_0)`` and ``(m, c_N, *d_N)``)."""
         m = self.num_samples
+        if arch.is_multichannel:
+            c0, cN = arch.channels[0], arch.channels[-1]
+            d0, dN = arch.axes_layer_sizes[0], arch.axes_layer_sizes[-1]
+            if self.inputs.shape[1:] != (c0, *d0):
+                raise ValueError(f"data.inputs: expected shape {(m, c0, *d0)} (m samples, c_0 = {c0} channels of "
+                                 f"architecture.channels {list(arch.channels)}, size {fmt(d0)}), got "
+                                 f"{self.inputs.shape}")
+            if self.targets.shape[1:] != (cN, *dN):
+                raise ValueError(f"data.targets: expected shape {(m, cN, *dN)} (m targets, c_N = {cN} channels of "
+                                 f"architecture.channels {list(arch.channels)}, the network's output size "
+                                 f"{fmt(dN)}), got {self.targets.shape}")
+            return
         if self.ndim != arch.ndim:
             raise ValueError(
                 f"data.inputs: shape {self.inputs.shape} is {self.ndim}D data but the architecture is {arch.ndim}D"

@@ -151,6 +151,12 @@ class EmpiricalRisk:
     reference path; the two agree to rounding.
     """
 
+    def __new__(cls, *args, **kwargs):
+        arch = args[0] if args else kwargs.get("arch")
+        if cls is EmpiricalRisk and isinstance(arch, Architecture) and arch.is_multichannel:
+            return super().__new__(ChannelRisk)
+        return super().__new__(cls)
+
     def __init__(
         self,
         arch: Architecture,
@@ -167,6 +173,7 @@ class EmpiricalRisk:
             raise ValueError(f"loss: expected a lcnflow.Loss or a loss name, got {type(loss).__name__}")
         if not isinstance(data, Dataset):
             raise ValueError(f"data: expected a lcnflow.Dataset, got {type(data).__name__}")
+        data = data.for_architecture(arch)
         data.check_architecture(arch)
         self.arch = arch
         self.loss = loss
@@ -630,6 +637,189 @@ class EmpiricalRisk:
         return f"EmpiricalRisk({self.arch!r}, loss={self.loss}, data={self.data!r})"
 
 
+class ChannelRisk(EmpiricalRisk):
+    r"""The empirical risk of a network with channels (``EmpiricalRisk(arch, …)`` builds one when some ``c_i > 1``).
+
+    With the multichannel patch matrix ``H`` (rows: samples and output positions; columns: input channel and tap,
+    :func:`~lcnflow.model.conv.patch_matrix`), output channel ``o`` of the network is ``H V[o]`` where
+    ``V = v.reshape(c_N, c_0·k_v)``.  So for residuals ``R = H Vᵀ − Y`` (``Y``: targets, one column per output
+    channel)
+
+    .. math:: ℒ(v) = \frac1m \sum ℓ(R), \qquad ∇ℒ(v) = \frac1m ℓ'(R)^\top H, \qquad
+              ∇^2ℒ(v) = \frac1m \bigoplus_{o} H^\top \operatorname{diag}(ℓ''(R_{:,o})) H,
+
+    and for the square loss ``ℒ(v) = ½ Σ_o (V − V̂)[o] Γ (V − V̂)[o]ᵀ + ℒ(v̂)`` with the patch Gram
+    ``Γ = HᵀH/m`` (``c_0 k_v × c_0 k_v``), i.e. ``G = I_{c_N} ⊗ Γ``: after one pass over the data no evaluation
+    depends on ``m``.  Evaluations run in NumPy (the compiled kernels are single-channel).
+    """
+
+    def __init__(self, arch: Architecture, loss: Loss | str, data: Dataset, *,
+                 max_patch_bytes: int = DEFAULT_MAX_PATCH_BYTES):
+        if isinstance(loss, str):
+            loss = get_loss(loss)
+        if not isinstance(loss, Loss):
+            raise ValueError(f"loss: expected a lcnflow.Loss or a loss name, got {type(loss).__name__}")
+        if not isinstance(data, Dataset):
+            raise ValueError(f"data: expected a lcnflow.Dataset, got {type(data).__name__}")
+        data = data.for_architecture(arch)
+        data.check_architecture(arch)
+        self.arch, self.loss, self.data = arch, loss, data
+        self.num_samples = m = data.num_samples
+        self._kv_shape = arch.final_filter_shape
+        self._kv = arch.final_filter_num_params
+        self._cout = arch.channels[-1]
+        self._cols = arch.channels[0] * math.prod(arch.axes_final_filter_size)
+        self._per = math.prod(arch.axes_layer_sizes[-1])
+        self._max_patch_bytes = max_patch_bytes
+        self._windows = patch_rows(arch, data.inputs)  # (m, *d_N, c_0, *k_v), a view
+        self._chunk = max(1, int(max_patch_bytes // (8 * self._cols * self._per)))
+        self._H = self._windows.reshape(m * self._per, self._cols) if self._chunk >= m else None
+        self._H_small = None
+        # targets as (m·d_N, c_N): one column per output channel, rows in the order of H's
+        self._Y = np.moveaxis(data.targets, 1, -1).reshape(m * self._per, self._cout)
+        self._y = data.targets.reshape(-1)
+        self.is_quadratic = _is_builtin_square(loss)
+        if self.is_quadratic:
+            gamma, B, c = self._patch_statistics()
+            self.patch_gram, self.patch_moment = gamma, B
+            self.gram = np.kron(np.eye(self._cout), gamma)
+            self.moment, self.constant = B.reshape(-1), c
+            self._V_hat, self.minimum_value = self._channel_least_squares()
+            self.least_squares_filter = self._V_hat.reshape(-1)
+
+    @cached_property
+    def data_condition(self) -> DataCondition:
+        """The data condition for channels: the multichannel patch matrix has full column rank ``c_0·k_v``."""
+        return check_data_condition(self.arch, self.data, gram=self.patch_gram if self.is_quadratic else None)
+
+    def kernel_view(self) -> None:
+        """``None``: the compiled kernels are single-channel; every evaluation runs in NumPy."""
+        return None
+
+    # ------------------------------------------------------------------ data passes
+    def _blocks(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """``(H_chunk, Y_chunk)`` blocks of whole samples (``H`` rows and the matching targets, one column per
+        output channel)."""
+        if self._H is not None:
+            yield self._H, self._Y
+            return
+        per = self._per
+        for start in range(0, self.num_samples, self._chunk):
+            stop = min(start + self._chunk, self.num_samples)
+            yield (self._windows[start:stop].reshape(-1, self._cols), self._Y[start * per : stop * per])
+
+    def _patch_statistics(self) -> tuple[np.ndarray, np.ndarray, float]:
+        """``Γ = HᵀH/m``, ``B = YᵀH/m`` (``c_N × c_0 k_v``) and ``c = ‖Y‖²/(2m)``."""
+        gamma = np.zeros((self._cols, self._cols))
+        B = np.zeros((self._cout, self._cols))
+        for H, Y in self._blocks():
+            gamma += H.T @ H
+            B += Y.T @ H
+        m = self.num_samples
+        gamma /= m
+        return (gamma + gamma.T) / 2, B / m, float(self._y @ self._y) / (2 * m)
+
+    def _channel_least_squares(self) -> tuple[np.ndarray, float]:
+        """Minimum-norm ``V̂`` (``c_N × c_0 k_v``) minimizing the square-loss ``ℒ`` and ``ℒ(v̂)``."""
+        if self._H is not None:
+            V_hat = np.linalg.lstsq(self._H, self._Y, rcond=None)[0].T
+        else:
+            lam, Q = np.linalg.eigh(self.patch_gram)
+            keep = lam > lam.max() * self._cols * np.finfo(float).eps if lam.size else lam > 0
+            V_hat = ((self.patch_moment @ Q[:, keep]) / lam[keep]) @ Q[:, keep].T
+        rss = sum(float(np.sum((H @ V_hat.T - Y) ** 2)) for H, Y in self._blocks())
+        return V_hat, rss / (2 * self.num_samples)
+
+    def _outputs(self, v: np.ndarray) -> np.ndarray:
+        """``H Vᵀ`` arranged as the targets, ``(m, c_N, *d_N)``."""
+        V = v.reshape(self._cout, self._cols)
+        out = np.concatenate([H @ V.T for H, _ in self._blocks()]) if self._H is None else self._H @ V.T
+        shape = (self.num_samples, *self.arch.axes_layer_sizes[-1], self._cout)
+        return np.moveaxis(out.reshape(shape), -1, 1)
+
+    # ------------------------------------------------------------------ function space
+    def function_space_value(self, v: np.ndarray) -> float:
+        """``ℒ(v) = (1/m) Σ ℓ(H Vᵀ − Y)``."""
+        return self._fs_gradient(self._vector(v), True)[0]
+
+    def _fs_gradient(self, v: np.ndarray, need_value: bool = True) -> tuple[float, np.ndarray]:
+        V = v.reshape(self._cout, self._cols)
+        if self.is_quadratic:
+            E = V - self._V_hat
+            GE = E @ self.patch_gram
+            return float(0.5 * np.sum(E * GE) + self.minimum_value), GE.reshape(-1)
+        val, grad = 0.0, np.zeros((self._cout, self._cols))
+        for H, Y in self._blocks():
+            R = H @ V.T - Y
+            if need_value:
+                val += float(np.sum(self.loss.value(R)))
+            grad += self.loss.derivative(R).T @ H
+        m = self.num_samples
+        return (val / m if need_value else math.nan), grad.reshape(-1) / m
+
+    def _fs_hessian_blocks(self, v: np.ndarray) -> np.ndarray:
+        """The diagonal blocks of ``∇²ℒ(v)``, one ``c_0 k_v × c_0 k_v`` block per output channel (``Γ`` for all of
+        them for the square loss)."""
+        n = self._cols
+        if self.is_quadratic:
+            return np.broadcast_to(self.patch_gram, (self._cout, n, n))
+        V = v.reshape(self._cout, n)
+        blocks = np.zeros((self._cout, n, n))
+        for H, Y in self._blocks():
+            d2 = self.loss.second_derivative(H @ V.T - Y)
+            for o in range(self._cout):
+                blocks[o] += H.T @ (d2[:, o, None] * H)
+        blocks /= self.num_samples
+        return (blocks + blocks.transpose(0, 2, 1)) / 2
+
+    def _fs_hessian(self, v: np.ndarray) -> np.ndarray:
+        if self.is_quadratic:
+            return self.gram
+        n = self._cols
+        hess = np.zeros((self._kv, self._kv))
+        for o, block in enumerate(self._fs_hessian_blocks(v)):
+            hess[o * n : (o + 1) * n, o * n : (o + 1) * n] = block
+        return hess
+
+    def flat_value_gradient_hessian(self, w: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        r"""``(L(w), ∇L(w), ∇²L(w))`` as in the base class, with the Gauss–Newton term ``dπᵀ ∇²ℒ dπ`` taken block by
+        block over the output channels (``∇²ℒ`` is block diagonal: ``I_{c_N} ⊗ Γ`` for the square loss)."""
+        w = self._flat(w)
+        parts = final_filter_parts(self.arch, unflatten(self.arch, w))
+        v = parts.final_filter.reshape(-1)
+        J = parts.jacobian()
+        val, g = self._fs_gradient(v)
+        Jr = J.reshape(self._cout, self._cols, -1)
+        hess = J.T @ np.matmul(self._fs_hessian_blocks(v), Jr).reshape(J.shape)
+        hess += parts.hessian_contraction(g.reshape(self._kv_shape))
+        return val, J.T @ g, (hess + hess.T) / 2
+
+    # ------------------------------------------------------------------ minibatches
+    @property
+    def _sample_statistics(self) -> None:
+        """Not kept for channels (a batch's residual is cheap against its ``c_N`` Gram blocks)."""
+        return None
+
+    def minibatch_statistics(self, batch: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        r"""Square-loss statistics of a batch: ``G_B = I_{c_N} ⊗ Γ_B``, ``b_B`` and ``c_B`` (see the base class)."""
+        idx = self._batch(batch)
+        rows = self._windows[idx].reshape(-1, self._cols)
+        Y = np.moveaxis(self.data.targets[idx], 1, -1).reshape(-1, self._cout)
+        n = idx.size
+        gamma = rows.T @ rows / n
+        gamma = (gamma + gamma.T) / 2
+        return np.kron(np.eye(self._cout), gamma), (Y.T @ rows).reshape(-1) / n, float(np.sum(Y * Y)) / (2 * n)
+
+    def _minibatch_fs_gradient(self, v: np.ndarray, idx: np.ndarray, need_value: bool = True
+                               ) -> tuple[float, np.ndarray]:
+        n = idx.size
+        rows = self._windows[idx].reshape(-1, self._cols)
+        R = rows @ v.reshape(self._cout, self._cols).T - np.moveaxis(self.data.targets[idx], 1, -1).reshape(
+            -1, self._cout)
+        val = float(np.sum(self.loss.value(R))) / n if need_value else math.nan
+        return val, (self.loss.derivative(R).T @ rows).reshape(-1) / n
+
+
 # ---------------------------------------------------------------------------------------------------- exact statistics
 def square_risk_from_statistics(
     arch: Architecture,
@@ -672,6 +862,9 @@ def square_risk_from_statistics(
     ValueError
         Shapes that do not fit ``arch``, a non-symmetric or indefinite ``G``, non-finite values.
     """
+    if arch.is_multichannel:
+        raise ValueError(f"architecture.channels: risks from statistics are single-channel, got channels "
+                         f"{list(arch.channels)}")
     kv = arch.final_filter_num_params
     G = np.asarray(gram, dtype=np.float64)
     b = np.asarray(moment, dtype=np.float64).reshape(-1)

@@ -66,6 +66,12 @@ class RunData:
         """Whether the run was gradient descent (time is then ``Σ η``)."""
         return self.record["solver"]["method"] == "gradient_descent"
 
+    @property
+    def multichannel(self) -> bool:
+        """Whether the network has channels (``architecture.channels`` not all 1): figures drawn per coefficient of a
+        one-channel filter are left out for it."""
+        return any(c != 1 for c in self.arch.get("channels", []))
+
     def layer_filters(self, flat: np.ndarray) -> list[np.ndarray]:
         """Split a flat parameter vector into the layers' filters."""
         out, start = [], 0
@@ -326,7 +332,7 @@ def _coefficient_labels(symbol: str, shape: tuple[int, ...]) -> list[str]:
     """Mathtext names of a filter's coefficients: ``w^{(1)}_j`` in 1D, ``w^{(1)}_{r,c}`` in 2D (row-major)."""
     if len(shape) == 1:
         return [f"${symbol}_{{{j}}}$" for j in range(shape[0])]
-    return [f"${symbol}_{{{r},{c}}}$" for r in range(shape[0]) for c in range(shape[1])]
+    return [f"${symbol}_{{{','.join(map(str, idx))}}}$" for idx in np.ndindex(*shape)]
 
 
 def filters(run: RunData) -> Figure:
@@ -344,6 +350,8 @@ def filters(run: RunData) -> Figure:
     shapes = [tuple(sh) for sh in run.arch["filter_shapes"]]
     kv = run.arch["final_filter_size"]
     kv_shape = tuple(kv) if isinstance(kv, list | tuple) else (kv,)
+    if run.multichannel:  # (output channel, input channel, taps)
+        kv_shape = (run.arch["channels"][-1], run.arch["channels"][0], *kv_shape)
     panels = [(f"layer {i + 1}: $w^{{({i + 1})}}$  (k = {_size(k)})", traj[:, sl],
                _coefficient_labels(f"w^{{({i + 1})}}", shapes[i]))
               for i, (sl, k) in enumerate(zip(run.layer_slices(), run.arch["filter_sizes"], strict=True))]
@@ -375,6 +383,8 @@ def filters(run: RunData) -> Figure:
 def final_filter(run: RunData) -> Figure:
     """The final filter at the start, at the limit, the function-space optimum and the planted truth (1D)."""
     a = run.arrays
+    if run.multichannel:
+        return _final_filter_channels(run) if run.arch["ndim"] == 1 else None
     if run.arch["ndim"] != 1:
         return None
     kv = a["final_filter"].size
@@ -454,13 +464,37 @@ def _draw_roots(ax, z0, z1, zopt, shared_pts, radius: float, border: bool = True
     ax.set_aspect("equal")
 
 
+def _final_filter_channels(run: RunData) -> Figure:
+    """1D with channels: the end-to-end filter ``v[o, c, :]`` of every (output, input) channel pair, at the start,
+    at the limit and the function-space optimum."""
+    a = run.arrays
+    cs = run.arch["channels"]
+    cN, c0 = cs[-1], cs[0]
+    shape = (cN, c0, -1)
+    start = a["final_filter_trajectory"][0].reshape(shape)
+    limit, opt = a["final_filter"].reshape(shape), a["optimum_filter"].reshape(shape)
+    fig = _new_figure(2.6 * c0 + 0.6, 2.2 * cN + 0.6)
+    axes = np.asarray(fig.subplots(cN, c0, squeeze=False))
+    taps = np.arange(limit.shape[2])
+    for o in range(cN):
+        for c in range(c0):
+            ax = axes[o, c]
+            ax.plot(taps, start[o, c], color=START, lw=1.0, marker="o", ms=3, label="start")
+            ax.plot(taps, limit[o, c], color=LIMIT, lw=1.4, marker="o", ms=3, label="limit")
+            ax.plot(taps, opt[o, c], color="black", lw=0.9, ls="--", label="optimum v̂")
+            ax.axhline(0, color="black", lw=0.4)
+            ax.set_title(f"out {o + 1} ← in {c + 1}", fontsize=8)
+    axes[0, 0].legend(fontsize=7)
+    return _finish(fig)
+
+
 def roots(run: RunData) -> Figure | None:
     """1D: roots of each layer polynomial ``p_{w^(i)}(t^{S_{i−1}})`` and of ``p_v`` at the start and at the limit.
 
     One radius for all panels (so they compare); roots beyond it sit on the border with their modulus.  Where roots
     pile up near the origin, a second row zooms on them.
     """
-    if run.arch["ndim"] != 1:
+    if run.arch["ndim"] != 1 or run.multichannel:
         return None
     a = run.arrays
     S = [s[0] for s in run.arch["cumulative_strides"]]
@@ -537,7 +571,7 @@ def _scatter_roots(ax, z: np.ndarray, radius: float, style: dict, border: bool =
 # ---------------------------------------------------------------------------------------------------- 2D filters
 def filter_images(run: RunData) -> Figure | None:
     """2D: each layer's filter and the final filter as images, at the start and at the limit."""
-    if run.arch["ndim"] != 2:
+    if run.arch["ndim"] != 2 or run.multichannel:
         return None
     a = run.arrays
     kv = tuple(run.arch["final_filter_size"])
@@ -568,7 +602,9 @@ def filter_images(run: RunData) -> Figure | None:
 
 # ---------------------------------------------------------------------------------------------------- examples
 def examples(run: RunData) -> Figure:
-    """Example inputs, network outputs (at the limit and at the optimum) and targets."""
+    """Example inputs, network outputs (at the limit and at the optimum) and targets (one-channel networks)."""
+    if run.multichannel:
+        return None
     a = run.arrays
     x, y = a["example_inputs"], a["example_targets"]
     out, opt = a["example_outputs_limit"], a["example_outputs_optimum"]

@@ -93,8 +93,10 @@ def _check_arrays(arrays: dict[str, np.ndarray], record: dict[str, Any], path: P
     n = arrays["times"].shape[0] if arrays["times"].ndim == 1 else -1
     p = record["architecture"]["num_params"]
     depth = record["architecture"]["depth"]
+    hidden = record["architecture"].get("channels", [])[1:-1]
+    width = sum(c * c for c in hidden) if any(c != 1 for c in record["architecture"].get("channels", [])) else 0
     expected = {"times": (n,), "losses": (n,), "gradient_norms": (n,), "trajectory": (n, p),
-                "invariants_trajectory": (n, max(depth - 1, 0)), "init": (p,), "limit": (p,)}
+                "invariants_trajectory": (n, width or max(depth - 1, 0)), "init": (p,), "limit": (p,)}
     for name, shape in expected.items():
         if arrays[name].shape != shape:
             raise ReportError(f"report: {path}: array {name!r} has shape {arrays[name].shape}, expected {shape} "
