@@ -212,6 +212,8 @@ def _cell_table(info: Mapping[str, Any], table: pa.Table, outcome: pa.Array) -> 
     on_m = np.asarray(table.column("on_function_space").to_pylist(), dtype=object)
     inexact = pc.fill_null(pc.invert(pc.fill_null(table.column("best_exact"), True)), False).to_numpy(
         zero_copy_only=False)
+    degenerate = (pc.fill_null(table.column("degenerate_hessian"), False).to_numpy(zero_copy_only=False)
+                  if "degenerate_hessian" in table.column_names else np.zeros(table.num_rows, bool))
     present = [o for o in OUTCOMES if o in MAIN_OUTCOMES or np.any(out_np == o)]
     cols: dict[str, list[Any]] = {"cell": []}
     for k in cell_keys:
@@ -224,7 +226,7 @@ def _cell_table(info: Mapping[str, Any], table: pa.Table, outcome: pa.Array) -> 
     for q in QUANTILES:
         cols[f"loss_q{round(100 * q):02d}"] = []
     cols.update({"gap_median": [], "gap_max": [], "pct_global_on_m": [], "gap_best_median": [], "gap_best_max": [],
-                 "pct_best_bound": [], "wall_time_median": [], "wall_time_total": []})
+                 "pct_best_bound": [], "pct_degenerate_hessian": [], "wall_time_median": [], "wall_time_total": []})
     for c in np.unique(cell):
         sel = cell == c
         n = int(sel.sum())
@@ -252,6 +254,7 @@ def _cell_table(info: Mapping[str, Any], table: pa.Table, outcome: pa.Array) -> 
         cols["gap_best_median"].append(float(np.median(gb)) if gb.size else math.nan)
         cols["gap_best_max"].append(float(np.max(gb)) if gb.size else math.nan)
         cols["pct_best_bound"].append(100.0 * float(np.sum(inexact[sel])) / n)
+        cols["pct_degenerate_hessian"].append(100.0 * float(np.sum(degenerate[sel & conv])) / n)
         w = wall[sel & np.isfinite(wall)]
         cols["wall_time_median"].append(float(np.median(w)) if w.size else math.nan)
         cols["wall_time_total"].append(float(np.sum(w)))
@@ -438,6 +441,7 @@ _HEADERS = {
     "runs": "runs", "errors": "errors", "pct_converged": "converged %", "pct_certified": "certified %",
     "gap_median": "L − ℒ* median", "gap_max": "L − ℒ* max", "pct_global_on_m": "global on M %",
     "gap_best_median": "L − ℒ*_M median", "gap_best_max": "L − ℒ*_M max", "pct_best_bound": "ℒ*_M best found %",
+    "pct_degenerate_hessian": "degenerate Hessian % (‖∇L‖ does not bound the distance to the limit)",
     "wall_time_median": "time median (s)",
     "wall_time_total": "time total (s)",
 }
