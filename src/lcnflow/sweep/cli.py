@@ -151,7 +151,8 @@ def summarize_command(
 
 
 _SHORT = {"runs": "runs", "pct_converged": "conv %", "pct_certified": "cert %", "pct_global_minimum": "global %",
-          "pct_strict_saddle": "saddle %", "pct_local_minimum": "local %", "pct_uncertified_endpoint": "uncertified %",
+          "pct_strict_saddle": "saddle %", "pct_local_minimum": "local %",
+          "pct_undecided_on_m": "undecided on M %", "pct_uncertified_endpoint": "uncertified %",
           "pct_spurious": "spurious %", "pct_degenerate": "degen %", "pct_unclassified": "unclass %",
           "pct_error": "error %",
           "loss_q50": "L median", "gap_best_median": "L − ℒ*_M med", "pct_best_bound": "ℒ*_M bound %",
