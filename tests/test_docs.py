@@ -123,6 +123,40 @@ def _small_sweep(cwd: Path) -> int:
     return 9
 
 
+def test_sweeps_page_flagship_sweep_shows_what_the_page_says(tmp_path):
+    """The quick start's sweep file is examples/sweep.toml, and a run of it with eight seeds per cell (72 runs, one
+    worker) gives the outcome table the page prints: every column of each row (percentages exactly, the median loss
+    and gap to ℒ*_M to the digits printed)."""
+    doc = (ROOT / "docs" / "sweeps.md").read_text(encoding="utf-8")
+    toml = re.findall(r"```toml\n(.*?)```", doc, re.S)[0]
+    assert toml == (ROOT / "examples" / "sweep.toml").read_text(encoding="utf-8")
+    eight = "init.seed = {range = [0, 8]}"
+    assert f"`{eight}`" in doc
+    (tmp_path / "sweep.toml").write_text(toml.replace("init.seed = {range = [0, 1000]}", eight), encoding="utf-8")
+    subprocess.run([sys.executable, "-m", "lcnflow.cli", "sweep", "sweep.toml", "--out", "out", "--workers", "1",
+                    "--quiet"], cwd=tmp_path, env=env(), check=True, capture_output=True, timeout=300)
+    import lcnflow
+
+    table = lcnflow.sweep.read_results(tmp_path / "out").to_pylist()
+    block = doc[doc.index("What it finds:"):]
+    block = re.search(r"```text\n(.*?)```", block, re.S).group(1).splitlines()
+    header = [h.strip() for h in block[0].split("┃")]
+    rows = [[c.strip() for c in re.split("[│┃]", line)] for line in block[1:]]
+    assert len(rows) == 9 and len(table) == 72
+    for row in rows:
+        cell = dict(zip(header, row, strict=True))
+        runs = [r for r in table if json.dumps(r["architecture.filter_sizes"], separators=(",", ":"))
+                == cell["filter_sizes"] and r["init.scale"] == float(cell["scale"])]
+        assert len(runs) == int(cell["runs"]) == 8
+        for outcome, col in (("global_minimum", "global %"), ("spurious", "spurious %"),
+                             ("strict_saddle", "saddle %"), ("degenerate", "degen %")):
+            pct = 100 * sum(r["outcome"] == outcome for r in runs) / len(runs)
+            assert f"{pct:.1f}" == cell[col], (cell, col)
+        assert float(f"{np.median([r['loss'] for r in runs]):.3g}") == float(cell["L median"]), cell
+        gap = float(np.median([r["loss"] - r["best_loss"] for r in runs]))
+        assert gap == pytest.approx(float(cell["L − ℒ*_M med"]), rel=1e-2, abs=1e-14), cell
+
+
 def _sweeps_quickstart(code: str, cwd: Path):
     """"or from Python": the sweep runs every run, ``summarize`` writes results/summary.html and summary.csv, and
     ``read_results`` gives one row per run with ``outcome`` as its last column."""

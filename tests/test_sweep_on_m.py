@@ -80,3 +80,44 @@ def test_sweep_rows_and_summary_say_global_or_local_on_m(tmp_path):
     assert "ℒ*_M" in label
     floor = GAP_FLOOR * max(1.0, oracle)  # the global runs' gaps are rounding, drawn at the floor
     np.testing.assert_allclose(np.sort(10**values), np.maximum(gaps, floor), rtol=1e-8, atol=10 * floor)
+
+
+def test_runs_matching_a_best_found_bound_are_undecided_on_m_in_the_summary(tmp_path):
+    """A strided architecture (ℒ*_M from local searches): a minimum whose loss matches the bound is the outcome
+    ``undecided_on_m`` — not counted as a local minimum — and the summary's percentages follow the rows.  A store
+    written before the ``degenerate_hessian`` column existed still summarizes (the column reads as null)."""
+    import pyarrow as pa
+
+    from lcnflow.sweep.store import outcomes, read_sweep_info
+    from lcnflow.sweep.summary import _cell_table
+
+    table = pa.table({"status": ["ok"] * 4, "converged": [True] * 4,
+                      "kind": ["local_minimum", "local_minimum", "global_minimum", "degenerate"],
+                      "spurious": [False] * 4, "on_function_space": ["undecided", "local", "global", "undecided"]})
+    assert outcomes(table).to_pylist() == ["undecided_on_m", "local_minimum", "global_minimum", "degenerate"]
+
+    spec = sweep_from_dict({
+        "name": "strided",
+        "architecture": {"input_size": 16, "filter_sizes": [2, 2, 2, 2], "strides": [1, 2, 2, 1]},
+        "data": {"source": "planted", "num_samples": 50, "target": "filter", "seed": 1},
+        "grid": {"init.seed": {"range": [0, 4]}},
+    })
+    plan = expand(spec)
+    sweep_execute._PROBLEMS.clear()
+    results = run_batch(plan.spec.base, [(r.run_id, r.overrides, r.problem) for r in plan.runs])
+    assert all(r["status"] == "ok" and r["best_exact"] is False for r in results)
+    assert all(r["degenerate_hessian"] is False for r in results)
+    out = tmp_path / "out"
+    with SweepStore(out, plan) as store:
+        store.write([_row(plan, r, res) for r, res in zip(plan.runs, results, strict=True)])
+    rows = read_results(out)
+    undecided = sum(r["on_function_space"] == "undecided" for r in results)
+    assert undecided >= 1
+    assert rows.column("outcome").to_pylist().count("undecided_on_m") == undecided
+    summary = summarize(out, html_file=False, csv_file=False, figures=False).table
+    assert summary.column("pct_undecided_on_m").to_pylist() == [100.0 * undecided / len(results)]
+    assert summary.column("pct_degenerate_hessian").to_pylist() == [0.0]
+    old = rows.drop_columns(["degenerate_hessian", "outcome"])
+    cells = _cell_table(read_sweep_info(out), old, outcomes(old))
+    assert cells.column("pct_degenerate_hessian").to_pylist() == [0.0]
+    assert cells.column("pct_undecided_on_m").to_pylist() == [100.0 * undecided / len(results)]

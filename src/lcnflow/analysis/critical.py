@@ -123,6 +123,16 @@ class CriticalPoint:
         ``τ``: values within it count as equal (see the module docstring).
     index : int
         Number of negative Hessian eigenvalues on the complement (balanced coordinates).
+    degenerate_hessian : bool
+        The Hessian of ``L`` is singular beyond the rescaling directions: an eigenvalue on their complement counts
+        as zero (``eig_rtol``), or — at a point that passes the second-order test — it is not steady on the scale
+        of the Newton step ``δ = −(∇²L)⁺∇L`` (it changes by more than a quarter of its smallest eigenvalue between
+        ``w*`` and ``w* + δ``: the point is near a limit whose Hessian is singular, approached slowly, as at a
+        minimum of the ``ℓ_4`` loss with zero residual).  Then ``‖∇L(w*)‖`` does not bound the distance to the limit.
+    newton_distance : float
+        ``‖δ‖`` relative to the point's size (balanced coordinates): how far the limit is estimated to be, where
+        the Hessian is steady (``degenerate_hessian`` False); NaN at saddles and degenerate points, where the
+        gradient certificate gives no such estimate.
     undecided : str
         What was left undecided because the time given ran out (``""`` when nothing was).
     """
@@ -152,6 +162,8 @@ class CriticalPoint:
     value_tolerance: float = 0.0
     index: int = 0
     undecided: str = ""
+    degenerate_hessian: bool = False
+    newton_distance: float = float("nan")
 
     @property
     def is_minimum(self) -> bool:
@@ -176,9 +188,9 @@ class CriticalPoint:
         if self.kind != "global_minimum" and self.best is not None and np.isfinite(self.gap_to_best):
             if self.global_on_m is None:
                 text += (f"; undecided on M: L matches ℒ*_M = {self.best.value:.6g}, the best found over local "
-                         "searches (not proven to be the global minimum)")
+                         f"searches ({self.best.what}; not proven to be the global minimum)")
             else:
-                bound = "" if self.best.exact else " (ℒ*_M: best found, not proven)"
+                bound = "" if self.best.exact else f" (ℒ*_M: {self.best.what})"
                 text += f"; L − ℒ*_M = {self.gap_to_best:.3g}{bound}"
         elif self.kind == "global_minimum" and not self.unconstrained_optimum_reached:
             text += "; the best the architecture can do (the unconstrained optimum is not in M)"
@@ -186,6 +198,8 @@ class CriticalPoint:
             text += "; " + "; ".join(self.degeneracies)
         if self.kind == "degenerate" and self.not_a_minimum:
             text += "; L decreases along a null direction (higher-order saddle)"
+        if self.degenerate_hessian:
+            text += "; " + DEGENERATE_NOTE
         if self.undecided:
             text += f"; {self.undecided}"
         return text
@@ -222,6 +236,8 @@ class CriticalPoint:
             "value_tolerance": float(self.value_tolerance),
             "index": self.index,
             "undecided": self.undecided,
+            "degenerate_hessian": self.degenerate_hessian,
+            "newton_distance": float(self.newton_distance),
         }
 
 
@@ -550,9 +566,17 @@ def classify_critical_point(
     sym_b = symmetry_basis(arch, wb / weights) if not arch.is_multichannel else _flat_directions(
         J * weights, arch.num_params - arch.function_space_dim)
     comp_b = complement_basis(sym_b, w.size)
-    eig_b, vec_b = np.linalg.eigh(comp_b.T @ hess_b @ comp_b)
+    hess_c = comp_b.T @ hess_b @ comp_b
+    eig_b, vec_b = np.linalg.eigh(hess_c)
     tol_eig = eig_rtol * max(float(np.linalg.norm(gn_part, 2)) + float(np.linalg.norm(curv_part, 2)), 1e-300)
     index = int(np.sum(eig_b < -tol_eig))
+    zero_eig = bool(eig_b.size and np.any(np.abs(eig_b) <= tol_eig))
+    newton_distance = float("nan")
+    degenerate_hessian = zero_eig
+    if index == 0 and not zero_eig and eig_b.size:
+        steady, step = _newton_check(risk, wb, weights, comp_b, eig_b, vec_b, hess_c)
+        degenerate_hessian = not steady
+        newton_distance = step if steady else float("nan")
     # reported spectrum: plain coordinates at the given point, complement of the rescaling directions
     hess = risk.hessian(w)
     sym = symmetry_basis(arch, w) if not arch.is_multichannel else fibre_basis(arch, w)
@@ -567,9 +591,10 @@ def classify_critical_point(
         kind = "strict_saddle"
     elif global_on_m:
         kind = "global_minimum"
-    elif eig_b.size and np.any(np.abs(eig_b) <= tol_eig):
+    elif degenerate_hessian:
         kind = "degenerate"
-        null = comp_b @ vec_b[:, np.abs(eig_b) <= tol_eig]
+        flat = np.abs(eig_b) <= tol_eig if zero_eig else eig_b <= eig_b[0] * (1 + 1e-12)
+        null = comp_b @ vec_b[:, flat]
         not_a_minimum = _descent_probe(risk, wb, weights, null, value, tau)
     else:
         kind = "local_minimum"
@@ -621,10 +646,41 @@ def classify_critical_point(
         value_tolerance=float(tau),
         index=index,
         undecided=undecided,
+        degenerate_hessian=degenerate_hessian,
+        newton_distance=newton_distance,
     )
     if reached or (best is None and not compare_with_best):
         return cp
     return settle_on_m(risk, cp, best, max_time=max(deadline - time.perf_counter(), 0.0), point=ws)
+
+
+#: What a degenerate Hessian means for the certificate (said wherever the flag is shown).
+DEGENERATE_NOTE = ("degenerate: the Hessian of L is singular beyond the rescaling directions, so the certificate "
+                   "bounds ‖∇L‖, not the distance to the limit")
+#: The Hessian is steady on the scale of the Newton step when it changes by at most this fraction of its smallest
+#: eigenvalue (on the complement of the rescaling directions) between ``w*`` and ``w* + δ``.
+NEWTON_STEADY = 0.25
+
+
+def _newton_check(risk: EmpiricalRisk, wb: np.ndarray, weights: np.ndarray, comp_b: np.ndarray, eig_b: np.ndarray,
+                  vec_b: np.ndarray, hess_c: np.ndarray) -> tuple[bool, float]:
+    r"""``(steady, ‖δ‖/‖u‖)`` for a point that passes the second-order test, in balanced coordinates ``u``
+    (``w = D u``, every layer of ``u`` of norm 1 at the balanced point ``wb``).
+
+    ``δ = −(Cᵀ D∇²L D C)⁻¹ Cᵀ D∇L`` is the Newton step on the complement ``C`` of the rescaling directions.  The
+    Hessian is *steady* when ``‖H_C(w + Dδ) − H_C(w)‖₂ ≤`` :data:`NEWTON_STEADY` ``· λ_min(H_C(w))``: then the
+    quadratic model holds over the step and the limit is about ``‖δ‖`` away.  At a point close to a limit whose
+    Hessian is singular (e.g. ``ℓ(r) = r⁴/4`` at zero residual, where ``∇²L ∝ r²``) one Newton step changes the
+    Hessian by a fixed fraction of itself (``1 − (2/3)² = 5/9`` for ``r⁴``) however close the point is.  Both
+    quantities are ratios in balanced coordinates: invariant under the rescaling symmetry and the units of the data.
+    """
+    g = comp_b.T @ (weights * risk.gradient(wb))
+    delta = comp_b @ (vec_b @ ((vec_b.T @ g) / eig_b))
+    size = math.sqrt(risk.arch.depth)
+    moved = weights * delta
+    hess_t = weights[:, None] * risk.hessian(wb - moved) * weights[None, :]
+    change = float(np.linalg.norm(comp_b.T @ hess_t @ comp_b - hess_c, 2))
+    return change <= NEWTON_STEADY * float(eig_b[0]), float(np.linalg.norm(delta)) / size
 
 
 #: ``spurious_reason`` of a point classified with ``check_spurious=False``.

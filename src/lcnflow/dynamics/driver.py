@@ -45,7 +45,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from lcnflow.analysis.certify import PolishResult, gradient_scale, lojasiewicz_fit, polish, reference_size
-from lcnflow.analysis.critical import CriticalPoint, classify_critical_point, settle_on_m, settle_spurious
+from lcnflow.analysis.critical import (
+    DEGENERATE_NOTE,
+    CriticalPoint,
+    classify_critical_point,
+    settle_on_m,
+    settle_spurious,
+)
 from lcnflow.analysis.itinerary import PLATEAU_OUT_OF_TIME, find_plateaus
 from lcnflow.analysis.symmetry import symmetric_layers
 from lcnflow.analysis.theorem import theorem_hypotheses
@@ -328,7 +334,7 @@ def _package(risk, rec, counts, opts, reason, message, candidates, stable, save,
                                               if cand.t < t_end else f" — {message}")
             message = (f"certified {cp.kind.replace('_', ' ')} at t = {cand.t:.4g}: ‖∇L‖ = {gnorm:.2e} = "
                        f"{gnorm / S if S > 0 else 0:.1e}·S after polishing (moved {cand.polish.distance:.2e})"
-                       + closing)
+                       + (f"; {DEGENERATE_NOTE}" if cp.degenerate_hessian else "") + closing)
         else:
             message = (f"converged to a {cp.kind.replace('_', ' ')} at t = {t_end:.4g}; the start lies on its stable "
                        f"set ({stable[0]})")

@@ -153,12 +153,22 @@ def run_flow(risk: EmpiricalRisk, init, opts: FlowOptions, *, save_at=None, call
 def compare_limits(a: FlowResult, b: FlowResult) -> tuple[bool, dict]:
     r"""Whether two runs reached the same limit: both certified with the same kind, and final filters the same limit
     (:func:`~lcnflow.analysis.limits.same_limit`: relative distance at most
-    :data:`~lcnflow.analysis.limits.SAME_LIMIT_RTOL`)."""
+    :data:`~lcnflow.analysis.limits.SAME_LIMIT_RTOL`).  Near a limit with a degenerate Hessian the flow closes in
+    slowly, and one run may stop where the Hessian still looks steady and the other where it does not: a local
+    minimum and a degenerate point that is not shown to be a saddle count as the same kind there."""
     dist = limit_distance(a.final_filter, b.final_filter)
-    same = bool(a.certified and b.certified and a.kind == b.kind and dist <= SAME_LIMIT_RTOL)
+    same = bool(a.certified and b.certified and _kind_class(a) == _kind_class(b) and dist <= SAME_LIMIT_RTOL)
     return same, {"final_filter_distance": dist, "rtol": SAME_LIMIT_RTOL, "kind": a.kind, "reference_kind": b.kind,
                   "loss": a.loss, "reference_loss": b.loss, "reference_message": b.message,
                   "reference_options": b.options}
+
+
+def _kind_class(r: FlowResult) -> str:
+    """The kind of a run's limit for :func:`compare_limits`: a minimum whose Hessian is degenerate is a minimum."""
+    cp = r.critical_point
+    if cp is not None and r.kind in ("local_minimum", "degenerate") and cp.not_a_minimum is not True:
+        return "local_minimum"
+    return str(r.kind)
 
 
 def warm_up() -> float:

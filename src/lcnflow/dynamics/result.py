@@ -57,6 +57,8 @@ SCALAR_FIELDS: dict[str, type] = {
     "unconstrained_optimum_reached": bool,  # ℒ(v*) = ℒ*, i.e. ∇ℒ(v*) = 0
     "on_function_space": str,  # global / local on M, undecided (a best-found bound matched)
     "gap_to_best": float,  # L(w*) − ℒ*_M
+    "degenerate_hessian": bool,  # the Hessian is singular beyond the rescaling directions: ‖∇L‖ does not bound the
+    #                              distance to the limit (None in stores written before this column existed)
     "loss": float,
     "gradient_norm": float,  # after polishing
     "flow_gradient_norm": float,  # where the run stopped, before polishing
@@ -287,6 +289,7 @@ class FlowResult:
             "on_function_space": ({True: "global", False: "local", None: "undecided"}[cp.global_on_m]
                                   if cp is not None else None),
             "gap_to_best": float(cp.gap_to_best) if cp is not None else None,
+            "degenerate_hessian": bool(cp.degenerate_hessian) if cp is not None else None,
             "loss": float(self.loss),
             "gradient_norm": float(self.gradient_norm),
             "flow_gradient_norm": float(self.flow_gradient_norm),

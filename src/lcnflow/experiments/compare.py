@@ -45,7 +45,7 @@ __all__ = [
 
 #: Outcomes of a run, in the order they are assigned (the first that applies), as in sweep summaries.
 OUTCOMES = ("uncertified_endpoint", "unclassified", "global_minimum", "spurious", "strict_saddle", "degenerate",
-            "local_minimum")
+            "undecided_on_m", "local_minimum")
 
 
 def outcome(result: FlowResult) -> str:
@@ -53,7 +53,8 @@ def outcome(result: FlowResult) -> str:
 
     ``uncertified_endpoint`` (the run ended without a certified limit; SGD: its polished endpoint was not a certified
     minimum), ``unclassified`` (classification switched off), ``global_minimum``, ``spurious`` (rank-deficient
-    origin, not critical on the function space), ``strict_saddle``, ``degenerate``, ``local_minimum``.
+    origin, not critical on the function space), ``strict_saddle``, ``degenerate``, ``undecided_on_m`` (a minimum
+    whose loss matches a best-found bound on ℒ*_M: neither shown global nor local on M), ``local_minimum``.
     """
     if not result.converged:
         return "uncertified_endpoint"
@@ -64,7 +65,9 @@ def outcome(result: FlowResult) -> str:
         return "global_minimum"
     if cp.spurious:
         return "spurious"
-    return cp.kind if cp.kind in ("strict_saddle", "degenerate") else "local_minimum"
+    if cp.kind in ("strict_saddle", "degenerate"):
+        return cp.kind
+    return "undecided_on_m" if cp.global_on_m is None else "local_minimum"
 
 
 def same_limit(a: FlowResult, b: FlowResult) -> bool:

@@ -434,7 +434,8 @@ def _verdict(result: FlowResult, opt: FunctionSpaceOptimum) -> dict[str, Any]:
     elif gap <= gap_tol:
         compare = f"L(w*) = {result.loss:.6g} equals the function-space optimum ℒ* = {opt.value:.6g}"
     elif best is not None and best.method != "unconstrained":
-        how = "the best the architecture can do" if best.exact else "the best found over local searches, not proven"
+        how = ("the best the architecture can do" if best.exact
+               else f"the best found over local searches, not proven: {best.what}")
         where = (f"equals ℒ*_M = {best.value:.6g}" if cp.global_on_m
                  else f"is L − ℒ*_M = {cp.gap_to_best:.3g} above ℒ*_M = {best.value:.6g}")
         outside = " (not in M)" if best.unconstrained_in_m is False else ""

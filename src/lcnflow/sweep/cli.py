@@ -151,10 +151,12 @@ def summarize_command(
 
 
 _SHORT = {"runs": "runs", "pct_converged": "conv %", "pct_certified": "cert %", "pct_global_minimum": "global %",
-          "pct_strict_saddle": "saddle %", "pct_local_minimum": "local %", "pct_uncertified_endpoint": "uncertified %",
+          "pct_strict_saddle": "saddle %", "pct_local_minimum": "local %",
+          "pct_undecided_on_m": "undecided on M %", "pct_uncertified_endpoint": "uncertified %",
           "pct_spurious": "spurious %", "pct_degenerate": "degen %", "pct_unclassified": "unclass %",
           "pct_error": "error %",
           "loss_q50": "L median", "gap_best_median": "L − ℒ*_M med", "pct_best_bound": "ℒ*_M bound %",
+          "pct_degenerate_hessian": "degenerate H %",
           "wall_time_median": "time med (s)"}
 
 
@@ -162,11 +164,12 @@ def _print_table(console: Console, summary: Any) -> None:
     t = summary.table
     cell_keys = summary.info["cell_keys"]
     cols = [*cell_keys, "runs", "pct_converged", "pct_certified", *[f"pct_{o}" for o in summary.shown_outcomes],
-            "loss_q50", "gap_best_median", "pct_best_bound", "wall_time_median"]
+            "loss_q50", "gap_best_median", "pct_best_bound", "pct_degenerate_hessian", "wall_time_median"]
     # the gap to ℒ*_M, the best the architecture can do (ℒ* itself for a filling one); whether ℒ*_M is only a
     # best-found bound where some runs' is
     cols = [c for c in cols if c in t.column_names
-            and (c != "pct_best_bound" or any(v for v in t.column(c).to_pylist() if v == v))]
+            and (c not in ("pct_best_bound", "pct_degenerate_hessian")
+                 or any(v for v in t.column(c).to_pylist() if v == v))]
     table = Table(show_edge=False, header_style="bold", pad_edge=False)
     for c in cols:
         name = c.split(".")[-1] if c in cell_keys else _SHORT.get(c, c)

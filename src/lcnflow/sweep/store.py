@@ -291,7 +291,8 @@ def read_results(out: str | Path, columns: Sequence[str] | None = None) -> pa.Ta
 
 def outcomes(table: pa.Table) -> pa.Array:
     """The outcome of each row of a results table, as a string array: ``error``, ``uncertified_endpoint``,
-    ``unclassified``, or the limit's kind (``spurious`` for a spurious local minimum)."""
+    ``unclassified``, or the limit's kind (``spurious`` for a spurious local minimum, ``undecided_on_m`` for a
+    minimum that matches a best-found bound on ℒ*_M: not shown global, not shown local)."""
     n = table.num_rows
     if n == 0:
         return pa.array([], pa.string())
@@ -299,10 +300,14 @@ def outcomes(table: pa.Table) -> pa.Array:
     converged = pc.fill_null(table.column("converged"), False)
     kind = table.column("kind")
     spurious = pc.fill_null(table.column("spurious"), False)
+    # a minimum whose loss matches a best-found bound on ℒ*_M is neither shown global nor local on M
+    undecided = (pc.fill_null(pc.equal(table.column("on_function_space"), "undecided"), False)
+                 if "on_function_space" in table.column_names else pa.array([False] * n))
+    local = pc.if_else(undecided, "undecided_on_m", "local_minimum")
     out = pc.if_else(pc.equal(kind, "global_minimum"), "global_minimum",
                      pc.if_else(spurious, "spurious",
                                 pc.if_else(pc.equal(kind, "strict_saddle"), "strict_saddle",
-                                           pc.if_else(pc.equal(kind, "degenerate"), "degenerate", "local_minimum"))))
+                                           pc.if_else(pc.equal(kind, "degenerate"), "degenerate", local))))
     out = pc.if_else(pc.is_null(kind), "unclassified", pc.fill_null(out, "unclassified"))
     out = pc.if_else(converged, out, "uncertified_endpoint")
     out = pc.if_else(pc.equal(status, "error"), "error", out)

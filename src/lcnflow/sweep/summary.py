@@ -43,12 +43,20 @@ __all__ = ["OUTCOMES", "SweepSummary", "category_order", "distinct_limits", "lim
 
 #: Outcomes of a run, in the priority order used to assign them (see the module docstring).
 OUTCOMES = ("error", "uncertified_endpoint", "unclassified", "global_minimum", "spurious", "strict_saddle",
-            "degenerate", "local_minimum")
+            "degenerate", "undecided_on_m", "local_minimum")
+
+
+def outcome_label(outcome: str) -> str:
+    """An outcome in words: ``"strict saddle"``, ``"undecided on M"``."""
+    return outcome.replace("_", " ").replace(" on m", " on M")
+
+
 #: Outcomes always shown in the table (others only when they occur).
 MAIN_OUTCOMES = ("global_minimum", "strict_saddle", "spurious", "degenerate")
 COLORS = {
     "global_minimum": "#2e8b57", "local_minimum": "#7fb3d5", "strict_saddle": "#d17a00", "spurious": "#c0392b",
-    "degenerate": "#8e44ad", "unclassified": "#bdbdbd", "uncertified_endpoint": "#555555", "error": "#000000",
+    "degenerate": "#8e44ad", "undecided_on_m": "#a9cce3",
+    "unclassified": "#bdbdbd", "uncertified_endpoint": "#555555", "error": "#000000",
 }
 _STYLE: dict[str, Any] = {
     "font.size": 9, "axes.titlesize": 9.5, "axes.labelsize": 9, "legend.fontsize": 7.5, "legend.frameon": False,
@@ -212,6 +220,8 @@ def _cell_table(info: Mapping[str, Any], table: pa.Table, outcome: pa.Array) -> 
     on_m = np.asarray(table.column("on_function_space").to_pylist(), dtype=object)
     inexact = pc.fill_null(pc.invert(pc.fill_null(table.column("best_exact"), True)), False).to_numpy(
         zero_copy_only=False)
+    degenerate = (pc.fill_null(table.column("degenerate_hessian"), False).to_numpy(zero_copy_only=False)
+                  if "degenerate_hessian" in table.column_names else np.zeros(table.num_rows, bool))
     present = [o for o in OUTCOMES if o in MAIN_OUTCOMES or np.any(out_np == o)]
     cols: dict[str, list[Any]] = {"cell": []}
     for k in cell_keys:
@@ -224,7 +234,7 @@ def _cell_table(info: Mapping[str, Any], table: pa.Table, outcome: pa.Array) -> 
     for q in QUANTILES:
         cols[f"loss_q{round(100 * q):02d}"] = []
     cols.update({"gap_median": [], "gap_max": [], "pct_global_on_m": [], "gap_best_median": [], "gap_best_max": [],
-                 "pct_best_bound": [], "wall_time_median": [], "wall_time_total": []})
+                 "pct_best_bound": [], "pct_degenerate_hessian": [], "wall_time_median": [], "wall_time_total": []})
     for c in np.unique(cell):
         sel = cell == c
         n = int(sel.sum())
@@ -252,6 +262,7 @@ def _cell_table(info: Mapping[str, Any], table: pa.Table, outcome: pa.Array) -> 
         cols["gap_best_median"].append(float(np.median(gb)) if gb.size else math.nan)
         cols["gap_best_max"].append(float(np.max(gb)) if gb.size else math.nan)
         cols["pct_best_bound"].append(100.0 * float(np.sum(inexact[sel])) / n)
+        cols["pct_degenerate_hessian"].append(100.0 * float(np.sum(degenerate[sel & conv])) / n)
         w = wall[sel & np.isfinite(wall)]
         cols["wall_time_median"].append(float(np.median(w)) if w.size else math.nan)
         cols["wall_time_total"].append(float(np.sum(w)))
@@ -357,7 +368,7 @@ def _figures(info: Mapping[str, Any], table: pa.Table, outcome: pa.Array, summar
             bottom = np.zeros(len(labels))
             for o in present:
                 frac = np.array([np.mean(out_np[g] == o) if g.any() else 0.0 for g in groups])
-                ax.bar(x, frac, bottom=bottom, color=COLORS[o], label=o.replace("_", " "), width=0.7)
+                ax.bar(x, frac, bottom=bottom, color=COLORS[o], label=outcome_label(o), width=0.7)
                 bottom += frac
             ax.set_xticks(x, labels, rotation=30 if len(labels) > 4 else 0, ha="right" if len(labels) > 4 else "center")
             ax.set_ylim(0, 1)
@@ -381,7 +392,7 @@ def _figures(info: Mapping[str, Any], table: pa.Table, outcome: pa.Array, summar
                 lo, hi = lo - 0.5, hi + 0.5
             bins = np.linspace(lo, hi, 41)
             ax.hist(data, bins=bins, stacked=True, color=[COLORS[o] for o in labs],
-                    label=[o.replace("_", " ") for o in labs])
+                    label=[outcome_label(o) for o in labs])
             ax.set_xlabel(xlabel)
             ax.set_ylabel("runs")
             ax.set_title(f"Final losses of {int(ok.sum())} runs")
@@ -438,7 +449,8 @@ _HEADERS = {
     "runs": "runs", "errors": "errors", "pct_converged": "converged %", "pct_certified": "certified %",
     "gap_median": "L − ℒ* median", "gap_max": "L − ℒ* max", "pct_global_on_m": "global on M %",
     "gap_best_median": "L − ℒ*_M median", "gap_best_max": "L − ℒ*_M max", "pct_best_bound": "ℒ*_M best found %",
-    "wall_time_median": "time median (s)",
+    "pct_degenerate_hessian": "degenerate Hessian % (‖∇L‖ does not bound the distance to the limit)",
+    "pct_undecided_on_m": "undecided on M %", "wall_time_median": "time median (s)",
     "wall_time_total": "time total (s)",
 }
 
@@ -448,9 +460,9 @@ def header(name: str) -> str:
     if name in _HEADERS:
         return _HEADERS[name]
     if name.startswith("pct_"):
-        return name[4:].replace("_", " ") + " %"
+        return outcome_label(name[4:]) + " %"
     if name.startswith("ci95_"):
-        return name[5:].replace("_", " ") + " % (95 % CI)"
+        return outcome_label(name[5:]) + " % (95 % CI)"
     if name.startswith("loss_q"):
         q = int(name[6:])
         return {0: "loss min", 50: "loss median", 100: "loss max"}.get(q, f"loss q{q}")
@@ -500,7 +512,7 @@ def _html(summary: SweepSummary) -> str:
     toml_path = summary.out / "sweep.toml"
     if toml_path.is_file():
         source = f"<h2>Sweep file</h2><pre>{esc(toml_path.read_text(encoding='utf-8'))}</pre>"
-    legend = "".join(f'<span class="sw" style="background:{COLORS[o]}"></span>{esc(o.replace("_", " "))} '
+    legend = "".join(f'<span class="sw" style="background:{COLORS[o]}"></span>{esc(outcome_label(o))} '
                      for o in OUTCOMES)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>lcnflow sweep: {esc(str(name))}</title>
