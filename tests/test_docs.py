@@ -242,8 +242,19 @@ def _channels_example(code: str, cwd: Path):
     assert float(out.strip().splitlines()[-1].split()[1]) <= 1e-12
 
 
+def _channels_width(code: str, cwd: Path):
+    """"It prints the first two rows of the table above for three runs each: 3/3 spurious at c = 1, 3/3 global at
+    c = 2"."""
+    out, _ = run_block(code, cwd, timeout=300)
+    rows = {line.split("|")[1].strip(): [cell.strip() for cell in line.split("|")[2:6]]
+            for line in out.splitlines() if re.match(r"\| \d+ \|", line)}
+    assert rows["1"][:3] == ["3", "0/3 = 0% (0%–56%)", "3/3 = 100% (44%–100%)"], out
+    assert rows["2"][:3] == ["3", "3/3 = 100% (44%–100%)", "0/3 = 0% (0%–56%)"], out
+
+
 CHECKS: dict[tuple[str, int], Callable[[str, Path], None]] = {
     ("channels.md", 0): _channels_example,
+    ("channels.md", 1): _channels_width,
     ("own-data.md", 0): _own_data_python,
     ("sgd.md", 0): _sgd_python,
     ("sgd.md", 1): _sgd_compare_python,
