@@ -255,7 +255,7 @@ def main() -> None:
         r = rs[len(rs) // 2]
         print(f"| {name} | {r['runs']} | {r['certified']} | {total:.2f} | "
               f"{statistics.median(x['startup'] for x in rs):.2f} | {statistics.median(x['run'] for x in rs):.2f} | "
-              f"{per_run:.2f} | {100 * busy:.0f} % | {cpu} | {parts} | {_rate(r, 'total') / 60:.0f} | "
+              f"{per_run:.2f} | {100 * busy:.0f} % | {cpu} | {parts} | {r['certified'] / total:.0f} | "
               f"{plain / total:.2f}× |")
     sweep = results[SWEEP][0]
     print(f"\n'per run ms': time inside each run's call (flow, plus config and — where rebuilt — data and risk); "

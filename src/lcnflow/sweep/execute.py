@@ -655,8 +655,8 @@ def _drive_local(pool: LocalPool, plan: SweepPlan, store: SweepStore, work: list
             submit(queue.pop())
 
     try:
+        refill()  # (the workers are forked here, before the progress bar starts its thread)
         with bar:
-            refill()
             while in_flight:
                 done, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
                 finished = []
