@@ -149,21 +149,21 @@ def test_local_executor_matches_in_process_rows_and_shows_runs_per_second(tmp_pa
 @pytest.mark.skipif("fork" not in mp.get_all_start_methods(), reason="the workers inherit the patch by fork")
 def test_local_executor_isolates_a_run_that_kills_its_worker(tmp_path, monkeypatch):
     path = _sweep_file(tmp_path, SWEEP_TOML.replace('"architecture.filter_sizes" = [[2, 2], [3, 2]]\n', "")
-                       .replace("init.scale = [0.01, 1.0]\n", "").replace("range = [0, 4]", "range = [0, 8]"))
+                       .replace("init.scale = [0.01, 1.0]\n", "").replace("range = [0, 4]", "range = [0, 12]"))
     original = sweep_execute._prepare
 
     def crashing(base, run_id, overrides, problem, verify=False):
-        if overrides.get("init.seed") == 5:
+        if overrides.get("init.seed") in (5, 6):
             os._exit(13)  # as a segfault or the out-of-memory killer would
         return original(base, run_id, overrides, problem, verify)
 
     monkeypatch.setattr(sweep_execute, "_prepare", crashing)  # (forked workers inherit it)
     outcome = sw.run_sweep(path, tmp_path / "out", workers=2, batch_size=3)
-    assert outcome.completed == 8 and outcome.failed == 1
+    assert outcome.completed == 12 and outcome.failed == 2
     rows = read_results(tmp_path / "out").to_pylist()
-    assert [r["init.seed"] for r in rows] == list(range(8))
-    assert [r["status"] for r in rows] == ["ok"] * 5 + ["error"] + ["ok"] * 2
-    assert rows[5]["error"].startswith("WorkerDied")
+    assert [r["init.seed"] for r in rows] == list(range(12))
+    assert [r["status"] for r in rows] == ["ok"] * 5 + ["error"] * 2 + ["ok"] * 5
+    assert rows[5]["error"].startswith("WorkerDied") and rows[6]["error"].startswith("WorkerDied")
 
 
 def test_part_recorded_but_not_renamed_is_finished_on_resume(tmp_path, monkeypatch):
@@ -195,3 +195,14 @@ def test_part_recorded_but_not_renamed_is_finished_on_resume(tmp_path, monkeypat
     parts = sorted((out / "runs").glob("part-*.parquet"))
     assert sum(pq.read_table(p).num_rows for p in parts) == 3
     assert read_results(out).num_rows == 3
+
+
+@pytest.mark.skipif("fork" not in mp.get_all_start_methods(), reason="the workers inherit the patch by fork")
+def test_local_executor_gives_up_when_its_workers_die_as_they_start(tmp_path, monkeypatch):
+    from lcnflow.sweep import local
+    from lcnflow.sweep.grid import SweepError
+
+    monkeypatch.setattr(local, "_worker_start", lambda fd: os._exit(3))
+    with pytest.raises(SweepError, match=r"workers: the local worker processes died as they started, 3 times"):
+        sw.run_sweep(_sweep_file(tmp_path), tmp_path / "out", workers=2)
+    assert read_results(tmp_path / "out").num_rows == 0

@@ -615,9 +615,10 @@ def _drive_local(pool: LocalPool, plan: SweepPlan, store: SweepStore, work: list
     has finished as one part, show progress.
 
     A worker that dies breaks the pool, and every batch in flight fails: their runs become *suspects* (the culprit
-    may be any of them).  Once nothing is in flight, the pool is restarted and the suspects run one at a time,
-    alone; only a suspect whose worker dies while it runs alone is recorded as failed (``WorkerDied``).  Ctrl-C
-    stops the sweep: the workers are ended, the runs in flight run again on resume.
+    may be any of them).  Once nothing is in flight, the pool is restarted and the suspects run again as tasks of
+    one run each, in parallel; when the pool breaks during those, the single runs then in flight (at most two per
+    worker) run one at a time, alone, and only a run whose worker dies while it runs alone is recorded as failed
+    (``WorkerDied``).  Ctrl-C stops the sweep: the workers are ended, the runs in flight run again on resume.
     """
     from concurrent.futures import FIRST_COMPLETED, wait
     from concurrent.futures.process import BrokenProcessPool
@@ -625,34 +626,54 @@ def _drive_local(pool: LocalPool, plan: SweepPlan, store: SweepStore, work: list
     base = plan.spec.base
     total = sum(len(b) for b in work)
     queue = list(reversed(work))  # pop() from the end: submitted in order
-    suspects: list[Run] = []
+    suspects: list[Run] = []  # to run again as single-run tasks, in parallel
+    lonely: list[Run] = []  # single runs in flight when the pool broke: each to run alone
     in_flight: dict[Any, list[Run]] = {}
-    alone: set[Any] = set()
+    singles: set[Any] = set()  # tasks of one suspect
+    alone: set[Any] = set()  # tasks of one run with nothing else in flight
     broken = False
     bar = _ProgressBar(total, outcome.skipped, enabled=progress)
     run_start = time.perf_counter()
     limit = 2 * workers
 
     def submit(batch: list[Run]) -> Any:
+        """The batch's future, or None when the pool is found broken (a worker died since the last wait)."""
+        nonlocal broken
         payload = [(r.run_id, r.overrides, r.problem, plan.spec.verifies(r.run_id)) for r in batch]
-        fut = pool.submit(run_batch, base, payload)
+        try:
+            fut = pool.submit(run_batch, base, payload)
+        except BrokenProcessPool:
+            broken = True
+            return None
         in_flight[fut] = batch
         return fut
 
     def refill() -> None:
         nonlocal broken
-        if in_flight:
-            if broken or suspects:
+        while True:
+            if in_flight and (broken or lonely):
                 return
-        elif broken:
-            pool.restart()
-            broken = False
-        if suspects:
-            if not in_flight:
-                alone.add(submit([suspects.pop(0)]))
-            return
-        while queue and len(in_flight) < limit:
-            submit(queue.pop())
+            if broken:  # (nothing in flight)
+                pool.restart()
+                broken = False
+            if lonely:  # (nothing in flight)
+                fut = submit([lonely[0]])
+                if fut is None:
+                    continue
+                alone.add(fut)
+                lonely.pop(0)
+                return
+            while (suspects or queue) and len(in_flight) < limit:
+                fut = submit([suspects[0]] if suspects else queue[-1])
+                if fut is None:
+                    break
+                if suspects:
+                    singles.add(fut)
+                    suspects.pop(0)
+                else:
+                    queue.pop()
+            if not broken:
+                return
 
     try:
         refill()  # (the workers are forked here, before the progress bar starts its thread)
@@ -670,11 +691,14 @@ def _drive_local(pool: LocalPool, plan: SweepPlan, store: SweepStore, work: list
                             finished.append((batch, [_error_row(batch[0].run_id, WorkerDied(
                                 "the worker process died while running this run alone (a crash, or out of memory)"
                             ))]))
+                        elif fut in singles:
+                            lonely.extend(batch)
                         else:
                             suspects.extend(batch)
                     except Exception as exc:  # the task itself failed (e.g. its arguments could not be pickled)
                         finished.append((batch, [_error_row(r.run_id, exc) for r in batch]))
                     alone.discard(fut)
+                    singles.discard(fut)
                 _record(plan, store, finished, outcome, bar, on_batch, total, run_start)
                 refill()
     except KeyboardInterrupt:
