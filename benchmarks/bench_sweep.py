@@ -1,26 +1,30 @@
-"""Sweep throughput: certified runs per minute of ``lcnflow sweep`` against a plain ``multiprocessing.Pool`` loop.
+"""Sweep throughput: ``lcnflow sweep`` (local executor) against a plain ``multiprocessing.Pool`` loop, end to end.
 
 The problem is B1 (``problems.py``) expressed as an experiment config: 1D ``k = (3, 3, 3)``, ``d_0 = 64``,
 ``m = 500`` standard Gaussian inputs, targets from a planted random length-7 filter without noise (the ``planted``
 source with ``target = "filter"``, ``noise_std = 0``), square loss, initialization ``N(0, 0.5²)``, gradient flow
-with the default settings; one run per init seed ``0 … N−1`` (``--seeds``, default 1000).  Methods:
+with the default settings; one run per init seed ``0 … N−1`` (``--seeds``, default 1000).  Methods, each timed end
+to end in this process tree (worker start included):
 
-* **lcnflow sweep** — :func:`lcnflow.sweep.run_sweep` on a local Dask cluster (``--workers`` processes, one
-  thread each, automatic batches), results written as Parquet parts.  Cluster start (spawning workers, importing
-  lcnflow there) is timed separately.
-* **Pool, naive** — ``multiprocessing.Pool(workers).map`` over seeds of a function that builds the config, the data
-  and the ``EmpiricalRisk`` and calls ``gradient_flow`` (``run_experiment``): what a user without sweeps writes.
-* **Pool, risk once** — the same, but each worker process builds the data and the risk once (pool initializer)
-  and each call only draws ``w(0)`` (``lcnflow.random_init``) and calls ``gradient_flow`` with its defaults (the
-  config's flow settings are the defaults): the plain loop a user who knows the API writes.
-* **serial, risk once** — one process, risk built once, on a subset of seeds: the per-core ceiling.
+* **lcnflow sweep (local executor)** — :func:`lcnflow.sweep.run_sweep` without a cluster, as ``lcnflow sweep
+  --workers W`` runs it: ``W`` worker processes, batches of runs of one problem, results written as Parquet parts
+  (with fsync) into a temporary directory.  The driving process's CPU time is reported ("driver CPU").
+* **lcnflow sweep (Dask local cluster)** (``--dask``) — the same through a local ``distributed`` cluster, whose
+  scheduler runs in the driving process.
+* **Pool, risk built once per process** — ``multiprocessing.Pool(W)`` (fork) whose initializer builds the problem
+  (``build_problem``), ``pool.map`` over the seeds of ``gradient_flow(risk, random_init(arch, 0.5, seed=s))``: the
+  plain loop a user who knows the API writes.  The ratio is its end-to-end time over the sweep's.
+* **Pool, naive** and **serial, risk once** (``--all``) — ``run_experiment`` per seed in a Pool, and one process.
 
-Pool workers are forked from a process that already imported lcnflow, so they pay no import time; Dask workers are
-spawned and import it (that is in "startup").  Rates are certified runs per minute of the runs' own time ("steady"),
-and of the whole call including startup ("end to end").  Timings on a shared machine are noisy: rerun with
-``--repeats`` to see the spread.
+Agreement (``--check K``, default 20): for K seeds spread over the range, the sweep's row (kind, certification,
+loss) against the same run done alone (``run_experiment`` of the config with that seed): kind and certification
+identical, loss within 1e-8 (relative to max(1, |loss|)).  ``--profile`` adds a cProfile of one batch of runs in
+this process (where a worker's time goes); ``--losses N`` compares ``gradient_flows`` with single ``gradient_flow``
+calls on N starts of each built-in loss, in this process.
 
-Run: ``python benchmarks/bench_sweep.py [--quick] [--seeds N] [--workers W] [--repeats R]``.
+Timings on a shared machine are noisy: methods are interleaved and ``--repeats`` gives medians.
+
+Run: ``python benchmarks/bench_sweep.py [--quick] [--seeds N] [--workers W] [--repeats R] [--dask] [--profile]``.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ import shutil  # noqa: E402
 import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
+from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import lcnflow as lf  # noqa: E402
@@ -108,83 +113,196 @@ def bench_serial(seeds: int) -> dict[str, float]:
             "workers": 1}
 
 
-def bench_sweep(seeds: int, workers: int) -> dict[str, float]:
+def bench_sweep(seeds: int, workers: int, keep: dict | None = None) -> dict[str, float]:
+    """``run_sweep`` with the local executor (what ``lcnflow sweep --workers W`` runs), end to end."""
+    spec = {**BASE, "grid": {"init.seed": {"range": [0, seeds]}}}
+    out = tempfile.mkdtemp(prefix="lcnflow-bench-sweep-")
+    try:
+        start, cpu = time.perf_counter(), time.process_time()
+        outcome = run_sweep(spec, os.path.join(out, "results"), workers=workers, progress=False)
+        total, driver_cpu = time.perf_counter() - start, time.process_time() - cpu
+        table = outcome.read()
+        if keep is not None:
+            keep["table"] = table
+        busy = sum(table.column("wall_time").to_pylist()) + sum(table.column("setup_time").to_pylist())
+        parts = len(list(Path(out, "results", "runs").glob("part-*.parquet")))
+        return {"startup": total - outcome.run_time, "run": outcome.run_time, "total": total,
+                "certified": outcome.certified, "runs": outcome.completed, "batch": outcome.batch_size,
+                "batches": outcome.num_batches, "parts": parts, "busy": busy, "workers": workers,
+                "driver_cpu": driver_cpu}
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def bench_dask(seeds: int, workers: int) -> dict[str, float]:
+    """The same sweep on a local Dask cluster (its scheduler runs in this process), end to end."""
     from distributed import Client
 
     spec = {**BASE, "grid": {"init.seed": {"range": [0, seeds]}}}
     out = tempfile.mkdtemp(prefix="lcnflow-bench-sweep-")
     try:
-        start = time.perf_counter()
-        cluster = local_cluster(workers)  # what `lcnflow sweep` starts
+        start, cpu = time.perf_counter(), time.process_time()
+        cluster = local_cluster(workers)
         client = Client(cluster)
-        client.run(lambda: __import__("lcnflow.sweep.execute"))
-        ready = time.perf_counter()
         try:
             outcome = run_sweep(spec, os.path.join(out, "results"), client=client, progress=False)
         finally:
             client.close()
             cluster.close()
-        total = time.perf_counter() - start
+        total, driver_cpu = time.perf_counter() - start, time.process_time() - cpu
         table = outcome.read()
         busy = sum(table.column("wall_time").to_pylist()) + sum(table.column("setup_time").to_pylist())
-        return {"startup": ready - start, "run": outcome.run_time, "total": total, "certified": outcome.certified,
-                "runs": outcome.completed, "batch": outcome.batch_size, "batches": outcome.num_batches,
-                "overhead": outcome.wall_time - outcome.run_time, "busy": busy, "workers": workers}
+        parts = len(list(Path(out, "results", "runs").glob("part-*.parquet")))
+        return {"startup": total - outcome.run_time, "run": outcome.run_time, "total": total,
+                "certified": outcome.certified, "runs": outcome.completed, "batch": outcome.batch_size,
+                "batches": outcome.num_batches, "parts": parts, "busy": busy, "workers": workers,
+                "driver_cpu": driver_cpu}
     finally:
         shutil.rmtree(out, ignore_errors=True)
+
+
+def check_agreement(table, seeds: int, k: int) -> tuple[int, int, list[str]]:
+    """The sweep's rows for ``k`` seeds spread over the range against the same runs done alone: ``(agreeing,
+    checked, disagreements)``."""
+    rows = {r["init.seed"]: r for r in table.select(["init.seed", "kind", "certified", "loss"]).to_pylist()}
+    sample = sorted({round(i * (seeds - 1) / max(1, k - 1)) for i in range(k)}) if k > 0 else []
+    bad = []
+    for s in sample:
+        alone = run_experiment(config_from_dict(BASE, {"init.seed": s}))
+        row = rows[s]
+        same = (row["kind"] == alone.kind and bool(row["certified"]) == bool(alone.certified)
+                and abs(row["loss"] - alone.loss) <= 1e-8 * max(1.0, abs(alone.loss)))
+        if not same:
+            bad.append(f"seed {s}: sweep ({row['kind']}, {row['certified']}, {row['loss']!r}) vs alone "
+                       f"({alone.kind}, {alone.certified}, {alone.loss!r})")
+    return len(sample) - len(bad), len(sample), bad
+
+
+def profile_batch(n: int) -> str:
+    """cProfile of ``run_batch`` over ``n`` seeds in this process (one worker's work): the top entries by own time."""
+    import cProfile
+    import io
+    import pstats
+
+    from lcnflow.sweep.execute import run_batch
+    from lcnflow.sweep.grid import expand, sweep_from_dict
+
+    plan = expand(sweep_from_dict({**BASE, "grid": {"init.seed": {"range": [0, n]}}}))
+    payload = [(r.run_id, r.overrides, r.problem) for r in plan.runs]
+    run_batch(plan.spec.base, payload[:5])  # warm (problem built, kernels loaded)
+    prof = cProfile.Profile()
+    prof.enable()
+    run_batch(plan.spec.base, payload)
+    prof.disable()
+    buf = io.StringIO()
+    pstats.Stats(prof, stream=buf).sort_stats("cumulative").print_stats(25)
+    return buf.getvalue()
+
+
+def batched_vs_single(n: int) -> str:
+    """``gradient_flows`` against a loop of ``gradient_flow`` on ``n`` starts (seeds 0 … n−1) of B1's problem with
+    each built-in loss: a Markdown table of seconds per run and agreement (kind, certification, loss within 1e-8)."""
+    problem = build_problem(config_from_dict(BASE))
+    arch, data = problem.architecture, problem.data.dataset
+    lines = ["| loss | runs | certified | batched ms/run | single ms/run | agreeing |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for name in lf.LOSS_NAMES:
+        risk = lf.EmpiricalRisk(arch, name, data)
+        inits = [lf.random_init(arch, BASE["init"]["scale"], seed=s) for s in range(n)]
+        lf.gradient_flows(risk, inits[:2])  # warm (compiled code of this loss)
+        start = time.perf_counter()
+        batch = lf.gradient_flows(risk, inits)
+        t_batch = time.perf_counter() - start
+        start = time.perf_counter()
+        single = [lf.gradient_flow(risk, w0) for w0 in inits]
+        t_single = time.perf_counter() - start
+        same = sum(a.kind == b.kind and a.certified == b.certified
+                   and abs(a.loss - b.loss) <= 1e-8 * max(1.0, abs(b.loss)) for a, b in zip(batch, single, strict=True))
+        lines.append(f"| {name} | {n} | {sum(r.certified for r in batch)} | {1e3 * t_batch / n:.2f} | "
+                     f"{1e3 * t_single / n:.2f} | {same} |")
+    return "\n".join(lines)
 
 
 def _rate(r: dict[str, float], key: str) -> float:
     return 60.0 * r["certified"] / r[key] if r[key] > 0 else float("nan")
 
 
+SWEEP = "lcnflow sweep (local executor)"
+POOL = "Pool, risk built once per process"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="200 seeds, serial on 40 (a smoke run)")
+    parser.add_argument("--quick", action="store_true", help="200 seeds, 5 checked (a smoke run)")
     parser.add_argument("--seeds", type=int, default=None, help="runs per method (default 1000; --quick 200)")
     parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
-    parser.add_argument("--repeats", type=int, default=1, help="repeat each method; the median rate is shown")
+    parser.add_argument("--repeats", type=int, default=1, help="repeat each method; medians are shown")
+    parser.add_argument("--check", type=int, default=None, help="seeds checked against single runs (default 20)")
+    parser.add_argument("--dask", action="store_true", help="also the sweep on a local Dask cluster")
+    parser.add_argument("--all", action="store_true", help="also the naive Pool and the serial loop")
+    parser.add_argument("--profile", action="store_true", help="profile one batch of runs in this process")
+    parser.add_argument("--losses", type=int, default=0, metavar="N",
+                        help="also gradient_flows against single gradient_flow calls, N starts of each built-in loss")
     parser.add_argument("--blas-threads-default", action="store_true",
                         help="do not pin BLAS to one thread per process (shows the oversubscription of a plain Pool)")
     args = parser.parse_args()
     seeds = args.seeds or (200 if args.quick else 1000)
-    serial_seeds = max(10, seeds // 5)
+    check = args.check if args.check is not None else (5 if args.quick else 20)
+    kept: dict = {}
     methods = {
-        "lcnflow sweep (Dask, batched)": lambda: bench_sweep(seeds, args.workers),
-        "Pool, naive (risk rebuilt per call)": lambda: bench_pool(_naive, seeds, args.workers),
-        "Pool, risk built once per process": lambda: bench_pool(_once, seeds, args.workers, _init_worker),
-        "serial, risk once (1 process)": lambda: bench_serial(serial_seeds),
+        SWEEP: lambda: bench_sweep(seeds, args.workers, kept),
+        POOL: lambda: bench_pool(_once, seeds, args.workers, _init_worker),
     }
+    if args.dask:
+        methods["lcnflow sweep (Dask local cluster)"] = lambda: bench_dask(seeds, args.workers)
+    if args.all:
+        methods["Pool, naive (risk rebuilt per call)"] = lambda: bench_pool(_naive, seeds, args.workers)
+        methods["serial, risk once (1 process)"] = lambda: bench_serial(max(10, seeds // 5))
     results: dict[str, list[dict[str, float]]] = {name: [] for name in methods}
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
     load = os.getloadavg()
     for _ in range(args.repeats):  # interleaved, so slow phases of a shared machine hit every method
         for name, fn in methods.items():
             results[name].append(fn())
+    load_after = os.getloadavg()
     print(f"# Sweep throughput — B1, {seeds} init seeds, {args.workers} workers\n")
     blas = "default BLAS threads" if args.blas_threads_default else "BLAS pinned to 1 thread per process"
     print(f"{machine_info()}; {blas}; started {stamp}, load average before {load[0]:.2f}, after "
-          f"{os.getloadavg()[0]:.2f}; median of {args.repeats} repeat(s)\n")
-    print("| method | runs | certified | startup s | run s | per run ms | busy | certified runs/min (steady) | "
-          "certified runs/min (end to end) | end to end vs plain Pool (risk once) |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    plain = statistics.median(_rate(r, "total") for r in results["Pool, risk built once per process"])
+          f"{load_after[0]:.2f}; median of {args.repeats} repeat(s), methods interleaved\n")
+    print("| method | runs | certified | end to end s | startup s | run s | per run ms | busy | driver CPU s | "
+          "parts | certified runs/s (end to end) | speed vs Pool (end to end) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    plain = statistics.median(r["total"] for r in results[POOL])
     for name, rs in results.items():
-        steady = statistics.median(_rate(r, "run") for r in rs)
-        total = statistics.median(_rate(r, "total") for r in rs)
+        total = statistics.median(r["total"] for r in rs)
         per_run = statistics.median(1e3 * r["busy"] / r["runs"] for r in rs)
         busy = statistics.median(r["busy"] / (r["workers"] * r["run"]) for r in rs)
+        cpu = f"{statistics.median(r['driver_cpu'] for r in rs):.2f}" if "driver_cpu" in rs[0] else "—"
+        parts = f"{rs[0]['parts']:.0f}" if "parts" in rs[0] else "—"
         r = rs[len(rs) // 2]
-        print(f"| {name} | {r['runs']} | {r['certified']} | {statistics.median(x['startup'] for x in rs):.2f} | "
-              f"{statistics.median(x['run'] for x in rs):.2f} | {per_run:.1f} | {100 * busy:.0f} % | {steady:.0f} | "
-              f"{total:.0f} | {total / plain:.2f}× |")
-    sweep = results["lcnflow sweep (Dask, batched)"][0]
+        print(f"| {name} | {r['runs']} | {r['certified']} | {total:.2f} | "
+              f"{statistics.median(x['startup'] for x in rs):.2f} | {statistics.median(x['run'] for x in rs):.2f} | "
+              f"{per_run:.2f} | {100 * busy:.0f} % | {cpu} | {parts} | {r['certified'] / total:.0f} | "
+              f"{plain / total:.2f}× |")
+    sweep = results[SWEEP][0]
     print(f"\n'per run ms': time inside each run's call (flow, plus config and — where rebuilt — data and risk); "
-          f"'busy': that time summed over runs / (workers × run s), the share of the run phase the workers spent in "
-          f"runs (the rest is scheduling, transfer, writing, idling).  On a shared machine 'per run ms' absorbs "
-          f"other users' load; 'busy' does not.  Sweep: {sweep['batches']:.0f} batches of at most "
-          f"{sweep['batch']:.0f} runs; validation, directory setup and worker check {sweep['overhead']:.2f} s "
-          f"outside the run phase.")
+          f"'busy': that time summed over runs / (workers × run s); 'driver CPU': CPU seconds of the process that "
+          f"drives the sweep (for the Dask cluster its scheduler included).  Sweep: {sweep['batches']:.0f} batches of "
+          f"at most {sweep['batch']:.0f} runs, written as {sweep['parts']:.0f} Parquet parts.")
+    if check:
+        ok, n, bad = check_agreement(kept["table"], seeds, check)
+        print(f"\nAgreement with single runs (run_experiment per seed), {n} seeds spread over 0…{seeds - 1}: {ok} of "
+              f"{n} with identical kind and certification and loss within 1e-8.")
+        for line in bad:
+            print(f"* {line}")
+    if args.losses:
+        print(f"\nBatched (gradient_flows) against single runs (gradient_flow) of each built-in loss on B1's data, "
+              f"one process, {args.losses} starts each:\n")
+        print(batched_vs_single(args.losses))
+    if args.profile:
+        print("\nProfile of one batch of runs in this process (cumulative time):\n\n```")
+        print(profile_batch(min(seeds, 300)).strip())
+        print("```")
 
 
 if __name__ == "__main__":

@@ -184,19 +184,19 @@ class CrashOnSeed(distributed.WorkerPlugin):
     def setup(self, worker):
         import lcnflow.sweep.execute as ex
 
-        self.original = original = ex._one_run
+        self.original = original = ex._prepare  # (every run of a batch is prepared before the batch runs)
 
         def crashing(base, run_id, overrides, problem, verify=False):
             if overrides.get("init.seed") == self.seed:
                 os._exit(13)
             return original(base, run_id, overrides, problem, verify)
 
-        ex._one_run = crashing
+        ex._prepare = crashing
 
     def teardown(self, worker):
         import lcnflow.sweep.execute as ex
 
-        ex._one_run = self.original
+        ex._prepare = self.original
 
 
 def test_a_run_that_kills_its_worker_is_isolated_and_recorded(tmp_path, client):

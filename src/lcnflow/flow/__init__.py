@@ -6,6 +6,7 @@ from lcnflow.analysis.critical import CriticalPoint, classify_critical_point
 from lcnflow.analysis.optimum import FunctionSpaceBest, best_on_function_space
 from lcnflow.analysis.symmetry import invariants, symmetry_basis
 from lcnflow.analysis.theorem import TheoremCheck, theorem_hypotheses
+from lcnflow.dynamics.batch import gradient_flows
 from lcnflow.dynamics.descent import gradient_descent
 from lcnflow.dynamics.integrate import METHODS, gradient_flow
 from lcnflow.dynamics.result import FlowResult
@@ -22,6 +23,7 @@ __all__ = [
     "classify_critical_point",
     "gradient_descent",
     "gradient_flow",
+    "gradient_flows",
     "invariants",
     "lojasiewicz_fit",
     "minibatches",

@@ -48,7 +48,7 @@ def sweep_command(
                                       help="Results directory (Parquet dataset); an existing one of the same sweep is "
                                            "resumed.")],
     workers: Annotated[int | None, typer.Option("--workers", "-w", min=1, metavar="N",
-                                                help="Worker processes of the local cluster (default: all CPUs).")
+                                                help="Worker processes on this machine (default: all CPUs).")
                        ] = None,
     scheduler: Annotated[str | None, typer.Option("--scheduler", metavar="ADDRESS",
                                                   help="Use a running Dask scheduler, e.g. tcp://host:8786.")] = None,
@@ -59,7 +59,8 @@ def sweep_command(
                        ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary line.")] = False,
 ) -> None:
-    """Run a sweep (every config of the grid) on a Dask cluster; resumable, results as Parquet in DIR."""
+    """Run a sweep (every config of the grid) on this machine's cores or a Dask cluster; resumable, results as Parquet
+    in DIR."""
     from lcnflow.sweep.execute import run_sweep
     from lcnflow.sweep.grid import expand, load_sweep
 
@@ -197,7 +198,8 @@ def register(target: typer.Typer) -> None:
 app = typer.Typer(
     name="lcnflow-sweep",
     cls=LcnflowGroup,
-    help="Sweeps of lcnflow experiments on Dask: run a grid of configs, summarize the outcomes.",
+    help="Sweeps of lcnflow experiments (local worker processes or Dask): run a grid of configs, summarize the "
+         "outcomes.",
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,

@@ -1,20 +1,24 @@
-r"""Running a sweep on dask.distributed: batches of runs, shared problems, incremental results, resume.
+r"""Running a sweep: batches of runs, shared problems, incremental results, resume.
 
 :func:`run_sweep` expands and validates the grid (nothing runs if a cell is invalid), opens the sweep directory
-(refusing one made by a different sweep), skips the runs already on disk, and sends the rest to a Dask cluster as
+(refusing one made by a different sweep), skips the runs already on disk, and sends the rest to worker processes as
 *batches* — tasks of many runs each, so per-task overhead stays small.  Inside a batch, runs that share
 architecture, loss and data (equal :attr:`~lcnflow.sweep.grid.Run.problem`) share one
 :class:`~lcnflow.EmpiricalRisk` (its statistics ``G``, ``b`` and the data condition are computed once) and one
-function-space optimum ``ℒ*``; each worker process also keeps the last few problems it built, so later batches of the
-same problem reuse them.  Each finished batch is written as one Parquet part (:class:`~lcnflow.sweep.store.SweepStore`)
-by the driving process, so a sweep killed at any moment loses at most the batches in flight.
+function-space optimum ``ℒ*``, and gradient-flow runs that also share their flow options (they differ only in
+``w(0)``: init seed or scale) run as one batch of :func:`~lcnflow.dynamics.batch.iter_flows`; each worker process
+also keeps the last few problems it built, so later batches of the same problem reuse them.  Finished batches are
+written as Parquet parts (:class:`~lcnflow.sweep.store.SweepStore`) by the driving process, so a sweep killed at any
+moment loses at most the batches in flight.
 
-Clusters: by default a local one is started (``processes=True, threads_per_worker=1``: one single-threaded NumPy
-per worker process, no GIL contention); ``scheduler="tcp://host:port"`` uses an existing cluster unchanged, and
-``client=`` an existing :class:`distributed.Client` (e.g. of a ``dask_jobqueue.SLURMCluster``).
+Executors: by default the local one (:class:`~lcnflow.sweep.local.LocalPool`): ``workers`` processes, one thread
+each, the driving process idle in a blocking wait between batches (it costs no core), batches of up to
+:data:`MAX_LOCAL_BATCH` runs, and whatever has finished by the time it wakes written as one part.
+``scheduler="tcp://host:port"`` runs the batches on an existing Dask cluster unchanged, and ``client=`` on an
+existing :class:`distributed.Client` (e.g. of a ``dask_jobqueue.SLURMCluster``).
 
 Runs are deterministic given their config (seeds included), so a sweep gives the same rows (up to the timing
-columns) whatever the number of workers or the batching.
+columns) whatever the executor, the number of workers or the batching.
 """
 
 from __future__ import annotations
@@ -22,9 +26,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-import signal
 import sys
-import threading
 import time
 import traceback
 import warnings
@@ -39,6 +41,7 @@ import numpy as np
 
 from lcnflow import __version__
 from lcnflow.sweep.grid import Run, SweepError, SweepPlan, SweepSpec, column_value, expand, load_sweep, sweep_from_dict
+from lcnflow.sweep.local import LocalPool
 from lcnflow.sweep.store import SweepStore, read_results
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -51,6 +54,9 @@ __all__ = ["SweepOutcome", "auto_batch_size", "batches", "default_workers", "loc
 PROBLEM_CACHE_SIZE = 4
 #: Largest automatic batch size (runs per task).
 MAX_AUTO_BATCH = 64
+#: Largest automatic batch of the local executor: its workers keep their problems and the driver waits idle, so
+#: batches can be larger (fewer parts to write); a killed sweep loses at most the batches in flight.
+MAX_LOCAL_BATCH = 256
 #: Automatic batches shrink so that about this many remain per worker thread: large batches first (few parts,
 #: little overhead), small ones at the end (no worker idles while another finishes a long batch).
 BATCHES_PER_THREAD = 4
@@ -103,8 +109,10 @@ def _error_row(run_id: str, exc: BaseException, setup_time: float = 0.0) -> dict
             "traceback": tb[-MAX_TRACEBACK:], "setup_time": setup_time}
 
 
-def _one_run(base: Mapping[str, Any], run_id: str, overrides: Mapping[str, Any], problem: str,
-             verify: bool = False) -> dict[str, Any]:
+def _prepare(base: Mapping[str, Any], run_id: str, overrides: Mapping[str, Any], problem: str,
+             verify: bool = False) -> tuple | dict[str, Any]:
+    """``(problem, ℒ*, notes, spec, setup seconds)`` of one run (its config validated, its problem built or taken
+    from the cache, its ``w(0)`` drawn and checked), or its error row."""
     from lcnflow.experiments import RunSpec, config_from_dict
     from lcnflow.experiments.config import GradientFlowConfig
 
@@ -115,12 +123,13 @@ def _one_run(base: Mapping[str, Any], run_id: str, overrides: Mapping[str, Any],
             cfg = cfg.model_copy(update={"flow": cfg.flow.model_copy(update={"verify": True})})
         shared, opt, notes = _problem(_problem_key(problem, cfg), cfg)
         spec = RunSpec.from_config(cfg, shared)
-        setup = time.perf_counter() - start
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            result = shared.run(spec)
     except Exception as exc:  # recorded with the run, never lost
         return _error_row(run_id, exc, time.perf_counter() - start)
+    return shared, opt, notes, spec, time.perf_counter() - start
+
+
+def _result_row(run_id: str, result: Any, opt: float | None, notes: str | None, setup: float,
+                caught: Sequence[warnings.WarningMessage]) -> dict[str, Any]:
     run_notes = list(dict.fromkeys(str(w.message) for w in caught))
     if notes:
         run_notes.insert(0, notes)
@@ -138,6 +147,46 @@ def _one_run(base: Mapping[str, Any], run_id: str, overrides: Mapping[str, Any],
         "setup_time": setup,
         "notes": "\n".join(run_notes) or None,
     }
+
+
+def _one_run(base: Mapping[str, Any], run_id: str, overrides: Mapping[str, Any], problem: str,
+             verify: bool = False) -> dict[str, Any]:
+    """One run alone: its row."""
+    prepared = _prepare(base, run_id, overrides, problem, verify)
+    if isinstance(prepared, dict):
+        return prepared
+    shared, opt, notes, spec, setup = prepared
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = shared.run(spec)
+    except Exception as exc:  # recorded with the run, never lost
+        return _error_row(run_id, exc, setup)
+    return _result_row(run_id, result, opt, notes, setup, caught)
+
+
+def _flow_group(group: list[tuple[str, tuple]]) -> list[dict[str, Any]]:
+    """Rows of gradient-flow runs that share one problem and one set of flow options, run as one batch
+    (:func:`~lcnflow.dynamics.batch.iter_flows`): the warnings of each run stay with its row, and a run that raises
+    is recorded and the batch goes on with the next."""
+    from lcnflow.dynamics.batch import iter_flows
+
+    shared, _, _, spec, _ = group[0][1]
+    opts = spec.config.flow.options()
+    rows: list[dict[str, Any]] = []
+    while len(rows) < len(group):
+        rest = group[len(rows):]
+        flows = iter_flows(shared.risk, [list(p[3].init) for _, p in rest], opts)
+        for run_id, (_, opt, notes, _, setup) in rest:
+            try:
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    result = next(flows)
+            except Exception as exc:  # recorded with the run; the batch goes on with the next run
+                rows.append(_error_row(run_id, exc, setup))
+                break
+            rows.append(_result_row(run_id, result, opt, notes, setup, caught))
+    return rows
 
 
 def _best_columns(cp: Any, opt: float | None) -> dict[str, Any]:
@@ -168,7 +217,33 @@ def run_batch(base: Mapping[str, Any], runs: Sequence[tuple]) -> list[dict[str, 
         One result row per run (the result columns of :data:`~lcnflow.sweep.store.RESULT_FIELDS` plus ``run_id``).
         A run that raises gives a row with ``status = "error"`` and the error; it never stops the batch.
     """
-    return [_one_run(base, *run) for run in runs]
+    from lcnflow.experiments.config import GradientFlowConfig
+
+    rows: dict[str, dict[str, Any]] = {}
+    groups: dict[tuple, list[tuple[str, tuple]]] = {}
+    for run in runs:
+        run_id = run[0]
+        prepared = _prepare(base, *run)
+        if isinstance(prepared, dict):
+            rows[run_id] = prepared
+            continue
+        shared, _, _, spec, setup = prepared
+        flow = spec.config.flow
+        if isinstance(flow, GradientFlowConfig):  # grouped by problem and flow options: run as one batch
+            groups.setdefault((id(shared), flow.options()), []).append((run_id, prepared))
+            continue
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                result = shared.run(spec)
+        except Exception as exc:  # recorded with the run, never lost
+            rows[run_id] = _error_row(run_id, exc, setup)
+            continue
+        rows[run_id] = _result_row(run_id, result, prepared[1], prepared[2], setup, caught)
+    for group in groups.values():
+        for (run_id, _), row in zip(group, _flow_group(group), strict=True):
+            rows[run_id] = row
+    return [rows[run[0]] for run in runs]
 
 
 def _worker_probe() -> dict[str, Any]:
@@ -240,13 +315,18 @@ class SweepOutcome:
         """Runs finished per minute of :attr:`run_time`."""
         return 60.0 * self.completed / self.run_time if self.run_time > 0 else math.nan
 
+    @property
+    def runs_per_second(self) -> float:
+        """Runs finished per second of :attr:`run_time`."""
+        return self.completed / self.run_time if self.run_time > 0 else math.nan
+
     def read(self) -> pa.Table:
         """All result rows in the directory (see :func:`~lcnflow.sweep.store.read_results`)."""
         return read_results(self.out)
 
     def summary(self) -> str:
         """One line a person can read."""
-        rate = f", {self.runs_per_minute:.0f} runs/min" if self.completed else ""
+        rate = f", {self.runs_per_second:.3g} runs/s" if self.completed else ""
         skip = f", {self.skipped} already done" if self.skipped else ""
         stop = " (interrupted: rerun the same command to resume)" if self.interrupted else ""
         return (f"{self.completed} runs finished ({self.failed} failed, {self.certified} certified){skip}; "
@@ -262,14 +342,16 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def auto_batch_size(num_runs: int, num_threads: int) -> int:
-    """Runs in the next automatic batch when ``num_runs`` remain: ``⌈num_runs / (4 · threads)⌉``, in ``[1, 64]``."""
+def auto_batch_size(num_runs: int, num_threads: int, max_batch: int = MAX_AUTO_BATCH) -> int:
+    """Runs in the next automatic batch when ``num_runs`` remain: ``⌈num_runs / (4 · threads)⌉``, in
+    ``[1, max_batch]`` (64 by default)."""
     if num_runs <= 0:
         return 1
-    return int(min(MAX_AUTO_BATCH, max(1, math.ceil(num_runs / (BATCHES_PER_THREAD * max(1, num_threads))))))
+    return int(min(max_batch, max(1, math.ceil(num_runs / (BATCHES_PER_THREAD * max(1, num_threads))))))
 
 
-def batches(runs: Sequence[Run], batch_size: int | None = None, threads: int = 1) -> list[list[Run]]:
+def batches(runs: Sequence[Run], batch_size: int | None = None, threads: int = 1,
+            max_batch: int = MAX_AUTO_BATCH) -> list[list[Run]]:
     """Split runs into batches, runs of one problem kept together where possible.
 
     Runs are ordered by problem (first appearance), then by grid index, and cut into consecutive chunks, so a batch
@@ -283,6 +365,8 @@ def batches(runs: Sequence[Run], batch_size: int | None = None, threads: int = 1
     batch_size : int, optional
     threads : int
         Worker threads of the cluster (for automatic sizes).
+    max_batch : int
+        Largest automatic size.
 
     Returns
     -------
@@ -294,7 +378,7 @@ def batches(runs: Sequence[Run], batch_size: int | None = None, threads: int = 1
     ordered = sorted(runs, key=lambda r: (first[r.problem], r.index))
     out, i = [], 0
     while i < len(ordered):
-        size = batch_size if batch_size is not None else auto_batch_size(len(ordered) - i, threads)
+        size = batch_size if batch_size is not None else auto_batch_size(len(ordered) - i, threads, max_batch)
         out.append(ordered[i:i + size])
         i += size
     return out
@@ -309,7 +393,9 @@ def _row(plan: SweepPlan, run: Run, result: Mapping[str, Any]) -> dict[str, Any]
 
 
 def local_cluster(workers: int | None = None) -> LocalCluster:
-    """The local Dask cluster a sweep starts by default.
+    """A local Dask cluster set up for sweeps (``run_sweep(..., client=Client(local_cluster()))``); a sweep without
+    ``client`` or ``scheduler`` uses the local executor instead (:mod:`lcnflow.sweep.local`), which costs the driving
+    process no core (a local cluster's scheduler runs in it).
 
     ``workers`` processes (default :func:`default_workers`), one thread each (distributed also limits BLAS to one
     thread per worker), the dashboard on a free port if Bokeh is installed, and the workers' statistical profiler
@@ -340,7 +426,7 @@ def _check_cluster_options(workers: int | None, scheduler: str | None, client: C
         raise SweepError("client: give either client, or scheduler/workers, not both")
     if scheduler is not None and workers is not None:
         raise SweepError(
-            f"--workers: applies to the local cluster only; with --scheduler {scheduler} the cluster's own "
+            f"--workers: applies to the local executor only; with --scheduler {scheduler} the cluster's own "
             "workers run the sweep (start more with `dask worker`)"
         )
     if scheduler is not None and not (isinstance(scheduler, str) and scheduler.strip()):
@@ -358,7 +444,7 @@ def _check_cluster_options(workers: int | None, scheduler: str | None, client: C
 
 @contextmanager
 def _cluster(workers: int | None, scheduler: str | None, client: Client | None) -> Iterator[Client]:
-    """A connected client: the given one, one to ``scheduler``, or one of a new local cluster."""
+    """A connected client: the given one, or one to ``scheduler``."""
     _check_cluster_options(workers, scheduler, client)
     if client is not None:
         yield client
@@ -378,35 +464,7 @@ def _cluster(workers: int | None, scheduler: str | None, client: Client | None) 
         finally:
             c.close()
         return
-    # the worker processes inherit an ignored SIGINT (it is not reset when a process starts), so Ctrl-C in the
-    # terminal — sent to every process of the foreground group — reaches only this process, which stops the sweep
-    # and closes the cluster, instead of each worker printing a traceback.  A Ctrl-C while the cluster starts (a
-    # second or two) is therefore not seen; the next one is.
-    with _sigint_ignored():
-        cluster = local_cluster(workers)
-    try:
-        c = Client(cluster)
-    except BaseException:
-        cluster.close()
-        raise
-    try:
-        yield c
-    finally:
-        c.close()
-        cluster.close()
-
-
-@contextmanager
-def _sigint_ignored() -> Iterator[None]:
-    """SIGINT ignored inside (main thread only; elsewhere nothing changes), the previous handler restored after."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
+    raise SweepError("scheduler: the local executor runs without a Dask client")  # (run_sweep never asks)
 
 
 def _probe_workers(client: Client) -> int:
@@ -462,14 +520,14 @@ def run_sweep(
         The sweep directory.  If it holds results of the same sweep, finished runs are skipped (resume); if it
         holds another sweep, nothing runs.
     workers : int, optional
-        Worker processes of the local cluster (default: the CPUs available).  Not with ``scheduler``/``client``.
+        Worker processes of the local executor (default: the CPUs available).  Not with ``scheduler``/``client``.
     scheduler : str, optional
         Address of a running Dask scheduler (``tcp://host:8786``), used unchanged.
     client : distributed.Client, optional
         An existing client (e.g. of a ``dask_jobqueue.SLURMCluster``); left open.
     batch_size : int, optional
-        Runs per task; default ``[sweep] batch_size`` of the file, else automatic: decreasing sizes, at most 64
-        (see :func:`batches`).
+        Runs per task; default ``[sweep] batch_size`` of the file, else automatic: decreasing sizes, at most
+        :data:`MAX_LOCAL_BATCH` on the local executor and 64 on a Dask cluster (see :func:`batches`).
     progress : bool, optional
         Show a live progress bar on stderr (default: only when stderr is a terminal).
     on_batch : callable, optional
@@ -501,6 +559,21 @@ def run_sweep(
             outcome.timings = timings
             return outcome
         t0 = time.perf_counter()
+        if client is None and scheduler is None:  # the local executor: worker processes, the driver idle
+            n = default_workers() if workers is None else workers
+            pool = LocalPool(n, close_fd=store.lock_fd)
+            timings["cluster_seconds"] = time.perf_counter() - t0
+            outcome.num_workers = n
+            work = batches(todo, size, n, max_batch=MAX_LOCAL_BATCH)
+            outcome.batch_size = max(len(b) for b in work)
+            outcome.num_batches = len(work)
+            try:
+                _drive_local(pool, plan, store, work, outcome, n, progress, on_batch)
+            finally:
+                pool.close(kill=True)
+            outcome.wall_time = time.perf_counter() - start
+            outcome.timings = timings
+            return outcome
         with _cluster(workers, scheduler, client) as c:
             threads = _probe_workers(c)
             timings["cluster_seconds"] = time.perf_counter() - t0
@@ -512,6 +585,132 @@ def run_sweep(
     outcome.wall_time = time.perf_counter() - start
     outcome.timings = timings
     return outcome
+
+
+def _record(plan: SweepPlan, store: SweepStore, finished: Sequence[tuple[list[Run], Sequence[Mapping[str, Any]]]],
+            outcome: SweepOutcome, bar: _ProgressBar, on_batch: ProgressHook | None, total: int,
+            run_start: float) -> None:
+    """Write the rows of finished batches as one part, and count them."""
+    rows = []
+    for batch, results in finished:
+        by_id = {res["run_id"]: res for res in results}
+        rows += [_row(plan, r, by_id.get(r.run_id) or _error_row(r.run_id, RuntimeError("no result")))
+                 for r in batch]
+    if not rows:
+        return
+    store.write(rows)
+    failed = sum(row["status"] == "error" for row in rows)
+    outcome.completed += len(rows)
+    outcome.failed += failed
+    outcome.certified += sum(bool(row.get("certified")) for row in rows)
+    outcome.run_time = time.perf_counter() - run_start
+    bar.update(len(rows), failed)
+    if on_batch is not None:
+        on_batch(outcome.completed, outcome.failed, total)
+
+
+def _drive_local(pool: LocalPool, plan: SweepPlan, store: SweepStore, work: list[list[Run]], outcome: SweepOutcome,
+                 workers: int, progress: bool | None, on_batch: ProgressHook | None) -> None:
+    """Send batches to the local worker processes (two per worker in flight), wait for them (blocking), write what
+    has finished as one part, show progress.
+
+    A worker that dies breaks the pool, and every batch in flight fails: their runs become *suspects* (the culprit
+    may be any of them).  Once nothing is in flight, the pool is restarted and the suspects run again as tasks of
+    one run each, in parallel; when the pool breaks during those, the single runs then in flight (at most two per
+    worker) run one at a time, alone, and only a run whose worker dies while it runs alone is recorded as failed
+    (``WorkerDied``).  Ctrl-C stops the sweep: the workers are ended, the runs in flight run again on resume.
+    """
+    from concurrent.futures import FIRST_COMPLETED, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    base = plan.spec.base
+    total = sum(len(b) for b in work)
+    queue = list(reversed(work))  # pop() from the end: submitted in order
+    suspects: list[Run] = []  # to run again as single-run tasks, in parallel
+    lonely: list[Run] = []  # single runs in flight when the pool broke: each to run alone
+    in_flight: dict[Any, list[Run]] = {}
+    singles: set[Any] = set()  # tasks of one suspect
+    alone: set[Any] = set()  # tasks of one run with nothing else in flight
+    broken = False
+    bar = _ProgressBar(total, outcome.skipped, enabled=progress)
+    run_start = time.perf_counter()
+    limit = 2 * workers
+
+    def submit(batch: list[Run]) -> Any:
+        """The batch's future, or None when the pool is found broken (a worker died since the last wait)."""
+        nonlocal broken
+        payload = [(r.run_id, r.overrides, r.problem, plan.spec.verifies(r.run_id)) for r in batch]
+        try:
+            fut = pool.submit(run_batch, base, payload)
+        except BrokenProcessPool:
+            broken = True
+            return None
+        in_flight[fut] = batch
+        return fut
+
+    def refill() -> None:
+        nonlocal broken
+        while True:
+            if in_flight and (broken or lonely):
+                return
+            if broken:  # (nothing in flight)
+                pool.restart()
+                broken = False
+            if lonely:  # (nothing in flight)
+                fut = submit([lonely[0]])
+                if fut is None:
+                    continue
+                alone.add(fut)
+                lonely.pop(0)
+                return
+            while (suspects or queue) and len(in_flight) < limit:
+                fut = submit([suspects[0]] if suspects else queue[-1])
+                if fut is None:
+                    break
+                if suspects:
+                    singles.add(fut)
+                    suspects.pop(0)
+                else:
+                    queue.pop()
+            if not broken:
+                return
+
+    try:
+        refill()  # (the workers are forked here, before the progress bar starts its thread)
+        with bar:
+            while in_flight:
+                done, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
+                finished = []
+                for fut in done:
+                    batch = in_flight.pop(fut)
+                    try:
+                        finished.append((batch, fut.result()))
+                    except BrokenProcessPool:
+                        broken = True
+                        if fut in alone:  # its worker died with nothing else running: it is the culprit
+                            finished.append((batch, [_error_row(batch[0].run_id, WorkerDied(
+                                "the worker process died while running this run alone (a crash, or out of memory)"
+                            ))]))
+                        elif fut in singles:
+                            lonely.extend(batch)
+                        else:
+                            suspects.extend(batch)
+                    except Exception as exc:  # the task itself failed (e.g. its arguments could not be pickled)
+                        finished.append((batch, [_error_row(r.run_id, exc) for r in batch]))
+                    alone.discard(fut)
+                    singles.discard(fut)
+                _record(plan, store, finished, outcome, bar, on_batch, total, run_start)
+                refill()
+    except KeyboardInterrupt:
+        outcome.interrupted = True
+    finally:
+        for fut in in_flight:
+            fut.cancel()
+    outcome.run_time = time.perf_counter() - run_start
+
+
+class WorkerDied(RuntimeError):
+    """A worker process of the local executor died while running a run alone."""
 
 
 def _drive(client: Client, plan: SweepPlan, store: SweepStore, work: list[list[Run]], outcome: SweepOutcome,
@@ -580,18 +779,7 @@ def _drive(client: Client, plan: SweepPlan, store: SweepStore, work: list[list[R
                 alone.discard(fut)
                 fut.release()
                 if results is not None:
-                    by_id = {res["run_id"]: res for res in results}
-                    rows = [_row(plan, r, by_id.get(r.run_id) or _error_row(r.run_id, RuntimeError("no result")))
-                            for r in batch]
-                    store.write(rows)
-                    failed = sum(row["status"] == "error" for row in rows)
-                    outcome.completed += len(rows)
-                    outcome.failed += failed
-                    outcome.certified += sum(bool(row.get("certified")) for row in rows)
-                    outcome.run_time = time.perf_counter() - run_start
-                    bar.update(len(rows), failed)
-                    if on_batch is not None:
-                        on_batch(outcome.completed, outcome.failed, total)
+                    _record(plan, store, [(batch, results)], outcome, bar, on_batch, total, run_start)
                 refill(ac)
     except KeyboardInterrupt:
         outcome.interrupted = True
@@ -636,7 +824,7 @@ class _ProgressBar:
         eta_text = "—" if not math.isfinite(eta) else time.strftime("%H:%M:%S", time.gmtime(eta))
         fail = f"[red]{self.failed} failed[/]" if self.failed else "0 failed"
         self.progress.update(self.task, completed=self.done,
-                             info=f"{fail} · {60 * rate:.0f} runs/min · ETA {eta_text}")
+                             info=f"{fail} · {rate:.3g} runs/s · ETA {eta_text}")
 
     def __exit__(self, *exc: object) -> None:
         if self.progress is not None:

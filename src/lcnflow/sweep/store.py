@@ -9,10 +9,12 @@ Layout of a sweep directory ``DIR``::
                             (relative to DIR/runs), its number of rows, size and SHA-256
     DIR/.lock               held (``flock``) by the process writing to DIR
 
-A part is written to a hidden temporary name in ``DIR/runs`` (``.part-….tmp``), flushed to disk, and renamed to its
-final name with :func:`os.replace` — an atomic step on POSIX file systems — so a reader, or a sweep killed at any
-moment, sees each part either whole or not at all.  Readers (pyarrow, pandas, polars, DuckDB) skip hidden files.
-Only then is its line appended to ``index.jsonl`` (flushed to disk).
+A part is written to a hidden temporary name in ``DIR/runs`` (``.part-….tmp``) and flushed to disk, its line is
+appended to ``index.jsonl`` (flushed to disk), and only then is it renamed to its final name with
+:func:`os.replace` — an atomic step on POSIX file systems — so a reader, or a sweep killed at any moment, sees each
+part either whole or not at all, and every part in ``runs/`` is one the index lists.  A sweep killed between the two
+steps leaves a listed temporary, which resuming renames into place (its content checked against the index).
+Readers (pyarrow, pandas, polars, DuckDB) skip hidden files.
 
 lcnflow reads only the parts listed in the index, and each only if its size, SHA-256 and row count are those
 recorded: a ``.parquet`` file that the sweep did not write (a copy, a file from elsewhere) is ignored with a
@@ -50,7 +52,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lcnflow import __version__
-from lcnflow._files import atomic_write
+from lcnflow._files import atomic_write, fsync_dir, stage_file
 from lcnflow.dynamics.result import SCALAR_FIELDS
 from lcnflow.sweep.grid import SweepError, SweepPlan, column_value
 
@@ -484,6 +486,11 @@ class SweepStore:
         if spec.source_text is not None:
             atomic_write(self.out / "sweep.toml", spec.source_text)
 
+    @property
+    def lock_fd(self) -> int | None:
+        """The descriptor holding the directory's lock (worker processes forked from this one close their copy)."""
+        return self._lock_fd
+
     # ------------------------------------------------------------------ reading
     def finished_ids(self) -> set[str]:
         """``run_id`` of every run with a row in a part this sweep wrote.
@@ -538,15 +545,24 @@ class SweepStore:
         self._count += 1
         name = f"part-{self._session}-{self._count:06d}.parquet"
         final = self.runs_dir / name
+        tmp = None
         try:
             sink = pa.BufferOutputStream()
             pq.write_table(table, sink, compression="zstd")
             data = sink.getvalue().to_pybytes()
-            atomic_write(final, data)  # (its temporary, .part-….tmp, is what cleanup_temporaries removes)
+            # recorded in the index before it becomes visible: a part in runs/ is always one the index lists, and a
+            # writer killed between the two leaves its listed temporary, which cleanup_temporaries renames into place
+            tmp = stage_file(final, data)
             self._append_index(_entry(name, data, table.num_rows))
+            os.replace(tmp, final)
+            fsync_dir(self.runs_dir)
         except OSError as exc:
-            if final.exists() and not any(e["part"] == name for e in _read_index(self.out) or []):
-                final.unlink(missing_ok=True)  # renamed into place but not recorded in the index: not a part
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
+            if not final.exists():  # (an index line without its part reads as a damaged part: dropped on resume)
+                entries = _read_index(self.out) or []
+                if any(e["part"] == name for e in entries):
+                    self._write_index([e for e in entries if e["part"] != name])
             kept = len(_part_files(self.runs_dir))
             raise SweepError(
                 f"--out: cannot write results into {self.runs_dir} ({exc.strerror or exc}); the {kept} part file(s) "
@@ -556,10 +572,19 @@ class SweepStore:
         return final
 
     def cleanup_temporaries(self) -> int:
-        """Remove temporary part files left by a killed writer; returns how many."""
+        """Finish or remove the temporary part files a killed writer left: one the index lists (the writer was
+        killed after recording it, before renaming it into place) is renamed into place if its content is the one
+        recorded; every other one is removed.  Returns how many were removed."""
         n = 0
+        listed = {e["part"]: e for e in _read_index(self.out) or []}
         for tmp in self.runs_dir.glob(".part-*.tmp"):
+            name = tmp.name[1:].rsplit(".", 2)[0]  # (.NAME.<random>.tmp, see lcnflow._files.stage_file)
+            final = self.runs_dir / name
             try:
+                if name in listed and not final.exists() and not _verify_part(tmp, listed[name]):
+                    os.replace(tmp, final)
+                    fsync_dir(self.runs_dir)
+                    continue
                 tmp.unlink()
                 n += 1
             except OSError:

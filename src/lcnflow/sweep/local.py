@@ -1,0 +1,139 @@
+"""The local executor of a sweep: worker processes that run batches, with the driving process idle in between.
+
+:class:`LocalPool` starts ``workers`` processes (forked where the platform allows it, so that they inherit the
+imported library, else spawned), one thread each; each loads the compiled kernels once (:func:`_worker_start`) and
+then runs the batches it is sent (:func:`~lcnflow.sweep.execute.run_batch`), keeping the problems it built between
+batches.  The driving process only waits on its futures (a blocking wait: no scheduler, no polling), writes each
+finished part and updates the progress line, so on a machine with as many cores as workers every core runs runs.
+
+Signals: the workers ignore SIGINT (a Ctrl-C in the terminal reaches every process of the foreground group; only
+the driving process acts on it, stopping the sweep and ending its workers) and die silently on SIGTERM.  A worker
+that dies (a crash, the out-of-memory killer) breaks the pool: :meth:`LocalPool.restart` starts a fresh one.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+from typing import Any
+
+from lcnflow.sweep.grid import SweepError
+
+__all__ = ["LocalPool"]
+
+#: Tries to start the workers before a sweep gives up (each a new pool whose first task must be answered).
+START_TRIES = 3
+
+
+def _worker_start(close_fd: int | None) -> None:
+    """Run in each worker process as it starts: signals as described in the module docstring, the inherited
+    descriptor of the sweep directory's lock closed (the lock stays the driving process's alone), kernels loaded."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)  # (blocked by the process that created this one)
+    if close_fd is not None:
+        try:
+            os.close(close_fd)
+        except OSError:
+            pass
+    from lcnflow.dynamics.integrate import warm_up
+
+    warm_up()
+
+
+#: The signals blocked while workers are created (see :func:`_signals_blocked`).
+_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+@contextmanager
+def _signals_blocked() -> Iterator[None]:
+    """SIGINT and SIGTERM blocked (held pending, not lost) in this thread inside.  Processes created inside start
+    with them blocked (a signal sent to the whole group then stays pending in the new worker too) and unblock them
+    once their own handlers are set (:func:`_worker_start`), so that no worker acts on a signal with the handlers it
+    inherited; this process gets a signal that arrived meanwhile as it leaves."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+class LocalPool:
+    """``workers`` worker processes running sweep batches (see the module docstring).
+
+    Parameters
+    ----------
+    workers : int
+    close_fd : int, optional
+        A descriptor the workers close as they start (the sweep directory's lock, inherited when forked).
+    """
+
+    def __init__(self, workers: int, close_fd: int | None = None):
+        self.workers = workers
+        self._close_fd = close_fd
+        method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+        self._ctx = mp.get_context(method)
+        self._executor: ProcessPoolExecutor | None = None
+
+    def _start(self) -> ProcessPoolExecutor:
+        """Workers that have started (one task answered), created with signals blocked (:func:`_signals_blocked`);
+        :data:`START_TRIES` tries."""
+        for _ in range(START_TRIES):
+            with _signals_blocked():
+                ex = ProcessPoolExecutor(self.workers, mp_context=self._ctx, initializer=_worker_start,
+                                         initargs=(self._close_fd,))
+                ready = ex.submit(os.getpid)
+            try:
+                ready.result()
+                return ex
+            except BrokenProcessPool:
+                _end(ex, kill=False)
+            except BaseException:  # (Ctrl-C while they start)
+                _end(ex, kill=True)
+                raise
+        raise SweepError(f"workers: the local worker processes died as they started, {START_TRIES} times; the "
+                         "finished runs are saved (LCNFLOW_DEBUG=1 or a run in one process shows more)")
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
+        """Run ``fn(*args)`` in a worker; the first call (and the first after :meth:`restart`) starts the
+        workers.
+
+        Raises
+        ------
+        concurrent.futures.process.BrokenProcessPool
+            When a worker has died since the last call (restart, then submit again).
+        SweepError
+            When the workers die as they start.
+        """
+        if self._executor is None:
+            self._executor = self._start()
+        return self._executor.submit(fn, *args)
+
+    def restart(self) -> None:
+        """End the workers (after one of them died: the pool cannot be used again); the next :meth:`submit`
+        starts new ones."""
+        self.close(kill=True)
+
+    def close(self, kill: bool = False) -> None:
+        """Shut the workers down: after their current batch, or at once with ``kill`` (SIGTERM: they die
+        silently); batches not started are cancelled."""
+        ex, self._executor = self._executor, None
+        if ex is not None:
+            _end(ex, kill)
+
+
+def _end(ex: ProcessPoolExecutor, kill: bool) -> None:
+    """Shut ``ex`` down; with ``kill``, its workers are ended first (SIGTERM: they die silently)."""
+    if kill:
+        # (ProcessPoolExecutor has no public way to end running workers before Python 3.14)
+        for proc in list((getattr(ex, "_processes", None) or {}).values()):
+            try:
+                proc.terminate()
+            except (OSError, AttributeError):
+                pass
+    ex.shutdown(wait=True, cancel_futures=True)

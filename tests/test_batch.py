@@ -1,0 +1,208 @@
+"""Many runs of one problem (``gradient_flows``) and the sweep's local executor.
+
+Oracle for ``gradient_flows``: ``gradient_flow`` on each start alone (the single-run path, tested on its own against
+independent integrations in test_flow.py / test_compiled_flow.py).  A batch changes what runs share, never what a
+run computes, so the comparison is exact: same stop reason, kind, certificate, limit and loss (bit for bit; the
+acceptance criterion is loss to 1e-8, and exact equality implies it).  Oracle for the local executor: the rows of
+the same sweep run in this process (``run_batch``), and the sweep's plan for "every run exactly once".
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import textwrap
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+import lcnflow as lf
+import lcnflow.sweep as sw
+from lcnflow.sweep import execute as sweep_execute
+from lcnflow.sweep.execute import _row, run_batch
+from lcnflow.sweep.grid import expand, load_sweep
+from lcnflow.sweep.store import SweepStore, read_results
+
+#: Columns that measure time, not results.
+TIMING = ("wall_time", "setup_time")
+
+
+def _problem(loss: str = "square", m: int = 60) -> lf.EmpiricalRisk:
+    rng = np.random.default_rng(3)
+    arch = lf.Architecture(20, [3, 3, 3])
+    x = rng.standard_normal((m, 20))
+    v = rng.standard_normal(arch.final_filter_num_params)
+    y = np.stack([np.correlate(row, v, mode="valid") for row in x])
+    return lf.EmpiricalRisk(arch, loss, lf.Dataset(x, y + 0.05 * rng.standard_normal(y.shape)))
+
+
+def _same(a: lf.FlowResult, b: lf.FlowResult) -> None:
+    assert (a.stop_reason, a.kind, a.certified, a.converged) == (b.stop_reason, b.kind, b.certified, b.converged)
+    assert a.loss == b.loss and a.gradient_norm == b.gradient_norm and a.num_steps == b.num_steps
+    for wa, wb in zip(a.limit, b.limit, strict=True):
+        np.testing.assert_array_equal(wa, wb)
+    assert a.message == b.message
+
+
+@pytest.mark.parametrize("loss", ["square", "pseudo_huber"])
+def test_gradient_flows_gives_each_start_the_result_of_gradient_flow(loss):
+    risk = _problem(loss)
+    inits = [lf.random_init(risk.arch, scale, seed=s) for s, scale in enumerate([0.5, 0.5, 0.05, 1.5, 0.5, 0.2])]
+    batch = lf.gradient_flows(risk, inits, gtol=1e-9)
+    assert len(batch) == len(inits)
+    for init, got in zip(inits, batch, strict=True):
+        _same(got, lf.gradient_flow(risk, init, gtol=1e-9))
+    assert sum(r.certified for r in batch) >= 5  # (the comparison covers certified runs, not only failures)
+
+
+def test_gradient_flows_takes_a_2d_array_and_is_exported_everywhere():
+    from lcnflow.dynamics import gradient_flows as from_dynamics
+    from lcnflow.flow import gradient_flows as from_flow
+
+    assert from_dynamics is from_flow is lf.gradient_flows
+    risk = _problem()
+    flat = np.stack([lf.flatten(lf.random_init(risk.arch, 0.5, seed=s)) for s in range(3)])
+    rows = lf.gradient_flows(risk, flat, classify=False)
+    for w0, got in zip(flat, rows, strict=True):
+        _same(got, lf.gradient_flow(risk, w0, classify=False))
+
+
+def test_gradient_flows_checks_every_start_before_running_any():
+    risk = _problem()
+    calls = []
+    good = lf.random_init(risk.arch, 0.5, seed=0)
+    with pytest.raises(ValueError, match=r"inits\[2\]"):
+        lf.gradient_flows(risk, [good, good, [np.ones(3), np.ones(2), np.ones(3)]], callback=lambda *a: calls.append(1))
+    with pytest.raises(ValueError, match=r"inits\[1\]: ‖w\(0\)‖"):  # below the float64 floor
+        lf.gradient_flows(risk, [good, [1e-200 * w for w in good]], callback=lambda *a: calls.append(1))
+    assert not calls  # nothing ran
+    with pytest.raises(ValueError, match="inits: got no start"):
+        lf.gradient_flows(risk, [])
+    with pytest.raises(ValueError, match=r"inits: expected a 2D array.*shape \(9,\)"):
+        lf.gradient_flows(risk, np.zeros(9))
+    with pytest.raises(ValueError, match=r"flow\.rtol"):
+        lf.gradient_flows(risk, [good], rtol=-1.0)
+    with pytest.raises(ValueError, match=r"risk: expected a lcnflow\.EmpiricalRisk"):
+        lf.gradient_flows("risk", [good])
+
+
+# ---------------------------------------------------------------------------------------------------- sweeps
+SWEEP_TOML = """\
+    name = "tiny"
+    [architecture]
+    input_size = 12
+    filter_sizes = [2, 2]
+    [data]
+    source = "planted"
+    num_samples = 30
+    noise_std = 0.1
+    [init]
+    scale = 0.5
+    [grid]
+    "architecture.filter_sizes" = [[2, 2], [3, 2]]
+    init.scale = [0.01, 1.0]
+    init.seed = {range = [0, 4]}
+"""
+
+
+def _sweep_file(tmp_path, text: str = SWEEP_TOML):
+    path = tmp_path / "sweep.toml"
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def _rows(table) -> list[dict]:
+    return [{k: v for k, v in row.items() if k not in TIMING and k != "outcome"} for row in table.to_pylist()]
+
+
+def test_run_batch_groups_runs_of_one_problem_and_keeps_each_runs_row(tmp_path):
+    """A batch of runs of two problems, in mixed order, gives the rows of each run alone (run_batch of one run)."""
+    plan = expand(load_sweep(_sweep_file(tmp_path)))
+    runs = plan.runs[::-1]  # problems interleaved
+    payload = [(r.run_id, r.overrides, r.problem) for r in runs]
+    sweep_execute._PROBLEMS.clear()
+    together = run_batch(plan.spec.base, payload)
+    alone = [run_batch(plan.spec.base, [p])[0] for p in payload]
+    strip = [{k: v for k, v in row.items() if k not in TIMING} for row in together]
+    assert [r["run_id"] for r in together] == [r.run_id for r in runs]
+    assert strip == [{k: v for k, v in row.items() if k not in TIMING} for row in alone]
+
+
+def test_local_executor_matches_in_process_rows_and_shows_runs_per_second(tmp_path):
+    path = _sweep_file(tmp_path)
+    plan = expand(load_sweep(path))
+    calls = []
+    outcome = sw.run_sweep(path, tmp_path / "out", workers=2, on_batch=lambda *a: calls.append(a))
+    assert outcome.completed == 16 and outcome.failed == 0 and outcome.num_workers == 2
+    assert calls[-1] == (16, 0, 16)
+    assert " runs/s" in outcome.summary() and outcome.runs_per_second > 0
+    sweep_execute._PROBLEMS.clear()
+    here = run_batch(plan.spec.base, [(r.run_id, r.overrides, r.problem) for r in plan.runs])
+    expected = [{k: v for k, v in _row(plan, r, res).items() if k not in TIMING}
+                for r, res in zip(plan.runs, here, strict=True)]
+    got = _rows(read_results(tmp_path / "out"))  # (every column; a row dict holds only the columns it sets)
+    assert [{k: row[k] for k in want} for row, want in zip(got, expected, strict=True)] == expected
+    assert all(row[k] is None for row, want in zip(got, expected, strict=True) for k in row if k not in want)
+
+
+@pytest.mark.skipif("fork" not in mp.get_all_start_methods(), reason="the workers inherit the patch by fork")
+def test_local_executor_isolates_a_run_that_kills_its_worker(tmp_path, monkeypatch):
+    path = _sweep_file(tmp_path, SWEEP_TOML.replace('"architecture.filter_sizes" = [[2, 2], [3, 2]]\n', "")
+                       .replace("init.scale = [0.01, 1.0]\n", "").replace("range = [0, 4]", "range = [0, 12]"))
+    original = sweep_execute._prepare
+
+    def crashing(base, run_id, overrides, problem, verify=False):
+        if overrides.get("init.seed") in (5, 6):
+            os._exit(13)  # as a segfault or the out-of-memory killer would
+        return original(base, run_id, overrides, problem, verify)
+
+    monkeypatch.setattr(sweep_execute, "_prepare", crashing)  # (forked workers inherit it)
+    outcome = sw.run_sweep(path, tmp_path / "out", workers=2, batch_size=3)
+    assert outcome.completed == 12 and outcome.failed == 2
+    rows = read_results(tmp_path / "out").to_pylist()
+    assert [r["init.seed"] for r in rows] == list(range(12))
+    assert [r["status"] for r in rows] == ["ok"] * 5 + ["error"] * 2 + ["ok"] * 5
+    assert rows[5]["error"].startswith("WorkerDied") and rows[6]["error"].startswith("WorkerDied")
+
+
+def test_part_recorded_but_not_renamed_is_finished_on_resume(tmp_path, monkeypatch):
+    """A writer killed after recording a part in the index and before renaming it into place (simulated: the rename
+    raises a signal-like BaseException) leaves a temporary that resuming renames into place."""
+    plan = expand(load_sweep(_sweep_file(tmp_path)))
+    sweep_execute._PROBLEMS.clear()
+    results = run_batch(plan.spec.base, [(r.run_id, r.overrides, r.problem) for r in plan.runs[:3]])
+    rows = [_row(plan, r, res) for r, res in zip(plan.runs[:3], results, strict=True)]
+    out = tmp_path / "out"
+
+    class Killed(BaseException):
+        pass
+
+    def killed(*args):
+        raise Killed
+
+    with SweepStore(out, plan) as store:
+        store.write(rows[:1])
+        monkeypatch.setattr(os, "replace", killed)
+        with pytest.raises(Killed):
+            store.write(rows[1:])
+        monkeypatch.undo()
+    assert len(list((out / "runs").glob("part-*.parquet"))) == 1  # every visible part is listed
+    assert len(list((out / "runs").glob(".part-*.tmp"))) == 1
+    with SweepStore(out, plan) as store:
+        assert store.cleanup_temporaries() == 0  # renamed into place, not removed
+        assert store.finished_ids() == {r.run_id for r in plan.runs[:3]}
+    parts = sorted((out / "runs").glob("part-*.parquet"))
+    assert sum(pq.read_table(p).num_rows for p in parts) == 3
+    assert read_results(out).num_rows == 3
+
+
+@pytest.mark.skipif("fork" not in mp.get_all_start_methods(), reason="the workers inherit the patch by fork")
+def test_local_executor_gives_up_when_its_workers_die_as_they_start(tmp_path, monkeypatch):
+    from lcnflow.sweep import local
+    from lcnflow.sweep.grid import SweepError
+
+    monkeypatch.setattr(local, "_worker_start", lambda fd: os._exit(3))
+    with pytest.raises(SweepError, match=r"workers: the local worker processes died as they started, 3 times"):
+        sw.run_sweep(_sweep_file(tmp_path), tmp_path / "out", workers=2)
+    assert read_results(tmp_path / "out").num_rows == 0
