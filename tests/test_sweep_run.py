@@ -163,7 +163,8 @@ def test_sigkill_then_resume_gives_every_run_exactly_once(tmp_path, client):
     written = sum(pq.read_table(p).num_rows for p in parts)  # every visible part is whole
     assert 4 <= written < 80
     resumed = sw.run_sweep(path, out, client=client)
-    assert resumed.skipped == written and resumed.completed == 80 - written
+    # (a part the index lists but whose rename the kill interrupted is put in place on resume: its runs count as done)
+    assert resumed.skipped >= written and resumed.skipped + resumed.completed == 80
     table = sw.read_results(out)
     ids = table.column("run_id").to_pylist()
     assert len(ids) == 80 and len(set(ids)) == 80
