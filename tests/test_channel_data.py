@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +23,7 @@ import scipy.signal
 from scipy.io import wavfile
 
 import lcnflow as lf
-from lcnflow.experiments import ConfigError, config_from_dict, make_data
+from lcnflow.experiments import ConfigError, config_from_dict, load_config, make_data
 from lcnflow.experiments.readers import read_images, read_signals
 from lcnflow.experiments.sources import gaussian_blur_filter
 
@@ -158,6 +159,19 @@ def test_grey_images_with_three_channels_and_other_channel_counts_are_refused_or
         image_config("astronaut", [6, 6], [[3, 3]], [3, 3], channel_mix=1.5)
 
 
+def test_own_data_doc_colour_config_reads_the_photo_in_colour(tmp_path):
+    """docs/own-data.md "In colour": its photo.toml next to a colour PNG gives RGB patches and colour targets."""
+    doc = (ROOT / "docs" / "own-data.md").read_text(encoding="utf-8")
+    toml = re.findall(r"```toml\n(.*?)```", doc, re.S)[1]
+    assert "channels = [3, 3, 3]" in toml
+    (tmp_path / "photo.toml").write_text(toml, encoding="utf-8")
+    Image.fromarray(colour_image(40, 50)).save(tmp_path / "photo.png")
+    cfg = load_config(tmp_path / "photo.toml")
+    bundle = make_data(cfg.data, cfg.architecture.build())
+    assert bundle.dataset.inputs.shape == (60, 3, 12, 12) and bundle.dataset.targets.shape == (60, 3, 10, 10)
+    assert "RGB in [0, 1]" in bundle.description and "channel_mix = 0.2" in bundle.description
+
+
 # ---------------------------------------------------------------------------------------------------- signals
 ARCH = dict(input_size=10, filter_sizes=[3, 2], strides=[1, 2])  # k_v = 4, s_v = 2, d_N = 4: centres 2a + 1
 
@@ -196,8 +210,8 @@ def test_multichannel_wav_windows_per_channel_and_centred_targets(tmp_path, rng)
     # one target channel: the target recording is averaged to mono, as without channels
     wavfile.write(tmp_path / "stereo.wav", 8000, clean)
     _, Y1, _, _ = read_signals(tmp_path / "noisy.wav", tmp_path / "stereo.wav", arch([3, 1, 1]))
-    np.testing.assert_allclose(Y1, expected_centres(expected_windows(clean.mean(axis=1, keepdims=True) / 32768.0))[:, 0],
-                               rtol=0, atol=1e-15)
+    mono = clean.mean(axis=1, keepdims=True) / 32768.0
+    np.testing.assert_allclose(Y1, expected_centres(expected_windows(mono))[:, 0], rtol=0, atol=1e-15)
     with pytest.raises(ConfigError, match=r"^data.path: noisy.wav has 3 channel\(s\), but architecture.channels\[0\] "
                                           r"is 2; .*set architecture.channels\[0\] = 3$"):
         read_signals(tmp_path / "noisy.wav", tmp_path / "clean.wav", arch([2, 2, 2]))
