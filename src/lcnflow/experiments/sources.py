@@ -396,9 +396,7 @@ def load_image(name: str, colour: bool = False) -> np.ndarray:
     if colour:
         raise ConfigError(f"data.image: {name!r} is a grayscale image, but architecture.channels asks for 3 (RGB) "
                           f"channels; use a colour image ({', '.join(COLOUR_IMAGE_NAMES)}) or c_0 = c_N = 1")
-    img = np.asarray(getattr(skimage.data, name)(), dtype=np.float64)
-    if img.ndim == 3:  # colour: luminance
-        img = img[..., :3] @ np.array([0.2125, 0.7154, 0.0721])
+    img = np.asarray(getattr(skimage.data, name)(), dtype=np.float64)  # (every grey name is a 2D array)
     top = img.max()
     return img / top if top > 0 else img
 
