@@ -47,7 +47,9 @@ from lcnflow.model.losses import LOSS_NAMES, LOSS_PARAMETERS, Loss, get_loss
 
 __all__ = [
     "BUILTIN_DEFAULT",
+    "COLOUR_IMAGE_NAMES",
     "DATA_SOURCES",
+    "GRAY_IMAGE_NAMES",
     "IMAGE_NAMES",
     "ArchitectureConfig",
     "ConfigError",
@@ -71,7 +73,12 @@ __all__ = [
 ]
 
 #: Grayscale test images bundled with scikit-image that the ``image`` source accepts.
-IMAGE_NAMES = ("camera", "moon", "text", "coins", "page", "brick", "grass", "gravel", "clock")
+GRAY_IMAGE_NAMES = ("camera", "moon", "text", "coins", "page", "brick", "grass", "gravel", "clock")
+#: Colour (RGB) test images bundled with scikit-image: read in colour with ``architecture.channels`` ``c_0 = c_N = 3``,
+#: as luminance with one channel.
+COLOUR_IMAGE_NAMES = ("astronaut", "coffee", "chelsea", "rocket")
+#: Every bundled image name the ``image`` source accepts.
+IMAGE_NAMES = GRAY_IMAGE_NAMES + COLOUR_IMAGE_NAMES
 
 
 class ConfigError(ValueError):
@@ -202,17 +209,20 @@ class PlantedData(_DataBase):
 
 
 class FileData(_DataBase):
-    """``source = "file"``: arrays from disk.
+    """``source = "file"``: arrays or signals from disk.
 
     ``path`` is an ``.npz`` archive with arrays ``inputs`` and ``targets`` (names set by ``inputs_key`` and
     ``targets_key``), or an ``.npy`` file of inputs with ``targets_path`` the ``.npy`` file of targets.  Relative
     paths are relative to the config file (to the working directory for overrides and dicts).  Inputs have shape
-    ``(m, d_0)`` or ``(m, h, w)``, targets ``(m, d_N)`` or ``(m, h_N, w_N)``; all values finite.
+    ``(m, d_0)`` or ``(m, h, w)``, targets ``(m, d_N)`` or ``(m, h_N, w_N)`` (with channels ``(m, c_0, …)`` and
+    ``(m, c_N, …)``); all values finite.  ``path`` and ``targets_path`` may also be ``.csv`` or ``.wav`` signals,
+    read by :mod:`lcnflow.experiments.readers` (one channel per WAV channel or CSV column where
+    ``architecture.channels`` has several).
     """
 
     source: Literal["file"] = Field("file", description=_SOURCE_HELP)
-    path: str = Field("data.npz", description=".npz with inputs and targets, or .npy of inputs")
-    targets_path: str = Field("", description=".npy of targets when path is a .npy file")
+    path: str = Field("data.npz", description=".npz with inputs and targets, or .npy/.csv/.wav of inputs")
+    targets_path: str = Field("", description=".npy/.csv/.wav of targets when path is not an .npz")
     inputs_key: str = Field("inputs", description="array name of the inputs in the .npz")
     targets_key: str = Field("targets", description="array name of the targets in the .npz")
 
@@ -239,12 +249,15 @@ class Mnist1dData(_DataBase):
 
 
 class ImageData(_DataBase):
-    """``source = "image"``: 2D deblurring of patches of a grayscale image bundled with scikit-image.
+    """``source = "image"``: 2D deblurring of patches of an image bundled with scikit-image or of own photographs.
 
     Patches of size ``d_0 + blur_size − 1`` (per axis) are cut at random positions of the image (scaled to
     ``[0, 1]``), blurred by a separable centred Gaussian (valid mode) and corrupted by ``N(0, noise_std²)``; the
-    targets are the clean patches at the pixels each output sees the centre of.  Needs ``pip install
-    "lcnflow[images]"`` (scikit-image).
+    targets are the clean patches at the pixels each output sees the centre of.  With ``architecture.channels``
+    ``c_0 = c_N = 1`` images are grey (colour reduced to luminance); with ``c_0 = c_N = 3`` colour images are read
+    as RGB, each channel blurred alike, then mixed by ``(1 − channel_mix)·I + channel_mix·J/3`` (``J`` all ones:
+    colour cross-talk), and the targets are the clean patches in colour.  Needs ``pip install "lcnflow[images]"``
+    (scikit-image).
     """
 
     source: Literal["image"] = Field("image", description=_SOURCE_HELP)
@@ -254,6 +267,8 @@ class ImageData(_DataBase):
     blur_sigma: float = Field(1.0, gt=0, description="width of the Gaussian blur, in pixels")
     blur_size: int = Field(5, description="taps of the blur per axis (odd)")
     noise_std: float = Field(0.02, ge=0, description="standard deviation of the input noise")
+    channel_mix: float = Field(0.0, ge=0, le=1, description="colour images: fraction of each input channel replaced "
+                               "by the mean of the channels after the blur (0: none; no effect on grey images)")
 
     @field_validator("blur_size")
     @classmethod

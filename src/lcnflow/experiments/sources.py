@@ -9,7 +9,9 @@ centred Gaussian blur ``b`` with ``k_b`` taps, inputs
 
 and targets the clean signal at the sample the output's receptive field is centred on,
 ``y_a = c[a·s_v + (k_v − 1)//2 + (k_b − 1)//2]`` (per axis in 2D).  The network then has to learn a deblurring
-filter of size ``k_v``.
+filter of size ``k_v``.  Colour images (``image`` with ``architecture.channels`` ``c_0 = c_N = 3``) are blurred
+and centred the same way in each of their R, G, B channels, then optionally mixed across channels
+(``data.channel_mix``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import numpy as np
 
 from lcnflow.experiments import readers
 from lcnflow.experiments.config import (
+    COLOUR_IMAGE_NAMES,
     IMAGE_NAMES,
     ConfigError,
     FileData,
@@ -97,24 +100,25 @@ def gaussian_blur_filter(size: int, sigma: float) -> np.ndarray:
 
 
 def _blur(clean: np.ndarray, b: np.ndarray, ndim: int) -> np.ndarray:
-    """Valid correlation of each sample with ``b`` along its last ``ndim`` axes (separable in 2D)."""
+    """Valid correlation of each sample (each channel alike) with ``b`` along its last ``ndim`` axes (separable in
+    2D)."""
     out = clean
-    for axis in range(1, ndim + 1):
+    for axis in range(clean.ndim - ndim, clean.ndim):
         win = np.lib.stride_tricks.sliding_window_view(out, b.size, axis=axis)
         out = win @ b
     return out
 
 
 def _centred_targets(arch: Architecture, clean: np.ndarray, blur_size: int) -> np.ndarray:
-    """``y_a = c[a·s_v + (k_v − 1)//2 + (blur_size − 1)//2]`` per axis."""
+    """``y_a = c[a·s_v + (k_v − 1)//2 + (blur_size − 1)//2]`` per axis (the last axes; each channel alike)."""
     index = []
     sizes = arch.axes_final_filter_size
     for kv, sv, dn in zip(sizes, arch.cumulative_strides[-1], arch.axes_layer_sizes[-1],
                           strict=True):
         index.append(np.arange(dn) * sv + (kv - 1) // 2 + (blur_size - 1) // 2)
     if arch.ndim == 1:
-        return clean[:, index[0]]
-    return clean[:, index[0][:, None], index[1][None, :]]
+        return clean[..., index[0]]
+    return clean[..., index[0][:, None], index[1][None, :]]
 
 
 # ---------------------------------------------------------------------------------------------------- planted
@@ -372,80 +376,141 @@ def _mnist1d(cfg: Mnist1dData, arch: Architecture) -> DataBundle:
 
 
 # ---------------------------------------------------------------------------------------------------- image
-def load_image(name: str) -> np.ndarray:
-    """A grayscale test image bundled with scikit-image, as float64 in ``[0, 1]``."""
+def load_image(name: str, colour: bool = False) -> np.ndarray:
+    """A test image bundled with scikit-image, as float64 in ``[0, 1]``: ``(h, w)``, or ``(3, h, w)`` (R, G, B)
+    with ``colour`` (a colour image: one of :data:`~lcnflow.experiments.config.COLOUR_IMAGE_NAMES`).
+
+    A grey image is divided by its largest pixel; a colour image is scaled by the rules for photographs
+    (:func:`~lcnflow.experiments.readers.to_rgb`, or :func:`~lcnflow.experiments.readers.to_gray` for its luminance).
+    """
     try:
         import skimage.data
     except ImportError:
         raise ConfigError(
             "data.source: 'image' needs scikit-image, an optional extra: pip install \"lcnflow[images]\""
         ) from None
-    img = np.asarray(getattr(skimage.data, name)(), dtype=np.float64)
-    if img.ndim == 3:  # colour: luminance
-        img = img[..., :3] @ np.array([0.2125, 0.7154, 0.0721])
+    if name in COLOUR_IMAGE_NAMES:
+        pixels = getattr(skimage.data, name)()
+        what = f"data.image ({name})"
+        return readers.to_rgb(pixels, what) if colour else readers.to_gray(pixels, what)
+    if colour:
+        raise ConfigError(f"data.image: {name!r} is a grayscale image, but architecture.channels asks for 3 (RGB) "
+                          f"channels; use a colour image ({', '.join(COLOUR_IMAGE_NAMES)}) or c_0 = c_N = 1")
+    img = np.asarray(getattr(skimage.data, name)(), dtype=np.float64)  # (every grey name is a 2D array)
     top = img.max()
     return img / top if top > 0 else img
+
+
+#: Channel counts ``c_0 = c_N`` the ``image`` source gives: grey (1) and RGB colour (3).
+IMAGE_CHANNELS = (1, 3)
+
+
+def _image_channels(arch: Architecture) -> int:
+    """``c_0`` of an ``image`` run: 1 (grey) or 3 (RGB), with ``c_N = c_0``; anything else is refused."""
+    c0, cn = arch.channels[0], arch.channels[-1]
+    if c0 != cn or c0 not in IMAGE_CHANNELS:
+        raise ConfigError(f"architecture.channels: {list(arch.channels)} has {c0} input and {cn} output channel(s); "
+                          "the image source (data.image) gives c_0 = c_N = 1 (grey) or c_0 = c_N = 3 (RGB colour)")
+    return c0
+
+
+def _degrade(cfg: ImageData, clean: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs from clean patches ``(m, [3,] h, w)``: the separable Gaussian blur (each channel alike), the colour
+    mixing ``(1 − α)·I + α·J/3`` (``α = channel_mix``, colour only), then ``N(0, noise_std²)``; and the blur."""
+    b = gaussian_blur_filter(cfg.blur_size, cfg.blur_sigma)
+    blurred = _blur(clean, b, 2)
+    if clean.ndim == 4 and cfg.channel_mix > 0:
+        c = clean.shape[1]
+        mix = (1.0 - cfg.channel_mix) * np.eye(c) + cfg.channel_mix / c
+        blurred = np.einsum("oc,mchw->mohw", mix, blurred)
+    return blurred + cfg.noise_std * rng.standard_normal(blurred.shape), b
+
+
+def _colour_text(cfg: ImageData, colour: bool) -> tuple[str, str]:
+    """The words a description adds for colour data: after the blur, and for the targets."""
+    if not colour:
+        return "", ""
+    mixed = (f", mixed across channels (channel_mix = {cfg.channel_mix:g})" if cfg.channel_mix > 0 else "")
+    return f" in each RGB channel{mixed}", " in colour"
 
 
 def _image(cfg: ImageData, arch: Architecture) -> DataBundle:
     d0 = arch.axes_layer_sizes[0]
     size = tuple(d + cfg.blur_size - 1 for d in d0)
+    colour = _image_channels(arch) == 3
     if cfg.image not in IMAGE_NAMES:  # the user's own photographs: lcnflow.experiments.readers
-        return _own_images(cfg, arch, size)
-    img = load_image(cfg.image)
-    if any(p > s for p, s in zip(size, img.shape, strict=True)):
+        return _own_images(cfg, arch, size, colour)
+    img = load_image(cfg.image, colour)
+    hw = img.shape[-2:]
+    if any(p > s for p, s in zip(size, hw, strict=True)):
         raise ConfigError(
             f"architecture.input_size: patches of {fmt(size)} pixels (input size {fmt(d0)} plus the blur's "
-            f"{cfg.blur_size - 1}) do not fit the image {cfg.image!r} of {fmt(img.shape)} pixels"
+            f"{cfg.blur_size - 1}) do not fit the image {cfg.image!r} of {fmt(hw)} pixels"
         )
     rng = np.random.default_rng(cfg.seed)
-    rows = rng.integers(0, img.shape[0] - size[0] + 1, cfg.num_patches)
-    cols = rng.integers(0, img.shape[1] - size[1] + 1, cfg.num_patches)
-    clean = np.stack([img[r : r + size[0], c : c + size[1]] for r, c in zip(rows, cols, strict=True)])
-    b = gaussian_blur_filter(cfg.blur_size, cfg.blur_sigma)
-    X = _blur(clean, b, 2) + cfg.noise_std * rng.standard_normal((cfg.num_patches, *d0))
+    rows = rng.integers(0, hw[0] - size[0] + 1, cfg.num_patches)
+    cols = rng.integers(0, hw[1] - size[1] + 1, cfg.num_patches)
+    clean = np.stack([img[..., r : r + size[0], c : c + size[1]] for r, c in zip(rows, cols, strict=True)])
+    X, b = _degrade(cfg, clean, rng)
     Y = _centred_targets(arch, clean, cfg.blur_size)
+    blur_text, target_text = _colour_text(cfg, colour)
     description = (
-        f"Image {cfg.image!r} (scikit-image, {fmt(img.shape)} pixels): {cfg.num_patches} random patches of "
-        f"{fmt(d0)}, blurred by a separable {cfg.blur_size}×{cfg.blur_size} Gaussian (σ = {cfg.blur_sigma:g} "
-        f"pixels) plus N(0, {cfg.noise_std:g}²) noise; targets: the clean patches at the {fmt(arch.output_size)} "
-        "output pixels."
+        f"Image {cfg.image!r} (scikit-image, {fmt(hw)}{' RGB' if colour else ''} pixels): {cfg.num_patches} random "
+        f"patches of {fmt(d0)}, blurred by a separable {cfg.blur_size}×{cfg.blur_size} Gaussian (σ = "
+        f"{cfg.blur_sigma:g} pixels){blur_text} plus N(0, {cfg.noise_std:g}²) noise; targets: the clean patches"
+        f"{target_text} at the {fmt(arch.output_size)} output pixels."
     )
-    details = {"blur_filter": np.outer(b, b).tolist(), "image": cfg.image, "image_shape": list(img.shape)}
+    details: dict[str, Any] = {"blur_filter": np.outer(b, b).tolist(), "image": cfg.image,
+                               "image_shape": list(img.shape)}
+    if colour:
+        details["channel_mix"] = cfg.channel_mix
     return DataBundle(Dataset(X, Y), "image", description, details)
 
 
-def _own_images(cfg: ImageData, arch: Architecture, size: tuple[int, ...]) -> DataBundle:
-    """The ``image`` source on the user's photographs: patches from every image large enough, blurred and noised."""
+def _own_images(cfg: ImageData, arch: Architecture, size: tuple[int, ...], colour: bool) -> DataBundle:
+    """The ``image`` source on the user's photographs: patches from every image large enough, blurred and noised;
+    with ``colour``, from the colour ones (grey ones are skipped and listed; if all are grey the run is refused)."""
     d0 = arch.axes_layer_sizes[0]
-    images, names = readers.read_images(cfg.image)
-    fits = [i for i, img in enumerate(images) if all(p <= s for p, s in zip(size, img.shape, strict=True))]
+    images, names = readers.read_images(cfg.image, colour)
+    grey = [i for i, img in enumerate(images) if colour and img.ndim == 2]
+    if grey and len(grey) == len(images):
+        listed = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        raise ConfigError(f"data.image: {listed} {'has' if len(names) == 1 else 'have'} no colour, but "
+                          f"architecture.channels {list(arch.channels)} asks for 3 (RGB) channels; give colour "
+                          "photographs or set c_0 = c_N = 1")
+    fits = [i for i, img in enumerate(images)
+            if i not in grey and all(p <= s for p, s in zip(size, img.shape[-2:], strict=True))]
     if not fits:
-        shapes = ", ".join(f"{n} {fmt(img.shape)}" for n, img in zip(names, images, strict=True))
+        shapes = ", ".join(f"{n} {fmt(img.shape[-2:])}" for n, img in zip(names, images, strict=True))
         raise ConfigError(
             f"architecture.input_size: patches of {fmt(size)} pixels (input size {fmt(d0)} plus the blur's "
             f"{cfg.blur_size - 1}) do not fit any image of data.image ({shapes})"
         )
     rng = np.random.default_rng(cfg.seed)
     which = np.asarray(fits)[rng.integers(0, len(fits), cfg.num_patches)]
-    clean = np.empty((cfg.num_patches, *size))
+    clean = np.empty((cfg.num_patches, *((3,) if colour else ()), *size))
     for n, i in enumerate(which):
         img = images[i]
-        r = rng.integers(0, img.shape[0] - size[0] + 1)
-        c = rng.integers(0, img.shape[1] - size[1] + 1)
-        clean[n] = img[r : r + size[0], c : c + size[1]]
-    b = gaussian_blur_filter(cfg.blur_size, cfg.blur_sigma)
-    X = _blur(clean, b, 2) + cfg.noise_std * rng.standard_normal((cfg.num_patches, *d0))
+        r = rng.integers(0, img.shape[-2] - size[0] + 1)
+        c = rng.integers(0, img.shape[-1] - size[1] + 1)
+        clean[n] = img[..., r : r + size[0], c : c + size[1]]
+    X, b = _degrade(cfg, clean, rng)
     Y = _centred_targets(arch, clean, cfg.blur_size)
     used = [names[i] for i in fits]
     listed = ", ".join(used[:5]) + (f" and {len(used) - 5} more" if len(used) > 5 else "")
+    blur_text, target_text = _colour_text(cfg, colour)
     description = (
-        f"Own photographs ({listed}; grayscale in [0, 1]): {cfg.num_patches} random patches of {fmt(d0)}, blurred "
-        f"by a separable {cfg.blur_size}×{cfg.blur_size} Gaussian (σ = {cfg.blur_sigma:g} pixels) plus "
-        f"N(0, {cfg.noise_std:g}²) noise; targets: the clean patches at the {fmt(arch.output_size)} output pixels."
+        f"Own photographs ({listed}; {'RGB' if colour else 'grayscale'} in [0, 1]): {cfg.num_patches} random patches "
+        f"of {fmt(d0)}, blurred by a separable {cfg.blur_size}×{cfg.blur_size} Gaussian (σ = {cfg.blur_sigma:g} "
+        f"pixels){blur_text} plus N(0, {cfg.noise_std:g}²) noise; targets: the clean patches{target_text} at the "
+        f"{fmt(arch.output_size)} output pixels."
     )
-    details = {"blur_filter": np.outer(b, b).tolist(), "image": str(cfg.image), "images_used": used,
-               "images_skipped_too_small": [n for i, n in enumerate(names) if i not in fits]}
+    details: dict[str, Any] = {"blur_filter": np.outer(b, b).tolist(), "image": str(cfg.image), "images_used": used,
+                               "images_skipped_too_small": [n for i, n in enumerate(names)
+                                                            if i not in fits and i not in grey]}
+    if colour:
+        details["images_skipped_grey"] = [names[i] for i in grey]
+        details["channel_mix"] = cfg.channel_mix
     return DataBundle(Dataset(X, Y), "image", description, details)
 
 
@@ -468,9 +533,10 @@ MNIST1D_WORKING_COPIES = 8
 def data_memory_estimate(cfg: PlantedData | FileData | Mnist1dData | ImageData, arch: Architecture) -> int | None:
     """Bytes a source needs to build its data for ``arch``, before it allocates anything; ``None`` for files.
 
-    ``8 · m · (Π d_0 + Π d_N + Π c) · copies`` with ``m`` samples (or patches), ``c`` the clean signal or patch a
-    deblurring source draws (``d_0`` plus the blur's ``blur_size − 1`` per axis), float64 entries, and ``copies``
-    :data:`WORKING_COPIES` (:data:`MNIST1D_WORKING_COPIES` for ``mnist1d``).
+    ``8 · m · (c_0 Π d_0 + c_N Π d_N + c_0 Π c) · copies`` with ``m`` samples (or patches), ``c_0``/``c_N`` the
+    input and output channels, ``c`` the clean signal or patch a deblurring source draws (``d_0`` plus the blur's
+    ``blur_size − 1`` per axis), float64 entries, and ``copies`` :data:`WORKING_COPIES`
+    (:data:`MNIST1D_WORKING_COPIES` for ``mnist1d``).
     """
     m = getattr(cfg, "num_samples", None) or getattr(cfg, "num_patches", None)
     if m is None:
@@ -479,7 +545,8 @@ def data_memory_estimate(cfg: PlantedData | FileData | Mnist1dData | ImageData, 
     extra = getattr(cfg, "blur_size", 1) - 1
     clean = math.prod(d + extra for d in d0)
     copies = MNIST1D_WORKING_COPIES if cfg.source == "mnist1d" else WORKING_COPIES
-    return 8 * int(m) * (math.prod(d0) + math.prod(dN) + clean) * copies
+    c0, cn = arch.channels[0], arch.channels[-1]
+    return 8 * int(m) * (c0 * math.prod(d0) + cn * math.prod(dN) + c0 * clean) * copies
 
 
 def _check_memory(cfg: Any, arch: Architecture) -> None:
@@ -497,8 +564,9 @@ def _check_memory(cfg: Any, arch: Architecture) -> None:
 
 
 #: Sources that give data with several input or output channels (``planted``: ``c_0`` Gaussian or Student-t input
-#: channels and a planted multichannel target; ``file``: arrays ``(m, c_0, *d_0)`` and ``(m, c_N, *d_N)``).
-CHANNEL_SOURCES = ("planted", "file")
+#: channels and a planted multichannel target; ``file``: arrays ``(m, c_0, *d_0)`` and ``(m, c_N, *d_N)``, CSV and
+#: WAV recordings with one channel per column; ``image``: RGB colour, ``c_0 = c_N = 3``).
+CHANNEL_SOURCES = ("planted", "file", "image")
 
 
 def make_data(cfg: PlantedData | FileData | Mnist1dData | ImageData, arch: Architecture) -> DataBundle:
