@@ -338,3 +338,25 @@ def test_plot_result_2d(rng):
     fig = plot_result(result, risk)
     assert len(fig.axes) == 2 and fig.axes[1].get_yscale() == "log"
     draw(fig)
+
+
+def test_channel_invariants_draw_one_curve_per_matrix_from_the_layers(tmp_path):
+    """With channels the conserved quantities are c_i × c_i matrices Δ_i = Σ_j W_i[j]W_i[j]ᵀ − Σ_j W_{i+1}[j]ᵀW_{i+1}[j]
+    (up to the sign convention): one curve per matrix, its largest entry's drift, computed here from the layers."""
+    run = execute(config_from_dict({"name": "fig-ch"}, {**TINY_1D, "architecture.channels": [1, 2, 3, 1]}))
+    run.save(tmp_path, report=False)
+    data = load_run(tmp_path)
+    lines = [ln for ln in F.invariants(data).axes[0].get_lines() if ln.get_label().startswith("$\\Delta")]
+    assert len(lines) == 2
+    traj, times = data.arrays["trajectory"], data.arrays["times"]
+
+    def deltas(w):
+        layers = data.layer_filters(w)  # (c_i, c_{i-1}, k) each
+        return [np.einsum("abk,cbk->ac", a, a) - np.einsum("bak,bck->ac", b, b) for a, b in itertools.pairwise(layers)]
+
+    start = deltas(traj[0])
+    scale = np.maximum(np.sum(traj * traj, axis=1), float(traj[0] @ traj[0]))
+    ok = times > 0
+    for i, ln in enumerate(lines):
+        want = np.array([np.max(np.abs(deltas(w)[i] - start[i])) for w in traj]) / scale
+        np.testing.assert_allclose(ln.get_ydata(), np.maximum(want[ok], 1e-17), rtol=0, atol=64 * np.finfo(float).eps)

@@ -8,6 +8,7 @@ not shown.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -308,9 +309,15 @@ def invariants(run: RunData) -> Figure | None:
     floor = 1e-17
     fig = _new_figure(5.2, 3.4)
     ax = fig.subplots()
-    for i in range(inv.shape[1]):
-        label = rf"$\delta_{{{i + 1}}}$ (layers {i + 1}, {i + 2})"
-        ax.plot(run.arrays["times"][ok], np.maximum(drift[ok, i], floor), label=label, marker=None if logt else "o")
+    if run.multichannel:  # the entries of each c_i × c_i matrix Δ_i: one curve per matrix, its largest entry
+        sizes = run.arch["channels"][1:-1]
+        bounds = np.cumsum([0, *(c * c for c in sizes)])
+        curves = [(np.max(drift[:, a:b], axis=1), rf"$\Delta_{{{i + 1}}}$ (layers {i + 1}, {i + 2}; largest entry)")
+                  for i, (a, b) in enumerate(itertools.pairwise(bounds))]
+    else:
+        curves = [(drift[:, i], rf"$\delta_{{{i + 1}}}$ (layers {i + 1}, {i + 2})") for i in range(inv.shape[1])]
+    for values, label in curves:
+        ax.plot(run.arrays["times"][ok], np.maximum(values[ok], floor), label=label, marker=None if logt else "o")
     ax.axhline(np.finfo(float).eps, color=START, ls=":", lw=0.9, label="machine ε")
     ax.set_yscale("log")
     ax.set_xscale("log" if logt else "linear")
@@ -749,13 +756,15 @@ FIGURES: list[tuple[str, Callable[[RunData], Figure | None], str]] = [
      "(legend: coefficient index; row-major in 2D): against time on a log axis, or against the arc length along the "
      "recorded points when that axis would squeeze everything after a late escape into its right end."),
     ("invariants", invariants,
-     "Drift of the conserved quantities δᵢ = ‖w⁽ⁱ⁺¹⁾‖² − ‖w⁽ⁱ⁾‖², divided by max(‖w(0)‖², ‖w(t)‖²) — the "
+     "Drift of the conserved quantities δᵢ = ‖w⁽ⁱ⁺¹⁾‖² − ‖w⁽ⁱ⁾‖² (with channels: the entries of the cᵢ × cᵢ "
+     "matrices Δᵢ), divided by max(‖w(0)‖², ‖w(t)‖²) — the "
      "normalisation of the “invariant drift” in the summary and in result.json, whose value is the largest drift "
      "over every step (this plot shows the recorded points only, so its peak can be lower). An accuracy check of "
      "the integrator: gradient flow conserves them exactly; a gradient-descent step of size η changes them by "
      "η²(‖gᵢ₊₁‖² − ‖gᵢ‖²), gᵢ the gradient of layer i."),
     ("hessian", hessian,
-     "Eigenvalues of the Hessian of L at the limit, restricted to the complement of the N − 1 rescaling directions, "
+     "Eigenvalues of the Hessian of L at the limit, restricted to the complement of the directions along which π "
+     "does not change (the N − 1 rescalings; with channels the fibre of π), "
      "as |λ| on a log scale: all positive — local minimum; a negative one (triangle) — strict saddle; zeros "
      "(squares at the bottom) — degenerate."),
 ]
