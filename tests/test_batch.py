@@ -23,6 +23,7 @@ from lcnflow.sweep import execute as sweep_execute
 from lcnflow.sweep.execute import _row, run_batch
 from lcnflow.sweep.grid import expand, load_sweep
 from lcnflow.sweep.store import SweepStore, read_results
+from sweep_helpers import tiny_sweep
 
 #: Columns that measure time, not results.
 TIMING = ("wall_time", "setup_time")
@@ -88,22 +89,10 @@ def test_gradient_flows_checks_every_start_before_running_any():
 
 
 # ---------------------------------------------------------------------------------------------------- sweeps
-SWEEP_TOML = """\
-    name = "tiny"
-    [architecture]
-    input_size = 12
-    filter_sizes = [2, 2]
-    [data]
-    source = "planted"
-    num_samples = 30
-    noise_std = 0.1
-    [init]
-    scale = 0.5
-    [grid]
-    "architecture.filter_sizes" = [[2, 2], [3, 2]]
-    init.scale = [0.01, 1.0]
-    init.seed = {range = [0, 4]}
-"""
+SWEEP_TOML = tiny_sweep(
+    '"architecture.filter_sizes" = [[2, 2], [3, 2]]\n'
+    'init.scale = [0.01, 1.0]\n'
+    'init.seed = {range = [0, 4]}', noise_std=0.1)
 
 
 def _sweep_file(tmp_path, text: str = SWEEP_TOML):

@@ -14,6 +14,7 @@ import pytest
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
+from conftest import torch_loss  # noqa: E402
 from lcnflow import Architecture, Dataset, EmpiricalRisk, Loss, get_loss  # noqa: E402
 from lcnflow.analysis.symmetry import invariants, symmetry_basis  # noqa: E402
 from lcnflow.flow import gradient_flow, theorem_hypotheses  # noqa: E402
@@ -153,22 +154,6 @@ def test_single_channel_layouts_agree():
 
 
 # ------------------------------------------------------------------------------------------------ derivatives
-def _torch_loss(name, params):
-    if name == "square":
-        return lambda r: r**2 / 2
-    if name == "lp":
-        return lambda r: torch.abs(r) ** params["p"] / params["p"]
-    if name == "pseudo_huber":
-        d = params["delta"]
-        return lambda r: d**2 * (torch.sqrt(1 + (r / d) ** 2) - 1)
-    if name == "generalized_huber":
-        a, b = params["alpha"], params["beta"]
-        return lambda r: torch.log((torch.exp(a * r) + torch.exp(-a * r) + b) / (2 + b)) / a
-    if name == "log_cosh":
-        return lambda r: torch.log(torch.cosh(r))
-    raise AssertionError(name)
-
-
 LOSSES = [("square", {}), ("lp", {"p": 3.0}), ("pseudo_huber", {"delta": 0.7}),
           ("generalized_huber", {"alpha": 1.3, "beta": 0.5}), ("log_cosh", {})]
 
@@ -184,7 +169,7 @@ def test_value_gradient_hessian_match_autograd(name, loss_name, params):
     arch = ARCHS[name]()
     X, Y = _data(arch, 4, seed=5)
     loss = _quartic_loss() if loss_name == "custom" else get_loss(loss_name, **params)
-    tl = (lambda r: r**4 / 4 + r**2 / 2) if loss_name == "custom" else _torch_loss(loss_name, params)
+    tl = (lambda r: r**4 / 4 + r**2 / 2) if loss_name == "custom" else torch_loss(loss_name, params)
     risk = EmpiricalRisk(arch, loss, Dataset(X, Y))
     w = flatten(random_init(arch, 0.6, seed=7))
     shapes = arch.filter_shapes

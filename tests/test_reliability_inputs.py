@@ -19,20 +19,10 @@ from lcnflow import Architecture, Dataset, EmpiricalRisk
 from lcnflow.cli import app
 from lcnflow.experiments import load_config
 from lcnflow.sweep import SweepError, expand, load_sweep
+from sweep_helpers import tiny_sweep
 
 runner = CliRunner()
 
-SWEEP = """\
-    name = "tiny"
-    [architecture]
-    input_size = 12
-    filter_sizes = [2, 2]
-    [data]
-    source = "planted"
-    num_samples = 30
-    [grid]
-    {grid}
-"""
 
 
 def _risk(arch: Architecture, seed: int = 0) -> EmpiricalRisk:
@@ -89,7 +79,7 @@ def test_negative_seeds_are_refused_everywhere(tmp_path):
     with pytest.raises(ValueError, match=r"init\.seed"):
         load_config(None, {"init.seed": -1})
     path = tmp_path / "s.toml"
-    path.write_text(textwrap.dedent(SWEEP.format(grid="init.seed = [-1, 2]")), encoding="utf-8")
+    path.write_text(textwrap.dedent(tiny_sweep(init_scale=None, grid="init.seed = [-1, 2]")), encoding="utf-8")
     with pytest.raises(ValueError, match=r"init\.seed"):
         expand(load_sweep(path))
 
@@ -102,7 +92,7 @@ def test_negative_seeds_are_refused_everywhere(tmp_path):
 ])
 def test_nan_or_inf_in_a_grid_is_named(tmp_path, grid, key):
     path = tmp_path / "s.toml"
-    path.write_text(textwrap.dedent(SWEEP.format(grid=grid)), encoding="utf-8")
+    path.write_text(textwrap.dedent(tiny_sweep(init_scale=None, grid=grid)), encoding="utf-8")
     with pytest.raises(SweepError, match=rf"^{key.replace('.', chr(92) + '.').replace('[', chr(92) + '[')}"):
         load_sweep(path)
     res = runner.invoke(app, ["sweep", str(path), "--out", str(tmp_path / "out"), "--dry-run"])
@@ -114,7 +104,7 @@ def test_nan_or_inf_in_a_grid_is_named(tmp_path, grid, key):
 @pytest.mark.parametrize("address", ["localhost", "tcp://localhost", ":8786", "host:99999"])
 def test_a_scheduler_address_without_a_port_is_refused_before_anything_starts(tmp_path, address):
     path = tmp_path / "s.toml"
-    path.write_text(textwrap.dedent(SWEEP.format(grid="init.seed = [1, 2]")), encoding="utf-8")
+    path.write_text(textwrap.dedent(tiny_sweep(init_scale=None, grid="init.seed = [1, 2]")), encoding="utf-8")
     res = runner.invoke(app, ["sweep", str(path), "--out", str(tmp_path / "out"), "--scheduler", address])
     assert res.exit_code == 2
     lines = res.stderr.splitlines()
@@ -136,7 +126,7 @@ def test_a_config_or_sweep_file_with_a_utf8_bom_reads_as_without(tmp_path):
     bom.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
     a, b = load_config(plain), load_config(bom)
     assert a.model_dump() == {**b.model_dump(), "name": a.name} and b.init.seed == 4
-    sweep_text = textwrap.dedent(SWEEP.format(grid="init.seed = [1, 2]"))
+    sweep_text = textwrap.dedent(tiny_sweep(init_scale=None, grid="init.seed = [1, 2]"))
     (tmp_path / "s1.toml").write_text(sweep_text, encoding="utf-8")
     (tmp_path / "s2.toml").write_bytes(b"\xef\xbb\xbf" + sweep_text.encode("utf-8"))
     p1, p2 = expand(load_sweep(tmp_path / "s1.toml")), expand(load_sweep(tmp_path / "s2.toml"))

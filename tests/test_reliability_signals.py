@@ -20,22 +20,11 @@ import typer
 
 from lcnflow import _signals
 from lcnflow.cli_support import guard
+from sweep_helpers import tiny_sweep
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
-SWEEP_TOML = """\
-    name = "tiny"
-    [architecture]
-    input_size = 12
-    filter_sizes = [2, 2]
-    [data]
-    source = "planted"
-    num_samples = 30
-    [init]
-    scale = 0.5
-    [grid]
-    init.seed = {range = [0, 30]}
-"""
+SWEEP_TOML = tiny_sweep('init.seed = {range = [0, 30]}')
 
 
 def _signalled(args: list[str], delay: float, sig: int, cwd: Path) -> tuple[int, str]:

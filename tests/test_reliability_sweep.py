@@ -21,23 +21,11 @@ from lcnflow.sweep.execute import _row, run_batch
 from lcnflow.sweep.grid import SweepError, expand, file_digest, load_sweep
 from lcnflow.sweep.store import SweepStore, read_results
 from lcnflow.sweep.summary import summarize
+from sweep_helpers import tiny_sweep
 
 runner = CliRunner()
 
-SWEEP_TOML = """\
-    name = "tiny"
-    [architecture]
-    input_size = 12
-    filter_sizes = [2, 2]
-    [data]
-    source = "planted"
-    num_samples = 30
-    [init]
-    scale = 0.5
-    [grid]
-    init.scale = [0.01, 1]
-    init.seed = {range = [0, 3]}
-"""
+SWEEP_TOML = tiny_sweep('init.scale = [0.01, 1]\ninit.seed = {range = [0, 3]}')
 
 FILE_SWEEP_TOML = """\
     name = "from-file"

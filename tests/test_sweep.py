@@ -29,6 +29,7 @@ from lcnflow.sweep.execute import _row, auto_batch_size, batches, run_batch
 from lcnflow.sweep.grid import SweepError, expand, load_sweep, sweep_from_dict
 from lcnflow.sweep.store import RESULT_FIELDS, SweepStore, read_results, results_schema
 from lcnflow.sweep.summary import OUTCOMES, distinct_limits, outcomes, summarize
+from sweep_helpers import tiny_sweep
 
 BASE = {
     "name": "tiny",
@@ -44,22 +45,10 @@ def _toml(tmp_path: Path, text: str, name: str = "sweep.toml") -> Path:
     return path
 
 
-SWEEP_TOML = """\
-    name = "tiny"
-    [architecture]
-    input_size = 12
-    filter_sizes = [2, 2]
-    [data]
-    source = "planted"
-    num_samples = 30
-    noise_std = 0.1
-    [init]
-    scale = 0.5
-    [grid]
-    "architecture.filter_sizes" = [[2, 2], [3, 2]]
-    init.scale = [0.01, 1]
-    init.seed = {range = [0, 3]}
-"""
+SWEEP_TOML = tiny_sweep(
+    '"architecture.filter_sizes" = [[2, 2], [3, 2]]\n'
+    'init.scale = [0.01, 1]\n'
+    'init.seed = {range = [0, 3]}', noise_std=0.1)
 
 
 # ---------------------------------------------------------------------------------------------------- grid

@@ -23,25 +23,14 @@ import pytest
 import lcnflow.sweep as sw
 from lcnflow.sweep.execute import local_cluster
 from lcnflow.sweep.grid import expand, load_sweep
+from sweep_helpers import tiny_sweep
 
 distributed = pytest.importorskip("distributed")
 
-SWEEP_TOML = """\
-    name = "tiny"
-    [architecture]
-    input_size = 12
-    filter_sizes = [2, 2]
-    [data]
-    source = "planted"
-    num_samples = 30
-    noise_std = 0.1
-    [init]
-    scale = 0.5
-    [grid]
-    "architecture.filter_sizes" = [[2, 2], [3, 2]]
-    init.scale = [0.01, 1.0]
-    init.seed = {range = [0, 4]}
-"""
+SWEEP_TOML = tiny_sweep(
+    '"architecture.filter_sizes" = [[2, 2], [3, 2]]\n'
+    'init.scale = [0.01, 1.0]\n'
+    'init.seed = {range = [0, 4]}', noise_std=0.1)
 
 #: Columns that measure time, not results: they differ between executions of the same run.
 TIMING = ("wall_time", "setup_time")

@@ -12,7 +12,6 @@ the warnings a run raises to that run).
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Iterator, Sequence
 
@@ -20,7 +19,7 @@ import numpy as np
 
 from lcnflow.analysis.certify import check_start
 from lcnflow.dynamics.integrate import _check_risk, run_flow
-from lcnflow.dynamics.options import FlowOptions, check_callback, check_save_at
+from lcnflow.dynamics.options import FLOW_DEFAULTS, FlowOptions, check_callback, check_save_at
 from lcnflow.dynamics.result import Callback, FlowResult
 from lcnflow.model.conv import as_filters, flatten
 from lcnflow.model.risk import EmpiricalRisk
@@ -67,21 +66,21 @@ def gradient_flows(
     risk: EmpiricalRisk,
     inits: Sequence[Sequence[np.ndarray] | np.ndarray] | np.ndarray,
     *,
-    integrator: str = "auto",
-    t_max: float = math.inf,
-    gtol: float = 1e-8,
-    rtol: float = 1e-6,
-    atol: float = 1e-8,
+    integrator: str = FLOW_DEFAULTS.integrator,
+    t_max: float = FLOW_DEFAULTS.t_max,
+    gtol: float = FLOW_DEFAULTS.gtol,
+    rtol: float = FLOW_DEFAULTS.rtol,
+    atol: float = FLOW_DEFAULTS.atol,
     save_at: Sequence[float] | np.ndarray | None = None,
     callback: Callback | None = None,
-    max_steps: int = 200_000,
-    max_time: float = math.inf,
-    certify_tol: float = 1e-10,
-    polish_radius: float = 1e-2,
-    classify: bool = True,
-    max_record: int = 400,
-    blowup_factor: float = 1e6,
-    verify: bool = False,
+    max_steps: int = FLOW_DEFAULTS.max_steps,
+    max_time: float = FLOW_DEFAULTS.max_time,
+    certify_tol: float = FLOW_DEFAULTS.certify_tol,
+    polish_radius: float = FLOW_DEFAULTS.polish_radius,
+    classify: bool = FLOW_DEFAULTS.classify,
+    max_record: int = FLOW_DEFAULTS.max_record,
+    blowup_factor: float = FLOW_DEFAULTS.blowup_factor,
+    verify: bool = FLOW_DEFAULTS.verify,
     method: str | None = None,
 ) -> list[FlowResult]:
     r"""Gradient flow ``ẇ = −∇L(w)`` from each of several starts ``w_1(0), …, w_n(0)`` of one risk: one certified,

@@ -16,7 +16,7 @@ import numpy as np
 from lcnflow.analysis.certify import check_start, reference_size
 from lcnflow.analysis.limits import SAME_LIMIT_RTOL, limit_distance
 from lcnflow.dynamics.driver import drive
-from lcnflow.dynamics.options import INTEGRATORS, FlowOptions, check_callback, check_save_at
+from lcnflow.dynamics.options import FLOW_DEFAULTS, INTEGRATORS, FlowOptions, check_callback, check_save_at
 from lcnflow.dynamics.result import Callback, FlowResult
 from lcnflow.dynamics.solvers import make_flow_stepper
 from lcnflow.model.conv import as_filters, flatten
@@ -37,21 +37,21 @@ def gradient_flow(
     risk: EmpiricalRisk,
     init: Sequence[np.ndarray] | np.ndarray,
     *,
-    integrator: str = "auto",
-    t_max: float = math.inf,
-    gtol: float = 1e-8,
-    rtol: float = 1e-6,
-    atol: float = 1e-8,
+    integrator: str = FLOW_DEFAULTS.integrator,
+    t_max: float = FLOW_DEFAULTS.t_max,
+    gtol: float = FLOW_DEFAULTS.gtol,
+    rtol: float = FLOW_DEFAULTS.rtol,
+    atol: float = FLOW_DEFAULTS.atol,
     save_at: Sequence[float] | np.ndarray | None = None,
     callback: Callback | None = None,
-    max_steps: int = 200_000,
-    max_time: float = math.inf,
-    certify_tol: float = 1e-10,
-    polish_radius: float = 1e-2,
-    classify: bool = True,
-    max_record: int = 400,
-    blowup_factor: float = 1e6,
-    verify: bool = False,
+    max_steps: int = FLOW_DEFAULTS.max_steps,
+    max_time: float = FLOW_DEFAULTS.max_time,
+    certify_tol: float = FLOW_DEFAULTS.certify_tol,
+    polish_radius: float = FLOW_DEFAULTS.polish_radius,
+    classify: bool = FLOW_DEFAULTS.classify,
+    max_record: int = FLOW_DEFAULTS.max_record,
+    blowup_factor: float = FLOW_DEFAULTS.blowup_factor,
+    verify: bool = FLOW_DEFAULTS.verify,
     method: str | None = None,
 ) -> FlowResult:
     r"""Integrate the gradient flow ``ẇ = −∇L(w)`` from ``init`` to its limit, certify and classify the limit.

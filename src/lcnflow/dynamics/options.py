@@ -166,6 +166,10 @@ class FlowOptions(StopOptions):
         self._as_floats("t_max", "rtol", "atol")
 
 
+#: The defaults of :func:`~lcnflow.gradient_flow` and :func:`~lcnflow.gradient_flows` (their keyword defaults read it).
+FLOW_DEFAULTS = FlowOptions()
+
+
 @dataclass(frozen=True)
 class DescentOptions(StopOptions):
     r"""Options of :func:`~lcnflow.gradient_descent` (see :class:`StopOptions` for the shared ones).
