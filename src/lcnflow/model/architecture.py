@@ -340,7 +340,7 @@ class Architecture:
         if self.is_multichannel:
             if dim < kv:
                 return False, f"dim M = {dim} < {kv} final-filter coefficients, so π cannot be onto"
-            return None, ("undecided: dim M equals the number of final-filter coefficients, but no exact filling "
+            return None, ("dim M equals the number of final-filter coefficients, but no exact filling "
                           "criterion is implemented for channels (the image of π may still miss an open set)")
         if dim < kv:
             return False, f"dim M = {dim} < {kv} final-filter coefficients, so π cannot be onto"
@@ -355,7 +355,7 @@ class Architecture:
             elif all(k[1] == 1 for k in nontrivial):
                 sizes = [k[0] for k in nontrivial]
             else:
-                return None, "undecided: no exact filling criterion is implemented for this 2D architecture"
+                return None, "no exact filling criterion is implemented for this 2D architecture"
         even = [k for k in sizes if k % 2 == 0]
         if len(even) <= 1:
             return True, "at most one filter has even size, so every real polynomial of the final degree factors"
