@@ -143,6 +143,7 @@ def robust_run(m: int = 2000, repeats: int = 3) -> list[str]:
 
 def main() -> None:
     quick = "--quick" in sys.argv
+    kernels.warm_up()  # compiled code from Numba's cache (or compiled now) before anything is timed
     print("# Channels benchmark\n")
     print(f"Machine: {machine_info()}; BLAS threads {os.environ.get('OPENBLAS_NUM_THREADS')}\n")
     print("## Gradient, 1D k=(3,3,3), d_0=256, channels 2→4→4→2\n")

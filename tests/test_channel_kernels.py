@@ -64,6 +64,18 @@ def _data(arch, m, seed=0):
     return X, Y
 
 
+def _risk(arch, loss, X, Y):
+    """The risk with its data passes on the compiled path: 2D risks take it where ``H`` is built in chunks."""
+    risk = EmpiricalRisk(arch, loss, Dataset(X, Y), **({"max_patch_bytes": 4096} if arch.ndim == 2 else {}))
+    before = K.ENABLED
+    K.ENABLED = True
+    try:
+        assert risk.channel_kernel_view().route_pass
+    finally:
+        K.ENABLED = before
+    return risk
+
+
 def _rel(a, b):
     a, b = np.asarray(a, float), np.asarray(b, float)
     return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300))
@@ -97,7 +109,7 @@ def _both_paths(risk, fn):
 def test_compiled_path_matches_numpy_path(name, loss_name, params):
     arch = ARCHS[name]()
     X, Y = _data(arch, 9, seed=3)
-    risk = EmpiricalRisk(arch, get_loss(loss_name, **params), Dataset(X, Y))
+    risk = _risk(arch, get_loss(loss_name, **params), X, Y)
     w = flatten(random_init(arch, 0.7, seed=4))
     v = final_filter(arch, unflatten(arch, w))
     with pytest.MonkeyPatch.context() as mp:  # the compiled path really runs
@@ -142,8 +154,7 @@ def test_compiled_path_matches_chunked_numpy_path(name):
 def test_compiled_value_gradient_hessian_match_autograd(enabled, name, loss_name, params):
     arch = ARCHS[name]()
     X, Y = _data(arch, 5, seed=11)
-    risk = EmpiricalRisk(arch, get_loss(loss_name, **params), Dataset(X, Y))
-    assert risk.channel_kernel_view() is not None
+    risk = _risk(arch, get_loss(loss_name, **params), X, Y)
     w = flatten(random_init(arch, 0.6, seed=12))
     tl = _torch_loss(loss_name, params)
     Xt, Yt = torch.from_numpy(X), torch.from_numpy(Y)
@@ -239,7 +250,7 @@ def test_non_finite_residuals_propagate():
 def test_numpy_path_when_disabled_or_custom_or_square(monkeypatch):
     """``ENABLED = False`` runs the NumPy reference unchanged (the explicit ``ℓ'(R)ᵀH``); a custom loss and the
     square loss (statistics) never reach the channel kernels."""
-    arch = ARCHS["2d_s"]()
+    arch = ARCHS["1d_s2"]()
     X, Y = _data(arch, 6, seed=2)
     w = flatten(random_init(arch, 0.5, seed=3))
     v = final_filter(arch, unflatten(arch, w)).reshape(-1)
@@ -268,3 +279,30 @@ def test_numpy_path_when_disabled_or_custom_or_square(monkeypatch):
         assert risk.channel_kernel_view() is None
         risk.flat_value_gradient_hessian(w)
         risk.flat_minibatch_value_and_gradient(w, np.array([0, 1]))
+
+
+def test_routing_follows_the_measurements(enabled, monkeypatch):
+    """2D: BLAS on a dense ``H`` (faster there), the compiled pass where ``H`` is chunked; 1D: the compiled pass,
+    and the compiled Hessian blocks up to ``CHANNEL_GRAM_MAX_COLUMNS`` columns ``c_0 k_v``."""
+    from lcnflow.model.risk import CHANNEL_GRAM_MAX_COLUMNS
+
+    calls = []
+    for name in ("channel_data_pass", "channel_weighted_gram"):
+        real = getattr(K, name)
+        monkeypatch.setattr(K, name, lambda *a, real=real, name=name: calls.append(name) or real(*a))
+    arch = ARCHS["2d_s"]()
+    X, Y = _data(arch, 4)
+    w = flatten(random_init(arch, 0.5, seed=1))
+    dense = EmpiricalRisk(arch, "log_cosh", Dataset(X, Y))
+    dense.flat_value_gradient_hessian(w)
+    assert calls == []
+    _risk(arch, "log_cosh", X, Y).flat_value_gradient_hessian(w)
+    assert calls == ["channel_data_pass"]
+    calls.clear()
+    for c0, expect_gram in ((2, True), (4, False)):
+        arch = Architecture(30, [3, 3, 3], channels=[c0, 4, 4, 2])
+        assert (c0 * 7 <= CHANNEL_GRAM_MAX_COLUMNS) == expect_gram
+        X, Y = _data(arch, 3)
+        EmpiricalRisk(arch, "log_cosh", Dataset(X, Y)).flat_value_gradient_hessian(flatten(random_init(arch, 0.5)))
+        assert calls == ["channel_data_pass"] + ["channel_weighted_gram"] * expect_gram
+        calls.clear()

@@ -642,15 +642,31 @@ class EmpiricalRisk:
         return f"EmpiricalRisk({self.arch!r}, loss={self.loss}, data={self.data!r})"
 
 
+#: Largest ``c_0·k_v`` for which the Hessian blocks of a 1D channel risk come from the compiled pass (measured, 1D,
+#: m = 1000, log cosh, dense ``H``, one loaded run: 22 ms compiled against 28 ms through BLAS at 14 columns, even at
+#: 20, 2.5× slower at 36).
+CHANNEL_GRAM_MAX_COLUMNS = 20
+
+
 class ChannelKernelView:
     """What the compiled channel passes need about one risk: the loss as an id and parameters, the stride of the
-    final filter per axis, and the data as C-contiguous 4D arrays ``(m, c, h, w)`` (1D signals as images of height
-    1)."""
+    final filter per axis, the data as C-contiguous 4D arrays ``(m, c, h, w)`` (1D signals as images of height 1),
+    and which passes go through the kernels.
+
+    Routing (measured on 2 cores, medians): in 1D the compiled value-and-gradient pass is 2–8× faster than BLAS on the
+    patch matrix, dense or chunked; in 2D (short output rows, many columns: 64 RGB patches of 32 × 32, ``c_0 k_v =
+    75``, log cosh) it is 2× slower than BLAS on a dense ``H`` and 1.4× faster than rebuilding ``H`` in chunks, so 2D
+    risks use it only when ``H`` is chunked.  The Hessian blocks come from the compiled pass in 1D up to
+    :data:`CHANNEL_GRAM_MAX_COLUMNS` columns ``c_0 k_v`` (2–5× faster at 14 columns, m = 200 … 20 000); beyond, and
+    in 2D (3–4× slower at 75 columns), BLAS on ``H`` does better.
+    """
 
     def __init__(self, risk: ChannelRisk, k) -> None:
         arch = risk.arch
         self.k = k
         self.loss_id, self.p1, self.p2 = kernel_loss(risk.loss, k)
+        self.route_pass = self.loss_id >= 0 and (arch.ndim == 1 or risk._H is None)
+        self.route_gram = self.loss_id >= 0 and arch.ndim == 1 and risk._cols <= CHANNEL_GRAM_MAX_COLUMNS
         sv = arch.cumulative_strides[-1]
         self.sh, self.sw = (1, sv[0]) if arch.ndim == 1 else sv
         kv = arch.axes_final_filter_size
@@ -692,9 +708,10 @@ class ChannelRisk(EmpiricalRisk):
     ``Γ = HᵀH/m`` (``c_0 k_v × c_0 k_v``), i.e. ``G = I_{c_N} ⊗ Γ``: after one pass over the data no evaluation
     depends on ``m``.  For the other built-in losses, with the compiled kernels enabled, value, gradient and the
     Hessian blocks come from compiled passes over the data that never form ``H``
-    (:func:`lcnflow.kernels.channel_data_pass`, :func:`lcnflow.kernels.channel_weighted_gram`); custom losses, and
-    every loss with ``lcnflow.kernels.ENABLED = False``, go through ``H`` in NumPy (the reference), built in chunks
-    of samples where it does not fit in ``max_patch_bytes``.  π and its derivatives are computed in NumPy
+    (:func:`lcnflow.kernels.channel_data_pass`, :func:`lcnflow.kernels.channel_weighted_gram`) where those are the
+    faster ones (:class:`ChannelKernelView`); custom losses, and every loss with ``lcnflow.kernels.ENABLED = False``,
+    go through ``H`` in NumPy (the reference), built in chunks of samples where it does not fit in
+    ``max_patch_bytes``.  π and its derivatives are computed in NumPy
     (:mod:`lcnflow.model.channels`).
     """
 
@@ -742,8 +759,9 @@ class ChannelRisk(EmpiricalRisk):
         return None
 
     def channel_kernel_view(self) -> ChannelKernelView | None:
-        """The compiled channel passes' view of this risk (built on first use), or ``None`` where the NumPy path
-        runs: the kernels disabled, the square loss (statistics), a custom loss."""
+        """The compiled channel passes' view of this risk (built on first use), or ``None`` where every evaluation
+        runs in NumPy: the kernels disabled, the square loss (statistics), a custom loss.  Which passes it takes:
+        ``route_pass`` and ``route_gram`` (see :class:`ChannelKernelView`)."""
         k = compiled_kernels()
         if k is None or self.is_quadratic:
             return None
@@ -806,7 +824,7 @@ class ChannelRisk(EmpiricalRisk):
             return float(0.5 * np.sum(E * GE) + self.minimum_value), GE.reshape(-1)
         m = self.num_samples
         c = self.channel_kernel_view()
-        if c is not None:
+        if c is not None and c.route_pass:
             val, g = c.fs_value_grad(v, need_value)
             return float(val) / m, g / m
         val, grad = 0.0, np.zeros((self._cout, self._cols))
@@ -824,7 +842,7 @@ class ChannelRisk(EmpiricalRisk):
         if self.is_quadratic:
             return np.broadcast_to(self.patch_gram, (self._cout, n, n))
         c = self.channel_kernel_view()
-        if c is not None:
+        if c is not None and c.route_gram:
             blocks = c.gram_blocks(v) / self.num_samples
             return (blocks + blocks.transpose(0, 2, 1)) / 2
         V = v.reshape(self._cout, n)
@@ -878,7 +896,7 @@ class ChannelRisk(EmpiricalRisk):
                                ) -> tuple[float, np.ndarray]:
         n = idx.size
         c = self.channel_kernel_view()
-        if c is not None:
+        if c is not None and c.route_pass:
             val, g = c.fs_value_grad(v, need_value, idx)
             return (float(val) / n if need_value else math.nan), g / n
         rows = self._windows[idx].reshape(-1, self._cols)
