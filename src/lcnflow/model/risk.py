@@ -68,6 +68,18 @@ def compiled_kernels():
     return _KERNELS_MODULE if _KERNELS_MODULE.ENABLED else None
 
 
+def kernel_loss(loss: Loss, k) -> tuple[int, float, float]:
+    """The loss as the kernels take it: ``(id, p1, p2)`` (:data:`lcnflow.kernels.LOSS_IDS`), id ``−1`` for a loss
+    that is not built in."""
+    from lcnflow.model.losses import _BuiltinFn
+
+    if not (isinstance(loss.value, _BuiltinFn) and loss.name in k.LOSS_IDS):
+        return -1, math.nan, math.nan
+    lid = k.LOSS_IDS[loss.name]
+    vals = [float(loss.params[n]) for n in _LOSS_PARAMS[loss.name]] + [0.0, 0.0]
+    return lid, (1.0 if lid in (0, 4) else vals[0]), vals[1]
+
+
 class KernelView:
     """What the compiled kernels need about one risk: the layer layout, the loss as an id and parameters, and the
     data as C-contiguous 3D arrays (1D signals as images of height 1); the FFT of the inputs when it pays."""
@@ -81,14 +93,7 @@ class KernelView:
         self.kv2 = (1, kv[0]) if arch.ndim == 1 else kv
         sv = arch.cumulative_strides[-1]
         self.sh, self.sw = (1, sv[0]) if arch.ndim == 1 else sv
-        loss = risk.loss
-        from lcnflow.model.losses import _BuiltinFn
-
-        self.loss_id = -1
-        if isinstance(loss.value, _BuiltinFn) and loss.name in k.LOSS_IDS:
-            self.loss_id = k.LOSS_IDS[loss.name]
-            vals = [float(loss.params[n]) for n in _LOSS_PARAMS[loss.name]] + [0.0, 0.0]
-            self.p1, self.p2 = (1.0 if self.loss_id in (0, 4) else vals[0]), vals[1]
+        self.loss_id, self.p1, self.p2 = kernel_loss(risk.loss, k)
         # whether the risk's data passes go through the kernels: 2D with a small dense H (a few MB) is applied faster
         # by BLAS (measured on 64 patches of 32×32, log-cosh: one gradient 0.9 ms compiled, 0.35 ms through BLAS); in
         # 1D the compiled pass wins
@@ -637,6 +642,57 @@ class EmpiricalRisk:
         return f"EmpiricalRisk({self.arch!r}, loss={self.loss}, data={self.data!r})"
 
 
+#: Largest ``c_0·k_v`` for which the Hessian blocks of a 1D channel risk come from the compiled pass (measured, 1D,
+#: m = 1000, log cosh, dense ``H``, one loaded run: 22 ms compiled against 28 ms through BLAS at 14 columns, even at
+#: 20, 2.5× slower at 36).
+CHANNEL_GRAM_MAX_COLUMNS = 20
+
+
+class ChannelKernelView:
+    """What the compiled channel passes need about one risk: the loss as an id and parameters, the stride of the
+    final filter per axis, the data as C-contiguous 4D arrays ``(m, c, h, w)`` (1D signals as images of height 1),
+    and which passes go through the kernels.
+
+    Routing (measured on 2 cores, medians): in 1D the compiled value-and-gradient pass is 2–8× faster than BLAS on the
+    patch matrix, dense or chunked; in 2D (short output rows, many columns: 64 RGB patches of 32 × 32, ``c_0 k_v =
+    75``, log cosh) it is 2× slower than BLAS on a dense ``H`` and 1.4× faster than rebuilding ``H`` in chunks, so 2D
+    risks use it only when ``H`` is chunked.  The Hessian blocks come from the compiled pass in 1D up to
+    :data:`CHANNEL_GRAM_MAX_COLUMNS` columns ``c_0 k_v`` (2–5× faster at 14 columns, m = 200 … 20 000); beyond, and
+    in 2D (3–4× slower at 75 columns), BLAS on ``H`` does better.
+    """
+
+    def __init__(self, risk: ChannelRisk, k) -> None:
+        arch = risk.arch
+        self.k = k
+        self.loss_id, self.p1, self.p2 = kernel_loss(risk.loss, k)
+        self.route_pass = self.loss_id >= 0 and (arch.ndim == 1 or risk._H is None)
+        self.route_gram = self.loss_id >= 0 and arch.ndim == 1 and risk._cols <= CHANNEL_GRAM_MAX_COLUMNS
+        sv = arch.cumulative_strides[-1]
+        self.sh, self.sw = (1, sv[0]) if arch.ndim == 1 else sv
+        kv = arch.axes_final_filter_size
+        c0, cN = arch.channels[0], arch.channels[-1]
+        self.v4 = (cN, c0, *((1, kv[0]) if arch.ndim == 1 else kv))
+        m = risk.num_samples
+        X, Y = risk.data.inputs, risk.data.targets
+        self.x4 = np.ascontiguousarray(X.reshape(m, c0, -1, X.shape[-1]), dtype=np.float64)
+        self.y4 = np.ascontiguousarray(Y.reshape(m, cN, -1, Y.shape[-1]), dtype=np.float64)
+
+    def fs_value_grad(self, v: np.ndarray, need_value: bool, idx: np.ndarray | None = None
+                      ) -> tuple[float, np.ndarray]:
+        """Unnormalized ``(Σ ℓ(R), ℓ'(R)ᵀH)`` (flat in ``v``'s order) over all samples, or the samples ``idx``."""
+        x, y = (self.x4, self.y4) if idx is None else (self.x4[idx], self.y4[idx])
+        V = np.ascontiguousarray(v.reshape(self.v4))
+        return self.k.channel_data_pass(x, y, V, self.sh, self.sw, self.loss_id, self.p1, self.p2, need_value)
+
+    def gram_blocks(self, v: np.ndarray) -> np.ndarray:
+        """Unnormalized ``Hᵀ diag(ℓ''(R_{:,o})) H`` for each output channel ``o``, ``(c_N, c_0 k_v, c_0 k_v)``."""
+        V = np.ascontiguousarray(v.reshape(self.v4))
+        return self.k.channel_weighted_gram(self.x4, self.y4, V, self.sh, self.sw, self.loss_id, self.p1, self.p2)
+
+
+_CHANNEL_VIEWS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 class ChannelRisk(EmpiricalRisk):
     r"""The empirical risk of a network with channels (``EmpiricalRisk(arch, …)`` builds one when some ``c_i > 1``).
 
@@ -650,7 +706,13 @@ class ChannelRisk(EmpiricalRisk):
 
     and for the square loss ``ℒ(v) = ½ Σ_o (V − V̂)[o] Γ (V − V̂)[o]ᵀ + ℒ(v̂)`` with the patch Gram
     ``Γ = HᵀH/m`` (``c_0 k_v × c_0 k_v``), i.e. ``G = I_{c_N} ⊗ Γ``: after one pass over the data no evaluation
-    depends on ``m``.  Evaluations run in NumPy (the compiled kernels are single-channel).
+    depends on ``m``.  For the other built-in losses, with the compiled kernels enabled, value, gradient and the
+    Hessian blocks come from compiled passes over the data that never form ``H``
+    (:func:`lcnflow.kernels.channel_data_pass`, :func:`lcnflow.kernels.channel_weighted_gram`) where those are the
+    faster ones (:class:`ChannelKernelView`); custom losses, and every loss with ``lcnflow.kernels.ENABLED = False``,
+    go through ``H`` in NumPy (the reference), built in chunks of samples where it does not fit in
+    ``max_patch_bytes``.  π and its derivatives are computed in NumPy
+    (:mod:`lcnflow.model.channels`).
     """
 
     def __init__(self, arch: Architecture, loss: Loss | str, data: Dataset, *,
@@ -693,8 +755,20 @@ class ChannelRisk(EmpiricalRisk):
         return check_data_condition(self.arch, self.data, gram=self.patch_gram if self.is_quadratic else None)
 
     def kernel_view(self) -> None:
-        """``None``: the compiled kernels are single-channel; every evaluation runs in NumPy."""
+        """``None``: the one-channel kernels' view does not apply (see :meth:`channel_kernel_view`)."""
         return None
+
+    def channel_kernel_view(self) -> ChannelKernelView | None:
+        """The compiled channel passes' view of this risk (built on first use), or ``None`` where every evaluation
+        runs in NumPy: the kernels disabled, the square loss (statistics), a custom loss.  Which passes it takes:
+        ``route_pass`` and ``route_gram`` (see :class:`ChannelKernelView`)."""
+        k = compiled_kernels()
+        if k is None or self.is_quadratic:
+            return None
+        state = _CHANNEL_VIEWS.get(self)
+        if state is None:
+            state = _CHANNEL_VIEWS[self] = ChannelKernelView(self, k)
+        return state if state.loss_id >= 0 else None
 
     # ------------------------------------------------------------------ data passes
     def _blocks(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -748,13 +822,17 @@ class ChannelRisk(EmpiricalRisk):
             E = V - self._V_hat
             GE = E @ self.patch_gram
             return float(0.5 * np.sum(E * GE) + self.minimum_value), GE.reshape(-1)
+        m = self.num_samples
+        c = self.channel_kernel_view()
+        if c is not None and c.route_pass:
+            val, g = c.fs_value_grad(v, need_value)
+            return float(val) / m, g / m
         val, grad = 0.0, np.zeros((self._cout, self._cols))
         for H, Y in self._blocks():
             R = H @ V.T - Y
             if need_value:
                 val += float(np.sum(self.loss.value(R)))
             grad += self.loss.derivative(R).T @ H
-        m = self.num_samples
         return (val / m if need_value else math.nan), grad.reshape(-1) / m
 
     def _fs_hessian_blocks(self, v: np.ndarray) -> np.ndarray:
@@ -763,6 +841,10 @@ class ChannelRisk(EmpiricalRisk):
         n = self._cols
         if self.is_quadratic:
             return np.broadcast_to(self.patch_gram, (self._cout, n, n))
+        c = self.channel_kernel_view()
+        if c is not None and c.route_gram:
+            blocks = c.gram_blocks(v) / self.num_samples
+            return (blocks + blocks.transpose(0, 2, 1)) / 2
         V = v.reshape(self._cout, n)
         blocks = np.zeros((self._cout, n, n))
         for H, Y in self._blocks():
@@ -813,6 +895,10 @@ class ChannelRisk(EmpiricalRisk):
     def _minibatch_fs_gradient(self, v: np.ndarray, idx: np.ndarray, need_value: bool = True
                                ) -> tuple[float, np.ndarray]:
         n = idx.size
+        c = self.channel_kernel_view()
+        if c is not None and c.route_pass:
+            val, g = c.fs_value_grad(v, need_value, idx)
+            return (float(val) / n if need_value else math.nan), g / n
         rows = self._windows[idx].reshape(-1, self._cols)
         R = rows @ v.reshape(self._cout, self._cols).T - np.moveaxis(self.data.targets[idx], 1, -1).reshape(
             -1, self._cout)
