@@ -114,3 +114,32 @@ def test_sweep_interrupted_as_it_starts_and_while_it_runs_resumes_exactly(tmp_pa
            for i in pq.read_table(p, columns=["run_id"]).column("run_id").to_pylist()]
     plan = expand(load_sweep(sweep))
     assert sorted(ids) == sorted(r.run_id for r in plan.runs)  # every run exactly once
+
+
+def test_interrupt_raised_where_python_cannot_propagate_it_arrives_in_ordinary_code():
+    """A KeyboardInterrupt raised in ``__del__`` is unraisable: lcnflow's hook sends the signal again so that it is
+    raised after the hook returns — one line and exit 130, not "Exception ignored in sys.unraisablehook"."""
+    code = textwrap.dedent("""
+        import sys, time
+        from lcnflow import _signals
+
+        class Bomb:
+            def __del__(self):
+                raise KeyboardInterrupt
+
+        def load():
+            def command(argv):
+                _signals._SIGNAL_SEEN[0] = 2   # (what the SIGINT handler records)
+                b = Bomb()
+                del b                          # the interrupt surfaces in __del__
+                time.sleep(10)                 # ordinary code: it must arrive here
+                return 0
+            return command
+
+        sys.exit(_signals.run_guarded(load, []))
+        """)
+    env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    start = time.monotonic()
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert (res.returncode, res.stderr) == (130, "interrupted\n"), res.stderr
+    assert time.monotonic() - start < 8

@@ -58,7 +58,12 @@ def _unraisable(unraisable) -> None:
     """An interrupt raised where Python cannot propagate it (a weakref callback, ``__del__``) would be printed as
     "Exception ignored" and lost: deliver the signal again instead, to be raised in ordinary code."""
     if isinstance(unraisable.exc_value, KeyboardInterrupt) and _SIGNAL_SEEN[0] is not None:
-        signal.raise_signal(_SIGNAL_SEEN[0])
+        # sent again from a short-lived thread, so that the handler runs once this hook has returned: a signal
+        # raised here is handled inside the hook, where its exception is unraisable again ("Exception ignored in
+        # sys.unraisablehook" and a traceback, seen once in a test run)
+        timer = threading.Timer(0.01, os.kill, (os.getpid(), _SIGNAL_SEEN[0]))
+        timer.daemon = True
+        timer.start()
         return
     _PREVIOUS_HOOK[0](unraisable)
 

@@ -131,6 +131,22 @@ class KernelView:
 _KERNEL_VIEWS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+def _checked_parts(arch: Architecture, loss: Loss | str, data: Dataset) -> tuple[Loss, Dataset]:
+    """The loss (a name looked up) and the data read for ``arch`` (channel axes as the architecture says), checked
+    against it; a one-line ``ValueError`` naming ``arch``, ``loss`` or ``data`` otherwise."""
+    if not isinstance(arch, Architecture):
+        raise ValueError(f"arch: expected a lcnflow.Architecture, got {type(arch).__name__}")
+    if isinstance(loss, str):
+        loss = get_loss(loss)
+    if not isinstance(loss, Loss):
+        raise ValueError(f"loss: expected a lcnflow.Loss or a loss name, got {type(loss).__name__}")
+    if not isinstance(data, Dataset):
+        raise ValueError(f"data: expected a lcnflow.Dataset, got {type(data).__name__}")
+    data = data.for_architecture(arch)
+    data.check_architecture(arch)
+    return loss, data
+
+
 class EmpiricalRisk:
     r"""``L(w) = (1/m) Σ_j Σ_a ℓ((V x_j − y_j)_a)`` and its function-space counterpart ``ℒ(v)``.
 
@@ -170,16 +186,7 @@ class EmpiricalRisk:
         *,
         max_patch_bytes: int = DEFAULT_MAX_PATCH_BYTES,
     ):
-        if not isinstance(arch, Architecture):
-            raise ValueError(f"arch: expected a lcnflow.Architecture, got {type(arch).__name__}")
-        if isinstance(loss, str):
-            loss = get_loss(loss)
-        if not isinstance(loss, Loss):
-            raise ValueError(f"loss: expected a lcnflow.Loss or a loss name, got {type(loss).__name__}")
-        if not isinstance(data, Dataset):
-            raise ValueError(f"data: expected a lcnflow.Dataset, got {type(data).__name__}")
-        data = data.for_architecture(arch)
-        data.check_architecture(arch)
+        loss, data = _checked_parts(arch, loss, data)
         self.arch = arch
         self.loss = loss
         self.data = data
@@ -717,14 +724,7 @@ class ChannelRisk(EmpiricalRisk):
 
     def __init__(self, arch: Architecture, loss: Loss | str, data: Dataset, *,
                  max_patch_bytes: int = DEFAULT_MAX_PATCH_BYTES):
-        if isinstance(loss, str):
-            loss = get_loss(loss)
-        if not isinstance(loss, Loss):
-            raise ValueError(f"loss: expected a lcnflow.Loss or a loss name, got {type(loss).__name__}")
-        if not isinstance(data, Dataset):
-            raise ValueError(f"data: expected a lcnflow.Dataset, got {type(data).__name__}")
-        data = data.for_architecture(arch)
-        data.check_architecture(arch)
+        loss, data = _checked_parts(arch, loss, data)
         self.arch, self.loss, self.data = arch, loss, data
         self.num_samples = m = data.num_samples
         self._kv_shape = arch.final_filter_shape
