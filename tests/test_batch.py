@@ -195,3 +195,22 @@ def test_local_executor_gives_up_when_its_workers_die_as_they_start(tmp_path, mo
     with pytest.raises(SweepError, match=r"workers: the local worker processes died as they started, 3 times"):
         sw.run_sweep(_sweep_file(tmp_path), tmp_path / "out", workers=2)
     assert read_results(tmp_path / "out").num_rows == 0
+
+
+def test_a_sweep_run_config_is_the_single_run_config_also_when_validated_once_per_group():
+    """Runs of a group differ in init.seed/init.scale: the group's config is validated once and each run's [init]
+    alone — the result equals config_from_dict of the run, and a refused value gets the single run's message."""
+    from lcnflow.experiments import ConfigError, config_from_dict
+    from lcnflow.sweep.execute import _run_config
+
+    base = {"name": "t", "architecture": {"input_size": 16, "filter_sizes": [3, 3]},
+            "data": {"source": "planted", "num_samples": 20}, "init": {"scale": 0.5}}
+    for overrides in ({"init.seed": 3}, {"init.seed": 7, "init.scale": 0.1}, {"init.seed": 2, "loss.name": "log_cosh"},
+                      {"init.scale": 0.2, "architecture.filter_sizes": [2, 2]}, {}):
+        assert _run_config(base, overrides).to_dict() == config_from_dict(base, overrides).to_dict(), overrides
+    for bad in ({"init.seed": -1}, {"init.scale": "x"}, {"init.seed": 1, "architecture.filter_sizes": [0]}):
+        with pytest.raises(ConfigError) as single:
+            config_from_dict(base, bad)
+        with pytest.raises(ConfigError) as grouped:
+            _run_config(base, bad)
+        assert str(grouped.value) == str(single.value)

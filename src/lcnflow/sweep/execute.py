@@ -23,6 +23,7 @@ columns) whatever the executor, the number of workers or the batching.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -109,16 +110,50 @@ def _error_row(run_id: str, exc: BaseException, setup_time: float = 0.0) -> dict
             "traceback": tb[-MAX_TRACEBACK:], "setup_time": setup_time}
 
 
+#: Keys a sweep's runs most often differ by: a run's config is its group's validated config with a new ``[init]``.
+_INIT_KEYS = ("init.seed", "init.scale")
+#: Validated configs of run groups (the sweep's base with the overrides other than :data:`_INIT_KEYS`), per process.
+_CONFIGS: OrderedDict[str, Any] = OrderedDict()
+
+
+def _run_config(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> Any:
+    """``config_from_dict(base, overrides)``, validating the whole config once per group of runs that differ only in
+    ``init.seed``/``init.scale`` and only the ``[init]`` section for each run (the whole validation builds the
+    architecture: most of a run's setup).  Where the shortcut does not apply or a value is refused, the whole
+    validation runs, so a refused value gets the message a single run gives."""
+    from lcnflow.experiments import config_from_dict
+    from lcnflow.experiments.config import InitConfig
+
+    init = {k.split(".", 1)[1]: v for k, v in overrides.items() if k in _INIT_KEYS}
+    rest = {k: v for k, v in overrides.items() if k not in _INIT_KEYS}
+    try:
+        key = json.dumps([base, rest], sort_keys=True)
+    except (TypeError, ValueError):
+        return config_from_dict(base, overrides)
+    cfg = _CONFIGS.get(key)
+    if cfg is None:
+        cfg = config_from_dict(base, rest)
+        _CONFIGS[key] = cfg
+        while len(_CONFIGS) > PROBLEM_CACHE_SIZE:
+            _CONFIGS.popitem(last=False)
+    if not init:
+        return cfg
+    try:
+        return cfg.model_copy(update={"init": InitConfig.model_validate({**cfg.init.model_dump(), **init})})
+    except ValueError:
+        return config_from_dict(base, overrides)
+
+
 def _prepare(base: Mapping[str, Any], run_id: str, overrides: Mapping[str, Any], problem: str,
              verify: bool = False) -> tuple | dict[str, Any]:
     """``(problem, ℒ*, notes, spec, setup seconds)`` of one run (its config validated, its problem built or taken
     from the cache, its ``w(0)`` drawn and checked), or its error row."""
-    from lcnflow.experiments import RunSpec, config_from_dict
+    from lcnflow.experiments import RunSpec
     from lcnflow.experiments.config import GradientFlowConfig
 
     start = time.perf_counter()
     try:
-        cfg = config_from_dict(base, overrides)
+        cfg = _run_config(base, overrides)
         if verify and isinstance(cfg.flow, GradientFlowConfig):
             cfg = cfg.model_copy(update={"flow": cfg.flow.model_copy(update={"verify": True})})
         shared, opt, notes = _problem(_problem_key(problem, cfg), cfg)
