@@ -124,14 +124,19 @@ def bench_sweep(seeds: int, workers: int, keep: dict | None = None) -> dict[str,
         table = outcome.read()
         if keep is not None:
             keep["table"] = table
-        busy = sum(table.column("wall_time").to_pylist()) + sum(table.column("setup_time").to_pylist())
-        parts = len(list(Path(out, "results", "runs").glob("part-*.parquet")))
-        return {"startup": total - outcome.run_time, "run": outcome.run_time, "total": total,
-                "certified": outcome.certified, "runs": outcome.completed, "batch": outcome.batch_size,
-                "batches": outcome.num_batches, "parts": parts, "busy": busy, "workers": workers,
-                "driver_cpu": driver_cpu}
+        return _sweep_figures(outcome, table, out, total, driver_cpu, workers)
     finally:
         shutil.rmtree(out, ignore_errors=True)
+
+
+def _sweep_figures(outcome, table, out: str, total: float, driver_cpu: float, workers: int) -> dict[str, float]:
+    """A finished sweep's row of the table: times, runs, batches, Parquet parts in ``out`` and the runs' busy time."""
+    busy = sum(table.column("wall_time").to_pylist()) + sum(table.column("setup_time").to_pylist())
+    parts = len(list(Path(out, "results", "runs").glob("part-*.parquet")))
+    return {"startup": total - outcome.run_time, "run": outcome.run_time, "total": total,
+            "certified": outcome.certified, "runs": outcome.completed, "batch": outcome.batch_size,
+            "batches": outcome.num_batches, "parts": parts, "busy": busy, "workers": workers,
+            "driver_cpu": driver_cpu}
 
 
 def bench_dask(seeds: int, workers: int) -> dict[str, float]:
@@ -150,13 +155,7 @@ def bench_dask(seeds: int, workers: int) -> dict[str, float]:
             client.close()
             cluster.close()
         total, driver_cpu = time.perf_counter() - start, time.process_time() - cpu
-        table = outcome.read()
-        busy = sum(table.column("wall_time").to_pylist()) + sum(table.column("setup_time").to_pylist())
-        parts = len(list(Path(out, "results", "runs").glob("part-*.parquet")))
-        return {"startup": total - outcome.run_time, "run": outcome.run_time, "total": total,
-                "certified": outcome.certified, "runs": outcome.completed, "batch": outcome.batch_size,
-                "batches": outcome.num_batches, "parts": parts, "busy": busy, "workers": workers,
-                "driver_cpu": driver_cpu}
+        return _sweep_figures(outcome, outcome.read(), out, total, driver_cpu, workers)
     finally:
         shutil.rmtree(out, ignore_errors=True)
 

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import lcnflow.kernels as K
+from conftest import torch_loss
 from lcnflow import Architecture, Dataset, EmpiricalRisk, Loss, get_loss
 from lcnflow.model.conv import final_filter, flatten, patch_matrix, random_init, unflatten
 
@@ -41,20 +42,6 @@ ARCHS = {
 
 LOSSES = [("lp", {"p": 3.0}), ("lp", {"p": 2.5}), ("pseudo_huber", {"delta": 0.7}),
           ("generalized_huber", {"alpha": 1.3, "beta": 0.5}), ("log_cosh", {})]
-
-
-def _torch_loss(name, params):
-    if name == "lp":
-        return lambda r: torch.abs(r) ** params["p"] / params["p"]
-    if name == "pseudo_huber":
-        d = params["delta"]
-        return lambda r: d**2 * (torch.sqrt(1 + (r / d) ** 2) - 1)
-    if name == "generalized_huber":
-        a, b = params["alpha"], params["beta"]
-        return lambda r: torch.log((torch.exp(a * r) + torch.exp(-a * r) + b) / (2 + b)) / a
-    if name == "log_cosh":
-        return lambda r: torch.log(torch.cosh(r))
-    raise AssertionError(name)
 
 
 def _data(arch, m, seed=0):
@@ -156,7 +143,7 @@ def test_compiled_value_gradient_hessian_match_autograd(enabled, name, loss_name
     X, Y = _data(arch, 5, seed=11)
     risk = _risk(arch, get_loss(loss_name, **params), X, Y)
     w = flatten(random_init(arch, 0.6, seed=12))
-    tl = _torch_loss(loss_name, params)
+    tl = torch_loss(loss_name, params)
     Xt, Yt = torch.from_numpy(X), torch.from_numpy(Y)
     conv = F.conv1d if arch.ndim == 1 else F.conv2d
 

@@ -1008,6 +1008,17 @@ def _correlate_rows_add(row: np.ndarray, x, v, j: int, a1: int, sh: int, sw: int
 
 
 @_jit(inline="always")
+def _channel_residual_row(row: np.ndarray, xj, yr: np.ndarray, Vo, a1: int, sh: int, sw: int, DW: int) -> None:
+    r"""``row ← r`` for output row ``a1`` of one sample and output channel ``o``: ``r_{a2} = Σ_c Σ_t V_{o,c,t}
+    x_{c, a1 s_h + t_1, a2 s_w + t_2} − y_{a2}`` (``xj`` the sample's channels, ``Vo = V[o]``), one input channel
+    after another (:func:`_correlate_rows_add`)."""
+    for a2 in range(DW):
+        row[a2] = -yr[a2]
+    for c in range(Vo.shape[0]):
+        _correlate_rows_add(row, xj, Vo[c], c, a1, sh, sw, DW)
+
+
+@_jit(inline="always")
 def _patch_dot(row: np.ndarray, x, out: np.ndarray, o: int, j: int, a1: int, sh: int, sw: int, KH: int, KW: int,
                DW: int) -> None:
     r"""``out[o + t_1 KW + t_2] += Σ_{a2 < DW} row_{a2} x_{j, a1 s_h + t_1, a2 s_w + t_2}``: the products of one
@@ -1099,11 +1110,7 @@ def channel_pass_blocks(x, y, V, sh: int, sw: int, lid: int, p1: float, p2: floa
             xj = x[j]
             for o in range(cN):
                 for a1 in range(DH):
-                    yr = y[j, o, a1]
-                    for a2 in range(DW):
-                        row[a2] = -yr[a2]
-                    for c in range(c0):
-                        _correlate_rows_add(row, xj, V[o, c], c, a1, sh, sw, DW)
+                    _channel_residual_row(row, xj, y[j, o, a1], V[o], a1, sh, sw, DW)
                     acc += row_loss(row, DW, lid, p1, p2, need_value)
                     for c in range(c0):
                         _patch_dot(row, xj, pb, (o * c0 + c) * K, c, a1, sh, sw, KH, KW, DW)
@@ -1394,11 +1401,7 @@ def channel_gram_blocks(x, y, V, sh: int, sw: int, lid: int, p1: float, p2: floa
             xj = x[j]
             for o in range(cN):
                 for a1 in range(DH):
-                    yr = y[j, o, a1]
-                    for a2 in range(DW):
-                        row[a2] = -yr[a2]
-                    for c in range(c0):
-                        _correlate_rows_add(row, xj, V[o, c], c, a1, sh, sw, DW)
+                    _channel_residual_row(row, xj, y[j, o, a1], V[o], a1, sh, sw, DW)
                     row_d2(row, DW, lid, p1, p2)
                     for p in range(n):
                         c, t = p // K, p % K

@@ -703,18 +703,8 @@ class Loss:
         value = sympy.lambdify(r, ell, modules="numpy")
         derivative = sympy.lambdify(r, d1, modules="numpy")
         second = sympy.lambdify(r, d2, modules="numpy")
-        return cls(
-            name=name,
-            params={},
-            value=value,
-            derivative=derivative,
-            second_derivative=second,
-            analytic=analytic,
-            convex=convex,
-            coercive=coercive,
-            growth=growth,
-            description=f"ℓ({r}) = {ell}",
-        )
+        return cls.from_callables(value, derivative, second, name=name, analytic=analytic, convex=convex,
+                                  coercive=coercive, growth=growth, description=f"ℓ({r}) = {ell}")
 
 
 # ----------------------------------------------------------------------------------------------------------
