@@ -12,24 +12,14 @@ The sweep resumes: a second call with the same arguments only prints the table.
 from __future__ import annotations
 
 import argparse
-import math
 import tomllib
 from collections import Counter
 from pathlib import Path
 
 import lcnflow
+from lcnflow.experiments.compare import wilson_interval
 
 HERE = Path(__file__).resolve().parent
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """The Wilson score interval of a binomial fraction ``k/n`` (95 % for ``z = 1.96``)."""
-    if n == 0:
-        return (0.0, 1.0)
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def sweep_spec(seeds: int, widths: list[int]) -> dict:
@@ -53,7 +43,7 @@ def table(results) -> str:
         cells = []
         for outcome in ("global_minimum", "spurious"):
             k = counts[outcome]
-            lo, hi = wilson(k, n)
+            lo, hi = wilson_interval(k, n)
             cells.append(f"{k}/{n} = {k / n:.0%} ({lo:.0%}–{hi:.0%})")
         other = ", ".join(f"{o} {k}" for o, k in sorted(counts.items()) if o not in ("global_minimum", "spurious"))
         lines.append(f"| {c} | {n} | {cells[0]} | {cells[1]} | {other or '—'} |")
