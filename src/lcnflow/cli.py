@@ -171,9 +171,9 @@ def _first_run_on_numpy() -> Iterator[bool]:
     build in a background process and run on the NumPy reference path meanwhile (yields ``True``); otherwise yield
     ``False`` and change nothing (see :mod:`lcnflow.dynamics.compile_cache`)."""
     from lcnflow import kernels
-    from lcnflow.dynamics.compile_cache import compiled_code_ready, start_background_build
+    from lcnflow.dynamics.compile_cache import start_background_build
 
-    background = kernels.ENABLED and not compiled_code_ready() and start_background_build()
+    background = start_background_build()  # (False where the code is ready or nothing can be cached)
     if not background:
         yield False
         return
