@@ -328,47 +328,65 @@ def test_tap_grouped_correlations_match_numpy(k, rng):
         np.testing.assert_allclose(out, ref, rtol=1e-13, atol=1e-13 * n)
 
 
-@pytest.mark.parametrize(("name", "params"), [("pseudo_huber", {"delta": 0.7}), ("square", {}), ("log_cosh", {})],
-                         ids=["pseudo_huber", "square", "log_cosh"])
-def test_one_loop_data_pass_for_short_filters(name, params, rng):
-    """1D stride-1 data passes with k_v ≤ 8 (one loop per sample, eight taps with the unused ones masked) and
-    k_v = 9, 12 (row kernels) against the dense oracle, for output lengths shorter than the masked taps too; with a
-    bounded ℓ', an infinite input entry gives ±∞ in exactly the gradient entries whose products contain it (a masked
-    tap that multiplied it by 0 would make NaN of every entry)."""
+def _signal_pass(X, Y, v, s, lid, p1, p2, need_value):
+    """:func:`lcnflow.kernels.signal_pass` on 2D signals ``X`` (m × d_0), ``Y`` (m × d_N): transposed here."""
+    return K.signal_pass(np.ascontiguousarray(X.T), np.ascontiguousarray(Y.T), v, s, lid, p1, p2, need_value)
+
+
+@pytest.mark.parametrize(("name", "params"), LOSS_CASES, ids=LOSS_IDS)
+def test_signal_pass_and_gram_match_the_dense_patch_matrix(name, params, rng):
+    """The 1D passes with the samples innermost (value and gradient; the weighted Gram ``Hᵀdiag(ℓ'')H``) against the
+    dense patch matrix built by loops, for strides 1–3, final filters of 1 to 12 taps (the four-tap groups and every
+    remainder) and outputs as short as one entry; more samples than one block, so several blocks are summed."""
     loss = lf.get_loss(name, **params)
     p1, p2 = _params(params)
     lid = K.LOSS_IDS[name]
-    for kv in (*range(1, 10), 12):
-        for dn in (1, 2, 5, 40):
-            X = rng.standard_normal((3, dn + kv - 1))
-            Y = rng.standard_normal((3, dn))
-            v = rng.standard_normal(kv)
-            H = loop_patch_matrix(X, (kv,), (1,), (dn,))
-            r = H @ v - Y.reshape(-1)
-            val, grad = K.data_pass(X.reshape(3, 1, -1), Y.reshape(3, 1, -1), v.reshape(1, kv), 1, 1, lid, p1, p2, True)
-            assert _rel(grad, H.T @ loss.derivative(r)) < 1e-13
-            assert abs(val - loss.value(r).sum()) <= 1e-13 * loss.value(r).sum()
-            if dn < 40 or name == "square":  # square: ℓ' = r is infinite too, and so are (with mixed signs) the sums
-                continue
-            X[1, 20] = np.inf  # reached by every tap t ≤ 7 (output 20 − t), so by the masked ones too
-            H = loop_patch_matrix(X, (kv,), (1,), (dn,))
-            with np.errstate(invalid="ignore"):  # inf·0 in the dense H (zero-free v: no NaN in H @ v)
+    for s in (1, 2, 3):
+        for kv in (1, 2, 3, 4, 5, 7, 8, 9, 12):
+            for dn in (1, 5, 40):
+                m = 3 if dn < 40 else 500  # 500 × 40 entries: two blocks
+                X = rng.standard_normal((m, (dn - 1) * s + kv))
+                Y = rng.standard_normal((m, dn))
+                v = 0.5 * rng.standard_normal(kv)
+                H = loop_patch_matrix(X, (kv,), (s,), (dn,))
                 r = H @ v - Y.reshape(-1)
-            _, grad = K.data_pass(X.reshape(3, 1, -1), Y.reshape(3, 1, -1), v.reshape(1, kv), 1, 1, lid, p1, p2,
-                                  False)
-            d = loss.derivative(r)
-            inf_entries = np.array([np.isinf(H[:, t]).any() for t in range(kv)])
-            assert np.isinf(grad[inf_entries]).all() and not np.isnan(grad).any()
-            finite = ~inf_entries
-            if finite.any():
-                assert _rel(grad[finite], H[:, finite].T @ d) < 1e-13
+                val, grad = _signal_pass(X, Y, v, s, lid, p1, p2, True)
+                assert _rel(grad, H.T @ loss.derivative(r)) < 1e-13
+                assert abs(val - loss.value(r).sum()) <= 1e-13 * loss.value(r).sum()
+                gram = K.signal_weighted_gram(np.ascontiguousarray(X.T), np.ascontiguousarray(Y.T), v, s, lid, p1, p2)
+                ref = H.T @ (loss.second_derivative(r)[:, None] * H)
+                assert _rel(gram, ref) < 1e-13
+                np.testing.assert_array_equal(gram, gram.T)
+
+
+@pytest.mark.parametrize(("name", "params"), [("pseudo_huber", {"delta": 0.7}), ("log_cosh", {})],
+                         ids=["pseudo_huber", "log_cosh"])
+def test_signal_pass_with_an_infinite_input(name, params, rng):
+    """With a bounded ℓ', an infinite input entry gives ±∞ in exactly the gradient entries whose products contain it
+    and no NaN, as the dense oracle says."""
+    loss = lf.get_loss(name, **params)
+    p1, p2 = _params(params)
+    for kv in (3, 7, 9):
+        X = rng.standard_normal((3, 40 + kv - 1))
+        Y = rng.standard_normal((3, 40))
+        v = rng.standard_normal(kv)
+        X[1, 20] = np.inf
+        H = loop_patch_matrix(X, (kv,), (1,), (40,))
+        with np.errstate(invalid="ignore"):
+            r = H @ v - Y.reshape(-1)
+        _, grad = _signal_pass(X, Y, v, 1, K.LOSS_IDS[name], p1, p2, False)
+        inf_entries = np.array([np.isinf(H[:, t]).any() for t in range(kv)])
+        assert np.isinf(grad[inf_entries]).all() and not np.isnan(grad).any()
+        finite = ~inf_entries
+        if finite.any():
+            assert _rel(grad[finite], H[:, finite].T @ loss.derivative(r)) < 1e-13
 
 
 def test_vectorized_exp_and_log1p_are_accurate_on_their_ranges():
-    """The kernels' own exp/expm1 (on [−700, 0]: log cosh uses [−40, 0], the generalized Huber loss all of it) and
-    log1p (on [0, 0.6]) within 4 ulps of NumPy's, which are themselves within an ulp of the true values; and the
-    split of ln 2 they use is exact to the rounding of its low part (3e-23, so ``k·ln 2`` for ``|k| ≤ 58`` is off
-    by less than 2e-21)."""
+    """The kernels' own exp/expm1 (on [−700, 0]: log cosh uses [−40, 0], the generalized Huber loss all of it),
+    log1p (on [0, 0.6], and on [0, ∞) through log) and log (of positive normal numbers) within 4 ulps of NumPy's,
+    which are themselves within an ulp of the true values; and the split of ln 2 they use is exact to the rounding
+    of its low part (3e-23, so ``k·ln 2`` for ``|k| ≤ 1024`` is off by less than 4e-20)."""
     from decimal import Decimal, getcontext
 
     getcontext().prec = 50
@@ -384,12 +402,18 @@ def test_vectorized_exp_and_log1p_are_accurate_on_their_ranges():
     z = np.concatenate([np.linspace(0, 0.6, 100001), 10.0 ** np.linspace(-300, 0, 20000) * 0.6])
     lp = np.array([K._log1p_small(t) for t in z[::3]])
     np.testing.assert_allclose(lp, np.log1p(z[::3]), rtol=4 * eps, atol=TINY)
+    # log of any positive normal number, and log1p on [0, ∞) (the generalized Huber loss's value)
+    y = np.concatenate([10.0 ** np.linspace(-307, 307, 20001), np.linspace(0.5, 2.5, 20001)])
+    np.testing.assert_allclose([K._log_pos(t) for t in y], np.log(y), rtol=4 * eps, atol=0)
+    z = np.concatenate([z[::3], np.linspace(0.6, 3, 20001), 10.0 ** np.linspace(-0.3, 300, 20001)])
+    np.testing.assert_allclose([K._log1p_any(t) for t in z], np.log1p(z), rtol=4 * eps, atol=TINY)
 
 
 # ---------------------------------------------------------------------------------------------- parallel, caching
 @pytest.mark.parametrize("need_value", [True, False], ids=["value", "no-value"])
 @pytest.mark.parametrize(("lid", "p1"), [(2, 0.7), (4, 1.0), (3, 1.5)], ids=["pseudo_huber", "log_cosh", "gen-huber"])
-def test_threaded_pass_is_independent_of_the_thread_count(rng, monkeypatch, lid, p1, need_value):
+@pytest.mark.parametrize("layout", ["rows", "samples-innermost"])
+def test_threaded_pass_is_independent_of_the_thread_count(rng, monkeypatch, lid, p1, need_value, layout):
     X = rng.standard_normal((900, 1, 64))
     Y = rng.standard_normal((900, 1, 58))
     v = rng.standard_normal((1, 7))
@@ -397,7 +421,10 @@ def test_threaded_pass_is_independent_of_the_thread_count(rng, monkeypatch, lid,
     for threads, min_entries in ((1, 10**12), (2, 0), (3, 0)):
         monkeypatch.setattr(K, "_threads", lambda threads=threads: threads)
         monkeypatch.setattr(K, "PARALLEL_MIN_ENTRIES", min_entries)
-        results.append(K.data_pass(X, Y, v, 1, 1, lid, p1, 0.5, need_value))
+        if layout == "rows":
+            results.append(K.data_pass(X, Y, v, 1, 1, lid, p1, 0.5, need_value))
+        else:
+            results.append(_signal_pass(X[:, 0], Y[:, 0], v[0], 1, lid, p1, 0.5, need_value))
     for val, grad in results[1:]:
         assert val == results[0][0] or (np.isnan(val) and np.isnan(results[0][0]) and not need_value)
         np.testing.assert_array_equal(grad, results[0][1])
@@ -417,15 +444,18 @@ def test_data_pass_with_infinite_and_nan_targets(name, params, rng):
     v = rng.standard_normal(5)
     H = loop_patch_matrix(X, arch.final_filter_shape, arch.cumulative_strides[-1], arch.axes_layer_sizes[-1])
     r = H @ v - Y.reshape(-1)
-    for need_value in (True, False):
-        val, grad = K.data_pass(X.reshape(6, 1, 30), Y.reshape(6, 1, 26), v.reshape(1, 5), 1, 1,
-                                K.LOSS_IDS[name], p1, p2, need_value)
-        assert _rel(grad, H.T @ loss.derivative(r)) < 1e-13
-        assert val == np.inf if need_value else np.isnan(val)
+    lid = K.LOSS_IDS[name]
+    passes = (lambda nv: K.data_pass(X.reshape(6, 1, 30), Y.reshape(6, 1, 26), v.reshape(1, 5), 1, 1, lid, p1, p2, nv),
+              lambda nv: _signal_pass(X, Y, v, 1, lid, p1, p2, nv))
+    for data_pass in passes:
+        for need_value in (True, False):
+            val, grad = data_pass(need_value)
+            assert _rel(grad, H.T @ loss.derivative(r)) < 1e-13
+            assert val == np.inf if need_value else np.isnan(val)
     Y[2, 5] = np.nan
-    val, grad = K.data_pass(X.reshape(6, 1, 30), Y.reshape(6, 1, 26), v.reshape(1, 5), 1, 1, K.LOSS_IDS[name],
-                            p1, p2, True)
-    assert np.isnan(val) and np.isnan(grad).all()
+    for data_pass in passes:
+        val, grad = data_pass(True)
+        assert np.isnan(val) and np.isnan(grad).all()
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")

@@ -146,12 +146,12 @@ def _stats_value_grad(fs, v, e, ge, need_value):
 def _data_value_grad(fs, v, e, ge, need_value):
     """A built-in loss through one pass over the data: ``ℒ = (1/m) Σ ℓ(r)`` (NaN unless ``need_value``),
     ``∇ℒ = (1/m) Hᵀℓ'(r)`` into ``ge`` (``e``: scratch)."""
-    x3, y3, sh, sw, lid, p1, p2, inv_m, fused, block, part, vals, _, _ = fs
+    x3, y3, xt, yt, sh, sw, lid, p1, p2, inv_m, block, part, vals, _, _, _ = fs
     # (the passes are compiled once per need_value: a constant in each call, so LLVM drops the unused sums)
     if need_value:
-        val = K.data_pass_serial(x3, y3, v, sh, sw, lid, p1, p2, True, fused, block, part, vals, e) * inv_m
+        val = K.data_pass_serial(x3, y3, xt, yt, v, sh, sw, lid, p1, p2, True, block, part, vals, e) * inv_m
     else:
-        val = K.data_pass_serial(x3, y3, v, sh, sw, lid, p1, p2, False, fused, block, part, vals, e) * inv_m
+        val = K.data_pass_serial(x3, y3, xt, yt, v, sh, sw, lid, p1, p2, False, block, part, vals, e) * inv_m
     KW = ge.shape[1]
     for t in range(e.size):
         ge[t // KW, t % KW] = e[t] * inv_m
@@ -167,8 +167,8 @@ def _stats_curvature(fs, v):
 @K._jit()
 def _data_curvature(fs, v):
     """``∇²ℒ(v) = (1/m) Hᵀdiag(ℓ'')H`` (one pass over the data, :func:`lcnflow.kernels.weighted_gram_serial`)."""
-    x3, y3, sh, sw, lid, p1, p2, inv_m, _, _, _, _, rows, Gv = fs
-    K.weighted_gram_serial(x3, y3, v, sh, sw, lid, p1, p2, rows[0], rows[1], Gv)
+    x3, y3, xt, yt, sh, sw, lid, p1, p2, inv_m, block, _, vals, gram_part, rows, Gv = fs
+    K.weighted_gram_serial(x3, y3, xt, yt, v, sh, sw, lid, p1, p2, block, gram_part, vals, rows[0], rows[1], Gv)
     for a in range(Gv.shape[0]):
         for b in range(Gv.shape[1]):
             Gv[a, b] *= inv_m
@@ -527,10 +527,11 @@ def _read_only(a: np.ndarray) -> np.ndarray:
 def function_space_args(risk: EmpiricalRisk) -> tuple:
     r"""The function-space risk as the compiled segment reads it (see :func:`_eval`).
 
-    The square loss: its statistics ``(v̂, G, ℒ(v̂))``; the other built-in losses: ``(x, y, s_h, s_w, loss id, p_1,
-    p_2, 1/m, fused, block, part, vals, two rows of scratch, ∇²ℒ)``, the data (3D, 1D signals as images of height 1)
-    and the loss, with the scratch of their data passes.  The two have different types, so a segment compiled for
-    the square loss contains no data pass (and the data passes' segment no statistics)."""
+    The square loss: its statistics ``(v̂, G, ℒ(v̂))``; the other built-in losses: ``(x, y, xt, yt, s_h, s_w,
+    loss id, p_1, p_2, 1/m, block, part, vals, gram part, two rows of scratch, ∇²ℒ)``, the data (3D, 1D signals as
+    images of height 1; for 1D also transposed, ``xt``, ``yt``, else empty) and the loss, with the scratch of their
+    data passes.  The two have different types, so a segment compiled for the square loss contains no data pass (and
+    the data passes' segment no statistics)."""
     view = risk.kernel_view()
     kv = risk.arch.final_filter_num_params
     if risk.is_quadratic:
@@ -540,9 +541,9 @@ def function_space_args(risk: EmpiricalRisk) -> tuple:
     x3, y3 = _read_only(view.x3), _read_only(view.y3)
     block = K.block_size(y3)
     nb = -(-y3.shape[0] // block)
-    return (x3, y3, int(view.sh), int(view.sw), int(view.loss_id),
-            float(view.p1), float(view.p2), 1.0 / risk.num_samples, K.fused_pass(y3, view.kv2, view.sw, view.loss_id),
-            block, np.zeros((nb, kv)), np.zeros(nb), rows, np.zeros((kv, kv)))
+    return (x3, y3, _read_only(view.xt), _read_only(view.yt), int(view.sh), int(view.sw), int(view.loss_id),
+            float(view.p1), float(view.p2), 1.0 / risk.num_samples, block, np.zeros((nb, kv)), np.zeros(nb),
+            np.zeros((nb, kv * kv) if view.signal else (0, 0)), rows, np.zeros((kv, kv)))
 
 
 class CompiledRodas4Stepper(Rodas4Stepper):

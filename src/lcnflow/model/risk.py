@@ -108,6 +108,11 @@ class KernelView:
         self.spectral_ok = ((self.sh, self.sw) == (1, 1) and math.prod(kv) >= SPECTRAL_MIN_KV
                             and spectra <= getattr(risk, "_max_patch_bytes", DEFAULT_MAX_PATCH_BYTES))
         self._spectral = None
+        # 1D data also with the samples innermost (d_0 × m and d_N × m), for the passes that loop over samples
+        # (lcnflow.kernels.signal_pass); empty for images and for the FFT path
+        self.signal = arch.ndim == 1 and not self.spectral_ok and not risk.is_quadratic
+        self.xt = np.ascontiguousarray(self.x3[:, 0].T) if self.signal else np.zeros((0, 0))
+        self.yt = np.ascontiguousarray(self.y3[:, 0].T) if self.signal else np.zeros((0, 0))
 
     def spectral(self):
         if self._spectral is None:
@@ -119,11 +124,15 @@ class KernelView:
         v2 = np.ascontiguousarray(v.reshape(self.kv2))
         if self.spectral_ok:
             return self.spectral().value_grad(v2, self.y3, self.loss_id, self.p1, self.p2, need_value)
+        if self.signal:
+            return self.k.signal_pass(self.xt, self.yt, v2[0], self.sw, self.loss_id, self.p1, self.p2, need_value)
         return self.k.data_pass(self.x3, self.y3, v2, self.sh, self.sw, self.loss_id, self.p1, self.p2, need_value)
 
     def gram(self, v: np.ndarray) -> np.ndarray:
         """Unnormalized ``Hᵀ diag(ℓ''(r)) H``."""
         v2 = np.ascontiguousarray(v.reshape(self.kv2))
+        if self.signal:
+            return self.k.signal_weighted_gram(self.xt, self.yt, v2[0], self.sw, self.loss_id, self.p1, self.p2)
         rows = max(16, (1 << 18) // v2.size)
         return self.k.weighted_gram(self.x3, self.y3, v2, self.sh, self.sw, self.loss_id, self.p1, self.p2, rows)
 
