@@ -330,20 +330,24 @@ if HAVE_NUMBA:
 
     @_intrinsic
     def _exponent_mantissa(typingctx, x):
-        """``(k, m)`` with ``x = 2^k m``, ``1 ≤ m < 2``, for a positive normal float64 ``x``: the exponent field and
-        the significand with the exponent of 1.0, by integer operations on the bits (which vectorize)."""
+        """``(k, m)`` with ``x = 2^k m``, ``1 ≤ m < 2`` (``k`` as a float), for a positive normal float64 ``x``: the
+        exponent field and the significand with the exponent of 1.0, by integer operations on the bits (which
+        vectorize)."""
         if not isinstance(x, _types.Float):
             return None
 
         def codegen(context, builder, signature, args):
-            i64 = _ir.IntType(64)
+            i64, f64 = _ir.IntType(64), _ir.DoubleType()
             bits = builder.bitcast(context.cast(builder, args[0], signature.args[0], _types.float64), i64)
-            k = builder.sub(builder.and_(builder.lshr(bits, i64(52)), i64(0x7FF)), i64(1023))
+            # the biased exponent e placed in the significand of 2^52 gives the float 2^52 + e exactly (no
+            # integer-to-float conversion, which needs AVX-512 to vectorize)
+            biased = builder.bitcast(builder.or_(builder.lshr(bits, i64(52)), i64(0x4330000000000000)), f64)
+            k = builder.fsub(biased, f64(4503599627370496.0 + 1023.0))
             m = builder.bitcast(builder.or_(builder.and_(bits, i64(0x000FFFFFFFFFFFFF)), i64(0x3FF0000000000000)),
-                                _ir.DoubleType())
+                                f64)
             return context.make_tuple(builder, signature.return_type, (k, m))
 
-        return _types.Tuple((_types.int64, _types.float64))(x), codegen
+        return _types.Tuple((_types.float64, _types.float64))(x), codegen
 
     @_intrinsic
     def _fma(typingctx, a, b, c):
@@ -358,10 +362,10 @@ if HAVE_NUMBA:
 
         return _types.float64(a, b, c), codegen
 else:  # pragma: no cover
-    def _exponent_mantissa(x: float) -> tuple[int, float]:
+    def _exponent_mantissa(x: float) -> tuple[float, float]:
         """``(k, m)`` with ``x = 2^k m``, ``1 ≤ m < 2`` (the compiled version reads the bits)."""
         m, k = math.frexp(x)
-        return k - 1, 2.0 * m
+        return float(k - 1), 2.0 * m
 
     def _pow2(k: int) -> float:
         """``2.0**k`` (the compiled version builds the float from its bits)."""
@@ -427,7 +431,7 @@ def _log_pos(x: float) -> float:
     k, m = _exponent_mantissa(x)
     big = m > 1.4142135623730951
     m = 0.5 * m if big else m
-    kf = float(k + 1) if big else float(k)
+    kf = k + 1.0 if big else k
     return _fma(kf, _LN2_HI, _fma(kf, _LN2_LO, _log1p_series((m - 1.0) / (m + 1.0))))
 
 
@@ -510,18 +514,18 @@ def _generalized_huber_value(r: float, alpha: float, beta: float, log2b: float) 
     ``a = α|r|``, ``u = expm1(−a)``, ``e = e^{−a}`` (:func:`_exp_neg`, ``a`` clamped at 700),
     ``α ℓ = log1p(4 sinh²(a/2)/(2 + β))``, ``4 sinh²(a/2) = u²/e``, below ``a = 30 + log(2 + β)``, and
     ``α ℓ = a + log1p(e² + βe) − log(2 + β)`` above (``e^a + e^{−a} + β = e^a(1 + e² + βe)``), both by
-    :func:`_log1p_any`: the formulas of the scalar path.  NaN and ``±∞`` propagate."""
+    :func:`_log1p_any`.  NaN and ``±∞`` propagate."""
     aa = alpha * abs(r)
-    u, e = _exp_neg(-(aa if aa < 700.0 else 700.0))
+    u, e = _exp_neg(-(700.0 if aa > 700.0 else aa))  # (a NaN stays NaN through every step below)
     small = aa < 30.0 + log2b
-    # (both sides computed, then selected: a division inside a conditional stops LLVM vectorizing the loop)
+    # (both sides computed, then selected: with a division inside a conditional, or a last select for NaN, LLVM
+    # does not vectorize the loop)
     z_small = (u * u) / (e * (2.0 + beta))
     z_large = e * (e + beta)
     lg = _log1p_any(z_small if small else z_large)
     val_small = lg / alpha
     val_large = ((aa + lg) - log2b) / alpha
-    val = val_small if small else val_large
-    return val if r == r else r
+    return val_small if small else val_large
 
 
 def _lp_terms(r: float, p: float, need_value: bool) -> tuple[float, float]:
