@@ -539,7 +539,7 @@ def function_space_args(risk: EmpiricalRisk) -> tuple:
                 np.ascontiguousarray(risk.gram, dtype=np.float64), float(risk.minimum_value))
     rows = np.zeros((2, view.y3.shape[2]))
     x3, y3 = _read_only(view.x3), _read_only(view.y3)
-    block = K.block_size(y3)
+    block = K.SIGNAL_BLOCK if view.signal else K.block_size(y3)
     nb = -(-y3.shape[0] // block)
     return (x3, y3, _read_only(view.xt), _read_only(view.yt), int(view.sh), int(view.sw), int(view.loss_id),
             float(view.p1), float(view.p2), 1.0 / risk.num_samples, block, np.zeros((nb, kv)), np.zeros(nb),
