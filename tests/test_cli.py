@@ -92,11 +92,17 @@ def test_time_line_states_the_compile_time_apart_from_the_flow():
     record = json.loads(invoke("run", "--json", *TINY).stdout)
     assert record["timings"]["compile_seconds"] >= 0 and record["timings"]["compilations"] >= 0
     from lcnflow.cli import _compile_part
+    from lcnflow.record import Timings
 
-    assert _compile_part({"compile_seconds": 12.345, "compilations": 40}) == (
+    def timings(**compiling):
+        return Timings.from_json_dict({"build_seconds": 0.1, "flow_seconds": 1.0, "optimum_seconds": 0.01,
+                                       **compiling}, where="timings")
+
+    assert _compile_part(timings(compile_seconds=12.345, compilations=40)) == (
         " + 12.35 s compile (cached for later runs)")
-    assert _compile_part({"compile_seconds": 0.21, "compilations": 0}) == " + 0.21 s loading compiled code"
-    assert _compile_part({}) == ""  # (a record written before the compile time was kept)
+    assert _compile_part(timings(compile_seconds=0.21, compilations=0)) == " + 0.21 s loading compiled code"
+    assert _compile_part(timings()) == ""  # (a record written before the compile time was kept)
+    assert _compile_part(timings(compiled_in_background=True)).startswith(" (NumPy path; compiled code being built")
 
 
 def test_quiet_prints_nothing():

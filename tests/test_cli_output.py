@@ -73,6 +73,7 @@ def test_theta_below_one_half_is_explained_wherever_it_is_printed(tmp_path):
     import lcnflow as lf
     from lcnflow.cli import _summary
     from lcnflow.cli_support import console
+    from lcnflow.record import RunRecord
     from lcnflow.report.html import _page
 
     arch = lf.Architecture(12, [2, 2])
@@ -88,12 +89,13 @@ def test_theta_below_one_half_is_explained_wherever_it_is_printed(tmp_path):
     rec = json.loads(proc.stdout)
     for theta, shown in ((0.31, True), (0.5, False)):
         rec["result"]["lojasiewicz_exponent"] = theta
+        record = RunRecord.from_json_dict(rec)
         buf = io.StringIO()
         con = console()
         con.file = buf
-        _summary(con, rec, None, None)
+        _summary(con, record, None, None)
         assert ("θ ≈ 0.31 (below ½" in buf.getvalue()) == shown, buf.getvalue()
-        assert ("below ½, outside the range [½, 1)" in _page(rec, [], "")) == shown
+        assert ("below ½, outside the range [½, 1)" in _page(record, [], "")) == shown
 
 
 # ------------------------------------------------------------------------------------------------ SGD's endpoint

@@ -8,6 +8,7 @@ recorded trajectory, the filters of a run, and Matplotlib's own layout (window e
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 import re
 import warnings
@@ -100,7 +101,7 @@ def test_filters_have_a_legend_naming_each_coefficient(run_1d):
     _, data = run_1d
     fig = F.filters(data)
     visible = [ax for ax in fig.axes if ax.get_visible()]
-    sizes = [*data.arch["filter_sizes"], data.arch["final_filter_size"]]
+    sizes = [*data.arch.filter_sizes, data.arch.final_filter_size]
     assert len(visible) == len(sizes)
     for i, (ax, k) in enumerate(zip(visible, sizes, strict=True)):
         labels = [t.get_text() for t in ax.get_legend().get_texts()]
@@ -152,7 +153,8 @@ def test_a_diverged_run_draws_every_figure(run_1d, bad):
     for key in ("trajectory", "final_filter_trajectory", "invariants_trajectory"):
         a[key][-1] = bad
     a["losses"][-1] = a["gradient_norms"][-1] = np.inf
-    data.record["result"].update(loss=None, converged=False, certified=False)
+    data.record = dataclasses.replace(data.record, result=dataclasses.replace(
+        data.record.result, loss=None, converged=False, certified=False))
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Matplotlib's notes on non-finite data: drawing must still succeed
         for _, func, _ in F.FIGURES:

@@ -4,6 +4,7 @@ The layers, lowest first (a layer imports only the layers below it; ``lint-impor
 in pyproject.toml)::
 
     _files, _signals   atomic writes; Ctrl-C and SIGTERM handling (no lcnflow import)
+    record       the run record's schema, result.json: its writer and reader (beside them; no lcnflow import)
     kernels      compiled arithmetic: π, dπᵀg, Hessian terms, every built-in loss's data passes
     model        architecture, conv (Π, π, H), losses, data, risk (ℒ, L and derivatives), data condition
     analysis     certificate, critical points, best point of M, symmetry and invariants, theorem, itinerary

@@ -16,6 +16,7 @@ converged: the verdict is data, not an error), 2 bad input (the message names th
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
@@ -49,6 +50,7 @@ from lcnflow.cli_support import (
     guard,
     run_app,
 )
+from lcnflow.record import ArchitectureSummary, RunRecord, Timings, is_run_record
 from lcnflow.sweep.cli import register as register_sweep_commands
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_INTERNAL", "EXIT_OK", "BadInput", "app", "main"]
@@ -200,9 +202,9 @@ def _run(cfg: Any, config: str | None, out: Path | None, staging: Path | None, j
         result = execute(exp)
     if show:
         _notes(err, result.notes[n_notes:])
-    record = result.to_dict()
+    record = result.record()
     if background:
-        record["timings"]["compiled_in_background"] = True
+        record = dataclasses.replace(record, timings=dataclasses.replace(record.timings, compiled_in_background=True))
     failure = None
     if out is not None and staging is not None:
         try:
@@ -220,7 +222,7 @@ def _run(cfg: Any, config: str | None, out: Path | None, staging: Path | None, j
                        "or choose another directory and rerun")
             out = None
     if json_output:
-        _print_json(record)
+        _print_json(record.to_json_dict())
     elif not quiet:
         _summary(_console(), record, config, out)
     if failure is not None:
@@ -233,7 +235,7 @@ def _is_run_dir(directory: Path) -> bool:
         record = json.loads((directory / "result.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return isinstance(record, dict) and record.get("format") == "lcnflow-run/1"
+    return is_run_record(record)
 
 
 def _check_out_name(out: Path) -> None:
@@ -376,102 +378,101 @@ def _num(x: Any, spec: str) -> str:
     return format(x, spec)
 
 
-def _compile_part(timings: dict[str, Any]) -> str:
+def _compile_part(timings: Timings) -> str:
     """The time line's compile part: Numba compiling the kernels (the first run in an environment; cached for the
     next ones) or loading them from its cache; nothing for a record without it."""
-    seconds = timings.get("compile_seconds")
-    if timings.get("compiled_in_background"):
+    seconds = timings.compile_seconds
+    if timings.compiled_in_background:
         return " (NumPy path; compiled code being built in the background for later runs)"
     if seconds is None:
         return ""
-    if timings.get("compilations"):
+    if timings.compilations:
         return f" + {_num(seconds, '.2f')} s compile (cached for later runs)"
     return f" + {_num(seconds, '.2f')} s loading compiled code"
 
 
-def _channels_text(arch: dict) -> str:
+def _channels_text(arch: ArchitectureSummary) -> str:
     """``, c = 2 → 4 → 1`` for an architecture with channels, else nothing."""
-    cs = arch.get("channels", [])
-    return f", c = {' → '.join(str(c) for c in cs)}" if any(c != 1 for c in cs) else ""
+    return f", c = {' → '.join(str(c) for c in arch.channels)}" if arch.multichannel else ""
 
 
 def _size(k: Any) -> str:
-    return "×".join(str(v) for v in k) if isinstance(k, list) else str(k)
+    return "×".join(str(v) for v in k) if isinstance(k, list | tuple) else str(k)
 
 
-def _summary(console: Console, rec: dict[str, Any], config: str | None, out: Path | None) -> None:
+def _summary(console: Console, rec: RunRecord, config: str | None, out: Path | None) -> None:
     from lcnflow.dynamics.result import lojasiewicz_caveat
 
-    arch, loss, data, res, verdict = rec["architecture"], rec["loss"], rec["data"], rec["result"], rec["verdict"]
-    cond, hyp = data["condition"], rec["hypotheses"]
-    cp = res.get("critical_point") or {}
+    arch, loss, data, res, verdict = rec.architecture, rec.loss, rec.data, rec.result, rec.verdict
+    cond, hyp = data.condition, rec.hypotheses
+    cp = res.critical_point
     origin = "built-in default" if config is None else config
-    if config is None and rec["name"] != "mnist1d-deblur":
+    if config is None and rec.name != "mnist1d-deblur":
         origin = "built-in default with --set overrides"
-    console.print(f"[bold]lcnflow run[/] · {escape(rec['name'])} ({escape(origin)})")
-    if rec.get("description"):
-        console.print(escape(rec["description"]), style="dim")
+    console.print(f"[bold]lcnflow run[/] · {escape(rec.name)} ({escape(origin)})")
+    if rec.description:
+        console.print(escape(rec.description), style="dim")
     t = Table.grid(padding=(0, 2))
     t.add_column(style="bold", no_wrap=True)
     t.add_column()
     t.add_row("architecture",
-              f"{arch['ndim']}D, {arch['depth']} layers: k = ({', '.join(_size(k) for k in arch['filter_sizes'])}), "
-              f"s = ({', '.join(_size(s) for s in arch['strides'])}), d = "
-              f"{' → '.join(_size(d) for d in arch['layer_sizes'])}{_channels_text(arch)}")
-    t.add_row("", f"final filter k_v = {_size(arch['final_filter_size'])}, s_v = {_size(arch['final_stride'])}; "
-                  f"P = {arch['num_params']}, dim M = {arch['function_space_dim']}; filling: "
-                  f"{_yes(arch['filling'])}")
-    params = ", ".join(f"{k} = {_num(v, 'g')}" for k, v in loss["params"].items())
-    t.add_row("loss", f"{loss['name']}{f' ({params})' if params else ''}: {escape(loss['description'])}")
-    t.add_row("data", escape(data["description"]))
-    ratio = 0.0 if cond["condition_number"] is None else 1.0 / cond["condition_number"]
-    t.add_row("data condition", f"{_yes(cond['satisfied'], 'holds', 'fails')}: rank H = {cond['rank']} of "
-                                f"k_v = {cond['final_filter_size']}, σ_min/σ_max = {_num(ratio, '.3g')}")
-    t.add_row("theorem", f"{_yes(hyp['covered'], 'covered', 'not covered')}: {escape(hyp['consequence'])}")
-    for failure in hyp["failures"]:
+              f"{arch.ndim}D, {arch.depth} layers: k = ({', '.join(_size(k) for k in arch.filter_sizes)}), "
+              f"s = ({', '.join(_size(s) for s in arch.strides)}), d = "
+              f"{' → '.join(_size(d) for d in arch.layer_sizes)}{_channels_text(arch)}")
+    t.add_row("", f"final filter k_v = {_size(arch.final_filter_size)}, s_v = {_size(arch.final_stride)}; "
+                  f"P = {arch.num_params}, dim M = {arch.function_space_dim}; filling: "
+                  f"{_yes(arch.filling)}")
+    params = ", ".join(f"{k} = {_num(v, 'g')}" for k, v in loss.params.items())
+    t.add_row("loss", f"{loss.name}{f' ({params})' if params else ''}: {escape(loss.description)}")
+    t.add_row("data", escape(data.description))
+    ratio = 0.0 if cond.condition_number is None else 1.0 / cond.condition_number
+    t.add_row("data condition", f"{_yes(cond.satisfied, 'holds', 'fails')}: rank H = {cond.rank} of "
+                                f"k_v = {cond.final_filter_size}, σ_min/σ_max = {_num(ratio, '.3g')}")
+    t.add_row("theorem", f"{_yes(hyp.covered, 'covered', 'not covered')}: {escape(hyp.consequence)}")
+    for failure in hyp.failures:
         t.add_row("", f"[red]✗[/] {escape(failure)}")
-    t.add_row("solver", f"{rec['solver']['method'].replace('_', ' ')} — {escape(res['integrator'])}")
-    certificate = (f"‖∇L‖ = {_num(res['flow_gradient_norm'], '.2e')} at stop, "
-                   f"{_num(res['gradient_norm'], '.2e')} after polishing "
-                   f"(moved {_num(res['polish_distance'], '.2g')}); invariant drift "
-                   f"{_num(res['invariant_drift'], '.2g')}; arc length {_num(res['arc_length'], '.4g')}")
-    theta = res["lojasiewicz_exponent"]
+    t.add_row("solver", f"{rec.solver.method.replace('_', ' ')} — {escape(res.integrator or rec.solver.integrator)}")
+    certificate = (f"‖∇L‖ = {_num(res.flow_gradient_norm, '.2e')} at stop, "
+                   f"{_num(res.gradient_norm, '.2e')} after polishing "
+                   f"(moved {_num(res.polish_distance, '.2g')}); invariant drift "
+                   f"{_num(res.invariant_drift, '.2g')}; arc length {_num(res.arc_length, '.4g')}")
+    theta = res.lojasiewicz_exponent
     if theta is not None:
         certificate += f"; Łojasiewicz θ ≈ {_num(theta, '.2f')}"
         if caveat := lojasiewicz_caveat(theta):
             certificate += f" ({caveat})"
-    if res["method"] == "sgd":  # SGD with a constant step keeps moving: its endpoint is polished, not a limit
+    if res.method == "sgd":  # SGD with a constant step keeps moving: its endpoint is polished, not a limit
         t.add_row("endpoint", (f"polished to a certified critical point — SGD's last iterate is not a limit: "
-                               f"{certificate}") if res["certified"] else
+                               f"{certificate}") if res.certified else
                   (f"{_yes(False, no='not certified')} — no certified critical point next to SGD's last iterate "
-                   f"(‖∇L‖ = {_num(res['flow_gradient_norm'], '.2e')}); invariant drift "
-                   f"{_num(res['invariant_drift'], '.2g')}, arc length {_num(res['arc_length'], '.4g')}"))
-    elif res["converged"]:
-        t.add_row("converged", f"{_yes(True)}, certified: {_yes(res['certified'])} — {certificate}")
+                   f"(‖∇L‖ = {_num(res.flow_gradient_norm, '.2e')}); invariant drift "
+                   f"{_num(res.invariant_drift, '.2g')}, arc length {_num(res.arc_length, '.4g')}"))
+    elif res.converged:
+        t.add_row("converged", f"{_yes(True)}, certified: {_yes(res.certified)} — {certificate}")
     else:
-        t.add_row("converged", f"{_yes(False)} — invariant drift {_num(res['invariant_drift'], '.2g')}, "
-                               f"arc length {_num(res['arc_length'], '.4g')}")
-    t.add_row("", escape(res["message"].split(";")[0]))
-    style = "green" if verdict["kind"] == "global_minimum" and verdict["certified"] else (
-        "red" if not verdict["converged"] else "yellow")
-    t.add_row("limit", f"[{style}]{escape(verdict['headline'])}[/]")
-    for d in verdict["degeneracies"]:
+        t.add_row("converged", f"{_yes(False)} — invariant drift {_num(res.invariant_drift, '.2g')}, "
+                               f"arc length {_num(res.arc_length, '.4g')}")
+    t.add_row("", escape(res.message.split(";")[0]))
+    style = "green" if verdict.kind == "global_minimum" and verdict.certified else (
+        "red" if not verdict.converged else "yellow")
+    t.add_row("limit", f"[{style}]{escape(verdict.headline)}[/]")
+    for d in verdict.degeneracies:
         t.add_row("", f"· {escape(d)}")
-    if verdict.get("nearest_critical_point"):
-        t.add_row("", f"· nearest critical point found (not the limit): {escape(verdict['nearest_critical_point'])}")
-    if verdict.get("limit_verified") is not None:
-        t.add_row("verified", _yes(verdict["limit_verified"], "same limit at 100× tighter tolerances",
+    if verdict.nearest_critical_point:
+        t.add_row("", f"· nearest critical point found (not the limit): {escape(verdict.nearest_critical_point)}")
+    if verdict.limit_verified is not None:
+        t.add_row("verified", _yes(verdict.limit_verified, "same limit at 100× tighter tolerances",
                                    "a DIFFERENT limit at 100× tighter tolerances"))
-    for i, plateau in enumerate(verdict.get("itinerary", [])):
+    for i, plateau in enumerate(verdict.itinerary):
         t.add_row("itinerary" if i == 0 else "", f"plateau {escape(plateau)}")
-    if cp.get("spurious"):
-        t.add_row("", f"· {escape(cp.get('spurious_reason', ''))}")
-    t.add_row("optimum", escape(verdict["comparison"]))
-    timings = rec["timings"]
-    t.add_row("time", f"t = {_num(res['t_final'], '.4g')} (flow time), {res['num_steps']} steps, "
-                      f"{res['num_gradient_evaluations']} gradients, {res['num_hessian_evaluations']} Hessians; "
-                      f"{_num(timings['flow_seconds'], '.2f')} s flow + "
-                      f"{_num(timings['build_seconds'], '.2f')} s data{_compile_part(timings)}")
+    if cp is not None and cp.spurious:
+        t.add_row("", f"· {escape(cp.spurious_reason)}")
+    t.add_row("optimum", escape(verdict.comparison))
+    timings = rec.timings
+    t.add_row("time", f"t = {_num(res.t_final, '.4g')} (flow time), {res.num_steps} steps, "
+                      f"{res.num_gradient_evaluations} gradients, {res.num_hessian_evaluations} Hessians; "
+                      f"{_num(timings.flow_seconds, '.2f')} s flow + "
+                      f"{_num(timings.build_seconds, '.2f')} s data{_compile_part(timings)}")
     if out is not None:
         t.add_row("files", f"{escape(str(out))}/: result.json, trajectory.npz, config.toml, report.html, figures/")
     console.print(t)

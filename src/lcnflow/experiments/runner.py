@@ -5,7 +5,8 @@ architecture, loss, data, risk), once for any number of runs; :meth:`RunSpec.fro
 and the flow); :func:`prepare` builds both (an :class:`Experiment`).  :func:`run_experiment` integrates a config and
 returns the :class:`~lcnflow.FlowResult`; :func:`execute` also computes the function-space optimum for comparison and
 returns an :class:`ExperimentRun`, which writes a run directory (``result.json``, ``trajectory.npz``,
-``config.toml``) with :meth:`ExperimentRun.save`.
+``config.toml``) with :meth:`ExperimentRun.save`.  ``result.json`` is a :class:`~lcnflow.record.RunRecord`
+(:meth:`ExperimentRun.record`), written with its one writer, :meth:`~lcnflow.record.RunRecord.to_json_dict`.
 
 The **function-space optimum** is ``ℒ* = min_{v ∈ R^{k_v}} ℒ(v)``, a convex problem solved by damped Newton in
 ``k_v`` dimensions.  When the architecture is filling, ``M = R^{k_v}`` and ``ℒ*`` is the global minimum of ``L``;
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import math
 import os
 import time
 import warnings
@@ -44,12 +44,31 @@ from lcnflow.experiments.config import (
     StochasticGradientDescentConfig,
 )
 from lcnflow.experiments.sources import DataBundle, apply_final_filter, make_data
-from lcnflow.flow import FlowResult, invariants, theorem_hypotheses
+from lcnflow.flow import CriticalPoint, FlowResult, TheoremCheck, invariants, theorem_hypotheses
 from lcnflow.kernels import CompileClock
 from lcnflow.model.architecture import Architecture
+from lcnflow.model.condition import DataCondition
 from lcnflow.model.conv import as_filters, final_filter, flatten, random_init, unflatten
 from lcnflow.model.losses import Loss, get_loss
 from lcnflow.model.risk import EmpiricalRisk, population_square_risk
+from lcnflow.record import (
+    ArchitectureSummary,
+    CriticalPointSummary,
+    DataConditionSummary,
+    DataSummary,
+    DroppedInputs,
+    HypothesesSummary,
+    LayerSummary,
+    LossSummary,
+    OptimumSummary,
+    PlateauSummary,
+    ResultSummary,
+    RunRecord,
+    SolverSummary,
+    Timings,
+    Verdict,
+    jsonable,
+)
 
 __all__ = [
     "RUN_FILES",
@@ -76,25 +95,6 @@ RUN_FILES = ("result.json", "trajectory.npz", "config.toml")
 NUM_EXAMPLES = 3
 
 Callback = Callable[[float, np.ndarray, float, float], "bool | None"]
-
-
-def jsonable(obj: Any) -> Any:
-    """Convert NumPy scalars/arrays, tuples and complex numbers to JSON types; non-finite floats become ``None``."""
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return jsonable(obj.tolist())
-    if isinstance(obj, bool | np.bool_):
-        return bool(obj)
-    if isinstance(obj, int | np.integer):
-        return int(obj)
-    if isinstance(obj, float | np.floating):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, complex | np.complexfloating):
-        return [jsonable(obj.real), jsonable(obj.imag)]
-    return obj
 
 
 def initial_filters(cfg: InitConfig, arch: Architecture) -> list[np.ndarray]:
@@ -347,51 +347,74 @@ def function_space_optimum(risk: EmpiricalRisk) -> FunctionSpaceOptimum:
 
 
 # ---------------------------------------------------------------------------------------------------- summaries
+# The parts of the run record (lcnflow.record), built from the objects they describe.
+def _architecture(arch: Architecture) -> ArchitectureSummary:
+    layers = tuple(
+        LayerSummary(layer=i + 1, filter_size=k, stride=s, input_size=arch.layer_sizes[i],
+                     output_size=arch.layer_sizes[i + 1], num_params=arch.layer_num_params[i])
+        for i, (k, s) in enumerate(zip(arch.filter_sizes, arch.strides, strict=True)))
+    return ArchitectureSummary(
+        ndim=arch.ndim,
+        depth=arch.depth,
+        input_size=arch.input_size,
+        filter_sizes=tuple(arch.filter_sizes),
+        strides=tuple(arch.strides),
+        layer_sizes=tuple(arch.layer_sizes),
+        layers=layers,
+        output_size=arch.output_size,
+        final_filter_size=arch.final_filter_size,
+        final_stride=arch.final_stride,
+        cumulative_strides=tuple(tuple(s) for s in arch.cumulative_strides),
+        filter_shapes=tuple(tuple(s) for s in arch.filter_shapes),
+        num_params=arch.num_params,
+        function_space_dim=arch.function_space_dim,
+        final_filter_num_params=arch.final_filter_num_params,
+        filling=arch.is_filling,
+        filling_reason=arch.filling_reason,
+        dropped_inputs=tuple(DroppedInputs(layer=layer, count=count) for layer, count in arch.dropped_inputs()),
+        channels=tuple(arch.channels),
+        symmetry_dim=arch.symmetry_dim,
+    )
+
+
 def architecture_summary(arch: Architecture) -> dict[str, Any]:
-    """JSON-ready description: sizes per layer, final filter size and stride, P, dim M, filling, dropped inputs."""
-    layers = []
-    for i, (k, s) in enumerate(zip(arch.filter_sizes, arch.strides, strict=True)):
-        layers.append({"layer": i + 1, "filter_size": k, "stride": s, "input_size": arch.layer_sizes[i],
-                       "output_size": arch.layer_sizes[i + 1], "num_params": arch.layer_num_params[i]})
-    return jsonable({
-        "ndim": arch.ndim,
-        "depth": arch.depth,
-        "input_size": arch.input_size,
-        "filter_sizes": list(arch.filter_sizes),
-        "strides": list(arch.strides),
-        "layer_sizes": list(arch.layer_sizes),
-        "layers": layers,
-        "output_size": arch.output_size,
-        "final_filter_size": arch.final_filter_size,
-        "final_stride": arch.final_stride,
-        "cumulative_strides": [list(s) for s in arch.cumulative_strides],
-        "filter_shapes": [list(s) for s in arch.filter_shapes],
-        "num_params": arch.num_params,
-        "function_space_dim": arch.function_space_dim,
-        "final_filter_num_params": arch.final_filter_num_params,
-        "filling": arch.is_filling,
-        "filling_reason": arch.filling_reason,
-        "dropped_inputs": [{"layer": layer, "count": count} for layer, count in arch.dropped_inputs()],
-        "channels": list(arch.channels),
-        "symmetry_dim": arch.symmetry_dim,
-    })
+    """JSON-ready description: sizes per layer, final filter size and stride, P, dim M, filling, dropped inputs
+    (the ``architecture`` part of the run record, :class:`~lcnflow.record.ArchitectureSummary`)."""
+    return _architecture(arch).to_json_dict()
 
 
-def _loss_summary(loss: Loss) -> dict[str, Any]:
-    return jsonable({"name": loss.name, "params": dict(loss.params), "description": loss.description,
-                     **loss.properties()})
+def _loss(loss: Loss) -> LossSummary:
+    return LossSummary(name=loss.name, params=dict(loss.params), description=loss.description, **loss.properties())
 
 
-def _data_summary(exp: Experiment) -> dict[str, Any]:
+def _condition(cond: DataCondition) -> DataConditionSummary:
+    return DataConditionSummary(**cond.to_dict())
+
+
+def _data(exp: Experiment) -> DataSummary:
     ds = exp.data.dataset
-    return jsonable({
-        "source": exp.data.source,
-        "description": exp.data.description,
-        "num_samples": ds.num_samples,
-        "input_shape": list(ds.inputs.shape[1:]),
-        "target_shape": list(ds.targets.shape[1:]),
-        "details": exp.data.details,
-        "condition": exp.risk.data_condition.to_dict(),
+    return DataSummary(source=exp.data.source, description=exp.data.description, num_samples=ds.num_samples,
+                       input_shape=tuple(ds.inputs.shape[1:]), target_shape=tuple(ds.targets.shape[1:]),
+                       details=exp.data.details, condition=_condition(exp.risk.data_condition))
+
+
+def _hypotheses(check: TheoremCheck) -> HypothesesSummary:
+    return HypothesesSummary(analytic_loss=check.analytic_loss, coercive_loss=check.coercive_loss,
+                             data_condition=_condition(check.data_condition), covered=check.covered,
+                             failures=tuple(check.failures), consequence=check.consequence)
+
+
+def _critical_point(cp: CriticalPoint | None) -> CriticalPointSummary | None:
+    return CriticalPointSummary(**cp.to_dict()) if cp is not None else None
+
+
+def _result(res: FlowResult) -> ResultSummary:
+    return ResultSummary(**{
+        **res.to_dict(),
+        "critical_point": _critical_point(res.critical_point),
+        "hypotheses": _hypotheses(res.hypotheses) if res.hypotheses is not None else None,
+        "nearest_critical_point": _critical_point(res.nearest_critical_point),
+        "itinerary": tuple(PlateauSummary(**p.to_dict()) for p in res.itinerary),
     })
 
 
@@ -399,10 +422,10 @@ def check_data(exp: Experiment) -> dict[str, Any]:
     """The data-condition report and the theorem-hypotheses check of a prepared experiment (nothing integrated)."""
     return jsonable({
         "name": exp.config.name,
-        "architecture": architecture_summary(exp.architecture),
-        "loss": _loss_summary(exp.loss),
-        "data": _data_summary(exp),
-        "hypotheses": theorem_hypotheses(exp.risk).to_dict(),
+        "architecture": _architecture(exp.architecture).to_json_dict(),
+        "loss": _loss(exp.loss).to_json_dict(),
+        "data": _data(exp).to_json_dict(),
+        "hypotheses": _hypotheses(theorem_hypotheses(exp.risk)).to_json_dict(),
         "notes": exp.notes,
     })
 
@@ -412,7 +435,7 @@ VERDICT_SCALARS = ("converged", "certified", "kind", "stop_reason", "stable_set"
                    "spurious", "unconstrained_optimum_reached", "on_function_space", "gap_to_best")
 
 
-def _verdict(result: FlowResult, opt: FunctionSpaceOptimum) -> dict[str, Any]:
+def _verdict(result: FlowResult, opt: FunctionSpaceOptimum) -> Verdict:
     cp = result.critical_point
     gap = result.loss - opt.value
     gap_tol = 1e-8 * max(1.0, abs(opt.value))
@@ -446,19 +469,19 @@ def _verdict(result: FlowResult, opt: FunctionSpaceOptimum) -> dict[str, Any]:
                  None: "a lower bound (filling undecided)"}[opt.exact]
         compare = f"L(w*) = {result.loss:.6g} is {gap:.3g} above ℒ* = {opt.value:.6g}, {bound}"
     scalars = result.scalars()
-    return {
+    return Verdict(
         **{key: scalars[key] for key in VERDICT_SCALARS},
-        "nearest_critical_point": (result.nearest_critical_point.summary()
-                                   if result.nearest_critical_point is not None else None),
-        "itinerary": [p.summary() for p in result.itinerary],
-        "degeneracies": list(cp.degeneracies) if cp is not None else [],
-        "gap_to_optimum": gap,
-        "best_value": (best.value if best is not None else (opt.value if cp is not None else None)),
-        "best_exact": (best.exact if best is not None else (True if cp is not None else None)),
-        "best_statement": (best.statement if best is not None else None),
-        "headline": headline,
-        "comparison": compare,
-    }
+        nearest_critical_point=(result.nearest_critical_point.summary()
+                                if result.nearest_critical_point is not None else None),
+        itinerary=tuple(p.summary() for p in result.itinerary),
+        degeneracies=tuple(cp.degeneracies) if cp is not None else (),
+        gap_to_optimum=gap,
+        best_value=(best.value if best is not None else (opt.value if cp is not None else None)),
+        best_exact=(best.exact if best is not None else (True if cp is not None else None)),
+        best_statement=(best.statement if best is not None else None),
+        headline=headline,
+        comparison=compare,
+    )
 
 
 @dataclass
@@ -487,31 +510,41 @@ class ExperimentRun:
 
     @property
     def verdict(self) -> dict[str, Any]:
-        """Converged, certified, kind, origin, spurious, gap to ``ℒ*``, and a one-line headline."""
-        return _verdict(self.result, self.optimum)
+        """Converged, certified, kind, origin, spurious, gap to ``ℒ*``, and a one-line headline: the record's
+        :class:`~lcnflow.record.Verdict` in its JSON form (non-finite numbers as ``None``)."""
+        return _verdict(self.result, self.optimum).to_json_dict()
+
+    def record(self) -> RunRecord:
+        """The run record (the content of ``result.json``), as its reader sees it: built from the run and read back
+        through :meth:`RunRecord.from_json_dict <lcnflow.record.RunRecord.from_json_dict>`, so what it holds is what
+        the file holds (JSON values: tuples, ``None`` for non-finite numbers)."""
+        exp, res = self.experiment, self.result
+        t = self.timings
+        built = RunRecord(
+            lcnflow_version=__version__,
+            created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            name=exp.config.name,
+            description=exp.config.description,
+            config=exp.config.to_dict(),
+            architecture=_architecture(exp.architecture),
+            loss=_loss(exp.loss),
+            data=_data(exp),
+            hypotheses=_hypotheses(theorem_hypotheses(exp.risk)),
+            solver=SolverSummary(method=exp.config.flow.method, integrator=res.integrator, options=res.options),
+            verdict=_verdict(res, self.optimum),
+            function_space_optimum=OptimumSummary(**self.optimum.to_dict()),
+            result=_result(res),
+            notes=tuple(self.notes),
+            timings=Timings(build_seconds=t.get("build_seconds"), flow_seconds=t.get("flow_seconds"),
+                            optimum_seconds=t.get("optimum_seconds"), compile_seconds=t.get("compile_seconds"),
+                            compilations=t.get("compilations")),
+        )
+        return RunRecord.from_json_dict(built.to_json_dict())
 
     def to_dict(self) -> dict[str, Any]:
-        """The content of ``result.json`` (also what ``lcnflow run --json`` prints); JSON-ready."""
-        exp, res = self.experiment, self.result
-        flow = exp.config.flow
-        return jsonable({
-            "format": "lcnflow-run/1",
-            "lcnflow_version": __version__,
-            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            "name": exp.config.name,
-            "description": exp.config.description,
-            "config": exp.config.to_dict(),
-            "architecture": architecture_summary(exp.architecture),
-            "loss": _loss_summary(exp.loss),
-            "data": _data_summary(exp),
-            "hypotheses": theorem_hypotheses(exp.risk).to_dict(),
-            "solver": {"method": flow.method, "integrator": res.integrator, "options": res.options},
-            "verdict": self.verdict,
-            "function_space_optimum": self.optimum.to_dict(),
-            "result": res.to_dict(),
-            "notes": self.notes,
-            "timings": self.timings,
-        })
+        """The content of ``result.json`` (also what ``lcnflow run --json`` prints); JSON-ready:
+        ``self.record().to_json_dict()``."""
+        return self.record().to_json_dict()
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The content of ``trajectory.npz``: the recorded trajectory and what the figures need."""
@@ -546,15 +579,16 @@ class ExperimentRun:
             out["hessian_eigenvalues"] = res.critical_point.hessian_eigenvalues
         return {k: np.asarray(v, dtype=np.float64) for k, v in out.items()}
 
-    def save(self, out_dir: str | Path, record: dict[str, Any] | None = None, report: bool = True,
+    def save(self, out_dir: str | Path, record: RunRecord | dict[str, Any] | None = None, report: bool = True,
              formats: tuple[str, ...] = ("png",)) -> dict[str, Path]:
         """Write ``result.json``, ``trajectory.npz``, ``config.toml`` and the report into ``out_dir`` (created).
 
         Parameters
         ----------
         out_dir : str or Path
-        record : dict, optional
-            The :meth:`to_dict` content to write (default: computed now); pass it to write exactly what was shown.
+        record : RunRecord or dict, optional
+            The record to write (default: :meth:`record`, computed now), or its :meth:`to_dict` form; pass it to
+            write exactly what was shown.
         report : bool, default True
             Also write ``report.html`` and ``figures/`` (what ``lcnflow report DIR`` would build from the files).
         formats : tuple of str, default ("png",)
@@ -568,8 +602,9 @@ class ExperimentRun:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         paths = {name: out / name for name in RUN_FILES}
-        record = self.to_dict() if record is None else record
-        text = json.dumps(record, indent=2, ensure_ascii=False) + "\n"
+        record = self.record() if record is None else record
+        content = record.to_json_dict() if isinstance(record, RunRecord) else record
+        text = json.dumps(content, indent=2, ensure_ascii=False) + "\n"
         # every file is written to a temporary name first and renamed into place only when complete; the three
         # are renamed together at the end, so a failure (a full disk) leaves the earlier files as they were
         staged: list[tuple[Path, Path]] = []
@@ -587,8 +622,8 @@ class ExperimentRun:
             for tmp, _ in staged:
                 tmp.unlink(missing_ok=True)
         if report:
-            # The report layer sits above experiments; it is imported here only, on request, so the layering holds
-            # for everything that does not ask for a report.
+            # imported here only, on request: the report loads Matplotlib, which a run without a report does
+            # without (the record, lcnflow.record, loads neither Matplotlib nor the report)
             from lcnflow.report import build_report
 
             paths["report.html"] = build_report(out, formats)

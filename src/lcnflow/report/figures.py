@@ -21,6 +21,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from lcnflow.analysis.critical import ROOT_TOL, dilate_1d, finite_roots
+from lcnflow.record import ArchitectureSummary, ResultSummary, RunRecord
 
 __all__ = ["FIGURES", "STYLE", "RunData", "plot_result", "polynomial_roots", "shared_roots"]
 
@@ -52,31 +53,32 @@ PLATEAU = "#8e44ad"
 
 @dataclass
 class RunData:
-    """The content of a run directory: ``result.json`` as a dict and ``trajectory.npz`` as arrays."""
+    """The content of a run directory: ``result.json`` as a :class:`~lcnflow.record.RunRecord` and
+    ``trajectory.npz`` as arrays."""
 
-    record: dict[str, Any]
+    record: RunRecord
     arrays: dict[str, np.ndarray]
 
     @property
-    def arch(self) -> dict[str, Any]:
-        """``record["architecture"]``."""
-        return self.record["architecture"]
+    def arch(self) -> ArchitectureSummary:
+        """``record.architecture``."""
+        return self.record.architecture
 
     @property
     def is_descent(self) -> bool:
         """Whether the run was gradient descent (time is then ``Σ η``)."""
-        return self.record["solver"]["method"] == "gradient_descent"
+        return self.record.solver.method == "gradient_descent"
 
     @property
     def multichannel(self) -> bool:
         """Whether the network has channels (``architecture.channels`` not all 1): figures drawn per coefficient of a
         one-channel filter are left out for it."""
-        return any(c != 1 for c in self.arch.get("channels", []))
+        return self.arch.multichannel
 
     def layer_filters(self, flat: np.ndarray) -> list[np.ndarray]:
         """Split a flat parameter vector into the layers' filters."""
         out, start = [], 0
-        for shape in self.arch["filter_shapes"]:
+        for shape in self.arch.filter_shapes:
             n = math.prod(shape)
             out.append(np.asarray(flat[start : start + n]).reshape(shape))
             start += n
@@ -85,7 +87,7 @@ class RunData:
     def layer_slices(self) -> list[slice]:
         """Slices of the layers in a flat parameter vector."""
         sl, start = [], 0
-        for shape in self.arch["filter_shapes"]:
+        for shape in self.arch.filter_shapes:
             n = math.prod(shape)
             sl.append(slice(start, start + n))
             start += n
@@ -154,15 +156,14 @@ def _loggable(values: np.ndarray) -> bool:
     return bool(values.size and np.all(values > 0) and np.any(np.isfinite(values)))
 
 
-def _shade_plateaus(axes, itinerary: list[dict], t: np.ndarray) -> None:
-    """Shade each plateau of the run's itinerary (``t_enter`` … ``t_leave``) and name its critical point."""
+def _shade_plateaus(axes, itinerary: list[tuple[float, float, str, int | None]], t: np.ndarray) -> None:
+    """Shade each plateau ``(t_enter, t_leave, kind, index)`` of the run's itinerary and name its critical point."""
     if not itinerary or t.size == 0:
         return
-    for n, p in enumerate(itinerary):
-        lo = max(float(p["t_enter"]), float(t[0]))
-        hi = float(p["t_leave"])
-        kind = str(p.get("kind", "unidentified")).replace("_", " ")
-        index = p.get("index")
+    for n, (t_enter, t_leave, kind_name, index) in enumerate(itinerary):
+        lo = max(float(t_enter), float(t[0]))
+        hi = float(t_leave)
+        kind = str(kind_name).replace("_", " ")
         what = f"plateau {n + 1}: {kind}" + (f", index {index}" if index is not None else "")
         for j, ax in enumerate(axes):
             ax.axvspan(lo, hi, color=PLATEAU, alpha=0.18, lw=0, label=what if j == 0 else None)
@@ -213,22 +214,22 @@ def recorded_arc_length(trajectory: np.ndarray) -> np.ndarray:
 def convergence(run: RunData) -> Figure:
     """Loss, loss above the limit, and gradient norm against time (log–log), stopping point marked; when the log
     time axis hides what follows the escape (:func:`log_time_hides_descent`), a second row against arc length."""
-    a, res = run.arrays, run.record["result"]
+    a, res = run.arrays, run.record.result
     ok, logt = _time_axis(a["times"])
     t, loss, gn = a["times"][ok], a["losses"][ok], a["gradient_norms"][ok]
-    t_stop = res["t_final"]
+    t_stop = res.t_final
     by_arc = logt and "trajectory" in a and log_time_hides_descent(a["times"], a["losses"])
     fig = _new_figure(10.5, 7.6 if by_arc else 4.3)
     grid = fig.subplots(2 if by_arc else 1, 3, squeeze=False)
     axes = grid[0]
-    opt = run.record["function_space_optimum"]["value"]
-    limit = res["loss"]
+    opt = run.record.function_space_optimum.value
+    limit = res.loss
     marker = None if logt else "o"
-    stop_color = TRUTH if res["converged"] else ALERT
+    stop_color = TRUTH if res.converged else ALERT
 
     ax = axes[0]
     ax.plot(t, loss, color=LIMIT, marker=marker, label=r"$L(w(t))$")
-    end = r"limit $L(w^*)$" if res["converged"] else "end of the run: $L$"
+    end = r"limit $L(w^*)$" if res.converged else "end of the run: $L$"
     if limit is not None:  # None: the run ended on a non-finite risk (it diverged)
         ax.axhline(limit, color=LIMIT, ls="--", lw=0.9, label=f"{end} = {limit:.4g}")
     if opt is not None and opt > 0:
@@ -239,24 +240,24 @@ def convergence(run: RunData) -> Figure:
     ax = axes[1]
     gap = loss - (limit if limit is not None else np.inf)
     good = gap > 1e-15 * max(1.0, abs(limit if limit is not None else 0.0))
-    if good.any() and res["converged"]:
+    if good.any() and res.converged:
         ax.plot(t[good], gap[good], color=LIMIT, marker=marker)
         ax.set_yscale("log")
     else:
-        ax.text(0.5, 0.5, "no limit: the run did not converge" if not res["converged"] else r"$L(w(t)) = L(w^*)$",
+        ax.text(0.5, 0.5, "no limit: the run did not converge" if not res.converged else r"$L(w(t)) = L(w^*)$",
                 transform=ax.transAxes, ha="center", va="center", color=ALERT)
     ax.set(xlabel=_time_label(run), ylabel=r"$L(w(t)) - L(w^*)$", title="Risk above the limit")
 
     ax = axes[2]
     ax.plot(t, np.maximum(gn, 1e-300), color=LIMIT, marker=marker, label=r"$\|\nabla L(w(t))\|$")
-    if res["converged"] and res["gradient_norm"] and res["gradient_norm"] > 0:
-        word = "certified" if res["certified"] else "polished (not certified)"
-        ax.plot([t_stop], [res["gradient_norm"]], marker="*", ms=11, color=TRUTH if res["certified"] else ALERT,
-                ls="none", label=rf"{word} $\|\nabla L(w^*)\|$ = {res['gradient_norm']:.2g}")
+    if res.converged and res.gradient_norm and res.gradient_norm > 0:
+        word = "certified" if res.certified else "polished (not certified)"
+        ax.plot([t_stop], [res.gradient_norm], marker="*", ms=11, color=TRUTH if res.certified else ALERT,
+                ls="none", label=rf"{word} $\|\nabla L(w^*)\|$ = {res.gradient_norm:.2g}")
     if _loggable(gn):
         ax.set_yscale("log")
     ax.set(xlabel=_time_label(run), ylabel=r"gradient norm $\|\nabla L\|$", title="Gradient norm")
-    _shade_plateaus(axes, res.get("itinerary") or [], t)
+    _shade_plateaus(axes, [(p.t_enter, p.t_leave, p.kind, p.index) for p in res.itinerary], t)
     for ax in axes:
         ax.set_xscale("log" if logt else "linear")
         if logt and t_stop > 0:
@@ -271,7 +272,7 @@ def convergence(run: RunData) -> Figure:
     return _finish(fig)
 
 
-def _against_arc_length(axes, a: dict, res: dict, limit: float | None) -> None:
+def _against_arc_length(axes, a: dict, res: ResultSummary, limit: float | None) -> None:
     """Risk, risk above the limit and gradient norm against the recorded arc length (linear), every point drawn."""
     s = recorded_arc_length(a["trajectory"])
     loss, gn = a["losses"], a["gradient_norms"]
@@ -282,7 +283,7 @@ def _against_arc_length(axes, a: dict, res: dict, limit: float | None) -> None:
     axes[0].set(xlabel=label, ylabel="risk L", title="Risk against arc length")
     gap = loss - (limit if limit is not None else np.inf)
     good = gap > 1e-15 * max(1.0, abs(limit if limit is not None else 0.0))
-    if good.any() and res["converged"]:
+    if good.any() and res.converged:
         axes[1].plot(s[good], gap[good], color=LIMIT, marker=".", ms=3)
         axes[1].set_yscale("log")
     axes[1].set(xlabel=label, ylabel=r"$L(w(t)) - L(w^*)$", title="Risk above the limit")
@@ -310,7 +311,7 @@ def invariants(run: RunData) -> Figure | None:
     fig = _new_figure(5.2, 3.4)
     ax = fig.subplots()
     if run.multichannel:  # the entries of each c_i × c_i matrix Δ_i: one curve per matrix, its largest entry
-        sizes = run.arch["channels"][1:-1]
+        sizes = run.arch.channels[1:-1]
         bounds = np.cumsum([0, *(c * c for c in sizes)])
         curves = [(np.max(drift[:, a:b], axis=1), rf"$\Delta_{{{i + 1}}}$ (layers {i + 1}, {i + 2}; largest entry)")
                   for i, (a, b) in enumerate(itertools.pairwise(bounds))]
@@ -354,14 +355,14 @@ def filters(run: RunData) -> Figure:
     else:
         t = a["times"][ok]
     traj = a["trajectory"][ok]
-    shapes = [tuple(sh) for sh in run.arch["filter_shapes"]]
-    kv = run.arch["final_filter_size"]
+    shapes = [tuple(sh) for sh in run.arch.filter_shapes]
+    kv = run.arch.final_filter_size
     kv_shape = tuple(kv) if isinstance(kv, list | tuple) else (kv,)
     if run.multichannel:  # (output channel, input channel, taps)
-        kv_shape = (run.arch["channels"][-1], run.arch["channels"][0], *kv_shape)
+        kv_shape = (run.arch.channels[-1], run.arch.channels[0], *kv_shape)
     panels = [(f"layer {i + 1}: $w^{{({i + 1})}}$  (k = {_size(k)})", traj[:, sl],
                _coefficient_labels(f"w^{{({i + 1})}}", shapes[i]))
-              for i, (sl, k) in enumerate(zip(run.layer_slices(), run.arch["filter_sizes"], strict=True))]
+              for i, (sl, k) in enumerate(zip(run.layer_slices(), run.arch.filter_sizes, strict=True))]
     panels.append((rf"final filter $v = \pi(w)$  ($k_v$ = {_size(kv)})", a["final_filter_trajectory"][ok],
                    _coefficient_labels("v", kv_shape)))
     ncol = min(len(panels), 4)
@@ -391,8 +392,8 @@ def final_filter(run: RunData) -> Figure:
     """The final filter at the start, at the limit, the function-space optimum and the planted truth (1D)."""
     a = run.arrays
     if run.multichannel:
-        return _final_filter_channels(run) if run.arch["ndim"] == 1 else None
-    if run.arch["ndim"] != 1:
+        return _final_filter_channels(run) if run.arch.ndim == 1 else None
+    if run.arch.ndim != 1:
         return None
     kv = a["final_filter"].size
     j = np.arange(kv)
@@ -475,7 +476,7 @@ def _final_filter_channels(run: RunData) -> Figure:
     """1D with channels: the end-to-end filter ``v[o, c, :]`` of every (output, input) channel pair, at the start,
     at the limit and the function-space optimum."""
     a = run.arrays
-    cs = run.arch["channels"]
+    cs = run.arch.channels
     cN, c0 = cs[-1], cs[0]
     shape = (cN, c0, -1)
     start = a["final_filter_trajectory"][0].reshape(shape)
@@ -501,10 +502,10 @@ def roots(run: RunData) -> Figure | None:
     One radius for all panels (so they compare); roots beyond it sit on the border with their modulus.  Where roots
     pile up near the origin, a second row zooms on them.
     """
-    if run.arch["ndim"] != 1 or run.multichannel:
+    if run.arch.ndim != 1 or run.multichannel:
         return None
     a = run.arrays
-    S = [s[0] for s in run.arch["cumulative_strides"]]
+    S = [s[0] for s in run.arch.cumulative_strides]
     start = [polynomial_roots(dilate_1d(w, S[i])) for i, w in enumerate(run.layer_filters(a["init"]))]
     limit = [polynomial_roots(dilate_1d(w, S[i])) for i, w in enumerate(run.layer_filters(a["limit"]))]
     shared = shared_roots(limit)
@@ -578,10 +579,10 @@ def _scatter_roots(ax, z: np.ndarray, radius: float, style: dict, border: bool =
 # ---------------------------------------------------------------------------------------------------- 2D filters
 def filter_images(run: RunData) -> Figure | None:
     """2D: each layer's filter and the final filter as images, at the start and at the limit."""
-    if run.arch["ndim"] != 2 or run.multichannel:
+    if run.arch.ndim != 2 or run.multichannel:
         return None
     a = run.arrays
-    kv = tuple(run.arch["final_filter_size"])
+    kv = tuple(run.arch.final_filter_size)
     cols = [(f"layer {i + 1}", w0, w1) for i, (w0, w1) in
             enumerate(zip(run.layer_filters(a["init"]), run.layer_filters(a["limit"]), strict=True))]
     cols.append(("final filter v", a["final_filter_trajectory"][0].reshape(kv), a["final_filter"].reshape(kv)))
@@ -616,8 +617,8 @@ def examples(run: RunData) -> Figure:
     x, y = a["example_inputs"], a["example_targets"]
     out, opt = a["example_outputs_limit"], a["example_outputs_optimum"]
     n = x.shape[0]
-    if run.arch["ndim"] == 1:
-        kv, sv = run.arch["final_filter_size"], run.arch["final_stride"]
+    if run.arch.ndim == 1:
+        kv, sv = run.arch.final_filter_size, run.arch.final_stride
         pos = np.arange(y.shape[1]) * sv + (kv - 1) / 2  # input position each output is centred on
         fig = _new_figure(3.5 * n, 3.3)
         axes = np.atleast_1d(fig.subplots(1, n))
@@ -631,7 +632,7 @@ def examples(run: RunData) -> Figure:
         return _finish(fig)
     n = min(n, 2)
     cols = [("input x", x), ("output at limit", out), ("output of optimum v̂", opt), ("target y", y)]
-    (kh, kw), (sh, sw) = run.arch["final_filter_size"], run.arch["final_stride"]
+    (kh, kw), (sh, sw) = run.arch.final_filter_size, run.arch.final_stride
     h, w = x.shape[1:]
     fig = _new_figure(2.3 * len(cols) + 0.8, 2.3 * n + 0.3)
     axes = fig.subplots(n, len(cols), squeeze=False)
@@ -702,8 +703,8 @@ def hessian(run: RunData) -> Figure | None:
     idx = np.arange(1, eig.size + 1)
     pos, neg, zero = eig > tol, eig < -tol, np.abs(eig) <= tol
     nonzero = np.abs(eig[~zero])
-    cp = run.record["result"].get("critical_point") or {}
-    kind = cp.get("kind", "?").replace("_", " ")
+    cp = run.record.result.critical_point
+    kind = (cp.kind if cp is not None else "?").replace("_", " ")
     ax.set(xlabel="index (ascending λ)", title=f"Hessian spectrum at the limit: {kind}")
     ax.set_xticks(idx if idx.size <= 20 else idx[:: max(1, idx.size // 10)])
     if nonzero.size:
@@ -796,13 +797,13 @@ def plot_result(result: Any, risk: Any) -> Figure:
     times = np.asarray(result.times, dtype=np.float64)
     ok, logt = _time_axis(times)
     by_arc = logt and log_time_hides_descent(times, np.asarray(result.losses, dtype=np.float64))
-    itinerary = [p.to_dict() for p in getattr(result, "itinerary", [])]
+    itinerary = [(p.t_enter, p.t_leave, p.kind, p.index) for p in getattr(result, "itinerary", [])]
     xlabel = "flow time t"
     if by_arc:  # every recorded point, against arc length; the plateaus' times mapped onto it
         ok = np.ones(times.shape, bool)
         arc = recorded_arc_length(np.asarray(result.trajectory, dtype=np.float64))
-        itinerary = [{**p, "t_enter": float(np.interp(p["t_enter"], times, arc)),
-                      "t_leave": float(np.interp(p["t_leave"], times, arc))} for p in itinerary]
+        itinerary = [(float(np.interp(t_enter, times, arc)), float(np.interp(t_leave, times, arc)), kind, index)
+                     for t_enter, t_leave, kind, index in itinerary]
         xlabel = "arc length Σ‖Δw‖ (recorded points)"
     t = arc if by_arc else times[ok]
     marker = None if logt else "o"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import zipfile
 import zlib
 from pathlib import Path
@@ -15,73 +14,22 @@ import matplotlib
 import numpy as np
 
 from lcnflow._files import atomic_write
+from lcnflow.record import ReportError, RunRecord, read_record
 from lcnflow.report.figures import FIGURES, STYLE, RunData
 
-__all__ = ["RECORD_FIELDS", "REQUIRED_ARRAYS", "ReportError", "build_report", "load_run"]
+__all__ = ["REQUIRED_ARRAYS", "ReportError", "build_report", "load_run"]
 
 
 #: Figures this wide (inches) fill the page; narrower ones are shown at the same scale, not blown up.
 _FULL_WIDTH_INCHES = 11.0
 
-
-class ReportError(ValueError):
-    """A run directory that cannot be reported on (missing or unreadable files); the message names the file."""
-
-
-#: Fields of ``result.json`` the report reads: dotted path → accepted kinds (``None`` allowed where a number may be
-#: non-finite).  A run record that lacks one, or holds the wrong type, is refused naming the field.
-_NUM, _OPT_NUM = ("number",), ("number", "null")
-RECORD_FIELDS: dict[str, tuple[str, ...]] = {
-    "name": ("str",), "lcnflow_version": ("str",), "created": ("str",),
-    "architecture": ("dict",), "architecture.ndim": ("int",), "architecture.depth": ("int",),
-    "architecture.filter_sizes": ("list",), "architecture.strides": ("list",), "architecture.layer_sizes": ("list",),
-    "architecture.filter_shapes": ("list",), "architecture.cumulative_strides": ("list",),
-    "architecture.final_filter_size": ("int", "list"), "architecture.final_stride": ("int", "list"),
-    "architecture.num_params": ("int",), "architecture.function_space_dim": ("int",),
-    "architecture.dropped_inputs": ("list",), "architecture.filling_reason": ("str",),
-    "loss": ("dict",), "loss.name": ("str",), "loss.description": ("str",), "loss.params": ("dict",),
-    "data": ("dict",), "data.source": ("str",), "data.description": ("str",), "data.num_samples": ("int",),
-    "data.condition": ("dict",),
-    "hypotheses": ("dict",), "solver": ("dict",), "solver.method": ("str",), "timings": ("dict",),
-    "verdict": ("dict",), "verdict.headline": ("str",), "verdict.comparison": ("str",),
-    "verdict.converged": ("bool",), "verdict.certified": ("bool",),
-    "function_space_optimum": ("dict",), "function_space_optimum.value": _OPT_NUM,
-    "result": ("dict",), "result.converged": ("bool",), "result.certified": ("bool",), "result.loss": _OPT_NUM,
-    "result.gradient_norm": _OPT_NUM, "result.flow_gradient_norm": _OPT_NUM, "result.polish_distance": _OPT_NUM,
-    "result.t_final": _NUM, "result.invariant_drift": _OPT_NUM, "result.arc_length": _OPT_NUM,
-    "result.lojasiewicz_exponent": _OPT_NUM, "result.wall_time": _OPT_NUM, "result.message": ("str",),
-    "result.num_steps": ("int",), "result.num_gradient_evaluations": ("int",),
-    "result.num_hessian_evaluations": ("int",), "result.options": ("dict",),
-    "result.critical_point": ("dict", "null"),
-}
 #: Arrays of ``trajectory.npz`` every report needs (``true_filter`` and ``hessian_eigenvalues`` are optional).
 REQUIRED_ARRAYS = ("times", "losses", "gradient_norms", "trajectory", "final_filter_trajectory",
                    "invariants_trajectory", "init", "limit", "final_filter", "optimum_filter", "example_inputs",
                    "example_targets", "example_outputs_init", "example_outputs_limit", "example_outputs_optimum")
 
-_KIND_CHECKS = {
-    "str": lambda v: isinstance(v, str), "dict": lambda v: isinstance(v, dict), "list": lambda v: isinstance(v, list),
-    "bool": lambda v: isinstance(v, bool), "null": lambda v: v is None,
-    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
-    "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
-}
 
-
-def _check_record(record: dict[str, Any], path: Path) -> None:
-    """Refuse a run record that lacks a field the report reads or holds the wrong type there, naming the field."""
-    for dotted, kinds in RECORD_FIELDS.items():
-        node: Any = record
-        for part in dotted.split("."):
-            if not isinstance(node, dict) or part not in node:
-                raise ReportError(f"report: {path}: field {dotted} is missing; the file is damaged or not written by "
-                                  "`lcnflow run` (rerun the experiment with --out)")
-            node = node[part]
-        if not any(_KIND_CHECKS[k](node) for k in kinds):
-            raise ReportError(f"report: {path}: field {dotted} must be {' or '.join(kinds)}, got "
-                              f"{type(node).__name__} {str(node)[:40]!r}; the file is damaged")
-
-
-def _check_arrays(arrays: dict[str, np.ndarray], record: dict[str, Any], path: Path) -> None:
+def _check_arrays(arrays: dict[str, np.ndarray], record: RunRecord, path: Path) -> None:
     """Refuse ``trajectory.npz`` arrays that are missing, not real numbers, or of sizes that do not fit the record."""
     for name in REQUIRED_ARRAYS:
         if name not in arrays:
@@ -91,10 +39,9 @@ def _check_arrays(arrays: dict[str, np.ndarray], record: dict[str, Any], path: P
         if arr.dtype.kind not in "biuf":
             raise ReportError(f"report: {path}: array {name!r} must hold real numbers, got dtype {arr.dtype}")
     n = arrays["times"].shape[0] if arrays["times"].ndim == 1 else -1
-    p = record["architecture"]["num_params"]
-    depth = record["architecture"]["depth"]
-    hidden = record["architecture"].get("channels", [])[1:-1]
-    width = sum(c * c for c in hidden) if any(c != 1 for c in record["architecture"].get("channels", [])) else 0
+    arch = record.architecture
+    p, depth = arch.num_params, arch.depth
+    width = sum(c * c for c in arch.channels[1:-1]) if arch.multichannel else 0
     expected = {"times": (n,), "losses": (n,), "gradient_norms": (n,), "trajectory": (n, p),
                 "invariants_trajectory": (n, width or max(depth - 1, 0)), "init": (p,), "limit": (p,)}
     for name, shape in expected.items():
@@ -110,8 +57,9 @@ def _check_arrays(arrays: dict[str, np.ndarray], record: dict[str, Any], path: P
 def load_run(run_dir: str | Path) -> RunData:
     """Read and check ``result.json`` and ``trajectory.npz`` of a run directory.
 
-    Every field of :data:`RECORD_FIELDS` must be present with its type, and the arrays of :data:`REQUIRED_ARRAYS`
-    present, real and of sizes that fit the record.
+    The record is read with :func:`~lcnflow.record.read_record` (every field of
+    :class:`~lcnflow.record.RunRecord` present with its type, fields added later read with their defaults), and the
+    arrays of :data:`REQUIRED_ARRAYS` must be present, real and of sizes that fit the record.
 
     Raises
     ------
@@ -125,13 +73,7 @@ def load_run(run_dir: str | Path) -> RunData:
     for path in files.values():
         if not path.is_file():
             raise ReportError(f"report: {path} is missing; {d} is not a finished run (run `lcnflow run --out {d}`)")
-    try:
-        record = json.loads(files["result.json"].read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ReportError(f"report: cannot read {files['result.json']}: {exc}") from None
-    if not isinstance(record, dict) or record.get("format") != "lcnflow-run/1":
-        raise ReportError(f"report: {files['result.json']} is not an lcnflow run record (format lcnflow-run/1)")
-    _check_record(record, files["result.json"])
+    record = read_record(files["result.json"])
     try:
         with np.load(files["trajectory.npz"], allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
@@ -232,7 +174,7 @@ def _num(x: Any, spec: str = ".4g") -> str:
 
 
 def _size(k: Any) -> str:
-    return "×".join(str(v) for v in k) if isinstance(k, list) else str(k)
+    return "×".join(str(v) for v in k) if isinstance(k, list | tuple) else str(k)
 
 
 def _table(title: str, rows: list[tuple[str, str]]) -> str:
@@ -244,86 +186,86 @@ def _yes(flag: Any) -> str:
     return {True: '<span class="yes">yes</span>', False: '<span class="no">no</span>'}.get(flag, "unknown")
 
 
-def _page(rec: dict[str, Any], figures: list[str], config_text: str) -> str:
+def _page(rec: RunRecord, figures: list[str], config_text: str) -> str:
     from lcnflow.dynamics.result import lojasiewicz_caveat
 
-    arch, loss, data, res = rec["architecture"], rec["loss"], rec["data"], rec["result"]
-    verdict, opt, hyp = rec["verdict"], rec["function_space_optimum"], rec["hypotheses"]
-    cond = data["condition"]
-    cp = res.get("critical_point") or {}
-    tone = "bad" if not verdict["converged"] else ("ok" if verdict["certified"] and verdict["kind"] == "global_minimum"
-                                                     else "warn")
+    arch, loss, data, res = rec.architecture, rec.loss, rec.data, rec.result
+    verdict, opt, hyp = rec.verdict, rec.function_space_optimum, rec.hypotheses
+    cond = data.condition
+    cp = res.critical_point
+    tone = "bad" if not verdict.converged else ("ok" if verdict.certified and verdict.kind == "global_minimum"
+                                                else "warn")
     verdict_rows = [
-        ("converged", _yes(verdict["converged"])),
-        ("certified", _yes(verdict["certified"]) + f" — ‖∇L(w*)‖ = {_num(res['gradient_norm'], '.3g')} "
-         f"(certified when ≤ {_num(res['options'].get('certify_tol'), '.3g')} · S, S the size of the terms of ∇L)"),
-        ("stopped because", _e(res["message"].split(";")[0])),
-        ("kind", _e((verdict["kind"] or "not classified").replace("_", " "))),
-        ("origin", _e(verdict["origin"] or "—") + (" — <b>spurious</b>" if verdict["spurious"] else "")),
-        ("degeneracies", _e("; ".join(verdict["degeneracies"]) or "none")),
-        ("versus the optimum", _e(verdict["comparison"])),
-        *([("nearest critical point", _e(verdict["nearest_critical_point"]) + " (not the run's limit)")]
-          if verdict.get("nearest_critical_point") else []),
-        *([("verified", _yes(verdict["limit_verified"]) + " — the same limit at 100× tighter tolerances")]
-          if verdict.get("limit_verified") is not None else []),
-        ("itinerary", "<br>".join(f"plateau {i + 1}: {_e(p)}" for i, p in enumerate(verdict.get("itinerary") or []))
+        ("converged", _yes(verdict.converged)),
+        ("certified", _yes(verdict.certified) + f" — ‖∇L(w*)‖ = {_num(res.gradient_norm, '.3g')} "
+         f"(certified when ≤ {_num(res.options.get('certify_tol'), '.3g')} · S, S the size of the terms of ∇L)"),
+        ("stopped because", _e(res.message.split(";")[0])),
+        ("kind", _e((verdict.kind or "not classified").replace("_", " "))),
+        ("origin", _e(verdict.origin or "—") + (" — <b>spurious</b>" if verdict.spurious else "")),
+        ("degeneracies", _e("; ".join(verdict.degeneracies) or "none")),
+        ("versus the optimum", _e(verdict.comparison)),
+        *([("nearest critical point", _e(verdict.nearest_critical_point) + " (not the run's limit)")]
+          if verdict.nearest_critical_point else []),
+        *([("verified", _yes(verdict.limit_verified) + " — the same limit at 100× tighter tolerances")]
+          if verdict.limit_verified is not None else []),
+        ("itinerary", "<br>".join(f"plateau {i + 1}: {_e(p)}" for i, p in enumerate(verdict.itinerary))
          or "no plateau"),
-        ("theorem hypotheses", _yes(hyp["covered"]) + " — " + _e(hyp["consequence"])),
+        ("theorem hypotheses", _yes(hyp.covered) + " — " + _e(hyp.consequence)),
     ]
     verdict_html = (
-        f'<section class="verdict {tone}"><h2>Verdict: {_e(verdict["headline"])}</h2><table>'
+        f'<section class="verdict {tone}"><h2>Verdict: {_e(verdict.headline)}</h2><table>'
         + "".join(f"<tr><th>{_e(k)}</th><td>{v}</td></tr>" for k, v in verdict_rows)
         + "</table></section>"
     )
-    layers = " → ".join(_size(s) for s in arch["layer_sizes"])
+    layers = " → ".join(_size(s) for s in arch.layer_sizes)
     arch_rows = [
-        ("dimension / depth", f"{arch['ndim']}D, N = {arch['depth']} layers"),
-        ("filter sizes k", _e(", ".join(_size(k) for k in arch["filter_sizes"]))),
-        ("strides s", _e(", ".join(_size(s) for s in arch["strides"]))),
+        ("dimension / depth", f"{arch.ndim}D, N = {arch.depth} layers"),
+        ("filter sizes k", _e(", ".join(_size(k) for k in arch.filter_sizes))),
+        ("strides s", _e(", ".join(_size(s) for s in arch.strides))),
         ("signal sizes d_0 → d_N", _e(layers)),
-        ("final filter k_v, stride s_v", f"{_e(_size(arch['final_filter_size']))}, {_e(_size(arch['final_stride']))}"),
-        ("parameters P, dim M", f"{arch['num_params']}, {arch['function_space_dim']}"),
-        ("filling", _yes(arch["filling"]) + " — " + _e(arch["filling_reason"])),
+        ("final filter k_v, stride s_v", f"{_e(_size(arch.final_filter_size))}, {_e(_size(arch.final_stride))}"),
+        ("parameters P, dim M", f"{arch.num_params}, {arch.function_space_dim}"),
+        ("filling", _yes(arch.filling) + " — " + _e(arch.filling_reason)),
     ]
-    if arch["dropped_inputs"]:
-        arch_rows.append(("dropped inputs", _e("; ".join(f"layer {d['layer']}: last {_size(d['count'])}"
-                                                        for d in arch["dropped_inputs"]))))
-    props = ", ".join(f"{k} {_num(loss[k]) if k == 'growth' else ('yes' if loss[k] else 'no')}"
-                      for k in ("analytic", "convex", "coercive", "growth") if loss.get(k) is not None)
-    loss_rows = [("loss", _e(loss["name"])), ("ℓ(r)", _e(loss["description"])), ("declared properties", _e(props))]
+    if arch.dropped_inputs:
+        arch_rows.append(("dropped inputs", _e("; ".join(f"layer {d.layer}: last {_size(d.count)}"
+                                                        for d in arch.dropped_inputs))))
+    props = ", ".join(f"{k} {_num(getattr(loss, k)) if k == 'growth' else ('yes' if getattr(loss, k) else 'no')}"
+                      for k in ("analytic", "convex", "coercive", "growth") if getattr(loss, k) is not None)
+    loss_rows = [("loss", _e(loss.name)), ("ℓ(r)", _e(loss.description)), ("declared properties", _e(props))]
     data_rows = [
-        ("source", _e(data["source"])),
-        ("description", _e(data["description"])),
-        ("samples m", str(data["num_samples"])),
-        ("input / target shape", f"{_e(_size(data['input_shape']))} / {_e(_size(data['target_shape']))}"),
-        ("data condition rank H = k_v", _yes(cond["satisfied"]) + f" — rank {cond['rank']} of "
-         f"{cond['final_filter_size']}, σ_min/σ_max = {_num(_ratio(cond), '.3g')}"),
-        ("classical rank X = d_0", _yes(cond["inputs_full_row_rank"]) + f" — {cond['inputs_rank']} of "
-         f"{cond['input_dim']}"),
+        ("source", _e(data.source)),
+        ("description", _e(data.description)),
+        ("samples m", str(data.num_samples)),
+        ("input / target shape", f"{_e(_size(data.input_shape))} / {_e(_size(data.target_shape))}"),
+        ("data condition rank H = k_v", _yes(cond.satisfied) + f" — rank {cond.rank} of "
+         f"{cond.final_filter_size}, σ_min/σ_max = {_num(_ratio(cond.condition_number), '.3g')}"),
+        ("classical rank X = d_0", _yes(cond.inputs_full_row_rank) + f" — {cond.inputs_rank} of "
+         f"{cond.input_dim}"),
     ]
-    solver = rec["solver"]
+    solver = rec.solver
     cert_rows = [
-        ("method", _e(f"{solver['method'].replace('_', ' ')}: {solver['integrator']}")),
-        ("flow time t, steps", f"{_num(res['t_final'])}, {res['num_steps']}"),
-        ("L(w*)", _num(res["loss"], ".10g")),
-        ("‖∇L‖ at stop → after polishing", f"{_num(res['flow_gradient_norm'], '.3g')} → "
-         f"{_num(res['gradient_norm'], '.3g')} (moved {_num(res['polish_distance'], '.3g')})"),
-        ("invariant drift", _num(res["invariant_drift"], ".3g")),
-        ("arc length", _num(res["arc_length"], ".5g")),
-        ("Łojasiewicz exponent θ (fit)", _num(res["lojasiewicz_exponent"], ".3f") + (
-            f" ({_e(caveat)})" if (caveat := lojasiewicz_caveat(res["lojasiewicz_exponent"])) else "")),
-        ("gradients / Hessians", f"{res['num_gradient_evaluations']} / {res['num_hessian_evaluations']}"),
-        ("wall time", f"{_num(res['wall_time'], '.3g')} s (data {_num(rec['timings'].get('build_seconds'), '.2g')} s)"),
+        ("method", _e(f"{solver.method.replace('_', ' ')}: {solver.integrator}")),
+        ("flow time t, steps", f"{_num(res.t_final)}, {res.num_steps}"),
+        ("L(w*)", _num(res.loss, ".10g")),
+        ("‖∇L‖ at stop → after polishing", f"{_num(res.flow_gradient_norm, '.3g')} → "
+         f"{_num(res.gradient_norm, '.3g')} (moved {_num(res.polish_distance, '.3g')})"),
+        ("invariant drift", _num(res.invariant_drift, ".3g")),
+        ("arc length", _num(res.arc_length, ".5g")),
+        ("Łojasiewicz exponent θ (fit)", _num(res.lojasiewicz_exponent, ".3f") + (
+            f" ({_e(caveat)})" if (caveat := lojasiewicz_caveat(res.lojasiewicz_exponent)) else "")),
+        ("gradients / Hessians", f"{res.num_gradient_evaluations} / {res.num_hessian_evaluations}"),
+        ("wall time", f"{_num(res.wall_time, '.3g')} s (data {_num(rec.timings.build_seconds, '.2g')} s)"),
     ]
     limit_rows = [
-        ("‖∇ℒ(v*)‖ (function space)", _num(cp.get("function_space_gradient_norm"), ".3g")),
-        ("rank dπ(w*) / dim M", f"{cp.get('dpi_rank', '—')} / {cp.get('function_space_dim', '—')}"),
-        ("spurious", _e(cp.get("spurious_reason", "—"))),
+        ("‖∇ℒ(v*)‖ (function space)", _num(cp.function_space_gradient_norm if cp else None, ".3g")),
+        ("rank dπ(w*) / dim M", f"{cp.dpi_rank if cp else '—'} / {cp.function_space_dim if cp else '—'}"),
+        ("spurious", _e(cp.spurious_reason if cp else "—")),
         ("ℒ* = min of ℒ over all filters of size k_v",
-         _num(opt["value"], ".10g") + (" (global minimum of L: filling)" if opt["exact"] else " (lower bound)")),
-        ("gap L(w*) − ℒ*", _num(verdict["gap_to_optimum"], ".3g")),
+         _num(opt.value, ".10g") + (" (global minimum of L: filling)" if opt.exact else " (lower bound)")),
+        ("gap L(w*) − ℒ*", _num(verdict.gap_to_optimum, ".3g")),
     ]
-    notes = "".join(f"<li>{_e(n)}</li>" for n in rec.get("notes", []))
+    notes = "".join(f"<li>{_e(n)}</li>" for n in rec.notes)
     notes_html = f'<section class="card"><h2>Notes</h2><ul>{notes}</ul></section>' if notes else ""
     grid = "".join([
         _table("Architecture", arch_rows), _table("Loss", loss_rows), _table("Data", data_rows),
@@ -332,11 +274,11 @@ def _page(rec: dict[str, Any], figures: list[str], config_text: str) -> str:
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>lcnflow — {_e(rec['name'])}</title>
+<title>lcnflow — {_e(rec.name)}</title>
 <style>{_CSS}</style></head>
 <body><main>
-<header><h1>lcnflow run: {_e(rec['name'])}</h1><p>{_e(rec.get('description', ''))}</p>
-<p class="meta">lcnflow {_e(rec['lcnflow_version'])} · {_e(rec['created'])}</p></header>
+<header><h1>lcnflow run: {_e(rec.name)}</h1><p>{_e(rec.description)}</p>
+<p class="meta">lcnflow {_e(rec.lcnflow_version)} · {_e(rec.created)}</p></header>
 {verdict_html}
 <div class="grid">{grid}</div>
 {notes_html}
@@ -348,11 +290,11 @@ def _page(rec: dict[str, Any], figures: list[str], config_text: str) -> str:
 """
 
 
-def _ratio(cond: dict[str, Any]) -> float | None:
-    c = cond.get("condition_number")
-    if c is None:  # infinite condition number (written as null)
+def _ratio(condition_number: float | None) -> float | None:
+    """``σ_min/σ_max`` from the condition number (``None`` there: infinite, so 0)."""
+    if condition_number is None:
         return 0.0
-    return 1.0 / c if c > 0 else None
+    return 1.0 / condition_number if condition_number > 0 else None
 
 
 _CSS = """
