@@ -1234,6 +1234,60 @@ def _signal_dot(q: np.ndarray, xt, base: int, out: np.ndarray, o: int, j0: int, 
         t += 1
 
 
+@_jit(inline="always")
+def _signal_fused8(xt, yt, v, a: int, s: int, j0: int, n: int, delta: float, inv: float, need_value: bool,
+                   out: np.ndarray) -> float:
+    r"""Output ``a`` of ``n`` samples, pseudo-Huber, ``k_v ≤ 8``, in a single loop over the samples:
+    ``out[t] += Σ_j ℓ'(r_j) xt[a s + t, j_0 + j]``; returns ``Σ_j ℓ(r_j)`` (0 unless ``need_value``).
+
+    The eight taps are named scalars, so each ``x`` is loaded once for the residual and the products and the eight
+    sums stay in registers.  Taps ``t ≥ k_v`` have ``c_t = 0`` and their ``x`` replaced by 0 (an infinite ``x`` read
+    there must not make ``0·∞``)."""
+    k = v.size
+    base = a * s
+    last = base + k - 1
+    c0 = v[0]
+    c1 = v[1] if k > 1 else 0.0
+    c2 = v[2] if k > 2 else 0.0
+    c3 = v[3] if k > 3 else 0.0
+    c4 = v[4] if k > 4 else 0.0
+    c5 = v[5] if k > 5 else 0.0
+    c6 = v[6] if k > 6 else 0.0
+    c7 = v[7] if k > 7 else 0.0
+    x0, x1 = xt[base, j0 : j0 + n], xt[min(base + 1, last), j0 : j0 + n]
+    x2, x3 = xt[min(base + 2, last), j0 : j0 + n], xt[min(base + 3, last), j0 : j0 + n]
+    x4, x5 = xt[min(base + 4, last), j0 : j0 + n], xt[min(base + 5, last), j0 : j0 + n]
+    x6, x7 = xt[min(base + 6, last), j0 : j0 + n], xt[min(base + 7, last), j0 : j0 + n]
+    k1, k2, k3, k4, k5, k6, k7 = k > 1, k > 2, k > 3, k > 4, k > 5, k > 6, k > 7
+    yr = yt[a, j0 : j0 + n]
+    g0 = g1 = g2 = g3 = g4 = g5 = g6 = g7 = 0.0
+    acc = 0.0
+    for j in range(n):
+        u0 = x0[j]
+        u1 = x1[j] if k1 else 0.0
+        u2 = x2[j] if k2 else 0.0
+        u3 = x3[j] if k3 else 0.0
+        u4 = x4[j] if k4 else 0.0
+        u5 = x5[j] if k5 else 0.0
+        u6 = x6[j] if k6 else 0.0
+        u7 = x7[j] if k7 else 0.0
+        r = (((c0 * u0 + c1 * u1) + (c2 * u2 + c3 * u3)) + ((c4 * u4 + c5 * u5) + (c6 * u6 + c7 * u7))) - yr[j]
+        val, d = _pseudo_huber_terms(r, delta, inv, need_value)
+        acc += val
+        g0 += d * u0
+        g1 += d * u1
+        g2 += d * u2
+        g3 += d * u3
+        g4 += d * u4
+        g5 += d * u5
+        g6 += d * u6
+        g7 += d * u7
+    g = (g0, g1, g2, g3, g4, g5, g6, g7)
+    for t in range(k):
+        out[t] += g[t]
+    return acc
+
+
 @_jit(nogil=True)
 def signal_pass_blocks(xt, yt, v, s: int, lid: int, p1: float, p2: float, need_value: bool, block: int, b0: int,
                        b1: int, part: np.ndarray, vals: np.ndarray) -> None:
@@ -1241,16 +1295,27 @@ def signal_pass_blocks(xt, yt, v, s: int, lid: int, p1: float, p2: float, need_v
     ``v`` flat, stride ``s``): ``part[b] += Σ ℓ'(r_{j,a}) h_{j,a}``, ``vals[b] = Σ ℓ(r_{j,a})``.
 
     Per output ``a``: the residuals of the block's samples (:func:`_signal_residual`), ``(ℓ, ℓ')`` in place
-    (:func:`row_loss`), then the products with the patch rows ``a s + t`` (:func:`_signal_dot`).  Releases the GIL.
+    (:func:`row_loss`), then the products with the patch rows ``a s + t`` (:func:`_signal_dot`); pseudo-Huber with
+    ``k_v ≤ 8`` in one loop instead (:func:`_signal_fused8`: on 2 000 and 20 000 signals of d_0 = 256, k_v = 7, one
+    thread, 1.4× faster than the three loops; for log cosh, whose terms need more registers, the old row layout's
+    fused loop was 10 % slower).  Releases the GIL.
     """
     DW, m = yt.shape
     r = np.empty(block)
+    fused = lid == 2 and v.size <= 8
+    inv = 1.0 / p1
     for b in range(b0, b1):
         j0 = b * block
         n = min(m, j0 + block) - j0
         acc = 0.0
         pb = part[b]
         for a in range(DW):
+            if fused:
+                if need_value:
+                    acc += _signal_fused8(xt, yt, v, a, s, j0, n, p1, inv, True, pb)
+                else:
+                    _signal_fused8(xt, yt, v, a, s, j0, n, p1, inv, False, pb)
+                continue
             _signal_residual(r, xt, yt, v, a, s, j0, n)
             acc += row_loss(r, n, lid, p1, p2, need_value)
             _signal_dot(r, xt, a * s, pb, 0, j0, n, v.size)
