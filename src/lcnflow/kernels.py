@@ -390,14 +390,15 @@ _ARTANH_COEFS = tuple(1.0 / k for k in range(21, 2, -2))
 
 
 def _exp_neg(x: float) -> tuple[float, float]:
-    r"""``(expm1(x), exp(x))`` for ``−40 ≤ x ≤ 0``, without a library call (vectorizable), to about 2 ulps.
+    r"""``(expm1(x), exp(x))`` for ``−700 ≤ x ≤ 0``, without a library call (vectorizable), to about 2 ulps.
 
-    ``x = k ln 2 + f`` with ``k = round(x / ln 2) ∈ [−58, 0]`` and ``|f| ≤ ln 2 / 2`` (Cody–Waite: ``k·ln2_hi`` is
+    ``x = k ln 2 + f`` with ``k = round(x / ln 2) ∈ [−1010, 0]`` and ``|f| ≤ ln 2 / 2`` (Cody–Waite: ``k·ln2_hi`` is
     exact, so ``f`` carries one rounding); ``p = expm1(f) = f + f²(1/2! + f/3! + ⋯ + f¹¹/13!)``, whose truncation
     error ``|f|^{14}/14! < 5·10⁻¹⁸`` is below the rounding; ``2^k`` is built exactly from its bits
     (:func:`_pow2`).  Then ``expm1(x) = 2^k p + (2^k − 1)`` (exactly ``p`` for ``k = 0``: no
-    cancellation near ``x = 0``) and ``exp(x) = 2^k p + 2^k``.  Outside ``[−40, 0]`` the result is meaningless: the
-    callers clamp ``x`` and patch NaN themselves.
+    cancellation near ``x = 0``) and ``exp(x) = 2^k p + 2^k``.  Outside ``[−700, 0]`` the result is meaningless:
+    the callers clamp ``x`` (log cosh's ``ℓ'`` and ``ℓ`` at −40, where they are exact in float64) and see that a NaN
+    argument gives NaN.
     """
     kf = np.rint(x * _INV_LN2)
     f = _fma(-kf, _LN2_LO, _fma(-kf, _LN2_HI, x))
