@@ -1004,15 +1004,33 @@ def step_terms(w, prev, off, delta0) -> tuple[float, float, float]:
 
 # ---------------------------------------------------------------------------------------------- data passes
 @_jit(inline="always")
+def _axpy4(row: np.ndarray, c0: float, s0, c1: float, s1, c2: float, s2, c3: float, s3, n: int) -> None:
+    """``row[a] += (c_0 s_0[a] + c_1 s_1[a]) + (c_2 s_2[a] + c_3 s_3[a])`` for ``a < n``: four taps in one sweep."""
+    for a in range(n):
+        row[a] += (c0 * s0[a] + c1 * s1[a]) + (c2 * s2[a] + c3 * s3[a])
+
+
+@_jit(inline="always")
+def _dot4(q: np.ndarray, s0, s1, s2, s3, n: int) -> tuple[float, float, float, float]:
+    """``(Σ_{a<n} q_a s_0[a], …, Σ_{a<n} q_a s_3[a])``: four dot products in one sweep over ``q``."""
+    g0 = g1 = g2 = g3 = 0.0
+    for a in range(n):
+        u = q[a]
+        g0 += u * s0[a]
+        g1 += u * s1[a]
+        g2 += u * s2[a]
+        g3 += u * s3[a]
+    return g0, g1, g2, g3
+
+
+@_jit(inline="always")
 def _correlate_add(row: np.ndarray, xr: np.ndarray, c: np.ndarray, n: int, k: int) -> None:
     r"""``row[a] += Σ_{t<k} c_t xr[a + t]`` for ``a < n``, four taps per sweep over ``row`` (one load and one store
     of ``row`` per four multiply-adds instead of per one), then the remaining three, two or one."""
     t = 0
     while t + 4 <= k:
-        c0, c1, c2, c3 = c[t], c[t + 1], c[t + 2], c[t + 3]
-        s0, s1, s2, s3 = xr[t : t + n], xr[t + 1 : t + 1 + n], xr[t + 2 : t + 2 + n], xr[t + 3 : t + 3 + n]
-        for a in range(n):
-            row[a] += (c0 * s0[a] + c1 * s1[a]) + (c2 * s2[a] + c3 * s3[a])
+        _axpy4(row, c[t], xr[t : t + n], c[t + 1], xr[t + 1 : t + 1 + n], c[t + 2], xr[t + 2 : t + 2 + n],
+               c[t + 3], xr[t + 3 : t + 3 + n], n)
         t += 4
     if t + 3 == k:
         c0, c1, c2 = c[t], c[t + 1], c[t + 2]
@@ -1036,14 +1054,8 @@ def _correlate_dot(row: np.ndarray, xr: np.ndarray, out: np.ndarray, o: int, n: 
     r"""``out[o + t] += Σ_{a<n} row[a] xr[a + t]`` for ``t < k``, four taps per sweep over ``row``."""
     t = 0
     while t + 4 <= k:
-        s0, s1, s2, s3 = xr[t : t + n], xr[t + 1 : t + 1 + n], xr[t + 2 : t + 2 + n], xr[t + 3 : t + 3 + n]
-        g0 = g1 = g2 = g3 = 0.0
-        for a in range(n):
-            q = row[a]
-            g0 += q * s0[a]
-            g1 += q * s1[a]
-            g2 += q * s2[a]
-            g3 += q * s3[a]
+        g0, g1, g2, g3 = _dot4(row, xr[t : t + n], xr[t + 1 : t + 1 + n], xr[t + 2 : t + 2 + n],
+                               xr[t + 3 : t + 3 + n], n)
         out[o + t] += g0
         out[o + t + 1] += g1
         out[o + t + 2] += g2
@@ -1193,11 +1205,8 @@ def _signal_residual(r: np.ndarray, xt, yt, v: np.ndarray, a: int, s: int, j0: i
     k = v.size
     t = 0
     while t + 4 <= k:
-        c0, c1, c2, c3 = v[t], v[t + 1], v[t + 2], v[t + 3]
-        x0, x1 = xt[base + t, j0 : j0 + n], xt[base + t + 1, j0 : j0 + n]
-        x2, x3 = xt[base + t + 2, j0 : j0 + n], xt[base + t + 3, j0 : j0 + n]
-        for j in range(n):
-            r[j] += (c0 * x0[j] + c1 * x1[j]) + (c2 * x2[j] + c3 * x3[j])
+        _axpy4(r, v[t], xt[base + t, j0 : j0 + n], v[t + 1], xt[base + t + 1, j0 : j0 + n], v[t + 2],
+               xt[base + t + 2, j0 : j0 + n], v[t + 3], xt[base + t + 3, j0 : j0 + n], n)
         t += 4
     while t < k:
         c0 = v[t]
@@ -1212,15 +1221,8 @@ def _signal_dot(q: np.ndarray, xt, base: int, out: np.ndarray, o: int, j0: int, 
     r"""``out[o + t] += Σ_{j<n} q[j] xt[base + t, j_0 + j]`` for ``t < k``, four taps per sweep over ``q``."""
     t = 0
     while t + 4 <= k:
-        x0, x1 = xt[base + t, j0 : j0 + n], xt[base + t + 1, j0 : j0 + n]
-        x2, x3 = xt[base + t + 2, j0 : j0 + n], xt[base + t + 3, j0 : j0 + n]
-        g0 = g1 = g2 = g3 = 0.0
-        for j in range(n):
-            u = q[j]
-            g0 += u * x0[j]
-            g1 += u * x1[j]
-            g2 += u * x2[j]
-            g3 += u * x3[j]
+        g0, g1, g2, g3 = _dot4(q, xt[base + t, j0 : j0 + n], xt[base + t + 1, j0 : j0 + n],
+                               xt[base + t + 2, j0 : j0 + n], xt[base + t + 3, j0 : j0 + n], n)
         out[o + t] += g0
         out[o + t + 1] += g1
         out[o + t + 2] += g2
