@@ -19,8 +19,8 @@ to end in this process tree (worker start included):
 Agreement (``--check K``, default 20): for K seeds spread over the range, the sweep's row (kind, certification,
 loss) against the same run done alone (``run_experiment`` of the config with that seed): kind and certification
 identical, loss within 1e-8 (relative to max(1, |loss|)).  ``--profile`` adds a cProfile of one batch of runs in
-this process (where a worker's time goes); ``--losses N`` compares ``gradient_flows`` with single ``gradient_flow``
-calls on N starts of each built-in loss, in this process.
+this process (where a worker's time goes).  ``bench_batched_losses.py`` compares ``gradient_flows`` with single
+``gradient_flow`` calls for every built-in loss.
 
 Timings on a shared machine are noisy: methods are interleaved and ``--repeats`` gives medians.
 
@@ -198,30 +198,6 @@ def profile_batch(n: int) -> str:
     return buf.getvalue()
 
 
-def batched_vs_single(n: int) -> str:
-    """``gradient_flows`` against a loop of ``gradient_flow`` on ``n`` starts (seeds 0 … n−1) of B1's problem with
-    each built-in loss: a Markdown table of seconds per run and agreement (kind, certification, loss within 1e-8)."""
-    problem = build_problem(config_from_dict(BASE))
-    arch, data = problem.architecture, problem.data.dataset
-    lines = ["| loss | runs | certified | batched ms/run | single ms/run | agreeing |",
-             "|---|---:|---:|---:|---:|---:|"]
-    for name in lf.LOSS_NAMES:
-        risk = lf.EmpiricalRisk(arch, name, data)
-        inits = [lf.random_init(arch, BASE["init"]["scale"], seed=s) for s in range(n)]
-        lf.gradient_flows(risk, inits[:2])  # warm (compiled code of this loss)
-        start = time.perf_counter()
-        batch = lf.gradient_flows(risk, inits)
-        t_batch = time.perf_counter() - start
-        start = time.perf_counter()
-        single = [lf.gradient_flow(risk, w0) for w0 in inits]
-        t_single = time.perf_counter() - start
-        same = sum(a.kind == b.kind and a.certified == b.certified
-                   and abs(a.loss - b.loss) <= 1e-8 * max(1.0, abs(b.loss)) for a, b in zip(batch, single, strict=True))
-        lines.append(f"| {name} | {n} | {sum(r.certified for r in batch)} | {1e3 * t_batch / n:.2f} | "
-                     f"{1e3 * t_single / n:.2f} | {same} |")
-    return "\n".join(lines)
-
-
 def _rate(r: dict[str, float], key: str) -> float:
     return 60.0 * r["certified"] / r[key] if r[key] > 0 else float("nan")
 
@@ -240,8 +216,6 @@ def main() -> None:
     parser.add_argument("--dask", action="store_true", help="also the sweep on a local Dask cluster")
     parser.add_argument("--all", action="store_true", help="also the naive Pool and the serial loop")
     parser.add_argument("--profile", action="store_true", help="profile one batch of runs in this process")
-    parser.add_argument("--losses", type=int, default=0, metavar="N",
-                        help="also gradient_flows against single gradient_flow calls, N starts of each built-in loss")
     parser.add_argument("--blas-threads-default", action="store_true",
                         help="do not pin BLAS to one thread per process (shows the oversubscription of a plain Pool)")
     args = parser.parse_args()
@@ -294,10 +268,6 @@ def main() -> None:
               f"{n} with identical kind and certification and loss within 1e-8.")
         for line in bad:
             print(f"* {line}")
-    if args.losses:
-        print(f"\nBatched (gradient_flows) against single runs (gradient_flow) of each built-in loss on B1's data, "
-              f"one process, {args.losses} starts each:\n")
-        print(batched_vs_single(args.losses))
     if args.profile:
         print("\nProfile of one batch of runs in this process (cumulative time):\n\n```")
         print(profile_batch(min(seeds, 300)).strip())
