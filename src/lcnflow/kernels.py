@@ -410,14 +410,6 @@ def _exp_neg(x: float) -> tuple[float, float]:
     return _fma(s, p, s - 1.0), _fma(s, p, s)
 
 
-def _log1p_small(z: float) -> float:
-    r"""``log1p(z)`` for ``0 ≤ z ≤ 0.6`` without a library call (vectorizable), to about 2 ulps.
-
-    ``log(1 + z) = 2 artanh(s)`` with ``s = z/(2 + z) ≤ 0.231`` (:func:`_log1p_series`).
-    """
-    return _log1p_series(z / (2.0 + z))
-
-
 def _log1p_series(s: float) -> float:
     r"""``2 artanh(s) = 2s Σ_{j≥0} s^{2j}/(2j + 1)`` for ``0 ≤ s ≤ 0.231``: twelve terms leave a truncation error
     below ``s^{24}/25 < 10⁻¹⁶·s`` relative (``log1p(z)`` for ``s = z/(2 + z)``)."""
@@ -454,7 +446,6 @@ def _log1p_any(z: float) -> float:
 # vectorize.
 _exp_neg = _jit(strict=True)(_exp_neg)
 _log1p_series = _jit(strict=True)(_log1p_series)
-_log1p_small = _jit(strict=True)(_log1p_small)
 _log_pos = _jit(strict=True)(_log_pos)
 _log1p_any = _jit(strict=True)(_log1p_any)
 
