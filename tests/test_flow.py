@@ -311,6 +311,26 @@ def test_callback_sees_the_flow_and_can_stop_it():
     np.testing.assert_array_equal(res.trajectory[-1], seen[-1][1])
 
 
+def test_a_run_uses_one_blas_thread_and_restores_the_callers_setting():
+    """Inside a run (seen from its callback) and a search for the best point of M, every BLAS library reports one
+    thread (threadpoolctl's own report); afterwards the two threads the caller set are back."""
+    import threadpoolctl
+
+    from lcnflow.analysis.optimum import best_on_function_space
+
+    def blas_threads():
+        return {i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"}
+
+    prob = _small()
+    seen = []
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        lcnflow.gradient_flow(prob.risk, prob.w0, callback=lambda *_: seen.append(blas_threads()) and None)
+        assert blas_threads() == {2}
+        best_on_function_space(prob.risk, seed=3)
+        assert blas_threads() == {2}
+    assert seen and all(s == {1} for s in seen)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "field"),
     [

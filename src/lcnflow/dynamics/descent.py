@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from lcnflow._threads import one_blas_thread
 from lcnflow.analysis.certify import check_start
 from lcnflow.dynamics.driver import drive
 from lcnflow.dynamics.integrate import _check_risk
@@ -67,6 +68,7 @@ def gradient_descent(
     return run_descent(_check_risk(risk), init, opts, callback=callback, start=start)
 
 
+@one_blas_thread
 def run_descent(risk: EmpiricalRisk, init, opts: DescentOptions, *, callback=None,
                 start: float | None = None) -> FlowResult:
     """:func:`gradient_descent` with its options as one :class:`~lcnflow.dynamics.options.DescentOptions`."""

@@ -13,6 +13,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from lcnflow._threads import one_blas_thread
 from lcnflow.analysis.certify import check_start, reference_size
 from lcnflow.analysis.limits import SAME_LIMIT_RTOL, limit_distance
 from lcnflow.dynamics.driver import drive
@@ -115,6 +116,7 @@ def gradient_flow(
     return run_flow(_check_risk(risk), init, opts, save_at=save_at, callback=callback, start=start)
 
 
+@one_blas_thread
 def run_flow(risk: EmpiricalRisk, init, opts: FlowOptions, *, save_at=None, callback=None,
              start: float | None = None) -> FlowResult:
     """:func:`gradient_flow` with its options as one :class:`~lcnflow.dynamics.options.FlowOptions`."""

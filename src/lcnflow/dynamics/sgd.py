@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
+from lcnflow._threads import one_blas_thread
 from lcnflow.analysis.certify import check_start, reference_size
 from lcnflow.dynamics.driver import settle_endpoint
 from lcnflow.dynamics.options import DEFAULT_EPOCHS, SAMPLINGS, SCHEDULES, SGDOptions, StopOptions, StopReason
@@ -126,6 +127,7 @@ def _check_batch(m: int, batch_size: int, sampling: str) -> None:
         raise ValueError(f"flow.sampling: unknown sampling {sampling!r}; valid: {', '.join(SAMPLINGS)}")
 
 
+@one_blas_thread
 def stochastic_gradient_descent(
     risk: EmpiricalRisk,
     init: Sequence[np.ndarray] | np.ndarray,
