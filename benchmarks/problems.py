@@ -8,6 +8,7 @@ import numpy as np
 from numpy.polynomial import polynomial as P
 
 import lcnflow as lf
+from lcnflow.model.conv import patch_rows
 
 
 @dataclass
@@ -109,7 +110,7 @@ def b6(seed: int = 0) -> Problem:
     X = np.real(np.fft.ifft2(np.fft.fft2(rng.standard_normal((64, n, n))) * spectrum))
     X /= X.std()
     v = rng.standard_normal(arch.final_filter_shape) / 11
-    Y = np.tensordot(lf.model.conv.patch_rows(arch, X), v, axes=2)
+    Y = np.tensordot(patch_rows(arch, X), v, axes=2)
     Y += 0.01 * rng.standard_normal(Y.shape)
     return Problem("B6", "2D k=(5×5,5×5,3×3), 64 images 128×128, log-cosh", arch, X, Y,
                    lf.get_loss("log_cosh"), _init(arch, 0.5, rng))

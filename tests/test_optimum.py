@@ -228,3 +228,128 @@ def test_2d_bound_from_starts_matches_an_independent_multistart_and_does_not_dep
     for scale in (1e-3, 1e3):
         other = best_on_function_space(lcnflow.EmpiricalRisk(arch, "square", lcnflow.Dataset(scale * X, scale * Y)))
         assert other.value == pytest.approx(scale**2 * best.value, rel=1e-9)
+
+
+# ------------------------------------------------------------------------------------- non-quadratic searches
+def _log_cosh_images(rng, m, n, arch):
+    X = rng.standard_normal((m, n, n))
+    v = rng.standard_normal(arch.final_filter_shape)
+    Y = np.tensordot(lcnflow.model.conv.patch_rows(arch, X), v, axes=2)
+    return X, Y + 0.01 * rng.standard_normal(Y.shape)
+
+
+@pytest.mark.parametrize("input_size, filter_sizes, strides", [
+    (81, [3, 3, 2], [2, 1, 1]),
+    ((24, 24), [(5, 5), (5, 5), (3, 3)], None),
+    ((17, 17), [(3, 3), (3, 3)], [(1, 1), (2, 2)]),
+])
+def test_search_subsample_crops_keep_the_networks_outputs(monkeypatch, input_size, filter_sizes, strides):
+    """Every crop of the search's subsample is a window of one sample's targets, its inputs are the ones those
+    outputs read, and the same parameters give the same outputs there: checked on the loop-built patch matrix of
+    the full data (``H v``), located by the crop's targets (Gaussian, so unique)."""
+    from lcnflow.analysis import optimum
+
+    monkeypatch.setattr(optimum, "SEARCH_OUTPUTS", 64)
+    rng = np.random.default_rng(3)
+    arch = Architecture(input_size, filter_sizes, strides)
+    m = 12
+    X = rng.standard_normal((m, *arch.axes_layer_sizes[0]))
+    Y = rng.standard_normal((m, *arch.axes_layer_sizes[-1]))
+    risk = EmpiricalRisk(arch, "log_cosh", Dataset(X, Y))
+    sub = optimum._search_subsample(risk, np.random.default_rng(0))
+    assert sub is not None and 0 < sub.data.targets.size <= 2 * 64
+    w = lcnflow.flatten(lcnflow.random_init(arch, 0.5, seed=1))
+    v = lcnflow.final_filter(arch, w).ravel()
+    kv, sv, d_n = arch.final_filter_shape, arch.cumulative_strides[-1], arch.axes_layer_sizes[-1]
+    full = [(loop_patch_matrix(x[None], kv, sv, d_n) @ v).reshape(d_n) for x in X]
+    window = sub.data.targets.shape[1:]
+    crop_out = [(loop_patch_matrix(x[None], kv, sv, window) @ v).reshape(window) for x in sub.data.inputs]
+    for yc, xc, out in zip(sub.data.targets, sub.data.inputs, crop_out, strict=True):
+        hits = [(j, o) for j in range(m) for o in np.ndindex(*(d - n + 1 for d, n in zip(d_n, window, strict=True)))
+                if np.array_equal(Y[(j, *(slice(a, a + n) for a, n in zip(o, window, strict=True)))], yc)]
+        assert len(hits) == 1
+        j, o = hits[0]
+        np.testing.assert_array_equal(
+            X[(j, *(slice(s * a, s * a + e) for s, a, e in zip(sv, o, xc.shape, strict=True)))], xc)
+        np.testing.assert_allclose(out, full[j][tuple(slice(a, a + n) for a, n in zip(o, window, strict=True))],
+                                   rtol=0, atol=1e-12 * np.max(np.abs(full[j])))
+    assert optimum._search_subsample(EmpiricalRisk(arch, "square", Dataset(X, Y)), np.random.default_rng(0)) is None
+
+
+def test_quadratic_model_has_the_value_gradient_and_hessian_of_the_risk():
+    """``Q∘π`` at the point it was built: value and gradient equal ``L``'s, and its Hessian (central differences of
+    its gradient) equals ``L``'s Hessian, itself checked against torch autograd in test_risk."""
+    from lcnflow.analysis.optimum import _QuadraticModel
+
+    rng = np.random.default_rng(5)
+    arch = Architecture((9, 9), [(3, 3), (2, 2)])
+    risk = EmpiricalRisk(arch, lcnflow.get_loss("pseudo_huber", delta=0.3), Dataset(*_log_cosh_images(rng, 6, 9, arch)))
+    w = lcnflow.flatten(lcnflow.random_init(arch, 0.7, seed=2))
+    model = _QuadraticModel(risk, lcnflow.final_filter(arch, w))
+    value, grad = risk.flat_value_and_gradient(w)
+    q, qg = model.flat_value_and_gradient(w)
+    assert q == pytest.approx(value, rel=1e-12)
+    np.testing.assert_allclose(qg, grad, rtol=0, atol=1e-10 * np.max(np.abs(grad)))
+    h = 1e-5
+    fd = np.array([(model.flat_value_and_gradient(w + h * e)[1] - model.flat_value_and_gradient(w - h * e)[1]) / (2 * h)
+                   for e in np.eye(w.size)])
+    hess = risk.flat_hessian(w)
+    np.testing.assert_allclose((fd + fd.T) / 2, hess, rtol=0, atol=1e-6 * np.max(np.abs(hess)))
+
+
+def test_model_trust_region_ends_at_a_local_minimum():
+    """From a random start on a 2D log-cosh risk: the end is a minimum — scipy's BFGS started there lowers ``L`` by
+    no more than rounding, ``‖∇L‖`` fell by over six orders and the Hessian has no negative eigenvalue beyond
+    rounding."""
+    import scipy.optimize
+
+    from lcnflow.analysis.optimum import _model_trust_region
+
+    rng = np.random.default_rng(8)
+    arch = Architecture((10, 10), [(3, 3), (3, 3)])
+    risk = EmpiricalRisk(arch, "log_cosh", Dataset(*_log_cosh_images(rng, 8, 10, arch)))
+    w0 = lcnflow.flatten(lcnflow.random_init(arch, 0.8, seed=4))
+    w, value = _model_trust_region(risk, w0)
+    assert value == pytest.approx(risk.value(w), rel=1e-14) and value < risk.value(w0)
+    after = scipy.optimize.minimize(risk.flat_value_and_gradient, w, jac=True, method="BFGS",
+                                    options={"gtol": 1e-14, "maxiter": 200})
+    assert after.fun >= value - 1e-10 * value
+    g0, g = (np.linalg.norm(risk.flat_value_and_gradient(x)[1]) for x in (w0, w))
+    assert g <= 1e-6 * g0
+    lam = np.linalg.eigvalsh(risk.flat_hessian(w))
+    assert lam[0] >= -1e-8 * lam[-1]
+
+
+def test_robust_2d_bound_on_a_subsample_matches_an_independent_multistart(monkeypatch):
+    """2D ``k = (3×3, 2×2)``, log-cosh, data large enough for the search to run its starts on a subsample (its
+    size lowered here so the test is quick): the value it returns must equal the best of 40 L-BFGS starts on the
+    risk written here with ``scipy.signal`` and NumPy's log cosh on all the data, and say how it was found."""
+    import scipy.optimize
+    import scipy.signal
+
+    from lcnflow.analysis import optimum
+
+    monkeypatch.setattr(optimum, "SEARCH_OUTPUTS", 128)
+    rng = np.random.default_rng(11)
+    arch = Architecture((12, 12), [(3, 3), (2, 2)])
+    X, Y = _log_cosh_images(rng, 20, 12, arch)
+    best = best_on_function_space(EmpiricalRisk(arch, "log_cosh", Dataset(X, Y)))
+    sub = best.details["subsample"]
+    assert best.method == "multistart" and best.exact is False and 0 < sub < 4 * 128
+    assert f"subsample of {sub} of the data's outputs" in best.statement
+    assert f"bound from {best.details['starts']} starts" in best.statement
+
+    def f(w):
+        w1, w2 = w[:9].reshape(3, 3), w[9:].reshape(2, 2)
+        v = scipy.signal.convolve2d(w1, w2)
+        r = np.stack([scipy.signal.correlate2d(x, v, "valid") for x in X]) - Y
+        g = np.sum([scipy.signal.correlate2d(x, t, "valid") for x, t in zip(X, np.tanh(r), strict=True)], axis=0) / 20
+        value = np.sum(np.logaddexp(r, -r) - np.log(2)) / 20
+        return value, np.concatenate([scipy.signal.correlate2d(g, w2, "valid").ravel(),
+                                      scipy.signal.correlate2d(g, w1, "valid").ravel()])
+
+    orng = np.random.default_rng(123)
+    oracle = min(scipy.optimize.minimize(f, orng.standard_normal(13), jac=True, method="L-BFGS-B",
+                                         options={"maxiter": 5000, "ftol": 1e-15, "gtol": 1e-12}).fun
+                 for _ in range(40))
+    assert best.value == pytest.approx(oracle, rel=1e-8)

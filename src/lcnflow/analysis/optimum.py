@@ -33,6 +33,11 @@ them reach the best value (at most :data:`NUM_STARTS`) — an upper bound on ``�
 by a network), labelled ``exact = False`` ("bound from n starts"), unless it matches the unconstrained minimum
 ``ℒ*``, which proves it exact.  A classified point below the bound lowers it
 (:func:`~lcnflow.analysis.critical.settle_on_m`): the bound is never worse than a point of M that lcnflow has seen.
+For a loss other than the square loss (whose evaluations do not pass over the data) on data with more than
+``4 ×`` :data:`SEARCH_OUTPUTS` outputs, the starts run on a random subsample of about :data:`SEARCH_OUTPUTS` outputs
+(crops of the samples: :func:`_search_subsample`) and the best few minima found there are refined on all the data by
+a trust region on second-order models of ℒ (:func:`_model_trust_region`, Newton steps); the value returned is
+still attained on all the data.
 
 See docs/classification.md for how the classification of critical points uses ``ℒ*_M``.
 """
@@ -49,9 +54,11 @@ import numpy as np
 import scipy.optimize
 from numpy.polynomial import polynomial as P
 
+from lcnflow._threads import one_blas_thread
 from lcnflow.analysis.phases import SEARCHING_M, announce
 from lcnflow.model.architecture import Architecture
-from lcnflow.model.conv import final_filter
+from lcnflow.model.conv import final_filter, final_filter_parts, unflatten
+from lcnflow.model.data import Dataset
 from lcnflow.model.risk import EmpiricalRisk
 
 __all__ = ["FunctionSpaceBest", "OutOfTime", "best_on_function_space", "real_root_count", "risk_rounding",
@@ -393,9 +400,56 @@ class _RealRootSearch:
         return best_val, best_v
 
 
+class _QuadraticModel:
+    r"""The second-order model of a convex ℒ at a final filter ``v₀``, on parameters: ``Q(π(w))`` with
+    ``Q(v) = q₀ + ½ (v − c)ᵀ G (v − c)``, ``G = ∇²ℒ(v₀)``, ``c = v₀ − G⁺∇ℒ(v₀)``, ``q₀ = ℒ(v₀) − ½ ∇ℒ(v₀)ᵀ G⁺ ∇ℒ(v₀)``.
+
+    ``Q`` and ℒ share value, gradient and Hessian at ``v₀``, so ``Q∘π`` and ``L`` share them at any ``w`` with
+    ``π(w) = v₀``; building it costs one gradient and one Hessian of ℒ, evaluating it nothing per sample.
+    """
+
+    def __init__(self, risk: EmpiricalRisk, v: np.ndarray):
+        v = np.asarray(v, dtype=float).ravel()
+        g = risk.function_space_gradient(v).ravel()
+        G = risk.function_space_hessian(v)
+        self.gram = np.ascontiguousarray((G + G.T) / 2)
+        step = np.linalg.lstsq(self.gram, g, rcond=None)[0]
+        self.center = v - step
+        self.minimum = float(risk.function_space_value(v)) - 0.5 * float(g @ step)
+        self._risk = risk
+
+    def flat_value_and_gradient(self, w: np.ndarray) -> tuple[float, np.ndarray]:
+        """``(Q(π(w)), dπᵀ∇Q)`` for a flat ``w`` (one compiled call where the kernels are on)."""
+        w = np.ascontiguousarray(w, dtype=float)
+        c = self._risk.kernel_view()
+        if c is not None:
+            val, grad, _ = c.k.square_value_grad(w, *c.args, self.center, self.gram, self.minimum, True)
+            return float(val), grad
+        arch = self._risk.arch
+        parts = final_filter_parts(arch, unflatten(arch, w))
+        e = parts.final_filter.ravel() - self.center
+        ge = self.gram @ e
+        grad = parts.vjp(ge.reshape(arch.final_filter_shape))
+        return self.minimum + 0.5 * float(e @ ge), np.concatenate([gi.ravel() for gi in grad])
+
+
+def _lbfgs(risk: EmpiricalRisk, w: np.ndarray, deadline: float = math.inf) -> tuple[np.ndarray, float]:
+    """A local minimum of ``L`` from ``w`` by L-BFGS to machine precision (``ftol = gtol = 0``, at most 5 000
+    iterations; a minimization still running at the deadline stops there)."""
+
+    def out_of_time(_):
+        if time.perf_counter() > deadline:
+            raise StopIteration
+
+    res = scipy.optimize.minimize(risk.flat_value_and_gradient, w, jac=True, method="L-BFGS-B",
+                                  callback=out_of_time if math.isfinite(deadline) else None,
+                                  options={"maxiter": 5000, "ftol": 0.0, "gtol": 0.0, "maxcor": 30})
+    return res.x, float(risk.value(res.x))
+
+
 def _multistart(risk: EmpiricalRisk, num_starts: int, seed: int,
-                deadline: float = math.inf) -> tuple[float, np.ndarray, int, bool, int]:
-    r"""Best ``L(w)`` over L-BFGS minimizations from random starts whose final filters have the size of ``v̂``.
+                deadline: float = math.inf) -> tuple[float, np.ndarray, int, bool, int, list[tuple[float, np.ndarray]]]:
+    r"""Best ``L(w)`` over local minimizations from random starts whose final filters have the size of ``v̂``.
 
     Starts are drawn until :data:`REPEATS` of them have reached the best value found (within
     ``10⁻⁸ (ℒ(0) − ℒ*)`` plus ``10³`` times the rounding level of ℒ, both in units of ℒ), after at least
@@ -403,46 +457,167 @@ def _multistart(risk: EmpiricalRisk, num_starts: int, seed: int,
     the chance that ``n`` starts all miss it is ``(1 − p)^n``; the stopping rule keeps drawing where ``p`` is small
     (measured: ``p`` from 0.16 to 1 on 16 strided and 2D cases, every best value reached by 8 starts or fewer).
     The starts are scaled by ``‖v̂‖^{1/N}`` per layer, so the search does not depend on the units of the data.
-    Only the starts made before ``deadline`` count (at least one, else :class:`OutOfTime`); a minimization still
-    running at the deadline stops there, and its value, attained by a network, still counts.  Returns the value, its
-    final filter, the number of starts made, whether the deadline cut the search short, and how many starts reached
-    the best value."""
+    Each start is minimized by :func:`_lbfgs`.  Only the starts made before ``deadline`` count (at least one, else
+    :class:`OutOfTime`); a minimization still running at the deadline stops there, and its value, attained by a
+    network, still counts.  Returns the value, its final filter, the number of starts made, whether the deadline
+    cut the search short, how many starts reached the best value, and every start's ``(L, parameters)``."""
     arch = risk.arch
     v_hat, f_hat = unconstrained_optimum(risk)
     per_layer = max(float(np.linalg.norm(v_hat)), 1e-300) ** (1.0 / arch.depth)
-    zero = np.zeros(v_hat.size)
-    same = 1e-8 * max(float(risk.function_space_value(zero)) - f_hat, 0.0) + 1e3 * risk_rounding(risk, v_hat)
+    same = _same_value_tolerance(risk, v_hat, f_hat)
     rng = np.random.default_rng(seed)
     best_val, best_v = math.inf, np.zeros(arch.final_filter_num_params)
-    values: list[float] = []
-
-    def out_of_time(_):
-        if time.perf_counter() > deadline:
-            raise StopIteration
-
+    found: list[tuple[float, np.ndarray]] = []
     cut = False
-    while len(values) < num_starts:
+    while len(found) < num_starts:
         if time.perf_counter() > deadline:
             cut = True
             break
         w0 = np.concatenate([rng.standard_normal(n) * per_layer / math.sqrt(n) for n in arch.layer_num_params])
-        res = scipy.optimize.minimize(risk.flat_value_and_gradient, w0, jac=True, method="L-BFGS-B",
-                                      callback=out_of_time if math.isfinite(deadline) else None,
-                                      options={"maxiter": 5000, "ftol": 0.0, "gtol": 0.0, "maxcor": 30})
+        w, val = _lbfgs(risk, w0, deadline)
         cut = cut or time.perf_counter() > deadline
-        val = float(risk.value(res.x))
-        values.append(val)
+        found.append((val, w))
         if val < best_val:
-            best_val, best_v = val, final_filter(arch, res.x).ravel()
-        hits = sum(x <= best_val + same for x in values)
-        if len(values) >= min(MIN_STARTS, num_starts) and hits >= REPEATS:
+            best_val, best_v = val, final_filter(arch, w).ravel()
+        hits = sum(x <= best_val + same for x, _ in found)
+        if len(found) >= min(MIN_STARTS, num_starts) and hits >= REPEATS:
             break
-    if not values:
+    if not found:
         raise OutOfTime("max_time ran out before the search for ℒ*_M started")
-    hits = sum(x <= best_val + same for x in values)
-    return best_val, best_v, len(values), cut, hits
+    hits = sum(x <= best_val + same for x, _ in found)
+    return best_val, best_v, len(found), cut, hits, found
 
 
+def _same_value_tolerance(risk: EmpiricalRisk, v_hat: np.ndarray, f_hat: float) -> float:
+    """Two local minima of the search count as the same value within ``10⁻⁸ (ℒ(0) − ℒ*)`` plus ``10³`` times the
+    rounding level of ℒ (both in units of ℒ)."""
+    zero = np.zeros(v_hat.size)
+    return 1e-8 * max(float(risk.function_space_value(zero)) - f_hat, 0.0) + 1e3 * risk_rounding(risk, v_hat)
+
+
+#: Outputs (summed over the samples) of the data subsample on which a non-quadratic search's starts run; data with
+#: more than four times as many use one (:func:`_search_subsample`).
+SEARCH_OUTPUTS = 2048
+
+
+def _search_subsample(risk: EmpiricalRisk, rng: np.random.Generator) -> EmpiricalRisk | None:
+    r"""The risk on random crops of the data, with about :data:`SEARCH_OUTPUTS` outputs, for the starts of the search
+    (``None`` for the square loss, whose evaluations do not pass over the data, and for data with at most four times
+    that many outputs).
+
+    A crop keeps ``n`` consecutive outputs per axis of a sample (a random window) and the inputs they read: ``S_N
+    (n − 1) + k_v`` per axis from ``S_N·o``, so the same parameters give the same outputs there (``S_N`` the final
+    stride).  Windows are as large as the data and the budget allow; where even one output per sample is too many,
+    a random subset of the samples is kept.  Its risk has the same loss and the same π, so its landscape is the
+    full one's up to sampling (``~1/√n`` relative)."""
+    arch = risk.arch
+    if risk.is_quadratic or arch.is_multichannel:
+        return None
+    d_n, m = arch.axes_layer_sizes[-1], risk.num_samples
+    if m * math.prod(d_n) <= 4 * SEARCH_OUTPUTS:
+        return None
+    side = max(1, int((SEARCH_OUTPUTS / m) ** (1.0 / arch.ndim)))
+    window = tuple(min(d, side) for d in d_n)
+    samples = np.sort(rng.choice(m, size=min(m, -(-SEARCH_OUTPUTS // math.prod(window))), replace=False))
+    stride, k_v = arch.cumulative_strides[-1], arch.final_filter_shape
+    span = tuple(s * (n - 1) + k for s, n, k in zip(stride, window, k_v, strict=True))
+    X, Y = risk.data.inputs, risk.data.targets
+    xs, ys = [], []
+    for i in samples:
+        start = [int(rng.integers(0, d - n + 1)) for d, n in zip(d_n, window, strict=True)]
+        xs.append(X[(i, *(slice(s * o, s * o + w) for s, o, w in zip(stride, start, span, strict=True)))])
+        ys.append(Y[(i, *(slice(o, o + n) for o, n in zip(start, window, strict=True)))])
+    crop = Architecture(span[0] if arch.ndim == 1 else span, arch.filter_sizes, arch.strides)
+    return EmpiricalRisk(crop, risk.loss, Dataset(np.stack(xs), np.stack(ys)))
+
+
+#: Most iterations of :func:`_model_trust_region` (each costs one function-space Hessian of ℒ).
+TRUST_REGION_ITERATIONS = 200
+
+
+def _model_trust_region(risk: EmpiricalRisk, w: np.ndarray, deadline: float = math.inf) -> tuple[np.ndarray, float]:
+    r"""A local minimum of ``L = ℒ∘π`` from ``w`` by a trust region on second-order models of ℒ.
+
+    Each iteration builds the model ``Q`` of ℒ at ``v = π(w)`` (:class:`_QuadraticModel`: one gradient and one
+    Hessian of ℒ, the only passes over the data) and minimizes ``Q∘π`` — exact in π, so it has the gradient and the
+    Hessian of ``L`` at ``w`` — over the box ``|w′ − w|_∞ ≤ Δ`` by L-BFGS-B.  The step is taken if ``L`` decreases by
+    at least a tenth of the decrease ``Q`` predicts; the radius shrinks to a quarter of the step where the
+    prediction was poor (ratio < ¼) and doubles where it was good (> ¾) and the step reached the box.  Near a
+    minimum the steps are Newton steps (quadratic convergence); far from it the model's minimization follows π's
+    structure at no data cost, so a search takes tens of Hessians where L-BFGS on ``L`` takes thousands of
+    gradients on ill-conditioned data.  Stops when the model's own minimum (inside the box) predicts a decrease
+    within ``10³`` times ℒ's rounding level (scale-free), when the radius falls below ``10⁻¹²`` of ``|w|_∞``, after
+    :data:`TRUST_REGION_ITERATIONS`, or at the deadline.  Returns the point and ``L`` there."""
+    value = float(risk.value(w))
+    radius = max(float(np.max(np.abs(w))), 1e-300)
+    for _ in range(TRUST_REGION_ITERATIONS):
+        if time.perf_counter() > deadline:
+            return w, value
+        v = final_filter(risk.arch, w).ravel()
+        model = _QuadraticModel(risk, v)
+        res = scipy.optimize.minimize(model.flat_value_and_gradient, w, jac=True, method="L-BFGS-B",
+                                      bounds=np.stack([w - radius, w + radius], axis=1),
+                                      options={"maxiter": 5000, "ftol": 0.0, "gtol": 0.0, "maxcor": 30})
+        step = res.x - w
+        span = float(np.max(np.abs(step)))
+        at_edge = span >= 0.999 * radius
+        predicted = value - float(res.fun)
+        if not predicted > 1e3 * risk_rounding(risk, v):
+            if not at_edge:
+                return w, value
+            radius *= 0.25
+        else:
+            trial = float(risk.value(res.x))
+            ratio = (value - trial) / predicted
+            if ratio >= 0.1:
+                w, value = res.x, trial
+            if ratio < 0.25:
+                radius = 0.25 * span
+            elif ratio > 0.75 and at_edge:
+                radius *= 2.0
+        if radius <= 1e-12 * max(float(np.max(np.abs(w))), 1e-300):
+            return w, value
+    return w, value
+
+
+def _distinct(found: list[tuple[float, np.ndarray]], same: float, keep: int) -> list[tuple[float, np.ndarray]]:
+    """The ``keep`` best of ``found`` whose values differ by more than ``same`` (one per value)."""
+    out: list[tuple[float, np.ndarray]] = []
+    for val, w in sorted(found, key=lambda item: item[0]):
+        if all(abs(val - other) > same for other, _ in out):
+            out.append((val, w))
+        if len(out) == keep:
+            break
+    return out
+
+
+#: Distinct best minima of the search on a subsample refined on all the data.
+REFINED_CANDIDATES = 3
+
+
+def _general_search(risk: EmpiricalRisk, num_starts: int, seed: int,
+                    deadline: float) -> tuple[float, np.ndarray, int, bool, int, int | None]:
+    r"""Best ``L(w)`` for a non-quadratic loss: the starts of :func:`_multistart` on :func:`_search_subsample` of the
+    data where it has one (else on all of it, as for the square loss); then the :data:`REFINED_CANDIDATES` best
+    distinct minima found there are refined on all the data by :func:`_model_trust_region` (from near a minimum:
+    Newton steps, a few Hessians) and the best of them is the result.  Every value returned is attained by a network
+    on all the data.  Returns the value, its final filter, the starts, whether the deadline cut the search short,
+    how many starts reached the best value, and the outputs of the subsample (``None``: all the data)."""
+    sub = _search_subsample(risk, np.random.default_rng(seed))
+    value, v, n, cut, hits, found = _multistart(sub or risk, num_starts, seed, deadline)
+    if sub is None:
+        return value, v, n, cut, hits, None
+    v_sub, f_sub = unconstrained_optimum(sub)
+    best_val, best_w = math.inf, None
+    for _, w in _distinct(found, _same_value_tolerance(sub, v_sub, f_sub), REFINED_CANDIDATES):
+        w, val = _model_trust_region(risk, w, deadline)
+        if val < best_val:
+            best_val, best_w = val, w
+    cut = cut or time.perf_counter() > deadline
+    return best_val, final_filter(risk.arch, best_w).ravel(), n, cut, hits, sub.data.targets.size
+
+
+@one_blas_thread
 def best_on_function_space(risk: EmpiricalRisk, *, grid: tuple[int, ...] | None = None,
                            num_starts: int = NUM_STARTS, seed: int = 0,
                            max_time: float = math.inf) -> FunctionSpaceBest:
@@ -539,7 +714,10 @@ def _compute(risk: EmpiricalRisk, grid, num_starts: int, seed: int, deadline: fl
                                  unconstrained_in_m=False, value_error=risk_rounding(risk, v),
                                  evaluations=obj.evaluations, details={"grid": used, "real_roots": r, "degree": D},
                                  **common)
-    value, v, n, cut, hits = _multistart(risk, num_starts, seed, deadline)
+    if risk.is_quadratic or arch.is_multichannel:
+        (value, v, n, cut, hits), subsample = _multistart(risk, num_starts, seed, deadline)[:5], None
+    else:
+        value, v, n, cut, hits, subsample = _general_search(risk, num_starts, seed, deadline)
     err = max(risk_rounding(risk, v), risk_rounding(risk, v_hat))
     if value <= f_hat + max(1e3 * err, 1e-9 * abs(f_hat)):
         return FunctionSpaceBest(f_hat, v_hat.reshape(shape), True, "multistart",
@@ -548,11 +726,13 @@ def _compute(risk: EmpiricalRisk, grid, num_starts: int, seed: int, deadline: fl
                                  details={"cut_short": cut, "starts": n, "best_reached_by": hits}, **common)
     why = (arch.filling_reason if arch.ndim == 2 or arch.is_multichannel
            else "strides before a layer make M more than a root condition")
+    how = (f"over {n} local minimization(s) of L from random starts, reached by {hits} of them" if subsample is None
+           else f"over {n} local minimization(s) from random starts on a random subsample of {subsample} of the data's "
+           f"outputs (its best reached by {hits} of them), the best {REFINED_CANDIDATES} refined on all the data")
     return FunctionSpaceBest(value, v.reshape(shape), False, "multistart",
-                             f"bound from {n} starts: the best found over {n} local minimization(s) of L from random "
-                             f"starts, reached by {hits} of them (no exact description of M implemented: {why}): an "
-                             "upper bound on ℒ*_M, not proven optimal"
+                             f"bound from {n} starts: the best found {how} (no exact description of M implemented: "
+                             f"{why}): an upper bound on ℒ*_M, not proven optimal"
                              + ("; max_time cut the search short" if cut else ""),
                              unconstrained_in_m=None, value_error=err, evaluations=n,
-                             details={"cut_short": cut, "starts": n, "best_reached_by": hits},
+                             details={"cut_short": cut, "starts": n, "best_reached_by": hits, "subsample": subsample},
                              **common)
