@@ -8,7 +8,8 @@
   PyTorch autograd through the Conv1d stack, next to the memory floor of one pass over the data (measured) and the
   flop count of the correlations.
 * **B6** (2D log-cosh images, 64 × 128×128, k = (5×5, 5×5, 3×3)): one gradient compiled / reference / autograd
-  through the Conv2d stack; with ``--b6-flow`` also a certified run with the compiled path.
+  through the Conv2d stack; with ``--b6-flow`` also the default ``gradient_flow`` call (certified and classified)
+  and the flow alone, compiled.
 * **First-call latency**: every kernel compiled from scratch (empty cache directory) and loaded from the cache, each
   in a fresh process.
 
@@ -160,16 +161,21 @@ def gradients(repeats: int) -> str:
 
 
 def b6_flow(reference: bool) -> str:
+    """B6: the default ``gradient_flow`` call (certified and classified, the best point of M included) and the flow
+    alone (``classify=False``); with ``reference`` the flow alone again on the NumPy path."""
     p = b6()
     out = []
-    for compiled in ([True, False] if reference else [True]):
+    for compiled, classify in [(True, True), (True, False)] + ([(False, False)] if reference else []):
         K.ENABLED = compiled
+        risk = p.risk
         start = time.perf_counter()
-        res = lf.gradient_flow(p.risk, p.init, certify_tol=GTOL)
+        res = lf.gradient_flow(risk, p.init, classify=classify)
         wall = time.perf_counter() - start
         K.ENABLED = True
-        kind = res.critical_point.kind if res.critical_point else "—"
-        out.append(f"* B6 certified run, {'compiled' if compiled else 'reference'} path: {fmt_time(wall)} "
+        cp = res.critical_point
+        kind = cp.kind if cp else "—"
+        what = "default call" if classify else "flow alone (classify=False)"
+        out.append(f"* B6 {what}, {'compiled' if compiled else 'reference'} path: {fmt_time(wall)} "
                    f"({res.num_gradient_evaluations} gradients, {res.num_hessian_evaluations} Hessians; "
                    f"{'certified ' if res.certified else 'not certified, '}{kind}, ‖∇L‖ = {res.gradient_norm:.1e})")
     return "\n".join(out)

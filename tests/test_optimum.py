@@ -353,3 +353,22 @@ def test_robust_2d_bound_on_a_subsample_matches_an_independent_multistart(monkey
                                          options={"maxiter": 5000, "ftol": 1e-15, "gtol": 1e-12}).fun
                  for _ in range(40))
     assert best.value == pytest.approx(oracle, rel=1e-8)
+
+
+def test_subsample_search_does_not_depend_on_units(monkeypatch):
+    """``ℓ(r) = r⁴/4`` is homogeneous: multiplying inputs and targets by ``c`` multiplies ``ℒ`` by ``c⁴`` at every
+    final filter, so the same search (same crops, same starts, scale-free stopping) must return the value times
+    ``c⁴`` and the same statement."""
+    from lcnflow.analysis import optimum
+
+    monkeypatch.setattr(optimum, "SEARCH_OUTPUTS", 128)
+    rng = np.random.default_rng(13)
+    arch = Architecture((12, 12), [(3, 3), (2, 2)])
+    X, Y = _log_cosh_images(rng, 20, 12, arch)
+    loss = lcnflow.get_loss("lp", p=4.0)
+    best = best_on_function_space(EmpiricalRisk(arch, loss, Dataset(X, Y)))
+    assert best.details["subsample"]
+    for c in (1e-3, 1e3):
+        other = best_on_function_space(EmpiricalRisk(arch, loss, Dataset(c * X, c * Y)))
+        assert other.value == pytest.approx(c**4 * best.value, rel=1e-8)
+        assert other.statement == best.statement
