@@ -57,7 +57,7 @@ from numpy.polynomial import polynomial as P
 from lcnflow._threads import one_blas_thread
 from lcnflow.analysis.phases import SEARCHING_M, announce
 from lcnflow.model.architecture import Architecture
-from lcnflow.model.conv import final_filter, final_filter_parts, unflatten
+from lcnflow.model.conv import final_filter, final_filter_parts, flatten, unflatten
 from lcnflow.model.data import Dataset
 from lcnflow.model.risk import EmpiricalRisk
 
@@ -429,8 +429,7 @@ class _QuadraticModel:
         parts = final_filter_parts(arch, unflatten(arch, w))
         e = parts.final_filter.ravel() - self.center
         ge = self.gram @ e
-        grad = parts.vjp(ge.reshape(arch.final_filter_shape))
-        return self.minimum + 0.5 * float(e @ ge), np.concatenate([gi.ravel() for gi in grad])
+        return self.minimum + 0.5 * float(e @ ge), flatten(parts.vjp(ge.reshape(arch.final_filter_shape)))
 
 
 def _lbfgs(risk: EmpiricalRisk, w: np.ndarray, deadline: float = math.inf) -> tuple[np.ndarray, float]:

@@ -9,6 +9,7 @@ condition ``rank X = d_0`` (the inputs span the input space) implies it and is r
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,14 +73,18 @@ class DataCondition:
         )
 
 
+def _patch_blocks(arch: Architecture, data: Dataset, max_bytes: int) -> Iterator[np.ndarray]:
+    """The rows of ``H`` in blocks of whole samples, each at most ``max_bytes`` (at least one sample)."""
+    kv = _columns(arch)
+    chunk = max(1, max_bytes // (math.prod(arch.axes_layer_sizes[-1]) * kv * 8))
+    for start in range(0, data.num_samples, chunk):
+        yield patch_rows(arch, data.inputs[start : start + chunk]).reshape(-1, kv)
+
+
 def _singular_values(arch: Architecture, data: Dataset, max_bytes: int) -> np.ndarray:
     """Singular values of ``H``, from ``H`` itself or, for large data, from a streamed QR factor ``R`` of ``H``."""
-    kv = _columns(arch)
-    per_sample = math.prod(arch.axes_layer_sizes[-1]) * kv * 8
-    chunk = max(1, max_bytes // per_sample)
-    R = np.zeros((0, kv))
-    for start in range(0, data.num_samples, chunk):
-        rows = patch_rows(arch, data.inputs[start : start + chunk]).reshape(-1, kv)
+    R = np.zeros((0, _columns(arch)))
+    for rows in _patch_blocks(arch, data, max_bytes):
         R = np.linalg.qr(np.vstack([R, rows]), mode="r")
     return np.linalg.svd(R, compute_uv=False)
 
@@ -89,10 +94,8 @@ def _patch_gram(arch: Architecture, data: Dataset, max_bytes: int) -> np.ndarray
     from scipy.linalg.blas import dsyrk
 
     kv = _columns(arch)
-    chunk = max(1, max_bytes // (math.prod(arch.axes_layer_sizes[-1]) * kv * 8))
     G = np.zeros((kv, kv), order="F")
-    for start in range(0, data.num_samples, chunk):
-        rows = patch_rows(arch, data.inputs[start : start + chunk]).reshape(-1, kv)
+    for rows in _patch_blocks(arch, data, max_bytes):
         G = dsyrk(1.0, rows.T, beta=1.0, c=G, trans=0, lower=0, overwrite_c=1)  # rows.T is Fortran-ordered
     return np.triu(G) + np.triu(G, 1).T
 
