@@ -57,6 +57,34 @@ def test_gradient_flows_gives_each_start_the_result_of_gradient_flow(loss):
     assert sum(r.certified for r in batch) >= 5  # (the comparison covers certified runs, not only failures)
 
 
+def test_a_batch_of_runs_that_end_differently_gives_each_the_steps_it_takes_alone(monkeypatch):
+    """Runs advanced together in compiled code (runs innermost) that end for different reasons and at different
+    times — a minimum, a start whose equal layers the flow keeps equal (per-run pairs), a tiny start near the saddle
+    at the origin, a run stopped at ``t_max`` — each give the result of the run alone, bit for bit; more runs than
+    one batch holds (BATCH_RUNS lowered to 4) go in consecutive batches.  ``wall_time`` is each run's own time."""
+    from lcnflow.dynamics import batch as batch_module
+
+    monkeypatch.setattr(batch_module, "BATCH_RUNS", 4)
+    risk = _problem()
+    equal = lf.random_init(risk.arch, 0.5, seed=7)
+    equal = [equal[0], equal[0].copy(), equal[2]]  # layers 1 and 2 equal: the risk's symmetry keeps them equal
+    inits = [lf.random_init(risk.arch, 0.5, seed=0), equal, lf.random_init(risk.arch, 1e-3, seed=1),
+             lf.random_init(risk.arch, 0.5, seed=2), lf.random_init(risk.arch, 2.0, seed=3),
+             lf.random_init(risk.arch, 0.5, seed=4)]
+    for options in ({}, {"t_max": 3.0}, {"save_at": [0.05, 0.5, 5.0]}):
+        batch = lf.gradient_flows(risk, inits, **options)
+        alone = [lf.gradient_flow(risk, init, **options) for init in inits]
+        for got, ref in zip(batch, alone, strict=True):
+            _same(got, ref)
+            assert got.num_gradient_evaluations == ref.num_gradient_evaluations
+            assert got.num_hessian_evaluations == ref.num_hessian_evaluations
+            np.testing.assert_array_equal(got.times, ref.times)
+            np.testing.assert_array_equal(got.saved_states, ref.saved_states)
+            assert 0 < got.wall_time < sum(r.wall_time for r in alone) * 5
+        reasons = {str(r.stop_reason) for r in batch}
+        assert reasons == ({"minimum", "t_max"} if "t_max" in options else {"minimum", "stable_saddle"})
+
+
 def test_gradient_flows_takes_a_2d_array_and_is_exported_everywhere():
     from lcnflow.dynamics import gradient_flows as from_dynamics
     from lcnflow.flow import gradient_flows as from_flow

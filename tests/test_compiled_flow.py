@@ -236,21 +236,24 @@ def test_the_segments_workspace_evaluations_match_the_reference_path(arch, loss,
     lay = lf.kernels.layout(arch.filter_shapes, arch.cumulative_strides[:-1])
     args = (lay.kh, lay.kw, lay.dh, lay.dw, lay.off)
     fs = compiled.function_space_args(risk)
-    P, kv = arch.num_params, arch.final_filter_num_params
-    ws = compiled._workspace(*args[:4])
+    P, kv, runs = arch.num_params, arch.final_filter_num_params, 3
+    ws = compiled._workspace_batch(*args[:4], runs)
     monkeypatch.setattr(lf.kernels, "ENABLED", False)
-    for seed in range(3):
-        w = lf.flatten(lf.random_init(arch, 0.7, seed))
-        grad, hess = np.empty(P), np.empty((P, P))
-        value = compiled._eval(w, *args, fs, ws, grad, True)
-        compiled._hessian_ws(w, *args, compiled._fs_hessian(ws, len(arch.filter_sizes), fs), ws,
-                             np.empty((kv, P)), np.empty((kv, P)), hess)
-        ref_value, ref_grad = risk.value_and_gradient(w)
-        ref_hess = risk.hessian(w)
-        assert value == pytest.approx(ref_value, rel=1e-12)
-        np.testing.assert_allclose(grad, ref_grad, rtol=0, atol=1e-12 * np.max(np.abs(ref_grad)))
-        np.testing.assert_allclose(hess, ref_hess, rtol=0, atol=1e-12 * np.max(np.abs(ref_hess)))
-        assert np.array_equal(hess, hess.T)
+    # three runs in one batch (runs innermost): each run's numbers as if alone
+    w = np.stack([lf.flatten(lf.random_init(arch, 0.7, seed)) for seed in range(runs)], axis=1)
+    grad, hess = np.empty((P, runs)), np.empty((P, P, runs))
+    live = np.ones(runs, np.bool_)
+    compiled._eval_batch(w, *args, fs, ws, grad, True, runs, live)
+    values = ws[7].copy()
+    compiled._hessian_batch(w, *args, fs, ws, np.empty((kv, kv, runs)), np.empty((kv, P, runs)),
+                            np.empty((kv, P, runs)), hess, runs, live)
+    for r in range(runs):
+        ref_value, ref_grad = risk.value_and_gradient(w[:, r])
+        ref_hess = risk.hessian(w[:, r])
+        assert values[r] == pytest.approx(ref_value, rel=1e-12)
+        np.testing.assert_allclose(grad[:, r], ref_grad, rtol=0, atol=1e-12 * np.max(np.abs(ref_grad)))
+        np.testing.assert_allclose(hess[:, :, r], ref_hess, rtol=0, atol=1e-12 * np.max(np.abs(ref_hess)))
+        assert np.array_equal(hess[:, :, r], hess[:, :, r].T)
 
 
 def test_the_compiled_function_space_hessian_matches_finite_differences_of_the_gradient():
@@ -265,10 +268,16 @@ def test_the_compiled_function_space_hessian_matches_finite_differences_of_the_g
         risk = lf.EmpiricalRisk(arch, loss, lf.Dataset(X, y.reshape(12, -1)))
         fs = compiled.function_space_args(risk)
         lay = lf.kernels.layout(arch.filter_shapes, arch.cumulative_strides[:-1])
-        ws = compiled._workspace(lay.kh, lay.kw, lay.dh, lay.dw)
+        ws = compiled._workspace_batch(lay.kh, lay.kw, lay.dh, lay.dw, 1)
         w = lf.flatten(lf.random_init(arch, 0.8, 3))
-        compiled._eval(w, lay.kh, lay.kw, lay.dh, lay.dw, lay.off, fs, ws, np.empty(arch.num_params), True)
-        G = compiled._fs_hessian(ws, 2, fs).copy()
+        P, kv = arch.num_params, arch.final_filter_num_params
+        live = np.ones(1, np.bool_)
+        compiled._eval_batch(w[:, None], lay.kh, lay.kw, lay.dh, lay.dw, lay.off, fs, ws, np.empty((P, 1)), True, 1,
+                             live)
+        G = np.empty((kv, kv, 1))
+        compiled._hessian_batch(w[:, None], lay.kh, lay.kw, lay.dh, lay.dw, lay.off, fs, ws, G, np.empty((kv, P, 1)),
+                                np.empty((kv, P, 1)), np.empty((P, P, 1)), 1, live)
+        G = G[:, :, 0]
         v = lf.final_filter(arch, lf.unflatten(arch, w)).ravel()
 
         def fs_grad(u, loss=loss):

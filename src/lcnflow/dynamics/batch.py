@@ -12,13 +12,16 @@ the warnings a run raises to that run).
 
 from __future__ import annotations
 
+import math
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from lcnflow._threads import one_blas_thread
 from lcnflow.analysis.certify import check_start
-from lcnflow.dynamics.integrate import _check_risk, run_flow
+from lcnflow.dynamics.integrate import _check_risk, flow_steps, run_flow
 from lcnflow.dynamics.options import FLOW_DEFAULTS, FlowOptions, check_callback, check_save_at
 from lcnflow.dynamics.result import Callback, FlowResult
 from lcnflow.model.conv import as_filters, flatten
@@ -49,17 +52,124 @@ def _starts(risk: EmpiricalRisk, inits) -> list[np.ndarray]:
     return out
 
 
+#: Runs advanced together at most (the runs of a longer list go in consecutive batches of this size).
+BATCH_RUNS = 64
+
+
+class _RunClock:
+    """The time spent on one run of a batch: its own Python work, and its share of the compiled calls it took part
+    in (each call's time divided evenly among its runs)."""
+
+    __slots__ = ("since", "spent")
+
+    def __init__(self):
+        self.spent, self.since = 0.0, None
+
+    def __call__(self) -> float:
+        return self.spent + (time.perf_counter() - self.since if self.since is not None else 0.0)
+
+
+class _Run:
+    """One run of a batch: its generator (:func:`~lcnflow.dynamics.integrate.flow_steps`), clock, the warnings it
+    raised, the segment it waits for, and its result (a FlowResult or the exception it raised)."""
+
+    __slots__ = ("caught", "clock", "outcome", "segment", "steps")
+
+    def __init__(self, steps, clock):
+        self.steps, self.clock, self.caught, self.segment, self.outcome = steps, clock, [], None, None
+
+    def resume(self, stepper_event: tuple | None) -> None:
+        """Run this run's Python work up to its next segment (or its end): finish the segment that ended (its event
+        goes to the generator), then begin the one the generator asks for."""
+        self.clock.since = time.perf_counter()
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                try:
+                    if stepper_event is None:
+                        request = next(self.steps)
+                    else:
+                        stepper, recorder = stepper_event
+                        request = self.steps.send(stepper.finish(self.segment[1], recorder))
+                    stepper, args, kwargs = request
+                    self.segment = (stepper, stepper.begin(*args, **kwargs), kwargs["recorder"])
+                except StopIteration as stop:
+                    self.segment, self.outcome = None, stop.value
+                except Exception as exc:  # the run's own failure: reported in its place
+                    self.segment, self.outcome = None, exc
+            self.caught.extend(caught)
+        finally:
+            self.clock.spent += time.perf_counter() - self.clock.since
+            self.clock.since = None
+
+
+@one_blas_thread
+def _run_batch(risk: EmpiricalRisk, starts: list[np.ndarray], opts: FlowOptions, save: np.ndarray) -> list[_Run]:
+    """Every run of ``starts`` to its end, their compiled segments advanced together (runs innermost,
+    :meth:`~lcnflow.dynamics.compiled.SegmentRunner.run`): a call returns when three quarters of its runs have ended
+    their segments; their Python work (the stopping rule's tests, certificates, classification) runs, the next
+    segments they ask for join the runs still going, and the next call advances all of them."""
+    runs = []
+    for w0 in starts:
+        clock = _RunClock()
+        runs.append(_Run(flow_steps(risk, w0, opts, save=save, start=0.0, clock=clock), clock))
+    for run in runs:
+        run.resume(None)
+    runner = None
+    while True:
+        waiting = [run for run in runs if run.segment is not None]
+        if not waiting:
+            return runs
+        if runner is None:
+            runner = waiting[0].segment[0].runner
+        segments = [run.segment[1] for run in waiting]
+        began = time.perf_counter()
+        runner.run(segments, stop_below=len(segments) // 4)
+        share = (time.perf_counter() - began) / len(segments)
+        for run in waiting:
+            run.clock.spent += share
+            if run.segment[1].ended >= 0:
+                run.resume((run.segment[0], run.segment[2]))
+
+
+def _batched(risk: EmpiricalRisk, opts: FlowOptions, save_at, callback) -> bool:
+    """Whether runs of ``risk`` with these options advance together: compiled Rodas4 segments, no callback (it sees
+    every step of one run) and no ``max_time`` (each run's time limit is its own)."""
+    from lcnflow.dynamics import compiled
+    from lcnflow.dynamics.solvers import auto_integrator
+
+    integrator = auto_integrator(risk) if opts.integrator == "auto" else opts.integrator
+    return (integrator == "rodas4" and compiled.available(risk) and callback is None
+            and not math.isfinite(opts.max_time))
+
+
 def iter_flows(risk: EmpiricalRisk, inits, opts: FlowOptions, *, save_at=None,
                callback: Callback | None = None) -> Iterator[FlowResult]:
     """The results of :func:`gradient_flows` one at a time, in the order of ``inits``, with the options as one
-    :class:`~lcnflow.dynamics.options.FlowOptions`.  Everything is checked before the first run starts; each run's
-    ``wall_time`` (and ``max_time``) counts from its own start."""
+    :class:`~lcnflow.dynamics.options.FlowOptions`.  Everything is checked before the first run starts.
+
+    Where the runs use the compiled Rodas4 segments (the default for built-in losses), without a callback or a
+    ``max_time``, batches of up to :data:`BATCH_RUNS` runs advance together (runs innermost in compiled code); each
+    run takes exactly the steps it takes alone, so its result is the same.  A run's ``wall_time`` is then its own
+    Python work plus its share of the compiled calls it took part in, and the warnings it raised are raised again
+    as its result is yielded.  Otherwise the runs go one after the other, each ``wall_time`` (and ``max_time``) from
+    its own start.  A run that raises raises when its turn comes."""
     risk = _check_risk(risk)
-    check_save_at(save_at, opts.t_max)
+    save = check_save_at(save_at, opts.t_max)
     check_callback(callback)
     starts = _starts(risk, inits)
-    for w0 in starts:
-        yield run_flow(risk, w0, opts, save_at=save_at, callback=callback, start=time.perf_counter())
+    if not _batched(risk, opts, save_at, callback):
+        for w0 in starts:
+            yield run_flow(risk, w0, opts, save_at=save_at, callback=callback, start=time.perf_counter())
+        return
+    for first in range(0, len(starts), BATCH_RUNS):
+        for run in _run_batch(risk, starts[first:first + BATCH_RUNS], opts, save):
+            for w in run.caught:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+            if isinstance(run.outcome, BaseException):
+                raise run.outcome
+            run.outcome.wall_time = run.clock.spent
+            yield run.outcome
 
 
 def gradient_flows(

@@ -45,7 +45,7 @@ def ready_marker() -> Path | None:
         return None
     from lcnflow.dynamics import compiled
 
-    cache = getattr(compiled.rodas4_segment, "_cache", None)
+    cache = getattr(compiled.rodas4_segments, "_cache", None)
     try:
         directory = Path(cache._cache_path)  # (Numba's cache locator: NUMBA_CACHE_DIR, __pycache__ or user-wide)
     except (AttributeError, TypeError):

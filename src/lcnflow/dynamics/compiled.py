@@ -1,11 +1,12 @@
-r"""The compiled integrator: many steps of the flow per call, with the driver's per-step tests inside.
+r"""The compiled integrator: many steps of the flow per call, for many runs of one risk at once, with the driver's
+per-step tests inside.
 
 For the square loss a gradient from the statistics ``(G, v̂)`` costs well under a microsecond of arithmetic, and for
 the other built-in losses one pass over the data (about 0.1 ms for 500 signals of 64 samples), so a run's time would
 otherwise be spent in the Python around it: the integrator's step logic, the driver's tests and the recorder.
 :class:`CompiledRodas4Stepper` runs the scheme of :class:`~lcnflow.dynamics.steppers.Rodas4Stepper` (Rodas4: order
 4, L-stable, exact Hessian — a third of the steps ``ode23s`` takes on the same runs, each with one Hessian and one
-LU factorization) in one Numba function, :func:`rodas4_segment`, with the gradients and the Hessian evaluated into
+LU factorization) in one Numba function, :func:`rodas4_segments`, with the gradients and the Hessian evaluated into
 one workspace (no allocation per evaluation; the function-space part from the statistics or from the data passes of
 :mod:`lcnflow.kernels`, :func:`function_space_args`); it takes steps until something needs the driver:
 
@@ -21,18 +22,26 @@ does, and the steps the recorder keeps (by its rules: arc length, estimated loss
 absolute time) are written to a buffer the driver hands to it.
 The driver then applies exactly the tests it applies after a Python step, so a run takes the same decisions on
 either path; the compiled and Python steppers agree to rounding (``tests/test_compiled_flow.py``).
+
+**Many runs.**  The arrays of :func:`rodas4_segments` carry the run as their last axis, and every loop of its
+arithmetic ends in a loop over the runs, which the compiler vectorizes: on a three-layer 1D network with nine
+parameters a step costs about a tenth of a step taken alone.  Each run keeps its own step size, tests and record, and
+its numbers are computed in the same order whatever else is in the batch — one run is a batch of one, and a run
+batched with others takes exactly the steps it takes alone (:func:`lcnflow.dynamics.batch.iter_flows` feeds it).
 """
 
 from __future__ import annotations
 
 import math
+import threading
+import weakref
 
 import numpy as np
 
 from lcnflow import kernels as K
 from lcnflow.analysis.certify import problem_scales
 from lcnflow.dynamics.result import LOSS_STEP
-from lcnflow.dynamics.steppers import RODAS4_A, RODAS4_C, RODAS4_GAMMA, RODAS4_M, Rodas4Stepper, _initial_step
+from lcnflow.dynamics.steppers import RODAS4_A, RODAS4_C, RODAS4_GAMMA, Rodas4Stepper, _initial_step
 from lcnflow.model.risk import EmpiricalRisk
 
 # what ended a segment
@@ -45,218 +54,281 @@ _T, _H, _ARC, _DRIFT, _NEXT_T, _NFEV, _NHEV, _NSTEPS, _NREC, _LOSS, _TPREV = ran
 # whether the next step is recorded (an event at a step that was not), the arc-length step and the loss step (inf: off)
 _ARC_SINCE, _FALL_SINCE, _NORM_REC, _MIN_LOSS, _LOSS0, _EVENT_T, _NEXT_REL, _PENDING, _ARC_STEP, _LOSS_STEP = (
     range(11, 21))
-_STATE_SIZE = 21
+# steps taken in the current segment, and 1.0 while a rejected step is retried (a batch may return in between)
+_SEG_STEPS, _RETRY = 21, 22
+_STATE_SIZE = 23
 
 #: Rows of the record buffer (a segment returns when it is full).
 RECORD_ROWS = 64
 
 
-# ------------------------------------------------------------------ square-loss evaluations without allocations
-# (Functions called from one place only are inlined into their caller, inline="always": each compiled function
-# costs a compilation of its own, and every compiled caller optimizes its code again — the first run waits for it.)
-# A workspace holds, for the current w, the prefix products pre[i] = w⁽¹⁾ ∗ ⋯ ∗ w⁽ⁱ⁾ and the suffix products
-# suf[i] = w⁽ⁱ⁺¹⁾ ∗ ⋯ ∗ w⁽ᴺ⁾ (dilated filters, as 2D arrays with their shapes), from which π = pre[N], the cofactor
-# c_i = pre[i−1] ∗ suf[i] of layer i (dπᵀg and the Jacobian) and the Hessian's e_il follow.  Every step of a segment
-# evaluates into the same buffers; the kernels of lcnflow.kernels (which allocate) are the reference.
-
-
-@K._jit()
-def _layer_conv(a, ah, aw, w, o, kh, kw, dh, dw, out):
-    """``out[:oh, :ow] = a[:ah, :aw] ∗ (layer filter w[o:], kh × kw taps, dilation dh × dw)``; returns ``(oh, ow)``."""
-    oh, ow = ah + (kh - 1) * dh, aw + (kw - 1) * dw
-    out[:oh, :ow] = 0.0
-    for j1 in range(kh):
-        for j2 in range(kw):
-            c = w[o + j1 * kw + j2]
-            o1, o2 = j1 * dh, j2 * dw
-            for x in range(ah):
-                for y in range(aw):
-                    out[o1 + x, o2 + y] += c * a[x, y]
-    return oh, ow
-
-
-@K._jit()
-def _full_conv(a, ah, aw, b, bh, bw, out):
-    """``out[:ah+bh−1, :aw+bw−1] = a ∗ b`` (full 2D convolution); returns the shape."""
-    oh, ow = ah + bh - 1, aw + bw - 1
-    out[:oh, :ow] = 0.0
-    for i1 in range(bh):
-        for i2 in range(bw):
-            c = b[i1, i2]
-            if c != 0.0:
-                for x in range(ah):
-                    for y in range(aw):
-                        out[i1 + x, i2 + y] += c * a[x, y]
-    return oh, ow
-
-
-def _workspace(kh, kw, dh, dw):
-    """The buffers of :func:`_eval` for the layers ``(kh, kw, dh, dw)`` (allocated once per stepper, in Python)."""
-    n = kh.size
-    KH = 1 + int(np.sum((kh - 1) * dh))
-    KW = 1 + int(np.sum((kw - 1) * dw))
-    return (np.zeros((n + 1, KH, KW)), np.zeros((n + 1, 2), np.int64), np.zeros((n + 1, KH, KW)),
-            np.zeros((n + 1, 2), np.int64), np.zeros((3, KH, KW)), np.zeros((KH, KW)), np.zeros(KH * KW))
-
-
-def _scratch(P: int, kv: int) -> tuple:
-    """The buffers of :func:`rodas4_segment`'s steps for ``P`` parameters and ``k_v`` final-filter coefficients:
-    ``J``, ``GJ`` (``k_v × P``), the Hessian and the matrix ``I + γh∇²L`` (``P × P``), the six stages, the stage point,
-    the right-hand side, two gradients, the new point (``P``) and the LU pivots (allocated once per stepper)."""
-    return (np.empty((kv, P)), np.empty((kv, P)), np.empty((P, P)), np.empty((P, P)), np.empty((6, P)), np.empty(P),
-            np.empty(P), np.empty(P), np.empty(P), np.empty(P), np.empty(P, np.int64))
-
-
-@K._jit(inline="always")
-def _products(w, kh, kw, dh, dw, off, pre, pre_shape, suf, suf_shape):
-    """Fill the prefix and suffix products of the layers at ``w``."""
-    n = kh.size
-    pre[0, 0, 0] = 1.0
-    pre_shape[0, 0], pre_shape[0, 1] = 1, 1
-    for i in range(n):
-        pre_shape[i + 1, 0], pre_shape[i + 1, 1] = _layer_conv(pre[i], pre_shape[i, 0], pre_shape[i, 1], w, off[i],
-                                                               kh[i], kw[i], dh[i], dw[i], pre[i + 1])
-    suf[n, 0, 0] = 1.0
-    suf_shape[n, 0], suf_shape[n, 1] = 1, 1
-    for i in range(n - 1, -1, -1):
-        suf_shape[i, 0], suf_shape[i, 1] = _layer_conv(suf[i + 1], suf_shape[i + 1, 0], suf_shape[i + 1, 1], w,
-                                                       off[i], kh[i], kw[i], dh[i], dw[i], suf[i])
-
-
-@K._jit()
-def _cofactor(ws, i: int) -> tuple[int, int]:
-    """``c_i = pre[i] ∗ suf[i+1]`` (the product of every layer but ``i``) into the workspace's ``tmp[0]``; its shape."""
-    pre, pre_shape, suf, suf_shape, tmp, _, _ = ws
-    return _full_conv(pre[i], pre_shape[i, 0], pre_shape[i, 1], suf[i + 1], suf_shape[i + 1, 0], suf_shape[i + 1, 1],
-                      tmp[0])
-
-
 #: Length of the function-space tuple of the square loss (its statistics); the data passes' tuple is longer.
 _STATS_LEN = 3
-
-
-@K._jit()
-def _stats_value_grad(fs, v, e, ge, need_value):
-    """The square loss from its statistics ``fs = (v̂, G, ℒ(v̂))``: ``ℒ = ½ eᵀGe + ℒ(v̂)``, ``∇ℒ = Ge`` into ``ge``."""
-    v_hat, G, minimum = fs
-    return 0.5 * K.square_terms(v, v_hat, G, e, ge) + minimum
-
-
-@K._jit()
-def _data_value_grad(fs, v, e, ge, need_value):
-    """A built-in loss through one pass over the data: ``ℒ = (1/m) Σ ℓ(r)`` (NaN unless ``need_value``),
-    ``∇ℒ = (1/m) Hᵀℓ'(r)`` into ``ge`` (``e``: scratch)."""
-    x3, y3, xt, yt, sh, sw, lid, p1, p2, inv_m, block, part, vals, _, _, _ = fs
-    # (the passes are compiled once per need_value: a constant in each call, so LLVM drops the unused sums)
-    if need_value:
-        val = K.data_pass_serial(x3, y3, xt, yt, v, sh, sw, lid, p1, p2, True, block, part, vals, e) * inv_m
-    else:
-        val = K.data_pass_serial(x3, y3, xt, yt, v, sh, sw, lid, p1, p2, False, block, part, vals, e) * inv_m
-    KW = ge.shape[1]
-    for t in range(e.size):
-        ge[t // KW, t % KW] = e[t] * inv_m
-    return val
-
-
-@K._jit()
-def _stats_curvature(fs, v):
-    """``∇²ℒ`` of the square loss: the statistics' ``G``."""
-    return fs[1]
-
-
-@K._jit()
-def _data_curvature(fs, v):
-    """``∇²ℒ(v) = (1/m) Hᵀdiag(ℓ'')H`` (one pass over the data, :func:`lcnflow.kernels.weighted_gram_serial`)."""
-    x3, y3, xt, yt, sh, sw, lid, p1, p2, inv_m, block, _, vals, gram_part, rows, Gv = fs
-    K.weighted_gram_serial(x3, y3, xt, yt, v, sh, sw, lid, p1, p2, block, gram_part, vals, rows[0], rows[1], Gv)
-    for a in range(Gv.shape[0]):
-        for b in range(Gv.shape[1]):
-            Gv[a, b] *= inv_m
-    return Gv
-
-
-def _fs_value_grad(fs, v, e, ge, need_value):
-    """:func:`_stats_value_grad` or :func:`_data_value_grad`, by the kind of ``fs``; in compiled code the choice is
-    made when the caller is compiled (the overload below), so a square-loss segment compiles no data pass."""
-    impl = _stats_value_grad if len(fs) == _STATS_LEN else _data_value_grad
-    return impl(fs, v, e, ge, need_value)
-
-
-def _fs_curvature(fs, v):
-    """:func:`_stats_curvature` or :func:`_data_curvature`, by the kind of ``fs`` (chosen at compile time too)."""
-    return (_stats_curvature if len(fs) == _STATS_LEN else _data_curvature)(fs, v)
-
 
 if K.HAVE_NUMBA:
     from numba.extending import overload
 
-    @overload(_fs_value_grad, inline="always")
-    def _ol_fs_value_grad(fs, v, e, ge, need_value):
-        if len(fs) == _STATS_LEN:
-            return lambda fs, v, e, ge, need_value: _stats_value_grad(fs, v, e, ge, need_value)
-        return lambda fs, v, e, ge, need_value: _data_value_grad(fs, v, e, ge, need_value)
 
-    @overload(_fs_curvature, inline="always")
-    def _ol_fs_curvature(fs, v):
-        if len(fs) == _STATS_LEN:
-            return lambda fs, v: _stats_curvature(fs, v)
-        return lambda fs, v: _data_curvature(fs, v)
+# ------------------------------------------------------------------ many runs at once: runs innermost
+# The arrays of a batch carry the run as their last axis (``w[p, r]``, ``pre[i, x, y, r]``): every loop of the
+# evaluations below ends in a loop over the runs, which the compiler vectorizes, and each run's numbers are computed
+# in the same order whatever the batch (one run is a batch of one).  Compiled without fast-math flags (``strict``):
+# no contraction or reassociation that could round a run differently in a batch of 64 than alone.
 
 
-@K._jit()
-def _eval(w, kh, kw, dh, dw, off, fs, ws, grad, need_value):
-    r"""``L(w)`` (NaN unless ``need_value``; always for the statistics), ``∇L = dπᵀ∇ℒ(π(w))`` into ``grad``, and
-    ``∇ℒ(π(w))`` in π's shape in the workspace (``ws[5]``) for the Hessian; the products stay in the workspace.
-
-    ``fs`` is the function-space risk (:func:`function_space_args`): the square loss from its statistics
-    (``ℒ = ½ eᵀGe + ℒ(v̂)``, ``∇ℒ = Ge``, ``e = v − v̂``), or a built-in loss through one pass over the data
-    (``ℒ = (1/m) Σ ℓ(r)``, ``∇ℒ = (1/m) Hᵀℓ'(r)``, ``r = Hv − y``: :func:`lcnflow.kernels.data_pass_serial`).
-    """
-    pre, pre_shape, suf, suf_shape, tmp, ge, e = ws
-    _products(w, kh, kw, dh, dw, off, pre, pre_shape, suf, suf_shape)
+def _workspace_batch(kh, kw, dh, dw, runs: int) -> tuple:
+    """The buffers of :func:`_eval_batch` for the layers ``(kh, kw, dh, dw)`` and ``runs`` runs: the prefix and suffix
+    products (with their shapes, the same for every run), three scratch filters, ``∇ℒ`` in π's shape, ``e``, the
+    values, and a contiguous filter and gradient for one run's data pass."""
     n = kh.size
-    val = _fs_value_grad(fs, pre[n], e, ge, need_value)  # (pre[n] = π(w))
-    for i in range(n):
-        ch, cw = _cofactor(ws, i)
-        K.vjp_layer(ge, tmp[0], ch, cw, kh, kw, dh, dw, off, i, grad)
-    return val
+    KH = 1 + int(np.sum((kh - 1) * dh))
+    KW = 1 + int(np.sum((kw - 1) * dw))
+    return (np.zeros((n + 1, KH, KW, runs)), np.zeros((n + 1, 2), np.int64), np.zeros((n + 1, KH, KW, runs)),
+            np.zeros((n + 1, 2), np.int64), np.zeros((3, KH, KW, runs)), np.zeros((KH, KW, runs)),
+            np.zeros((KH * KW, runs)), np.zeros(runs), np.zeros((KH, KW)), np.zeros(KH * KW))
 
 
-@K._jit(inline="always")
-def _fs_hessian(ws, n, fs):
-    r"""``∇²ℒ(v)`` at the point the workspace holds, ``v = π(w)``: the statistics' ``G``, or ``(1/m) Hᵀdiag(ℓ'')H``
-    (one pass over the data, :func:`lcnflow.kernels.weighted_gram_serial`).
+@K._jit(strict=True, inline="always")
+def _layer_conv_batch(a, ah, aw, w, o, kh, kw, dh, dw, out, nr):
+    """``out[:oh, :ow, r] = a[:ah, :aw, r] ∗ (layer filter w[o:, r])`` for the runs ``r < nr``; returns ``(oh, ow)``."""
+    oh, ow = ah + (kh - 1) * dh, aw + (kw - 1) * dw
+    for x in range(oh):
+        for y in range(ow):
+            for r in range(nr):
+                out[x, y, r] = 0.0
+    for j1 in range(kh):
+        for j2 in range(kw):
+            p = o + j1 * kw + j2
+            o1, o2 = j1 * dh, j2 * dw
+            for x in range(ah):
+                for y in range(aw):
+                    for r in range(nr):
+                        out[o1 + x, o2 + y, r] += w[p, r] * a[x, y, r]
+    return oh, ow
 
-    Evaluated anew at every step: Rodas4's order conditions assume the exact Jacobian, and an older ``∇²ℒ`` (kept
-    while ``π(w)`` moves less than 25 %, or 1 %) multiplied the steps by 2 to 40 on planted 1D problems."""
-    return _fs_curvature(fs, ws[0][n])
+
+@K._jit(strict=True, inline="always")
+def _full_conv_batch(a, ah, aw, b, bh, bw, out, nr):
+    """``out[:ah+bh−1, :aw+bw−1, r] = a ∗ b`` (full 2D convolution) for the runs ``r < nr``; returns the shape."""
+    oh, ow = ah + bh - 1, aw + bw - 1
+    for x in range(oh):
+        for y in range(ow):
+            for r in range(nr):
+                out[x, y, r] = 0.0
+    for i1 in range(bh):
+        for i2 in range(bw):
+            for x in range(ah):
+                for y in range(aw):
+                    for r in range(nr):
+                        out[i1 + x, i2 + y, r] += b[i1, i2, r] * a[x, y, r]
+    return oh, ow
 
 
-@K._jit(inline="always")
-def _hessian_ws(w, kh, kw, dh, dw, off, G, ws, J, GJ, hess):
-    r"""``∇²L = Jᵀ G J + Σ_t ∇ℒ_t ∇²π_t`` into ``hess`` (``G = ∇²ℒ``), from the workspace filled by :func:`_eval` at
-    ``w`` (``J``, ``GJ``: ``k_v × P`` scratch)."""
-    pre, pre_shape, suf, suf_shape, tmp, ge, _ = ws
+@K._jit(strict=True, inline="always")
+def _products_batch(w, kh, kw, dh, dw, off, pre, pre_shape, suf, suf_shape, nr):
+    """Fill the prefix and suffix products of the layers at ``w[:, r]``, ``r < nr``."""
     n = kh.size
-    KW = ge.shape[1]
-    K_, P = J.shape
-    J[:, :] = 0.0
+    for r in range(nr):
+        pre[0, 0, 0, r] = 1.0
+        suf[n, 0, 0, r] = 1.0
+    pre_shape[0, 0], pre_shape[0, 1] = 1, 1
     for i in range(n):
-        ch, cw = _cofactor(ws, i)
-        K.jacobian_layer(tmp[0], ch, cw, KW, kh, kw, dh, dw, off, i, J)
-    GJ[:, :] = 0.0
+        pre_shape[i + 1, 0], pre_shape[i + 1, 1] = _layer_conv_batch(
+            pre[i], pre_shape[i, 0], pre_shape[i, 1], w, off[i], kh[i], kw[i], dh[i], dw[i], pre[i + 1], nr)
+    suf_shape[n, 0], suf_shape[n, 1] = 1, 1
+    for i in range(n - 1, -1, -1):
+        suf_shape[i, 0], suf_shape[i, 1] = _layer_conv_batch(
+            suf[i + 1], suf_shape[i + 1, 0], suf_shape[i + 1, 1], w, off[i], kh[i], kw[i], dh[i], dw[i], suf[i], nr)
+
+
+@K._jit(strict=True, inline="always")
+def _cofactor_batch(ws, i, nr):
+    """``c_i = pre[i] ∗ suf[i+1]`` (the product of every layer but ``i``) into ``tmp[0]``; its shape."""
+    pre, pre_shape, suf, suf_shape, tmp = ws[0], ws[1], ws[2], ws[3], ws[4]
+    return _full_conv_batch(pre[i], pre_shape[i, 0], pre_shape[i, 1], suf[i + 1], suf_shape[i + 1, 0],
+                            suf_shape[i + 1, 1], tmp[0], nr)
+
+
+@K._jit(strict=True, inline="always")
+def _stats_value_grad_batch(fs, v, e, ge, vals, need_value, nr, live, one_v, one_e):
+    """The square loss from its statistics ``fs = (v̂, G, ℒ(v̂))`` for the runs ``r < nr``: ``vals[r] = ½ eᵀGe +
+    ℒ(v̂)``, ``∇ℒ = Ge`` into ``ge`` (``e = v − v̂``); every run, ``live`` or not (the arithmetic is vectorized over
+    the runs)."""
+    v_hat, G, minimum = fs
+    KW = v.shape[1]
+    K_ = v_hat.size
+    for t in range(K_):
+        for r in range(nr):
+            e[t, r] = v[t // KW, t % KW, r] - v_hat[t]
+    for r in range(nr):
+        vals[r] = 0.0
     for a in range(K_):
+        a1, a2 = a // KW, a % KW
+        for r in range(nr):
+            ge[a1, a2, r] = 0.0
         for b in range(K_):
             gab = G[a, b]
-            if gab != 0.0:
-                for j in range(P):
-                    GJ[a, j] += gab * J[b, j]
+            for r in range(nr):
+                ge[a1, a2, r] += gab * e[b, r]
+        for r in range(nr):
+            vals[r] += e[a, r] * ge[a1, a2, r]
+    for r in range(nr):
+        vals[r] = 0.5 * vals[r] + minimum
+
+
+@K._jit(strict=True, inline="always")
+def _data_value_grad_batch(fs, v, e, ge, vals, need_value, nr, live, one_v, one_e):
+    """A built-in loss through one pass over the data per run ``r < nr``: ``vals[r] = (1/m) Σ ℓ(r)`` (NaN unless
+    ``need_value``), ``∇ℒ = (1/m) Hᵀℓ'(r)`` into ``ge`` (``one_v``, ``one_e``: one run's filter and gradient); only
+    for the runs with ``live[r]`` (a pass per run is what costs)."""
+    x3, y3, xt, yt, sh, sw, lid, p1, p2, inv_m, block, part, pvals, _, _, _ = fs
+    KH, KW = one_v.shape
+    for r in range(nr):
+        if not live[r]:
+            continue
+        for a1 in range(KH):
+            for a2 in range(KW):
+                one_v[a1, a2] = v[a1, a2, r]
+        # (the passes are compiled once per need_value: a constant in each call, so LLVM drops the unused sums)
+        if need_value:
+            vals[r] = K.data_pass_serial(x3, y3, xt, yt, one_v, sh, sw, lid, p1, p2, True, block, part, pvals,
+                                         one_e) * inv_m
+        else:
+            vals[r] = K.data_pass_serial(x3, y3, xt, yt, one_v, sh, sw, lid, p1, p2, False, block, part, pvals,
+                                         one_e) * inv_m
+        for t in range(one_e.size):
+            ge[t // KW, t % KW, r] = one_e[t] * inv_m
+
+
+@K._jit(strict=True, inline="always")
+def _stats_curvature_batch(fs, v, G, nr, live, one_v):
+    """``∇²ℒ`` of the square loss, the statistics' ``G``, for every run ``r < nr`` into ``G[:, :, r]``."""
+    Gs = fs[1]
+    for a in range(Gs.shape[0]):
+        for b in range(Gs.shape[1]):
+            for r in range(nr):
+                G[a, b, r] = Gs[a, b]
+
+
+@K._jit(strict=True, inline="always")
+def _data_curvature_batch(fs, v, G, nr, live, one_v):
+    """``∇²ℒ(v_r) = (1/m) Hᵀdiag(ℓ'')H`` for each run ``r < nr`` (one pass over the data each,
+    :func:`lcnflow.kernels.weighted_gram_serial`) into ``G[:, :, r]``, for the runs with ``live[r]``."""
+    x3, y3, xt, yt, sh, sw, lid, p1, p2, inv_m, block, _, vals, gram_part, rows, Gv = fs
+    KH, KW = one_v.shape
+    for r in range(nr):
+        if not live[r]:
+            continue
+        for a1 in range(KH):
+            for a2 in range(KW):
+                one_v[a1, a2] = v[a1, a2, r]
+        K.weighted_gram_serial(x3, y3, xt, yt, one_v, sh, sw, lid, p1, p2, block, gram_part, vals, rows[0], rows[1],
+                               Gv)
+        for a in range(Gv.shape[0]):
+            for b in range(Gv.shape[1]):
+                G[a, b, r] = Gv[a, b] * inv_m
+
+
+def _fs_value_grad_batch(fs, v, e, ge, vals, need_value, nr, live, one_v, one_e):
+    """:func:`_stats_value_grad_batch` or :func:`_data_value_grad_batch`, by the kind of ``fs`` (chosen when the
+    caller is compiled: a square-loss segment compiles no data pass)."""
+    impl = _stats_value_grad_batch if len(fs) == _STATS_LEN else _data_value_grad_batch
+    return impl(fs, v, e, ge, vals, need_value, nr, live, one_v, one_e)
+
+
+def _fs_curvature_batch(fs, v, G, nr, live, one_v):
+    """:func:`_stats_curvature_batch` or :func:`_data_curvature_batch`, by the kind of ``fs``."""
+    return (_stats_curvature_batch if len(fs) == _STATS_LEN else _data_curvature_batch)(fs, v, G, nr, live, one_v)
+
+
+if K.HAVE_NUMBA:
+    @overload(_fs_value_grad_batch, inline="always")
+    def _ol_fs_value_grad_batch(fs, v, e, ge, vals, need_value, nr, live, one_v, one_e):
+        if len(fs) == _STATS_LEN:
+            return lambda fs, v, e, ge, vals, need_value, nr, live, one_v, one_e: _stats_value_grad_batch(
+                fs, v, e, ge, vals, need_value, nr, live, one_v, one_e)
+        return lambda fs, v, e, ge, vals, need_value, nr, live, one_v, one_e: _data_value_grad_batch(
+            fs, v, e, ge, vals, need_value, nr, live, one_v, one_e)
+
+    @overload(_fs_curvature_batch, inline="always")
+    def _ol_fs_curvature_batch(fs, v, G, nr, live, one_v):
+        if len(fs) == _STATS_LEN:
+            return lambda fs, v, G, nr, live, one_v: _stats_curvature_batch(fs, v, G, nr, live, one_v)
+        return lambda fs, v, G, nr, live, one_v: _data_curvature_batch(fs, v, G, nr, live, one_v)
+
+
+@K._jit(strict=True)
+def _eval_batch(w, kh, kw, dh, dw, off, fs, ws, grad, need_value, nr, live):
+    r"""For the runs ``r < nr`` (those with ``live[r]`` at least: the others may be skipped): ``L(w_r)`` into the
+    workspace's values ``ws[7]`` (NaN unless ``need_value``; always for the statistics), ``∇L = dπᵀ∇ℒ(π(w_r))`` into
+    ``grad[:, r]``, and ``∇ℒ(π(w_r))`` in π's shape in the workspace (``ws[5]``) for the Hessian; the products stay
+    in the workspace.
+
+    ``fs`` is the function-space risk (:func:`function_space_args`): the square loss from its statistics
+    (``ℒ = ½ eᵀGe + ℒ(v̂)``, ``∇ℒ = Ge``, ``e = v − v̂``), or a built-in loss through one pass over the data per run
+    (``ℒ = (1/m) Σ ℓ(r)``, ``∇ℒ = (1/m) Hᵀℓ'(r)``, ``r = Hv − y``: :func:`lcnflow.kernels.data_pass_serial`).
+    """
+    pre, pre_shape, suf, suf_shape, tmp, ge, e, vals, one_v, one_e = ws
+    _products_batch(w, kh, kw, dh, dw, off, pre, pre_shape, suf, suf_shape, nr)
+    n = kh.size
+    _fs_value_grad_batch(fs, pre[n], e, ge, vals, need_value, nr, live, one_v, one_e)  # (pre[n] = π(w))
+    for i in range(n):
+        ch, cw = _cofactor_batch(ws, i, nr)
+        c = tmp[0]
+        for j1 in range(kh[i]):
+            for j2 in range(kw[i]):
+                o1, o2 = j1 * dh[i], j2 * dw[i]
+                p = off[i] + j1 * kw[i] + j2
+                for r in range(nr):
+                    grad[p, r] = 0.0
+                for t1 in range(ch):
+                    for t2 in range(cw):
+                        for r in range(nr):
+                            grad[p, r] += ge[o1 + t1, o2 + t2, r] * c[t1, t2, r]
+
+
+@K._jit(strict=True)
+def _hessian_batch(w, kh, kw, dh, dw, off, fs, ws, G, J, GJ, hess, nr, live):
+    r"""``∇²L = Jᵀ G J + Σ_t ∇ℒ_t ∇²π_t`` into ``hess[:, :, r]`` for the runs ``r < nr`` (those with ``live[r]`` at
+    least; ``G = ∇²ℒ``, filled here),
+    from the workspace filled by :func:`_eval_batch` at ``w`` (``J``, ``GJ``: ``k_v × P × runs`` scratch).
+
+    ``∇²ℒ`` is evaluated anew at every step: Rodas4's order conditions assume the exact Jacobian, and an older
+    ``∇²ℒ`` (kept while ``π(w)`` moves less than 25 %, or 1 %) multiplied the steps by 2 to 40 on planted 1D
+    problems."""
+    pre, pre_shape, suf, suf_shape, tmp, ge, _, _, one_v, _ = ws
+    n = kh.size
+    KW = ge.shape[1]
+    K_, P = J.shape[0], J.shape[1]
+    _fs_curvature_batch(fs, pre[n], G, nr, live, one_v)
+    for a in range(K_):
+        for p in range(P):
+            for r in range(nr):
+                J[a, p, r] = 0.0
+                GJ[a, p, r] = 0.0
+    for i in range(n):
+        ch, cw = _cofactor_batch(ws, i, nr)
+        c = tmp[0]
+        for j1 in range(kh[i]):
+            for j2 in range(kw[i]):
+                col = off[i] + j1 * kw[i] + j2
+                for t1 in range(ch):
+                    for t2 in range(cw):
+                        row = (j1 * dh[i] + t1) * KW + j2 * dw[i] + t2
+                        for r in range(nr):
+                            J[row, col, r] = c[t1, t2, r]
+    for a in range(K_):
+        for b in range(K_):
+            for j in range(P):
+                for r in range(nr):
+                    GJ[a, j, r] += G[a, b, r] * J[b, j, r]
     for p in range(P):
         for q in range(p, P):
-            s = 0.0
+            for r in range(nr):
+                hess[p, q, r] = 0.0
             for a in range(K_):
-                s += J[a, p] * GJ[a, q]
-            hess[p, q] = s
+                for r in range(nr):
+                    hess[p, q, r] += J[a, p, r] * GJ[a, q, r]
     # the curvature of π: blocks (i, l), i < l, from e_il = pre[i] ∗ (layers i+1 … l−1) ∗ suf[l+1]
     for i in range(n):
         for l in range(i + 1, n):  # noqa: E741
@@ -264,249 +336,362 @@ def _hessian_ws(w, kh, kw, dh, dw, off, G, ws, J, GJ, hess):
             src = pre[i]
             k = 1
             for m in range(i + 1, l):
-                ah, aw = _layer_conv(src, ah, aw, w, off[m], kh[m], kw[m], dh[m], dw[m], tmp[k])
+                ah, aw = _layer_conv_batch(src, ah, aw, w, off[m], kh[m], kw[m], dh[m], dw[m], tmp[k], nr)
                 src = tmp[k]
                 k = 3 - k
-            eh, ew = _full_conv(src, ah, aw, suf[l + 1], suf_shape[l + 1, 0], suf_shape[l + 1, 1], tmp[k])
-            K.contract_block(ge, tmp[k], eh, ew, kh, kw, dh, dw, off, i, l, hess)
+            eh, ew = _full_conv_batch(src, ah, aw, suf[l + 1], suf_shape[l + 1, 0], suf_shape[l + 1, 1], tmp[k], nr)
+            ee = tmp[k]
+            for j1 in range(kh[i]):
+                for j2 in range(kw[i]):
+                    row = off[i] + j1 * kw[i] + j2
+                    for q1 in range(kh[l]):
+                        for q2 in range(kw[l]):
+                            o1 = j1 * dh[i] + q1 * dh[l]
+                            o2 = j2 * dw[i] + q2 * dw[l]
+                            col = off[l] + q1 * kw[l] + q2
+                            for u1 in range(eh):
+                                for u2 in range(ew):
+                                    for r in range(nr):
+                                        hess[row, col, r] += ge[o1 + u1, o2 + u2, r] * ee[u1, u2, r]
     for p in range(P):
         for q in range(p + 1, P):
-            hess[q, p] = hess[p, q]
+            for r in range(nr):
+                hess[q, p, r] = hess[p, q, r]
 
 
-@K._jit(inline="always")
-def _lu(A, piv):
-    """In-place LU factorization with partial pivoting of the small matrix ``A``, the pivots into ``piv`` (a singular
-    pivot leaves a zero on the diagonal: the solves then give non-finite values, and the step is rejected)."""
+@K._jit(strict=True, inline="always")
+def _lu_batch(A, piv, nr):
+    """In-place LU factorizations with partial pivoting of ``A[:, :, r]``, ``r < nr``, the pivots into ``piv[:, r]``
+    (a singular pivot leaves a zero on the diagonal: the solves then give non-finite values, and the step is
+    rejected)."""
     n = A.shape[0]
     for k in range(n):
-        p = k
-        big = abs(A[k, k])
+        for r in range(nr):
+            p = k
+            big = abs(A[k, k, r])
+            for i in range(k + 1, n):
+                if abs(A[i, k, r]) > big:
+                    big, p = abs(A[i, k, r]), i
+            piv[k, r] = p
+            if p != k:
+                for j in range(n):
+                    A[k, j, r], A[p, j, r] = A[p, j, r], A[k, j, r]
         for i in range(k + 1, n):
-            if abs(A[i, k]) > big:
-                big, p = abs(A[i, k]), i
-        piv[k] = p
-        if p != k:
-            for j in range(n):
-                A[k, j], A[p, j] = A[p, j], A[k, j]
-        d = A[k, k]
-        for i in range(k + 1, n):
-            A[i, k] /= d
-            f = A[i, k]
-            if f != 0.0:
-                for j in range(k + 1, n):
-                    A[i, j] -= f * A[k, j]
+            for r in range(nr):
+                A[i, k, r] /= A[k, k, r]
+            for j in range(k + 1, n):
+                for r in range(nr):
+                    A[i, j, r] -= A[i, k, r] * A[k, j, r]
 
 
-@K._jit(inline="always")
-def _lu_solve(LU, piv, b, x):
-    """``x ← A⁻¹ b`` from :func:`_lu`."""
-    n = b.size
+@K._jit(strict=True, inline="always")
+def _lu_solve_batch(LU, piv, b, x, nr):
+    """``x[:, r] ← A_r⁻¹ b[:, r]`` from :func:`_lu_batch`, ``r < nr``."""
+    n = b.shape[0]
     for k in range(n):
-        x[k] = b[k]
+        for r in range(nr):
+            x[k, r] = b[k, r]
     for k in range(n):
-        p = piv[k]
-        if p != k:
-            x[k], x[p] = x[p], x[k]
+        for r in range(nr):
+            p = piv[k, r]
+            if p != k:
+                x[k, r], x[p, r] = x[p, r], x[k, r]
     for i in range(n):
-        s = x[i]
         for j in range(i):
-            s -= LU[i, j] * x[j]
-        x[i] = s
+            for r in range(nr):
+                x[i, r] -= LU[i, j, r] * x[j, r]
     for i in range(n - 1, -1, -1):
-        s = x[i]
         for j in range(i + 1, n):
-            s -= LU[i, j] * x[j]
-        x[i] = s / LU[i, i]
+            for r in range(nr):
+                x[i, r] -= LU[i, j, r] * x[j, r]
+        for r in range(nr):
+            x[i, r] /= LU[i, i, r]
+
+
+@K._jit(strict=True, inline="always")
+def _stats_value(fs, v, e):
+    """``ℒ(v)`` of the square loss from its statistics, for one final filter ``v`` (2D; ``e``: scratch)."""
+    v_hat, G, minimum = fs
+    return 0.5 * K.square_terms(v, v_hat, G, e, np.zeros(v.shape)) + minimum
+
+
+@K._jit(strict=True, inline="always")
+def _data_value(fs, v, e):
+    """``ℒ(v)`` of a built-in loss by one data pass with the value, for one final filter ``v`` (2D; ``e``: scratch)."""
+    x3, y3, xt, yt, sh, sw, lid, p1, p2, inv_m, block, part, vals, _, _, _ = fs
+    return K.data_pass_serial(x3, y3, xt, yt, v, sh, sw, lid, p1, p2, True, block, part, vals, e) * inv_m
+
+
+def _value_at(fs, v, e):
+    """:func:`_stats_value` or :func:`_data_value`, by the kind of ``fs``."""
+    return (_stats_value if len(fs) == _STATS_LEN else _data_value)(fs, v, e)
+
+
+if K.HAVE_NUMBA:
+    @overload(_value_at, inline="always")
+    def _ol_value_at(fs, v, e):
+        if len(fs) == _STATS_LEN:
+            return lambda fs, v, e: _stats_value(fs, v, e)
+        return lambda fs, v, e: _data_value(fs, v, e)
+
+
+# the per-run parameters of a batched segment (rows of one float64 array)
+(_P_OFFSET, _P_T_LIMIT, _P_MAX_STEPS, _P_CHECK, _P_TOL_REL, _P_REF_NORM, _P_ORIGIN, _P_BOUND, _P_NORM0,
+ _P_REC_FACTOR, _P_RTOL, _P_ATOL, _P_GTOL) = range(13)
+_PARAM_SIZE = 13
+
+
+def _batch_scratch(P: int, kv: int, runs: int) -> tuple:
+    """The buffers of :func:`rodas4_segments`' steps for ``runs`` runs of ``P`` parameters and ``k_v`` final-filter
+    coefficients: ``∇²ℒ`` (``k_v × k_v``), ``J``, ``GJ`` (``k_v × P``), the Hessian, a second Hessian, the matrix
+    ``I + γh∇²L`` (``P × P``), the six stages, the stage point, the right-hand side, two gradients, the new point
+    (``P``), the LU pivots (each with a last axis of ``runs``), then per run the step size tried, ``γh``, the error and
+    the new loss, one run's state and its predecessor as contiguous vectors, and two masks of runs (those going on,
+    those needing a Hessian)."""
+    return (np.empty((kv, kv, runs)), np.empty((kv, P, runs)), np.empty((kv, P, runs)), np.empty((P, P, runs)),
+            np.empty((P, P, runs)), np.empty((P, P, runs)), np.empty((6, P, runs)), np.empty((P, runs)),
+            np.empty((P, runs)), np.empty((P, runs)), np.empty((P, runs)), np.empty((P, runs)),
+            np.empty((P, runs), np.int64), np.empty(runs), np.empty(runs), np.empty(runs), np.empty(runs),
+            np.empty(P), np.empty(P), np.zeros(runs, np.bool_), np.zeros(runs, np.bool_))
 
 
 @K._jit(strict=True)
-def _sum_squares(x) -> float:
-    """``Σ x_i²`` summed in index order, without fast-math: the numbers of ``np.sum(x * x)`` without its temporary
-    array (nor the compiled array expression and reduction it costs)."""
-    s = 0.0
-    for i in range(x.size):
-        s += x[i] * x[i]
-    return s
+def rodas4_segments(w, g, state, par, delta0, pairs, num_pairs, ended, stop_below,
+                    kh, kw, dh, dw, off, fs, ws, scratch, A, C, gamma, f0, kappa,
+                    rec_t, rec_w, rec_loss, rec_g, w_prev):
+    r"""Steps of Rodas4 (:class:`~lcnflow.dynamics.steppers.Rodas4Stepper`: tableau ``A``, ``C``, ``γ``) on
+    ``ẇ = −∇L(w)`` for the runs ``w[:, r]`` of one risk ``fs`` at once (:func:`function_space_args`; ``ws``,
+    ``scratch``: buffers, :func:`_workspace_batch`, :func:`_batch_scratch`), each from ``(w[:, r], g[:, r] = ∇L)`` at
+    ``state[_T, r]``, each with its own step size, tests and record, until its segment ends (``ended[r]``, one of the
+    module's constants; ``-1`` while it goes on).  Returns when at most ``stop_below`` runs go on (their state is
+    kept: a later call continues them exactly as if it had not returned).
 
+    Runs whose ``ended[r] ≥ 0`` on entry take no step.  Per run, times are on its local clock ``τ = t − offset``
+    (``par``: offset, ``t_limit`` on that clock, step budget, whether candidates are tested, candidate tolerance,
+    reference filter norm, collapse and blow-up sizes, ``‖w(0)‖``-type norm of the drift, record factor); when the
+    steps become small against ``τ`` (``h < 10⁻⁸ τ``) the segment ends ``CLOCK`` and the caller restarts the clock.
+    ``w``, ``g`` are overwritten with the states reached and their gradients, ``w_prev`` with the last step's start,
+    ``state`` with the scalars (time, step size, arc length, drift, next record time, counters, record rows, loss,
+    previous time, the recorder's rule, the segment's steps and whether a rejected step is retried).
 
-@K._jit(inline="always")
-def _rms(x, w, wn, rtol, atol):
-    s = 0.0
-    for i in range(x.size):
-        sc = atol + rtol * max(abs(w[i]), abs(wn[i]))
-        s += (x[i] / sc) ** 2
-    return math.sqrt(s / x.size)
-
-
-@K._jit()
-def rodas4_segment(w, g, state, offset, t_limit, max_steps, rtol, atol,
-                   kh, kw, dh, dw, off, fs, ws, scratch, A, C, M, gamma, pairs,
-                   check_candidate, tol_rel, gtol, f0, kappa, reference_norm, origin_size, bound,
-                   delta0, norm0, rec_factor, rec_t, rec_w, rec_loss, rec_g, w_prev):
-    r"""Steps of Rodas4 (:class:`~lcnflow.dynamics.steppers.Rodas4Stepper`: tableau ``A``, ``C``, ``M``, ``γ``) on
-    ``ẇ = −∇L(w)`` for the risk ``fs`` (:func:`function_space_args`; ``ws``, ``scratch``: buffers, :func:`_workspace`,
-    :func:`_scratch`), from ``(w, g = ∇L(w))`` at ``state[_T]``.
-
-    Times are on the stepper's local clock ``τ = t − offset`` (``t_limit`` too; recorded times are absolute): the
-    flow is autonomous, and when the steps become small against ``τ`` (``h < 10⁻⁸ τ``, e.g. an escape at
-    ``t ~ 10³¹`` after a long plateau, where ``t + 1 = t`` in float64) the segment returns ``CLOCK`` and the caller
-    restarts the clock.  ``w``, ``g`` are overwritten with the state reached and its gradient, ``w_prev`` with the
-    last step's start, ``state`` with the scalars (time, step size, arc length, drift, next record time, counters,
-    record rows, loss, previous time).  Returns the reason the segment ended (the module's constants).
-
-    ``L`` is evaluated at the state reached where the steps did not evaluate it (a data pass gives ``∇L`` without
-    ``L`` at a lower cost: the steps ask for the value only where they record it).  One compiled function, not a
-    loop called by a wrapper: each compiled caller re-optimizes its callees' code, which doubled the compile time.
+    ``L`` is evaluated at a state reached where the steps did not evaluate it (a data pass gives ``∇L`` without ``L``
+    at a lower cost: the steps ask for the value only where they record it).  Every loop over coefficients ends in a
+    loop over the runs, so each run's numbers do not depend on the others (a run alone is a batch of one).
     """
-    P = w.size
-    t = state[_T]
-    h = state[_H]
-    nsteps = 0
-    J, GJ, hess, W, ks, y, rhs, gs, g_n, wn, piv = scratch
-    _eval(w, kh, kw, dh, dw, off, fs, ws, gs, K.runtime(True))  # the workspace at w
-    ended = -1
+    G, J, GJ, hess, hess_new, W, ks, y, rhs, gs, g_n, wn, piv, hs, gh, err, loss_n, wc, pc = scratch[:19]
+    P, nr = w.shape
+    vals = ws[7]
+    ws[6]
+    live, fresh_runs = scratch[19], scratch[20]
+    for r in range(nr):
+        live[r] = ended[r] < 0
+    _eval_batch(w, kh, kw, dh, dw, off, fs, ws, gs, K.runtime(True), nr, live)  # the workspace at w
+    # every run that goes on gets its Hessian at w (a retried step keeps the one of its first try: the same numbers)
+    first = True
     while True:
-        if nsteps >= max_steps:
-            ended = STEP_BUDGET
+        running = 0
+        for r in range(nr):
+            if ended[r] >= 0 or state[_RETRY, r] != 0.0:
+                continue
+            if state[_SEG_STEPS, r] >= par[_P_MAX_STEPS, r]:
+                ended[r] = STEP_BUDGET
+            elif state[_T, r] >= par[_P_T_LIMIT, r]:
+                ended[r] = T_LIMIT
+        for r in range(nr):
+            if ended[r] < 0:
+                running += 1
+        if running == 0 or running <= stop_below:
             break
-        if t >= t_limit:
-            ended = T_LIMIT
-            break
-        # ---- one accepted step (rejections retried inside)
-        _hessian_ws(w, kh, kw, dh, dw, off, _fs_hessian(ws, kh.size, fs), ws, J, GJ, hess)  # (ws holds w)
-        state[_NHEV] += 1
-        while True:
-            hs = min(h, t_limit - t)
-            gh = gamma * hs
-            nsteps += 1
-            state[_NSTEPS] += 1
-            for i in range(P):
-                for j in range(P):
-                    W[i, j] = gh * hess[i, j]
-                W[i, i] += 1.0
-            _lu(W, piv)
-            for i in range(6):
-                # stage point y = w + Σ_j a_ij K_j and right-hand side γh F(y) + Σ_j γ c_ij K_j
-                for p in range(P):
-                    y[p] = w[p]
-                for j in range(i):
-                    a = A[i, j]
-                    if a != 0.0:
-                        for p in range(P):
-                            y[p] += a * ks[j, p]
-                if i == 0:
+        fresh = 0  # runs that need a Hessian (at a new point, or at the start of this call)
+        for r in range(nr):
+            live[r] = ended[r] < 0
+            fresh_runs[r] = live[r] and (first or state[_RETRY, r] == 0.0)
+            fresh += fresh_runs[r]
+        if fresh > 0:
+            _hessian_batch(w, kh, kw, dh, dw, off, fs, ws, G, J, GJ, hess_new, nr, fresh_runs)  # (ws holds w there)
+            for r in range(nr):
+                if fresh_runs[r]:
                     for p in range(P):
-                        rhs[p] = -gh * g[p]
-                else:
-                    _eval(y, kh, kw, dh, dw, off, fs, ws, gs, K.runtime(False))
-                    for p in range(P):
-                        rhs[p] = -gh * gs[p]
-                for j in range(i):
-                    c = gamma * C[i, j]
-                    for p in range(P):
-                        rhs[p] += c * ks[j, p]
-                _lu_solve(W, piv, rhs, ks[i])
-            for p in range(P):
-                wn[p] = y[p] + ks[5, p]  # (stiffly accurate: w + Σ m_j K_j is the last stage point plus K_6)
-            for r in range(pairs.shape[0]):  # layers the flow keeps equal stay equal (keep_exchanged_layers_equal)
-                a, b, n, sgn = pairs[r, 0], pairs[r, 1], pairs[r, 2], pairs[r, 3]
-                for p in range(n):
-                    mean = 0.5 * (wn[a + p] + sgn * wn[b + p])
-                    wn[a + p] = mean
-                    wn[b + p] = sgn * mean
-            # (the value only where a data pass gives it for free: it is needed at recorded steps and at the end)
-            loss_n = _eval(wn, kh, kw, dh, dw, off, fs, ws, g_n, K.runtime(False))  # (the workspace: wn)
-            state[_NFEV] += 6
-            err = _rms(ks[5], w, wn, rtol, atol)
-            # (the statistics always give the value; a data pass only where asked)
-            finite = (math.isfinite(err) and math.isfinite(_sum_squares(g_n))
-                      and (loss_n == loss_n or len(fs) != _STATS_LEN))
-            if finite and err <= 1.0:
-                break
-            h = hs * K.step_factor(err if finite else math.inf, 0.25, K.runtime(False))
-            if h < 1e-14 * max(abs(t), 1e-300):
-                state[_T], state[_H] = t, h
-                ended = UNDERFLOW
-                break
-        if ended == UNDERFLOW:
-            break
-        # ---- accept
-        state[_TPREV] = offset + t
-        clipped = hs == t_limit - t
-        t_new = t_limit if clipped else t + hs
+                        for q in range(P):
+                            hess[p, q, r] = hess_new[p, q, r]
+                    if state[_RETRY, r] == 0.0:
+                        state[_NHEV, r] += 1
+        first = False
+        # ---- one try of a step for every run that goes on (a rejected one is retried in the next round)
+        for r in range(nr):
+            if ended[r] < 0:
+                hs[r] = min(state[_H, r], par[_P_T_LIMIT, r] - state[_T, r])
+                gh[r] = gamma * hs[r]
+                state[_SEG_STEPS, r] += 1
+                state[_NSTEPS, r] += 1
+            else:
+                hs[r], gh[r] = 0.0, 0.0
         for i in range(P):
-            w_prev[i] = w[i]
-            w[i] = wn[i]
-            g[i] = g_n[i]
-        t = t_new
-        h = hs * K.step_factor(err, 0.25, K.runtime(True))
-        state[_T], state[_H], state[_LOSS] = t, h, loss_n
-        # ---- the recorder's per-step quantities (arc length, invariant drift) and the sizes of the tests below
-        arc, change, total = K.step_terms(w, w_prev, off, delta0)
-        cof, l1 = K.scale_terms(w, off)
-        state[_ARC] += arc
-        drift = change / max(norm0, total, 1e-300)
-        if drift > state[_DRIFT] or drift != drift:
-            state[_DRIFT] = drift
-        gn = math.sqrt(_sum_squares(g))
-        t_abs = offset + t
-        state[_ARC_SINCE] += arc
-        if hs > 0:
-            state[_FALL_SINCE] += arc * arc / hs
-        moved = (state[_ARC_SINCE] >= state[_ARC_STEP] * state[_NORM_REC]
-                 or state[_FALL_SINCE] >= state[_LOSS_STEP] * max(state[_LOSS0] - state[_MIN_LOSS],
-                                                                   1e-2 * abs(state[_LOSS0])))
-        if state[_PENDING] != 0.0 or t_abs >= state[_NEXT_T] or t_abs >= state[_NEXT_REL]:
-            if loss_n != loss_n:
-                loss_n = _eval(w, kh, kw, dh, dw, off, fs, ws, gs, K.runtime(True))
-                state[_LOSS] = loss_n
-                state[_NFEV] += 1
-            event = moved or state[_PENDING] != 0.0
-            r = int(state[_NREC])
-            rec_t[r] = t_abs
-            rec_loss[r] = loss_n
-            rec_g[r] = gn
-            for i in range(P):
-                rec_w[r, i] = w[i]
-            state[_NREC] = r + 1
-            state[_ARC_SINCE], state[_FALL_SINCE], state[_PENDING] = 0.0, 0.0, 0.0
-            state[_NORM_REC] = math.sqrt(total)
-            if loss_n < state[_MIN_LOSS]:
-                state[_MIN_LOSS] = loss_n
-            if t_abs >= state[_NEXT_T]:  # log-spaced in absolute time
-                state[_NEXT_T] = t_abs * rec_factor if t_abs > 0 else 0.0
-            if event:  # log-spaced in the time since this event, from the step that ended at it
-                state[_EVENT_T] = t_abs
-                state[_NEXT_REL] = t_abs + hs * rec_factor
-            elif state[_EVENT_T] > 0 or state[_NEXT_REL] < math.inf:
-                state[_NEXT_REL] = state[_EVENT_T] + (t_abs - state[_EVENT_T]) * rec_factor
-        elif moved:  # (as the recorder does: the next step is recorded)
-            state[_PENDING] = 1.0
-        # ---- the driver's tests
-        size = math.sqrt(total)
-        s_ub = cof * (f0 + kappa * l1) if f0 != 0 else cof * kappa * max(l1, reference_norm)
-        tests = K.step_tests(gn, size, s_ub, tol_rel, gtol, origin_size, bound)
-        if tests & K.TEST_NONFINITE:
-            ended = NONFINITE
-        elif tests & K.TEST_REARM:
-            ended = REARM
-        elif check_candidate and tests & (K.TEST_CANDIDATE | K.TEST_COLLAPSED):
-            ended = CANDIDATE
-        elif tests & K.TEST_BLOWUP:
-            ended = BLOWUP
-        elif int(state[_NREC]) >= rec_t.size:
-            ended = RECORD_FULL
-        elif not clipped and hs < 1e-8 * t:
-            ended = CLOCK
-        if ended >= 0:
-            break
-    if state[_LOSS] != state[_LOSS]:
-        state[_LOSS] = _eval(w, kh, kw, dh, dw, off, fs, ws, gs, K.runtime(True))
-        state[_NFEV] += 1
-    return ended
+            for j in range(P):
+                for r in range(nr):
+                    W[i, j, r] = gh[r] * hess[i, j, r]
+            for r in range(nr):
+                W[i, i, r] += 1.0
+        _lu_batch(W, piv, nr)
+        for i in range(6):
+            # stage point y = w + Σ_j a_ij K_j and right-hand side γh F(y) + Σ_j γ c_ij K_j
+            for p in range(P):
+                for r in range(nr):
+                    y[p, r] = w[p, r]
+            for j in range(i):
+                a = A[i, j]
+                if a != 0.0:
+                    for p in range(P):
+                        for r in range(nr):
+                            y[p, r] += a * ks[j, p, r]
+            if i == 0:
+                for p in range(P):
+                    for r in range(nr):
+                        rhs[p, r] = -gh[r] * g[p, r]
+            else:
+                _eval_batch(y, kh, kw, dh, dw, off, fs, ws, gs, K.runtime(False), nr, live)
+                for p in range(P):
+                    for r in range(nr):
+                        rhs[p, r] = -gh[r] * gs[p, r]
+            for j in range(i):
+                c = gamma * C[i, j]
+                for p in range(P):
+                    for r in range(nr):
+                        rhs[p, r] += c * ks[j, p, r]
+            _lu_solve_batch(W, piv, rhs, ks[i], nr)
+        for p in range(P):
+            for r in range(nr):
+                wn[p, r] = y[p, r] + ks[5, p, r]  # (stiffly accurate: w + Σ m_j K_j is the last stage point plus K_6)
+        for r in range(nr):  # layers the flow keeps equal stay equal (keep_exchanged_layers_equal)
+            for k in range(num_pairs[r]):
+                a, b, m, sgn = pairs[r, k, 0], pairs[r, k, 1], pairs[r, k, 2], pairs[r, k, 3]
+                for p in range(m):
+                    mean = 0.5 * (wn[a + p, r] + sgn * wn[b + p, r])
+                    wn[a + p, r] = mean
+                    wn[b + p, r] = sgn * mean
+        # (the value only where a data pass gives it for free: it is needed at recorded steps and at the end)
+        _eval_batch(wn, kh, kw, dh, dw, off, fs, ws, g_n, K.runtime(False), nr, live)  # (the workspace: wn)
+        for r in range(nr):
+            loss_n[r] = vals[r]
+            err[r] = 0.0
+        for p in range(P):
+            for r in range(nr):
+                sc = par[_P_ATOL, r] + par[_P_RTOL, r] * max(abs(w[p, r]), abs(wn[p, r]))
+                err[r] += (ks[5, p, r] / sc) ** 2
+        for r in range(nr):
+            if ended[r] >= 0:
+                continue
+            state[_NFEV, r] += 6
+            e_r = math.sqrt(err[r] / P)
+            gsq = 0.0
+            for p in range(P):
+                gsq += g_n[p, r] * g_n[p, r]
+            # (the statistics always give the value; a data pass only where asked)
+            finite = math.isfinite(e_r) and math.isfinite(gsq) and (loss_n[r] == loss_n[r] or len(fs) != _STATS_LEN)
+            t = state[_T, r]
+            if not (finite and e_r <= 1.0):
+                h = hs[r] * K.step_factor(e_r if finite else math.inf, 0.25, K.runtime(False))
+                state[_H, r] = h
+                state[_RETRY, r] = 1.0
+                if h < 1e-14 * max(abs(t), 1e-300):
+                    ended[r] = UNDERFLOW
+                continue
+            state[_RETRY, r] = 0.0
+            ended[r] = _accept(r, w, g, wn, g_n, w_prev, hs[r], e_r, loss_n[r], gsq, state, par, delta0, kh, kw,
+                               dh, dw, off, fs, ws, wc, pc, f0, kappa, rec_t, rec_w, rec_loss, rec_g)
+    for r in range(nr):
+        if ended[r] >= 0 and state[_LOSS, r] != state[_LOSS, r]:
+            _point_value(r, w, kh, kw, dh, dw, off, fs, ws, wc, state)
+    return running
 
 
+@K._jit(strict=True, inline="always")
+def _point_value(r, w, kh, kw, dh, dw, off, fs, ws, wc, state):
+    """``state[_LOSS, r] = L(w[:, r])`` (one more evaluation counted)."""
+    for p in range(wc.size):
+        wc[p] = w[p, r]
+    v = K.product_except(wc, kh, kw, dh, dw, off, K.runtime(-1), K.runtime(-1))
+    state[_LOSS, r] = _value_at(fs, v, ws[9])
+    state[_NFEV, r] += 1
+
+
+@K._jit(strict=True, inline="always")
+def _accept(r, w, g, wn, g_n, w_prev, hs, err, loss_n, gsq, state, par, delta0, kh, kw, dh, dw, off, fs, ws, wc,
+            pc, f0, kappa, rec_t, rec_w, rec_loss, rec_g):
+    """Accept run ``r``'s step to ``wn[:, r]`` (size ``hs``, error ``err``, ``L`` there or NaN, ``‖∇L‖²`` there):
+    move the run, record it by the recorder's rules, apply the driver's tests; returns the event that ends its segment,
+    or ``-1``."""
+    P = w.shape[0]
+    t = state[_T, r]
+    t_limit = par[_P_T_LIMIT, r]
+    state[_TPREV, r] = par[_P_OFFSET, r] + t
+    clipped = hs == t_limit - t
+    t_new = t_limit if clipped else t + hs
+    for p in range(P):
+        w_prev[p, r] = w[p, r]
+        w[p, r] = wn[p, r]
+        g[p, r] = g_n[p, r]
+        wc[p] = wn[p, r]
+        pc[p] = w_prev[p, r]
+    t = t_new
+    state[_T, r], state[_H, r], state[_LOSS, r] = t, hs * K.step_factor(err, 0.25, K.runtime(True)), loss_n
+    # ---- the recorder's per-step quantities (arc length, invariant drift) and the sizes of the tests below
+    arc, change, total = K.step_terms(wc, pc, off, delta0[:, r])
+    cof, l1 = K.scale_terms(wc, off)
+    state[_ARC, r] += arc
+    drift = change / max(par[_P_NORM0, r], total, 1e-300)
+    if drift > state[_DRIFT, r] or drift != drift:
+        state[_DRIFT, r] = drift
+    gn = math.sqrt(gsq)
+    t_abs = par[_P_OFFSET, r] + t
+    state[_ARC_SINCE, r] += arc
+    if hs > 0:
+        state[_FALL_SINCE, r] += arc * arc / hs
+    moved = (state[_ARC_SINCE, r] >= state[_ARC_STEP, r] * state[_NORM_REC, r]
+             or state[_FALL_SINCE, r] >= state[_LOSS_STEP, r] * max(state[_LOSS0, r] - state[_MIN_LOSS, r],
+                                                                    1e-2 * abs(state[_LOSS0, r])))
+    rec_factor = par[_P_REC_FACTOR, r]
+    if state[_PENDING, r] != 0.0 or t_abs >= state[_NEXT_T, r] or t_abs >= state[_NEXT_REL, r]:
+        if loss_n != loss_n:
+            _point_value(r, w, kh, kw, dh, dw, off, fs, ws, wc, state)
+        event = moved or state[_PENDING, r] != 0.0
+        k = int(state[_NREC, r])
+        rec_t[r, k] = t_abs
+        rec_loss[r, k] = state[_LOSS, r]
+        rec_g[r, k] = gn
+        for p in range(P):
+            rec_w[r, k, p] = wc[p]
+        state[_NREC, r] = k + 1
+        state[_ARC_SINCE, r], state[_FALL_SINCE, r], state[_PENDING, r] = 0.0, 0.0, 0.0
+        state[_NORM_REC, r] = math.sqrt(total)
+        if state[_LOSS, r] < state[_MIN_LOSS, r]:
+            state[_MIN_LOSS, r] = state[_LOSS, r]
+        if t_abs >= state[_NEXT_T, r]:  # log-spaced in absolute time
+            state[_NEXT_T, r] = t_abs * rec_factor if t_abs > 0 else 0.0
+        if event:  # log-spaced in the time since this event, from the step that ended at it
+            state[_EVENT_T, r] = t_abs
+            state[_NEXT_REL, r] = t_abs + hs * rec_factor
+        elif state[_EVENT_T, r] > 0 or state[_NEXT_REL, r] < math.inf:
+            state[_NEXT_REL, r] = state[_EVENT_T, r] + (t_abs - state[_EVENT_T, r]) * rec_factor
+    elif moved:  # (as the recorder does: the next step is recorded)
+        state[_PENDING, r] = 1.0
+    # ---- the driver's tests
+    size = math.sqrt(total)
+    s_ub = cof * (f0 + kappa * l1) if f0 != 0 else cof * kappa * max(l1, par[_P_REF_NORM, r])
+    tests = K.step_tests(gn, size, s_ub, par[_P_TOL_REL, r], par[_P_GTOL, r], par[_P_ORIGIN, r], par[_P_BOUND, r])
+    if tests & K.TEST_NONFINITE:
+        return NONFINITE
+    if tests & K.TEST_REARM:
+        return REARM
+    if par[_P_CHECK, r] != 0.0 and tests & (K.TEST_CANDIDATE | K.TEST_COLLAPSED):
+        return CANDIDATE
+    if tests & K.TEST_BLOWUP:
+        return BLOWUP
+    if int(state[_NREC, r]) >= rec_t.shape[1]:
+        return RECORD_FULL
+    if not clipped and hs < 1e-8 * t:
+        return CLOCK
+    return -1
 
 
 def available(risk: EmpiricalRisk) -> bool:
@@ -546,65 +731,147 @@ def function_space_args(risk: EmpiricalRisk) -> tuple:
             np.zeros((nb, kv * kv) if view.signal else (0, 0)), rows, np.zeros((kv, kv)))
 
 
+class SegmentRunner:
+    """What the compiled segments of one risk share: the layers' layout, the function-space risk
+    (:func:`function_space_args`), the problem's scales, and buffers for batches of each size (one runner per risk
+    and thread, :func:`segment_runner`)."""
+
+    def __init__(self, risk: EmpiricalRisk):
+        arch = risk.arch
+        self.layout = K.layout(arch.filter_shapes, arch.cumulative_strides[:-1])
+        self.fs = function_space_args(risk)
+        sc = problem_scales(risk)
+        self.f0, self.kappa = sc.gradient_at_zero, sc.curvature
+        self.num_params, self.kv = arch.num_params, arch.final_filter_num_params
+        self._buffers: dict[int, tuple] = {}
+
+    def buffers(self, runs: int) -> tuple:
+        """The workspace and scratch of a batch of ``runs`` runs."""
+        if runs not in self._buffers:
+            lay = self.layout
+            self._buffers[runs] = (_workspace_batch(lay.kh, lay.kw, lay.dh, lay.dw, runs),
+                                   _batch_scratch(self.num_params, self.kv, runs))
+        return self._buffers[runs]
+
+    def run(self, segments: list[Segment], stop_below: int = 0) -> None:
+        """Advance ``segments`` (one batch, in compiled code) until at most ``stop_below`` of them go on; each
+        segment's arrays hold its state afterwards (``ended ≥ 0`` for those that ended)."""
+        lay = self.layout
+        ws, scratch = self.buffers(len(segments))
+        if len(segments) == 1:  # views of the run's own arrays: the kernel writes into them
+            s = segments[0]
+            w, g, state, par, delta0, w_prev = (x[:, None] for x in (s.w, s.g, s.state, s.par, s.delta0, s.w_prev))
+            pairs, npairs = s.pairs[None], np.array([s.pairs.shape[0]], np.int64)
+            rec_t, rec_w, rec_loss, rec_g = (x[None] for x in s.rec)
+        else:
+            w, g, state, par, delta0, w_prev = (np.stack(x, axis=1) for x in zip(
+                *((s.w, s.g, s.state, s.par, s.delta0, s.w_prev) for s in segments), strict=False))
+            npairs = np.array([s.pairs.shape[0] for s in segments], np.int64)
+            pairs = np.zeros((len(segments), int(npairs.max()), 4), np.int64)
+            for r, s in enumerate(segments):
+                pairs[r, : npairs[r]] = s.pairs
+            rec_t, rec_w, rec_loss, rec_g = (np.stack(x) for x in zip(*(s.rec for s in segments), strict=False))
+        ended = np.array([s.ended for s in segments], np.int64)
+        rodas4_segments(w, g, state, par, delta0, pairs, npairs, ended, stop_below, lay.kh, lay.kw, lay.dh, lay.dw,
+                        lay.off, self.fs, ws, scratch, RODAS4_A, RODAS4_C, RODAS4_GAMMA, self.f0, self.kappa,
+                        rec_t, rec_w, rec_loss, rec_g, w_prev)
+        for r, s in enumerate(segments):
+            s.ended = int(ended[r])
+            if len(segments) > 1:
+                s.w, s.g, s.state, s.w_prev = w[:, r].copy(), g[:, r].copy(), state[:, r].copy(), w_prev[:, r].copy()
+                s.rec = (rec_t[r], rec_w[r], rec_loss[r], rec_g[r])
+
+
+_RUNNERS = threading.local()
+
+
+def segment_runner(risk: EmpiricalRisk) -> SegmentRunner:
+    """The :class:`SegmentRunner` of ``risk`` in this thread (built once: every run of the risk shares it)."""
+    table = getattr(_RUNNERS, "table", None)
+    if table is None:
+        table = _RUNNERS.table = weakref.WeakKeyDictionary()
+    runner = table.get(risk)
+    if runner is None:
+        runner = table[risk] = SegmentRunner(risk)
+    return runner
+
+
+class Segment:
+    """One run's segment: what :func:`rodas4_segments` reads and writes for it (state, gradient, scalars, per-run
+    parameters, record buffer), and the event that ended it (``-1`` while it goes on)."""
+
+    __slots__ = ("delta0", "ended", "g", "pairs", "par", "rec", "state", "w", "w_prev")
+
+    def __init__(self, w, g, state, par, delta0, pairs, rec, w_prev):
+        self.w, self.g, self.state, self.par, self.delta0, self.pairs = w, g, state, par, delta0, pairs
+        self.rec, self.w_prev, self.ended = rec, w_prev, -1
+
+
 class CompiledRodas4Stepper(Rodas4Stepper):
-    """:class:`~lcnflow.dynamics.steppers.Rodas4Stepper` (same scheme, same step-size control) whose :meth:`advance`
-    runs many steps in one compiled call (see the module docstring); with a callback the driver asks for one step
-    per call."""
+    """:class:`~lcnflow.dynamics.steppers.Rodas4Stepper` (same scheme, same step-size control) whose segments of
+    steps run in compiled code (see the module docstring): :meth:`advance` runs one, :meth:`begin` and
+    :meth:`finish` let a batch run many runs' segments together (:meth:`SegmentRunner.run`); with a callback the
+    driver asks for one step per segment."""
 
     description = "Rosenbrock Rodas4 (order 4, L-stable, exact Hessian), compiled"
 
     def __init__(self, risk, w0, loss0, g0, rtol, atol):
         super().__init__(risk, w0, loss0, g0, rtol, atol)
-        arch = risk.arch
-        lay = K.layout(arch.filter_shapes, arch.cumulative_strides[:-1])
-        self._args = (lay.kh, lay.kw, lay.dh, lay.dw, lay.off, function_space_args(risk),
-                      _workspace(lay.kh, lay.kw, lay.dh, lay.dw),
-                      _scratch(w0.size, arch.final_filter_num_params),
-                      RODAS4_A, RODAS4_C, RODAS4_M, RODAS4_GAMMA, self.pairs)
-        sc = problem_scales(risk)
-        self._f0, self._kappa = sc.gradient_at_zero, sc.curvature
-        P = w0.size
-        self.offset, self._tau = 0.0, 0.0  # t = offset + τ (see rodas4_segment)
-        self._state = np.zeros(_STATE_SIZE)
-        self._rec = (np.empty(RECORD_ROWS), np.empty((RECORD_ROWS, P)), np.empty(RECORD_ROWS), np.empty(RECORD_ROWS))
-        self._w_prev = np.empty(P)
+        self.runner = segment_runner(risk)
+        self.offset, self._tau = 0.0, 0.0  # t = offset + τ (see rodas4_segments)
 
-    def advance(self, t_limit: float, max_steps: int, *, check_candidate: bool, tol_rel: float, gtol: float,
-                reference_norm: float, bounds: tuple[float, float], recorder) -> int:
-        """Steps until one of the module's events (returned); the recorder receives the steps it keeps.  ``bounds``:
-        the sizes of ``w`` below which it has collapsed onto the origin and above which it blows up."""
+    def begin(self, t_limit: float, max_steps: int, *, check_candidate: bool, tol_rel: float, gtol: float,
+              reference_norm: float, bounds: tuple[float, float], recorder) -> Segment:
+        """The segment that :meth:`advance` runs, not yet run."""
         loss, g = self.exact()
         if self.h is None:
             self.h = _initial_step(self.w, g, self.rtol, self.atol, t_limit - self.t)
-        st = self._state
-        st[:] = 0.0
+        st = np.zeros(_STATE_SIZE)
         st[_T], st[_H], st[_LOSS] = self._tau, self.h, loss
         st[_NEXT_T] = recorder._next_t
         (st[_ARC_SINCE], st[_FALL_SINCE], st[_NORM_REC], st[_MIN_LOSS], st[_LOSS0], st[_EVENT_T], st[_NEXT_REL],
          st[_PENDING]) = recorder.rule_state()
         st[_ARC_STEP] = math.inf if recorder.arc_step is None else recorder.arc_step
         st[_LOSS_STEP] = math.inf if recorder.arc_step is None else LOSS_STEP
-        w, g = self.w.copy(), g.copy()
-        rec_t, rec_w, rec_loss, rec_g = self._rec
-        event = rodas4_segment(
-            w, g, st, self.offset, t_limit - self.offset, max_steps, self.rtol, self.atol, *self._args,
-            check_candidate, tol_rel, gtol, self._f0, self._kappa, reference_norm, *bounds, recorder.delta0,
-            recorder.norm0, 10 ** (32 / recorder.max_points), rec_t, rec_w, rec_loss, rec_g, self._w_prev)
+        par = np.empty(_PARAM_SIZE)
+        par[_P_OFFSET], par[_P_T_LIMIT], par[_P_MAX_STEPS] = self.offset, t_limit - self.offset, max_steps
+        par[_P_CHECK], par[_P_TOL_REL], par[_P_REF_NORM] = float(check_candidate), tol_rel, reference_norm
+        par[_P_ORIGIN], par[_P_BOUND] = bounds
+        par[_P_NORM0], par[_P_REC_FACTOR] = recorder.norm0, 10 ** (32 / recorder.max_points)
+        par[_P_RTOL], par[_P_ATOL], par[_P_GTOL] = self.rtol, self.atol, gtol
+        P = self.w.size
+        rec = (np.empty(RECORD_ROWS), np.empty((RECORD_ROWS, P)), np.empty(RECORD_ROWS), np.empty(RECORD_ROWS))
+        delta0 = np.ascontiguousarray(recorder.delta0) if recorder.delta0.size else np.zeros(1)
+        return Segment(self.w.copy(), g.copy(), st, par, delta0, np.ascontiguousarray(self.pairs), rec, np.empty(P))
+
+    def finish(self, seg: Segment, recorder) -> int:
+        """Take the state a run segment reached (it must have ended); returns its event."""
+        st, w, g = seg.state, seg.w, seg.g
         self.nfev += int(st[_NFEV])
         self.nhev += int(st[_NHEV])
         self.nsteps += int(st[_NSTEPS])
         self.h = st[_H]
         if st[_T] > self._tau:  # at least one accepted step
-            self.t_prev, self.w_prev = st[_TPREV], self._w_prev.copy()
+            self.t_prev, self.w_prev = st[_TPREV], seg.w_prev
             self._tau = st[_T]
             self.t, self.w = self.offset + self._tau, w
             self._cache = (w, st[_LOSS], g)
+        rec_t, rec_w, rec_loss, rec_g = seg.rec
         recorder.absorb(int(st[_NREC]), rec_t, rec_w, rec_loss, rec_g, st[_ARC], st[_DRIFT], st[_NEXT_T],
                         (self.t, self.w, st[_LOSS], float(np.linalg.norm(g))),
                         rule=(st[_ARC_SINCE], st[_FALL_SINCE], st[_EVENT_T], st[_NEXT_REL], st[_PENDING]))
-        if event == CLOCK:  # restart the local clock at the current time
+        if seg.ended == CLOCK:  # restart the local clock at the current time
             self.offset, self._tau = self.t, 0.0
-        return event
+        return seg.ended
+
+    def advance(self, t_limit: float, max_steps: int, *, check_candidate: bool, tol_rel: float, gtol: float,
+                reference_norm: float, bounds: tuple[float, float], recorder) -> int:
+        """Steps until one of the module's events (returned); the recorder receives the steps it keeps.  ``bounds``:
+        the sizes of ``w`` below which it has collapsed onto the origin and above which it blows up."""
+        seg = self.begin(t_limit, max_steps, check_candidate=check_candidate, tol_rel=tol_rel, gtol=gtol,
+                         reference_norm=reference_norm, bounds=bounds, recorder=recorder)
+        self.runner.run([seg])
+        return self.finish(seg, recorder)
 
     def step(self, t_limit: float) -> str | None:
         """Not used: the driver calls :meth:`advance` (one step per call when it must see every step)."""

@@ -39,7 +39,7 @@ from __future__ import annotations
 import functools
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 
 import numpy as np
@@ -151,7 +151,41 @@ def drive(
     start: float,
 ) -> FlowResult:
     """Run ``make_stepper(w0, L(w0), ∇L(w0))`` to its limit (see the module docstring) and package the result."""
-    clock = time.perf_counter
+    return run_alone(drive_steps(risk, w0, make_stepper, opts, save=save, t_max=t_max, callback=callback,
+                                 options=options, start=start))
+
+
+#: What :func:`drive_steps` yields: a compiled stepper, the positional and the keyword arguments of its ``advance``.
+SegmentRequest = tuple[Stepper, tuple, dict]
+
+
+def run_alone(steps: Generator[SegmentRequest, int, FlowResult]) -> FlowResult:
+    """Run the generator of one run (:func:`drive_steps`), each segment it asks for on its own stepper."""
+    try:
+        stepper, args, kwargs = next(steps)
+        while True:
+            stepper, args, kwargs = steps.send(stepper.advance(*args, **kwargs))
+    except StopIteration as stop:
+        return stop.value
+
+
+def drive_steps(
+    risk: EmpiricalRisk,
+    w0: np.ndarray,
+    make_stepper: Callable[[np.ndarray, float, np.ndarray], Stepper],
+    opts: StopOptions,
+    *,
+    save: np.ndarray,
+    t_max: float,
+    callback: Callback | None,
+    options: dict,
+    start: float,
+    clock: Callable[[], float] = time.perf_counter,
+) -> Generator[SegmentRequest, int, FlowResult]:
+    """:func:`drive` as a generator that hands out its compiled segments: it yields ``(stepper, args, kwargs)``
+    where it needs ``stepper.advance(*args, **kwargs)`` and is sent the event that ended the segment, so a caller
+    can run the segments of many runs together (:func:`lcnflow.dynamics.batch.iter_flows`); returns the
+    :class:`~lcnflow.FlowResult`.  ``clock`` gives this run's time (``max_time``, ``wall_time``)."""
     loss0, g0 = risk.flat_value_and_gradient(w0)
     stepper = make_stepper(w0, loss0, g0)
     scale, w_ref = _run_scales(risk, w0)
@@ -244,10 +278,9 @@ def drive(
         t_limit = min(save[isave] if isave < save.size else t_max, t_max)
         if segments:  # many steps in one compiled call, with the tests above inside (lcnflow.dynamics.compiled)
             budget = 1 if callback is not None else min(SEGMENT_STEPS, opts.max_steps - stepper.nsteps)
-            event = stepper.advance(min(t_limit, t_stall), budget,
-                                    check_candidate=isave >= save.size, tol_rel=tol_rel, gtol=opts.gtol,
-                                    reference_norm=reference_norm, bounds=(ORIGIN_SIZE * w_ref, bound),
-                                    recorder=rec)
+            event = yield (stepper, (min(t_limit, t_stall), budget),
+                           dict(check_candidate=isave >= save.size, tol_rel=tol_rel, gtol=opts.gtol,
+                                reference_norm=reference_norm, bounds=(ORIGIN_SIZE * w_ref, bound), recorder=rec))
             failure = "the step size underflowed" if event == UNDERFLOW else None
         else:
             failure = stepper.step(t_limit)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -16,7 +16,7 @@ import numpy as np
 from lcnflow._threads import one_blas_thread
 from lcnflow.analysis.certify import check_start, reference_size
 from lcnflow.analysis.limits import SAME_LIMIT_RTOL, limit_distance
-from lcnflow.dynamics.driver import drive
+from lcnflow.dynamics.driver import SegmentRequest, drive_steps, run_alone
 from lcnflow.dynamics.options import FLOW_DEFAULTS, INTEGRATORS, FlowOptions, check_callback, check_save_at
 from lcnflow.dynamics.result import Callback, FlowResult
 from lcnflow.dynamics.solvers import make_flow_stepper
@@ -125,14 +125,21 @@ def run_flow(risk: EmpiricalRisk, init, opts: FlowOptions, *, save_at=None, call
     check_callback(callback)
     w0 = flatten(as_filters(risk.arch, init, "init"))
     check_start(risk, w0)
+    return run_alone(flow_steps(risk, w0, opts, save=save, callback=callback, start=start))
+
+
+def flow_steps(risk: EmpiricalRisk, w0: np.ndarray, opts: FlowOptions, *, save: np.ndarray, callback=None,
+               start: float, clock=time.perf_counter) -> Generator[SegmentRequest, int, FlowResult]:
+    """The run of :func:`run_flow` from the checked start ``w0`` (flat) as a generator of its compiled segments
+    (:func:`~lcnflow.dynamics.driver.drive_steps`); ``clock`` gives the run's time."""
     size = float(np.linalg.norm(w0))
     atol = opts.atol * (size if size > 0 else reference_size(risk, w0)) / math.sqrt(w0.size)
 
     def make(w, loss, g):
         return make_flow_stepper(risk, w, loss, g, opts.integrator, opts.rtol, atol, opts.t_max)
 
-    result = drive(risk, w0, make, opts, save=save, t_max=opts.t_max, callback=callback,
-                   options=opts.to_dict(), start=start)
+    result = yield from drive_steps(risk, w0, make, opts, save=save, t_max=opts.t_max, callback=callback,
+                                   options=opts.to_dict(), start=start, clock=clock)
     result.method = "gradient_flow"
     if result.stop_reason == "max_steps" and opts.integrator in ("RK45", "DOP853"):
         # the flow is stiff (a plateau next to fast directions): explicit methods need steps below the fastest
@@ -141,11 +148,11 @@ def run_flow(risk: EmpiricalRisk, init, opts: FlowOptions, *, save_at=None, call
                            "scale of this stiff flow: integrator = \"auto\" (or \"LSODA\", \"Radau\", \"BDF\") "
                            "takes steps as long as the flow allows")
     if opts.verify:  # within what is left of max_time
-        left = start + opts.max_time - time.perf_counter()
+        left = start + opts.max_time - clock()
         if left > 0:
             tight = replace(opts, rtol=max(opts.rtol / 100, 1e-13), atol=opts.atol / 100, verify=False,
                             max_time=left)
-            check = run_flow(risk, init, tight)
+            check = run_flow(risk, w0, tight)
             result.limit_verified, result.verification = compare_limits(result, check)
         else:
             result.message += f"; not verified: max_time = {opts.max_time:g} s ran out before the verification run"
