@@ -253,14 +253,23 @@ class CriticalPoint:
 def finite_roots(coeffs: np.ndarray) -> np.ndarray:
     """Finite roots of ``Σ c_j t^j`` (trailing zero coefficients are roots at infinity and are not returned)."""
     c = np.asarray(coeffs, dtype=float)
-    scale = np.max(np.abs(c)) if c.size else 0.0
+    size = np.abs(c)
+    scale = size.max() if c.size else 0.0
     if scale == 0:
         return np.zeros(0, complex)
-    nz = np.nonzero(np.abs(c) > 1e-13 * scale)[0]
+    nz = np.nonzero(size > 1e-13 * scale)[0]
     deg = int(nz[-1])
     if deg == 0:
         return np.zeros(0, complex)
-    return np.sort_complex(P.polyroots(c[: deg + 1]).astype(complex))
+    roots = P.polyroots(c[: deg + 1]).astype(complex)  # (a copy: sorted in place, what np.sort_complex does)
+    roots.sort()
+    return roots
+
+
+def _spectral_norm(a: np.ndarray) -> float:
+    """``‖a‖₂`` of a real matrix: its largest singular value, what ``float(np.linalg.norm(a, 2))`` computes (the same
+    LAPACK call; its values come sorted, largest first) without the dispatch."""
+    return float(np.linalg.svd(a, compute_uv=False)[0])
 
 
 def _close(a: complex, b: complex) -> bool:
@@ -595,7 +604,7 @@ def classify_critical_point(
     comp_b = complement_basis(sym_b, w.size)
     hess_c = comp_b.T @ hess_b @ comp_b
     eig_b, vec_b = np.linalg.eigh(hess_c)
-    tol_eig = eig_rtol * max(float(np.linalg.norm(gn_part, 2)) + float(np.linalg.norm(curv_part, 2)), 1e-300)
+    tol_eig = eig_rtol * max(_spectral_norm(gn_part) + _spectral_norm(curv_part), 1e-300)
     index = int(np.sum(eig_b < -tol_eig))
     zero_eig = bool(eig_b.size and np.any(np.abs(eig_b) <= tol_eig))
     newton_distance = float("nan")
@@ -707,7 +716,7 @@ def _newton_check(risk: EmpiricalRisk, wb: np.ndarray, weights: np.ndarray, comp
     size = math.sqrt(risk.arch.depth)
     moved = weights * delta
     hess_t = weights[:, None] * risk.flat_hessian(wb - moved) * weights[None, :]
-    change = float(np.linalg.norm(comp_b.T @ hess_t @ comp_b - hess_c, 2))
+    change = _spectral_norm(comp_b.T @ hess_t @ comp_b - hess_c)
     return change <= NEWTON_STEADY * float(eig_b[0]), flat_norm(delta) / size
 
 
@@ -824,7 +833,7 @@ def _spurious(arch, ws, v, g_v, JD, origin, global_on_m, rtol, deadline: float =
     v_norm = max(float(np.linalg.norm(v)), 1e-300)
     if any(np.linalg.norm(final_filter_unchecked(arch, p).ravel() - v) > 1e-6 * v_norm for p in fibre):
         return None, "the fibre could not be rebuilt from the layers' roots to 1e-6", None
-    own = float(np.linalg.norm(JD.T @ g_v)) / max(float(np.linalg.norm(JD, 2)) * g_norm, 1e-300)
+    own = float(np.linalg.norm(JD.T @ g_v)) / max(_spectral_norm(JD) * g_norm, 1e-300)
     threshold = max(rtol, 1e3 * own)
     examined = 0
     for point in fibre:
@@ -833,7 +842,7 @@ def _spurious(arch, ws, v, g_v, JD, origin, global_on_m, rtol, deadline: float =
             break
         examined += 1
         Jp = final_filter_jacobian(arch, point)
-        cosine = float(np.linalg.norm(Jp.T @ g_v)) / max(float(np.linalg.norm(Jp, 2)) * g_norm, 1e-300)
+        cosine = float(np.linalg.norm(Jp.T @ g_v)) / max(_spectral_norm(Jp) * g_norm, 1e-300)
         if cosine > threshold:
             return True, (
                 f"at another point of the fibre (another distribution of the roots over the layers) ∇L ≠ 0: "

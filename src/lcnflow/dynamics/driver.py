@@ -349,9 +349,12 @@ def _package(risk, rec, counts, opts, reason, message, candidates, stable, save,
     hyp = theorem_hypotheses(risk)
     if not hyp.covered:
         message += "; not covered by the convergence theorem (" + "; ".join(hyp.failures) + ")"
-    theta, fit = lojasiewicz_fit(np.array(rec.losses), np.array(rec.gnorms), loss)
+    # the record as arrays, once (the fit and the plateaus only read them; the states are copied again for the
+    # result, whose trajectory shares no memory with the plateaus' points)
+    times, losses, gnorms = np.array(rec.times), np.array(rec.losses), np.array(rec.gnorms)
+    theta, fit = lojasiewicz_fit(losses, gnorms, loss)
     itinerary = [] if not math.isfinite(loss) else find_plateaus(
-        risk, np.array(rec.times), np.array(rec.losses), np.array(rec.gnorms), np.array(rec.states), float(loss),
+        risk, times, losses, gnorms, np.array(rec.states), float(loss),
         opts.certify_tol, scale, w_ref, deadline=start + opts.max_time, check_spurious=opts.classify)
     if converged and opts.classify and cp.undecided:
         message += f"; max_time = {opts.max_time:g} s ran out after the integration: {cp.undecided}"
@@ -371,9 +374,9 @@ def _package(risk, rec, counts, opts, reason, message, candidates, stable, save,
         polish_accepted=bool(pol.accepted) if pol else False,
         polish_message=pol.message if pol else "not polished (the run ended without a certified limit)",
         t_final=float(t_end),
-        times=np.array(rec.times),
-        losses=np.array(rec.losses),
-        gradient_norms=np.array(rec.gnorms),
+        times=times,
+        losses=losses,
+        gradient_norms=gnorms,
         trajectory=np.array(rec.states),
         saved_times=save,
         saved_states=saved,
