@@ -349,12 +349,13 @@ def _package(risk, rec, counts, opts, reason, message, candidates, stable, save,
     hyp = theorem_hypotheses(risk)
     if not hyp.covered:
         message += "; not covered by the convergence theorem (" + "; ".join(hyp.failures) + ")"
-    # the record as arrays, once (the fit and the plateaus only read them; the states are copied again for the
-    # result, whose trajectory shares no memory with the plateaus' points)
+    # the record as arrays, once (the fit and the plateaus only read them; the plateaus get their own copy of the
+    # states, so the result's trajectory shares no memory with the plateaus' points)
     times, losses, gnorms = np.array(rec.times), np.array(rec.losses), np.array(rec.gnorms)
+    trajectory = np.array(rec.states)
     theta, fit = lojasiewicz_fit(losses, gnorms, loss)
     itinerary = [] if not math.isfinite(loss) else find_plateaus(
-        risk, times, losses, gnorms, np.array(rec.states), float(loss),
+        risk, times, losses, gnorms, trajectory.copy(), float(loss),
         opts.certify_tol, scale, w_ref, deadline=start + opts.max_time, check_spurious=opts.classify)
     if converged and opts.classify and cp.undecided:
         message += f"; max_time = {opts.max_time:g} s ran out after the integration: {cp.undecided}"
@@ -377,7 +378,7 @@ def _package(risk, rec, counts, opts, reason, message, candidates, stable, save,
         times=times,
         losses=losses,
         gradient_norms=gnorms,
-        trajectory=np.array(rec.states),
+        trajectory=trajectory,
         saved_times=save,
         saved_states=saved,
         invariants=rec.delta0,
