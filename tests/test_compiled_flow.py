@@ -302,3 +302,27 @@ def test_every_built_in_loss_runs_the_compiled_segments_step_for_step(arch, loss
     assert fast.t_final == pytest.approx(slow.t_final, rel=1e-6)
     np.testing.assert_allclose(fast.final_filter, slow.final_filter, rtol=0,
                                atol=1e-10 * np.max(np.abs(slow.final_filter)))
+
+
+def test_the_recorders_smallest_loss_follows_the_thinned_record():
+    """``rule_state`` hands the compiled segments the smallest finite loss of the record as it stands (kept as the
+    record grows, recomputed when it is thinned), whether the rows come in blocks or one at a time."""
+    from lcnflow.dynamics.result import Recorder
+
+    arch = lf.Architecture(8, [2, 2])
+    rng = np.random.default_rng(0)
+    w0 = rng.standard_normal(arch.num_params)
+    for max_points in (3, 6, 50):
+        rec = Recorder(arch, w0, 5.0, 1.0, max_points)
+        t = 0.0
+        for n in (0, 1, 4, 2, 7, 3):
+            times = t + 1.0 + np.arange(n, dtype=float)
+            t = float(times[-1]) if n else t
+            losses = rng.uniform(-1.0, 4.0, n)
+            losses[::3] = np.resize([np.nan, np.inf, 0.5], losses[::3].size)  # non-finite losses are not counted
+            states = rng.standard_normal((n, arch.num_params))
+            last = (t, states[-1] if n else w0, float(losses[-1]) if n else 5.0, 1.0)
+            rec.absorb(n, times, states, losses, np.ones(n), 0.1, 0.0, t, last)
+            finite = [x for x in rec.losses if np.isfinite(x)]
+            assert rec.rule_state()[3] == (min(finite) if finite else np.inf)
+            assert len(rec.times) <= max_points

@@ -44,7 +44,7 @@ from lcnflow import (
     patch_matrix,
     unflatten,
 )
-from lcnflow.model.conv import as_filters
+from lcnflow.model.conv import as_filters, flat_norm, unflatten_unchecked
 
 ROUND = 1e3 * EPS  # c·N·k_v·ε with generous c for the sizes drawn here (N ≤ 4, k_v ≤ 40)
 
@@ -283,6 +283,22 @@ def test_flatten_unflatten_round_trip_and_order():
     np.testing.assert_array_equal(final_filter(arch, flat), final_filter(arch, ws))
     with pytest.raises(ValueError, match=r"expected a flat vector of 14 entries"):
         unflatten(arch, np.zeros(13))
+
+
+def test_unchecked_helpers_agree_with_the_checked_ones():
+    """unflatten_unchecked splits like unflatten (views, no checks); flat_norm is float(np.linalg.norm(x)) bit for
+    bit, for contiguous, strided and 2D arrays."""
+    arch = Architecture(9, [3, 2, 3])
+    w = np.random.default_rng(0).standard_normal(8)
+    for a, b in zip(unflatten(arch, w), unflatten_unchecked(arch, w), strict=True):
+        np.testing.assert_array_equal(a, b)
+        assert np.shares_memory(b, w)
+    rng = np.random.default_rng(1)
+    for x in (rng.standard_normal(9), rng.standard_normal(40)[::3], rng.standard_normal((4, 5)),
+              rng.standard_normal((5, 4)).T, np.zeros(0), 1e200 * rng.standard_normal(3)):
+        with np.errstate(over="ignore"):
+            assert flat_norm(x) == float(np.linalg.norm(x))
+            assert isinstance(flat_norm(x), float)
 
 
 def test_unflatten_1d_order():

@@ -274,7 +274,7 @@ def test_flat_and_list_inputs_agree(kind):
     arch, X, Y, ws = _problem(kind, seed=7)
     risk = EmpiricalRisk(arch, get_loss("log_cosh"), Dataset(X, Y))
     w = flatten(ws)
-    assert risk.value(w) == risk.value(ws)
+    assert risk.value(w) == risk.value(ws) == risk.flat_value(w)
     g_flat, g_list = risk.gradient(w), risk.gradient(ws)
     assert isinstance(g_flat, np.ndarray) and g_flat.shape == (arch.num_params,)
     assert [g.shape for g in g_list] == list(arch.filter_shapes)
@@ -354,6 +354,8 @@ def test_flat_objective_checks_the_shape_only():
             risk.flat_value_and_gradient(bad)
         with pytest.raises(ValueError, match=r"w: expected a flat parameter vector"):
             risk.flat_hessian(bad)
+        with pytest.raises(ValueError, match=r"w: expected a flat parameter vector"):
+            risk.flat_value(bad)
     # a non-finite trial point is an integrator's business: non-finite numbers, no exception
     w = flatten(ws)
     w[2] = np.inf

@@ -23,7 +23,7 @@ import numpy as np
 from lcnflow.analysis.phases import POLISHING, announce
 from lcnflow.analysis.symmetry import complement_basis, layer_norms, layer_starts, symmetry_basis
 from lcnflow.model.architecture import Architecture
-from lcnflow.model.conv import final_filter
+from lcnflow.model.conv import final_filter, final_filter_unchecked, flat_norm, unflatten
 from lcnflow.model.risk import EmpiricalRisk, compiled_kernels
 
 _SCALES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -97,7 +97,7 @@ def check_start(risk: EmpiricalRisk, w0: np.ndarray, what: str = "init") -> None
     top = float(np.max(np.abs(w0))) if w0.size else 0.0
     if top == 0.0 or not math.isfinite(top):
         return
-    size = top * float(np.linalg.norm(w0 / top))  # (‖w‖² itself may underflow)
+    size = top * flat_norm(w0 / top)  # (‖w‖² itself may underflow)
     w_ref = reference_size(risk, w0)
     if size < MIN_START_FRACTION * w_ref:
         raise ValueError(
@@ -105,12 +105,12 @@ def check_start(risk: EmpiricalRisk, w0: np.ndarray, what: str = "init") -> None
             f"(w_ref = {w_ref:.3g}): in float64 such a start cannot be told from the origin; give a larger scale "
             f"(≥ {MIN_START_FRACTION * w_ref:.3g} in norm), or 0 to start at the origin"
         )
-    if not np.any(risk.gradient(w0)):
+    if not np.any(risk.flat_value_and_gradient(w0, need_value=False)[1]):
         norms = layer_norms(risk.arch, w0)
         # (only tiny starts: elsewhere an exact zero is a critical start, e.g. one placed at a critical point)
         if np.all(norms > 0) and float(np.sum(np.log10(norms / w_ref))) < -100:
             unit = w0 / np.repeat(norms, risk.arch.layer_num_params)
-            if np.any(risk.gradient(unit)):
+            if np.any(risk.flat_value_and_gradient(unit, need_value=False)[1]):
                 raise ValueError(
                     f"{what}: the gradient at w(0) underflows to 0 in float64 (layer norms down to "
                     f"{float(norms.min()):.3g}, {risk.arch.depth} layers: ∇L is a product of {risk.arch.depth - 1} "
@@ -162,6 +162,8 @@ def gradient_scale(risk: EmpiricalRisk, w: np.ndarray, *, upper_bound: bool = Fa
     When ``f_0 = 0`` (the data pull nowhere: ``v = 0`` minimizes ℒ) the problem has no size of its own, and
     ``κ · max(‖π(w)‖, reference_filter_norm)`` stands in for the second factor — the driver passes
     ``‖π(w(0))‖``, which keeps the flow's verdicts invariant when the initialization is rescaled.
+
+    ``w`` is a flat parameter vector; only its shape is checked (a non-finite ``w`` gives a non-finite ``S``).
     """
     sc = problem_scales(risk)
     k = compiled_kernels()
@@ -172,7 +174,7 @@ def gradient_scale(risk: EmpiricalRisk, w: np.ndarray, *, upper_bound: bool = Fa
     if upper_bound:
         v_norm = float(np.prod(np.add.reduceat(np.abs(w), layer_starts(risk.arch)))) if l1 is None else l1
     else:
-        v_norm = float(np.linalg.norm(final_filter(risk.arch, w)))
+        v_norm = flat_norm(final_filter_unchecked(risk.arch, unflatten(risk.arch, w)))
     fs = sc.gradient_at_zero + sc.curvature * v_norm
     if sc.gradient_at_zero == 0:
         fs = sc.curvature * max(v_norm, reference_filter_norm)
@@ -235,14 +237,14 @@ def polish(
     announce(POLISHING)
     w0 = np.asarray(w, dtype=np.float64)
     _, g = risk.flat_value_and_gradient(w0)
-    g0 = float(np.linalg.norm(g))
+    g0 = flat_norm(g)
     best, best_g = w0, g0
     nfev, nhev, it = 1, 0, 0
     message = "already at the target gradient norm"
     cur, cur_g, cur_norm = w0, g, g0
     while cur_norm > gtol and it < max_iter:
         it += 1
-        hess = risk.hessian(cur)
+        hess = risk.flat_hessian(cur)
         nhev += 1
         if not np.all(np.isfinite(hess)):
             message = "the Hessian is not finite here"
@@ -257,7 +259,7 @@ def polish(
             trial = cur + step
             _, tg = risk.flat_value_and_gradient(trial)
             nfev += 1
-            tn = float(np.linalg.norm(tg))
+            tn = flat_norm(tg)
             if np.isfinite(tn) and tn < cur_norm:
                 cur, cur_g, cur_norm, improved = trial, tg, tn, True
                 break
@@ -269,7 +271,7 @@ def polish(
             best, best_g = cur, cur_norm
     else:
         message = "reached the target gradient norm" if cur_norm <= gtol else f"stopped after {max_iter} iterations"
-    distance = float(np.linalg.norm(best - w0))
+    distance = flat_norm(best - w0)
     accepted = distance <= radius
     if not accepted:
         message = f"rejected: polishing moved {distance:.3g} > radius {radius:.3g} from the flow's endpoint"

@@ -39,6 +39,7 @@ import dataclasses
 import itertools
 import math
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -56,7 +57,15 @@ from lcnflow.analysis.optimum import (
 from lcnflow.analysis.phases import CLASSIFYING, announce
 from lcnflow.analysis.symmetry import complement_basis, fibre_basis, layer_slices, symmetry_basis
 from lcnflow.model.architecture import Architecture
-from lcnflow.model.conv import as_filters, final_filter_jacobian, final_filter_unchecked, flatten
+from lcnflow.model.conv import (
+    as_filters,
+    final_filter_jacobian,
+    final_filter_parts,
+    final_filter_unchecked,
+    flat_norm,
+    flatten,
+    unflatten_unchecked,
+)
 from lcnflow.model.risk import EmpiricalRisk
 
 Kind = Literal["global_minimum", "local_minimum", "strict_saddle", "degenerate", "not_critical"]
@@ -244,14 +253,23 @@ class CriticalPoint:
 def finite_roots(coeffs: np.ndarray) -> np.ndarray:
     """Finite roots of ``Σ c_j t^j`` (trailing zero coefficients are roots at infinity and are not returned)."""
     c = np.asarray(coeffs, dtype=float)
-    scale = np.max(np.abs(c)) if c.size else 0.0
+    size = np.abs(c)
+    scale = size.max() if c.size else 0.0
     if scale == 0:
         return np.zeros(0, complex)
-    nz = np.nonzero(np.abs(c) > 1e-13 * scale)[0]
+    nz = np.nonzero(size > 1e-13 * scale)[0]
     deg = int(nz[-1])
     if deg == 0:
         return np.zeros(0, complex)
-    return np.sort_complex(P.polyroots(c[: deg + 1]).astype(complex))
+    roots = P.polyroots(c[: deg + 1]).astype(complex)  # (a copy: sorted in place, what np.sort_complex does)
+    roots.sort()
+    return roots
+
+
+def _spectral_norm(a: np.ndarray) -> float:
+    """``‖a‖₂`` of a real matrix: its largest singular value, what ``float(np.linalg.norm(a, 2))`` computes (the same
+    LAPACK call; its values come sorted, largest first) without the dispatch."""
+    return float(np.linalg.svd(a, compute_uv=False)[0])
 
 
 def _close(a: complex, b: complex) -> bool:
@@ -270,17 +288,20 @@ def _root_structure(arch: Architecture, ws: list[np.ndarray], v: np.ndarray):
     S = [s[0] for s in arch.cumulative_strides]
     layer_roots = [finite_roots(dilate_1d(w, S[i])) for i, w in enumerate(ws)]
     v_roots = finite_roots(v)
+    # the comparisons on Python complex numbers: abs() of a NumPy complex scalar is the same hypot, bit for bit
+    layer_list = [r.tolist() for r in layer_roots]
+    v_list = v_roots.tolist()
     shared = []
     for i, j in itertools.combinations(range(len(ws)), 2):
-        for a in layer_roots[i]:
-            if any(_close(a, b) for b in layer_roots[j]) and not any(
+        for a in layer_list[i]:
+            if any(_close(a, b) for b in layer_list[j]) and not any(
                 s[0] == i + 1 and s[1] == j + 1 and _close(s[2], a) for s in shared
             ):
-                shared.append((i + 1, j + 1, complex(a)))
+                shared.append((i + 1, j + 1, a))
     repeated = []
-    for j, a in enumerate(v_roots):
-        if any(_close(a, b) for b in v_roots[j + 1 :]) and not any(_close(a, r) for r in repeated):
-            repeated.append(complex(a))
+    for j, a in enumerate(v_list):
+        if any(_close(a, b) for b in v_list[j + 1 :]) and not any(_close(a, r) for r in repeated):
+            repeated.append(a)
     return layer_roots, v_roots, shared, repeated
 
 
@@ -444,8 +465,8 @@ def _balanced(arch: Architecture, ws: list[np.ndarray], v_hat: np.ndarray) -> tu
     balanced network producing the unconstrained optimum); it is left as it is, with weight ``σ``
     (or, when ``v̂ = 0``, ``g``; or 1 when every layer is zero), so the weights scale with the data like the layers.
     """
-    norms = np.array([float(np.linalg.norm(w)) for w in ws])
-    sigma = float(np.linalg.norm(v_hat)) ** (1.0 / len(ws))
+    norms = np.array([flat_norm(w) for w in ws])
+    sigma = flat_norm(v_hat) ** (1.0 / len(ws))
     ref = max(sigma, float(norms.max()) if norms.size else 0.0)
     pos = norms > 1e-10 * ref if ref > 0 else np.zeros(norms.size, bool)
     if float(np.prod(norms)) > 1e-10 * sigma ** len(ws):  # not near π⁻¹(0): no layer is zero (a rescaling
@@ -455,6 +476,22 @@ def _balanced(arch: Architecture, ws: list[np.ndarray], v_hat: np.ndarray) -> tu
     balanced = [w * (g / n) if p else w.copy() for w, n, p in zip(ws, norms, pos, strict=True)]
     weights = np.concatenate([np.full(w.size, g if p else fill) for w, p in zip(ws, pos, strict=True)])
     return balanced, weights
+
+
+_VALUE_SCALES: weakref.WeakKeyDictionary[EmpiricalRisk, tuple[float | None, float]] = weakref.WeakKeyDictionary()
+
+
+def _value_scales(risk: EmpiricalRisk) -> tuple[float | None, float]:
+    """``(ℒ(0) − min ℒ, or None when that is within the rounding of ℒ(0); the rounding of ℒ at the unconstrained
+    optimum)``: what the value tests of :func:`classify_critical_point` need of the risk alone (cached per risk)."""
+    cached = _VALUE_SCALES.get(risk)
+    if cached is None:
+        v_hat, f_hat = unconstrained_optimum(risk)
+        zero = np.zeros(risk.arch.final_filter_num_params)
+        loss_range = risk.function_space_value(zero) - f_hat
+        cached = (loss_range if loss_range > risk_rounding(risk, zero) else None, risk_rounding(risk, v_hat))
+        _VALUE_SCALES[risk] = cached
+    return cached
 
 
 def classify_critical_point(
@@ -531,33 +568,32 @@ def classify_critical_point(
     w = flatten(ws)
     v = final_filter_unchecked(arch, ws).ravel()
     g_v = risk.function_space_gradient(v).reshape(-1)
-    value, grad = risk.value_and_gradient(w)
+    value, grad = risk.flat_value_and_gradient(w)
     v_hat, f_hat = unconstrained_optimum(risk)
     wbs, weights = _balanced(arch, ws, v_hat)
     wb = flatten(wbs)
-    grad_b = risk.gradient(wb)
+    grad_b = risk.flat_value_and_gradient(wb, need_value=False)[1]
     sl = layer_slices(arch)
-    fs_norm = float(np.linalg.norm(g_v))
+    fs_norm = flat_norm(g_v)
 
     # values: ℒ(v*) against min ℒ and ℒ*_M, within τ = rounding + what the residual gradient accounts for
-    tau_cert = float(sum(np.linalg.norm(grad_b[s]) * np.linalg.norm(wb[s]) for s in sl))
-    zero = np.zeros(v.size)
-    loss_range = risk.function_space_value(zero) - f_hat
-    if loss_range > risk_rounding(risk, zero):
+    tau_cert = float(sum(flat_norm(grad_b[s]) * flat_norm(wb[s]) for s in sl))
+    loss_range, rounding_at_optimum = _value_scales(risk)
+    if loss_range is not None:
         tau_cert = min(tau_cert, CERT_RTOL * loss_range)
     tau = risk_rounding(risk, v) + tau_cert
     if function_space_tol is not None:
         reached = fs_norm <= function_space_tol
     else:
-        reached = value - f_hat <= tau + risk_rounding(risk, v_hat)
+        reached = value - f_hat <= tau + rounding_at_optimum
     # (global on M or not is settled at the end, by settle_on_m, when the unconstrained optimum was not reached)
     global_on_m: bool | None = True if reached else None
     gap = value - f_hat if reached else float("nan")
 
     # second order in balanced coordinates at the balanced point (invariant under the rescaling symmetry)
-    J = final_filter_jacobian(arch, wbs)
+    J = final_filter_parts(arch, wbs).jacobian()
     A = risk.function_space_hessian(v)
-    hess_at_b = risk.hessian(wb)
+    hess_at_b = risk.flat_hessian(wb)
     JD = J * weights
     gn_part = JD.T @ A @ JD
     curv_part = weights[:, None] * (hess_at_b - J.T @ A @ J) * weights[None, :]
@@ -568,7 +604,7 @@ def classify_critical_point(
     comp_b = complement_basis(sym_b, w.size)
     hess_c = comp_b.T @ hess_b @ comp_b
     eig_b, vec_b = np.linalg.eigh(hess_c)
-    tol_eig = eig_rtol * max(float(np.linalg.norm(gn_part, 2)) + float(np.linalg.norm(curv_part, 2)), 1e-300)
+    tol_eig = eig_rtol * max(_spectral_norm(gn_part) + _spectral_norm(curv_part), 1e-300)
     index = int(np.sum(eig_b < -tol_eig))
     zero_eig = bool(eig_b.size and np.any(np.abs(eig_b) <= tol_eig))
     newton_distance = float("nan")
@@ -578,13 +614,14 @@ def classify_critical_point(
         degenerate_hessian = not steady
         newton_distance = step if steady else float("nan")
     # reported spectrum: plain coordinates at the given point, complement of the rescaling directions
-    hess = risk.hessian(w)
+    hess = risk.flat_hessian(w)
     sym = symmetry_basis(arch, w) if not arch.is_multichannel else fibre_basis(arch, w)
     comp = complement_basis(sym, w.size)
     eig = np.linalg.eigvalsh(comp.T @ hess @ comp)
 
     not_a_minimum = None
-    critical = critical_rtol is None or float(np.linalg.norm(grad)) <= critical_rtol * gradient_scale(risk, w)
+    grad_norm = flat_norm(grad)
+    critical = critical_rtol is None or grad_norm <= critical_rtol * gradient_scale(risk, w)
     if not critical:
         kind: Kind = "not_critical"
     elif index > 0:
@@ -630,7 +667,7 @@ def classify_critical_point(
         symmetry_dimension=int(sym.shape[1]),
         dpi_rank=dpi_rank,
         function_space_dim=dim_m,
-        gradient_norm=float(np.linalg.norm(grad)),
+        gradient_norm=grad_norm,
         function_space_gradient_norm=fs_norm,
         degeneracies=degeneracies,
         layer_roots=layer_roots,
@@ -674,13 +711,13 @@ def _newton_check(risk: EmpiricalRisk, wb: np.ndarray, weights: np.ndarray, comp
     Hessian by a fixed fraction of itself (``1 − (2/3)² = 5/9`` for ``r⁴``) however close the point is.  Both
     quantities are ratios in balanced coordinates: invariant under the rescaling symmetry and the units of the data.
     """
-    g = comp_b.T @ (weights * risk.gradient(wb))
+    g = comp_b.T @ (weights * risk.flat_value_and_gradient(wb, need_value=False)[1])
     delta = comp_b @ (vec_b @ ((vec_b.T @ g) / eig_b))
     size = math.sqrt(risk.arch.depth)
     moved = weights * delta
-    hess_t = weights[:, None] * risk.hessian(wb - moved) * weights[None, :]
-    change = float(np.linalg.norm(comp_b.T @ hess_t @ comp_b - hess_c, 2))
-    return change <= NEWTON_STEADY * float(eig_b[0]), float(np.linalg.norm(delta)) / size
+    hess_t = weights[:, None] * risk.flat_hessian(wb - moved) * weights[None, :]
+    change = _spectral_norm(comp_b.T @ hess_t @ comp_b - hess_c)
+    return change <= NEWTON_STEADY * float(eig_b[0]), flat_norm(delta) / size
 
 
 #: ``spurious_reason`` of a point classified with ``check_spurious=False``.
@@ -796,7 +833,7 @@ def _spurious(arch, ws, v, g_v, JD, origin, global_on_m, rtol, deadline: float =
     v_norm = max(float(np.linalg.norm(v)), 1e-300)
     if any(np.linalg.norm(final_filter_unchecked(arch, p).ravel() - v) > 1e-6 * v_norm for p in fibre):
         return None, "the fibre could not be rebuilt from the layers' roots to 1e-6", None
-    own = float(np.linalg.norm(JD.T @ g_v)) / max(float(np.linalg.norm(JD, 2)) * g_norm, 1e-300)
+    own = float(np.linalg.norm(JD.T @ g_v)) / max(_spectral_norm(JD) * g_norm, 1e-300)
     threshold = max(rtol, 1e3 * own)
     examined = 0
     for point in fibre:
@@ -805,7 +842,7 @@ def _spurious(arch, ws, v, g_v, JD, origin, global_on_m, rtol, deadline: float =
             break
         examined += 1
         Jp = final_filter_jacobian(arch, point)
-        cosine = float(np.linalg.norm(Jp.T @ g_v)) / max(float(np.linalg.norm(Jp, 2)) * g_norm, 1e-300)
+        cosine = float(np.linalg.norm(Jp.T @ g_v)) / max(_spectral_norm(Jp) * g_norm, 1e-300)
         if cosine > threshold:
             return True, (
                 f"at another point of the fibre (another distribution of the roots over the layers) ∇L ≠ 0: "
@@ -854,11 +891,11 @@ def _descent_probe(risk: EmpiricalRisk, w: np.ndarray, weights: np.ndarray, null
     rng = np.random.default_rng(0)
     dirs = [null[:, j] for j in range(null.shape[1])]
     dirs += [null @ rng.standard_normal(null.shape[1]) for _ in range(8)]
-    floor = max(tau, risk_rounding(risk, final_filter_unchecked(risk.arch, as_filters(risk.arch, w)).ravel()))
+    floor = max(tau, risk_rounding(risk, final_filter_unchecked(risk.arch, unflatten_unchecked(risk.arch, w)).ravel()))
     for d in dirs:
         d = weights * (d / np.linalg.norm(d))
         for eps in (1e-2, 1e-3):
             for sgn in (1.0, -1.0):
-                if risk.value(w + sgn * eps * d) < base - floor:
+                if risk.flat_value(w + sgn * eps * d) < base - floor:
                     return True
     return None

@@ -148,23 +148,32 @@ def find_plateaus(risk: EmpiricalRisk, times: np.ndarray, losses: np.ndarray, gr
                 slow[i] = rel[i] <= 1e-2 or _cofactor_size(layer_norms(arch, states[i])) <= 1e-2 * d_ref
 
     n = times.size
+    # the scans below compare single numbers: on Python floats (the same IEEE arithmetic as NumPy's scalars, a
+    # fraction of the cost)
+    loss_list, time_list = losses.tolist(), times.tolist()
+    finite = [math.isfinite(x) for x in loss_list]
     start = 0  # the start's level: the last recorded time on it is the escape
-    while start + 1 < n and np.isfinite(losses[start + 1]) and abs(losses[start + 1] - losses[0]) <= tol:
+    while start + 1 < n and finite[start + 1] and abs(loss_list[start + 1] - loss_list[0]) <= tol:
         start += 1
-    t_escape = float(times[start])
+    t_escape = time_list[start]
     out: list[Plateau] = []
     j = 0
     while j < n - 1:
         k = j
-        lo = hi = losses[j]
-        while k + 1 < n and np.isfinite(losses[k + 1]) and max(hi, losses[k + 1]) - min(lo, losses[k + 1]) <= tol:
+        lo = hi = loss_list[j]
+        while k + 1 < n and finite[k + 1]:
+            x = loss_list[k + 1]
+            top, bottom = (x if x > hi else hi), (x if x < lo else lo)  # max(hi, x), min(lo, x)
+            if not (top - bottom <= tol):  # (NaN levels end the stretch too)
+                break
             k += 1
-            lo, hi = min(lo, losses[k]), max(hi, losses[k])
+            lo, hi = bottom, top
         if j == 0:  # the start's plateau, in flow time
-            t_a = times[0] if times[0] > 0 else times[min(1, n - 1)]
-            grows = times[k] >= MIN_TIME_FACTOR * t_a
+            t_a = time_list[0] if time_list[0] > 0 else time_list[min(1, n - 1)]
+            grows = time_list[k] >= MIN_TIME_FACTOR * t_a
         else:  # in the time since the escape
-            grows = times[j] > t_escape and times[k] - t_escape >= MIN_TIME_FACTOR * (times[j] - t_escape)
+            grows = (time_list[j] > t_escape
+                     and time_list[k] - t_escape >= MIN_TIME_FACTOR * (time_list[j] - t_escape))
         long_flat = k > j and k < n - 1 and grows
         if long_flat:  # (the level only of stretches that can be plateaus: most records have none)
             level = np.median(losses[j:k + 1])

@@ -27,7 +27,7 @@ import itertools
 import numpy as np
 
 from lcnflow.model.architecture import Architecture
-from lcnflow.model.conv import final_filter_jacobian, unflatten
+from lcnflow.model.conv import final_filter_jacobian, flat_norm, unflatten
 
 
 @functools.lru_cache(maxsize=128)
@@ -92,7 +92,7 @@ def symmetry_basis(arch: Architecture, w: np.ndarray, rtol: float = 1e-10) -> np
     if U.shape[1] == 0:
         return U
     Q, s, _ = np.linalg.svd(U, full_matrices=False)
-    keep = s > rtol * float(np.linalg.norm(w))
+    keep = s > rtol * flat_norm(w)
     return Q[:, keep]
 
 
@@ -134,11 +134,17 @@ def swappable_pairs(arch: Architecture) -> list[tuple[int, int]]:
     of both.  These are orthogonal symmetries of ``L``: gradient flow maps their fixed sets to themselves.  With
     channels π multiplies polynomial *matrices*, which do not commute: no pairs.
     """
+    return list(_swappable_pairs(arch))
+
+
+@functools.lru_cache(maxsize=128)
+def _swappable_pairs(arch: Architecture) -> tuple[tuple[int, int], ...]:
+    """:func:`swappable_pairs`, computed once per architecture."""
     if arch.is_multichannel:
-        return []
+        return ()
     sizes, dil = arch.axes_filter_sizes, arch.cumulative_strides  # dil[i] = S_i, the dilation of layer i + 1
-    return [(i, j) for i, j in itertools.combinations(range(arch.depth), 2)
-            if sizes[i] == sizes[j] and dil[i] == dil[j]]
+    return tuple((i, j) for i, j in itertools.combinations(range(arch.depth), 2)
+                 if sizes[i] == sizes[j] and dil[i] == dil[j])
 
 
 def symmetric_layers(arch: Architecture, w: np.ndarray, rtol: float = 0.0) -> list[tuple[int, int, int]]:
@@ -146,12 +152,12 @@ def symmetric_layers(arch: Architecture, w: np.ndarray, rtol: float = 0.0) -> li
     :func:`swappable_pairs`: ``w`` lies on the fixed set of exchanging layers ``i`` and ``j`` (times ``σ``), which the
     flow never leaves.  ``rtol = 0`` asks for exact equality."""
     sl = layer_slices(arch)
-    size = float(np.linalg.norm(w))
+    size = flat_norm(w)
     out = []
-    for i, j in swappable_pairs(arch):
+    for i, j in _swappable_pairs(arch):
         a, b = w[sl[i]], w[sl[j]]
         for sign in (1, -1):
-            if float(np.linalg.norm(a - sign * b)) <= rtol * size:
+            if flat_norm(a - sign * b) <= rtol * size:
                 out.append((i + 1, j + 1, sign))
                 break
     return out

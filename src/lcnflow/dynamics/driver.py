@@ -60,7 +60,7 @@ from lcnflow.dynamics.options import StopOptions, StopReason
 from lcnflow.dynamics.result import Callback, FlowResult, Recorder
 from lcnflow.dynamics.steppers import Stepper
 from lcnflow.kernels import TEST_BLOWUP, TEST_CANDIDATE, TEST_COLLAPSED, TEST_NONFINITE, TEST_REARM, step_tests
-from lcnflow.model.conv import final_filter, final_filter_unchecked, unflatten
+from lcnflow.model.conv import final_filter_unchecked, flat_norm, unflatten, unflatten_unchecked
 from lcnflow.model.risk import EmpiricalRisk
 
 #: A candidate tolerance below this (relative to ``S``) is beyond what float64 gradients resolve.
@@ -95,8 +95,8 @@ def _run_scales(risk: EmpiricalRisk, w0: np.ndarray) -> tuple[Callable[..., floa
     """The gradient scale ``S`` of this run (:func:`~lcnflow.analysis.certify.gradient_scale`, with ``‖π(w_0)‖`` as
     the reference filter size) and the natural parameter size ``w_ref``
     (:func:`~lcnflow.analysis.certify.reference_size`)."""
-    scale = functools.partial(gradient_scale, risk,
-                              reference_filter_norm=float(np.linalg.norm(final_filter(risk.arch, w0))))
+    v0 = final_filter_unchecked(risk.arch, unflatten_unchecked(risk.arch, w0))  # (w0: the validated start)
+    scale = functools.partial(gradient_scale, risk, reference_filter_norm=flat_norm(v0))
     return scale, reference_size(risk, w0)
 
 
@@ -117,7 +117,7 @@ def _stable_set(risk: EmpiricalRisk, w0: np.ndarray, g0: np.ndarray) -> tuple[st
 
 
 def _try_stop(risk, t, w, S, opts: StopOptions, stable, w0, scale, w_ref) -> Candidate:
-    radius = opts.polish_radius * max(float(np.linalg.norm(w)), w_ref)
+    radius = opts.polish_radius * max(flat_norm(w), w_ref)
     pol = polish(risk, w, gtol=1e-2 * opts.certify_tol * S, radius=radius)
     # the polished point if polishing stayed within the radius, else the state itself: either may carry the certificate
     point, gnorm = (pol.point, pol.gradient_norm) if pol.accepted else (w, pol.start_gradient_norm)
@@ -360,7 +360,7 @@ def _package(risk, rec, counts, opts, reason, message, candidates, stable, save,
         if opts.classify:
             cp = settle_on_m(risk, cp, max_time=_left(opts, start, clock), point=cand.point)
             cp = settle_spurious(risk, cp, cand.point, max_time=_left(opts, start, clock))
-        loss = risk.value(limit)
+        loss = risk.flat_value(limit)
         S = scale(limit)
         if reason == StopReason.MINIMUM:
             closing = "" if not message else (f"; closing in further, the run went on to t = {t_end:.4g} ({message})"
@@ -382,9 +382,13 @@ def _package(risk, rec, counts, opts, reason, message, candidates, stable, save,
     hyp = theorem_hypotheses(risk)
     if not hyp.covered:
         message += "; not covered by the convergence theorem (" + "; ".join(hyp.failures) + ")"
-    theta, fit = lojasiewicz_fit(np.array(rec.losses), np.array(rec.gnorms), loss)
+    # the record as arrays, once (the fit and the plateaus only read them; the plateaus get their own copy of the
+    # states, so the result's trajectory shares no memory with the plateaus' points)
+    times, losses, gnorms = np.array(rec.times), np.array(rec.losses), np.array(rec.gnorms)
+    trajectory = np.array(rec.states)
+    theta, fit = lojasiewicz_fit(losses, gnorms, loss)
     itinerary = [] if not math.isfinite(loss) else find_plateaus(
-        risk, np.array(rec.times), np.array(rec.losses), np.array(rec.gnorms), np.array(rec.states), float(loss),
+        risk, times, losses, gnorms, trajectory.copy(), float(loss),
         opts.certify_tol, scale, w_ref, deadline=start + opts.max_time, check_spurious=opts.classify)
     if converged and opts.classify and cp.undecided:
         message += f"; max_time = {opts.max_time:g} s ran out after the integration: {cp.undecided}"
@@ -404,10 +408,10 @@ def _package(risk, rec, counts, opts, reason, message, candidates, stable, save,
         polish_accepted=bool(pol.accepted) if pol else False,
         polish_message=pol.message if pol else "not polished (the run ended without a certified limit)",
         t_final=float(t_end),
-        times=np.array(rec.times),
-        losses=np.array(rec.losses),
-        gradient_norms=np.array(rec.gnorms),
-        trajectory=np.array(rec.states),
+        times=times,
+        losses=losses,
+        gradient_norms=gnorms,
+        trajectory=trajectory,
         saved_times=save,
         saved_states=saved,
         invariants=rec.delta0,
@@ -437,10 +441,10 @@ def _nearest(risk, w_end, candidates, opts, extra, scale, w_ref, left) -> tuple[
     """The classified critical point nearest to an uncertified endpoint: polish it (within ``‖w‖``), else the
     last certified candidate.  Its classification gets ``left`` seconds (and no ℒ*_M or fibre without
     ``classify``)."""
-    if not (np.all(np.isfinite(w_end)) and math.isfinite(risk.value(w_end))):
+    if not (np.all(np.isfinite(w_end)) and math.isfinite(risk.flat_value(w_end))):
         return None, math.nan
     S = scale(w_end)
-    pol = polish(risk, w_end, gtol=1e-2 * opts.certify_tol * S, radius=max(float(np.linalg.norm(w_end)), w_ref))
+    pol = polish(risk, w_end, gtol=1e-2 * opts.certify_tol * S, radius=max(flat_norm(w_end), w_ref))
     extra[0] += pol.num_gradient_evaluations
     extra[1] += pol.num_hessian_evaluations
     if pol.accepted and pol.gradient_norm <= opts.certify_tol * scale(pol.point):
@@ -450,5 +454,5 @@ def _nearest(risk, w_end, candidates, opts, extra, scale, w_ref, left) -> tuple[
                                         critical_rtol=None), pol.distance)
     for cand in reversed(candidates):
         if cand.critical_point is not None:
-            return cand.critical_point, float(np.linalg.norm(cand.point - w_end))
+            return cand.critical_point, flat_norm(cand.point - w_end)
     return None, math.nan

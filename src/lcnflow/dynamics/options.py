@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import Any
 
@@ -127,7 +127,10 @@ class StopOptions:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (``inf`` as ``None``)."""
-        return {k: (None if isinstance(v, float) and math.isinf(v) else v) for k, v in asdict(self).items()}
+        # (every field is a number, a string or a bool, so the values themselves: asdict's deep copies cost more than
+        # the rest of a small run's bookkeeping)
+        return {f.name: (None if isinstance(v := getattr(self, f.name), float) and math.isinf(v) else v)
+                for f in fields(self)}
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from lcnflow.analysis.itinerary import Plateau
 from lcnflow.analysis.symmetry import invariants
 from lcnflow.analysis.theorem import TheoremCheck
 from lcnflow.dynamics.options import StopReason
-from lcnflow.model.conv import Filters
+from lcnflow.model.conv import Filters, flat_norm
 from lcnflow.model.risk import compiled_kernels
 
 #: A fitted Łojasiewicz exponent below this is reported with :func:`lojasiewicz_caveat` (it prints as 0.49 or less).
@@ -389,6 +389,7 @@ class Recorder:
         self.losses = [loss]
         self.gnorms = [gnorm]
         self.states = [w0.copy()]
+        self._min_loss = loss if math.isfinite(loss) else math.inf  # the smallest finite recorded loss
         self.delta0 = invariants(arch, w0)
         self.norm0 = float(w0 @ w0)
         self.drift = 0.0
@@ -423,7 +424,7 @@ class Recorder:
             self._fall_since += arc * arc / h
         self._last = (t, w, loss, gnorm)
         moved = self.arc_step is not None and (
-            self._arc_since >= self.arc_step * float(np.linalg.norm(self.states[-1]))
+            self._arc_since >= self.arc_step * flat_norm(self.states[-1])
             or self._fall_since >= LOSS_STEP * max(self._loss0 - min(self.losses), 1e-2 * abs(self._loss0)))
         if self.wants(t) and math.isfinite(loss):
             event = moved or self._pending
@@ -454,9 +455,8 @@ class Recorder:
         """``(arc since the last record, estimated loss fall since it, ‖w‖ there, smallest recorded loss, L(0), time of
         the last event, next time by the time-since-the-event rule, 1.0 if the next step is to be recorded else 0.0)``:
         what compiled steps need to apply the rules."""
-        losses = [x for x in self.losses if math.isfinite(x)]
-        return (self._arc_since, self._fall_since, float(np.linalg.norm(self.states[-1])),
-                min(losses) if losses else math.inf, self._loss0, self._event_t, self._next_rel, float(self._pending))
+        return (self._arc_since, self._fall_since, flat_norm(self.states[-1]), self._min_loss, self._loss0,
+                self._event_t, self._next_rel, float(self._pending))
 
     def absorb(self, n: int, times: np.ndarray, states: np.ndarray, losses: np.ndarray, gnorms: np.ndarray,
                arc: float, drift: float, next_t: float, last: tuple[float, np.ndarray, float, float],
@@ -467,8 +467,18 @@ class Recorder:
         last event time, next time by the time-since-the-event rule, whether the next step is to be recorded)."""
         self.arc += arc
         self.drift = max(self.drift, drift)
-        for i in range(n):
-            self._append(float(times[i]), states[i], float(losses[i]), float(gnorms[i]))
+        if n and len(self.times) + n <= self.max_points:  # no thinning on the way: the rows in one go
+            block = losses[:n].tolist()
+            self.times += times[:n].tolist()
+            self.losses += block
+            self.gnorms += gnorms[:n].tolist()
+            self.states += [states[i].copy() for i in range(n)]
+            finite = [x for x in block if math.isfinite(x)]
+            if finite:
+                self._min_loss = min(self._min_loss, *finite)
+        else:
+            for i in range(n):
+                self._append(float(times[i]), states[i], float(losses[i]), float(gnorms[i]))
         self._next_t = next_t
         self._prev = last[1]
         self._last = last
@@ -490,6 +500,8 @@ class Recorder:
         self.losses.append(loss)
         self.gnorms.append(gnorm)
         self.states.append(w.copy())
+        if math.isfinite(loss) and loss < self._min_loss:
+            self._min_loss = loss
         if len(self.times) > self.max_points:  # thin the middle, keep the ends
             n = len(self.times)
             keep = [0, *range(1, n - 1, 2), n - 1]
@@ -498,6 +510,7 @@ class Recorder:
             for name in ("times", "losses", "gnorms", "states"):
                 seq = getattr(self, name)
                 setattr(self, name, [seq[k] for k in keep])
+            self._min_loss = min((x for x in self.losses if math.isfinite(x)), default=math.inf)
 
     def close(self) -> None:
         """Make sure the final state is recorded."""

@@ -46,7 +46,7 @@ import numpy as np
 import scipy.linalg
 
 from lcnflow.kernels import step_factor
-from lcnflow.model.conv import final_filter_parts, unflatten
+from lcnflow.model.conv import final_filter_parts, flat_norm, unflatten
 from lcnflow.model.risk import EmpiricalRisk
 
 _D = 1.0 / (2.0 + math.sqrt(2.0))
@@ -111,8 +111,8 @@ class Stepper:
         """A cheap estimate of ``‖∇L(w)‖``: exact when known (or when the last step did not advance the clock),
         else the chord speed of the last step."""
         if self.has_exact() or self.t <= self.t_prev:
-            return float(np.linalg.norm(self.exact()[1]))
-        return float(np.linalg.norm(self.w - self.w_prev)) / max(self.t - self.t_prev, 1e-300)
+            return flat_norm(self.exact()[1])
+        return flat_norm(self.w - self.w_prev) / max(self.t - self.t_prev, 1e-300)
 
     def dense(self, t: float) -> np.ndarray:
         """The state at ``t`` in ``[t_prev, t]``.  The base class serves steppers that end a step on every time the
@@ -129,7 +129,7 @@ class Stepper:
 def _initial_step(w: np.ndarray, g: np.ndarray, rtol: float, atol: float, t_limit: float) -> float:
     """A small fraction of the time scale ``‖w‖/‖∇L‖`` in the error norm."""
     sc = atol + rtol * np.abs(w)
-    h = 0.01 * max(float(np.linalg.norm(w / sc)), 1.0) / max(float(np.linalg.norm(g / sc)), 1e-300)
+    h = 0.01 * max(flat_norm(w / sc), 1.0) / max(flat_norm(g / sc), 1e-300)
     return min(h, t_limit)
 
 

@@ -70,8 +70,28 @@ def unflatten(arch: Architecture, vector: np.ndarray) -> Filters:
             f"parameter vector: expected a flat vector of {arch.num_params} entries for {arch!r}, "
             f"got shape {vector.shape}"
         )
+    return unflatten_unchecked(arch, vector)
+
+
+def unflatten_unchecked(arch: Architecture, vector: np.ndarray) -> Filters:
+    """:func:`unflatten` of a float64 vector already known to have ``arch.num_params`` entries (the analysis' hot
+    paths): views of ``vector``, nothing checked."""
+    starts, shapes = _layout(arch)
+    return [vector[a:b].reshape(shape) for a, b, shape in zip(starts[:-1], starts[1:], shapes, strict=True)]
+
+
+@functools.lru_cache(maxsize=128)
+def _layout(arch: Architecture) -> tuple[list[int], tuple[tuple[int, ...], ...]]:
+    """Index of each layer's first coefficient in a flat vector (and ``P``), and the filter shapes."""
     starts = _plan(arch)["starts"] if not arch.is_multichannel else _channel_starts(arch)
-    return [vector[a:b].reshape(shape) for a, b, shape in zip(starts[:-1], starts[1:], arch.filter_shapes, strict=True)]
+    return starts, arch.filter_shapes
+
+
+def flat_norm(x: np.ndarray) -> float:
+    """``‖x‖₂`` of a real float64 array as a float: what ``float(np.linalg.norm(x))`` computes (``√(x·x)`` over
+    ``x.ravel(order="K")``, to the last bit) without its dispatch, for the small vectors of the hot paths."""
+    x = x.ravel(order="K")
+    return math.sqrt(x.dot(x))
 
 
 @functools.lru_cache(maxsize=128)

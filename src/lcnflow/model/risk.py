@@ -29,12 +29,13 @@ from lcnflow.model.condition import DataCondition, check_data_condition
 from lcnflow.model.conv import (
     Filters,
     as_filters,
-    final_filter,
     final_filter_parts,
+    final_filter_unchecked,
     flatten,
     patch_matrix,
     patch_rows,
     unflatten,
+    unflatten_unchecked,
 )
 from lcnflow.model.data import Dataset
 from lcnflow.model.losses import Loss, get_loss
@@ -415,11 +416,7 @@ class EmpiricalRisk:
 
     def value(self, filters: Sequence[np.ndarray] | np.ndarray) -> float:
         """``L(w) = ℒ(π(w))``."""
-        ws, _ = self._parse(filters)
-        fast = self._compiled_value_grad(flatten(ws), True)  # the very number value_and_gradient gives
-        if fast is not None:
-            return fast[0]
-        return self.function_space_value(final_filter(self.arch, ws))
+        return self.flat_value(flatten(self._parse(filters)[0]))
 
     def value_and_gradient(self, filters: Sequence[np.ndarray] | np.ndarray) -> tuple[float, Filters | np.ndarray]:
         """``(L(w), ∇L(w))`` with one pass over the data; the gradient has the structure of ``filters``."""
@@ -452,6 +449,25 @@ class EmpiricalRisk:
             )
         return w
 
+    def flat_value(self, w: np.ndarray) -> float:
+        """``L(w)`` for a flat parameter vector (the number :meth:`flat_value_and_gradient` gives).
+
+        Parameters
+        ----------
+        w : ndarray, shape ``(P,)``
+            Parameters in :func:`~lcnflow.flatten` order; not checked for finiteness.
+
+        Raises
+        ------
+        ValueError
+            If ``w`` does not have shape ``(P,)``.
+        """
+        w = self._flat(w)
+        fast = self._compiled_value_grad(w, True)  # the very number value_and_gradient gives
+        if fast is not None:
+            return fast[0]
+        return self.function_space_value(final_filter_unchecked(self.arch, unflatten_unchecked(self.arch, w)))
+
     def flat_value_and_gradient(self, w: np.ndarray, *, need_value: bool = True) -> tuple[float, np.ndarray]:
         r"""``(L(w), ∇L(w))`` for a flat parameter vector, ``∇L(w) = dπ(w)ᵀ ∇ℒ(π(w))``.
 
@@ -479,7 +495,7 @@ class EmpiricalRisk:
         fast = self._compiled_value_grad(w, need_value)
         if fast is not None:
             return fast
-        parts = final_filter_parts(self.arch, unflatten(self.arch, w))
+        parts = final_filter_parts(self.arch, unflatten_unchecked(self.arch, w))
         val, g = self._fs_gradient(parts.final_filter.reshape(-1), need_value)
         return val, np.concatenate([gi.ravel() for gi in parts.vjp(g.reshape(self._kv_shape))])
 
@@ -512,7 +528,7 @@ class EmpiricalRisk:
         fast = self._compiled_value_grad_hess(w)
         if fast is not None:
             return fast
-        parts = final_filter_parts(self.arch, unflatten(self.arch, w))
+        parts = final_filter_parts(self.arch, unflatten_unchecked(self.arch, w))
         v = parts.final_filter.reshape(-1)
         J = parts.jacobian()
         val, g = self._fs_gradient(v)
@@ -655,7 +671,7 @@ class EmpiricalRisk:
             For a ``w`` not of shape ``(P,)``, an empty batch, non-integer indices or indices outside ``[0, m)``.
         """
         w, idx = self._flat(w), self._batch(batch)
-        parts = final_filter_parts(self.arch, unflatten(self.arch, w))
+        parts = final_filter_parts(self.arch, unflatten_unchecked(self.arch, w))
         val, g = self._minibatch_fs_gradient(parts.final_filter.reshape(-1), idx, need_value)
         return val, np.concatenate([gi.ravel() for gi in parts.vjp(g.reshape(self._kv_shape))])
 
@@ -881,7 +897,7 @@ class ChannelRisk(EmpiricalRisk):
         r"""``(L(w), ∇L(w), ∇²L(w))`` as in the base class, with the Gauss–Newton term ``dπᵀ ∇²ℒ dπ`` taken block by
         block over the output channels (``∇²ℒ`` is block diagonal: ``I_{c_N} ⊗ Γ`` for the square loss)."""
         w = self._flat(w)
-        parts = final_filter_parts(self.arch, unflatten(self.arch, w))
+        parts = final_filter_parts(self.arch, unflatten_unchecked(self.arch, w))
         v = parts.final_filter.reshape(-1)
         J = parts.jacobian()
         val, g = self._fs_gradient(v)
