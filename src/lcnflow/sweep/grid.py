@@ -62,6 +62,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from lcnflow.experiments import ConfigError, ExperimentConfig, config_from_dict
 from lcnflow.experiments.config import DATA_PATH_FIELDS, resolve_data_paths
@@ -688,12 +689,21 @@ def expand(spec: SweepSpec) -> SweepPlan:
     seed_values: dict[str, list[Any]] = {}
     if cell_data:
         base_overrides = cell_data[0][0]
+        base_cfg = config_from_dict(spec.base, {**base_overrides, **first_seeds})
         for i in seed_dims:
             key = dims[i].name
+            section_name, field = key.split(".")
+            section = getattr(base_cfg, section_name)
+            fields = section.model_dump()
             resolved_seeds = []
             for v in dims[i].values:
-                cfg = check({**base_overrides, **first_seeds, key: v})
-                resolved_seeds.append(None if cfg is None else _get_path(cfg.to_dict(), key))
+                # the seed's own section validated with it (its rule, from the config model); a value it refuses
+                # goes through the whole config, for the error message every other config error gets
+                try:
+                    resolved_seeds.append(getattr(type(section).model_validate({**fields, field: v}), field))
+                except ValidationError:
+                    check({**base_overrides, **first_seeds, key: v})
+                    resolved_seeds.append(None)
             seed_values[key] = resolved_seeds
     if n_bad:
         more = f"\n… and {n_bad - len(errors)} more invalid cell(s)" if n_bad > len(errors) else ""
