@@ -907,20 +907,21 @@ TEST_NONFINITE, TEST_REARM, TEST_CANDIDATE, TEST_COLLAPSED, TEST_BLOWUP = 1, 2, 
 
 
 @_jit()
-def step_tests(speed: float, size: float, s_ub: float, tol_rel: float, gtol: float, origin_size: float,
-               bound: float) -> int:
+def step_tests(speed: float, size: float, s_ub: float, scale: float, tol_rel: float, gtol: float,
+               origin_size: float, bound: float) -> int:
     r"""The per-step tests of the stopping rule (:mod:`lcnflow.dynamics.driver`), in one place for the driver and the
     compiled segments: a bit mask of :data:`TEST_NONFINITE` (``‖∇L‖`` or ``‖w‖`` not finite; nothing else is
     tested), :data:`TEST_REARM` (the flow left the last rejected candidate: ``tol < gtol`` and
-    ``‖∇L‖ > gtol · S_ub``), :data:`TEST_CANDIDATE` (``‖∇L‖ ≤ 100 · tol · S_ub``, the cheap pre-test of a candidate
-    limit), :data:`TEST_COLLAPSED` (``‖w‖ ≤ origin_size``) and :data:`TEST_BLOWUP` (``‖w‖ > bound``).  ``speed`` is
-    ``‖∇L(w)‖`` or an estimate of it, ``S_ub ≥ S(w)`` the upper bound of the gradient scale."""
+    ``‖∇L‖ > gtol · S_ub``), :data:`TEST_CANDIDATE` (a candidate limit: ``‖∇L‖ ≤ tol · S`` where the gradient scale
+    ``S = scale`` is known, else the cheap pre-test ``‖∇L‖ ≤ 100 · tol · S_ub``), :data:`TEST_COLLAPSED`
+    (``‖w‖ ≤ origin_size``) and :data:`TEST_BLOWUP` (``‖w‖ > bound``).  ``speed`` is ``‖∇L(w)‖`` or an estimate of
+    it, ``S_ub ≥ S(w)`` the upper bound of the gradient scale, ``scale`` ``S(w)`` or NaN."""
     if not (math.isfinite(speed) and math.isfinite(size)):
         return TEST_NONFINITE
     out = 0
     if tol_rel < gtol and speed > gtol * s_ub:
         out |= TEST_REARM
-    if speed <= 100.0 * tol_rel * s_ub:
+    if speed <= (100.0 * tol_rel * s_ub if scale != scale else tol_rel * scale):
         out |= TEST_CANDIDATE
     if size <= origin_size:
         out |= TEST_COLLAPSED

@@ -10,8 +10,8 @@ LU factorization) in one Numba function, :func:`rodas4_segments`, with the gradi
 one workspace (no allocation per evaluation; the function-space part from the statistics or from the data passes of
 :mod:`lcnflow.kernels`, :func:`function_space_args`); it takes steps until something needs the driver:
 
-* a possible candidate limit — the driver's cheap pre-test ``‖∇L(w)‖ ≤ 100 · tol · S_ub(w)``, where
-  ``S_ub = D(w)(f_0 + κ Π_i ‖w^{(i)}‖_1) ≥ S(w)`` (:func:`~lcnflow.analysis.certify.gradient_scale`);
+* a candidate limit — ``‖∇L(w)‖ ≤ tol · S(w)`` with the gradient scale ``S``
+  (:func:`~lcnflow.analysis.certify.gradient_scale`; the driver checks it again with its own ``S``);
 * the flow leaving the last rejected candidate (``‖∇L‖ > gtol · S_ub`` while the tolerance is tightened);
 * ``‖w‖`` above the blow-up bound or collapsed onto the origin, a non-finite state, a step size that underflows;
 * the time limit (the next save time, ``t_max`` or the stall time), a step budget, a full record buffer, or
@@ -59,7 +59,7 @@ _SEG_STEPS, _RETRY = 21, 22
 _STATE_SIZE = 23
 
 #: Rows of the record buffer (a segment returns when it is full).
-RECORD_ROWS = 64
+RECORD_ROWS = 128
 
 
 #: Length of the function-space tuple of the square loss (its statistics); the data passes' tuple is longer.
@@ -675,10 +675,20 @@ def _accept(r, w, g, wn, g_n, w_prev, hs, err, loss_n, gsq, state, par, delta0, 
             state[_NEXT_REL, r] = state[_EVENT_T, r] + (t_abs - state[_EVENT_T, r]) * rec_factor
     elif moved:  # (as the recorder does: the next step is recorded)
         state[_PENDING, r] = 1.0
-    # ---- the driver's tests
+    # ---- the driver's tests, the candidate's exact (gradient_scale with ‖π(w)‖, π from the workspace at w): the
+    # driver is handed only states it will take as candidates (it checks them again with its own S)
     size = math.sqrt(total)
     s_ub = cof * (f0 + kappa * l1) if f0 != 0 else cof * kappa * max(l1, par[_P_REF_NORM, r])
-    tests = K.step_tests(gn, size, s_ub, par[_P_TOL_REL, r], par[_P_GTOL, r], par[_P_ORIGIN, r], par[_P_BOUND, r])
+    v = ws[0][kh.size]
+    v_sq = 0.0
+    for a1 in range(v.shape[0]):
+        for a2 in range(v.shape[1]):
+            v_sq += v[a1, a2, r] * v[a1, a2, r]
+    v_norm = math.sqrt(v_sq)
+    size_fs = f0 + kappa * v_norm if f0 != 0 else kappa * max(v_norm, par[_P_REF_NORM, r])
+    scale = cof * (size_fs if size_fs != 0 else 1.0)
+    tests = K.step_tests(gn, size, s_ub, scale, par[_P_TOL_REL, r], par[_P_GTOL, r], par[_P_ORIGIN, r],
+                         par[_P_BOUND, r])
     if tests & K.TEST_NONFINITE:
         return NONFINITE
     if tests & K.TEST_REARM:

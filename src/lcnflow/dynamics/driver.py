@@ -211,13 +211,13 @@ def drive_steps(
         size = float(np.linalg.norm(w))
         # S ≤ s_ub, so est/s_ub ≤ ‖∇L‖/S (est exact or the chord speed); the tests are those of the compiled segments
         s_ub = scale(w, upper_bound=True) if math.isfinite(size) else math.nan
-        tests = step_tests(est, size, s_ub, tol_rel, opts.gtol, ORIGIN_SIZE * w_ref, bound)
+        tests = step_tests(est, size, s_ub, math.nan, tol_rel, opts.gtol, ORIGIN_SIZE * w_ref, bound)
         if tests & TEST_NONFINITE:
             reason, message = StopReason.NONFINITE, f"the gradient or the state became non-finite at t = {t:.4g}"
             break
         if tests & TEST_REARM:  # the flow has left the last candidate: re-arm
             tol_rel, t_stall, pending, check_below = opts.gtol, math.inf, None, math.inf
-            tests = step_tests(est, size, s_ub, tol_rel, opts.gtol, ORIGIN_SIZE * w_ref, bound)
+            tests = step_tests(est, size, s_ub, math.nan, tol_rel, opts.gtol, ORIGIN_SIZE * w_ref, bound)
         # a state ORIGIN_SIZE·w_ref from the origin has collapsed onto it (only the stable set of the saddle at 0
         # leads there; ‖∇L‖ and S would soon underflow): the origin itself is the candidate
         collapsed = bool(tests & TEST_COLLAPSED)
