@@ -763,9 +763,14 @@ class SegmentRunner:
                                    _batch_scratch(self.num_params, self.kv, runs))
         return self._buffers[runs]
 
-    def run(self, segments: list[Segment], stop_below: int = 0) -> None:
-        """Advance ``segments`` (one batch, in compiled code) until at most ``stop_below`` of them go on; each
-        segment's arrays hold its state afterwards (``ended ≥ 0`` for those that ended)."""
+    def run(self, segments: list[Segment], early: bool = False) -> None:
+        """Advance ``segments`` (one batch, in compiled code) until each has ended (``ended ≥ 0``), or with
+        ``early`` for the square loss until a quarter of them go on: its steps are vectorized over the runs, so steps
+        for a few stragglers cost as much as for all (the caller adds new segments to them and calls again).  Data
+        passes run per run and only for the runs going on, and a run continued in a later call evaluates its state
+        and Hessian again, so a batch of data-pass runs always runs to its end.  Each segment's arrays hold its state
+        afterwards."""
+        stop_below = len(segments) // 4 if early and len(self.fs) == _STATS_LEN else 0
         lay = self.layout
         ws, scratch = self.buffers(len(segments))
         if len(segments) == 1:  # views of the run's own arrays: the kernel writes into them
