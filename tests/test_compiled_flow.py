@@ -326,3 +326,30 @@ def test_the_recorders_smallest_loss_follows_the_thinned_record():
             finite = [x for x in rec.losses if np.isfinite(x)]
             assert rec.rule_state()[3] == (min(finite) if finite else np.inf)
             assert len(rec.times) <= max_points
+
+
+@pytest.mark.parametrize("loss", ["square", "log_cosh"])
+def test_the_segments_hand_the_driver_only_states_it_takes_as_candidates(loss, monkeypatch):
+    """The segments test ``‖∇L‖ ≤ tol · S`` with the exact gradient scale, so every CANDIDATE event they return is a
+    candidate the driver tries to stop at (it counts them: ``num_candidates``), and the run's steps are those of the
+    NumPy Rodas4 stepper, whose driver tests every step itself."""
+    arch = ARCHS[0]
+    risk = _risk(arch, 4, m=40, loss=loss)
+    events = []
+    finish = compiled.CompiledRodas4Stepper.finish
+
+    def counted(self, segment, recorder):
+        events.append(finish(self, segment, recorder))
+        return events[-1]
+
+    monkeypatch.setattr(compiled.CompiledRodas4Stepper, "finish", counted)
+    for seed in range(3):
+        events.clear()
+        w0 = lf.flatten(lf.random_init(arch, 0.5, seed))
+        fast = lf.gradient_flow(risk, w0, gtol=1e-9)
+        assert events.count(compiled.CANDIDATE) == fast.num_candidates >= 1
+        with monkeypatch.context() as m:
+            _python_path(m)
+            slow = lf.gradient_flow(risk, w0, gtol=1e-9, integrator="rodas4")
+        assert "compiled" not in slow.integrator
+        assert (fast.num_steps, fast.num_candidates, fast.kind) == (slow.num_steps, slow.num_candidates, slow.kind)

@@ -81,19 +81,19 @@ class _Run:
     def __init__(self, steps, clock):
         self.steps, self.clock, self.caught, self.segment, self.outcome = steps, clock, [], None, None
 
-    def resume(self, stepper_event: tuple | None) -> None:
-        """Run this run's Python work up to its next segment (or its end): finish the segment that ended (its event
-        goes to the generator), then begin the one the generator asks for."""
+    def resume(self) -> None:
+        """Run this run's Python work up to its next segment (or its end): finish the segment that ended, if any (its
+        event goes to the generator), then begin the one the generator asks for."""
         self.clock.since = time.perf_counter()
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 try:
-                    if stepper_event is None:
+                    if self.segment is None:
                         request = next(self.steps)
                     else:
-                        stepper, recorder = stepper_event
-                        request = self.steps.send(stepper.finish(self.segment[1], recorder))
+                        stepper, segment, recorder = self.segment
+                        request = self.steps.send(stepper.finish(segment, recorder))
                     stepper, args, kwargs = request
                     self.segment = (stepper, stepper.begin(*args, **kwargs), kwargs["recorder"])
                 except StopIteration as stop:
@@ -118,7 +118,7 @@ def _run_batch(risk: EmpiricalRisk, starts: list[np.ndarray], opts: FlowOptions,
         clock = _RunClock()
         runs.append(_Run(flow_steps(risk, w0, opts, save=save, start=0.0, clock=clock), clock))
     for run in runs:
-        run.resume(None)
+        run.resume()
     runner = None
     while True:
         waiting = [run for run in runs if run.segment is not None]
@@ -133,7 +133,7 @@ def _run_batch(risk: EmpiricalRisk, starts: list[np.ndarray], opts: FlowOptions,
         for run in waiting:
             run.clock.spent += share
             if run.segment[1].ended >= 0:
-                run.resume((run.segment[0], run.segment[2]))
+                run.resume()
 
 
 def _batched(risk: EmpiricalRisk, opts: FlowOptions, callback) -> bool:

@@ -756,12 +756,14 @@ class SegmentRunner:
         self._buffers: dict[int, tuple] = {}
 
     def buffers(self, runs: int) -> tuple:
-        """The workspace and scratch of a batch of ``runs`` runs."""
-        if runs not in self._buffers:
+        """The workspace and scratch of a batch of ``runs`` runs (room for the next power of two: a few sizes serve
+        every batch)."""
+        room = 1 << max(runs - 1, 0).bit_length()
+        if room not in self._buffers:
             lay = self.layout
-            self._buffers[runs] = (_workspace_batch(lay.kh, lay.kw, lay.dh, lay.dw, runs),
-                                   _batch_scratch(self.num_params, self.kv, runs))
-        return self._buffers[runs]
+            self._buffers[room] = (_workspace_batch(lay.kh, lay.kw, lay.dh, lay.dw, room),
+                                   _batch_scratch(self.num_params, self.kv, room))
+        return self._buffers[room]
 
     def run(self, segments: list[Segment], early: bool = False) -> None:
         """Advance ``segments`` (one batch, in compiled code) until each has ended (``ended ≥ 0``), or with

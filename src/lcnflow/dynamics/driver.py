@@ -21,7 +21,9 @@ A state within ``ORIGIN_SIZE · w_ref`` of the origin has collapsed onto it (nea
 order one, so no candidate would come before ``‖w‖²`` underflows); the origin itself is then the candidate.
 
 Steppers that run in compiled code take many steps per call (``advance``) with the tests of this loop inside, and
-return to it only when one of them needs it (:mod:`lcnflow.dynamics.compiled`).
+return to it only when one of them needs it (:mod:`lcnflow.dynamics.compiled`).  The loop is a generator,
+:func:`drive_steps`, that yields those calls instead of making them: :func:`drive` makes each call for one run, and
+:func:`lcnflow.dynamics.batch.iter_flows` makes the calls of many runs of one risk together.
 
 A run ends *unconverged* only at ``t_max``, ``max_steps``, ``max_time``, on blow-up, on a non-finite value, when
 the callback asks, or at the floating-point floor (a candidate tolerance below ``1e-14``, or no progress over a
