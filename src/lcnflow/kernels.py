@@ -789,27 +789,71 @@ def product_except(w, kh, kw, dh, dw, off, skip_a: int, skip_b: int) -> np.ndarr
     return out
 
 
-@_jit()
-def vjp_layer(g, c, ch: int, cw: int, kh, kw, dh, dw, off, i: int, out) -> None:
-    r"""Layer ``i`` of ``dπᵀg`` into ``out``: ``(∇_{w^{(i)}})_j = Σ_t g_{j S_{i−1}+t}\, c_{i,t}`` (``c = c[:ch, :cw]``,
-    the product of the other layers)."""
+# The layer terms of dπᵀg, dπ and Σ_t g_t ∇²π_t for several points at once: the last axis of g, c, e and the output
+# is the run (the compiled segments advance many runs of one risk together, lcnflow.dynamics.compiled); one point is
+# a run of one (views with a last axis of length 1).
+@_jit(inline="always")
+def vjp_layer_runs(g, c, ch: int, cw: int, kh, kw, dh, dw, off, i: int, out, nr: int) -> None:
+    r"""Layer ``i`` of ``dπᵀg`` into ``out[:, r]`` for the runs ``r < nr``:
+    ``(∇_{w^{(i)}})_j = Σ_t g_{j S_{i−1}+t}\, c_{i,t}`` (``c = c[:ch, :cw]``, the product of the other layers)."""
     for j1 in range(kh[i]):
         for j2 in range(kw[i]):
             o1, o2 = j1 * dh[i], j2 * dw[i]
-            s = 0.0
+            p = off[i] + j1 * kw[i] + j2
+            for r in range(nr):
+                out[p, r] = 0.0
             for t1 in range(ch):
                 for t2 in range(cw):
-                    s += g[o1 + t1, o2 + t2] * c[t1, t2]
-            out[off[i] + j1 * kw[i] + j2] = s
+                    for r in range(nr):
+                        out[p, r] += g[o1 + t1, o2 + t2, r] * c[t1, t2, r]
+
+
+@_jit(inline="always")
+def jacobian_layer_runs(c, ch: int, cw: int, KW: int, kh, kw, dh, dw, off, i: int, J, nr: int) -> None:
+    """The columns of layer ``i`` of ``dπ`` into ``J[:, :, r]`` (zero elsewhere) for the runs ``r < nr``:
+    ``c = c[:ch, :cw]`` (the product of the other layers) shifted by ``j·S_{i−1}``; ``KW`` is the width of π."""
+    for j1 in range(kh[i]):
+        for j2 in range(kw[i]):
+            col = off[i] + j1 * kw[i] + j2
+            for t1 in range(ch):
+                for t2 in range(cw):
+                    row = (j1 * dh[i] + t1) * KW + j2 * dw[i] + t2
+                    for r in range(nr):
+                        J[row, col, r] = c[t1, t2, r]
+
+
+@_jit(inline="always")
+def contract_block_runs(g, e, eh: int, ew: int, kh, kw, dh, dw, off, i: int, l: int, out, nr: int) -> None:  # noqa: E741
+    r"""Adds ``B_{il}[j, j'] = Σ_u g_{j S_{i−1} + j' S_{l−1} + u}\, e_{il,u}`` (layers ``i < l``, ``e = e[:eh, :ew]``)
+    into the upper block ``(i, l)`` of ``out[:, :, r]`` for the runs ``r < nr``."""
+    for j1 in range(kh[i]):
+        for j2 in range(kw[i]):
+            row = off[i] + j1 * kw[i] + j2
+            for q1 in range(kh[l]):
+                for q2 in range(kw[l]):
+                    o1 = j1 * dh[i] + q1 * dh[l]
+                    o2 = j2 * dw[i] + q2 * dw[l]
+                    col = off[l] + q1 * kw[l] + q2
+                    for u1 in range(eh):
+                        for u2 in range(ew):
+                            for r in range(nr):
+                                out[row, col, r] += g[o1 + u1, o2 + u2, r] * e[u1, u2, r]
+
+
+@_jit(inline="always")
+def _one_run(a):
+    """A contiguous 2D array as a batch of one run (a view with a last axis of length 1)."""
+    return a.reshape((a.shape[0], a.shape[1], 1))
 
 
 @_jit()
 def vjp(w, kh, kw, dh, dw, off, g: np.ndarray) -> np.ndarray:
-    r"""``dπ(w)ᵀ g`` (flat, :func:`vjp_layer` for every layer) for a 2D ``g`` of π's shape."""
+    r"""``dπ(w)ᵀ g`` (flat, :func:`vjp_layer_runs` for every layer) for a 2D ``g`` of π's shape."""
     out = np.empty(off[-1])
     for i in range(kh.size):
         c = product_except(w, kh, kw, dh, dw, off, i, runtime(-1))
-        vjp_layer(g, c, c.shape[0], c.shape[1], kh, kw, dh, dw, off, i, out)
+        vjp_layer_runs(_one_run(g), _one_run(c), c.shape[0], c.shape[1], kh, kw, dh, dw, off, i,
+                       out.reshape((out.size, 1)), 1)
     return out
 
 
@@ -821,50 +865,21 @@ def jacobian(w, kh, kw, dh, dw, off) -> np.ndarray:
     J = np.zeros((KH * KW, off[-1]))
     for i in range(kh.size):
         c = product_except(w, kh, kw, dh, dw, off, i, runtime(-1))
-        jacobian_layer(c, c.shape[0], c.shape[1], KW, kh, kw, dh, dw, off, i, J)
+        jacobian_layer_runs(_one_run(c), c.shape[0], c.shape[1], KW, kh, kw, dh, dw, off, i, _one_run(J), 1)
     return J
-
-
-@_jit()
-def jacobian_layer(c, ch: int, cw: int, KW: int, kh, kw, dh, dw, off, i: int, J) -> None:
-    """The columns of layer ``i`` of ``dπ`` into ``J`` (zero elsewhere): ``c = c[:ch, :cw]`` (the product of the other
-    layers) shifted by ``j·S_{i−1}``; ``KW`` is the width of π."""
-    for j1 in range(kh[i]):
-        for j2 in range(kw[i]):
-            col = off[i] + j1 * kw[i] + j2
-            for t1 in range(ch):
-                for t2 in range(cw):
-                    J[(j1 * dh[i] + t1) * KW + j2 * dw[i] + t2, col] = c[t1, t2]
-
-
-@_jit()
-def contract_block(g, e, eh: int, ew: int, kh, kw, dh, dw, off, i: int, l: int, out) -> None:  # noqa: E741
-    r"""Adds ``B_{il}[j, j'] = Σ_u g_{j S_{i−1} + j' S_{l−1} + u}\, e_{il,u}`` (layers ``i < l``, ``e = e[:eh, :ew]``)
-    into the upper block ``(i, l)`` of ``out``."""
-    for j1 in range(kh[i]):
-        for j2 in range(kw[i]):
-            row = off[i] + j1 * kw[i] + j2
-            for q1 in range(kh[l]):
-                for q2 in range(kw[l]):
-                    o1 = j1 * dh[i] + q1 * dh[l]
-                    o2 = j2 * dw[i] + q2 * dw[l]
-                    s = 0.0
-                    for u1 in range(eh):
-                        for u2 in range(ew):
-                            s += g[o1 + u1, o2 + u2] * e[u1, u2]
-                    out[row, off[l] + q1 * kw[l] + q2] += s
 
 
 @_jit()
 def hessian_contraction(w, kh, kw, dh, dw, off, g: np.ndarray) -> np.ndarray:
     r"""``Σ_t g_t ∇²π_t(w)`` (``P × P``): zero diagonal blocks, and for layers ``i < l`` the blocks of
-    :func:`contract_block` (mirrored below the diagonal)."""
+    :func:`contract_block_runs` (mirrored below the diagonal)."""
     P = off[-1]
     out = np.zeros((P, P))
     for i in range(kh.size):
         for l in range(i + 1, kh.size):  # noqa: E741
             e = product_except(w, kh, kw, dh, dw, off, i, l)
-            contract_block(g, e, e.shape[0], e.shape[1], kh, kw, dh, dw, off, i, l, out)
+            contract_block_runs(_one_run(g), _one_run(e), e.shape[0], e.shape[1], kh, kw, dh, dw, off, i, l,
+                                _one_run(out), 1)
     for p in range(P):
         for q in range(p + 1, P):
             out[q, p] = out[p, q]

@@ -177,18 +177,24 @@ def _stats_value_grad_batch(fs, v, e, ge, vals, need_value, nr, live, one_v, one
 
 
 @K._jit(strict=True, inline="always")
+def _one_run(v, r, one_v):
+    """Run ``r``'s final filter ``v[:, :, r]`` into the contiguous ``one_v`` (what a data pass reads)."""
+    for a1 in range(one_v.shape[0]):
+        for a2 in range(one_v.shape[1]):
+            one_v[a1, a2] = v[a1, a2, r]
+
+
+@K._jit(strict=True, inline="always")
 def _data_value_grad_batch(fs, v, e, ge, vals, need_value, nr, live, one_v, one_e):
     """A built-in loss through one pass over the data per run ``r < nr``: ``vals[r] = (1/m) Σ ℓ(r)`` (NaN unless
     ``need_value``), ``∇ℒ = (1/m) Hᵀℓ'(r)`` into ``ge`` (``one_v``, ``one_e``: one run's filter and gradient); only
     for the runs with ``live[r]`` (a pass per run is what costs)."""
     x3, y3, xt, yt, sh, sw, lid, p1, p2, inv_m, block, part, pvals, _, _, _ = fs
-    KH, KW = one_v.shape
+    KW = one_v.shape[1]
     for r in range(nr):
         if not live[r]:
             continue
-        for a1 in range(KH):
-            for a2 in range(KW):
-                one_v[a1, a2] = v[a1, a2, r]
+        _one_run(v, r, one_v)
         # (the passes are compiled once per need_value: a constant in each call, so LLVM drops the unused sums)
         if need_value:
             vals[r] = K.data_pass_serial(x3, y3, xt, yt, one_v, sh, sw, lid, p1, p2, True, block, part, pvals,
@@ -215,13 +221,10 @@ def _data_curvature_batch(fs, v, G, nr, live, one_v):
     """``∇²ℒ(v_r) = (1/m) Hᵀdiag(ℓ'')H`` for each run ``r < nr`` (one pass over the data each,
     :func:`lcnflow.kernels.weighted_gram_serial`) into ``G[:, :, r]``, for the runs with ``live[r]``."""
     x3, y3, xt, yt, sh, sw, lid, p1, p2, inv_m, block, _, vals, gram_part, rows, Gv = fs
-    KH, KW = one_v.shape
     for r in range(nr):
         if not live[r]:
             continue
-        for a1 in range(KH):
-            for a2 in range(KW):
-                one_v[a1, a2] = v[a1, a2, r]
+        _one_run(v, r, one_v)
         K.weighted_gram_serial(x3, y3, xt, yt, one_v, sh, sw, lid, p1, p2, block, gram_part, vals, rows[0], rows[1],
                                Gv)
         for a in range(Gv.shape[0]):
@@ -274,17 +277,7 @@ def _eval_batch(w, kh, kw, dh, dw, off, fs, ws, grad, need_value, nr, live):
     _fs_value_grad_batch(fs, pre[n], e, ge, vals, need_value, nr, live, one_v, one_e)  # (pre[n] = π(w))
     for i in range(n):
         ch, cw = _cofactor_batch(ws, i, nr)
-        c = tmp[0]
-        for j1 in range(kh[i]):
-            for j2 in range(kw[i]):
-                o1, o2 = j1 * dh[i], j2 * dw[i]
-                p = off[i] + j1 * kw[i] + j2
-                for r in range(nr):
-                    grad[p, r] = 0.0
-                for t1 in range(ch):
-                    for t2 in range(cw):
-                        for r in range(nr):
-                            grad[p, r] += ge[o1 + t1, o2 + t2, r] * c[t1, t2, r]
+        K.vjp_layer_runs(ge, tmp[0], ch, cw, kh, kw, dh, dw, off, i, grad, nr)
 
 
 @K._jit(strict=True)
@@ -308,15 +301,7 @@ def _hessian_batch(w, kh, kw, dh, dw, off, fs, ws, G, J, GJ, hess, nr, live):
                 GJ[a, p, r] = 0.0
     for i in range(n):
         ch, cw = _cofactor_batch(ws, i, nr)
-        c = tmp[0]
-        for j1 in range(kh[i]):
-            for j2 in range(kw[i]):
-                col = off[i] + j1 * kw[i] + j2
-                for t1 in range(ch):
-                    for t2 in range(cw):
-                        row = (j1 * dh[i] + t1) * KW + j2 * dw[i] + t2
-                        for r in range(nr):
-                            J[row, col, r] = c[t1, t2, r]
+        K.jacobian_layer_runs(tmp[0], ch, cw, KW, kh, kw, dh, dw, off, i, J, nr)
     for a in range(K_):
         for b in range(K_):
             for j in range(P):
@@ -340,19 +325,7 @@ def _hessian_batch(w, kh, kw, dh, dw, off, fs, ws, G, J, GJ, hess, nr, live):
                 src = tmp[k]
                 k = 3 - k
             eh, ew = _full_conv_batch(src, ah, aw, suf[l + 1], suf_shape[l + 1, 0], suf_shape[l + 1, 1], tmp[k], nr)
-            ee = tmp[k]
-            for j1 in range(kh[i]):
-                for j2 in range(kw[i]):
-                    row = off[i] + j1 * kw[i] + j2
-                    for q1 in range(kh[l]):
-                        for q2 in range(kw[l]):
-                            o1 = j1 * dh[i] + q1 * dh[l]
-                            o2 = j2 * dw[i] + q2 * dw[l]
-                            col = off[l] + q1 * kw[l] + q2
-                            for u1 in range(eh):
-                                for u2 in range(ew):
-                                    for r in range(nr):
-                                        hess[row, col, r] += ge[o1 + u1, o2 + u2, r] * ee[u1, u2, r]
+            K.contract_block_runs(ge, tmp[k], eh, ew, kh, kw, dh, dw, off, i, l, hess, nr)
     for p in range(P):
         for q in range(p + 1, P):
             for r in range(nr):

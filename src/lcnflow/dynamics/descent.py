@@ -14,7 +14,7 @@ import numpy as np
 
 from lcnflow._threads import one_blas_thread
 from lcnflow.analysis.certify import check_start
-from lcnflow.dynamics.driver import drive
+from lcnflow.dynamics.driver import drive_steps, run_alone
 from lcnflow.dynamics.integrate import _check_risk
 from lcnflow.dynamics.options import DescentOptions, check_callback
 from lcnflow.dynamics.result import Callback, FlowResult
@@ -80,7 +80,7 @@ def run_descent(risk: EmpiricalRisk, init, opts: DescentOptions, *, callback=Non
     def make(w, loss, g):
         return DescentStepper(risk, w, loss, g, opts.step_size, opts.adaptive)
 
-    result = drive(risk, w0, make, opts, save=np.zeros(0), t_max=math.inf, callback=callback,
-                   options=opts.to_dict(), start=start)
+    result = run_alone(drive_steps(risk, w0, make, opts, save=np.zeros(0), t_max=math.inf, callback=callback,
+                                   options=opts.to_dict(), start=start))
     result.method = "gradient_descent"
     return result

@@ -22,8 +22,8 @@ order one, so no candidate would come before ``‖w‖²`` underflows); the orig
 
 Steppers that run in compiled code take many steps per call (``advance``) with the tests of this loop inside, and
 return to it only when one of them needs it (:mod:`lcnflow.dynamics.compiled`).  The loop is a generator,
-:func:`drive_steps`, that yields those calls instead of making them: :func:`drive` makes each call for one run, and
-:func:`lcnflow.dynamics.batch.iter_flows` makes the calls of many runs of one risk together.
+:func:`drive_steps`, that yields those calls instead of making them: :func:`run_alone` makes each call for one run,
+and :func:`lcnflow.dynamics.batch.iter_flows` makes the calls of many runs of one risk together.
 
 A run ends *unconverged* only at ``t_max``, ``max_steps``, ``max_time``, on blow-up, on a non-finite value, when
 the callback asks, or at the floating-point floor (a candidate tolerance below ``1e-14``, or no progress over a
@@ -140,29 +140,13 @@ def _try_stop(risk, t, w, S, opts: StopOptions, stable, w0, scale, w_ref) -> Can
     return Candidate(t, w, pol, point, gnorm, cp, outcome)
 
 
-def drive(
-    risk: EmpiricalRisk,
-    w0: np.ndarray,
-    make_stepper: Callable[[np.ndarray, float, np.ndarray], Stepper],
-    opts: StopOptions,
-    *,
-    save: np.ndarray,
-    t_max: float,
-    callback: Callback | None,
-    options: dict,
-    start: float,
-) -> FlowResult:
-    """Run ``make_stepper(w0, L(w0), ∇L(w0))`` to its limit (see the module docstring) and package the result."""
-    return run_alone(drive_steps(risk, w0, make_stepper, opts, save=save, t_max=t_max, callback=callback,
-                                 options=options, start=start))
-
-
 #: What :func:`drive_steps` yields: a compiled stepper, the positional and the keyword arguments of its ``advance``.
 SegmentRequest = tuple[Stepper, tuple, dict]
 
 
 def run_alone(steps: Generator[SegmentRequest, int, FlowResult]) -> FlowResult:
-    """Run the generator of one run (:func:`drive_steps`), each segment it asks for on its own stepper."""
+    """Run the generator of one run (:func:`drive_steps`) to its result, each segment it asks for on its own
+    stepper."""
     try:
         stepper, args, kwargs = next(steps)
         while True:
@@ -184,10 +168,11 @@ def drive_steps(
     start: float,
     clock: Callable[[], float] = time.perf_counter,
 ) -> Generator[SegmentRequest, int, FlowResult]:
-    """:func:`drive` as a generator that hands out its compiled segments: it yields ``(stepper, args, kwargs)``
-    where it needs ``stepper.advance(*args, **kwargs)`` and is sent the event that ended the segment, so a caller
-    can run the segments of many runs together (:func:`lcnflow.dynamics.batch.iter_flows`); returns the
-    :class:`~lcnflow.FlowResult`.  ``clock`` gives this run's time (``max_time``, ``wall_time``)."""
+    """Run ``make_stepper(w0, L(w0), ∇L(w0))`` to its limit (see the module docstring) and package the result, as a
+    generator that hands out its compiled segments: it yields ``(stepper, args, kwargs)`` where it needs
+    ``stepper.advance(*args, **kwargs)`` and is sent the event that ended the segment, so a caller can run the
+    segments of many runs together (:func:`lcnflow.dynamics.batch.iter_flows`); :func:`run_alone` runs one.  Returns
+    the :class:`~lcnflow.FlowResult`.  ``clock`` gives this run's time (``max_time``, ``wall_time``)."""
     loss0, g0 = risk.flat_value_and_gradient(w0)
     stepper = make_stepper(w0, loss0, g0)
     scale, w_ref = _run_scales(risk, w0)
@@ -324,8 +309,8 @@ def settle_endpoint(risk: EmpiricalRisk, w0: np.ndarray, rec: Recorder, opts: St
                     options: dict, start: float) -> FlowResult:
     """Certify and package the endpoint of a run that ends on its own budget (stochastic gradient descent).
 
-    The endpoint is polished and classified like a candidate of :func:`drive`: a certified minimum is the run's limit
-    (``converged``); anything else is an uncertified endpoint with the nearest critical point found.  ``ended_by``
+    The endpoint is polished and classified like a candidate of :func:`drive_steps`: a certified minimum is the run's
+    limit (``converged``); anything else is an uncertified endpoint with the nearest critical point found.  ``ended_by``
     is the stop reason (``budget``, ``max_time``, ``callback``, ``blowup``, ``nonfinite``); ``counts`` is
     ``(gradient evaluations, Hessian evaluations, steps, description of the method)``.
     """

@@ -1,7 +1,7 @@
 r"""Gradient flow ``ẇ = −∇L(w)`` integrated with error control until it provably stops moving.
 
 The integrators are in :mod:`lcnflow.dynamics.steppers`; the loop that decides when a run may stop, certifies and
-classifies its limit and records its itinerary is :func:`lcnflow.dynamics.driver.drive`.
+classifies its limit and records its itinerary is :func:`lcnflow.dynamics.driver.drive_steps`.
 """
 
 from __future__ import annotations
