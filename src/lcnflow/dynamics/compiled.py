@@ -25,9 +25,10 @@ either path; the compiled and Python steppers agree to rounding (``tests/test_co
 
 **Many runs.**  The arrays of :func:`rodas4_segments` carry the run as their last axis, and every loop of its
 arithmetic ends in a loop over the runs, which the compiler vectorizes: on a three-layer 1D network with nine
-parameters a step costs about a tenth of a step taken alone.  Each run keeps its own step size, tests and record, and
-its numbers are computed in the same order whatever else is in the batch — one run is a batch of one, and a run
-batched with others takes exactly the steps it takes alone (:func:`lcnflow.dynamics.batch.iter_flows` feeds it).
+parameters and 64 runs a step costs about 3 µs per run, against about 15 µs for a run alone.  Each run keeps its
+own step size, tests and record, and its numbers are computed in the same order whatever else is in the batch — one
+run is a batch of one, and a run batched with others takes exactly the steps it takes alone
+(:func:`lcnflow.dynamics.batch.iter_flows` feeds it).
 """
 
 from __future__ import annotations
