@@ -11,6 +11,10 @@ to end in this process tree (worker start included):
   (with fsync) into a temporary directory.  The driving process's CPU time is reported ("driver CPU").
 * **lcnflow sweep (Dask local cluster)** (``--dask``) — the same through a local ``distributed`` cluster, whose
   scheduler runs in the driving process.
+* **lcnflow sweep --scheduler** (``--scheduler``) — the same through ``run_sweep(..., scheduler=ADDRESS)`` on a
+  ``dask scheduler`` and ``W`` single-threaded ``dask worker`` processes on the loopback interface, started (and
+  warmed by a 20-run sweep) outside the timing, as a user starts a cluster by hand; its rows are compared with the
+  local executor's, run by run.
 * **Pool, risk built once per process** — ``multiprocessing.Pool(W)`` (fork) whose initializer builds the problem
   (``build_problem``), ``pool.map`` over the seeds of ``gradient_flow(risk, random_init(arch, 0.5, seed=s))``: the
   plain loop a user who knows the API writes.  The ratio is its end-to-end time over the sweep's.
@@ -24,7 +28,8 @@ this process (where a worker's time goes).  ``bench_batched_losses.py`` compares
 
 Timings on a shared machine are noisy: methods are interleaved and ``--repeats`` gives medians.
 
-Run: ``python benchmarks/bench_sweep.py [--quick] [--seeds N] [--workers W] [--repeats R] [--dask] [--profile]``.
+Run: ``python benchmarks/bench_sweep.py [--quick] [--seeds N] [--workers W] [--repeats R] [--dask] [--scheduler]
+[--profile]``.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ if "--blas-threads-default" not in sys.argv:
         os.environ[_var] = "1"
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import multiprocessing as mp  # noqa: E402
 import shutil  # noqa: E402
 import statistics  # noqa: E402
@@ -160,6 +166,69 @@ def bench_dask(seeds: int, workers: int) -> dict[str, float]:
         shutil.rmtree(out, ignore_errors=True)
 
 
+class LoopbackCluster:
+    """A ``dask scheduler`` and ``W`` single-threaded ``dask worker`` processes on the loopback interface, started as
+    a user starts them by hand (``--scheduler`` of ``lcnflow sweep``), warmed by a 20-run sweep; a context manager."""
+
+    def __init__(self, workers: int):
+        import socket
+        import subprocess
+
+        dask = str(Path(sys.executable).with_name("dask"))
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        self.address = f"tcp://127.0.0.1:{port}"
+        env = {**os.environ, "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False"}
+        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env}
+        self.procs = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                                        "--no-dashboard"], **quiet)]
+        time.sleep(2.0)
+        self.procs.append(subprocess.Popen([dask, "worker", self.address, "--nthreads", "1", "--nworkers",
+                                            str(workers), "--no-dashboard"], **quiet))
+        out = tempfile.mkdtemp(prefix="lcnflow-bench-sweep-")
+        try:  # (the first sweep also waits for the workers to connect and import lcnflow)
+            run_sweep({**BASE, "grid": {"init.seed": {"range": [0, 20]}}}, os.path.join(out, "r"),
+                      scheduler=self.address, progress=False)
+        finally:
+            shutil.rmtree(out, ignore_errors=True)
+
+    def __enter__(self) -> LoopbackCluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for proc in reversed(self.procs):
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
+def bench_scheduler(cluster: LoopbackCluster, seeds: int, workers: int, keep: dict) -> dict[str, float]:
+    """The sweep through ``scheduler=`` (``lcnflow sweep --scheduler``) on the loopback cluster, end to end."""
+    spec = {**BASE, "grid": {"init.seed": {"range": [0, seeds]}}}
+    out = tempfile.mkdtemp(prefix="lcnflow-bench-sweep-")
+    try:
+        start, cpu = time.perf_counter(), time.process_time()
+        outcome = run_sweep(spec, os.path.join(out, "results"), scheduler=cluster.address, progress=False)
+        total, driver_cpu = time.perf_counter() - start, time.process_time() - cpu
+        table = outcome.read()
+        keep["table"] = table
+        return _sweep_figures(outcome, table, out, total, driver_cpu, workers)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def same_rows(a, b) -> tuple[int, int]:
+    """Runs (by init seed) of two sweep tables with the same kind and certification and a loss equal to 1e-8
+    relative: ``(equal, total)``."""
+    def rows(t):
+        return {r["init.seed"]: r for r in t.select(["init.seed", "kind", "certified", "loss"]).to_pylist()}
+
+    ra, rb = rows(a), rows(b)
+    equal = sum(s in rb and ra[s]["kind"] == rb[s]["kind"] and ra[s]["certified"] == rb[s]["certified"]
+                and abs(ra[s]["loss"] - rb[s]["loss"]) <= 1e-8 * max(1.0, abs(rb[s]["loss"])) for s in ra)
+    return equal, len(ra)
+
+
 def check_agreement(table, seeds: int, k: int) -> tuple[int, int, list[str]]:
     """The sweep's rows for ``k`` seeds spread over the range against the same runs done alone: ``(agreeing,
     checked, disagreements)``."""
@@ -203,6 +272,7 @@ def _rate(r: dict[str, float], key: str) -> float:
 
 
 SWEEP = "lcnflow sweep (local executor)"
+SCHEDULER = "lcnflow sweep --scheduler (loopback dask scheduler, single-threaded workers)"
 POOL = "Pool, risk built once per process"
 
 
@@ -214,6 +284,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="repeat each method; medians are shown")
     parser.add_argument("--check", type=int, default=None, help="seeds checked against single runs (default 20)")
     parser.add_argument("--dask", action="store_true", help="also the sweep on a local Dask cluster")
+    parser.add_argument("--scheduler", action="store_true",
+                        help="also the sweep through --scheduler on a loopback `dask scheduler` with W single-threaded "
+                             "`dask worker` processes (started and warmed outside the timing)")
     parser.add_argument("--all", action="store_true", help="also the naive Pool and the serial loop")
     parser.add_argument("--profile", action="store_true", help="profile one batch of runs in this process")
     parser.add_argument("--blas-threads-default", action="store_true",
@@ -228,15 +301,21 @@ def main() -> None:
     }
     if args.dask:
         methods["lcnflow sweep (Dask local cluster)"] = lambda: bench_dask(seeds, args.workers)
+    scheduled: dict = {}
+    stack = contextlib.ExitStack()
+    if args.scheduler:
+        cluster = stack.enter_context(LoopbackCluster(args.workers))
+        methods[SCHEDULER] = lambda: bench_scheduler(cluster, seeds, args.workers, scheduled)
     if args.all:
         methods["Pool, naive (risk rebuilt per call)"] = lambda: bench_pool(_naive, seeds, args.workers)
         methods["serial, risk once (1 process)"] = lambda: bench_serial(max(10, seeds // 5))
     results: dict[str, list[dict[str, float]]] = {name: [] for name in methods}
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
     load = os.getloadavg()
-    for _ in range(args.repeats):  # interleaved, so slow phases of a shared machine hit every method
-        for name, fn in methods.items():
-            results[name].append(fn())
+    with stack:
+        for _ in range(args.repeats):  # interleaved, so slow phases of a shared machine hit every method
+            for name, fn in methods.items():
+                results[name].append(fn())
     load_after = os.getloadavg()
     print(f"# Sweep throughput — B1, {seeds} init seeds, {args.workers} workers\n")
     blas = "default BLAS threads" if args.blas_threads_default else "BLAS pinned to 1 thread per process"
@@ -262,6 +341,12 @@ def main() -> None:
           f"'busy': that time summed over runs / (workers × run s); 'driver CPU': CPU seconds of the process that "
           f"drives the sweep (for the Dask cluster its scheduler included).  Sweep: {sweep['batches']:.0f} batches of "
           f"at most {sweep['batch']:.0f} runs, written as {sweep['parts']:.0f} Parquet parts.")
+    if args.scheduler:
+        equal, n = same_rows(scheduled["table"], kept["table"])
+        local = statistics.median(r["total"] for r in results[SWEEP])
+        through = statistics.median(r["total"] for r in results[SCHEDULER])
+        print(f"\nThrough --scheduler: {through:.2f} s against {local:.2f} s on the local executor "
+              f"({through / local:.2f}×); {equal} of {n} runs with the same kind, certification and loss (1e-8).")
     if check:
         ok, n, bad = check_agreement(kept["table"], seeds, check)
         print(f"\nAgreement with single runs (run_experiment per seed), {n} seeds spread over 0…{seeds - 1}: {ok} of "
