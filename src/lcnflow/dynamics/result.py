@@ -425,7 +425,7 @@ class Recorder:
         self._last = (t, w, loss, gnorm)
         moved = self.arc_step is not None and (
             self._arc_since >= self.arc_step * flat_norm(self.states[-1])
-            or self._fall_since >= LOSS_STEP * max(self._loss0 - min(self.losses), 1e-2 * abs(self._loss0)))
+            or self._fall_since >= LOSS_STEP * max(self._loss0 - self._min_loss, 1e-2 * abs(self._loss0)))
         if self.wants(t) and math.isfinite(loss):
             event = moved or self._pending
             self._append(t, w, loss, gnorm)

@@ -672,6 +672,7 @@ def expand(spec: SweepSpec) -> SweepPlan:
             return None
 
     first_seeds = {k: v for i in seed_dims for k, v in dims[i].overrides(0).items()}
+    base_cfg: ExperimentConfig | None = None  # the first valid cell's config, with the first seeds
     cells: list[dict[str, Any]] = []
     cell_data: list[tuple[dict[str, Any], dict[str, Any], str]] = []  # overrides, resolved values, problem text
     for combo in np.ndindex(*[len(dims[i].values) for i in cell_dims]) if cell_dims else [()]:
@@ -681,15 +682,16 @@ def expand(spec: SweepSpec) -> SweepPlan:
         cfg = check({**overrides, **first_seeds})
         if cfg is None:
             continue
+        if base_cfg is None:
+            base_cfg = cfg
         resolved = cfg.to_dict()
         keys = [k for i in cell_dims for k in dims[i].keys]
         cells.append({k: _get_path(resolved, k) for k in keys})
         problem = {s: resolved.get(s) for s in ("architecture", "loss", "data")}
         cell_data.append((overrides, resolved, canonical_json(problem)))
     seed_values: dict[str, list[Any]] = {}
-    if cell_data:
+    if base_cfg is not None:
         base_overrides = cell_data[0][0]
-        base_cfg = config_from_dict(spec.base, {**base_overrides, **first_seeds})
         for i in seed_dims:
             key = dims[i].name
             section_name, field = key.split(".")
@@ -702,8 +704,8 @@ def expand(spec: SweepSpec) -> SweepPlan:
                 try:
                     resolved_seeds.append(getattr(type(section).model_validate({**fields, field: v}), field))
                 except ValidationError:
-                    check({**base_overrides, **first_seeds, key: v})
-                    resolved_seeds.append(None)
+                    cfg = check({**base_overrides, **first_seeds, key: v})
+                    resolved_seeds.append(None if cfg is None else _get_path(cfg.to_dict(), key))
             seed_values[key] = resolved_seeds
     if n_bad:
         more = f"\n… and {n_bad - len(errors)} more invalid cell(s)" if n_bad > len(errors) else ""
