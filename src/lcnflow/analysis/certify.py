@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lcnflow.analysis.phases import POLISHING, announce
-from lcnflow.analysis.symmetry import complement_basis, layer_norms, layer_starts, symmetry_basis
+from lcnflow.analysis.symmetry import complement_bases, layer_norms, layer_starts, per_shape, symmetry_bases
 from lcnflow.model.architecture import Architecture
 from lcnflow.model.conv import final_filter, final_filter_unchecked, flat_norm, unflatten
 from lcnflow.model.risk import EmpiricalRisk, compiled_kernels
@@ -222,6 +222,10 @@ def polish(
 ) -> PolishResult:
     """Newton-polish the flat point ``w`` to ``‖∇L‖ ≤ gtol`` on the complement of the rescaling directions.
 
+    Each iteration solves the Newton system on the complement of the rescaling directions (eigenvalues below
+    ``10⁻¹³`` of the largest are dropped) and halves the step up to 12 times until ``‖∇L‖`` decreases; the best point
+    is kept.
+
     Parameters
     ----------
     risk : EmpiricalRisk
@@ -234,59 +238,85 @@ def polish(
     max_iter : int
         Newton iterations at most.
     """
-    announce(POLISHING)
-    w0 = np.asarray(w, dtype=np.float64)
-    _, g = risk.flat_value_and_gradient(w0)
-    g0 = flat_norm(g)
-    best, best_g = w0, g0
-    nfev, nhev, it = 1, 0, 0
-    message = "already at the target gradient norm"
-    cur, cur_g, cur_norm = w0, g, g0
-    while cur_norm > gtol and it < max_iter:
-        it += 1
-        hess = risk.flat_hessian(cur)
-        nhev += 1
-        if not np.all(np.isfinite(hess)):
-            message = "the Hessian is not finite here"
-            break
-        Q = complement_basis(symmetry_basis(risk.arch, cur), cur.size)
-        vals, vecs = np.linalg.eigh(Q.T @ hess @ Q)
+    return polish_many(risk, [w], gtols=[gtol], radii=[radius], max_iter=max_iter)[0]
+
+
+class _Polishing:
+    """One point being polished by :func:`polish_many`."""
+
+    __slots__ = ("best", "best_g", "cur", "cur_g", "cur_norm", "g0", "gtol", "it", "message", "nfev", "nhev",
+                 "radius", "w0")
+
+    def __init__(self, risk: EmpiricalRisk, w: np.ndarray, gtol: float, radius: float):
+        self.w0 = np.asarray(w, dtype=np.float64)
+        _, g = risk.flat_value_and_gradient(self.w0)
+        self.g0 = flat_norm(g)
+        self.gtol, self.radius = gtol, radius
+        self.best, self.best_g = self.w0, self.g0
+        self.nfev, self.nhev, self.it = 1, 0, 0
+        self.message: str | None = None  # why the iterations stopped early, if they did
+        self.cur, self.cur_g, self.cur_norm = self.w0, g, self.g0
+
+    def newton_step(self, risk: EmpiricalRisk, Q: np.ndarray, vals: np.ndarray, vecs: np.ndarray) -> bool:
+        """One Newton step with backtracking (the complement ``Q`` and the eigen-decomposition of ``QᵀHQ`` given);
+        whether it reduced the gradient norm."""
         cutoff = 1e-13 * max(float(np.abs(vals).max()) if vals.size else 0.0, 1e-300)
         inv = np.where(np.abs(vals) > cutoff, 1.0 / np.where(vals == 0, 1.0, vals), 0.0)
-        step = -Q @ (vecs @ (inv * (vecs.T @ (Q.T @ cur_g))))
-        improved = False
+        step = -Q @ (vecs @ (inv * (vecs.T @ (Q.T @ self.cur_g))))
         for _ in range(12):  # backtracking on the gradient norm
-            trial = cur + step
+            trial = self.cur + step
             _, tg = risk.flat_value_and_gradient(trial)
-            nfev += 1
+            self.nfev += 1
             tn = flat_norm(tg)
-            if np.isfinite(tn) and tn < cur_norm:
-                cur, cur_g, cur_norm, improved = trial, tg, tn, True
-                break
+            if np.isfinite(tn) and tn < self.cur_norm:
+                self.cur, self.cur_g, self.cur_norm = trial, tg, tn
+                if tn < self.best_g:
+                    self.best, self.best_g = trial, tn
+                return True
             step = step / 2
-        if not improved:
-            message = "Newton steps stopped reducing the gradient norm"
-            break
-        if cur_norm < best_g:
-            best, best_g = cur, cur_norm
-    else:
-        message = "reached the target gradient norm" if cur_norm <= gtol else f"stopped after {max_iter} iterations"
-    distance = flat_norm(best - w0)
-    accepted = distance <= radius
-    if not accepted:
-        message = f"rejected: polishing moved {distance:.3g} > radius {radius:.3g} from the flow's endpoint"
-        best, best_g = w0, g0
-    return PolishResult(
-        point=best,
-        gradient_norm=best_g,
-        start_gradient_norm=g0,
-        distance=distance,
-        accepted=accepted,
-        iterations=it,
-        num_gradient_evaluations=nfev,
-        num_hessian_evaluations=nhev,
-        message=message,
-    )
+        self.message = "Newton steps stopped reducing the gradient norm"
+        return False
+
+    def result(self, max_iter: int) -> PolishResult:
+        message = self.message or ("reached the target gradient norm" if self.cur_norm <= self.gtol
+                                   else f"stopped after {max_iter} iterations")
+        best, best_g = self.best, self.best_g
+        distance = flat_norm(best - self.w0)
+        accepted = distance <= self.radius
+        if not accepted:
+            message = f"rejected: polishing moved {distance:.3g} > radius {self.radius:.3g} from the flow's endpoint"
+            best, best_g = self.w0, self.g0
+        return PolishResult(point=best, gradient_norm=best_g, start_gradient_norm=self.g0, distance=distance,
+                            accepted=accepted, iterations=self.it, num_gradient_evaluations=self.nfev,
+                            num_hessian_evaluations=self.nhev, message=message)
+
+
+def polish_many(risk: EmpiricalRisk, points: list[np.ndarray], *, gtols: list[float], radii: list[float],
+                max_iter: int = 30) -> list[PolishResult]:
+    """:func:`polish` of each of ``points`` (with its own ``gtol`` and ``radius``): the points still short of their
+    target take their Newton iterations together, the symmetry bases and eigen-decompositions of all of them in
+    stacked calls (:func:`~lcnflow.analysis.symmetry.per_shape`), so each result is the one :func:`polish` gives."""
+    announce(POLISHING)
+    runs = [_Polishing(risk, w, gtol, radius) for w, gtol, radius in zip(points, gtols, radii, strict=True)]
+    active = [run for run in runs if run.cur_norm > run.gtol and run.it < max_iter]
+    while active:
+        hessians = []
+        for run in active:
+            run.it += 1
+            run.nhev += 1
+            hessians.append(risk.flat_hessian(run.cur))
+        going = [j for j, hess in enumerate(hessians) if np.all(np.isfinite(hess))]
+        for j in set(range(len(active))) - set(going):
+            active[j].message = "the Hessian is not finite here"
+        if going:
+            cur = np.stack([active[j].cur for j in going])
+            Qs = complement_bases(symmetry_bases(risk.arch, cur), cur.shape[1])
+            eigen = per_shape(lambda Q, H: np.linalg.eigh(Q.transpose(0, 2, 1) @ H @ Q), Qs,
+                              [hessians[j] for j in going])
+            going = [j for j, Q, (vals, vecs) in zip(going, Qs, eigen, strict=True)
+                     if active[j].newton_step(risk, Q, vals, vecs)]
+        active = [active[j] for j in going if active[j].cur_norm > active[j].gtol and active[j].it < max_iter]
+    return [run.result(max_iter) for run in runs]
 
 
 def lojasiewicz_fit(losses: np.ndarray, gradient_norms: np.ndarray, limit_loss: float) -> tuple[float | None, dict]:

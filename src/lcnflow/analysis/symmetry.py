@@ -76,24 +76,35 @@ def symmetry_basis(arch: Architecture, w: np.ndarray, rtol: float = 1e-10) -> np
     """Orthonormal basis (columns) of the tangent space of the rescaling orbit through ``w``.
 
     Its dimension is ``N − 1`` unless filters vanish (then the orbit degenerates); directions with norm below
-    ``rtol·‖w‖`` are dropped.
+    ``rtol·‖w‖`` are dropped.  :func:`symmetry_bases` of one point.
     """
+    return symmetry_bases(arch, np.asarray(w)[None], rtol)[0]
+
+
+def symmetry_bases(arch: Architecture, W: np.ndarray, rtol: float = 1e-10) -> list[np.ndarray]:
+    """:func:`symmetry_basis` at each row of ``W`` (``n × P``), the singular value decompositions of the ``n``
+    tangent matrices in one stacked LAPACK call (each matrix's result is the one a call of its own gives)."""
+    n = W.shape[0]
     if arch.is_multichannel:
-        U = _channel_symmetry_directions(arch, w)
-        if U.shape[1] == 0:
-            return U
-        Q, s, _ = np.linalg.svd(U, full_matrices=False)
-        return Q[:, s > rtol * float(np.linalg.norm(w))]
+        out = []
+        for w in W:
+            U = _channel_symmetry_directions(arch, w)
+            if U.shape[1] == 0:
+                out.append(U)
+                continue
+            Q, s, _ = np.linalg.svd(U, full_matrices=False)
+            out.append(Q[:, s > rtol * float(np.linalg.norm(w))])
+        return out
     sl = layer_slices(arch)
-    U = np.zeros((w.size, arch.depth - 1))
+    U = np.zeros((n, W.shape[1], arch.depth - 1))
     for i in range(arch.depth - 1):
-        U[sl[i], i] = w[sl[i]]
-        U[sl[i + 1], i] = -w[sl[i + 1]]
-    if U.shape[1] == 0:
-        return U
+        U[:, sl[i], i] = W[:, sl[i]]
+        U[:, sl[i + 1], i] = -W[:, sl[i + 1]]
+    if U.shape[2] == 0:
+        return list(U)
     Q, s, _ = np.linalg.svd(U, full_matrices=False)
-    keep = s > rtol * flat_norm(w)
-    return Q[:, keep]
+    # (the singular values come sorted, largest first: the kept directions are the leading columns)
+    return [Q[j][:, s[j] > rtol * flat_norm(W[j])] for j in range(n)]
 
 
 def _channel_symmetry_directions(arch: Architecture, w: np.ndarray) -> np.ndarray:
@@ -165,7 +176,36 @@ def symmetric_layers(arch: Architecture, w: np.ndarray, rtol: float = 0.0) -> li
 
 def complement_basis(sym: np.ndarray, dim: int) -> np.ndarray:
     """Orthonormal basis (columns) of the orthogonal complement of the columns of ``sym`` in ``R^dim``."""
-    if sym.shape[1] == 0:
-        return np.eye(dim)
-    Q, _ = np.linalg.qr(sym, mode="complete")
-    return Q[:, sym.shape[1] :]
+    return complement_bases([sym], dim)[0]
+
+
+def complement_bases(syms: list[np.ndarray], dim: int) -> list[np.ndarray]:
+    """:func:`complement_basis` of each of ``syms``: one stacked QR decomposition per number of columns."""
+    return per_shape(lambda S: _complements(S, dim), syms)
+
+
+def _complements(S: np.ndarray, dim: int) -> np.ndarray:
+    if S.shape[2] == 0:
+        return np.broadcast_to(np.eye(dim), (S.shape[0], dim, dim))
+    Q, _ = np.linalg.qr(S, mode="complete")
+    return Q[:, :, S.shape[2]:]
+
+
+def per_shape(fn, *per_run: list[np.ndarray]) -> list:
+    """``fn`` applied to the stacks of per-run arrays: the runs are grouped by the shapes of their arrays, each group
+    stacked (run first) and given to ``fn`` in one call, and its output (an array, or a tuple of arrays, run first)
+    split back into one item per run, in order.  NumPy's stacked linear algebra runs the same LAPACK routine on each
+    matrix, so a run's result does not depend on the others in its group (one call instead of one per run: on the
+    small matrices of a network's parameters the call overhead is most of the cost)."""
+    if len(per_run[0]) == 1:  # (one run: its arrays as stacks of one, no copies)
+        res = fn(*(arrays[0][None] for arrays in per_run))
+        return [tuple(r[0] for r in res) if isinstance(res, tuple) else res[0]]
+    groups: dict[tuple, list[int]] = {}
+    for i, arrays in enumerate(zip(*per_run, strict=True)):
+        groups.setdefault(tuple(a.shape for a in arrays), []).append(i)
+    out: list = [None] * len(per_run[0])
+    for idx in groups.values():
+        res = fn(*(np.stack([arrays[i] for i in idx]) for arrays in per_run))
+        for j, i in enumerate(idx):
+            out[i] = tuple(r[j] for r in res) if isinstance(res, tuple) else res[j]
+    return out

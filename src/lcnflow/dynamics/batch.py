@@ -24,6 +24,7 @@ import numpy as np
 
 from lcnflow._threads import one_blas_thread
 from lcnflow.analysis.certify import check_start
+from lcnflow.dynamics.driver import AnalysisRequest
 from lcnflow.dynamics.integrate import _check_risk, flow_steps, run_flow
 from lcnflow.dynamics.options import FLOW_DEFAULTS, FlowOptions, check_callback, check_save_at
 from lcnflow.dynamics.result import Callback, FlowResult
@@ -74,36 +75,66 @@ class _RunClock:
 
 class _Run:
     """One run of a batch: its generator (:func:`~lcnflow.dynamics.integrate.flow_steps`), clock, the warnings it
-    raised, the segment it waits for, and its result (a FlowResult or the exception it raised)."""
+    raised, the segment or the classification it waits for, and its result (a FlowResult or the exception it
+    raised)."""
 
-    __slots__ = ("caught", "clock", "outcome", "segment", "steps")
+    __slots__ = ("asking", "caught", "clock", "outcome", "segment", "steps")
 
     def __init__(self, steps, clock):
-        self.steps, self.clock, self.caught, self.segment, self.outcome = steps, clock, [], None, None
+        self.steps, self.clock, self.caught, self.outcome = steps, clock, [], None
+        self.segment = self.asking = None
 
-    def resume(self) -> None:
-        """Run this run's Python work up to its next segment (or its end): finish the segment that ended, if any (its
-        event goes to the generator), then begin the one the generator asks for."""
+    def resume(self, reply=None) -> None:
+        """Run this run's Python work up to its next request (or its end): finish the segment that ended, if any (its
+        event goes to the generator), or send the reply to its classification; then begin the segment the generator
+        asks for, or keep the candidate it asks to classify (:attr:`asking`)."""
         self.clock.since = time.perf_counter()
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 try:
-                    if self.segment is None:
-                        request = next(self.steps)
-                    else:
+                    if self.segment is not None:
                         stepper, segment, recorder = self.segment
                         request = self.steps.send(stepper.finish(segment, recorder))
-                    stepper, args, kwargs = request
-                    self.segment = (stepper, stepper.begin(*args, **kwargs), kwargs["recorder"])
+                    elif self.asking is not None:
+                        if reply is None:  # (the stacked call failed or warned: this run's own, here)
+                            reply = self.asking.serve([self.asking])[0]
+                        request = self.steps.send(reply)
+                    else:
+                        request = next(self.steps)
+                    self.segment, self.asking = None, None
+                    if isinstance(request, AnalysisRequest):
+                        self.asking = request
+                    else:
+                        stepper, args, kwargs = request
+                        self.segment = (stepper, stepper.begin(*args, **kwargs), kwargs["recorder"])
                 except StopIteration as stop:
-                    self.segment, self.outcome = None, stop.value
+                    self.segment, self.asking, self.outcome = None, None, stop.value
                 except Exception as exc:  # the run's own failure: reported in its place
-                    self.segment, self.outcome = None, exc
+                    self.segment, self.asking, self.outcome = None, None, exc
             self.caught.extend(caught)
         finally:
             self.clock.spent += time.perf_counter() - self.clock.since
             self.clock.since = None
+
+
+def _serve_together(asking: list[_Run]) -> None:
+    """Answer the requests of ``asking`` (all of one kind: polish or classify) in one call and hand each run its
+    answer (the call's time shared evenly); where that call raises or warns, each run answers its own request, so
+    its warnings and errors stay with it."""
+    began = time.perf_counter()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            replies = type(asking[0].asking).serve([run.asking for run in asking])
+        if caught:
+            replies = [None] * len(asking)
+    except Exception:
+        replies = [None] * len(asking)
+    share = (time.perf_counter() - began) / len(asking)
+    for run, reply in zip(asking, replies, strict=True):
+        run.clock.spent += share
+        run.resume(reply)
 
 
 @one_blas_thread
@@ -121,6 +152,11 @@ def _run_batch(risk: EmpiricalRisk, starts: list[np.ndarray], opts: FlowOptions,
         run.resume()
     runner = None
     while True:
+        asking = [run for run in runs if run.asking is not None]
+        while asking:
+            for kind in {type(run.asking) for run in asking}:
+                _serve_together([run for run in asking if type(run.asking) is kind])
+            asking = [run for run in runs if run.asking is not None]
         waiting = [run for run in runs if run.segment is not None]
         if not waiting:
             return runs

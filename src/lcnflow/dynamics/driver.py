@@ -22,8 +22,10 @@ order one, so no candidate would come before ``‖w‖²`` underflows); the orig
 
 Steppers that run in compiled code take many steps per call (``advance``) with the tests of this loop inside, and
 return to it only when one of them needs it (:mod:`lcnflow.dynamics.compiled`).  The loop is a generator,
-:func:`drive_steps`, that yields those calls instead of making them: :func:`run_alone` makes each call for one run,
-and :func:`lcnflow.dynamics.batch.iter_flows` makes the calls of many runs of one risk together.
+:func:`drive_steps`, that yields those calls instead of making them, and likewise each
+candidate's polish and classification: :func:`run_alone` makes each call for one run, and
+:func:`lcnflow.dynamics.batch.iter_flows` makes the calls of many runs of one risk together (the segments in one
+compiled call, the polishes and classifications with their linear algebra stacked).
 
 A run ends *unconverged* only at ``t_max``, ``max_steps``, ``max_time``, on blow-up, on a non-finite value, when
 the callback asks, or at the floating-point floor (a candidate tolerance below ``1e-14``, or no progress over a
@@ -46,11 +48,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lcnflow.analysis.certify import PolishResult, gradient_scale, lojasiewicz_fit, polish, reference_size
+from lcnflow.analysis.certify import PolishResult, gradient_scale, lojasiewicz_fit, polish, polish_many, reference_size
 from lcnflow.analysis.critical import (
     DEGENERATE_NOTE,
     CriticalPoint,
     classify_critical_point,
+    classify_critical_points,
     settle_on_m,
     settle_spurious,
 )
@@ -118,16 +121,57 @@ def _stable_set(risk: EmpiricalRisk, w0: np.ndarray, g0: np.ndarray) -> tuple[st
     return None
 
 
-def _try_stop(risk, t, w, S, opts: StopOptions, stable, w0, scale, w_ref) -> Candidate:
+@dataclass(frozen=True)
+class PolishRequest:
+    """What :func:`drive_steps` yields where a candidate needs polishing: the risk, the state, the target gradient
+    norm and the radius; it is sent the :class:`~lcnflow.analysis.certify.PolishResult`."""
+
+    risk: EmpiricalRisk
+    point: np.ndarray
+    gtol: float
+    radius: float
+
+    @staticmethod
+    def serve(requests: list[PolishRequest]) -> list[PolishResult]:
+        """The polish of every request (one risk) together (:func:`~lcnflow.analysis.certify.polish_many`)."""
+        return polish_many(requests[0].risk, [r.point for r in requests], gtols=[r.gtol for r in requests],
+                           radii=[r.radius for r in requests])
+
+
+@dataclass(frozen=True)
+class ClassifyRequest:
+    """What :func:`drive_steps` yields where a certified candidate needs classifying (minimum or not): the risk and
+    the point; it is sent the :class:`~lcnflow.CriticalPoint`."""
+
+    risk: EmpiricalRisk
+    point: np.ndarray
+
+    @staticmethod
+    def serve(requests: list[ClassifyRequest]) -> list[CriticalPoint]:
+        """The stopping rule's classification of every request (one risk) in one stacked call
+        (:func:`~lcnflow.analysis.critical.classify_critical_points`): minimum or not — neither ℒ*_M nor the walk
+        over the fibre is needed (the limit's are completed when the run is packaged)."""
+        return classify_critical_points(requests[0].risk, [r.point for r in requests], compare_with_best=False,
+                                        check_spurious=False, critical_rtol=None)
+
+
+#: What :func:`drive_steps` yields: a compiled stepper, the positional and the keyword arguments of its ``advance``;
+#: or a candidate to polish or classify (``type(request).serve(requests)`` answers a list of them at once).
+SegmentRequest = tuple[Stepper, tuple, dict]
+AnalysisRequest = PolishRequest | ClassifyRequest
+Request = SegmentRequest | AnalysisRequest
+
+
+def _try_stop(risk, t, w, S, opts: StopOptions, stable, w0, scale,
+              w_ref) -> Generator[AnalysisRequest, PolishResult | CriticalPoint, Candidate]:
     radius = opts.polish_radius * max(flat_norm(w), w_ref)
-    pol = polish(risk, w, gtol=1e-2 * opts.certify_tol * S, radius=radius)
+    pol = yield PolishRequest(risk, w, 1e-2 * opts.certify_tol * S, radius)
     # the polished point if polishing stayed within the radius, else the state itself: either may carry the certificate
     point, gnorm = (pol.point, pol.gradient_norm) if pol.accepted else (w, pol.start_gradient_norm)
     certified = gnorm <= opts.certify_tol * scale(point)
     if not certified:
         return Candidate(t, w, pol, point, gnorm, None, "not_certified")
-    # minimum or not: neither ℒ*_M nor the walk over the fibre is needed (the limit's are completed at the end)
-    cp = classify_critical_point(risk, point, compare_with_best=False, check_spurious=False, critical_rtol=None)
+    cp = yield ClassifyRequest(risk, point)
     if _is_stop_point(cp):
         outcome = "minimum"
     elif stable is not None and (
@@ -140,17 +184,17 @@ def _try_stop(risk, t, w, S, opts: StopOptions, stable, w0, scale, w_ref) -> Can
     return Candidate(t, w, pol, point, gnorm, cp, outcome)
 
 
-#: What :func:`drive_steps` yields: a compiled stepper, the positional and the keyword arguments of its ``advance``.
-SegmentRequest = tuple[Stepper, tuple, dict]
-
-
-def run_alone(steps: Generator[SegmentRequest, int, FlowResult]) -> FlowResult:
-    """Run the generator of one run (:func:`drive_steps`) to its result, each segment it asks for on its own
-    stepper."""
+def run_alone(steps: Generator[Request, object, FlowResult]):
+    """Run a generator of one run (:func:`drive_steps`) to its result (its return value): each segment it asks for
+    on its own stepper, each candidate polished and classified alone."""
     try:
-        stepper, args, kwargs = next(steps)
+        request = next(steps)
         while True:
-            stepper, args, kwargs = steps.send(stepper.advance(*args, **kwargs))
+            if isinstance(request, AnalysisRequest):
+                request = steps.send(request.serve([request])[0])
+            else:
+                stepper, args, kwargs = request
+                request = steps.send(stepper.advance(*args, **kwargs))
     except StopIteration as stop:
         return stop.value
 
@@ -167,11 +211,13 @@ def drive_steps(
     options: dict,
     start: float,
     clock: Callable[[], float] = time.perf_counter,
-) -> Generator[SegmentRequest, int, FlowResult]:
+) -> Generator[Request, object, FlowResult]:
     """Run ``make_stepper(w0, L(w0), ∇L(w0))`` to its limit (see the module docstring) and package the result, as a
     generator that hands out its compiled segments: it yields ``(stepper, args, kwargs)`` where it needs
-    ``stepper.advance(*args, **kwargs)`` and is sent the event that ended the segment, so a caller can run the
-    segments of many runs together (:func:`lcnflow.dynamics.batch.iter_flows`); :func:`run_alone` runs one.  Returns
+    ``stepper.advance(*args, **kwargs)`` and is sent the event that ended the segment, and a
+    :class:`PolishRequest` or :class:`ClassifyRequest` where a candidate needs polishing or classifying (it is sent
+    the answer), so a caller can run the segments, polishes and classifications of many runs together
+    (:func:`lcnflow.dynamics.batch.iter_flows`); :func:`run_alone` runs one.  Returns
     the :class:`~lcnflow.FlowResult`.  ``clock`` gives this run's time (``max_time``, ``wall_time``)."""
     loss0, g0 = risk.flat_value_and_gradient(w0)
     stepper = make_stepper(w0, loss0, g0)
@@ -223,7 +269,8 @@ def drive_steps(
                 # 10 for the drift of est/‖∇L‖ and of S
                 check_below = est * min(1.0, 10.0 * tol_rel / rel) if rel > tol_rel else math.inf
             if rel <= tol_rel:
-                cand = _try_stop(risk, t, np.zeros_like(w) if collapsed else w, S, opts, stable, w0, scale, w_ref)
+                cand = yield from _try_stop(risk, t, np.zeros_like(w) if collapsed else w, S, opts, stable, w0,
+                                            scale, w_ref)
                 candidates.append(cand)
                 extra[0] += cand.polish.num_gradient_evaluations
                 extra[1] += cand.polish.num_hessian_evaluations
@@ -320,7 +367,7 @@ def settle_endpoint(risk: EmpiricalRisk, w0: np.ndarray, rec: Recorder, opts: St
     extra = [0, 0]
     reason = ended_by
     if ended_by not in (StopReason.BLOWUP, StopReason.NONFINITE) and np.all(np.isfinite(w_end)):
-        cand = _try_stop(risk, t_end, w_end, scale(w_end), opts, None, w0, scale, w_ref)
+        cand = run_alone(_try_stop(risk, t_end, w_end, scale(w_end), opts, None, w0, scale, w_ref))
         candidates.append(cand)
         extra = [cand.polish.num_gradient_evaluations, cand.polish.num_hessian_evaluations]
         if cand.outcome == "minimum":

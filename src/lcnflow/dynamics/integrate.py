@@ -16,7 +16,7 @@ import numpy as np
 from lcnflow._threads import one_blas_thread
 from lcnflow.analysis.certify import check_start, reference_size
 from lcnflow.analysis.limits import SAME_LIMIT_RTOL, limit_distance
-from lcnflow.dynamics.driver import SegmentRequest, drive_steps, run_alone
+from lcnflow.dynamics.driver import Request, drive_steps, run_alone
 from lcnflow.dynamics.options import FLOW_DEFAULTS, INTEGRATORS, FlowOptions, check_callback, check_save_at
 from lcnflow.dynamics.result import Callback, FlowResult
 from lcnflow.dynamics.solvers import make_flow_stepper
@@ -129,7 +129,7 @@ def run_flow(risk: EmpiricalRisk, init, opts: FlowOptions, *, save_at=None, call
 
 
 def flow_steps(risk: EmpiricalRisk, w0: np.ndarray, opts: FlowOptions, *, save: np.ndarray, callback=None,
-               start: float, clock=time.perf_counter) -> Generator[SegmentRequest, int, FlowResult]:
+               start: float, clock=time.perf_counter) -> Generator[Request, object, FlowResult]:
     """The run of :func:`run_flow` from the checked start ``w0`` (flat) as a generator of its compiled segments
     (:func:`~lcnflow.dynamics.driver.drive_steps`); ``clock`` gives the run's time."""
     size = float(np.linalg.norm(w0))
