@@ -1,8 +1,8 @@
 """Gradient flow, gradient descent and SGD to a certified, classified critical point: the public names of the
 dynamics (:mod:`lcnflow.dynamics`) and of the analysis of their limits (:mod:`lcnflow.analysis`)."""
 
-from lcnflow.analysis.certify import PolishResult, lojasiewicz_fit, polish
-from lcnflow.analysis.critical import CriticalPoint, classify_critical_point
+from lcnflow.analysis.certify import PolishResult, lojasiewicz_fit, polish, polish_many
+from lcnflow.analysis.critical import CriticalPoint, classify_critical_point, classify_critical_points
 from lcnflow.analysis.optimum import FunctionSpaceBest, best_on_function_space
 from lcnflow.analysis.symmetry import invariants, symmetry_basis
 from lcnflow.analysis.theorem import TheoremCheck, theorem_hypotheses
@@ -21,6 +21,7 @@ __all__ = [
     "TheoremCheck",
     "best_on_function_space",
     "classify_critical_point",
+    "classify_critical_points",
     "gradient_descent",
     "gradient_flow",
     "gradient_flows",
@@ -28,6 +29,7 @@ __all__ = [
     "lojasiewicz_fit",
     "minibatches",
     "polish",
+    "polish_many",
     "step_sizes",
     "stochastic_gradient_descent",
     "symmetry_basis",
