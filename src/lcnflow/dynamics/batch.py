@@ -5,9 +5,11 @@ with the same options: the risk is checked, the options are validated and every 
 run starts (a bad start at position 900 is refused before 899 runs are spent).  Where the runs use the compiled
 Rodas4 segments (the default for the built-in losses), up to :data:`BATCH_RUNS` of them advance together: one
 compiled call steps all of them, with the run as the innermost axis of its arrays
-(:func:`~lcnflow.dynamics.compiled.rodas4_segments`), and each run's stopping rule, certificate and classification
-run in Python between such calls (the driver is a generator that hands out its segments,
-:func:`~lcnflow.dynamics.driver.drive_steps`).  Each result is the one :func:`~lcnflow.gradient_flow` returns for
+(:func:`~lcnflow.dynamics.compiled.rodas4_segments`); each run's stopping rule runs in Python between such calls,
+and the candidates of all the runs that reach one are polished and classified together, their linear algebra in
+stacked calls (:func:`~lcnflow.analysis.certify.polish_many`,
+:func:`~lcnflow.analysis.critical.classify_critical_points`).  The driver is a generator that hands out these
+requests (:func:`~lcnflow.dynamics.driver.drive_steps`).  Each result is the one :func:`~lcnflow.gradient_flow` returns for
 that start alone — the same steps, stop rule, certificate and classification, bit for bit — because a run's
 arithmetic does not depend on the other runs in its batch; only ``wall_time`` differs.  :func:`iter_flows` yields
 the results one at a time.

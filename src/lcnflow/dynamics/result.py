@@ -472,7 +472,7 @@ class Recorder:
             self.times += times[:n].tolist()
             self.losses += block
             self.gnorms += gnorms[:n].tolist()
-            self.states += [states[i].copy() for i in range(n)]
+            self.states += list(states[:n].copy())  # (rows of one copy of the block: the buffer is reused)
             finite = [x for x in block if math.isfinite(x)]
             if finite:
                 self._min_loss = min(self._min_loss, *finite)
