@@ -82,6 +82,8 @@ MAX_FIBRE_VISITS = 100_000
 CERT_RTOL = 1e-6
 #: A point with ``‖∇L‖ > CRITICAL_RTOL · S`` (the gradient scale) is not a critical point.
 CRITICAL_RTOL = 1e-6
+#: Default ``eig_rtol``, ``rank_rtol`` and ``spurious_rtol`` of :func:`classify_critical_point`.
+EIG_RTOL, RANK_RTOL, SPURIOUS_RTOL = 1e-7, 1e-6, 1e-6
 
 
 @dataclass(frozen=True)
@@ -528,9 +530,9 @@ def classify_critical_point(
     filters,
     *,
     function_space_tol: float | None = None,
-    eig_rtol: float = 1e-7,
-    rank_rtol: float = 1e-6,
-    spurious_rtol: float = 1e-6,
+    eig_rtol: float = EIG_RTOL,
+    rank_rtol: float = RANK_RTOL,
+    spurious_rtol: float = SPURIOUS_RTOL,
     best: FunctionSpaceBest | None = None,
     compare_with_best: bool = True,
     check_spurious: bool = True,
@@ -584,7 +586,20 @@ def classify_critical_point(
         max_time=max_time, critical_rtol=critical_rtol)[0]
 
 
-def classify_critical_points(risk: EmpiricalRisk, points: Sequence, **options: Any) -> list[CriticalPoint]:
+def classify_critical_points(
+    risk: EmpiricalRisk,
+    points: Sequence,
+    *,
+    function_space_tol: float | None = None,
+    eig_rtol: float = EIG_RTOL,
+    rank_rtol: float = RANK_RTOL,
+    spurious_rtol: float = SPURIOUS_RTOL,
+    best: FunctionSpaceBest | None = None,
+    compare_with_best: bool = True,
+    check_spurious: bool = True,
+    max_time: float = math.inf,
+    critical_rtol: float | None = CRITICAL_RTOL,
+) -> list[CriticalPoint]:
     """:func:`classify_critical_point` of each of ``points``, the points' linear algebra in stacked calls.
 
     The eigen-decompositions of the balanced Hessians, the symmetry bases and their complements (SVD, QR), the
@@ -600,30 +615,23 @@ def classify_critical_points(risk: EmpiricalRisk, points: Sequence, **options: A
     risk : EmpiricalRisk
     points : sequence
         Each a list of filters or a flat parameter vector.
-    **options
-        The keyword options of :func:`classify_critical_point` (the same for every point; ``max_time`` covers all
-        of them together).
+    function_space_tol, eig_rtol, rank_rtol, spurious_rtol, best, compare_with_best, check_spurious, max_time, \
+    critical_rtol
+        As for :func:`classify_critical_point` (the same for every point; ``max_time`` covers all of them together).
 
     Returns
     -------
     list of CriticalPoint
         One per point, in order.
     """
-    opts = {**_CLASSIFY_DEFAULTS, **options}
-    if set(opts) != set(_CLASSIFY_DEFAULTS):
-        unknown = sorted(set(opts) - set(_CLASSIFY_DEFAULTS))
-        raise TypeError(f"classify_critical_points: unknown option(s) {unknown}; valid: {sorted(_CLASSIFY_DEFAULTS)}")
     if not isinstance(risk, EmpiricalRisk):
         raise ValueError(f"risk: expected a lcnflow.EmpiricalRisk, got {type(risk).__name__}")
-    eig_rtol, rank_rtol, spurious_rtol = opts["eig_rtol"], opts["rank_rtol"], opts["spurious_rtol"]
     for name, value in (("eig_rtol", eig_rtol), ("rank_rtol", rank_rtol), ("spurious_rtol", spurious_rtol)):
         if not (isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < 1):
             raise ValueError(f"{name}: must be a number in (0, 1) (a relative tolerance), got {value!r}")
-    function_space_tol = opts["function_space_tol"]
     if function_space_tol is not None and not (isinstance(function_space_tol, int | float)
                                                and function_space_tol >= 0 and math.isfinite(function_space_tol)):
         raise ValueError(f"function_space_tol: must be a finite number ≥ 0, got {function_space_tol!r}")
-    max_time, critical_rtol = opts["max_time"], opts["critical_rtol"]
     _check_max_time(max_time)
     if critical_rtol is not None and not (isinstance(critical_rtol, int | float) and not isinstance(critical_rtol, bool)
                                           and 0 < critical_rtol < 1):
@@ -675,7 +683,7 @@ def classify_critical_points(risk: EmpiricalRisk, points: Sequence, **options: A
     # function-space side: rank of the balanced dπ
     sv = np.linalg.svd(JD, compute_uv=False)
     roots = (_root_structures(arch, wss, vs) if arch.ndim == 1 and not arch.is_multichannel
-             else [([], np.zeros(0, complex), [], [])] * n)
+             else [([], np.zeros(0, complex), [], []) for _ in range(n)])
 
     out = []
     for j in range(n):
@@ -730,7 +738,7 @@ def classify_critical_points(risk: EmpiricalRisk, points: Sequence, **options: A
         layer_roots, v_roots, shared, repeated = roots[j]
         degeneracies = _name_degeneracies(arch, ws, shared, repeated) if origin == "rank_deficient" else []
 
-        if opts["check_spurious"]:
+        if check_spurious:
             spurious, reason, witness = _spurious(arch, ws, v, g_v, JD[j], origin, global_on_m, spurious_rtol,
                                                   deadline)
         elif origin != "rank_deficient" or global_on_m:
@@ -767,16 +775,11 @@ def classify_critical_points(risk: EmpiricalRisk, points: Sequence, **options: A
             degenerate_hessian=degenerate_hessian,
             newton_distance=newton_distance,
         )
-        if not (reached or (opts["best"] is None and not opts["compare_with_best"])):
-            cp = settle_on_m(risk, cp, opts["best"], max_time=max(deadline - time.perf_counter(), 0.0), point=ws)
+        if not (reached or (best is None and not compare_with_best)):
+            cp = settle_on_m(risk, cp, best, max_time=max(deadline - time.perf_counter(), 0.0), point=ws)
         out.append(cp)
     return out
 
-
-#: The options of :func:`classify_critical_point` and their defaults.
-_CLASSIFY_DEFAULTS: dict[str, Any] = {
-    "function_space_tol": None, "eig_rtol": 1e-7, "rank_rtol": 1e-6, "spurious_rtol": 1e-6, "best": None,
-    "compare_with_best": True, "check_spurious": True, "max_time": math.inf, "critical_rtol": CRITICAL_RTOL}
 
 
 #: What a degenerate Hessian means for the certificate (said wherever the flag is shown).

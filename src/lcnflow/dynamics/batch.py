@@ -9,8 +9,8 @@ compiled call steps all of them, with the run as the innermost axis of its array
 and the candidates of all the runs that reach one are polished and classified together, their linear algebra in
 stacked calls (:func:`~lcnflow.analysis.certify.polish_many`,
 :func:`~lcnflow.analysis.critical.classify_critical_points`).  The driver is a generator that hands out these
-requests (:func:`~lcnflow.dynamics.driver.drive_steps`).  Each result is the one :func:`~lcnflow.gradient_flow` returns for
-that start alone — the same steps, stop rule, certificate and classification, bit for bit — because a run's
+requests (:func:`~lcnflow.dynamics.driver.drive_steps`).  Each result is the one :func:`~lcnflow.gradient_flow`
+returns for that start alone — the same steps, stop rule, certificate and classification, bit for bit — because a run's
 arithmetic does not depend on the other runs in its batch; only ``wall_time`` differs.  :func:`iter_flows` yields
 the results one at a time.
 """
