@@ -77,8 +77,8 @@ class _RunClock:
 
 class _Run:
     """One run of a batch: its generator (:func:`~lcnflow.dynamics.integrate.flow_steps`), clock, the warnings it
-    raised, the segment or the classification it waits for, and its result (a FlowResult or the exception it
-    raised)."""
+    raised, the segment or the polish or classification it waits for, and its result (a FlowResult or the exception
+    it raised)."""
 
     __slots__ = ("asking", "caught", "clock", "outcome", "segment", "steps")
 
@@ -88,8 +88,8 @@ class _Run:
 
     def resume(self, reply=None) -> None:
         """Run this run's Python work up to its next request (or its end): finish the segment that ended, if any (its
-        event goes to the generator), or send the reply to its classification; then begin the segment the generator
-        asks for, or keep the candidate it asks to classify (:attr:`asking`)."""
+        event goes to the generator), or send the answer to its polish or classification request; then begin the
+        segment the generator asks for, or keep the request it makes (:attr:`asking`)."""
         self.clock.since = time.perf_counter()
         try:
             with warnings.catch_warnings(record=True) as caught:
