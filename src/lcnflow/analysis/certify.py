@@ -305,9 +305,12 @@ def polish_many(risk: EmpiricalRisk, points: list[np.ndarray], *, gtols: list[fl
             run.it += 1
             run.nhev += 1
             hessians.append(risk.flat_hessian(run.cur))
-        going = [j for j, hess in enumerate(hessians) if np.all(np.isfinite(hess))]
-        for j in set(range(len(active))) - set(going):
-            active[j].message = "the Hessian is not finite here"
+        going = []
+        for j, hess in enumerate(hessians):
+            if np.all(np.isfinite(hess)):
+                going.append(j)
+            else:
+                active[j].message = "the Hessian is not finite here"
         if going:
             cur = np.stack([active[j].cur for j in going])
             Qs = complement_bases(symmetry_bases(risk.arch, cur), cur.shape[1])

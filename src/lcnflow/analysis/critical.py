@@ -656,6 +656,7 @@ def classify_critical_points(
     J = np.stack([final_filter_parts(arch, wbs).jacobian() for wbs, _ in balanced])
     A = np.stack([risk.function_space_hessian(v) for v in vs])
     HB = np.stack([risk.flat_hessian(wb) for wb in WB])
+    GB = [risk.flat_value_and_gradient(wb, need_value=False)[1] for wb in WB]  # ∇L at the balanced points
     JD = J * D[:, None, :]
     gn_part = JD.transpose(0, 2, 1) @ A @ JD
     curv_part = D[:, :, None] * (HB - J.transpose(0, 2, 1) @ A @ J) * D[:, None, :]
@@ -672,9 +673,10 @@ def classify_critical_points(
     tol_eig = eig_rtol * np.maximum(norms[:n] + norms[n:], 1e-300)
     # a point that passes the second-order test: is its Hessian steady over the Newton step?
     newton = [j for j in range(n) if eigen_b[j][0].size and np.all(eigen_b[j][0] > tol_eig[j])]
-    steady = dict(zip(newton, _newton_checks(risk, [WB[j] for j in newton], [D[j] for j in newton],
-                                             [comp_b[j] for j in newton], [eigen_b[j] for j in newton],
-                                             [hess_c[j] for j in newton]), strict=True))
+    steady = dict(zip(newton, _newton_checks(risk, [WB[j] for j in newton], [GB[j] for j in newton],
+                                             [D[j] for j in newton], [comp_b[j] for j in newton],
+                                             [eigen_b[j] for j in newton], [hess_c[j] for j in newton]),
+                      strict=True))
     # reported spectrum: plain coordinates at the given point, complement of the rescaling directions
     sym = ([fibre_basis(arch, w) for w in W] if arch.is_multichannel else symmetry_bases(arch, W))
     comp = complement_bases(sym, W.shape[1])
@@ -687,10 +689,9 @@ def classify_critical_points(
 
     out = []
     for j in range(n):
-        ws, w, v, wb, weights = wss[j], W[j], vs[j], WB[j], D[j]
+        ws, w, v, wb, grad_b, weights = wss[j], W[j], vs[j], WB[j], GB[j], D[j]
         g_v = risk.function_space_gradient(v).reshape(-1)
         value, grad = risk.flat_value_and_gradient(w)
-        grad_b = risk.flat_value_and_gradient(wb, need_value=False)[1]
         fs_norm = flat_norm(g_v)
         # values: ℒ(v*) against min ℒ and ℒ*_M, within τ = rounding + what the residual gradient accounts for
         tau_cert = float(sum(flat_norm(grad_b[s]) * flat_norm(wb[s]) for s in sl))
@@ -790,11 +791,11 @@ DEGENERATE_NOTE = ("degenerate: the Hessian of L is singular beyond the rescalin
 NEWTON_STEADY = 0.25
 
 
-def _newton_checks(risk: EmpiricalRisk, wbs: list[np.ndarray], weights: list[np.ndarray], comps: list[np.ndarray],
-                   eigens: list[tuple[np.ndarray, np.ndarray]],
+def _newton_checks(risk: EmpiricalRisk, wbs: list[np.ndarray], grads: list[np.ndarray], weights: list[np.ndarray],
+                   comps: list[np.ndarray], eigens: list[tuple[np.ndarray, np.ndarray]],
                    hess_cs: list[np.ndarray]) -> list[tuple[bool, float]]:
     r"""``(steady, ‖δ‖/‖u‖)`` for each point that passes the second-order test, in balanced coordinates ``u``
-    (``w = D u``, every layer of ``u`` of norm 1 at the balanced point ``wb``).
+    (``w = D u``, every layer of ``u`` of norm 1 at the balanced point ``wb``, where ``∇L`` is ``grads``).
 
     ``δ = −(Cᵀ D∇²L D C)⁻¹ Cᵀ D∇L`` is the Newton step on the complement ``C`` of the rescaling directions.  The
     Hessian is *steady* when ``‖H_C(w + Dδ) − H_C(w)‖₂ ≤`` :data:`NEWTON_STEADY` ``· λ_min(H_C(w))``: then the
@@ -806,8 +807,8 @@ def _newton_checks(risk: EmpiricalRisk, wbs: list[np.ndarray], weights: list[np.
     """
     size = math.sqrt(risk.arch.depth)
     deltas, changes = [], []
-    for wb, d, comp_b, (eig_b, vec_b), hess_c in zip(wbs, weights, comps, eigens, hess_cs, strict=True):
-        g = comp_b.T @ (d * risk.flat_value_and_gradient(wb, need_value=False)[1])
+    for wb, grad, d, comp_b, (eig_b, vec_b), hess_c in zip(wbs, grads, weights, comps, eigens, hess_cs, strict=True):
+        g = comp_b.T @ (d * grad)
         delta = comp_b @ (vec_b @ ((vec_b.T @ g) / eig_b))
         hess_t = d[:, None] * risk.flat_hessian(wb - d * delta) * d[None, :]
         deltas.append(delta)
