@@ -253,6 +253,29 @@ def test_lojasiewicz_fit_needs_four_points():
     assert est is None and info["num_points"] < 4
 
 
+def test_lojasiewicz_fit_is_the_least_squares_line_of_numpy_polyfit():
+    # oracle: numpy.polynomial.polynomial.polyfit (a QR least-squares solve) on the points the fit keeps — the last
+    # half of those after the largest gradient norm; slope and R² agree to rounding (1e-12 on O(1) logs)
+    rng = np.random.default_rng(3)
+    gap = 10.0 ** -np.sort(rng.uniform(1, 9, 40))
+    grads = gap ** 0.6 * np.exp(0.3 * rng.standard_normal(40))
+    grads[5] = 10.0  # the peak: the points before it are left out
+    est, info = lojasiewicz_fit(1.0 + gap, grads, 1.0)
+    keep = np.arange(6, 40)[(gap[6:] > 1e3 * np.finfo(float).eps * (1.0 + gap.max()))]
+    keep = keep[keep.size // 2:]
+    x, y = np.log((1.0 + gap[keep]) - 1.0), np.log(grads[keep])
+    c0, slope = np.polynomial.polynomial.polyfit(x, y, 1)
+    r2 = 1 - np.sum((y - c0 - slope * x) ** 2) / np.sum((y - y.mean()) ** 2)
+    assert info["num_points"] == keep.size
+    assert est == pytest.approx(slope, rel=1e-12, abs=1e-12)
+    assert info["r_squared"] == pytest.approx(r2, rel=1e-10, abs=1e-12)
+
+
+def test_lojasiewicz_fit_of_points_at_one_gap_is_undefined():
+    est, info = lojasiewicz_fit(np.full(10, 2.0), np.linspace(2.0, 1.0, 10), 1.0)
+    assert est is None and info["r_squared"] is None
+
+
 # ------------------------------------------------------------------------------------------ FlowResult basics
 def _small():
     return shared_problem("1d-square")

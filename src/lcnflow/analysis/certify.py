@@ -94,7 +94,7 @@ def check_start(risk: EmpiricalRisk, w0: np.ndarray, what: str = "init") -> None
     ValueError
         Naming ``what`` (``init``, or ``init.scale`` from a config), the size and the smallest valid one.
     """
-    top = float(np.max(np.abs(w0))) if w0.size else 0.0
+    top = float(np.abs(w0).max()) if w0.size else 0.0
     if top == 0.0 or not math.isfinite(top):
         return
     size = top * flat_norm(w0 / top)  # (‖w‖² itself may underflow)
@@ -105,10 +105,13 @@ def check_start(risk: EmpiricalRisk, w0: np.ndarray, what: str = "init") -> None
             f"(w_ref = {w_ref:.3g}): in float64 such a start cannot be told from the origin; give a larger scale "
             f"(≥ {MIN_START_FRACTION * w_ref:.3g} in norm), or 0 to start at the origin"
         )
-    if not np.any(risk.flat_value_and_gradient(w0, need_value=False)[1]):
-        norms = layer_norms(risk.arch, w0)
-        # (only tiny starts: elsewhere an exact zero is a critical start, e.g. one placed at a critical point)
-        if np.all(norms > 0) and float(np.sum(np.log10(norms / w_ref))) < -100:
+    norms = layer_norms(risk.arch, w0)
+    smallest = float(norms.min())
+    # (only tiny starts: elsewhere an exact zero gradient is a critical start, e.g. one placed at a critical point;
+    # a sum of N logs below −100 needs one below −100/N, tested first with a margin of 10)
+    if (0 < smallest < 10.0 ** (1 - 100 / norms.size) * w_ref
+            and float(np.sum(np.log10(norms / w_ref))) < -100):
+        if not np.any(risk.flat_value_and_gradient(w0, need_value=False)[1]):
             unit = w0 / np.repeat(norms, risk.arch.layer_num_params)
             if np.any(risk.flat_value_and_gradient(unit, need_value=False)[1]):
                 raise ValueError(
@@ -332,16 +335,16 @@ def lojasiewicz_fit(losses: np.ndarray, gradient_norms: np.ndarray, limit_loss: 
     Returns
     -------
     theta : float or None
-        ``None`` when fewer than 4 usable points remain.
+        ``None`` when fewer than 4 usable points remain (or all have one loss gap).
     info : dict
         ``method``, ``num_points``, ``r_squared``, ``loss_gap_range``.
     """
     losses = np.asarray(losses, dtype=float)
     grads = np.asarray(gradient_norms, dtype=float)
     gap = losses - limit_loss
-    floor = 1e3 * np.finfo(float).eps * max(abs(limit_loss), np.max(np.abs(losses)) if losses.size else 0.0, 1e-300)
-    peak = int(np.argmax(grads)) if grads.size else 0  # the tail starts after the last escape (plateaus, saddles)
-    ok = np.nonzero((gap > floor) & (grads > 0) & (np.arange(grads.size) > peak))[0]
+    floor = 1e3 * np.finfo(float).eps * max(abs(limit_loss), np.abs(losses).max() if losses.size else 0.0, 1e-300)
+    peak = int(grads.argmax()) if grads.size else 0  # the tail starts after the last escape (plateaus, saddles)
+    ok = np.flatnonzero((gap[peak + 1:] > floor) & (grads[peak + 1:] > 0)) + (peak + 1)
     ok = ok[ok.size // 2 :]
     info = {
         "method": "least squares of log‖∇L‖ against log(L − L*) on the last half of the points after the "
@@ -351,11 +354,16 @@ def lojasiewicz_fit(losses: np.ndarray, gradient_norms: np.ndarray, limit_loss: 
     if ok.size < 4:
         info["r_squared"] = None
         return None, info
-    x, y = np.log(gap[ok]), np.log(grads[ok])
-    A = np.vstack([x, np.ones_like(x)]).T
-    coef, *_ = np.linalg.lstsq(A, y, rcond=None)
-    resid = y - A @ coef
-    ss = float(np.sum((y - y.mean()) ** 2))
+    tail = gap[ok]
+    x, y = np.log(tail), np.log(grads[ok])
+    dx, dy = x - x.mean(), y - y.mean()  # (the fit in closed form, centred: θ = Σ dx dy / Σ dx²)
+    sxx = float(dx @ dx)
+    if sxx == 0.0:  # (every point at one gap: no slope to fit)
+        info["r_squared"] = None
+        return None, info
+    theta = float(dx @ dy) / sxx
+    resid = dy - theta * dx
+    ss = float(dy @ dy)
     info["r_squared"] = float(1 - resid @ resid / ss) if ss > 0 else None
-    info["loss_gap_range"] = [float(gap[ok].min()), float(gap[ok].max())]
-    return float(coef[0]), info
+    info["loss_gap_range"] = [float(tail.min()), float(tail.max())]
+    return theta, info
