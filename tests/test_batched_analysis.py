@@ -141,6 +141,7 @@ def test_finite_roots_many_are_numpys_polyroots():
     polys = [rng.standard_normal(k) for k in (2, 3, 3, 5, 7, 7, 1)]
     polys.append(np.array([1.0, -2.0, 1.0, 1e-16]))  # a negligible leading coefficient: degree 2
     polys.append(np.zeros(4))
+    polys += [np.array([1.0, 2.0, 0.0, 0.0]), np.zeros(0), np.array([0.0, 0.0, 3.0])]  # exact zeros; empty
     for c, roots in zip(polys, finite_roots_many(polys), strict=True):
         size = np.abs(c)
         if not size.any() or np.nonzero(size > 1e-13 * size.max())[0][-1] == 0:

@@ -260,19 +260,26 @@ def finite_roots(coeffs: np.ndarray) -> np.ndarray:
 
 def finite_roots_many(polys: list[np.ndarray]) -> list[np.ndarray]:
     """:func:`finite_roots` of each polynomial: the eigenvalues of the companion matrices that
-    ``numpy.polynomial.polynomial.polyroots`` builds, sorted as it sorts them, in one stacked call per degree."""
+    ``numpy.polynomial.polynomial.polyroots`` builds, sorted as it sorts them, in one stacked call per degree.
+
+    A polynomial's degree is that of its last coefficient above ``10⁻¹³`` times its largest; the polynomials of one
+    length are trimmed together."""
     out = [np.zeros(0, complex) for _ in polys]
-    kept, trimmed = [], []
+    by_length: dict[int, list[int]] = {}
     for i, c in enumerate(polys):
-        c = np.asarray(c, dtype=float)
-        size = np.abs(c)
-        scale = size.max() if c.size else 0.0
-        if scale == 0:
+        by_length.setdefault(np.size(c), []).append(i)
+    kept, trimmed = [], []
+    for length, idx in by_length.items():
+        if length == 0:
             continue
-        deg = int(np.nonzero(size > 1e-13 * scale)[0][-1])
-        if deg > 0:
-            kept.append(i)
-            trimmed.append(c[: deg + 1])
+        C = np.array([np.asarray(polys[i], dtype=float).ravel() for i in idx])
+        size = np.abs(C)
+        scale = size.max(axis=1)
+        big = size > 1e-13 * scale[:, None]
+        deg = length - 1 - np.argmax(big[:, ::-1], axis=1)  # the last coefficient above the threshold
+        for j in np.flatnonzero((scale != 0) & (deg > 0)):
+            kept.append(idx[j])
+            trimmed.append(C[j, : deg[j] + 1])
     if trimmed:
         for i, r in zip(kept, per_shape(_companion_roots, trimmed), strict=True):
             out[i] = r
@@ -302,6 +309,11 @@ def _close(a: complex, b: complex) -> bool:
     return abs(a - b) <= ROOT_TOL * (1 + max(abs(a), abs(b)))
 
 
+def _close_moduli(a: complex, ma: float, b: complex, mb: float) -> bool:
+    """:func:`_close` of ``a`` and ``b`` given their moduli ``ma = |a|``, ``mb = |b|``."""
+    return abs(a - b) <= ROOT_TOL * (1 + max(ma, mb))
+
+
 def dilate_1d(w: np.ndarray, s: int) -> np.ndarray:
     """``↑_s w``: ``s − 1`` zeros between the entries of a 1D filter (its polynomial in ``t^s``)."""
     out = np.zeros((w.size - 1) * s + 1)
@@ -318,21 +330,24 @@ def _root_structures(arch: Architecture, wss: list[list[np.ndarray]], vs: list[n
     for j in range(len(wss)):
         layer_roots = roots[j * depth:(j + 1) * depth]
         v_roots = roots[len(wss) * depth + j]
-        # the comparisons on Python complex numbers: abs() of a NumPy complex scalar is the same hypot, bit for bit
-        layer_list = [r.tolist() for r in layer_roots]
-        v_list = v_roots.tolist()
+        # the comparisons (_close) on Python complex numbers, each root's modulus computed once: abs() of a NumPy
+        # complex scalar is the same hypot, bit for bit
+        layers = [[(a, abs(a)) for a in r.tolist()] for r in layer_roots]
+        v_list = [(a, abs(a)) for a in v_roots.tolist()]
         shared = []
         for i, k in itertools.combinations(range(depth), 2):
-            for a in layer_list[i]:
-                if any(_close(a, b) for b in layer_list[k]) and not any(
-                    s[0] == i + 1 and s[1] == k + 1 and _close(s[2], a) for s in shared
-                ):
+            found: list[tuple[complex, float]] = []  # (the roots of layers i and k found shared so far)
+            for a, ma in layers[i]:
+                if any(_close_moduli(a, ma, b, mb) for b, mb in layers[k]) and not any(
+                        _close_moduli(b, mb, a, ma) for b, mb in found):
+                    found.append((a, ma))
                     shared.append((i + 1, k + 1, a))
-        repeated = []
-        for i, a in enumerate(v_list):
-            if any(_close(a, b) for b in v_list[i + 1 :]) and not any(_close(a, r) for r in repeated):
-                repeated.append(a)
-        out.append((layer_roots, v_roots, shared, repeated))
+        repeated: list[tuple[complex, float]] = []
+        for i, (a, ma) in enumerate(v_list):
+            if any(_close_moduli(a, ma, b, mb) for b, mb in v_list[i + 1:]) and not any(
+                    _close_moduli(a, ma, r, mr) for r, mr in repeated):
+                repeated.append((a, ma))
+        out.append((layer_roots, v_roots, shared, [a for a, _ in repeated]))
     return out
 
 
