@@ -122,3 +122,63 @@ def test_the_recorder_is_dense_where_the_run_moves():
     assert np.all((res.times[falling] > start.t_leave) & (res.times[falling] < saddle.t_enter))
     assert falling.sum() >= 20
     assert len(res.times) <= res.options["max_record"] + 1
+
+
+def _plateaus_by_definition(times, losses, final):
+    """(first, last) record indices of the plateaus of the module docstring's definition, by an exhaustive scan of
+    every start: level within LEVEL_RTOL·Δ, time grown ten-fold (since the escape after the start's level), above
+    the final level and below the start's by 2·LEVEL_RTOL·Δ."""
+    n = len(losses)
+    tol = LEVEL_RTOL * (losses[0] - final)
+    e = 0
+    while e + 1 < n and np.isfinite(losses[e + 1]) and abs(losses[e + 1] - losses[0]) <= tol:
+        e += 1
+    found, j = [], 0
+    while j < n - 1:
+        k = j
+        while k + 1 < n and np.isfinite(losses[k + 1]) and np.ptp(losses[j:k + 2]) <= tol:
+            k += 1
+        if j == 0:
+            grows = times[k] >= MIN_TIME_FACTOR * (times[0] if times[0] > 0 else times[1])
+        else:
+            grows = times[j] > times[e] and times[k] - times[e] >= MIN_TIME_FACTOR * (times[j] - times[e])
+        level = np.median(losses[j:k + 1])
+        if (k > j and k < n - 1 and grows and level - final > 2 * tol
+                and (j == 0 or losses[0] - level > 2 * tol)):
+            found.append((j, k))
+            j = k + 1
+        else:
+            j += 1
+    return found
+
+
+def _synthetic_plateaus(seed: int) -> int:
+    """find_plateaus on synthetic records against :func:`_plateaus_by_definition`; returns how many it found."""
+    # synthetic records: a staircase of levels, each held over a random stretch of log-spaced times, with wiggles
+    # below and above the level tolerance, and NaN losses now and then; every state counts as slow
+    from lcnflow.analysis.itinerary import PLATEAU_OUT_OF_TIME, find_plateaus
+
+    rng = np.random.default_rng(seed)
+    steps = rng.integers(1, 16, size=8)
+    levels = np.sort(rng.uniform(0.1, 1.0, size=steps.size))[::-1]
+    losses = np.concatenate([lev + rng.choice([1e-5, 3e-3], p=[0.8, 0.2]) * rng.standard_normal(c)
+                             for lev, c in zip(levels, steps, strict=True)] + [[0.0]])
+    losses[rng.random(losses.size) < 0.05] = np.nan
+    losses[0], losses[-1] = 1.0 + abs(losses[0]), 0.05
+    # a last stretch just above the final level (2.3 level tolerances: a plateau by the definition's 2)
+    losses[-9:-1] = 0.05 + 2.3 * LEVEL_RTOL * (losses[0] - 0.05) + 1e-9 * rng.standard_normal(8)
+    times = np.concatenate([[0.0], np.sort(10 ** rng.uniform(-3, 6, losses.size - 1))])  # (log-spaced)
+    risk, _, _ = _problem()
+    states = rng.standard_normal((losses.size, risk.arch.num_params))
+    got = find_plateaus(risk, times, losses, np.ones(losses.size), states, float(losses[-1]), 1e-6,
+                        scale=lambda w: 1e9, w_ref=1.0, deadline=-np.inf)
+    assert all(p.note == PLATEAU_OUT_OF_TIME for p in got)
+    want = _plateaus_by_definition(times, losses, float(losses[-1]))
+    assert [(p.t_enter, p.t_leave) for p in got] == [(times[j], times[k]) for j, k in want]
+    return len(want)
+
+
+def test_find_plateaus_finds_the_stretches_of_its_definition():
+    counts = [_synthetic_plateaus(seed) for seed in range(8)]
+    # (not vacuous: most cases hold plateaus, some several)
+    assert sum(c > 0 for c in counts) >= 5 and max(counts) >= 2, counts

@@ -151,17 +151,25 @@ def find_plateaus(risk: EmpiricalRisk, times: np.ndarray, losses: np.ndarray, gr
     # the scans below compare single numbers: on Python floats (the same IEEE arithmetic as NumPy's scalars, a
     # fraction of the cost)
     loss_list, time_list = losses.tolist(), times.tolist()
-    finite = [math.isfinite(x) for x in loss_list]
     start = 0  # the start's level: the last recorded time on it is the escape
-    while start + 1 < n and finite[start + 1] and abs(loss_list[start + 1] - loss_list[0]) <= tol:
+    while start + 1 < n and math.isfinite(loss_list[start + 1]) and abs(loss_list[start + 1] - loss_list[0]) <= tol:
         start += 1
     t_escape = time_list[start]
+    # A stretch from j can be a plateau only if it reaches past j (the next loss within tol of loss j) before the
+    # last record, and lies above the final level: its level, within tol of loss j, exceeds the final loss by
+    # ABOVE_FINAL·tol, so loss j exceeds it by more than tol (0.5·tol with room for rounding).  The scan visits only
+    # such j, in order: every other start would end at once (most records have none).
+    with np.errstate(invalid="ignore", over="ignore"):
+        first = losses[:-2]
+        starts = np.flatnonzero((np.abs(losses[1:-1] - first) <= tol) & (first - final_loss > 0.5 * tol)).tolist()
     out: list[Plateau] = []
-    j = 0
-    while j < n - 1:
+    resume = 0  # (the scan goes on after the last plateau found)
+    for j in starts:
+        if j < resume:
+            continue
         k = j
         lo = hi = loss_list[j]
-        while k + 1 < n and finite[k + 1]:
+        while k + 1 < n and math.isfinite(loss_list[k + 1]):
             x = loss_list[k + 1]
             top, bottom = (x if x > hi else hi), (x if x < lo else lo)  # max(hi, x), min(lo, x)
             if not (top - bottom <= tol):  # (NaN levels end the stretch too)
@@ -175,7 +183,7 @@ def find_plateaus(risk: EmpiricalRisk, times: np.ndarray, losses: np.ndarray, gr
             grows = (time_list[j] > t_escape
                      and time_list[k] - t_escape >= MIN_TIME_FACTOR * (time_list[j] - t_escape))
         long_flat = k > j and k < n - 1 and grows
-        if long_flat:  # (the level only of stretches that can be plateaus: most records have none)
+        if long_flat:  # (the level only of stretches that can be plateaus)
             level = np.median(losses[j:k + 1])
             long_flat = level - final_loss > ABOVE_FINAL * tol and (j == 0 or losses[0] - level > ABOVE_FINAL * tol)
         if long_flat:
@@ -187,9 +195,7 @@ def find_plateaus(risk: EmpiricalRisk, times: np.ndarray, losses: np.ndarray, gr
             else:
                 out.append(_identify(risk, times, losses, states, rel, slow, j, k, certify_tol, scale, deadline,
                                      check_spurious))
-            j = k + 1
-        else:
-            j += 1
+            resume = k + 1
     return out
 
 
