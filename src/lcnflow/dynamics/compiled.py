@@ -334,19 +334,24 @@ def _hessian_batch(w, kh, kw, dh, dw, off, fs, ws, G, J, GJ, hess, nr, live):
 
 
 @K._jit(strict=True, inline="always")
-def _lu_batch(A, piv, nr):
+def _lu_batch(A, piv, nr, big):
     """In-place LU factorizations with partial pivoting of ``A[:, :, r]``, ``r < nr``, the pivots into ``piv[:, r]``
-    (a singular pivot leaves a zero on the diagonal: the solves then give non-finite values, and the step is
-    rejected)."""
+    (``big``: scratch of ``nr``; a singular pivot leaves a zero on the diagonal: the solves then give non-finite
+    values, and the step is rejected).  The pivot of column ``k`` is its first entry of largest modulus on or below
+    the diagonal, searched row by row for all the runs at once."""
     n = A.shape[0]
     for k in range(n):
         for r in range(nr):
-            p = k
-            big = abs(A[k, k, r])
-            for i in range(k + 1, n):
-                if abs(A[i, k, r]) > big:
-                    big, p = abs(A[i, k, r]), i
-            piv[k, r] = p
+            big[r] = abs(A[k, k, r])
+            piv[k, r] = k
+        for i in range(k + 1, n):
+            for r in range(nr):
+                a = abs(A[i, k, r])
+                if a > big[r]:
+                    big[r] = a
+                    piv[k, r] = i
+        for r in range(nr):
+            p = piv[k, r]
             if p != k:
                 for j in range(n):
                     A[k, j, r], A[p, j, r] = A[p, j, r], A[k, j, r]
@@ -506,7 +511,7 @@ def rodas4_segments(w, g, state, par, delta0, pairs, num_pairs, ended, stop_belo
                     W[i, j, r] = gh[r] * hess[i, j, r]
             for r in range(nr):
                 W[i, i, r] += 1.0
-        _lu_batch(W, piv, nr)
+        _lu_batch(W, piv, nr, err)  # (err: scratch until the steps' errors are computed, below)
         for i in range(6):
             # stage point y = w + Σ_j a_ij K_j and right-hand side γh F(y) + Σ_j γ c_ij K_j
             for p in range(P):
