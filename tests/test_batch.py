@@ -169,10 +169,10 @@ def test_local_executor_isolates_a_run_that_kills_its_worker(tmp_path, monkeypat
                        .replace("init.scale = [0.01, 1.0]\n", "").replace("range = [0, 4]", "range = [0, 12]"))
     original = sweep_execute._prepare
 
-    def crashing(base, run_id, overrides, problem, verify=False):
+    def crashing(base, run_id, overrides, problem, verify=False, **kwargs):
         if overrides.get("init.seed") in (5, 6):
             os._exit(13)  # as a segfault or the out-of-memory killer would
-        return original(base, run_id, overrides, problem, verify)
+        return original(base, run_id, overrides, problem, verify, **kwargs)
 
     monkeypatch.setattr(sweep_execute, "_prepare", crashing)  # (forked workers inherit it)
     outcome = sw.run_sweep(path, tmp_path / "out", workers=2, batch_size=3)

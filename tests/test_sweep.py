@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -148,7 +149,9 @@ def test_invalid_cell_is_refused_before_anything_runs(tmp_path):
     # the same through run_sweep and the CLI: no directory is created, exit code 2
     out = tmp_path / "out"
     with pytest.raises(SweepError):
-        sw.run_sweep(path, out)
+        sw.run_sweep(path, out, workers=2)
+    # (the local executor's workers start before the file is validated: they are ended with the refusal)
+    assert not multiprocessing.active_children()
     result = CliRunner().invoke(app, ["sweep", str(path), "--out", str(out)])
     assert result.exit_code == 2 and "init.scale" in result.output
     assert not out.exists()

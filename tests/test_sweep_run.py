@@ -176,10 +176,10 @@ class CrashOnSeed(distributed.WorkerPlugin):
 
         self.original = original = ex._prepare  # (every run of a batch is prepared before the batch runs)
 
-        def crashing(base, run_id, overrides, problem, verify=False):
+        def crashing(base, run_id, overrides, problem, verify=False, **kwargs):
             if overrides.get("init.seed") == self.seed:
                 os._exit(13)
-            return original(base, run_id, overrides, problem, verify)
+            return original(base, run_id, overrides, problem, verify, **kwargs)
 
         ex._prepare = crashing
 

@@ -116,19 +116,32 @@ _INIT_KEYS = ("init.seed", "init.scale")
 _CONFIGS: OrderedDict[str, Any] = OrderedDict()
 
 
-def _run_config(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> Any:
+def _base_key(base: Mapping[str, Any]) -> str | None:
+    """The base config's part of :func:`_run_config`'s cache key (None where it is not JSON)."""
+    try:
+        return json.dumps(base, sort_keys=True)
+    except (TypeError, ValueError):
+        return None
+
+
+def _run_config(base: Mapping[str, Any], overrides: Mapping[str, Any], base_key: str | None = None) -> Any:
     """``config_from_dict(base, overrides)``, validating the whole config once per group of runs that differ only in
     ``init.seed``/``init.scale`` and only the ``[init]`` section for each run (the whole validation builds the
     architecture: most of a run's setup).  Where the shortcut does not apply or a value is refused, the whole
-    validation runs, so a refused value gets the message a single run gives."""
+    validation runs, so a refused value gets the message a single run gives.  ``base_key``: :func:`_base_key` of
+    ``base`` when the caller has it (the runs of a task share their base), else computed here."""
     from lcnflow.experiments import config_from_dict
     from lcnflow.experiments.config import InitConfig
 
     init = {k.split(".", 1)[1]: v for k, v in overrides.items() if k in _INIT_KEYS}
     rest = {k: v for k, v in overrides.items() if k not in _INIT_KEYS}
+    if base_key is None:
+        base_key = _base_key(base)
     try:
-        key = json.dumps([base, rest], sort_keys=True)
-    except (TypeError, ValueError):
+        key = None if base_key is None else f"{base_key}|{json.dumps(rest, sort_keys=True)}"
+    except (TypeError, ValueError):  # (values that are not JSON: no shortcut)
+        key = None
+    if key is None:
         return config_from_dict(base, overrides)
     cfg = _CONFIGS.get(key)
     if cfg is None:
@@ -145,15 +158,15 @@ def _run_config(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> Any:
 
 
 def _prepare(base: Mapping[str, Any], run_id: str, overrides: Mapping[str, Any], problem: str,
-             verify: bool = False) -> tuple | dict[str, Any]:
+             verify: bool = False, base_key: str | None = None) -> tuple | dict[str, Any]:
     """``(problem, ℒ*, notes, spec, setup seconds)`` of one run (its config validated, its problem built or taken
-    from the cache, its ``w(0)`` drawn and checked), or its error row."""
+    from the cache, its ``w(0)`` drawn and checked), or its error row (``base_key``: see :func:`_run_config`)."""
     from lcnflow.experiments import RunSpec
     from lcnflow.experiments.config import GradientFlowConfig
 
     start = time.perf_counter()
     try:
-        cfg = _run_config(base, overrides)
+        cfg = _run_config(base, overrides, base_key)
         if verify and isinstance(cfg.flow, GradientFlowConfig):
             cfg = cfg.model_copy(update={"flow": cfg.flow.model_copy(update={"verify": True})})
         shared, opt, notes = _problem(_problem_key(problem, cfg), cfg)
@@ -256,9 +269,10 @@ def run_batch(base: Mapping[str, Any], runs: Sequence[tuple]) -> list[dict[str, 
 
     rows: dict[str, dict[str, Any]] = {}
     groups: dict[tuple, list[tuple[str, tuple]]] = {}
+    base_key = _base_key(base)
     for run in runs:
         run_id = run[0]
-        prepared = _prepare(base, *run)
+        prepared = _prepare(base, *run[:4], base_key=base_key)
         if isinstance(prepared, dict):
             rows[run_id] = prepared
             continue
@@ -579,46 +593,45 @@ def run_sweep(
     """
     start = time.perf_counter()
     _check_cluster_options(workers, scheduler, client)
-    plan = _resolve_spec(spec)
-    timings = {"validate_seconds": time.perf_counter() - start}
-    size = batch_size if batch_size is not None else plan.spec.batch_size
-    if size is not None and not (isinstance(size, int) and not isinstance(size, bool) and size >= 1):
-        raise SweepError(f"--batch-size: must be an integer ≥ 1, got {size!r}")
-    with SweepStore(out, plan) as store:
-        store.cleanup_temporaries()
-        done = store.finished_ids()
-        todo = [r for r in plan.runs if r.run_id not in done]
-        outcome = SweepOutcome(Path(out), len(plan.runs), skipped=len(plan.runs) - len(todo))
-        if not todo:
-            outcome.wall_time = time.perf_counter() - start
+    pool = None
+    if client is None and scheduler is None:  # the local executor: worker processes, the driver idle
+        # (created first: the workers load the compiled kernels while the sweep is validated and its store read)
+        pool = LocalPool(default_workers() if workers is None else workers)
+        pool.start()
+    try:
+        plan = _resolve_spec(spec)
+        timings = {"validate_seconds": time.perf_counter() - start}
+        size = batch_size if batch_size is not None else plan.spec.batch_size
+        if size is not None and not (isinstance(size, int) and not isinstance(size, bool) and size >= 1):
+            raise SweepError(f"--batch-size: must be an integer ≥ 1, got {size!r}")
+        with SweepStore(out, plan) as store:
+            store.cleanup_temporaries()
+            done = store.finished_ids()
+            todo = [r for r in plan.runs if r.run_id not in done]
+            outcome = SweepOutcome(Path(out), len(plan.runs), skipped=len(plan.runs) - len(todo))
             outcome.timings = timings
-            return outcome
-        t0 = time.perf_counter()
-        if client is None and scheduler is None:  # the local executor: worker processes, the driver idle
-            n = default_workers() if workers is None else workers
-            pool = LocalPool(n, close_fd=store.lock_fd)
-            timings["cluster_seconds"] = time.perf_counter() - t0
-            outcome.num_workers = n
-            work = batches(todo, size, n, max_batch=MAX_LOCAL_BATCH)
-            outcome.batch_size = max(len(b) for b in work)
-            outcome.num_batches = len(work)
-            try:
-                _drive_local(pool, plan, store, work, outcome, n, progress, on_batch)
-            finally:
-                pool.close(kill=True)
-            outcome.wall_time = time.perf_counter() - start
-            outcome.timings = timings
-            return outcome
-        with _cluster(workers, scheduler, client) as c:
-            threads = _probe_workers(c)
-            timings["cluster_seconds"] = time.perf_counter() - t0
-            outcome.num_workers = threads
-            work = batches(todo, size, threads)
-            outcome.batch_size = max(len(b) for b in work)
-            outcome.num_batches = len(work)
-            _drive(c, plan, store, work, outcome, threads, progress, on_batch)
+            t0 = time.perf_counter()
+            if todo and pool is not None:
+                pool.close_fd = store.lock_fd  # (workers created from now on close the inherited lock)
+                timings["cluster_seconds"] = time.perf_counter() - t0
+                outcome.num_workers = pool.workers
+                work = batches(todo, size, pool.workers, max_batch=MAX_LOCAL_BATCH)
+                outcome.batch_size = max(len(b) for b in work)
+                outcome.num_batches = len(work)
+                _drive_local(pool, plan, store, work, outcome, pool.workers, progress, on_batch)
+            elif todo:
+                with _cluster(workers, scheduler, client) as c:
+                    threads = _probe_workers(c)
+                    timings["cluster_seconds"] = time.perf_counter() - t0
+                    outcome.num_workers = threads
+                    work = batches(todo, size, threads)
+                    outcome.batch_size = max(len(b) for b in work)
+                    outcome.num_batches = len(work)
+                    _drive(c, plan, store, work, outcome, threads, progress, on_batch)
+    finally:
+        if pool is not None:
+            pool.close(kill=True)
     outcome.wall_time = time.perf_counter() - start
-    outcome.timings = timings
     return outcome
 
 

@@ -70,24 +70,38 @@ class LocalPool:
     ----------
     workers : int
     close_fd : int, optional
-        A descriptor the workers close as they start (the sweep directory's lock, inherited when forked).
+        A descriptor the workers close as they start (the sweep directory's lock, inherited when forked); the
+        attribute of that name may be set later, for workers created after it.
     """
 
     def __init__(self, workers: int, close_fd: int | None = None):
         self.workers = workers
-        self._close_fd = close_fd
+        self.close_fd = close_fd
         method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
         self._ctx = mp.get_context(method)
         self._executor: ProcessPoolExecutor | None = None
+        self._starting: tuple[ProcessPoolExecutor, Future] | None = None
+
+    def start(self) -> None:
+        """Create the workers now, without waiting for them: they load the compiled kernels while the caller goes
+        on (the first :meth:`submit` waits until they have started)."""
+        if self._executor is None and self._starting is None:
+            self._starting = self._create()
+
+    def _create(self) -> tuple[ProcessPoolExecutor, Future]:
+        """New workers, created with signals blocked (:func:`_signals_blocked`), and the future of their first
+        task."""
+        with _signals_blocked():
+            ex = ProcessPoolExecutor(self.workers, mp_context=self._ctx, initializer=_worker_start,
+                                     initargs=(self.close_fd,))
+            return ex, ex.submit(os.getpid)
 
     def _start(self) -> ProcessPoolExecutor:
-        """Workers that have started (one task answered), created with signals blocked (:func:`_signals_blocked`);
-        :data:`START_TRIES` tries."""
+        """Workers that have started (one task answered; those of :meth:`start` if it was called); :data:`START_TRIES`
+        tries."""
         for _ in range(START_TRIES):
-            with _signals_blocked():
-                ex = ProcessPoolExecutor(self.workers, mp_context=self._ctx, initializer=_worker_start,
-                                         initargs=(self._close_fd,))
-                ready = ex.submit(os.getpid)
+            ex, ready = self._starting or self._create()
+            self._starting = None
             try:
                 ready.result()
                 return ex
@@ -124,6 +138,9 @@ class LocalPool:
         silently); batches not started are cancelled."""
         ex, self._executor = self._executor, None
         if ex is not None:
+            _end(ex, kill)
+        if self._starting is not None:
+            ex, self._starting = self._starting[0], None
             _end(ex, kill)
 
 
