@@ -9,6 +9,7 @@ is exercised, not only stacks of equal shapes.  ``finite_roots_many`` is checked
 
 from __future__ import annotations
 
+import itertools
 import warnings
 
 import numpy as np
@@ -181,3 +182,33 @@ def test_a_batch_whose_stacked_classification_fails_or_warns_classifies_each_run
         assert not [w for w in caught if "stacked call" in str(w.message)]
         for got, ref in zip(batch, alone, strict=True):
             assert (got.kind, got.loss, got.num_steps, got.message) == (ref.kind, ref.loss, ref.num_steps, ref.message)
+
+
+def test_symmetric_layers_is_the_norm_test_of_its_definition():
+    # oracle: ‖w_i − σ w_j‖ ≤ rtol·‖w‖ with numpy.linalg.norm, first sign that passes, over the swappable pairs;
+    # rtol = 0 includes differences whose squares underflow (1e-170) and excludes those that do not (1e-150)
+    from lcnflow.analysis.symmetry import layer_slices, swappable_pairs, symmetric_layers
+
+    arch = lf.Architecture(20, [3, 3, 2, 3])
+    sl = layer_slices(arch)
+    rng = np.random.default_rng(5)
+    cases = []
+    for tiny in (0.0, 1e-170, 1e-150, 1e-9):
+        w = rng.standard_normal(arch.num_params)
+        w[sl[0].start] = 0.0
+        w[sl[1]] = w[sl[0]]
+        w[sl[1].start] = tiny  # (layers 1 and 2 differ by tiny in one coefficient, exactly)
+        w[sl[3]] = -w[sl[0]]
+        cases.append(w)
+    cases += [np.zeros(arch.num_params), np.full(arch.num_params, np.nan), np.full(arch.num_params, 1e200)]
+    for w, rtol in itertools.product(cases, (0.0, 1e-8)):
+        with np.errstate(over="ignore", invalid="ignore"):  # (‖w‖² of the 1e200 case overflows: 0·∞)
+            want = []
+            for i, j in swappable_pairs(arch):  # (0-based; symmetric_layers names layers from 1)
+                for sign in (1, -1):
+                    if np.linalg.norm(w[sl[i]] - sign * w[sl[j]]) <= rtol * np.linalg.norm(w):
+                        want.append((i + 1, j + 1, sign))
+                        break
+            assert symmetric_layers(arch, w, rtol) == want, (w[:3], rtol)
+    assert symmetric_layers(arch, cases[1]) == [(1, 2, 1), (1, 4, -1), (2, 4, -1)]  # (1e-170: equal in float64)
+    assert symmetric_layers(arch, cases[2]) == [(1, 4, -1)]

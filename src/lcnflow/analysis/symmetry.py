@@ -31,10 +31,11 @@ from lcnflow.model.conv import final_filter_jacobian, flat_norm, unflatten
 
 
 @functools.lru_cache(maxsize=128)
-def layer_slices(arch: Architecture) -> list[slice]:
-    """Slices of each layer's coefficients in a flat parameter vector."""
+@functools.lru_cache(maxsize=128)
+def layer_slices(arch: Architecture) -> tuple[slice, ...]:
+    """Slices of each layer's coefficients in a flat parameter vector (computed once per architecture)."""
     starts = np.concatenate([[0], np.cumsum(arch.layer_num_params)]).astype(int)
-    return [slice(int(a), int(b)) for a, b in itertools.pairwise(starts)]
+    return tuple(slice(int(a), int(b)) for a, b in itertools.pairwise(starts))
 
 
 def layer_norms(arch: Architecture, w: np.ndarray) -> np.ndarray:
@@ -162,13 +163,31 @@ def symmetric_layers(arch: Architecture, w: np.ndarray, rtol: float = 0.0) -> li
     r"""``(i, j, σ)`` (1-based layers, ``σ = ±1``) with ``‖w^{(i)} − σ w^{(j)}‖ ≤ rtol · ‖w‖`` among
     :func:`swappable_pairs`: ``w`` lies on the fixed set of exchanging layers ``i`` and ``j`` (times ``σ``), which the
     flow never leaves.  ``rtol = 0`` asks for exact equality."""
+    pairs = _swappable_pairs(arch)
+    if not pairs:
+        return []
     sl = layer_slices(arch)
-    size = flat_norm(w)
+    limit = rtol * flat_norm(w)
     out = []
-    for i, j in _swappable_pairs(arch):
+    if limit == 0:
+        # exact equality up to underflow, ‖a − σb‖ = 0: every (a_k − σb_k)² is 0 (a sum of squares is 0 only if
+        # each is), tested on Python floats (the same IEEE arithmetic, without an array call per pair)
+        vals = w.tolist()
+        for i, j in pairs:
+            a, b = vals[sl[i]], vals[sl[j]]
+            for sign in (1, -1):
+                for x, y in zip(a, b, strict=True):
+                    d = x - sign * y
+                    if d * d != 0.0:
+                        break
+                else:
+                    out.append((i + 1, j + 1, sign))
+                    break
+        return out
+    for i, j in pairs:
         a, b = w[sl[i]], w[sl[j]]
         for sign in (1, -1):
-            if flat_norm(a - sign * b) <= rtol * size:
+            if flat_norm(a - sign * b) <= limit:
                 out.append((i + 1, j + 1, sign))
                 break
     return out

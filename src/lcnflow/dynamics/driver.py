@@ -111,7 +111,7 @@ def _is_stop_point(cp: CriticalPoint) -> bool:
 
 def _stable_set(risk: EmpiricalRisk, w0: np.ndarray, g0: np.ndarray) -> tuple[str, list] | None:
     """Why the start lies on a set the flow cannot leave, if it does (with the symmetric pairs, if any)."""
-    if not np.any(g0):
+    if not g0.any():
         return "the initialization is itself a critical point (∇L(w(0)) = 0 exactly)", []
     pairs = symmetric_layers(risk.arch, w0)
     if pairs:
