@@ -186,9 +186,11 @@ def _batched(risk: EmpiricalRisk, opts: FlowOptions, callback) -> bool:
 
 
 def iter_flows(risk: EmpiricalRisk, inits, opts: FlowOptions, *, save_at=None,
-               callback: Callback | None = None) -> Iterator[FlowResult]:
+               callback: Callback | None = None, checked: bool = False) -> Iterator[FlowResult]:
     """The results of :func:`gradient_flows` one at a time, in the order of ``inits``, with the options as one
-    :class:`~lcnflow.dynamics.options.FlowOptions`.  Everything is checked before the first run starts.
+    :class:`~lcnflow.dynamics.options.FlowOptions`.  Everything is checked before the first run starts; with
+    ``checked`` the starts are flat float64 vectors already checked (shape, finiteness,
+    :func:`~lcnflow.analysis.certify.check_start`: a sweep checks each run's as it reads its config), used as given.
 
     Where the runs use the compiled Rodas4 segments (the default for built-in losses), without a callback or a
     ``max_time``, batches of up to :data:`BATCH_RUNS` runs advance together (runs innermost in compiled code); each
@@ -199,7 +201,7 @@ def iter_flows(risk: EmpiricalRisk, inits, opts: FlowOptions, *, save_at=None,
     risk = _check_risk(risk)
     save = check_save_at(save_at, opts.t_max)
     check_callback(callback)
-    starts = _starts(risk, inits)
+    starts = list(inits) if checked else _starts(risk, inits)
     if not _batched(risk, opts, callback):
         for w0 in starts:
             yield run_flow(risk, w0, opts, save_at=save_at, callback=callback, start=time.perf_counter())

@@ -180,9 +180,11 @@ def _kind_class(r: FlowResult) -> str:
     return str(r.kind)
 
 
-def warm_up() -> float:
+def warm_up(every_kernel: bool = True) -> float:
     """Compile (or load from Numba's cache) the kernels and the compiled Rodas4 segment, on a tiny problem; returns
-    seconds.  Sweep workers call it before their first run, so no run's time includes it."""
+    seconds.  Sweep workers call it before their first run, so no run's time includes it.  ``every_kernel=False``
+    loads only what a run of the square loss uses (the compiled integrator and its kernels): the other kernels then
+    load at their first use, inside the compiled call whose time the runs of a batch share."""
     from lcnflow import kernels as _kernels
     from lcnflow.model.architecture import Architecture
     from lcnflow.model.data import Dataset
@@ -190,6 +192,7 @@ def warm_up() -> float:
     start = time.perf_counter()
     x = np.linspace(-1.0, 1.0, 12).reshape(2, 6)
     risk = EmpiricalRisk(Architecture(6, [2, 2]), "square", Dataset(x, x[:, :4] + x[:, 1:5]))
-    _kernels.warm_up()
+    if every_kernel:
+        _kernels.warm_up()
     gradient_flow(risk, [np.array([0.3, 0.2]), np.array([0.5, -0.1])], max_steps=50)
     return time.perf_counter() - start

@@ -218,13 +218,14 @@ def _flow_group(group: list[tuple[str, tuple]]) -> list[dict[str, Any]]:
     (:func:`~lcnflow.dynamics.batch.iter_flows`): the warnings of each run stay with its row, and a run that raises
     is recorded and the batch goes on with the next."""
     from lcnflow.dynamics.batch import iter_flows
+    from lcnflow.model.conv import flatten
 
     shared, _, _, spec, _ = group[0][1]
     opts = spec.config.flow.options()
     rows: list[dict[str, Any]] = []
     while len(rows) < len(group):
         rest = group[len(rows):]
-        flows = iter_flows(shared.risk, [list(p[3].init) for _, p in rest], opts)
+        flows = iter_flows(shared.risk, [flatten(p[3].init) for _, p in rest], opts, checked=True)
         for run_id, (_, opt, notes, _, setup) in rest:
             try:
                 with warnings.catch_warnings(record=True) as caught:
