@@ -127,6 +127,8 @@ def as_filters(arch: Architecture, filters: Sequence[np.ndarray] | np.ndarray, w
     if isinstance(filters, np.ndarray) and filters.ndim == 1 and filters.dtype != object:
         _check_real(filters, what)
         out = unflatten(arch, filters)
+        if np.isfinite(filters).all():  # (one test of the whole vector; a layer's own only to name a bad one)
+            return out
     else:
         if isinstance(filters, np.ndarray | str) or not isinstance(filters, Sequence):
             raise ValueError(f"{what}: expected a list of {arch.depth} arrays (one per layer), got {type(filters)}")
