@@ -31,9 +31,8 @@ from lcnflow.model.conv import final_filter_jacobian, flat_norm, unflatten
 
 
 @functools.lru_cache(maxsize=128)
-@functools.lru_cache(maxsize=128)
 def layer_slices(arch: Architecture) -> tuple[slice, ...]:
-    """Slices of each layer's coefficients in a flat parameter vector (computed once per architecture)."""
+    """Slices of each layer's coefficients in a flat parameter vector (computed once per architecture: a tuple)."""
     starts = np.concatenate([[0], np.cumsum(arch.layer_num_params)]).astype(int)
     return tuple(slice(int(a), int(b)) for a, b in itertools.pairwise(starts))
 
