@@ -61,10 +61,12 @@ def test_a_batch_of_runs_that_end_differently_gives_each_the_steps_it_takes_alon
     """Runs advanced together in compiled code (runs innermost) that end for different reasons and at different
     times — a minimum, a start whose equal layers the flow keeps equal (per-run pairs), a tiny start near the saddle
     at the origin, a run stopped at ``t_max`` — each give the result of the run alone, bit for bit; more runs than
-    one batch holds (BATCH_RUNS lowered to 4) go in consecutive batches.  ``wall_time`` is each run's own time."""
+    one batch holds (BATCH_RUNS lowered to 3) take the places of runs that ended, and more than a queue holds
+    (QUEUE_RUNS lowered to 5) go in the next queue.  ``wall_time`` is each run's own time."""
     from lcnflow.dynamics import batch as batch_module
 
-    monkeypatch.setattr(batch_module, "BATCH_RUNS", 4)
+    monkeypatch.setattr(batch_module, "BATCH_RUNS", 3)
+    monkeypatch.setattr(batch_module, "QUEUE_RUNS", 5)
     risk = _problem()
     equal = lf.random_init(risk.arch, 0.5, seed=7)
     equal = [equal[0], equal[0].copy(), equal[2]]  # layers 1 and 2 equal: the risk's symmetry keeps them equal

@@ -58,8 +58,11 @@ def _starts(risk: EmpiricalRisk, inits) -> list[np.ndarray]:
     return out
 
 
-#: Runs advanced together at most (the runs of a longer list go in consecutive batches of this size).
+#: Runs advanced together at most (as one ends, the next start takes its place).
 BATCH_RUNS = 64
+#: Starts run by one batch, whose results are yielded once all of them have ended (a longer list goes in
+#: consecutive batches): four times :data:`BATCH_RUNS`, so the compiled calls narrow only at the end of each.
+QUEUE_RUNS = 256
 
 
 class _RunClock:
@@ -141,34 +144,39 @@ def _serve_together(asking: list[_Run]) -> None:
 
 @one_blas_thread
 def _run_batch(risk: EmpiricalRisk, starts: list[np.ndarray], opts: FlowOptions, save: np.ndarray) -> list[_Run]:
-    """Every run of ``starts`` to its end, their compiled segments advanced together (runs innermost,
-    :meth:`~lcnflow.dynamics.compiled.SegmentRunner.run`): a call returns when its runs have ended their segments (for
-    the square loss when three quarters have); their Python work (the stopping rule's tests, certificates,
-    classification) runs, the next segments they ask for join any runs still going, and the next call advances all
-    of them."""
-    runs = []
-    for w0 in starts:
-        clock = _RunClock()
-        runs.append(_Run(flow_steps(risk, w0, opts, save=save, start=0.0, clock=clock), clock))
-    for run in runs:
-        run.resume()
+    """Every run of ``starts`` to its end, at most :data:`BATCH_RUNS` at a time, their compiled segments advanced
+    together (runs innermost, :meth:`~lcnflow.dynamics.compiled.SegmentRunner.run`): a call returns when its runs
+    have ended their segments (for the square loss when three quarters have); their Python work (the stopping rule's
+    tests, certificates, classification) runs, a run that has ended leaves the batch and the next start takes its
+    place, the next segments join any runs still going, and the next call advances all of them (so the compiled
+    calls stay as wide as the batch until the starts run out)."""
+    runs: list[_Run] = []
+    live: list[_Run] = []  # (runs started and not ended)
     runner = None
     while True:
-        asking = [run for run in runs if run.asking is not None]
+        while len(live) < BATCH_RUNS and len(runs) < len(starts):
+            clock = _RunClock()
+            run = _Run(flow_steps(risk, starts[len(runs)], opts, save=save, start=0.0, clock=clock), clock)
+            runs.append(run)
+            live.append(run)
+            run.resume()
+        asking = [run for run in live if run.asking is not None]
         while asking:
             for kind in {type(run.asking) for run in asking}:
                 _serve_together([run for run in asking if type(run.asking) is kind])
-            asking = [run for run in runs if run.asking is not None]
-        waiting = [run for run in runs if run.segment is not None]
-        if not waiting:
+            asking = [run for run in live if run.asking is not None]
+        live = [run for run in live if run.segment is not None]
+        if len(live) < BATCH_RUNS and len(runs) < len(starts):
+            continue
+        if not live:
             return runs
         if runner is None:
-            runner = waiting[0].segment[0].runner
-        segments = [run.segment[1] for run in waiting]
+            runner = live[0].segment[0].runner
+        segments = [run.segment[1] for run in live]
         began = time.perf_counter()
         runner.run(segments, early=True)
         share = (time.perf_counter() - began) / len(segments)
-        for run in waiting:
+        for run in live:
             run.clock.spent += share
             if run.segment[1].ended >= 0:
                 run.resume()
@@ -193,8 +201,9 @@ def iter_flows(risk: EmpiricalRisk, inits, opts: FlowOptions, *, save_at=None,
     :func:`~lcnflow.analysis.certify.check_start`: a sweep checks each run's as it reads its config), used as given.
 
     Where the runs use the compiled Rodas4 segments (the default for built-in losses), without a callback or a
-    ``max_time``, batches of up to :data:`BATCH_RUNS` runs advance together (runs innermost in compiled code); each
-    run takes exactly the steps it takes alone, so its result is the same.  A run's ``wall_time`` is then its own
+    ``max_time``, up to :data:`BATCH_RUNS` runs advance together (runs innermost in compiled code; as one ends, the
+    next start takes its place), and their results are yielded :data:`QUEUE_RUNS` at a time; each run takes exactly
+    the steps it takes alone, so its result is the same.  A run's ``wall_time`` is then its own
     Python work plus its share of the compiled calls it took part in, and the warnings it raised are raised again
     as its result is yielded.  Otherwise the runs go one after the other, each ``wall_time`` (and ``max_time``) from
     its own start.  A run that raises raises when its turn comes."""
@@ -206,8 +215,8 @@ def iter_flows(risk: EmpiricalRisk, inits, opts: FlowOptions, *, save_at=None,
         for w0 in starts:
             yield run_flow(risk, w0, opts, save_at=save_at, callback=callback, start=time.perf_counter())
         return
-    for first in range(0, len(starts), BATCH_RUNS):
-        for run in _run_batch(risk, starts[first:first + BATCH_RUNS], opts, save):
+    for first in range(0, len(starts), QUEUE_RUNS):
+        for run in _run_batch(risk, starts[first:first + QUEUE_RUNS], opts, save):
             for w in run.caught:
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
             if isinstance(run.outcome, BaseException):
