@@ -167,29 +167,25 @@ def symmetric_layers(arch: Architecture, w: np.ndarray, rtol: float = 0.0) -> li
         return []
     sl = layer_slices(arch)
     limit = rtol * flat_norm(w)
+    vals = w.tolist() if limit == 0 else None
     out = []
-    if limit == 0:
-        # exact equality up to underflow, ‖a − σb‖ = 0: every (a_k − σb_k)² is 0 (a sum of squares is 0 only if
-        # each is), tested on Python floats (the same IEEE arithmetic, without an array call per pair)
-        vals = w.tolist()
-        for i, j in pairs:
-            a, b = vals[sl[i]], vals[sl[j]]
-            for sign in (1, -1):
-                for x, y in zip(a, b, strict=True):
-                    d = x - sign * y
-                    if d * d != 0.0:
-                        break
-                else:
-                    out.append((i + 1, j + 1, sign))
-                    break
-        return out
     for i, j in pairs:
-        a, b = w[sl[i]], w[sl[j]]
         for sign in (1, -1):
-            if flat_norm(a - sign * b) <= limit:
+            if (_exactly_equal(vals[sl[i]], vals[sl[j]], sign) if vals is not None
+                    else flat_norm(w[sl[i]] - sign * w[sl[j]]) <= limit):
                 out.append((i + 1, j + 1, sign))
                 break
     return out
+
+
+def _exactly_equal(a: list[float], b: list[float], sign: int) -> bool:
+    """``‖a − σb‖ = 0`` in float64: every ``(a_k − σb_k)²`` is 0, underflow included (a sum of squares is 0 only if
+    each is), on Python floats (the same IEEE arithmetic as the norm's, without an array call)."""
+    for x, y in zip(a, b, strict=True):
+        d = x - sign * y
+        if d * d != 0.0:
+            return False
+    return True
 
 
 def complement_basis(sym: np.ndarray, dim: int) -> np.ndarray:

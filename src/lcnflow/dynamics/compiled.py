@@ -448,8 +448,8 @@ def rodas4_segments(w, g, state, par, delta0, pairs, num_pairs, ended, stop_belo
     Runs whose ``ended[r] ≥ 0`` on entry take no step.  Per run, times are on its local clock ``τ = t − offset``
     (``par``: offset, ``t_limit`` on that clock, step budget, whether candidates are tested, candidate tolerance,
     reference filter norm, collapse and blow-up sizes, ``‖w(0)‖``-type norm of the drift, record factor, ``rtol``,
-    ``atol``, ``gtol``); when the
-    steps become small against ``τ`` (``h < 10⁻⁸ τ``) the segment ends ``CLOCK`` and the caller restarts the clock.
+    ``atol``, ``gtol``); when the steps become small against ``τ`` (``h < 10⁻⁸ τ``) the segment ends ``CLOCK`` and
+    the caller restarts the clock.
     ``w``, ``g`` are overwritten with the states reached and their gradients, ``w_prev`` with the last step's start,
     ``state`` with the scalars (time, step size, arc length, drift, next record time, counters, record rows, loss,
     previous time, the recorder's rule, the segment's steps and whether a rejected step is retried).

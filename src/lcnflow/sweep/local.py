@@ -70,14 +70,17 @@ class LocalPool:
     Parameters
     ----------
     workers : int
-    close_fd : int, optional
-        A descriptor the workers close as they start (the sweep directory's lock, inherited when forked); the
-        attribute of that name may be set later, for workers created after it.
+
+    Attributes
+    ----------
+    close_fd : int or None
+        A descriptor the workers close as they start (the sweep directory's lock, inherited when forked), for the
+        workers created after it is set.
     """
 
-    def __init__(self, workers: int, close_fd: int | None = None):
+    def __init__(self, workers: int):
         self.workers = workers
-        self.close_fd = close_fd
+        self.close_fd: int | None = None
         method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
         self._ctx = mp.get_context(method)
         self._executor: ProcessPoolExecutor | None = None
