@@ -211,6 +211,37 @@ def test_batches_keep_problems_together_and_cover_every_run_once():
     assert auto_batch_size(1000, 2) == 64 and auto_batch_size(100, 2) == 13 and auto_batch_size(1, 8) == 1
 
 
+def test_the_last_batches_are_topped_up_where_runs_are_cheap():
+    # guided sizes shrink to single runs at the end; once finished runs show that a run is cheap, a small batch is
+    # topped up from the next ones (in order, each run once) to TAIL_BATCH_SECONDS worth of runs, at most BATCH_RUNS
+    from lcnflow.dynamics.batch import BATCH_RUNS
+
+    plan = expand(sweep_from_dict({**BASE, "grid": {"init.seed": {"range": [0, 600]}}}))
+    work = batches(plan.runs, None, threads=2, max_batch=256)
+    assert [len(b) for b in work][-3:] == [1, 1, 1]
+
+    def drain(per_run_seconds, top_up=True):
+        queue = sweep_execute._Queue(work, top_up)
+        out = [queue.pop()]  # (nothing observed yet: the first batch as cut)
+        queue.observe([{"wall_time": per_run_seconds, "setup_time": 0.0}] * len(out[0]))
+        while queue:
+            out.append(queue.pop())
+        assert queue.submitted == len(out)
+        assert [r.run_id for b in out for r in b] == [r.run_id for b in work for r in b]
+        return [len(b) for b in out]
+
+    cheap = drain(1e-3)  # 0.25 s / 1 ms = 250 runs: a full compiled batch
+    assert cheap[:1] == [len(work[0])] and min(cheap[:-1]) == BATCH_RUNS and cheap[-1] <= BATCH_RUNS
+    costly = sweep_execute.TAIL_BATCH_SECONDS / 5  # five runs per batch at most
+    assert min(drain(costly)[:-1]) == 5 and max(drain(costly)[-6:]) == 5
+    assert drain(10.0) == [len(b) for b in work] == drain(1e-3, top_up=False)  # (slow runs; a fixed batch size)
+    # a batch that could not be submitted goes back as it was
+    queue = sweep_execute._Queue(work, True)
+    first = queue.pop()
+    queue.push_back(first)
+    assert queue.pop() == first and queue.submitted == 1
+
+
 # ---------------------------------------------------------------------------------------------------- running a batch
 def test_run_batch_matches_run_experiment_and_shares_the_problem(monkeypatch):
     plan = expand(sweep_from_dict({**BASE, "grid": {"init.seed": {"range": [0, 4]}}}))

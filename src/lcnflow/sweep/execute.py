@@ -61,6 +61,11 @@ MAX_LOCAL_BATCH = 256
 #: Automatic batches shrink so that about this many remain per worker thread: large batches first (few parts,
 #: little overhead), small ones at the end (no worker idles while another finishes a long batch).
 BATCHES_PER_THREAD = 4
+#: Near the end of a sweep the automatic batches shrink (guided scheduling, :func:`batches`).  A batch of runs that
+#: the runs finished so far show to be cheap is topped up from the batches after it, to as many runs as take about
+#: this many seconds, at most :data:`~lcnflow.dynamics.batch.BATCH_RUNS` (the runs of a batch advance together, so two
+#: cheap runs cost nearly what 64 cost).  The workers then end at most about this far apart.
+TAIL_BATCH_SECONDS = 0.25
 #: Longest traceback text kept per failed run.
 MAX_TRACEBACK = 4000
 
@@ -434,6 +439,49 @@ def batches(runs: Sequence[Run], batch_size: int | None = None, threads: int = 1
     return out
 
 
+class _Queue:
+    """The batches of a sweep still to submit, in order (:meth:`pop`), and the time its finished runs took
+    (:meth:`observe`), from which automatic batches are topped up near the end (:data:`TAIL_BATCH_SECONDS`)."""
+
+    def __init__(self, work: list[list[Run]], top_up: bool):
+        self._batches = list(reversed(work))  # (pop() from the end: submitted in order)
+        self._top_up = top_up
+        self._seconds = 0.0
+        self._runs = 0
+        self.submitted = 0
+
+    def __bool__(self) -> bool:
+        return bool(self._batches)
+
+    def observe(self, results: Sequence[Mapping[str, Any]]) -> None:
+        """Count the time of finished runs (their flow and setup time; failed runs count as runs of no time)."""
+        for row in results:
+            self._seconds += float(row.get("wall_time") or 0.0) + float(row.get("setup_time") or 0.0)
+        self._runs += len(results)
+
+    def pop(self) -> list[Run]:
+        """The next batch: the first in the queue, topped up from the next ones where its runs are cheap."""
+        from lcnflow.dynamics.batch import BATCH_RUNS
+
+        batch = self._batches.pop()
+        if self._top_up and self._runs and self._batches:
+            per_run = self._seconds / self._runs
+            want = min(BATCH_RUNS, int(TAIL_BATCH_SECONDS / per_run) if per_run > 0 else BATCH_RUNS)
+            while len(batch) < want and self._batches:
+                following = self._batches.pop()
+                take = want - len(batch)
+                batch = batch + following[:take]
+                if following[take:]:
+                    self._batches.append(following[take:])
+        self.submitted += 1
+        return batch
+
+    def push_back(self, batch: list[Run]) -> None:
+        """Put back the batch :meth:`pop` gave (it could not be submitted)."""
+        self._batches.append(batch)
+        self.submitted -= 1
+
+
 def _row(plan: SweepPlan, run: Run, result: Mapping[str, Any]) -> dict[str, Any]:
     row: dict[str, Any] = {"run_id": run.run_id, "run_index": run.index, "cell": run.cell}
     for key, kind in plan.columns.items():
@@ -618,8 +666,7 @@ def run_sweep(
                 outcome.num_workers = pool.workers
                 work = batches(todo, size, pool.workers, max_batch=MAX_LOCAL_BATCH)
                 outcome.batch_size = max(len(b) for b in work)
-                outcome.num_batches = len(work)
-                _drive_local(pool, plan, store, work, outcome, pool.workers, progress, on_batch)
+                _drive_local(pool, plan, store, work, outcome, pool.workers, progress, on_batch, size is None)
             elif todo:
                 with _cluster(workers, scheduler, client) as c:
                     threads = _probe_workers(c)
@@ -627,8 +674,7 @@ def run_sweep(
                     outcome.num_workers = threads
                     work = batches(todo, size, threads)
                     outcome.batch_size = max(len(b) for b in work)
-                    outcome.num_batches = len(work)
-                    _drive(c, plan, store, work, outcome, threads, progress, on_batch)
+                    _drive(c, plan, store, work, outcome, threads, progress, on_batch, size is None)
     finally:
         if pool is not None:
             pool.close(kill=True)
@@ -659,7 +705,7 @@ def _record(plan: SweepPlan, store: SweepStore, finished: Sequence[tuple[list[Ru
 
 
 def _drive_local(pool: LocalPool, plan: SweepPlan, store: SweepStore, work: list[list[Run]], outcome: SweepOutcome,
-                 workers: int, progress: bool | None, on_batch: ProgressHook | None) -> None:
+                 workers: int, progress: bool | None, on_batch: ProgressHook | None, top_up: bool) -> None:
     """Send batches to the local worker processes (two per worker in flight), wait for them (blocking), write what
     has finished as one part, show progress.
 
@@ -668,13 +714,14 @@ def _drive_local(pool: LocalPool, plan: SweepPlan, store: SweepStore, work: list
     one run each, in parallel; when the pool breaks during those, the single runs then in flight (at most two per
     worker) run one at a time, alone, and only a run whose worker dies while it runs alone is recorded as failed
     (``WorkerDied``).  Ctrl-C stops the sweep: the workers are ended, the runs in flight run again on resume.
+    With ``top_up`` (automatic batch sizes) the last batches are topped up where runs are cheap (:class:`_Queue`).
     """
     from concurrent.futures import FIRST_COMPLETED, wait
     from concurrent.futures.process import BrokenProcessPool
 
     base = plan.spec.base
     total = sum(len(b) for b in work)
-    queue = list(reversed(work))  # pop() from the end: submitted in order
+    queue = _Queue(work, top_up)
     suspects: list[Run] = []  # to run again as single-run tasks, in parallel
     lonely: list[Run] = []  # single runs in flight when the pool broke: each to run alone
     in_flight: dict[Any, list[Run]] = {}
@@ -713,14 +760,17 @@ def _drive_local(pool: LocalPool, plan: SweepPlan, store: SweepStore, work: list
                 lonely.pop(0)
                 return
             while (suspects or queue) and len(in_flight) < limit:
-                fut = submit([suspects[0]] if suspects else queue[-1])
-                if fut is None:
-                    break
                 if suspects:
+                    fut = submit([suspects[0]])
+                    if fut is None:
+                        break
                     singles.add(fut)
                     suspects.pop(0)
                 else:
-                    queue.pop()
+                    batch = queue.pop()
+                    if submit(batch) is None:
+                        queue.push_back(batch)
+                        break
             if not broken:
                 return
 
@@ -734,6 +784,7 @@ def _drive_local(pool: LocalPool, plan: SweepPlan, store: SweepStore, work: list
                     batch = in_flight.pop(fut)
                     try:
                         finished.append((batch, fut.result()))
+                        queue.observe(finished[-1][1])
                     except BrokenProcessPool:
                         broken = True
                         if fut in alone:  # its worker died with nothing else running: it is the culprit
@@ -756,6 +807,7 @@ def _drive_local(pool: LocalPool, plan: SweepPlan, store: SweepStore, work: list
         for fut in in_flight:
             fut.cancel()
     outcome.run_time = time.perf_counter() - run_start
+    outcome.num_batches = queue.submitted
 
 
 class WorkerDied(RuntimeError):
@@ -763,14 +815,15 @@ class WorkerDied(RuntimeError):
 
 
 def _drive(client: Client, plan: SweepPlan, store: SweepStore, work: list[list[Run]], outcome: SweepOutcome,
-           threads: int, progress: bool | None, on_batch: ProgressHook | None) -> None:
+           threads: int, progress: bool | None, on_batch: ProgressHook | None, top_up: bool) -> None:
     """Submit batches (a bounded number in flight), write each finished one, show progress.
 
     When a task fails with :class:`distributed.KilledWorker` (its worker died: a crash, or out of memory), every run
     of it becomes a *suspect* — the culprit may be a run of another task on the same worker.  Suspects run one at a
     time, alone on the cluster, once the tasks in flight have finished; only a suspect that kills its worker while
     alone is recorded as failed.  A cancelled task or a lost connection to the scheduler stops the sweep without
-    recording anything for the runs in flight (they run again on resume).
+    recording anything for the runs in flight (they run again on resume).  With ``top_up`` (automatic batch sizes)
+    the last batches are topped up where runs are cheap (:class:`_Queue`).
     """
     from concurrent.futures import CancelledError
 
@@ -778,7 +831,7 @@ def _drive(client: Client, plan: SweepPlan, store: SweepStore, work: list[list[R
 
     base = plan.spec.base
     total = sum(len(b) for b in work)
-    queue = list(reversed(work))  # pop() from the end: submitted in order
+    queue = _Queue(work, top_up)
     counter = iter(range(sys.maxsize))
     suspects: list[Run] = []
     in_flight: dict[Any, list[Run]] = {}
@@ -828,6 +881,7 @@ def _drive(client: Client, plan: SweepPlan, store: SweepStore, work: list[list[R
                 alone.discard(fut)
                 fut.release()
                 if results is not None:
+                    queue.observe(results)
                     _record(plan, store, [(batch, results)], outcome, bar, on_batch, total, run_start)
                 refill(ac)
     except KeyboardInterrupt:
@@ -836,6 +890,7 @@ def _drive(client: Client, plan: SweepPlan, store: SweepStore, work: list[list[R
         for fut in in_flight:
             fut.cancel()
     outcome.run_time = time.perf_counter() - run_start
+    outcome.num_batches = queue.submitted
 
 
 class _ProgressBar:
