@@ -154,6 +154,50 @@ def test_finite_roots_many_are_numpys_polyroots():
         np.testing.assert_allclose(P.polyval(roots, c[: deg + 1]), 0.0, atol=1e-10 * np.abs(c).sum())
 
 
+def test_root_structures_find_what_the_definition_finds():
+    # shared roots (a root of layer i within ROOT_TOL·(1 + |a|) of one of layer k, counted once per pair) and repeated
+    # roots of p_v, against a scan of every pair by that definition; the points plant exact, near (inside the
+    # tolerance) and far (just outside) coincidences, so the stacked screen that skips most points is exercised
+    from lcnflow.analysis.critical import ROOT_TOL, _root_structures
+
+    arch = lf.Architecture(16, [3, 3, 2])
+    rng = np.random.default_rng(3)
+
+    def close(a, b):
+        return abs(a - b) <= ROOT_TOL * (1 + max(abs(a), abs(b)))
+
+    def quadratic(r1, r2):
+        return np.array([r1 * r2, -(r1 + r2), 1.0]) * rng.uniform(0.5, 2.0)
+
+    wss = []
+    for j in range(60):
+        r = rng.uniform(-2, 2, 3)
+        gap = [0.0, 0.3 * ROOT_TOL, 3 * ROOT_TOL, 1.0][j % 4] * (1 + abs(r[0]))
+        layers = [quadratic(r[0], r[1]), quadratic(r[0] + gap, r[2]), np.array([-(r[1] + gap), 1.0])]
+        if j % 5 == 0:
+            layers[0] = quadratic(r[1], r[1] + gap)  # (a repeated root of p_v, shared by no two layers)
+        wss.append(layers)
+    vs = [lf.final_filter(arch, ws).ravel() for ws in wss]
+    found = _root_structures(arch, wss, vs)
+    hits = 0
+    for (layer_roots, v_roots, shared, repeated) in found:
+        want_shared = []
+        for i, k in itertools.combinations(range(arch.depth), 2):
+            seen = []
+            for a in layer_roots[i].tolist():
+                if any(close(a, b) for b in layer_roots[k].tolist()) and not any(close(b, a) for b in seen):
+                    seen.append(a)
+                    want_shared.append((i + 1, k + 1, a))
+        want_repeated = []
+        v = v_roots.tolist()
+        for i, a in enumerate(v):
+            if any(close(a, b) for b in v[i + 1:]) and not any(close(a, b) for b in want_repeated):
+                want_repeated.append(a)
+        assert shared == want_shared and repeated == want_repeated
+        hits += bool(shared) + bool(repeated)
+    assert hits >= 30  # (the planted coincidences are found: the screen skips only points without any)
+
+
 def test_a_batch_whose_stacked_classification_fails_or_warns_classifies_each_run_alone(monkeypatch):
     """The stacked call is redone run by run when it raises or warns: each run gets its own answer, its own
     warnings, and the same result as alone."""

@@ -264,11 +264,10 @@ def finite_roots_many(polys: list[np.ndarray]) -> list[np.ndarray]:
 
     A polynomial's degree is that of its last coefficient above ``10⁻¹³`` times its largest; the polynomials of one
     length are trimmed together."""
-    out = [np.zeros(0, complex) for _ in polys]
+    out: list[np.ndarray | None] = [None] * len(polys)
     by_length: dict[int, list[int]] = {}
     for i, c in enumerate(polys):
         by_length.setdefault(np.size(c), []).append(i)
-    kept, trimmed = [], []
     for length, idx in by_length.items():
         if length == 0:
             continue
@@ -277,13 +276,12 @@ def finite_roots_many(polys: list[np.ndarray]) -> list[np.ndarray]:
         scale = size.max(axis=1)
         big = size > 1e-13 * scale[:, None]
         deg = length - 1 - np.argmax(big[:, ::-1], axis=1)  # the last coefficient above the threshold
-        for j in np.flatnonzero((scale != 0) & (deg > 0)):
-            kept.append(idx[j])
-            trimmed.append(C[j, : deg[j] + 1])
-    if trimmed:
-        for i, r in zip(kept, per_shape(_companion_roots, trimmed), strict=True):
-            out[i] = r
-    return out
+        deg[scale == 0] = 0  # (no finite root: the zero polynomial, a constant)
+        for d in np.unique(deg[deg > 0]).tolist():  # (each degree's companion matrices in one call)
+            rows = np.flatnonzero(deg == d)
+            for j, r in zip(rows.tolist(), _companion_roots(C[rows, : d + 1]), strict=True):
+                out[idx[j]] = r
+    return [np.zeros(0, complex) if r is None else r for r in out]
 
 
 def _companion_roots(C: np.ndarray) -> np.ndarray:
@@ -327,9 +325,12 @@ def _root_structures(arch: Architecture, wss: list[list[np.ndarray]], vs: list[n
     depth = arch.depth
     roots = finite_roots_many([dilate_1d(w, S[i]) for ws in wss for i, w in enumerate(ws)] + list(vs))
     out = []
-    for j in range(len(wss)):
+    for j, near in enumerate(_near_roots(roots, len(wss), depth)):
         layer_roots = roots[j * depth:(j + 1) * depth]
         v_roots = roots[len(wss) * depth + j]
+        if not near:  # (no two roots the tests below compare are within twice ROOT_TOL: nothing shared or repeated)
+            out.append((layer_roots, v_roots, [], []))
+            continue
         # the comparisons (_close) on Python complex numbers, each root's modulus computed once: abs() of a NumPy
         # complex scalar is the same hypot, bit for bit
         layers = [[(a, abs(a)) for a in r.tolist()] for r in layer_roots]
@@ -349,6 +350,34 @@ def _root_structures(arch: Architecture, wss: list[list[np.ndarray]], vs: list[n
                 repeated.append((a, ma))
         out.append((layer_roots, v_roots, shared, [a for a, _ in repeated]))
     return out
+
+
+def _near_roots(roots: list[np.ndarray], n: int, depth: int) -> list[bool]:
+    """For each of ``n`` points (``roots``: the ``depth`` layers' roots of each point, then each point's ``p_v``
+    roots): whether two roots of different layers, or two roots of ``p_v``, are within twice the tolerance of
+    :func:`_close` — a screen in stacked array arithmetic (points with equal numbers of roots together), so that the
+    exact tests of :func:`_root_structures` run only where they can find something (the factor 2 covers any rounding
+    difference between the stacked and the scalar moduli)."""
+    near = [False] * n
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for j in range(n):
+        sizes = (*(r.size for r in roots[j * depth:(j + 1) * depth]), roots[n * depth + j].size)
+        groups.setdefault(sizes, []).append(j)
+    for sizes, idx in groups.items():
+        layer_of = np.repeat(np.arange(depth + 1), sizes)
+        R = np.array([np.concatenate([*roots[j * depth:(j + 1) * depth], roots[n * depth + j]]) for j in idx])
+        if R.shape[1] < 2:
+            continue
+        # pairs compared: roots of two different layers, or two roots of p_v
+        pair = (layer_of[:, None] != layer_of[None, :]) & (layer_of[:, None] < depth) & (layer_of[None, :] < depth)
+        pair |= (layer_of[:, None] == depth) & (layer_of[None, :] == depth)
+        np.fill_diagonal(pair, False)
+        mod = np.abs(R)
+        close = np.abs(R[:, :, None] - R[:, None, :]) <= 2 * ROOT_TOL * (1 + np.maximum(mod[:, :, None],
+                                                                                        mod[:, None, :]))
+        for j, hit in zip(idx, (close & pair).any(axis=(1, 2)).tolist(), strict=True):
+            near[j] = hit
+    return near
 
 
 def _fmt_root(z: complex) -> str:

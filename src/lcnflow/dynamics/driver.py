@@ -85,13 +85,14 @@ DEGENERATE_GTOL = 1e-12
 @dataclass(frozen=True)
 class Candidate:
     """One attempt to stop: the state, its polish, the point that carries the certificate (the polished point, or
-    the state when polishing was rejected) with its ``‖∇L‖``, and what that point is."""
+    the state when polishing was rejected) with its ``‖∇L‖`` and gradient scale ``S``, and what that point is."""
 
     t: float
     state: np.ndarray
     polish: PolishResult
     point: np.ndarray
     gradient_norm: float
+    point_scale: float
     critical_point: CriticalPoint | None  # None unless certified
     outcome: str  # "minimum", "stable_saddle", "saddle", "not_certified"
 
@@ -168,9 +169,9 @@ def _try_stop(risk, t, w, S, opts: StopOptions, stable, w0, scale,
     pol = yield PolishRequest(risk, w, 1e-2 * opts.certify_tol * S, radius)
     # the polished point if polishing stayed within the radius, else the state itself: either may carry the certificate
     point, gnorm = (pol.point, pol.gradient_norm) if pol.accepted else (w, pol.start_gradient_norm)
-    certified = gnorm <= opts.certify_tol * scale(point)
-    if not certified:
-        return Candidate(t, w, pol, point, gnorm, None, "not_certified")
+    point_scale = scale(point)
+    if not gnorm <= opts.certify_tol * point_scale:
+        return Candidate(t, w, pol, point, gnorm, point_scale, None, "not_certified")
     cp = yield ClassifyRequest(risk, point)
     if _is_stop_point(cp):
         outcome = "minimum"
@@ -181,7 +182,7 @@ def _try_stop(risk, t, w, S, opts: StopOptions, stable, w0, scale,
         outcome = "stable_saddle"
     else:
         outcome = "saddle"
-    return Candidate(t, w, pol, point, gnorm, cp, outcome)
+    return Candidate(t, w, pol, point, gnorm, point_scale, cp, outcome)
 
 
 def run_alone(steps: Generator[Request, object, FlowResult]):
@@ -394,8 +395,7 @@ def _package(risk, rec, counts, opts, reason, message, candidates, stable, save,
         if opts.classify:
             cp = settle_on_m(risk, cp, max_time=_left(opts, start, clock), point=cand.point)
             cp = settle_spurious(risk, cp, cand.point, max_time=_left(opts, start, clock))
-        loss = risk.flat_value(limit)
-        S = scale(limit)
+        loss, S = cand.critical_point.value, cand.point_scale  # (L and S at the limit, computed for the candidate)
         if reason == StopReason.MINIMUM:
             closing = "" if not message else (f"; closing in further, the run went on to t = {t_end:.4g} ({message})"
                                               if cand.t < t_end else f" — {message}")
