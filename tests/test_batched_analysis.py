@@ -198,6 +198,31 @@ def test_root_structures_find_what_the_definition_finds():
     assert hits >= 30  # (the planted coincidences are found: the screen skips only points without any)
 
 
+@pytest.mark.parametrize("depth", [2, 3, 9])
+def test_balanced_representative_is_its_definition(depth):
+    # layers rescaled to their geometric-mean norm g (π unchanged), weights g; near π⁻¹(0) a layer below 1e-10 of
+    # max(largest layer, σ = ‖v̂‖^(1/N)) is a zero layer, left as it is with weight σ
+    from lcnflow.analysis.critical import _balanced
+
+    arch = lf.Architecture(40, [2] * depth)
+    rng = np.random.default_rng(depth)
+    v_hat = rng.standard_normal(arch.final_filter_num_params)
+    sigma = np.linalg.norm(v_hat) ** (1 / depth)
+    for trial in range(20):
+        ws = [rng.standard_normal(2) * 10 ** rng.uniform(-3, 3) for _ in range(depth)]
+        if trial % 4 == 0:
+            ws[trial % depth] = np.zeros(2)
+        norms = np.array([np.linalg.norm(w) for w in ws])
+        zero = (norms <= 1e-10 * max(sigma, norms.max())) & (np.prod(norms) <= 1e-10 * sigma**depth)
+        g = np.exp(np.mean(np.log(norms[~zero])))
+        balanced, weights = _balanced(arch, ws, v_hat)
+        for w, b, n, z in zip(ws, balanced, norms, zero, strict=True):
+            np.testing.assert_allclose(b, w if z else w * (g / n), rtol=1e-15, atol=0)
+        np.testing.assert_allclose(weights, np.repeat(np.where(zero, sigma, g), 2), rtol=1e-15)
+        np.testing.assert_allclose(lf.final_filter(arch, balanced), lf.final_filter(arch, ws), rtol=1e-12,
+                                   atol=1e-300)
+
+
 def test_a_batch_whose_stacked_classification_fails_or_warns_classifies_each_run_alone(monkeypatch):
     """The stacked call is redone run by run when it raises or warns: each run gets its own answer, its own
     warnings, and the same result as alone."""

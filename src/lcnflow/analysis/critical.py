@@ -540,16 +540,19 @@ def _balanced(arch: Architecture, ws: list[np.ndarray], v_hat: np.ndarray) -> tu
     balanced network producing the unconstrained optimum); it is left as it is, with weight ``σ``
     (or, when ``v̂ = 0``, ``g``; or 1 when every layer is zero), so the weights scale with the data like the layers.
     """
-    norms = np.array([flat_norm(w) for w in ws])
+    # (on Python floats, in the order in which NumPy's reductions of a few terms add and multiply)
+    norms = [flat_norm(w) for w in ws]
     sigma = flat_norm(v_hat) ** (1.0 / len(ws))
-    ref = max(sigma, float(norms.max()) if norms.size else 0.0)
-    pos = norms > 1e-10 * ref if ref > 0 else np.zeros(norms.size, bool)
-    if float(np.prod(norms)) > 1e-10 * sigma ** len(ws):  # not near π⁻¹(0): no layer is zero (a rescaling
-        pos = np.ones(norms.size, bool)  # invariant test, so the verdict cannot depend on the representative)
-    g = float(np.exp(np.mean(np.log(norms[pos])))) if pos.any() else 0.0
+    ref = max(sigma, max(norms, default=0.0))
+    pos = [n > 1e-10 * ref if ref > 0 else False for n in norms]
+    if math.prod(norms) > 1e-10 * sigma ** len(ws):  # not near π⁻¹(0): no layer is zero (a rescaling invariant
+        pos = [True] * len(norms)  # test, so the verdict cannot depend on the representative)
+    logs = np.log([n for n, p in zip(norms, pos, strict=True) if p])
+    # (NumPy's mean adds fewer than 8 terms in order; from 8 on it sums pairwise)
+    g = float(np.exp(sum(logs.tolist()) / logs.size if logs.size < 8 else np.mean(logs))) if logs.size else 0.0
     fill = sigma if sigma > 0 else (g if g > 0 else 1.0)
     balanced = [w * (g / n) if p else w.copy() for w, n, p in zip(ws, norms, pos, strict=True)]
-    weights = np.concatenate([np.full(w.size, g if p else fill) for w, p in zip(ws, pos, strict=True)])
+    weights = np.repeat([g if p else fill for p in pos], [w.size for w in ws])
     return balanced, weights
 
 
