@@ -171,8 +171,13 @@ def symmetric_layers(arch: Architecture, w: np.ndarray, rtol: float = 0.0) -> li
     out = []
     for i, j in pairs:
         for sign in (1, -1):
-            if (_exactly_equal(vals[sl[i]], vals[sl[j]], sign) if vals is not None
-                    else flat_norm(w[sl[i]] - sign * w[sl[j]]) <= limit):
+            if vals is not None:
+                d = vals[sl[i].start] - sign * vals[sl[j].start]
+                # (the first coefficients already differ: the usual case, decided without the whole comparison)
+                equal = d * d == 0.0 and _exactly_equal(vals[sl[i]], vals[sl[j]], sign)
+            else:
+                equal = flat_norm(w[sl[i]] - sign * w[sl[j]]) <= limit
+            if equal:
                 out.append((i + 1, j + 1, sign))
                 break
     return out

@@ -48,7 +48,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lcnflow.analysis.certify import PolishResult, gradient_scale, lojasiewicz_fit, polish, polish_many, reference_size
+from lcnflow.analysis.certify import (
+    PolishResult,
+    gradient_scale,
+    lojasiewicz_fit,
+    polish,
+    polish_many,
+    problem_scales,
+    reference_size,
+)
 from lcnflow.analysis.critical import (
     DEGENERATE_NOTE,
     CriticalPoint,
@@ -101,8 +109,10 @@ def _run_scales(risk: EmpiricalRisk, w0: np.ndarray) -> tuple[Callable[..., floa
     """The gradient scale ``S`` of this run (:func:`~lcnflow.analysis.certify.gradient_scale`, with ``‖π(w_0)‖`` as
     the reference filter size) and the natural parameter size ``w_ref``
     (:func:`~lcnflow.analysis.certify.reference_size`)."""
-    v0 = final_filter_unchecked(risk.arch, unflatten_unchecked(risk.arch, w0))  # (w0: the validated start)
-    scale = functools.partial(gradient_scale, risk, reference_filter_norm=flat_norm(v0))
+    reference = 0.0  # (S reads it only where ∇ℒ(0) = 0: then ‖π(w0)‖ of the validated start)
+    if problem_scales(risk).gradient_at_zero == 0:
+        reference = flat_norm(final_filter_unchecked(risk.arch, unflatten_unchecked(risk.arch, w0)))
+    scale = functools.partial(gradient_scale, risk, reference_filter_norm=reference)
     return scale, reference_size(risk, w0)
 
 

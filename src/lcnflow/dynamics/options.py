@@ -10,6 +10,7 @@ initialization by a constant changes no verdict.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, fields
@@ -126,9 +127,13 @@ class StopOptions:
             object.__setattr__(self, name, float(getattr(self, name)))
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (``inf`` as ``None``)."""
-        # (every field is a number, a string or a bool, so the values themselves: asdict's deep copies cost more than
-        # the rest of a small run's bookkeeping)
+        """JSON-ready form (``inf`` as ``None``); a new dict at each call."""
+        return dict(self._fields_dict)
+
+    @functools.cached_property
+    def _fields_dict(self) -> dict[str, Any]:
+        # (every field is a number, a string or a bool, so the values themselves, and the options are frozen: built
+        # once per options object, copied per run — asdict's deep copies cost more than a small run's bookkeeping)
         return {f.name: (None if isinstance(v := getattr(self, f.name), float) and math.isinf(v) else v)
                 for f in fields(self)}
 
