@@ -134,7 +134,9 @@ class Problem:
     def describes(self, cfg: ExperimentConfig) -> bool:
         """Whether ``cfg`` has this problem's architecture, loss and data."""
         c = self.config
-        return c.architecture == cfg.architecture and c.loss == cfg.loss and c.data == cfg.data
+        # (the runs of a sweep share their sections with the problem's config: identity first, cheaper than ==)
+        return all(a is b or a == b for a, b in ((c.architecture, cfg.architecture), (c.loss, cfg.loss),
+                                                 (c.data, cfg.data)))
 
     def run(self, spec: RunSpec, callback: Callback | None = None) -> FlowResult:
         """Integrate ``spec`` on this problem; see :func:`run_experiment`."""
