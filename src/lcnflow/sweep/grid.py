@@ -718,6 +718,10 @@ def expand(spec: SweepSpec) -> SweepPlan:
     ids: dict[str, int] = {}
     shape = [len(d.values) for d in dims]
     cell_shape = [len(dims[i].values) for i in cell_dims]
+    # per cell: the seeds' resolved values (for the columns of runs whose grid leaves them alone); per cell and seeds
+    # of the data: the problem's digest (runs that differ only in init.seed share it)
+    cell_seeds = [{key: _get_path(resolved, key) for key in ("init.seed", "data.seed")} for _, resolved, _ in cell_data]
+    problems: dict[tuple, str] = {}
     for index, combo in enumerate(np.ndindex(*shape)):
         cell = int(np.ravel_multi_index([combo[i] for i in cell_dims], cell_shape)) if cell_dims else 0
         overrides_c, resolved, problem_text = cell_data[cell]
@@ -740,9 +744,12 @@ def expand(spec: SweepSpec) -> SweepPlan:
                 "two grid values mean the same thing — remove one"
             )
         ids[run_id] = index
-        for key in ("init.seed", "data.seed"):
-            values.setdefault(key, _get_path(resolved, key))
-        problem = _digest([problem_text, problem_seeds])
+        for key, value in cell_seeds[cell].items():
+            values.setdefault(key, value)
+        problem_key = (cell, *problem_seeds.items())
+        problem = problems.get(problem_key)
+        if problem is None:
+            problem = problems[problem_key] = _digest([problem_text, problem_seeds])
         runs.append(Run(index, run_id, cell, overrides, values, problem))
     columns: dict[str, str] = {}
     for key in [*spec.varied_keys, "init.seed", "data.seed"]:
