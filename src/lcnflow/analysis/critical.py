@@ -701,7 +701,8 @@ def classify_critical_points(
     WB = np.stack([flatten(wbs) for wbs, _ in balanced])
     D = np.stack([weights for _, weights in balanced])
     J = np.stack([final_filter_parts(arch, wbs).jacobian() for wbs, _ in balanced])
-    A = np.stack([risk.function_space_hessian(v) for v in vs])
+    A = (np.broadcast_to(risk.function_space_hessian(vs[0]), (n, vs[0].size, vs[0].size)) if risk.is_quadratic
+         else np.stack([risk.function_space_hessian(v) for v in vs]))  # (∇²ℒ = G everywhere for the square loss)
     HB = np.stack([risk.flat_hessian(wb) for wb in WB])
     GB = [risk.flat_value_and_gradient(wb, need_value=False)[1] for wb in WB]  # ∇L at the balanced points
     JD = J * D[:, None, :]
