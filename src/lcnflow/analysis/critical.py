@@ -304,7 +304,8 @@ def _spectral_norm(a: np.ndarray) -> float:
 
 
 def _close(a: complex, b: complex) -> bool:
-    return abs(a - b) <= ROOT_TOL * (1 + max(abs(a), abs(b)))
+    """Whether the roots ``a`` and ``b`` count as one: ``|a − b| ≤ ROOT_TOL · (1 + max(|a|, |b|))``."""
+    return _close_moduli(a, abs(a), b, abs(b))
 
 
 def _close_moduli(a: complex, ma: float, b: complex, mb: float) -> bool:
