@@ -281,3 +281,33 @@ def test_symmetric_layers_is_the_norm_test_of_its_definition():
             assert symmetric_layers(arch, w, rtol) == want, (w[:3], rtol)
     assert symmetric_layers(arch, cases[1]) == [(1, 2, 1), (1, 4, -1), (2, 4, -1)]  # (1e-170: equal in float64)
     assert symmetric_layers(arch, cases[2]) == [(1, 4, -1)]
+
+
+@pytest.mark.parametrize("loss", ["square", "log_cosh"])
+@pytest.mark.parametrize("name", list(ARCHS))
+def test_flat_second_order_rows_are_the_single_point_derivatives(name, loss):
+    """Each row of the stacked second-order call is what the single-point call gives, bit for bit; ``dπ`` agrees
+    with the Jacobian built from ``numpy.convolve`` products (:func:`final_filter_jacobian`) to rounding, and the
+    Hessians are the central differences of the gradient (an oracle independent of the products)."""
+    from lcnflow.model.conv import final_filter_jacobian
+
+    risk = _risk(ARCHS[name], loss)
+    W = np.stack(_points(risk))
+    so = risk.flat_second_order(W)
+    n, P = W.shape
+    assert so.hessians.shape == (n, P, P) and so.jacobians.shape == (n, risk.arch.final_filter_num_params, P)
+    for j, w in enumerate(W):
+        value, grad, hess = risk.flat_value_gradient_hessian(w)
+        assert so.values[j] == value
+        np.testing.assert_array_equal(so.gradients[j], grad)
+        np.testing.assert_array_equal(so.hessians[j], hess)
+        J = final_filter_jacobian(risk.arch, lf.unflatten(risk.arch, w))
+        J = J.reshape(so.jacobians[j].shape)
+        np.testing.assert_allclose(so.jacobians[j], J, rtol=0, atol=1e-13 * max(np.abs(J).max(), 1e-300))
+        h = 1e-5 * max(1.0, np.abs(w).max())
+        fd = np.stack([(risk.flat_value_and_gradient(w + h * e)[1] - risk.flat_value_and_gradient(w - h * e)[1])
+                       / (2 * h) for e in np.eye(P)], axis=1)
+        np.testing.assert_allclose(so.hessians[j], fd, rtol=0, atol=1e-6 * max(np.abs(hess).max(), 1e-3))
+    assert risk.flat_second_order(np.zeros((0, P))).hessians.shape == (0, P, P)
+    with pytest.raises(ValueError, match=r"W: expected shape \(n, " + str(P)):
+        risk.flat_second_order(W[:, 1:])

@@ -170,12 +170,15 @@ def gradient_scale(risk: EmpiricalRisk, w: np.ndarray, *, upper_bound: bool = Fa
     """
     sc = problem_scales(risk)
     k = compiled_kernels()
-    if k is not None and w.dtype == np.float64 and w.flags.c_contiguous:  # one compiled call for D and Π‖w_i‖_1
+    compiled = k is not None and w.dtype == np.float64 and w.flags.c_contiguous
+    if compiled:  # one compiled call for D and Π‖w_i‖_1
         cofactor, l1 = k.scale_terms(w, layer_offsets(risk.arch))
     else:
         cofactor, l1 = _cofactor_size(layer_norms(risk.arch, w)), None
     if upper_bound:
         v_norm = float(np.prod(np.add.reduceat(np.abs(w), layer_starts(risk.arch)))) if l1 is None else l1
+    elif compiled and (view := risk.kernel_view()) is not None:  # π(w) in one compiled call
+        v_norm = flat_norm(k.product_except(w, *view.args, -1, -1).reshape(-1))
     else:
         v_norm = flat_norm(final_filter_unchecked(risk.arch, unflatten(risk.arch, w)))
     fs = sc.gradient_at_zero + sc.curvature * v_norm
@@ -303,11 +306,10 @@ def polish_many(risk: EmpiricalRisk, points: list[np.ndarray], *, gtols: list[fl
     runs = [_Polishing(risk, w, gtol, radius) for w, gtol, radius in zip(points, gtols, radii, strict=True)]
     active = [run for run in runs if run.cur_norm > run.gtol and run.it < max_iter]
     while active:
-        hessians = []
         for run in active:
             run.it += 1
             run.nhev += 1
-            hessians.append(risk.flat_hessian(run.cur))
+        hessians = risk.flat_second_order(np.stack([run.cur for run in active])).hessians
         going = []
         for j, hess in enumerate(hessians):
             if np.all(np.isfinite(hess)):

@@ -61,7 +61,6 @@ from lcnflow.model.architecture import Architecture
 from lcnflow.model.conv import (
     as_filters,
     final_filter_jacobian,
-    final_filter_parts,
     final_filter_unchecked,
     flat_norm,
     flatten,
@@ -701,11 +700,9 @@ def classify_critical_points(
     balanced = [_balanced(arch, ws, v_hat) for ws in wss]
     WB = np.stack([flatten(wbs) for wbs, _ in balanced])
     D = np.stack([weights for _, weights in balanced])
-    J = np.stack([final_filter_parts(arch, wbs).jacobian() for wbs, _ in balanced])
+    _, GB, HB, J = risk.flat_second_order(WB)  # ∇L, ∇²L and dπ at the balanced points
     A = (np.broadcast_to(risk.function_space_hessian(vs[0]), (n, vs[0].size, vs[0].size)) if risk.is_quadratic
          else np.stack([risk.function_space_hessian(v) for v in vs]))  # (∇²ℒ = G everywhere for the square loss)
-    HB = np.stack([risk.flat_hessian(wb) for wb in WB])
-    GB = [risk.flat_value_and_gradient(wb, need_value=False)[1] for wb in WB]  # ∇L at the balanced points
     JD = J * D[:, None, :]
     gn_part = JD.transpose(0, 2, 1) @ A @ JD
     curv_part = D[:, :, None] * (HB - J.transpose(0, 2, 1) @ A @ J) * D[:, None, :]
@@ -730,7 +727,7 @@ def classify_critical_points(
     sym = ([fibre_basis(arch, w) for w in W] if arch.is_multichannel else symmetry_bases(arch, W))
     comp = complement_bases(sym, W.shape[1])
     eig = per_shape(lambda C, H: np.linalg.eigvalsh(C.transpose(0, 2, 1) @ H @ C), comp,
-                    [risk.flat_hessian(w) for w in W])
+                    list(risk.flat_second_order(W).hessians))
     # function-space side: rank of the balanced dπ
     sv = np.linalg.svd(JD, compute_uv=False)
     roots = (_root_structures(arch, wss, vs) if arch.ndim == 1 and not arch.is_multichannel
@@ -855,13 +852,16 @@ def _newton_checks(risk: EmpiricalRisk, wbs: list[np.ndarray], grads: list[np.nd
     The spectral norms of all the points in stacked calls.
     """
     size = math.sqrt(risk.arch.depth)
-    deltas, changes = [], []
-    for wb, grad, d, comp_b, (eig_b, vec_b), hess_c in zip(wbs, grads, weights, comps, eigens, hess_cs, strict=True):
+    deltas = []
+    for grad, d, comp_b, (eig_b, vec_b) in zip(grads, weights, comps, eigens, strict=True):
         g = comp_b.T @ (d * grad)
-        delta = comp_b @ (vec_b @ ((vec_b.T @ g) / eig_b))
-        hess_t = d[:, None] * risk.flat_hessian(wb - d * delta) * d[None, :]
-        deltas.append(delta)
-        changes.append(comp_b.T @ hess_t @ comp_b - hess_c)
+        deltas.append(comp_b @ (vec_b @ ((vec_b.T @ g) / eig_b)))
+    if not deltas:
+        return []
+    stepped = risk.flat_second_order(np.stack([wb - d * delta for wb, d, delta in zip(wbs, weights, deltas,
+                                                                                     strict=True)])).hessians
+    changes = [comp_b.T @ (d[:, None] * hess * d[None, :]) @ comp_b - hess_c
+               for hess, d, comp_b, hess_c in zip(stepped, weights, comps, hess_cs, strict=True)]
     norms = per_shape(lambda M: np.linalg.svd(M, compute_uv=False)[:, 0], changes)
     return [(float(change) <= NEWTON_STEADY * float(eig_b[0]), flat_norm(delta) / size)
             for change, (eig_b, _), delta in zip(norms, eigens, deltas, strict=True)]

@@ -21,6 +21,7 @@ import math
 import weakref
 from collections.abc import Iterator, Sequence
 from functools import cached_property
+from typing import NamedTuple
 
 import numpy as np
 
@@ -79,6 +80,19 @@ def kernel_loss(loss: Loss, k) -> tuple[int, float, float]:
     lid = k.LOSS_IDS[loss.name]
     vals = [float(loss.params[n]) for n in _LOSS_PARAMS[loss.name]] + [0.0, 0.0]
     return lid, (1.0 if lid in (0, 4) else vals[0]), vals[1]
+
+
+class SecondOrder(NamedTuple):
+    """What :meth:`EmpiricalRisk.flat_second_order` returns for ``n`` points (rows)."""
+
+    values: np.ndarray
+    """``L(w_j)``, shape ``(n,)``."""
+    gradients: np.ndarray
+    """``∇L(w_j)``, shape ``(n, P)``."""
+    hessians: np.ndarray
+    """``∇²L(w_j)``, shape ``(n, P, P)``, symmetric."""
+    jacobians: np.ndarray
+    """``dπ(w_j)``, shape ``(n, k_v, P)`` (the final filter flattened row-major)."""
 
 
 class KernelView:
@@ -254,19 +268,6 @@ class EmpiricalRisk:
         v = c.k.product_except(w, *c.args, -1, -1)
         val, g = self._fs_gradient(v.reshape(-1), need_value)  # the compiled pass where it is the faster one
         return float(val), c.k.vjp(w, *c.args, np.ascontiguousarray(g.reshape(c.kv2)))
-
-    def _compiled_value_grad_hess(self, w: np.ndarray) -> tuple[float, np.ndarray, np.ndarray] | None:
-        """``(L, ∇L, ∇²L)`` (flat) through the kernels."""
-        c = self.kernel_view()
-        if c is None or (not self.is_quadratic and c.loss_id < 0):
-            return None
-        w = np.ascontiguousarray(w, dtype=np.float64)
-        v = c.k.product_except(w, *c.args, -1, -1).reshape(-1)
-        J = c.k.jacobian(w, *c.args)
-        val, g = self._fs_gradient(v)
-        hess = J.T @ self._fs_hessian(v) @ J
-        hess += c.k.hessian_contraction(w, *c.args, np.ascontiguousarray(g.reshape(c.kv2)))
-        return val, J.T @ g, (hess + hess.T) / 2
 
     # ------------------------------------------------------------------ data passes
     def _chunks(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -524,17 +525,61 @@ class EmpiricalRisk:
         gradient : ndarray, shape ``(P,)``
         hessian : ndarray, shape ``(P, P)``
         """
-        w = self._flat(w)
-        fast = self._compiled_value_grad_hess(w)
-        if fast is not None:
-            return fast
-        parts = final_filter_parts(self.arch, unflatten_unchecked(self.arch, w))
-        v = parts.final_filter.reshape(-1)
-        J = parts.jacobian()
-        val, g = self._fs_gradient(v)
-        hess = J.T @ self._fs_hessian(v) @ J
-        hess += parts.hessian_contraction(g.reshape(self._kv_shape))
-        return val, J.T @ g, (hess + hess.T) / 2
+        so = self._second_order(self._flat(w)[None])
+        return so.values[0], so.gradients[0], so.hessians[0]
+
+    def flat_second_order(self, W: np.ndarray) -> SecondOrder:
+        r"""``L``, ``∇L``, ``∇²L`` and ``dπ`` at each row of ``W`` (``n × P``), the matrix products of all the rows in
+        stacked calls: row ``j`` is :meth:`flat_value_gradient_hessian` of ``W[j]`` bit for bit (NumPy runs the same
+        matrix product on each matrix of a stack).  What polishing and classifying many points at once use.
+
+        Parameters
+        ----------
+        W : ndarray, shape ``(n, P)``
+            Flat parameter vectors as rows; not checked for finiteness.
+
+        Returns
+        -------
+        SecondOrder
+            ``values`` ``(n,)``, ``gradients`` ``(n, P)``, ``hessians`` ``(n, P, P)`` and ``jacobians``
+            ``(n, k_v, P)`` (``dπ(w_j)``, the final filter's Jacobian, flattened row-major).
+        """
+        W = np.asarray(W, dtype=np.float64)
+        P = self.arch.num_params
+        if W.ndim != 2 or W.shape[1] != P:
+            raise ValueError(f"W: expected shape (n, {P}) (flat parameter vectors as rows), got {W.shape}")
+        return self._second_order(W)
+
+    def _second_order(self, W: np.ndarray) -> SecondOrder:
+        """:meth:`flat_second_order` without the check: π, ``dπ`` and the curvature of π through the kernels where
+        they run this risk, else through :func:`~lcnflow.model.conv.final_filter_parts`."""
+        n, P = W.shape
+        c = self.kernel_view()
+        compiled = c is not None and (self.is_quadratic or c.loss_id >= 0)
+        J = np.empty((n, self._kv, P))
+        hess = np.empty((n, P, P))
+        grads = np.empty((n, P))
+        curvature = None if self.is_quadratic else np.empty((n, self._kv, self._kv))
+        values = np.empty(n)
+        for j in range(n):
+            if compiled:
+                w = np.ascontiguousarray(W[j])
+                v = c.k.product_except(w, *c.args, -1, -1).reshape(-1)
+                J[j] = c.k.jacobian(w, *c.args)
+            else:
+                parts = final_filter_parts(self.arch, unflatten_unchecked(self.arch, W[j]))
+                v = parts.final_filter.reshape(-1)
+                J[j] = parts.jacobian()
+            values[j], g = self._fs_gradient(v)
+            grads[j] = J[j].T @ g
+            if curvature is not None:
+                curvature[j] = self._fs_hessian(v)
+            hess[j] = (c.k.hessian_contraction(w, *c.args, np.ascontiguousarray(g.reshape(c.kv2))) if compiled
+                       else parts.hessian_contraction(g.reshape(self._kv_shape)))
+        A = np.broadcast_to(self.gram, (n, self._kv, self._kv)) if curvature is None else curvature
+        products = J.transpose(0, 2, 1) @ A @ J
+        products += hess
+        return SecondOrder(values, grads, (products + products.transpose(0, 2, 1)) / 2, J)
 
     # ------------------------------------------------------------------ minibatches (stochastic gradient descent)
     # A minibatch is a multiset B of sample indices (repeats count, as in sampling with replacement); its risk is
@@ -893,18 +938,21 @@ class ChannelRisk(EmpiricalRisk):
             hess[o * n : (o + 1) * n, o * n : (o + 1) * n] = block
         return hess
 
-    def flat_value_gradient_hessian(self, w: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-        r"""``(L(w), ∇L(w), ∇²L(w))`` as in the base class, with the Gauss–Newton term ``dπᵀ ∇²ℒ dπ`` taken block by
-        block over the output channels (``∇²ℒ`` is block diagonal: ``I_{c_N} ⊗ Γ`` for the square loss)."""
-        w = self._flat(w)
-        parts = final_filter_parts(self.arch, unflatten_unchecked(self.arch, w))
-        v = parts.final_filter.reshape(-1)
-        J = parts.jacobian()
-        val, g = self._fs_gradient(v)
-        Jr = J.reshape(self._cout, self._cols, -1)
-        hess = J.T @ np.matmul(self._fs_hessian_blocks(v), Jr).reshape(J.shape)
-        hess += parts.hessian_contraction(g.reshape(self._kv_shape))
-        return val, J.T @ g, (hess + hess.T) / 2
+    def _second_order(self, W: np.ndarray) -> SecondOrder:
+        r"""As in the base class, with the Gauss–Newton term ``dπᵀ ∇²ℒ dπ`` taken block by block over the output
+        channels (``∇²ℒ`` is block diagonal: ``I_{c_N} ⊗ Γ`` for the square loss)."""
+        n, P = W.shape
+        out = SecondOrder(np.empty(n), np.empty((n, P)), np.empty((n, P, P)), np.empty((n, self._kv, P)))
+        for j in range(n):
+            parts = final_filter_parts(self.arch, unflatten_unchecked(self.arch, W[j]))
+            v = parts.final_filter.reshape(-1)
+            J = parts.jacobian()
+            val, g = self._fs_gradient(v)
+            Jr = J.reshape(self._cout, self._cols, -1)
+            hess = J.T @ np.matmul(self._fs_hessian_blocks(v), Jr).reshape(J.shape)
+            hess += parts.hessian_contraction(g.reshape(self._kv_shape))
+            out.values[j], out.gradients[j], out.hessians[j], out.jacobians[j] = val, J.T @ g, (hess + hess.T) / 2, J
+        return out
 
     # ------------------------------------------------------------------ minibatches
     @property
