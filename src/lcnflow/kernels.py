@@ -887,6 +887,34 @@ def hessian_contraction(w, kh, kw, dh, dw, off, g: np.ndarray) -> np.ndarray:
 
 
 @_jit()
+def products_many(W, kh, kw, dh, dw, off) -> np.ndarray:
+    """π of each row of ``W`` (``n × P``): an ``n × k_h × k_w`` stack (:func:`product_except` of each)."""
+    n = W.shape[0]
+    KH, KW = 1, 1
+    for i in range(kh.size):
+        KH += (kh[i] - 1) * dh[i]
+        KW += (kw[i] - 1) * dw[i]
+    out = np.empty((n, KH, KW))
+    for j in range(n):
+        out[j] = product_except(W[j], kh, kw, dh, dw, off, runtime(-1), runtime(-1))
+    return out
+
+
+@_jit()
+def second_order_parts(W, kh, kw, dh, dw, off, g) -> tuple[np.ndarray, np.ndarray]:
+    r"""For each row ``w_j`` of ``W`` (``n × P``) and ``g[j]`` (π's shape): ``dπ(w_j)`` (``n × k_v × P``,
+    :func:`jacobian`) and ``Σ_t g_{j,t} ∇²π_t(w_j)`` (``n × P × P``, :func:`hessian_contraction`), in one call."""
+    n, P = W.shape[0], off[-1]
+    K = g.shape[1] * g.shape[2]
+    J = np.empty((n, K, P))
+    C = np.empty((n, P, P))
+    for j in range(n):
+        J[j] = jacobian(W[j], kh, kw, dh, dw, off)
+        C[j] = hessian_contraction(W[j], kh, kw, dh, dw, off, g[j])
+    return J, C
+
+
+@_jit()
 def square_terms(v, v_hat, G, e, ge) -> float:
     """``e = v − v̂`` (flat) and ``Ge`` (into ``ge``, π's shape); returns ``eᵀGe``."""
     KW = v.shape[1]
@@ -1794,6 +1822,8 @@ def warm_up() -> dict[str, float]:
         "vjp": lambda: vjp(w, *lay[:4], lay.off, v),
         "jacobian": lambda: jacobian(w, *lay[:4], lay.off),
         "hessian_contraction": lambda: hessian_contraction(w, *lay[:4], lay.off, v),
+        "products_many": lambda: products_many(w[None], *lay[:4], lay.off),
+        "second_order_parts": lambda: second_order_parts(w[None], *lay[:4], lay.off, v[None]),
         "square_value_grad": lambda: square_value_grad(w, *lay[:4], lay.off, np.zeros(3), np.eye(3), 0.0, True),
         "data_pass": lambda: data_pass(x, y, v, 1, 1, 4, 1.0, 0.0, True),
         "signal_pass": lambda: signal_pass(x[:, 0].T.copy(), y[:, 0].T.copy(), v[0], 1, 2, 1.0, 0.0, True),

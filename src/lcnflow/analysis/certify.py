@@ -140,7 +140,7 @@ def problem_scales(risk: EmpiricalRisk) -> ProblemScales:
     return cached
 
 
-def _cofactor_size(norms: np.ndarray) -> float:
+def _cofactor_size(norms: np.ndarray | list[float]) -> float:
     """``D = (Σ_i Π_{j≠i} n_j²)^{1/2}`` for the layer norms ``n``."""
     sq = [float(n) * float(n) for n in norms]
     total = 0.0

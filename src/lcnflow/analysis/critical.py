@@ -753,8 +753,9 @@ def classify_critical_points(
         gap = value - f_hat if reached else float("nan")
 
         eig_b, vec_b = eigen_b[j]
-        index = int(np.sum(eig_b < -tol_eig[j]))
-        zero_eig = bool(eig_b.size and np.any(np.abs(eig_b) <= tol_eig[j]))
+        t_eig, eig_list = float(tol_eig[j]), eig_b.tolist()  # (a handful of numbers: compared as Python floats)
+        index = sum(1 for x in eig_list if x < -t_eig)
+        zero_eig = any(abs(x) <= t_eig for x in eig_list)
         newton_distance = float("nan")
         degenerate_hessian = zero_eig
         if j in steady:
@@ -779,7 +780,9 @@ def classify_critical_points(
         else:
             kind = "local_minimum"
 
-        dpi_rank = int(np.sum(sv[j] > rank_rtol * max(float(sv[j].max()) if sv[j].size else 0.0, 1e-300)))
+        sv_list = sv[j].tolist()
+        rank_tol = rank_rtol * max(max(sv_list, default=0.0), 1e-300)
+        dpi_rank = sum(1 for x in sv_list if x > rank_tol)
         dim_m = arch.function_space_dim
         origin: Origin = "global" if reached else ("pure" if dpi_rank >= dim_m else "rank_deficient")
         layer_roots, v_roots, shared, repeated = roots[j]

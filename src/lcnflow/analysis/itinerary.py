@@ -136,7 +136,7 @@ def find_plateaus(risk: EmpiricalRisk, times: np.ndarray, losses: np.ndarray, gr
         return []
     tol = LEVEL_RTOL * drop
     arch = risk.arch
-    d_ref = _cofactor_size(np.full(arch.depth, w_ref / np.sqrt(arch.depth)))
+    d_ref = _cofactor_size([w_ref / math.sqrt(arch.depth)] * arch.depth)
     rel = np.full(times.size, np.nan)
     slow = np.zeros(times.size, bool)
 

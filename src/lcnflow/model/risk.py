@@ -556,26 +556,33 @@ class EmpiricalRisk:
         n, P = W.shape
         c = self.kernel_view()
         compiled = c is not None and (self.is_quadratic or c.loss_id >= 0)
-        J = np.empty((n, self._kv, P))
-        hess = np.empty((n, P, P))
         grads = np.empty((n, P))
         curvature = None if self.is_quadratic else np.empty((n, self._kv, self._kv))
         values = np.empty(n)
-        for j in range(n):
-            if compiled:
-                w = np.ascontiguousarray(W[j])
-                v = c.k.product_except(w, *c.args, -1, -1).reshape(-1)
-                J[j] = c.k.jacobian(w, *c.args)
-            else:
+        if compiled:  # π, then ∇ℒ at each, then dπ and the curvature of π: two compiled calls for the stack
+            W = np.ascontiguousarray(W)
+            V = c.k.products_many(W, *c.args)
+            fs_grads = np.empty(V.shape)
+            for j in range(n):
+                values[j], g = self._fs_gradient(V[j].reshape(-1))
+                fs_grads[j] = g.reshape(V.shape[1:])
+                if curvature is not None:
+                    curvature[j] = self._fs_hessian(V[j].reshape(-1))
+            J, hess = c.k.second_order_parts(W, *c.args, fs_grads)
+            for j in range(n):
+                grads[j] = J[j].T @ fs_grads[j].reshape(-1)
+        else:
+            J = np.empty((n, self._kv, P))
+            hess = np.empty((n, P, P))
+            for j in range(n):
                 parts = final_filter_parts(self.arch, unflatten_unchecked(self.arch, W[j]))
                 v = parts.final_filter.reshape(-1)
                 J[j] = parts.jacobian()
-            values[j], g = self._fs_gradient(v)
-            grads[j] = J[j].T @ g
-            if curvature is not None:
-                curvature[j] = self._fs_hessian(v)
-            hess[j] = (c.k.hessian_contraction(w, *c.args, np.ascontiguousarray(g.reshape(c.kv2))) if compiled
-                       else parts.hessian_contraction(g.reshape(self._kv_shape)))
+                values[j], g = self._fs_gradient(v)
+                grads[j] = J[j].T @ g
+                if curvature is not None:
+                    curvature[j] = self._fs_hessian(v)
+                hess[j] = parts.hessian_contraction(g.reshape(self._kv_shape))
         A = np.broadcast_to(self.gram, (n, self._kv, self._kv)) if curvature is None else curvature
         products = J.transpose(0, 2, 1) @ A @ J
         products += hess
