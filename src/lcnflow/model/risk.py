@@ -526,7 +526,7 @@ class EmpiricalRisk:
         hessian : ndarray, shape ``(P, P)``
         """
         so = self._second_order(self._flat(w)[None])
-        return so.values[0], so.gradients[0], so.hessians[0]
+        return float(so.values[0]), so.gradients[0], so.hessians[0]
 
     def flat_second_order(self, W: np.ndarray) -> SecondOrder:
         r"""``L``, ``∇L``, ``∇²L`` and ``dπ`` at each row of ``W`` (``n × P``), the matrix products of all the rows in
