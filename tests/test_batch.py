@@ -12,6 +12,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import textwrap
+import warnings
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -87,6 +88,36 @@ def test_a_batch_of_runs_that_end_differently_gives_each_the_steps_it_takes_alon
         assert reasons == ({"minimum", "t_max"} if "t_max" in options else {"minimum", "stable_saddle"})
 
 
+def test_each_runs_warnings_come_with_its_own_result(monkeypatch):
+    """A warning raised by one run's own work (here its packaging, which names its start) reaches the caller as that
+    run's result is yielded, once; the other runs' results come without it; the caller's filters are untouched."""
+    from lcnflow.dynamics import batch, driver
+
+    risk = _problem()
+    inits = [lf.flatten(lf.random_init(risk.arch, 0.5, seed=s)) for s in range(6)]
+    real = driver._package
+    warned = {1, 4}
+
+    def package(risk, rec, *args, **kwargs):
+        first = float(rec.states[0][0])
+        for j in warned:
+            if first == inits[j][0]:
+                warnings.warn(f"run {j} says so", UserWarning, stacklevel=1)
+        return real(risk, rec, *args, **kwargs)
+
+    monkeypatch.setattr(driver, "_package", package)
+    monkeypatch.setattr(batch, "BATCH_RUNS", 4)  # (runs joining a batch while others are in it)
+    filters = list(warnings.filters)
+    flows = batch.iter_flows(risk, inits, batch.FLOW_DEFAULTS)
+    for j in range(len(inits)):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            next(flows)
+        assert [str(w.message) for w in caught if "says so" in str(w.message)] == (
+            [f"run {j} says so"] if j in warned else []), j
+    assert warnings.filters == filters
+
+
 def test_gradient_flows_takes_a_2d_array_and_is_exported_everywhere():
     from lcnflow.dynamics import gradient_flows as from_dynamics
     from lcnflow.flow import gradient_flows as from_flow
@@ -146,6 +177,29 @@ def test_run_batch_groups_runs_of_one_problem_and_keeps_each_runs_row(tmp_path):
     strip = [{k: v for k, v in row.items() if k not in TIMING} for row in together]
     assert [r["run_id"] for r in together] == [r.run_id for r in runs]
     assert strip == [{k: v for k, v in row.items() if k not in TIMING} for row in alone]
+
+
+def test_run_batch_keeps_each_runs_warnings_in_its_own_row(tmp_path, monkeypatch):
+    """A warning raised by one run's own work lands in that run's row (its notes) in a batch exactly as when the
+    run is done alone, and in no other row."""
+    from lcnflow.dynamics import driver
+
+    real = driver._package
+
+    def package(risk, rec, *args, **kwargs):
+        warnings.warn(f"started at {rec.states[0].tolist()!r}", UserWarning, stacklevel=1)
+        return real(risk, rec, *args, **kwargs)
+
+    monkeypatch.setattr(driver, "_package", package)
+    plan = expand(load_sweep(_sweep_file(tmp_path)))
+    payload = [(r.run_id, r.overrides, r.problem) for r in plan.runs]
+    sweep_execute._PROBLEMS.clear()
+    together = run_batch(plan.spec.base, payload)
+    alone = [run_batch(plan.spec.base, [p])[0] for p in payload]
+    notes = [row["notes"] for row in together]
+    assert all(n is not None and n.count("started at") == 1 for n in notes)
+    assert len(set(notes)) == len(notes)  # (every run its own start)
+    assert notes == [row["notes"] for row in alone]
 
 
 def test_local_executor_matches_in_process_rows_and_shows_runs_per_second(tmp_path):

@@ -21,6 +21,7 @@ import math
 import time
 import warnings
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -89,57 +90,68 @@ class _Run:
         self.steps, self.clock, self.caught, self.outcome = steps, clock, [], None
         self.segment = self.asking = None
 
-    def resume(self, reply=None) -> None:
+    def resume(self, caught: list, reply=None) -> None:
         """Run this run's Python work up to its next request (or its end): finish the segment that ended, if any (its
         event goes to the generator), or send the answer to its polish or classification request; then begin the
-        segment the generator asks for, or keep the request it makes (:attr:`asking`)."""
+        segment the generator asks for, or keep the request it makes (:attr:`asking`).  ``caught`` is the batch's
+        record of warnings (:func:`recording_warnings`): the ones this work adds are moved to the run's own."""
         self.clock.since = time.perf_counter()
+        before = len(caught)
         try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                try:
-                    if self.segment is not None:
-                        stepper, segment, recorder = self.segment
-                        request = self.steps.send(stepper.finish(segment, recorder))
-                    elif self.asking is not None:
-                        if reply is None:  # (the stacked call failed or warned: this run's own, here)
-                            reply = self.asking.serve([self.asking])[0]
-                        request = self.steps.send(reply)
-                    else:
-                        request = next(self.steps)
-                    self.segment, self.asking = None, None
-                    if isinstance(request, AnalysisRequest):
-                        self.asking = request
-                    else:
-                        stepper, args, kwargs = request
-                        self.segment = (stepper, stepper.begin(*args, **kwargs), kwargs["recorder"])
-                except StopIteration as stop:
-                    self.segment, self.asking, self.outcome = None, None, stop.value
-                except Exception as exc:  # the run's own failure: reported in its place
-                    self.segment, self.asking, self.outcome = None, None, exc
-            self.caught.extend(caught)
+            if self.segment is not None:
+                stepper, segment, recorder = self.segment
+                request = self.steps.send(stepper.finish(segment, recorder))
+            elif self.asking is not None:
+                if reply is None:  # (the stacked call failed or warned: this run's own, here)
+                    reply = self.asking.serve([self.asking])[0]
+                request = self.steps.send(reply)
+            else:
+                request = next(self.steps)
+            self.segment, self.asking = None, None
+            if isinstance(request, AnalysisRequest):
+                self.asking = request
+            else:
+                stepper, args, kwargs = request
+                self.segment = (stepper, stepper.begin(*args, **kwargs), kwargs["recorder"])
+        except StopIteration as stop:
+            self.segment, self.asking, self.outcome = None, None, stop.value
+        except Exception as exc:  # the run's own failure: reported in its place
+            self.segment, self.asking, self.outcome = None, None, exc
         finally:
+            self.caught.extend(caught[before:])
+            del caught[before:]
             self.clock.spent += time.perf_counter() - self.clock.since
             self.clock.since = None
 
 
-def _serve_together(asking: list[_Run]) -> None:
+@contextmanager
+def recording_warnings() -> Iterator[list]:
+    """Every warning raised inside recorded (``"always"``: none shown, none filtered away) in the list it yields,
+    restored as it was on leaving.  One such context serves a whole batch: each run moves what its own work added
+    to its record (:meth:`_Run.resume`), as a context per resume would, at a fraction of the cost (setting the filter
+    invalidates Python's warning caches)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield caught
+
+
+def _serve_together(asking: list[_Run], caught: list) -> None:
     """Answer the requests of ``asking`` (all of one kind: polish or classify) in one call and hand each run its
     answer (the call's time shared evenly); where that call raises or warns, each run answers its own request, so
-    its warnings and errors stay with it."""
+    its warnings and errors stay with it (``caught``: the batch's record of warnings)."""
     began = time.perf_counter()
+    before = len(caught)
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            replies = type(asking[0].asking).serve([run.asking for run in asking])
-        if caught:
+        replies = type(asking[0].asking).serve([run.asking for run in asking])
+        if len(caught) > before:
             replies = [None] * len(asking)
     except Exception:
         replies = [None] * len(asking)
+    del caught[before:]
     share = (time.perf_counter() - began) / len(asking)
     for run, reply in zip(asking, replies, strict=True):
         run.clock.spent += share
-        run.resume(reply)
+        run.resume(caught, reply)
 
 
 @one_blas_thread
@@ -153,33 +165,41 @@ def _run_batch(risk: EmpiricalRisk, starts: list[np.ndarray], opts: FlowOptions,
     runs: list[_Run] = []
     live: list[_Run] = []  # (runs started and not ended)
     runner = None
-    while True:
-        while len(live) < BATCH_RUNS and len(runs) < len(starts):
-            clock = _RunClock()
-            run = _Run(flow_steps(risk, starts[len(runs)], opts, save=save, start=0.0, clock=clock), clock)
-            runs.append(run)
-            live.append(run)
-            run.resume()
-        asking = [run for run in live if run.asking is not None]
-        while asking:
-            for kind in {type(run.asking) for run in asking}:
-                _serve_together([run for run in asking if type(run.asking) is kind])
+    loose: list = []  # warnings of the compiled calls (no run's own): raised again after the batch
+    with recording_warnings() as caught:
+        while True:
+            while len(live) < BATCH_RUNS and len(runs) < len(starts):
+                clock = _RunClock()
+                run = _Run(flow_steps(risk, starts[len(runs)], opts, save=save, start=0.0, clock=clock), clock)
+                runs.append(run)
+                live.append(run)
+                run.resume(caught)
             asking = [run for run in live if run.asking is not None]
-        live = [run for run in live if run.segment is not None]
-        if len(live) < BATCH_RUNS and len(runs) < len(starts):
-            continue
-        if not live:
-            return runs
-        if runner is None:
-            runner = live[0].segment[0].runner
-        segments = [run.segment[1] for run in live]
-        began = time.perf_counter()
-        runner.run(segments, early=True)
-        share = (time.perf_counter() - began) / len(segments)
-        for run in live:
-            run.clock.spent += share
-            if run.segment[1].ended >= 0:
-                run.resume()
+            while asking:
+                for kind in {type(run.asking) for run in asking}:
+                    _serve_together([run for run in asking if type(run.asking) is kind], caught)
+                asking = [run for run in live if run.asking is not None]
+            live = [run for run in live if run.segment is not None]
+            if len(live) < BATCH_RUNS and len(runs) < len(starts):
+                continue
+            if not live:
+                break
+            if runner is None:
+                runner = live[0].segment[0].runner
+            segments = [run.segment[1] for run in live]
+            began = time.perf_counter()
+            before = len(caught)
+            runner.run(segments, early=True)
+            loose.extend(caught[before:])
+            del caught[before:]
+            share = (time.perf_counter() - began) / len(segments)
+            for run in live:
+                run.clock.spent += share
+                if run.segment[1].ended >= 0:
+                    run.resume(caught)
+    for w in loose:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return runs
 
 
 def _batched(risk: EmpiricalRisk, opts: FlowOptions, callback) -> bool:

@@ -222,24 +222,25 @@ def _flow_group(group: list[tuple[str, tuple]]) -> list[dict[str, Any]]:
     """Rows of gradient-flow runs that share one problem and one set of flow options, run as one batch
     (:func:`~lcnflow.dynamics.batch.iter_flows`): the warnings of each run stay with its row, and a run that raises
     is recorded and the batch goes on with the next."""
-    from lcnflow.dynamics.batch import iter_flows
+    from lcnflow.dynamics.batch import iter_flows, recording_warnings
     from lcnflow.model.conv import flatten
 
     shared, _, _, spec, _ = group[0][1]
     opts = spec.config.flow.options()
     rows: list[dict[str, Any]] = []
-    while len(rows) < len(group):
-        rest = group[len(rows):]
-        flows = iter_flows(shared.risk, [flatten(p[3].init) for _, p in rest], opts, checked=True)
-        for run_id, (_, opt, notes, _, setup) in rest:
-            try:
-                with warnings.catch_warnings(record=True) as caught:
-                    warnings.simplefilter("always")
+    with recording_warnings() as caught:  # (each run's own: those raised as its result comes)
+        while len(rows) < len(group):
+            rest = group[len(rows):]
+            flows = iter_flows(shared.risk, [flatten(p[3].init) for _, p in rest], opts, checked=True)
+            for run_id, (_, opt, notes, _, setup) in rest:
+                try:
                     result = next(flows)
-            except Exception as exc:  # recorded with the run; the batch goes on with the next run
-                rows.append(_error_row(run_id, exc, setup))
-                break
-            rows.append(_result_row(run_id, result, opt, notes, setup, caught))
+                except Exception as exc:  # recorded with the run; the batch goes on with the next run
+                    del caught[:]
+                    rows.append(_error_row(run_id, exc, setup))
+                    break
+                rows.append(_result_row(run_id, result, opt, notes, setup, caught))
+                del caught[:]
     return rows
 
 
