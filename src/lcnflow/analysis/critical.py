@@ -56,7 +56,7 @@ from lcnflow.analysis.optimum import (
     unconstrained_optimum,
 )
 from lcnflow.analysis.phases import CLASSIFYING, announce
-from lcnflow.analysis.symmetry import complement_bases, fibre_basis, layer_slices, per_shape, symmetry_bases
+from lcnflow.analysis.symmetry import complement_bases, fibre_basis, layer_starts, per_shape, symmetry_bases
 from lcnflow.model.architecture import Architecture
 from lcnflow.model.conv import (
     as_filters,
@@ -694,7 +694,6 @@ def classify_critical_points(
     vs = [final_filter_unchecked(arch, ws).ravel() for ws in wss]
     v_hat, f_hat = unconstrained_optimum(risk)
     loss_range, rounding_at_optimum = _value_scales(risk)
-    sl = layer_slices(arch)
 
     # the point at each's balanced representative (invariant under the rescaling symmetry) and its weights D
     balanced = [_balanced(arch, ws, v_hat) for ws in wss]
@@ -733,14 +732,18 @@ def classify_critical_points(
     roots = (_root_structures(arch, wss, vs) if arch.ndim == 1 and not arch.is_multichannel
              else [([], np.zeros(0, complex), [], []) for _ in range(n)])
 
+    # what the residual gradient accounts for in the value: Σ_i ‖∇_{w^(i)} L‖ ‖w^(i)‖ at the balanced point
+    starts = layer_starts(arch)
+    tau_certs = np.sum(np.sqrt(np.add.reduceat(GB * GB, starts, axis=1)) * np.sqrt(np.add.reduceat(WB * WB, starts,
+                                                                                                    axis=1)), axis=1)
     out = []
     for j in range(n):
-        ws, w, v, wb, grad_b, weights = wss[j], W[j], vs[j], WB[j], GB[j], D[j]
+        ws, w, v, wb, weights = wss[j], W[j], vs[j], WB[j], D[j]
         g_v = risk.function_space_gradient(v).reshape(-1)
         value, grad = risk.flat_value_and_gradient(w)
         fs_norm = flat_norm(g_v)
         # values: ℒ(v*) against min ℒ and ℒ*_M, within τ = rounding + what the residual gradient accounts for
-        tau_cert = float(sum(flat_norm(grad_b[s]) * flat_norm(wb[s]) for s in sl))
+        tau_cert = float(tau_certs[j])
         if loss_range is not None:
             tau_cert = min(tau_cert, CERT_RTOL * loss_range)
         tau = risk_rounding(risk, v) + tau_cert

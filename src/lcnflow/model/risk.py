@@ -562,15 +562,19 @@ class EmpiricalRisk:
         if compiled:  # π, then ∇ℒ at each, then dπ and the curvature of π: two compiled calls for the stack
             W = np.ascontiguousarray(W)
             V = c.k.products_many(W, *c.args)
-            fs_grads = np.empty(V.shape)
-            for j in range(n):
-                values[j], g = self._fs_gradient(V[j].reshape(-1))
-                fs_grads[j] = g.reshape(V.shape[1:])
-                if curvature is not None:
+            if self.is_quadratic:  # ℒ = ½ eᵀGe + ℒ(v̂), ∇ℒ = Ge, e = v − v̂: the stack's in array calls
+                E = V.reshape(n, self._kv) - self.least_squares_filter
+                GE = np.matmul(self.gram, E[:, :, None])[:, :, 0]  # (one product per row: the same for any n)
+                values[:] = 0.5 * np.einsum("ij,ij->i", E, GE) + self.minimum_value
+                fs_grads = GE.reshape(V.shape)
+            else:
+                fs_grads = np.empty(V.shape)
+                for j in range(n):
+                    values[j], g = self._fs_gradient(V[j].reshape(-1))
+                    fs_grads[j] = g.reshape(V.shape[1:])
                     curvature[j] = self._fs_hessian(V[j].reshape(-1))
             J, hess = c.k.second_order_parts(W, *c.args, fs_grads)
-            for j in range(n):
-                grads[j] = J[j].T @ fs_grads[j].reshape(-1)
+            grads[:] = (J.transpose(0, 2, 1) @ fs_grads.reshape(n, self._kv, 1))[:, :, 0]
         else:
             J = np.empty((n, self._kv, P))
             hess = np.empty((n, P, P))
