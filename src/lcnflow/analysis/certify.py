@@ -78,6 +78,9 @@ def reference_size(risk: EmpiricalRisk, w0: np.ndarray) -> float:
 #: origin in float64 (the products the flow forms underflow); see :func:`check_start`.
 MIN_START_FRACTION = 1e-100
 
+#: Machine epsilon of float64.
+_EPS = float(np.finfo(float).eps)
+
 
 def check_start(risk: EmpiricalRisk, w0: np.ndarray, what: str = "init") -> None:
     r"""Refuse a start ``w(0) ≠ 0`` with ``‖w(0)‖ < MIN_START_FRACTION · w_ref`` (:func:`reference_size`).
@@ -344,10 +347,10 @@ def lojasiewicz_fit(losses: np.ndarray, gradient_norms: np.ndarray, limit_loss: 
     losses = np.asarray(losses, dtype=float)
     grads = np.asarray(gradient_norms, dtype=float)
     gap = losses - limit_loss
-    floor = 1e3 * np.finfo(float).eps * max(abs(limit_loss), np.abs(losses).max() if losses.size else 0.0, 1e-300)
+    floor = 1e3 * _EPS * max(abs(limit_loss), float(np.max(np.abs(losses))) if losses.size else 0.0, 1e-300)
     peak = int(grads.argmax()) if grads.size else 0  # the tail starts after the last escape (plateaus, saddles)
-    ok = np.flatnonzero((gap[peak + 1:] > floor) & (grads[peak + 1:] > 0)) + (peak + 1)
-    ok = ok[ok.size // 2 :]
+    ok = np.flatnonzero((gap[peak + 1:] > floor) & (grads[peak + 1:] > 0))
+    ok = ok[ok.size // 2 :] + (peak + 1)
     info = {
         "method": "least squares of log‖∇L‖ against log(L − L*) on the last half of the points after the "
         "largest gradient norm",
@@ -358,7 +361,8 @@ def lojasiewicz_fit(losses: np.ndarray, gradient_norms: np.ndarray, limit_loss: 
         return None, info
     tail = gap[ok]
     x, y = np.log(tail), np.log(grads[ok])
-    dx, dy = x - x.mean(), y - y.mean()  # (the fit in closed form, centred: θ = Σ dx dy / Σ dx²)
+    # (the fit in closed form, centred: θ = Σ dx dy / Σ dx²; the means as numpy.mean computes them)
+    dx, dy = x - float(np.add.reduce(x)) / x.size, y - float(np.add.reduce(y)) / y.size
     sxx = float(dx @ dx)
     if sxx == 0.0:  # (every point at one gap: no slope to fit)
         info["r_squared"] = None
