@@ -766,7 +766,14 @@ class SegmentRunner:
             pairs = np.zeros((len(segments), int(npairs.max()), 4), np.int64)
             for r, s in enumerate(segments):
                 pairs[r, : npairs[r]] = s.pairs
-            rec_t, rec_w, rec_loss, rec_g = (np.stack(x) for x in zip(*(s.rec for s in segments), strict=False))
+            # the record buffers: only the rows a segment holds so far are copied (none for a new segment)
+            n = len(segments)
+            rec_t, rec_w, rec_loss, rec_g = (np.empty((n, RECORD_ROWS)), np.empty((n, RECORD_ROWS, self.num_params)),
+                                             np.empty((n, RECORD_ROWS)), np.empty((n, RECORD_ROWS)))
+            for r, s in enumerate(segments):
+                k = int(s.state[_NREC])
+                if k:
+                    rec_t[r, :k], rec_w[r, :k], rec_loss[r, :k], rec_g[r, :k] = (x[:k] for x in s.rec)
         ended = np.array([s.ended for s in segments], np.int64)
         rodas4_segments(w, g, state, par, delta0, pairs, npairs, ended, stop_below, lay.kh, lay.kw, lay.dh, lay.dw,
                         lay.off, self.fs, ws, scratch, RODAS4_A, RODAS4_C, RODAS4_GAMMA, self.f0, self.kappa,
