@@ -136,11 +136,14 @@ def find_plateaus(risk: EmpiricalRisk, times: np.ndarray, losses: np.ndarray, gr
         return []
     tol = LEVEL_RTOL * drop
     arch = risk.arch
-    d_ref = _cofactor_size([w_ref / math.sqrt(arch.depth)] * arch.depth)
     rel = np.full(times.size, np.nan)
     slow = np.zeros(times.size, bool)
+    d_ref = math.nan  # (set at the first flat stretch: most runs have none)
 
     def assess(idx):  # relative gradient and "slow" of the recorded states idx (only on flat stretches)
+        nonlocal d_ref
+        if math.isnan(d_ref):
+            d_ref = _cofactor_size([w_ref / math.sqrt(arch.depth)] * arch.depth)
         for i in idx:
             if np.isnan(rel[i]):
                 size = scale(states[i])
