@@ -162,9 +162,9 @@ def find_plateaus(risk: EmpiricalRisk, times: np.ndarray, losses: np.ndarray, gr
     # last record, and lies above the final level: its level, within tol of loss j, exceeds the final loss by
     # ABOVE_FINAL·tol, so loss j exceeds it by more than tol (0.5·tol with room for rounding).  The scan visits only
     # such j, in order: every other start would end at once (most records have none).
-    with np.errstate(invalid="ignore", over="ignore"):
-        first = losses[:-2]
-        starts = np.flatnonzero((np.abs(losses[1:-1] - first) <= tol) & (first - final_loss > 0.5 * tol)).tolist()
+    half = 0.5 * tol
+    starts = [j for j in range(n - 2)
+              if abs(loss_list[j + 1] - loss_list[j]) <= tol and loss_list[j] - final_loss > half]
     out: list[Plateau] = []
     resume = 0  # (the scan goes on after the last plateau found)
     for j in starts:

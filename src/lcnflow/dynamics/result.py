@@ -473,9 +473,10 @@ class Recorder:
             self.losses += block
             self.gnorms += gnorms[:n].tolist()
             self.states += list(states[:n].copy())  # (rows of one copy of the block: the buffer is reused)
-            finite = [x for x in block if math.isfinite(x)]
-            if finite:
-                self._min_loss = min(self._min_loss, *finite)
+            lowest = float(losses[:n].min())  # (the smallest finite loss; a NaN or −∞ among them: by the list)
+            if not math.isfinite(lowest):
+                lowest = min((x for x in block if math.isfinite(x)), default=math.inf)
+            self._min_loss = min(self._min_loss, lowest)
         else:
             for i in range(n):
                 self._append(float(times[i]), states[i], float(losses[i]), float(gnorms[i]))
