@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lcnflow.analysis.optimum import EPS
 from lcnflow.analysis.phases import POLISHING, announce
 from lcnflow.analysis.symmetry import complement_bases, layer_norms, layer_starts, per_shape, symmetry_bases
 from lcnflow.model.architecture import Architecture
@@ -77,9 +78,6 @@ def reference_size(risk: EmpiricalRisk, w0: np.ndarray) -> float:
 #: A non-zero start smaller than this fraction of the natural parameter size ``w_ref`` cannot be told from the
 #: origin in float64 (the products the flow forms underflow); see :func:`check_start`.
 MIN_START_FRACTION = 1e-100
-
-#: Machine epsilon of float64.
-_EPS = float(np.finfo(float).eps)
 
 
 def check_start(risk: EmpiricalRisk, w0: np.ndarray, what: str = "init") -> None:
@@ -347,7 +345,7 @@ def lojasiewicz_fit(losses: np.ndarray, gradient_norms: np.ndarray, limit_loss: 
     losses = np.asarray(losses, dtype=float)
     grads = np.asarray(gradient_norms, dtype=float)
     gap = losses - limit_loss
-    floor = 1e3 * _EPS * max(abs(limit_loss), float(np.max(np.abs(losses))) if losses.size else 0.0, 1e-300)
+    floor = 1e3 * EPS * max(abs(limit_loss), float(np.max(np.abs(losses))) if losses.size else 0.0, 1e-300)
     peak = int(grads.argmax()) if grads.size else 0  # the tail starts after the last escape (plateaus, saddles)
     ok = np.flatnonzero((gap[peak + 1:] > floor) & (grads[peak + 1:] > 0))
     ok = ok[ok.size // 2 :] + (peak + 1)

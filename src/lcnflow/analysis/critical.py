@@ -56,7 +56,7 @@ from lcnflow.analysis.optimum import (
     unconstrained_optimum,
 )
 from lcnflow.analysis.phases import CLASSIFYING, announce
-from lcnflow.analysis.symmetry import complement_bases, fibre_basis, layer_starts, per_shape, symmetry_bases
+from lcnflow.analysis.symmetry import complement_bases, fibre_basis, layer_norms, per_shape, symmetry_bases
 from lcnflow.model.architecture import Architecture
 from lcnflow.model.conv import (
     as_filters,
@@ -733,9 +733,7 @@ def classify_critical_points(
              else [([], np.zeros(0, complex), [], []) for _ in range(n)])
 
     # what the residual gradient accounts for in the value: Σ_i ‖∇_{w^(i)} L‖ ‖w^(i)‖ at the balanced point
-    starts = layer_starts(arch)
-    tau_certs = np.sum(np.sqrt(np.add.reduceat(GB * GB, starts, axis=1)) * np.sqrt(np.add.reduceat(WB * WB, starts,
-                                                                                                    axis=1)), axis=1)
+    tau_certs = np.sum(layer_norms(arch, GB) * layer_norms(arch, WB), axis=1)
     out = []
     for j in range(n):
         ws, w, v, wb, weights = wss[j], W[j], vs[j], WB[j], D[j]

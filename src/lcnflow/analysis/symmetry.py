@@ -38,8 +38,8 @@ def layer_slices(arch: Architecture) -> tuple[slice, ...]:
 
 
 def layer_norms(arch: Architecture, w: np.ndarray) -> np.ndarray:
-    """``‖w^{(i)}‖`` for each layer (flat ``w``)."""
-    return np.sqrt(np.add.reduceat(w * w, layer_starts(arch)))
+    """``‖w^{(i)}‖`` for each layer (flat ``w``; for a stack of flat vectors as rows, each row's)."""
+    return np.sqrt(np.add.reduceat(w * w, layer_starts(arch), axis=-1))
 
 
 def invariants(arch: Architecture, w: np.ndarray) -> np.ndarray:
