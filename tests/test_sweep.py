@@ -213,15 +213,16 @@ def test_batches_keep_problems_together_and_cover_every_run_once():
 
 def test_the_last_batches_are_topped_up_where_runs_are_cheap():
     # guided sizes shrink to single runs at the end; once finished runs show that a run is cheap, a small batch is
-    # topped up from the next ones (in order, each run once) to TAIL_BATCH_SECONDS worth of runs, at most BATCH_RUNS
+    # topped up from the next ones (in order, each run once) to TAIL_BATCH_SECONDS worth of runs, at most the guided
+    # size of the runs left (at most MAX_BATCH) and at least BATCH_RUNS
     from lcnflow.dynamics.batch import BATCH_RUNS
 
     plan = expand(sweep_from_dict({**BASE, "grid": {"init.seed": {"range": [0, 600]}}}))
     work = batches(plan.runs, None, threads=2, max_batch=256)
     assert [len(b) for b in work][-3:] == [1, 1, 1]
 
-    def drain(per_run_seconds, top_up=True):
-        queue = sweep_execute._Queue(work, top_up)
+    def drain(per_run_seconds, top_up=True, work=work):
+        queue = sweep_execute._Queue(work, top_up, threads=2)
         out = [queue.pop()]  # (nothing observed yet: the first batch as cut)
         queue.observe([{"wall_time": per_run_seconds, "setup_time": 0.0}] * len(out[0]))
         while queue:
@@ -235,6 +236,16 @@ def test_the_last_batches_are_topped_up_where_runs_are_cheap():
     costly = sweep_execute.TAIL_BATCH_SECONDS / 5  # five runs per batch at most
     assert min(drain(costly)[:-1]) == 5 and max(drain(costly)[-6:]) == 5
     assert drain(10.0) == [len(b) for b in work] == drain(1e-3, top_up=False)  # (slow runs; a fixed batch size)
+    # a Dask cluster's batches are cut at MAX_AUTO_BATCH (the cost of a run unknown); cheap runs then grow them to
+    # the guided size of the runs left (here ⌈runs left / 8⌉) where that is above BATCH_RUNS: few tasks, few parts
+    many = expand(sweep_from_dict({**BASE, "grid": {"init.seed": {"range": [0, 3000]}}})).runs
+    cut = batches(many, None, threads=2)
+    assert max(len(b) for b in cut) == sweep_execute.MAX_AUTO_BATCH
+    grown = drain(1e-4, work=cut)  # 0.25 s / 0.1 ms = 2 500 runs: the guided size decides
+    left = 3000 - np.cumsum([0, *grown[:-1]])
+    assert grown[0] == 64 and max(grown) == 256 and len(grown) < len(cut) / 2
+    assert all(g == max(BATCH_RUNS, min(256, -(-n // 8))) for g, n in zip(grown[1:-1], left[1:-1], strict=True))
+    assert drain(1 / 512, work=cut)[1] == 128  # (0.25 s of runs, fewer than the guided size)
     # a batch that could not be submitted goes back as it was
     queue = sweep_execute._Queue(work, True)
     first = queue.pop()

@@ -13,7 +13,7 @@ moment loses at most the batches in flight.
 
 Executors: by default the local one (:class:`~lcnflow.sweep.local.LocalPool`): ``workers`` processes, one thread
 each, the driving process idle in a blocking wait between batches (it costs no core), batches of up to
-:data:`MAX_LOCAL_BATCH` runs, and whatever has finished by the time it wakes written as one part.
+:data:`MAX_BATCH` runs, and whatever has finished by the time it wakes written as one part.
 ``scheduler="tcp://host:port"`` runs the batches on an existing Dask cluster unchanged, and ``client=`` on an
 existing :class:`distributed.Client` (e.g. of a ``dask_jobqueue.SLURMCluster``).
 
@@ -53,18 +53,22 @@ __all__ = ["SweepOutcome", "auto_batch_size", "batches", "default_workers", "loc
 
 #: Problems (risk, optimum) each worker process keeps between batches.
 PROBLEM_CACHE_SIZE = 4
-#: Largest automatic batch size (runs per task).
+#: Largest automatic batch size (runs per task) on a Dask cluster as cut, before the finished runs show what a run
+#: costs (:class:`_Queue` then tops up batches of cheap runs, to at most :data:`MAX_BATCH`).
 MAX_AUTO_BATCH = 64
-#: Largest automatic batch of the local executor: its workers keep their problems and the driver waits idle, so
-#: batches can be larger (fewer parts to write); a killed sweep loses at most the batches in flight.
-MAX_LOCAL_BATCH = 256
+#: Largest automatic batch: the local executor's from the start (its workers keep their problems and the driver waits
+#: idle, so batches can be larger: fewer parts to write; a killed sweep loses at most the batches in flight), a Dask
+#: task's once the finished runs show that runs are cheap (:data:`TAIL_BATCH_SECONDS`): a Dask task costs the client
+#: and the scheduler a few milliseconds of CPU, 10 % of a task of 64 runs of a millisecond.
+MAX_BATCH = 256
 #: Automatic batches shrink so that about this many remain per worker thread: large batches first (few parts,
 #: little overhead), small ones at the end (no worker idles while another finishes a long batch).
 BATCHES_PER_THREAD = 4
 #: Near the end of a sweep the automatic batches shrink (guided scheduling, :func:`batches`).  A batch of runs that
 #: the runs finished so far show to be cheap is topped up from the batches after it, to as many runs as take about
-#: this many seconds, at most :data:`~lcnflow.dynamics.batch.BATCH_RUNS` (the runs of a batch advance together, so two
-#: cheap runs cost nearly what 64 cost).  The workers then end at most about this far apart.
+#: this many seconds, at most the guided size of the runs left (:func:`auto_batch_size`, at most
+#: :data:`MAX_BATCH`) and at least :data:`~lcnflow.dynamics.batch.BATCH_RUNS` (the runs of a batch advance
+#: together, so two cheap runs cost nearly what 64 cost).  The workers then end at most about this far apart.
 TAIL_BATCH_SECONDS = 0.25
 #: Longest traceback text kept per failed run.
 MAX_TRACEBACK = 4000
@@ -335,7 +339,7 @@ class SweepOutcome:
     run_time : float
         Seconds from the first task submitted to the last part written (excludes validation and cluster start).
     batch_size : int
-        Runs in the largest batch.
+        Runs in the largest batch submitted.
     num_batches : int
         Tasks submitted (before any retry of suspects).
     num_workers : int
@@ -442,14 +446,18 @@ def batches(runs: Sequence[Run], batch_size: int | None = None, threads: int = 1
 
 class _Queue:
     """The batches of a sweep still to submit, in order (:meth:`pop`), and the time its finished runs took
-    (:meth:`observe`), from which automatic batches are topped up near the end (:data:`TAIL_BATCH_SECONDS`)."""
+    (:meth:`observe`), from which automatic batches of cheap runs are topped up (:data:`TAIL_BATCH_SECONDS`) for
+    ``threads`` worker threads."""
 
-    def __init__(self, work: list[list[Run]], top_up: bool):
+    def __init__(self, work: list[list[Run]], top_up: bool, threads: int = 1):
         self._batches = list(reversed(work))  # (pop() from the end: submitted in order)
+        self._left = sum(len(b) for b in work)
         self._top_up = top_up
+        self._threads = threads
         self._seconds = 0.0
         self._runs = 0
         self.submitted = 0
+        self.largest = 0
 
     def __bool__(self) -> bool:
         return bool(self._batches)
@@ -467,19 +475,23 @@ class _Queue:
         batch = self._batches.pop()
         if self._top_up and self._runs and self._batches:
             per_run = self._seconds / self._runs
-            want = min(BATCH_RUNS, int(TAIL_BATCH_SECONDS / per_run) if per_run > 0 else BATCH_RUNS)
+            guided = max(BATCH_RUNS, auto_batch_size(self._left, self._threads, MAX_BATCH))
+            want = min(guided, int(TAIL_BATCH_SECONDS / per_run) if per_run > 0 else guided)
             while len(batch) < want and self._batches:
                 following = self._batches.pop()
                 take = want - len(batch)
                 batch = batch + following[:take]
                 if following[take:]:
                     self._batches.append(following[take:])
+        self._left -= len(batch)
         self.submitted += 1
+        self.largest = max(self.largest, len(batch))
         return batch
 
     def push_back(self, batch: list[Run]) -> None:
         """Put back the batch :meth:`pop` gave (it could not be submitted)."""
         self._batches.append(batch)
+        self._left += len(batch)
         self.submitted -= 1
 
 
@@ -626,7 +638,9 @@ def run_sweep(
         An existing client (e.g. of a ``dask_jobqueue.SLURMCluster``); left open.
     batch_size : int, optional
         Runs per task; default ``[sweep] batch_size`` of the file, else automatic: decreasing sizes, at most
-        :data:`MAX_LOCAL_BATCH` on the local executor and 64 on a Dask cluster (see :func:`batches`).
+        :data:`MAX_BATCH` on the local executor; on a Dask cluster at most 64 until finished runs show what a run
+        costs, then as many cheap runs as take about :data:`TAIL_BATCH_SECONDS`, at most :data:`MAX_BATCH` (see
+        :func:`batches`, :class:`_Queue`).
     progress : bool, optional
         Show a live progress bar on stderr (default: only when stderr is a terminal).
     on_batch : callable, optional
@@ -665,8 +679,7 @@ def run_sweep(
                 pool.close_fd = store.lock_fd  # (workers created from now on close the inherited lock)
                 timings["cluster_seconds"] = time.perf_counter() - t0
                 outcome.num_workers = pool.workers
-                work = batches(todo, size, pool.workers, max_batch=MAX_LOCAL_BATCH)
-                outcome.batch_size = max(len(b) for b in work)
+                work = batches(todo, size, pool.workers, max_batch=MAX_BATCH)
                 _drive_local(pool, plan, store, work, outcome, pool.workers, progress, on_batch, size is None)
             elif todo:
                 with _cluster(workers, scheduler, client) as c:
@@ -674,7 +687,6 @@ def run_sweep(
                     timings["cluster_seconds"] = time.perf_counter() - t0
                     outcome.num_workers = threads
                     work = batches(todo, size, threads)
-                    outcome.batch_size = max(len(b) for b in work)
                     _drive(c, plan, store, work, outcome, threads, progress, on_batch, size is None)
     finally:
         if pool is not None:
@@ -715,14 +727,14 @@ def _drive_local(pool: LocalPool, plan: SweepPlan, store: SweepStore, work: list
     one run each, in parallel; when the pool breaks during those, the single runs then in flight (at most two per
     worker) run one at a time, alone, and only a run whose worker dies while it runs alone is recorded as failed
     (``WorkerDied``).  Ctrl-C stops the sweep: the workers are ended, the runs in flight run again on resume.
-    With ``top_up`` (automatic batch sizes) the last batches are topped up where runs are cheap (:class:`_Queue`).
+    With ``top_up`` (automatic batch sizes) batches of cheap runs are topped up (:class:`_Queue`).
     """
     from concurrent.futures import FIRST_COMPLETED, wait
     from concurrent.futures.process import BrokenProcessPool
 
     base = plan.spec.base
     total = sum(len(b) for b in work)
-    queue = _Queue(work, top_up)
+    queue = _Queue(work, top_up, workers)
     suspects: list[Run] = []  # to run again as single-run tasks, in parallel
     lonely: list[Run] = []  # single runs in flight when the pool broke: each to run alone
     in_flight: dict[Any, list[Run]] = {}
@@ -808,7 +820,7 @@ def _drive_local(pool: LocalPool, plan: SweepPlan, store: SweepStore, work: list
         for fut in in_flight:
             fut.cancel()
     outcome.run_time = time.perf_counter() - run_start
-    outcome.num_batches = queue.submitted
+    outcome.num_batches, outcome.batch_size = queue.submitted, queue.largest
 
 
 class WorkerDied(RuntimeError):
@@ -817,14 +829,15 @@ class WorkerDied(RuntimeError):
 
 def _drive(client: Client, plan: SweepPlan, store: SweepStore, work: list[list[Run]], outcome: SweepOutcome,
            threads: int, progress: bool | None, on_batch: ProgressHook | None, top_up: bool) -> None:
-    """Submit batches (a bounded number in flight), write each finished one, show progress.
+    """Submit batches (a bounded number in flight), write the ones finished when it wakes as one part, show progress.
 
     When a task fails with :class:`distributed.KilledWorker` (its worker died: a crash, or out of memory), every run
-    of it becomes a *suspect* — the culprit may be a run of another task on the same worker.  Suspects run one at a
-    time, alone on the cluster, once the tasks in flight have finished; only a suspect that kills its worker while
-    alone is recorded as failed.  A cancelled task or a lost connection to the scheduler stops the sweep without
-    recording anything for the runs in flight (they run again on resume).  With ``top_up`` (automatic batch sizes)
-    the last batches are topped up where runs are cheap (:class:`_Queue`).
+    of it becomes a *suspect* — the culprit may be a run of another task on the same worker.  Suspects run again as
+    tasks of one run each, in parallel (before any further batch); a single run whose task fails so too runs once more
+    alone on the cluster, once nothing else is in flight, and only a run that kills its worker while alone is recorded
+    as failed — the local executor's rule (:func:`_drive_local`).  A cancelled task or a lost connection to the
+    scheduler stops the sweep without recording anything for the runs in flight (they run again on resume).  With
+    ``top_up`` (automatic batch sizes) batches of cheap runs are topped up (:class:`_Queue`).
     """
     from concurrent.futures import CancelledError
 
@@ -832,11 +845,13 @@ def _drive(client: Client, plan: SweepPlan, store: SweepStore, work: list[list[R
 
     base = plan.spec.base
     total = sum(len(b) for b in work)
-    queue = _Queue(work, top_up)
+    queue = _Queue(work, top_up, threads)
     counter = iter(range(sys.maxsize))
-    suspects: list[Run] = []
+    suspects: list[Run] = []  # to run again as single-run tasks, in parallel
+    lonely: list[Run] = []  # single runs whose worker died too: each to run alone
     in_flight: dict[Any, list[Run]] = {}
-    alone: set[Any] = set()  # suspect tasks running with nothing else in flight
+    singles: set[Any] = set()  # tasks of one suspect
+    alone: set[Any] = set()  # tasks of one run with nothing else in flight
     bar = _ProgressBar(total, outcome.skipped, enabled=progress)
     run_start = time.perf_counter()
     limit = max(2, 2 * threads + 2)
@@ -851,39 +866,48 @@ def _drive(client: Client, plan: SweepPlan, store: SweepStore, work: list[list[R
         return fut
 
     def refill(ac: Any = None) -> None:
-        if suspects:
+        if lonely:
             if not in_flight:
-                alone.add(submit([suspects.pop(0)], ac))
+                alone.add(submit([lonely.pop(0)], ac))
             return
-        while queue and len(in_flight) < limit:
-            submit(queue.pop(), ac)
+        while (suspects or queue) and len(in_flight) < limit:
+            if suspects:
+                singles.add(submit([suspects.pop(0)], ac))
+            else:
+                submit(queue.pop(), ac)
 
     refill()
     ac = as_completed(list(in_flight))
     try:
         with bar:
-            for fut in ac:
-                batch = in_flight.pop(fut)
-                try:
-                    results = fut.result()
-                except KilledWorker as exc:
-                    if fut in alone:  # it killed its worker with nothing else running: it is the culprit
-                        results = [_error_row(batch[0].run_id, exc)]
-                    else:
-                        suspects.extend(batch)
-                        results = None
-                except (CancelledError, OSError) as exc:
+            for done in ac.batches():  # (every task finished since the last wake: one part)
+                finished, lost = [], None
+                for fut in done:
+                    batch = in_flight.pop(fut)
+                    try:
+                        results = fut.result()
+                    except KilledWorker as exc:
+                        if fut in alone:  # it killed its worker with nothing else running: it is the culprit
+                            results = [_error_row(batch[0].run_id, exc)]
+                        else:
+                            (lonely if fut in singles else suspects).extend(batch)
+                            results = None
+                    except (CancelledError, OSError) as exc:
+                        lost, results = lost or exc, None
+                    except Exception as exc:  # the task itself failed (e.g. it could not be unpickled on the worker)
+                        results = [_error_row(r.run_id, exc) for r in batch]
+                    alone.discard(fut)
+                    singles.discard(fut)
+                    fut.release()
+                    if results is not None:
+                        queue.observe(results)
+                        finished.append((batch, results))
+                _record(plan, store, finished, outcome, bar, on_batch, total, run_start)
+                if lost is not None:
                     raise SweepError(
-                        f"scheduler: lost the tasks in flight ({type(exc).__name__}: {exc}); the finished runs are "
+                        f"scheduler: lost the tasks in flight ({type(lost).__name__}: {lost}); the finished runs are "
                         "saved — rerun the same command to resume"
                     ) from None
-                except Exception as exc:  # the task itself failed (e.g. it could not be unpickled on the worker)
-                    results = [_error_row(r.run_id, exc) for r in batch]
-                alone.discard(fut)
-                fut.release()
-                if results is not None:
-                    queue.observe(results)
-                    _record(plan, store, [(batch, results)], outcome, bar, on_batch, total, run_start)
                 refill(ac)
     except KeyboardInterrupt:
         outcome.interrupted = True
@@ -891,7 +915,7 @@ def _drive(client: Client, plan: SweepPlan, store: SweepStore, work: list[list[R
         for fut in in_flight:
             fut.cancel()
     outcome.run_time = time.perf_counter() - run_start
-    outcome.num_batches = queue.submitted
+    outcome.num_batches, outcome.batch_size = queue.submitted, queue.largest
 
 
 class _ProgressBar:
