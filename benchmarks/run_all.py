@@ -69,7 +69,7 @@ def main() -> None:
     # the sweep benchmark pins BLAS threads before NumPy loads, so it runs in its own process
     sweep = subprocess.run(
         [sys.executable, str(HERE / "bench_sweep.py"),
-         *(["--quick"] if args.quick else ["--seeds", "5000", "--repeats", "2"])],
+         *(["--quick"] if args.quick else ["--seeds", "5000", "--repeats", "2", "--scheduler"])],
         capture_output=True, text=True, cwd=HERE, check=False,
     )
     sections += [sweep.stdout.replace("# Sweep throughput", "## Sweep throughput") or sweep.stderr, ""]
