@@ -495,6 +495,63 @@ class _Queue:
         self.submitted -= 1
 
 
+class _Isolation:
+    """Which run kills its worker, on either executor.
+
+    When a task's worker dies (a crash, or out of memory), every run of it becomes a *suspect*: the culprit may be a
+    run of another task on the same worker.  Suspects run again as tasks of one run each, in parallel, before any
+    further batch; a single run whose worker dies too runs once more *alone*, with nothing else in flight, and only a
+    run whose worker dies while it runs alone is the culprit (recorded as failed).
+    """
+
+    def __init__(self) -> None:
+        self._suspects: list[Run] = []  # to run again as single-run tasks, in parallel
+        self._lonely: list[Run] = []  # single runs whose worker died too: each to run alone
+        self._singles: set[Any] = set()  # tasks of one suspect
+        self._alone: set[Any] = set()  # tasks of one run with nothing else in flight
+
+    def died(self, task: Any, batch: list[Run]) -> bool:
+        """The worker of ``task`` (the runs ``batch``) died: True if it ran alone (its run is the culprit), else its
+        runs run again (False)."""
+        if task in self._alone:
+            return True
+        (self._lonely if task in self._singles else self._suspects).extend(batch)
+        return False
+
+    def finished(self, task: Any) -> None:
+        """Forget ``task`` (it has finished, one way or another)."""
+        self._alone.discard(task)
+        self._singles.discard(task)
+
+    def fill(self, submit: Callable[[list[Run]], Any], queue: _Queue, in_flight: Mapping[Any, Any], limit: int) -> bool:
+        """Submit what runs next: a run waiting to run alone once nothing is ``in_flight`` (nothing else meanwhile),
+        else the suspects as single-run tasks, then batches from ``queue``, while fewer than ``limit`` tasks are in
+        flight.  ``submit(batch)`` returns the task, or None where it could not be submitted (nothing is lost then).
+        Returns False when a submission failed."""
+        if self._lonely:
+            if in_flight:
+                return True
+            task = submit([self._lonely[0]])
+            if task is None:
+                return False
+            self._alone.add(task)
+            self._lonely.pop(0)
+            return True
+        while (self._suspects or queue) and len(in_flight) < limit:
+            if self._suspects:
+                task = submit([self._suspects[0]])
+                if task is None:
+                    return False
+                self._singles.add(task)
+                self._suspects.pop(0)
+            else:
+                batch = queue.pop()
+                if submit(batch) is None:
+                    queue.push_back(batch)
+                    return False
+        return True
+
+
 def _row(plan: SweepPlan, run: Run, result: Mapping[str, Any]) -> dict[str, Any]:
     row: dict[str, Any] = {"run_id": run.run_id, "run_index": run.index, "cell": run.cell}
     for key, kind in plan.columns.items():
@@ -723,10 +780,9 @@ def _drive_local(pool: LocalPool, plan: SweepPlan, store: SweepStore, work: list
     has finished as one part, show progress.
 
     A worker that dies breaks the pool, and every batch in flight fails: their runs become *suspects* (the culprit
-    may be any of them).  Once nothing is in flight, the pool is restarted and the suspects run again as tasks of
-    one run each, in parallel; when the pool breaks during those, the single runs then in flight (at most two per
-    worker) run one at a time, alone, and only a run whose worker dies while it runs alone is recorded as failed
-    (``WorkerDied``).  Ctrl-C stops the sweep: the workers are ended, the runs in flight run again on resume.
+    may be any of them).  Once nothing is in flight, the pool is restarted and the suspects run again as
+    :class:`_Isolation` says; a run whose worker dies while it runs alone is recorded as failed (``WorkerDied``).
+    Ctrl-C stops the sweep: the workers are ended, the runs in flight run again on resume.
     With ``top_up`` (automatic batch sizes) batches of cheap runs are topped up (:class:`_Queue`).
     """
     from concurrent.futures import FIRST_COMPLETED, wait
@@ -735,11 +791,8 @@ def _drive_local(pool: LocalPool, plan: SweepPlan, store: SweepStore, work: list
     base = plan.spec.base
     total = sum(len(b) for b in work)
     queue = _Queue(work, top_up, workers)
-    suspects: list[Run] = []  # to run again as single-run tasks, in parallel
-    lonely: list[Run] = []  # single runs in flight when the pool broke: each to run alone
+    isolation = _Isolation()
     in_flight: dict[Any, list[Run]] = {}
-    singles: set[Any] = set()  # tasks of one suspect
-    alone: set[Any] = set()  # tasks of one run with nothing else in flight
     broken = False
     bar = _ProgressBar(total, outcome.skipped, enabled=progress)
     run_start = time.perf_counter()
@@ -760,31 +813,12 @@ def _drive_local(pool: LocalPool, plan: SweepPlan, store: SweepStore, work: list
     def refill() -> None:
         nonlocal broken
         while True:
-            if in_flight and (broken or lonely):
-                return
-            if broken:  # (nothing in flight)
+            if broken:  # (a worker died: wait for the tasks in flight to fail, then restart the pool)
+                if in_flight:
+                    return
                 pool.restart()
                 broken = False
-            if lonely:  # (nothing in flight)
-                fut = submit([lonely[0]])
-                if fut is None:
-                    continue
-                alone.add(fut)
-                lonely.pop(0)
-                return
-            while (suspects or queue) and len(in_flight) < limit:
-                if suspects:
-                    fut = submit([suspects[0]])
-                    if fut is None:
-                        break
-                    singles.add(fut)
-                    suspects.pop(0)
-                else:
-                    batch = queue.pop()
-                    if submit(batch) is None:
-                        queue.push_back(batch)
-                        break
-            if not broken:
+            if isolation.fill(submit, queue, in_flight, limit):
                 return
 
     try:
@@ -800,18 +834,13 @@ def _drive_local(pool: LocalPool, plan: SweepPlan, store: SweepStore, work: list
                         queue.observe(finished[-1][1])
                     except BrokenProcessPool:
                         broken = True
-                        if fut in alone:  # its worker died with nothing else running: it is the culprit
+                        if isolation.died(fut, batch):  # its worker died with nothing else running
                             finished.append((batch, [_error_row(batch[0].run_id, WorkerDied(
                                 "the worker process died while running this run alone (a crash, or out of memory)"
                             ))]))
-                        elif fut in singles:
-                            lonely.extend(batch)
-                        else:
-                            suspects.extend(batch)
                     except Exception as exc:  # the task itself failed (e.g. its arguments could not be pickled)
                         finished.append((batch, [_error_row(r.run_id, exc) for r in batch]))
-                    alone.discard(fut)
-                    singles.discard(fut)
+                    isolation.finished(fut)
                 _record(plan, store, finished, outcome, bar, on_batch, total, run_start)
                 refill()
     except KeyboardInterrupt:
@@ -831,12 +860,10 @@ def _drive(client: Client, plan: SweepPlan, store: SweepStore, work: list[list[R
            threads: int, progress: bool | None, on_batch: ProgressHook | None, top_up: bool) -> None:
     """Submit batches (a bounded number in flight), write the ones finished when it wakes as one part, show progress.
 
-    When a task fails with :class:`distributed.KilledWorker` (its worker died: a crash, or out of memory), every run
-    of it becomes a *suspect* — the culprit may be a run of another task on the same worker.  Suspects run again as
-    tasks of one run each, in parallel (before any further batch); a single run whose task fails so too runs once more
-    alone on the cluster, once nothing else is in flight, and only a run that kills its worker while alone is recorded
-    as failed — the local executor's rule (:func:`_drive_local`).  A cancelled task or a lost connection to the
-    scheduler stops the sweep without recording anything for the runs in flight (they run again on resume).  With
+    When a task fails with :class:`distributed.KilledWorker` (its worker died: a crash, or out of memory), its runs
+    run again as :class:`_Isolation` says; a run that kills its worker while it runs alone on the cluster is recorded
+    as failed.  A cancelled task or a lost connection to the scheduler stops the sweep without recording anything for
+    the runs in flight (they run again on resume).  With
     ``top_up`` (automatic batch sizes) batches of cheap runs are topped up (:class:`_Queue`).
     """
     from concurrent.futures import CancelledError
@@ -847,11 +874,8 @@ def _drive(client: Client, plan: SweepPlan, store: SweepStore, work: list[list[R
     total = sum(len(b) for b in work)
     queue = _Queue(work, top_up, threads)
     counter = iter(range(sys.maxsize))
-    suspects: list[Run] = []  # to run again as single-run tasks, in parallel
-    lonely: list[Run] = []  # single runs whose worker died too: each to run alone
+    isolation = _Isolation()
     in_flight: dict[Any, list[Run]] = {}
-    singles: set[Any] = set()  # tasks of one suspect
-    alone: set[Any] = set()  # tasks of one run with nothing else in flight
     bar = _ProgressBar(total, outcome.skipped, enabled=progress)
     run_start = time.perf_counter()
     limit = max(2, 2 * threads + 2)
@@ -866,15 +890,7 @@ def _drive(client: Client, plan: SweepPlan, store: SweepStore, work: list[list[R
         return fut
 
     def refill(ac: Any = None) -> None:
-        if lonely:
-            if not in_flight:
-                alone.add(submit([lonely.pop(0)], ac))
-            return
-        while (suspects or queue) and len(in_flight) < limit:
-            if suspects:
-                singles.add(submit([suspects.pop(0)], ac))
-            else:
-                submit(queue.pop(), ac)
+        isolation.fill(lambda batch: submit(batch, ac), queue, in_flight, limit)
 
     refill()
     ac = as_completed(list(in_flight))
@@ -886,18 +902,13 @@ def _drive(client: Client, plan: SweepPlan, store: SweepStore, work: list[list[R
                     batch = in_flight.pop(fut)
                     try:
                         results = fut.result()
-                    except KilledWorker as exc:
-                        if fut in alone:  # it killed its worker with nothing else running: it is the culprit
-                            results = [_error_row(batch[0].run_id, exc)]
-                        else:
-                            (lonely if fut in singles else suspects).extend(batch)
-                            results = None
+                    except KilledWorker as exc:  # (the culprit: it killed its worker with nothing else running)
+                        results = [_error_row(batch[0].run_id, exc)] if isolation.died(fut, batch) else None
                     except (CancelledError, OSError) as exc:
                         lost, results = lost or exc, None
                     except Exception as exc:  # the task itself failed (e.g. it could not be unpickled on the worker)
                         results = [_error_row(r.run_id, exc) for r in batch]
-                    alone.discard(fut)
-                    singles.discard(fut)
+                    isolation.finished(fut)
                     fut.release()
                     if results is not None:
                         queue.observe(results)
