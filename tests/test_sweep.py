@@ -253,6 +253,48 @@ def test_the_last_batches_are_topped_up_where_runs_are_cheap():
     assert queue.pop() == first and queue.submitted == 1
 
 
+def test_isolation_finds_the_run_that_kills_its_worker_with_single_runs_then_alone():
+    # the rule both executors follow when a worker dies: the runs of its tasks rerun as single-run tasks, in parallel
+    # and before any further batch; a single whose worker dies too reruns alone (nothing else in flight), and only a
+    # run whose worker dies while alone is the culprit
+    plan = expand(sweep_from_dict({**BASE, "grid": {"init.seed": {"range": [0, 12]}}}))
+    queue = sweep_execute._Queue(batches(plan.runs, 4), False)
+    isolation = sweep_execute._Isolation()
+    in_flight: dict = {}
+    counter = iter(range(100))
+
+    def submit(batch):
+        task = next(counter)
+        in_flight[task] = batch
+        return task
+
+    assert isolation.fill(submit, queue, in_flight, 2) and [len(b) for b in in_flight.values()] == [4, 4]
+    first, second = list(in_flight)
+    assert not isolation.died(first, in_flight.pop(first))  # its 4 runs become suspects
+    isolation.finished(first)
+    isolation.fill(submit, queue, in_flight, 4)  # suspects first, as single runs, up to the limit
+    singles = [t for t in in_flight if t != second]
+    assert [in_flight[t] for t in singles] == [[r] for r in plan.runs[:3]]
+    assert not isolation.died(singles[0], in_flight.pop(singles[0]))  # a single died too: it waits to run alone
+    isolation.finished(singles[0])
+    isolation.fill(submit, queue, in_flight, 8)  # nothing while other tasks are in flight
+    assert len(in_flight) == 3
+    for task in list(in_flight):  # the others finish
+        in_flight.pop(task)
+        isolation.finished(task)
+    isolation.fill(submit, queue, in_flight, 8)
+    (alone,) = in_flight
+    assert in_flight[alone] == [plan.runs[0]]  # alone, nothing beside it
+    assert isolation.died(alone, in_flight.pop(alone))  # died alone: the culprit, not rerun
+    isolation.finished(alone)
+    isolation.fill(submit, queue, in_flight, 8)  # then the suspect left, and the remaining batch
+    assert list(in_flight.values()) == [[plan.runs[3]], plan.runs[8:]]
+    # a submission that fails (a broken pool) loses nothing: the batch goes back to the queue
+    queue = sweep_execute._Queue(batches(plan.runs, 4), False)
+    assert not sweep_execute._Isolation().fill(lambda batch: None, queue, {}, 2)
+    assert queue.pop() == plan.runs[:4]
+
+
 # ---------------------------------------------------------------------------------------------------- running a batch
 def test_run_batch_matches_run_experiment_and_shares_the_problem(monkeypatch):
     plan = expand(sweep_from_dict({**BASE, "grid": {"init.seed": {"range": [0, 4]}}}))
